@@ -1,0 +1,5 @@
+//! The pure compiler library: pcap-filter expressions and classic BPF in,
+//! classic BPF, eBPF and ELF objects out, plus the interpreters that define
+//! what those programs mean. Nothing here makes a syscall.
+
+pub mod cbpf;

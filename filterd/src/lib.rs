@@ -1,0 +1,2 @@
+//! filterd: loading, attaching and the daemon. Everything that makes a
+//! syscall lives here; the compiler in `filter-programs` stays pure.
