@@ -3,3 +3,4 @@
 //! what those programs mean. Nothing here makes a syscall.
 
 pub mod cbpf;
+pub mod ebpf;

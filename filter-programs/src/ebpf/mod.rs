@@ -1,0 +1,6 @@
+//! eBPF: the instruction model, an assembler with symbolic labels, and a
+//! disassembler in bpftool's syntax.
+
+pub mod asm;
+pub mod disasm;
+pub mod insn;
