@@ -4,3 +4,4 @@
 pub mod asm;
 pub mod disasm;
 pub mod insn;
+pub mod vm;

@@ -1,0 +1,172 @@
+//! The program contexts: `struct __sk_buff` (socket filters and tc) and
+//! `struct xdp_md`, with the field offsets of `<linux/bpf.h>`.
+//!
+//! The context is laid out as bytes, exactly as the UAPI struct, so that a
+//! load at any offset reads what the kernel would give. The pointer fields
+//! (`data`, `data_end`, `data_meta`) are 32-bit in the UAPI struct but the
+//! verifier rewrites their loads into 64-bit pointers; the VM does the same.
+
+use super::memory::{write_le, Region};
+
+/// `struct __sk_buff` field offsets.
+pub mod skb {
+    pub const LEN: u32 = 0;
+    pub const PKT_TYPE: u32 = 4;
+    pub const MARK: u32 = 8;
+    pub const QUEUE_MAPPING: u32 = 12;
+    pub const PROTOCOL: u32 = 16;
+    pub const VLAN_PRESENT: u32 = 20;
+    pub const VLAN_TCI: u32 = 24;
+    pub const VLAN_PROTO: u32 = 28;
+    pub const PRIORITY: u32 = 32;
+    pub const INGRESS_IFINDEX: u32 = 36;
+    pub const IFINDEX: u32 = 40;
+    pub const TC_INDEX: u32 = 44;
+    pub const CB: u32 = 48;
+    pub const HASH: u32 = 68;
+    pub const TC_CLASSID: u32 = 72;
+    pub const DATA: u32 = 76;
+    pub const DATA_END: u32 = 80;
+    pub const NAPI_ID: u32 = 84;
+    pub const FAMILY: u32 = 88;
+    pub const DATA_META: u32 = 140;
+    pub const TSTAMP: u32 = 152;
+    pub const WIRE_LEN: u32 = 160;
+    pub const SIZE: usize = 192;
+}
+
+/// `struct xdp_md` field offsets.
+pub mod xdp {
+    pub const DATA: u32 = 0;
+    pub const DATA_END: u32 = 4;
+    pub const DATA_META: u32 = 8;
+    pub const INGRESS_IFINDEX: u32 = 12;
+    pub const RX_QUEUE_INDEX: u32 = 16;
+    pub const EGRESS_IFINDEX: u32 = 20;
+    pub const SIZE: usize = 24;
+}
+
+/// Socket-buffer metadata a socket filter or tc program can read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkbMeta {
+    pub pkt_type: u32,
+    pub mark: u32,
+    pub queue_mapping: u32,
+    /// The ethertype in network byte order, as the kernel stores it.
+    pub protocol: u16,
+    pub vlan_present: bool,
+    pub vlan_tci: u16,
+    /// The VLAN TPID in network byte order.
+    pub vlan_proto: u16,
+    pub priority: u32,
+    pub ingress_ifindex: u32,
+    pub ifindex: u32,
+    pub hash: u32,
+}
+
+/// What a program runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Input<'a> {
+    /// A socket buffer. `frame` holds every byte from the link-layer header
+    /// on; `data_off` is where `skb->data` points (the network header for a
+    /// socket filter in a test run, 0 for tc), `net_off` where the network
+    /// header starts.
+    Skb { frame: &'a [u8], data_off: usize, net_off: usize, meta: SkbMeta },
+    /// An XDP buffer: `frame` from the link-layer header on.
+    Xdp { frame: &'a [u8], ingress_ifindex: u32, rx_queue_index: u32 },
+}
+
+impl<'a> Input<'a> {
+    pub fn frame(&self) -> &'a [u8] {
+        match *self {
+            Input::Skb { frame, .. } | Input::Xdp { frame, .. } => frame,
+        }
+    }
+
+    /// Offset in `frame` of the first byte the program sees at `data`.
+    pub fn data_off(&self) -> usize {
+        match *self {
+            Input::Skb { frame, data_off, .. } => data_off.min(frame.len()),
+            Input::Xdp { .. } => 0,
+        }
+    }
+
+    pub fn ctx_size(&self) -> usize {
+        match self {
+            Input::Skb { .. } => skb::SIZE,
+            Input::Xdp { .. } => xdp::SIZE,
+        }
+    }
+
+    /// Fills `buf` with the context struct's bytes.
+    pub fn write_ctx(&self, buf: &mut [u8]) {
+        buf.fill(0);
+        let data = Region::Packet.base() + self.data_off() as u64;
+        let data_end = Region::Packet.base() + self.frame().len() as u64;
+        let mut put = |off: u32, v: u32| {
+            let _ = write_le(buf, off as u64, 4, v as u64);
+        };
+        match *self {
+            Input::Skb { frame, meta, .. } => {
+                put(skb::LEN, (frame.len() - self.data_off()) as u32);
+                put(skb::PKT_TYPE, meta.pkt_type);
+                put(skb::MARK, meta.mark);
+                put(skb::QUEUE_MAPPING, meta.queue_mapping);
+                put(skb::PROTOCOL, meta.protocol as u32);
+                put(skb::VLAN_PRESENT, meta.vlan_present as u32);
+                put(skb::VLAN_TCI, meta.vlan_tci as u32);
+                put(skb::VLAN_PROTO, meta.vlan_proto as u32);
+                put(skb::PRIORITY, meta.priority);
+                put(skb::INGRESS_IFINDEX, meta.ingress_ifindex);
+                put(skb::IFINDEX, meta.ifindex);
+                put(skb::HASH, meta.hash);
+                put(skb::DATA, data as u32);
+                put(skb::DATA_END, data_end as u32);
+                put(skb::DATA_META, data as u32);
+                put(skb::WIRE_LEN, frame.len() as u32);
+            }
+            Input::Xdp { ingress_ifindex, rx_queue_index, .. } => {
+                put(xdp::DATA, data as u32);
+                put(xdp::DATA_END, data_end as u32);
+                put(xdp::DATA_META, data as u32);
+                put(xdp::INGRESS_IFINDEX, ingress_ifindex);
+                put(xdp::RX_QUEUE_INDEX, rx_queue_index);
+            }
+        }
+    }
+
+    /// The full pointer behind a load of a pointer field, if `off` is one.
+    pub fn pointer_field(&self, off: u64) -> Option<u64> {
+        let data = Region::Packet.base() + self.data_off() as u64;
+        let data_end = Region::Packet.base() + self.frame().len() as u64;
+        let off = u32::try_from(off).ok()?;
+        match self {
+            Input::Skb { .. } => match off {
+                skb::DATA | skb::DATA_META => Some(data),
+                skb::DATA_END => Some(data_end),
+                _ => None,
+            },
+            Input::Xdp { .. } => match off {
+                xdp::DATA | xdp::DATA_META => Some(data),
+                xdp::DATA_END => Some(data_end),
+                _ => None,
+            },
+        }
+    }
+
+    /// Whether a program may store to this context byte range.
+    pub fn writable(&self, off: u64, size: usize) -> bool {
+        let end = off + size as u64;
+        let within = |lo: u32, hi: u32| off >= lo as u64 && end <= hi as u64;
+        match self {
+            Input::Skb { .. } => {
+                within(skb::MARK, skb::MARK + 4)
+                    || within(skb::PRIORITY, skb::PRIORITY + 4)
+                    || within(skb::TC_INDEX, skb::TC_INDEX + 4)
+                    || within(skb::CB, skb::CB + 20)
+                    || within(skb::TC_CLASSID, skb::TC_CLASSID + 4)
+            }
+            Input::Xdp { .. } => false,
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! User-space maps for the VM: arrays and hashes, plain or per CPU, with
+//! the kernel's helper semantics (lookup gives a pointer into the value,
+//! update honours `BPF_ANY`/`BPF_NOEXIST`/`BPF_EXIST`).
+
+use std::collections::HashMap;
+
+use super::memory::{read_le, write_le};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapKind {
+    Array,
+    PerCpuArray,
+    Hash,
+    PerCpuHash,
+}
+
+impl MapKind {
+    fn per_cpu(self) -> bool {
+        matches!(self, MapKind::PerCpuArray | MapKind::PerCpuHash)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapDef {
+    pub kind: MapKind,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+}
+
+const BPF_ANY: u64 = 0;
+const BPF_NOEXIST: u64 = 1;
+const BPF_EXIST: u64 = 2;
+const ENOENT: i64 = -2;
+const E2BIG: i64 = -7;
+const EEXIST: i64 = -17;
+const EINVAL: i64 = -22;
+
+#[derive(Clone, Debug)]
+struct Store {
+    def: MapDef,
+    /// `max_entries` slots of `copies` values of `value_size` bytes.
+    values: Vec<u8>,
+    /// Hash maps: key bytes to slot.
+    keys: HashMap<Vec<u8>, u32>,
+    free: Vec<u32>,
+}
+
+/// The maps of one program, indexed as the program's `LD_IMM64` map
+/// references number them.
+#[derive(Clone, Debug)]
+pub struct Maps {
+    stores: Vec<Store>,
+    ncpus: u32,
+    /// The CPU the program runs on: selects the per-CPU copy.
+    pub cpu: u32,
+}
+
+impl Maps {
+    pub fn new(defs: &[MapDef], ncpus: u32) -> Maps {
+        let ncpus = ncpus.max(1);
+        let stores = defs
+            .iter()
+            .map(|&def| {
+                let copies = if def.kind.per_cpu() { ncpus } else { 1 } as usize;
+                let bytes = def.max_entries as usize * copies * def.value_size as usize;
+                Store {
+                    def,
+                    values: vec![0; bytes],
+                    keys: HashMap::new(),
+                    free: (0..def.max_entries).rev().collect(),
+                }
+            })
+            .collect();
+        Maps { stores, ncpus, cpu: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.stores.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.stores.is_empty()
+    }
+
+    pub fn def(&self, map: usize) -> Option<MapDef> {
+        self.stores.get(map).map(|s| s.def)
+    }
+
+    fn copies(&self, def: MapDef) -> u32 {
+        if def.kind.per_cpu() {
+            self.ncpus
+        } else {
+            1
+        }
+    }
+
+    fn slot_of(&self, map: usize, key: &[u8]) -> Option<u32> {
+        let s = self.stores.get(map)?;
+        match s.def.kind {
+            MapKind::Array | MapKind::PerCpuArray => {
+                let i = read_le(key, 0, 4)? as u32;
+                (i < s.def.max_entries).then_some(i)
+            }
+            MapKind::Hash | MapKind::PerCpuHash => s.keys.get(key).copied(),
+        }
+    }
+
+    /// Byte offset of this CPU's value in `slot`, within the map's region.
+    fn value_offset(&self, def: MapDef, slot: u32) -> u64 {
+        let copy = if def.kind.per_cpu() { self.cpu.min(self.ncpus - 1) } else { 0 };
+        (slot as u64 * self.copies(def) as u64 + copy as u64) * def.value_size as u64
+    }
+
+    /// `bpf_map_lookup_elem`: the offset of the value in the map's region.
+    pub fn lookup(&self, map: usize, key: &[u8]) -> Option<u64> {
+        let def = self.def(map)?;
+        let slot = self.slot_of(map, key)?;
+        Some(self.value_offset(def, slot))
+    }
+
+    /// `bpf_map_update_elem` from a program (this CPU's copy).
+    pub fn update(&mut self, map: usize, key: &[u8], value: &[u8], flags: u64) -> i64 {
+        let Some(def) = self.def(map) else { return EINVAL };
+        if flags > BPF_EXIST {
+            return EINVAL;
+        }
+        let existing = self.slot_of(map, key);
+        let slot = match (def.kind, existing) {
+            (MapKind::Array | MapKind::PerCpuArray, None) => return E2BIG,
+            (MapKind::Array | MapKind::PerCpuArray, Some(_)) if flags == BPF_NOEXIST => return EEXIST,
+            (_, Some(_)) if flags == BPF_NOEXIST => return EEXIST,
+            (_, Some(s)) => s,
+            (_, None) if flags == BPF_EXIST => return ENOENT,
+            (_, None) => {
+                let store = &mut self.stores[map];
+                let Some(s) = store.free.pop() else { return E2BIG };
+                store.keys.insert(key.to_vec(), s);
+                s
+            }
+        };
+        let off = self.value_offset(def, slot) as usize;
+        let vs = def.value_size as usize;
+        self.stores[map].values[off..off + vs].copy_from_slice(&value[..vs]);
+        let _ = BPF_ANY;
+        0
+    }
+
+    /// `bpf_map_delete_elem`.
+    pub fn delete(&mut self, map: usize, key: &[u8]) -> i64 {
+        let Some(def) = self.def(map) else { return EINVAL };
+        if matches!(def.kind, MapKind::Array | MapKind::PerCpuArray) {
+            return EINVAL;
+        }
+        let store = &mut self.stores[map];
+        match store.keys.remove(key) {
+            Some(slot) => {
+                let copies = if def.kind.per_cpu() { self.ncpus } else { 1 } as usize;
+                let vs = def.value_size as usize;
+                let off = slot as usize * copies * vs;
+                store.values[off..off + copies * vs].fill(0);
+                store.free.push(slot);
+                0
+            }
+            None => ENOENT,
+        }
+    }
+
+    /// A checked access to `size` bytes at `off` in a map's region: it must
+    /// stay inside one value.
+    fn check(&self, map: usize, off: u64, size: usize) -> Option<(usize, usize)> {
+        let s = self.stores.get(map)?;
+        let vs = s.def.value_size as u64;
+        if vs == 0 || off % vs + size as u64 > vs {
+            return None;
+        }
+        let start = usize::try_from(off).ok()?;
+        (start + size <= s.values.len()).then_some((map, start))
+    }
+
+    pub fn read(&self, map: usize, off: u64, size: usize) -> Option<u64> {
+        let (m, start) = self.check(map, off, size)?;
+        read_le(&self.stores[m].values, start as u64, size)
+    }
+
+    pub fn write(&mut self, map: usize, off: u64, size: usize, v: u64) -> Option<()> {
+        let (m, start) = self.check(map, off, size)?;
+        write_le(&mut self.stores[m].values, start as u64, size, v)
+    }
+
+    /// Every CPU's copy of the value under `key` (one copy for plain maps),
+    /// as user space reads it.
+    pub fn values(&self, map: usize, key: &[u8]) -> Option<Vec<&[u8]>> {
+        let def = self.def(map)?;
+        let slot = self.slot_of(map, key)?;
+        let vs = def.value_size as usize;
+        let copies = self.copies(def) as usize;
+        let base = slot as usize * copies * vs;
+        let values = &self.stores[map].values;
+        Some((0..copies).map(|c| &values[base + c * vs..base + (c + 1) * vs]).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_cpu_array_keeps_one_copy_per_cpu() {
+        let def = MapDef { kind: MapKind::PerCpuArray, key_size: 4, value_size: 8, max_entries: 2 };
+        let mut m = Maps::new(&[def], 2);
+        let key = 1u32.to_le_bytes();
+        m.cpu = 1;
+        let off = m.lookup(0, &key).unwrap();
+        m.write(0, off, 8, 42).unwrap();
+        let v = m.values(0, &key).unwrap();
+        assert_eq!(v[0], &[0; 8]);
+        assert_eq!(v[1], &42u64.to_le_bytes());
+        assert_eq!(m.lookup(0, &2u32.to_le_bytes()), None);
+        // An access that would spill into the next value is refused.
+        assert_eq!(m.read(0, off + 4, 8), None);
+    }
+
+    #[test]
+    fn hash_update_flags_and_delete() {
+        let def = MapDef { kind: MapKind::Hash, key_size: 2, value_size: 4, max_entries: 1 };
+        let mut m = Maps::new(&[def], 1);
+        assert_eq!(m.update(0, b"ab", &[1, 0, 0, 0], BPF_EXIST), ENOENT);
+        assert_eq!(m.update(0, b"ab", &[1, 0, 0, 0], BPF_ANY), 0);
+        assert_eq!(m.update(0, b"ab", &[2, 0, 0, 0], BPF_NOEXIST), EEXIST);
+        assert_eq!(m.update(0, b"cd", &[2, 0, 0, 0], BPF_ANY), E2BIG);
+        assert_eq!(m.values(0, b"ab").unwrap()[0], &[1, 0, 0, 0]);
+        assert_eq!(m.delete(0, b"ab"), 0);
+        assert_eq!(m.lookup(0, b"ab"), None);
+        assert_eq!(m.update(0, b"cd", &[2, 0, 0, 0], BPF_ANY), 0);
+    }
+}
