@@ -382,6 +382,8 @@ impl Machine<'_, '_> {
             }
             8 => Ok(self.maps.cpu as u64),
             26 | 68 => self.skb_load_bytes(id, a),
+            // bpf_xdp_get_buff_len: the VM's frames have no fragments.
+            188 if matches!(self.input, Input::Xdp { .. }) => Ok(self.input.frame().len() as u64),
             189 => {
                 let (off, to, len) = (a[1] as u32 as usize, a[2], a[3] as u32 as usize);
                 match self.input.frame().get(off..off.saturating_add(len)) {

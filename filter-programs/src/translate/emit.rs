@@ -1,0 +1,432 @@
+//! Instruction-by-instruction code generation.
+
+use super::blocks::block_needs;
+use super::{Target, TranslateError};
+use crate::cbpf::skf::{Ancillary, LoadBase};
+use crate::cbpf::{self, JmpOp as CJmp, Op, RetVal, Src};
+use crate::ebpf::asm::{Asm, Label};
+use crate::ebpf::insn::{AluOp, CallTarget, Endian, JmpOp, Op as E, Operand, Reg, Size};
+use crate::ebpf::vm::context::{skb, xdp};
+
+const CTX: Reg = Reg::R6;
+const A: Reg = Reg::R7;
+const X: Reg = Reg::R8;
+const DATA: Reg = Reg::R9;
+
+/// Farthest packet offset a check may prove; the verifier refuses larger
+/// packet ranges, and no packet at these hooks is that long.
+const MAX_PACKET_OFF: u64 = 0xffff;
+
+const HELPER_PRANDOM: i32 = 7;
+const HELPER_CPU: i32 = 8;
+const HELPER_XDP_BUFF_LEN: i32 = 188;
+const HELPER_SKB_LOAD_BYTES: i32 = 26;
+const HELPER_SKB_LOAD_BYTES_RELATIVE: i32 = 68;
+const HDR_START_MAC: i32 = 0;
+const HDR_START_NET: i32 = 1;
+/// Stack bytes the load helpers copy into, just below M[].
+const LOAD_BUF: i32 = -72;
+
+pub(super) struct Emitter<'a> {
+    ops: &'a [Op],
+    target: Target,
+    asm: Asm,
+    labels: Vec<Label>,
+    /// Returns the "no match" verdict (0 for a socket).
+    reject: Label,
+}
+
+fn imm(k: u32) -> Operand {
+    Operand::Imm(k as i32)
+}
+
+fn esize(s: cbpf::Size) -> Size {
+    match s {
+        cbpf::Size::W => Size::W,
+        cbpf::Size::H => Size::H,
+        cbpf::Size::B => Size::B,
+    }
+}
+
+/// Stack offset of `M[k]`.
+fn scratch(k: u32) -> i16 {
+    -64 + 4 * (k as i16 & 15)
+}
+
+impl<'a> Emitter<'a> {
+    pub(super) fn new(ops: &'a [Op], target: Target) -> Emitter<'a> {
+        let mut asm = Asm::new();
+        let labels = (0..ops.len()).map(|_| asm.label()).collect();
+        let reject = asm.label();
+        Emitter { ops, target, asm, labels, reject }
+    }
+
+    fn unsupported(&self, index: usize, what: impl Into<String>) -> TranslateError {
+        TranslateError::Unsupported { index, what: what.into(), target: self.target.name() }
+    }
+
+    fn is_xdp(&self) -> bool {
+        matches!(self.target, Target::Xdp(_))
+    }
+
+    pub(super) fn emit(mut self) -> Result<Asm, TranslateError> {
+        self.prologue();
+        let needs = if self.is_xdp() { block_needs(self.ops) } else { vec![None; self.ops.len()] };
+        for (i, op) in self.ops.iter().enumerate() {
+            self.asm.bind(self.labels[i]);
+            if let Some(end) = needs[i].filter(|e| *e > 0) {
+                self.xdp_check_fixed(end);
+            }
+            self.op(i, *op)?;
+        }
+        self.asm.bind(self.reject);
+        let v = self.target.verdict(0);
+        self.asm.mov64(Reg::R0, imm(v));
+        self.asm.exit();
+        Ok(self.asm)
+    }
+
+    fn prologue(&mut self) {
+        self.asm.mov64(CTX, Operand::Reg(Reg::R1));
+        self.asm.mov32(A, imm(0));
+        self.asm.mov32(X, imm(0));
+        if self.is_xdp() {
+            self.asm.ldx(Size::W, DATA, CTX, xdp::DATA as i16);
+        }
+        // The verifier refuses reads of stack never written; classic BPF
+        // starts with M[] unspecified, so zero is as good as any value.
+        let mut read = [false; 16];
+        for op in self.ops {
+            if let Op::LdMem { k } | Op::LdxMem { k } = op {
+                read[(*k & 15) as usize] = true;
+            }
+        }
+        for (k, _) in read.iter().enumerate().filter(|(_, r)| **r) {
+            self.asm.push(E::St { size: Size::W, dst: Reg::R10, off: scratch(k as u32), imm: 0 });
+        }
+    }
+
+    /// `if data + end > data_end goto reject`.
+    fn xdp_check_fixed(&mut self, end: u64) {
+        if end > MAX_PACKET_OFF {
+            self.asm.ja(self.reject);
+            return;
+        }
+        self.asm.mov64(Reg::R1, Operand::Reg(DATA));
+        self.asm.alu64(AluOp::Add, Reg::R1, imm(end as u32));
+        self.asm.ldx(Size::W, Reg::R2, CTX, xdp::DATA_END as i16);
+        self.asm.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Reg(Reg::R2), self.reject);
+    }
+
+    fn target_of(&self, i: usize, off: u64) -> Label {
+        // Validation guarantees the target is in range.
+        self.labels[(i as u64 + 1 + off) as usize]
+    }
+
+    fn op(&mut self, i: usize, op: Op) -> Result<(), TranslateError> {
+        let a = &mut self.asm;
+        match op {
+            Op::LdImm { k } => { a.mov32(A, imm(k)); },
+            Op::LdxImm { k } => { a.mov32(X, imm(k)); },
+            Op::LdMem { k } => { a.ldx(Size::W, A, Reg::R10, scratch(k)); },
+            Op::LdxMem { k } => { a.ldx(Size::W, X, Reg::R10, scratch(k)); },
+            Op::St { k } => { a.stx(Size::W, Reg::R10, A, scratch(k)); },
+            Op::Stx { k } => { a.stx(Size::W, Reg::R10, X, scratch(k)); },
+            Op::LdLen => self.len(A),
+            Op::LdxLen => self.len(X),
+            Op::Alu { op, src } => self.alu(op, src),
+            Op::Neg => { a.push(E::Neg { wide: false, dst: A }); },
+            Op::Tax => { a.mov32(X, Operand::Reg(A)); },
+            Op::Txa => { a.mov32(A, Operand::Reg(X)); },
+            Op::Ja { k } => {
+                let t = self.target_of(i, k as u64);
+                self.asm.ja(t);
+            }
+            Op::Jmp { op, src, jt, jf } => self.jump(i, op, src, jt, jf),
+            Op::Ret { val } => self.ret(i, val)?,
+            Op::LdAbs { size, k } => self.load_abs(i, esize(size), k, A)?,
+            Op::LdInd { size, k } => self.load_ind(i, esize(size), k)?,
+            Op::LdxMsh { k } => {
+                self.load_abs(i, Size::B, k, X)?;
+                self.asm.alu32(AluOp::And, X, imm(0xf));
+                self.asm.alu32(AluOp::Lsh, X, imm(2));
+            }
+        }
+        Ok(())
+    }
+
+    /// The wire length. A socket buffer's `len` counts from `skb->data`; an
+    /// XDP buffer's length comes from `bpf_xdp_get_buff_len`, which also
+    /// counts fragments beyond `data_end`.
+    fn len(&mut self, dst: Reg) {
+        if self.is_xdp() {
+            self.asm.mov64(Reg::R1, Operand::Reg(CTX));
+            self.asm.push(E::Call(CallTarget::Helper(HELPER_XDP_BUFF_LEN)));
+            self.asm.mov32(dst, Operand::Reg(Reg::R0));
+        } else {
+            self.asm.ldx(Size::W, dst, CTX, skb::LEN as i16);
+        }
+    }
+
+    fn alu(&mut self, op: cbpf::AluOp, src: Src) {
+        use cbpf::AluOp as C;
+        let eop = match op {
+            C::Add => AluOp::Add,
+            C::Sub => AluOp::Sub,
+            C::Mul => AluOp::Mul,
+            C::Div => AluOp::Div,
+            C::Or => AluOp::Or,
+            C::And => AluOp::And,
+            C::Lsh => AluOp::Lsh,
+            C::Rsh => AluOp::Rsh,
+            C::Mod => AluOp::Mod,
+            C::Xor => AluOp::Xor,
+        };
+        match src {
+            // The verifier refuses constant shifts of 32 or more; a C
+            // interpreter on x86 (libpcap's) shifts by the count mod 32.
+            Src::K(k) if matches!(op, C::Lsh | C::Rsh) => { self.asm.alu32(eop, A, imm(k & 31)); },
+            Src::K(k) => { self.asm.alu32(eop, A, imm(k)); },
+            Src::X => {
+                match op {
+                    // Classic BPF returns 0 on division by zero; eBPF would
+                    // carry on with 0 (div) or A (mod).
+                    C::Div | C::Mod => {
+                        self.asm.jmp(false, JmpOp::Jeq, X, imm(0), self.reject);
+                    }
+                    // libpcap shifts by 32 or more give 0; eBPF masks the count.
+                    C::Lsh | C::Rsh => {
+                        let small = self.asm.label();
+                        let done = self.asm.label();
+                        self.asm.jmp(false, JmpOp::Jlt, X, imm(32), small);
+                        self.asm.mov32(A, imm(0));
+                        self.asm.ja(done);
+                        self.asm.bind(small);
+                        self.asm.alu32(eop, A, Operand::Reg(X));
+                        self.asm.bind(done);
+                        return;
+                    }
+                    _ => {}
+                }
+                self.asm.alu32(eop, A, Operand::Reg(X));
+            }
+        }
+    }
+
+    fn jump(&mut self, i: usize, op: CJmp, src: Src, jt: u8, jf: u8) {
+        let t = self.target_of(i, jt as u64);
+        let f = self.target_of(i, jf as u64);
+        let rhs = match src {
+            Src::K(k) => imm(k),
+            Src::X => Operand::Reg(X),
+        };
+        let (eop, inverse) = match op {
+            CJmp::Jeq => (JmpOp::Jeq, Some(JmpOp::Jne)),
+            CJmp::Jgt => (JmpOp::Jgt, Some(JmpOp::Jle)),
+            CJmp::Jge => (JmpOp::Jge, Some(JmpOp::Jlt)),
+            CJmp::Jset => (JmpOp::Jset, None),
+        };
+        match (jt, jf, inverse) {
+            (_, _, _) if jt == jf => { self.asm.ja(t); },
+            (0, _, Some(inv)) => { self.asm.jmp(false, inv, A, rhs, f); },
+            _ => {
+                self.asm.jmp(false, eop, A, rhs, t);
+                if jf != 0 {
+                    self.asm.ja(f);
+                }
+            }
+        }
+    }
+
+    fn ret(&mut self, i: usize, val: RetVal) -> Result<(), TranslateError> {
+        match (val, self.target) {
+            (RetVal::K(k), t) => {
+                self.asm.mov64(Reg::R0, imm(t.verdict(k)));
+            }
+            (RetVal::A, Target::Socket) => { self.asm.mov32(Reg::R0, Operand::Reg(A)); },
+            (RetVal::A, t) => {
+                self.asm.jmp(false, JmpOp::Jeq, A, imm(0), self.reject);
+                self.asm.mov64(Reg::R0, imm(t.verdict(1)));
+            }
+            (RetVal::X, _) => return Err(self.unsupported(i, "ret x (no interpreter implements it)")),
+        }
+        self.asm.exit();
+        Ok(())
+    }
+
+    /// `dst = P[k:size]`, big endian, with the classic failure semantics.
+    fn load_abs(&mut self, i: usize, size: Size, k: u32, dst: Reg) -> Result<(), TranslateError> {
+        match (LoadBase::of(k), self.target) {
+            (LoadBase::Ancillary(n), _) if dst == A => self.ancillary(i, n),
+            (LoadBase::Ancillary(_), _) => {
+                Err(self.unsupported(i, "an ancillary load through ldxb 4*([k]&0xf)"))
+            }
+            (LoadBase::Invalid(_), _) => {
+                self.asm.ja(self.reject);
+                Ok(())
+            },
+            (LoadBase::Packet(off) | LoadBase::LinkLayer(off), Target::Xdp(_)) => {
+                // The block's bounds check has proven this range.
+                let end = off as u64 + size.bytes() as u64;
+                if end > MAX_PACKET_OFF {
+                    self.asm.ja(self.reject);
+                    return Ok(());
+                }
+                self.asm.ldx(size, dst, DATA, off as i16);
+                self.swap(dst, size);
+                Ok(())
+            }
+            (LoadBase::Net(_), Target::Xdp(_)) => {
+                Err(self.unsupported(i, "a load relative to the network header (SKF_NET_OFF)"))
+            }
+            (LoadBase::Packet(off), Target::Tc(_)) => {
+                self.asm.mov64(Reg::R2, imm(off));
+                self.skb_load_bytes(dst, size, None)
+            }
+            (LoadBase::Net(n), Target::Tc(_)) => {
+                self.asm.mov64(Reg::R2, imm(n));
+                self.skb_load_bytes(dst, size, Some(HDR_START_NET))
+            }
+            (LoadBase::LinkLayer(n), Target::Tc(_)) => {
+                self.asm.mov64(Reg::R2, imm(n));
+                self.skb_load_bytes(dst, size, Some(HDR_START_MAC))
+            }
+            (LoadBase::Packet(off), _) if off >= 0x10_0000 => {
+                self.asm.ja(self.reject);
+                Ok(())
+            }
+            (base, _) => {
+                // Sockets read from the MAC header whatever skb->data is;
+                // the kernel's legacy load ends the program with 0 (no
+                // match) when the bytes are not there, as classic BPF does.
+                let k = match base {
+                    LoadBase::Packet(off) => crate::cbpf::skf::SKF_LL_OFF + off as i32,
+                    _ => k as i32,
+                };
+                self.asm.push(E::LdAbs { size, imm: k });
+                self.asm.mov32(dst, Operand::Reg(Reg::R0));
+                Ok(())
+            }
+        }
+    }
+
+    /// `A = P[X + k:size]`. For a packet offset `k`, `X + k` does not wrap
+    /// (libpcap checks it in full width); for the kernel's negative bases
+    /// it wraps in 32 bits, as the kernel computes it.
+    fn load_ind(&mut self, i: usize, size: Size, k: u32) -> Result<(), TranslateError> {
+        let n = size.bytes() as i32;
+        if (k as i32) < 0 {
+            if !matches!(self.target, Target::Socket) {
+                return Err(self.unsupported(i, "an indirect load from a negative (SKF) offset"));
+            }
+            self.asm.push(E::LdInd { size, src: X, imm: k as i32 });
+            self.asm.mov32(A, Operand::Reg(Reg::R0));
+            return Ok(());
+        }
+        // r1 = X + k in 64 bits.
+        self.asm.mov32(Reg::R1, Operand::Reg(X));
+        self.asm.alu64(AluOp::Add, Reg::R1, imm(k));
+        match self.target {
+            Target::Xdp(_) => {
+                self.asm.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Imm(MAX_PACKET_OFF as i32 - n), self.reject);
+                self.asm.mov64(Reg::R2, Operand::Reg(DATA));
+                self.asm.alu64(AluOp::Add, Reg::R2, Operand::Reg(Reg::R1));
+                self.asm.mov64(Reg::R3, Operand::Reg(Reg::R2));
+                self.asm.alu64(AluOp::Add, Reg::R3, Operand::Imm(n));
+                self.asm.ldx(Size::W, Reg::R4, CTX, xdp::DATA_END as i16);
+                self.asm.jmp(true, JmpOp::Jgt, Reg::R3, Operand::Reg(Reg::R4), self.reject);
+                self.asm.ldx(size, A, Reg::R2, 0);
+                self.swap(A, size);
+            }
+            Target::Socket => {
+                self.asm.jmp(true, JmpOp::Jgt, Reg::R1, imm(0xf_ffff), self.reject);
+                let ll = crate::cbpf::skf::SKF_LL_OFF;
+                self.asm.push(E::LdInd { size, src: Reg::R1, imm: ll });
+                self.asm.mov32(A, Operand::Reg(Reg::R0));
+            }
+            Target::Tc(_) => {
+                self.asm.mov64(Reg::R2, Operand::Reg(Reg::R1));
+                self.skb_load_bytes(A, size, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// tc: `dst = ` `size` bytes at the offset in r2, through
+    /// `bpf_skb_load_bytes` (from `skb->data`, the MAC header) or, with a
+    /// start header, `bpf_skb_load_bytes_relative`. A failed copy rejects.
+    /// The legacy loads would end the program with 0, which on tc is
+    /// `TC_ACT_OK`, not "no match"; the helpers report failure instead.
+    fn skb_load_bytes(&mut self, dst: Reg, size: Size, start: Option<i32>) -> Result<(), TranslateError> {
+        self.asm.mov64(Reg::R1, Operand::Reg(CTX));
+        self.asm.mov64(Reg::R3, Operand::Reg(Reg::R10));
+        self.asm.alu64(AluOp::Add, Reg::R3, Operand::Imm(LOAD_BUF));
+        self.asm.mov64(Reg::R4, Operand::Imm(size.bytes() as i32));
+        let helper = match start {
+            Some(h) => {
+                self.asm.mov64(Reg::R5, Operand::Imm(h));
+                HELPER_SKB_LOAD_BYTES_RELATIVE
+            }
+            None => HELPER_SKB_LOAD_BYTES,
+        };
+        self.asm.push(E::Call(CallTarget::Helper(helper)));
+        self.asm.jmp(true, JmpOp::Jne, Reg::R0, Operand::Imm(0), self.reject);
+        self.asm.ldx(size, dst, Reg::R10, LOAD_BUF as i16);
+        self.swap(dst, size);
+        Ok(())
+    }
+
+    fn swap(&mut self, dst: Reg, size: Size) {
+        match size {
+            Size::H => { self.asm.push(E::End { dst, endian: Endian::ToBe, bits: 16 }); },
+            Size::W => { self.asm.push(E::End { dst, endian: Endian::ToBe, bits: 32 }); },
+            _ => {}
+        }
+    }
+
+    /// `A = ` an ancillary field, read where this hook's context has it.
+    fn ancillary(&mut self, i: usize, n: u32) -> Result<(), TranslateError> {
+        let Some(field) = Ancillary::from_k((crate::cbpf::skf::SKF_AD_OFF as u32).wrapping_add(n)) else {
+            // The kernel rejects such programs; libpcap just fails the load.
+            self.asm.ja(self.reject);
+            return Ok(());
+        };
+        let xdp = self.is_xdp();
+        let ctx_field = |off: u32| Some(off as i16);
+        let (off, swap16) = match field {
+            Ancillary::AluXorX => {
+                self.asm.alu32(AluOp::Xor, A, Operand::Reg(X));
+                return Ok(());
+            }
+            Ancillary::Cpu | Ancillary::Random => {
+                let id = if field == Ancillary::Cpu { HELPER_CPU } else { HELPER_PRANDOM };
+                self.asm.push(E::Call(CallTarget::Helper(id)));
+                self.asm.mov32(A, Operand::Reg(Reg::R0));
+                return Ok(());
+            }
+            Ancillary::IfIndex if xdp => (ctx_field(xdp::INGRESS_IFINDEX), false),
+            Ancillary::Queue if xdp => (ctx_field(xdp::RX_QUEUE_INDEX), false),
+            _ if xdp => (None, false),
+            Ancillary::Protocol => (ctx_field(skb::PROTOCOL), true),
+            Ancillary::PktType => (ctx_field(skb::PKT_TYPE), false),
+            Ancillary::IfIndex => (ctx_field(skb::IFINDEX), false),
+            Ancillary::Mark => (ctx_field(skb::MARK), false),
+            Ancillary::Queue => (ctx_field(skb::QUEUE_MAPPING), false),
+            Ancillary::RxHash => (ctx_field(skb::HASH), false),
+            Ancillary::VlanTag => (ctx_field(skb::VLAN_TCI), false),
+            Ancillary::VlanTagPresent => (ctx_field(skb::VLAN_PRESENT), false),
+            Ancillary::VlanTpid => (ctx_field(skb::VLAN_PROTO), true),
+            Ancillary::HaType | Ancillary::NlAttr | Ancillary::NlAttrNest | Ancillary::PayOffset => {
+                (None, false)
+            }
+        };
+        let Some(off) = off else {
+            return Err(self.unsupported(i, format!("the ancillary field {} (SKF_AD_OFF+{n})", field.name())));
+        };
+        self.asm.ldx(Size::W, A, CTX, off);
+        if swap16 {
+            self.asm.push(E::End { dst: A, endian: Endian::ToBe, bits: 16 });
+        }
+        Ok(())
+    }
+}

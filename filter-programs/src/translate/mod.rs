@@ -1,0 +1,120 @@
+//! Classic BPF to eBPF, one mode per attach point.
+//!
+//! The eBPF returns, for every packet, the verdict the classic program
+//! returns in our reference interpreter:
+//! - **socket** (`SO_ATTACH_BPF`): the classic return value itself, the
+//!   number of bytes to keep. Packet loads are relative to the link-layer
+//!   header (`SKF_LL_OFF`), so the program means the same on an AF_PACKET
+//!   socket, whose data starts at the MAC header, and in a test run, whose
+//!   data starts at the network header. Loads the classic program already
+//!   makes relative to `SKF_NET_OFF` (the L3 form for TCP and UDP sockets)
+//!   are kept as they are.
+//! - **tc** (cls_bpf, direct action): match and no match become two
+//!   configurable actions (`TC_ACT_OK` and `TC_ACT_SHOT` by default).
+//! - **xdp**: direct packet access with one bounds check per straight-line
+//!   block; match and no match become two actions (`XDP_PASS`, `XDP_DROP`).
+//!
+//! Register use, fixed for the whole program:
+//!
+//! ```text
+//!  r6  context (skb or xdp_md); the legacy packet loads require it there
+//!  r7  A (always a zero-extended 32-bit value)
+//!  r8  X (likewise)
+//!  r9  xdp: the packet's first byte (ctx->data)
+//!  r0-r5  scratch, clobbered by helper calls and legacy loads
+//!  fp-64 .. fp-4   M[0] .. M[15]
+//! ```
+
+mod blocks;
+mod emit;
+
+use crate::cbpf::{self, validate, Op};
+use crate::ebpf::{self, asm::AsmError};
+
+/// Where the program will be attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Socket,
+    Xdp(Actions),
+    Tc(Actions),
+}
+
+impl Target {
+    pub fn xdp() -> Target {
+        Target::Xdp(Actions::XDP)
+    }
+    pub fn tc() -> Target {
+        Target::Tc(Actions::TC)
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Socket => "socket",
+            Target::Xdp(_) => "xdp",
+            Target::Tc(_) => "tc",
+        }
+    }
+    /// What the program returns when the classic program returns `ret`.
+    pub fn verdict(&self, ret: u32) -> u32 {
+        match self {
+            Target::Socket => ret,
+            Target::Xdp(a) | Target::Tc(a) => {
+                if ret != 0 {
+                    a.on_match
+                } else {
+                    a.on_nomatch
+                }
+            }
+        }
+    }
+}
+
+/// The return values for a match and for no match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Actions {
+    pub on_match: u32,
+    pub on_nomatch: u32,
+}
+
+impl Actions {
+    pub const XDP_ABORTED: u32 = 0;
+    pub const XDP_DROP: u32 = 1;
+    pub const XDP_PASS: u32 = 2;
+    pub const XDP_TX: u32 = 3;
+    pub const TC_ACT_OK: u32 = 0;
+    pub const TC_ACT_SHOT: u32 = 2;
+
+    pub const XDP: Actions = Actions { on_match: Actions::XDP_PASS, on_nomatch: Actions::XDP_DROP };
+    pub const TC: Actions = Actions { on_match: Actions::TC_ACT_OK, on_nomatch: Actions::TC_ACT_SHOT };
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TranslateError {
+    #[error("invalid classic program: {0}")]
+    Invalid(#[from] validate::ValidateError),
+    #[error("instruction {index}: {what} is not available on the {target} hook")]
+    Unsupported { index: usize, what: String, target: &'static str },
+    #[error("assembling the eBPF failed: {0}")]
+    Asm(#[from] AsmError),
+}
+
+/// Translates a classic program for `target`.
+pub fn translate(prog: &[cbpf::Insn], target: Target) -> Result<Vec<ebpf::insn::Insn>, TranslateError> {
+    validate::validate(prog, validate::RuleSet::Libpcap)?;
+    let ops: Vec<Op> = prog
+        .iter()
+        .enumerate()
+        .map(|(index, i)| {
+            i.decode().map_err(|e| {
+                TranslateError::Invalid(validate::ValidateError {
+                    index,
+                    rule: validate::Rule::UnknownOpcode { code: e.code },
+                })
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let asm = emit::Emitter::new(&ops, target).emit()?;
+    Ok(asm.assemble()?)
+}
+
+#[cfg(test)]
+mod tests;
