@@ -15,6 +15,37 @@ use crate::cbpf::Op;
 /// For each instruction: `Some(end)` when it starts a block whose absolute
 /// packet loads read up to byte `end` (exclusive), `Some(0)` for a block
 /// without such loads, `None` inside a block.
+/// The instructions control can go to after `ops[i]`. Classic jump offsets
+/// add in 32 bits: libpcap's validator lets a huge `ja` wrap backwards, and
+/// its own code generator emits such loops for `protochain`.
+pub(super) fn successors(i: usize, op: &Op) -> [Option<usize>; 2] {
+    let at = |off: u32| Some((i as u32).wrapping_add(1).wrapping_add(off) as usize);
+    match *op {
+        Op::Ja { k } => [at(k), None],
+        Op::Jmp { jt, jf, .. } => [at(jt as u32), at(jf as u32)],
+        Op::Ret { .. } => [None, None],
+        _ => [at(0), None],
+    }
+}
+
+/// Which instructions any path from the entry reaches. The verifier
+/// refuses unreachable code, and libpcap's optimizer leaves some behind.
+pub(super) fn reachable(ops: &[Op]) -> Vec<bool> {
+    let mut seen = vec![false; ops.len()];
+    let mut work = vec![0usize];
+    while let Some(i) = work.pop() {
+        match seen.get_mut(i) {
+            Some(s) if !*s => *s = true,
+            _ => continue,
+        }
+        work.extend(successors(i, &ops[i]).into_iter().flatten());
+    }
+    seen
+}
+
+/// For each instruction: `Some(end)` when it starts a block whose absolute
+/// packet loads read up to byte `end` (exclusive), `Some(0)` for a block
+/// without such loads, `None` inside a block.
 pub(super) fn block_needs(ops: &[Op]) -> Vec<Option<u64>> {
     let n = ops.len();
     let mut leader = vec![false; n];
@@ -22,23 +53,12 @@ pub(super) fn block_needs(ops: &[Op]) -> Vec<Option<u64>> {
         leader[0] = true;
     }
     for (i, op) in ops.iter().enumerate() {
-        let mut mark = |t: u64| {
-            if let Some(l) = usize::try_from(t).ok().and_then(|t| leader.get_mut(t)) {
-                *l = true;
+        if matches!(op, Op::Ja { .. } | Op::Jmp { .. } | Op::Ret { .. }) {
+            for t in successors(i, op).into_iter().flatten().chain([i + 1]) {
+                if let Some(l) = leader.get_mut(t) {
+                    *l = true;
+                }
             }
-        };
-        match *op {
-            Op::Ja { k } => {
-                mark(i as u64 + 1 + k as u64);
-                mark(i as u64 + 1);
-            }
-            Op::Jmp { jt, jf, .. } => {
-                mark(i as u64 + 1 + jt as u64);
-                mark(i as u64 + 1 + jf as u64);
-                mark(i as u64 + 1);
-            }
-            Op::Ret { .. } => mark(i as u64 + 1),
-            _ => {}
         }
     }
     let mut needs = vec![None; n];

@@ -1,6 +1,6 @@
 //! Instruction-by-instruction code generation.
 
-use super::blocks::block_needs;
+use super::blocks::{block_needs, reachable};
 use super::{Target, TranslateError};
 use crate::cbpf::skf::{Ancillary, LoadBase};
 use crate::cbpf::{self, JmpOp as CJmp, Op, RetVal, Src};
@@ -26,6 +26,14 @@ const HDR_START_MAC: i32 = 0;
 const HDR_START_NET: i32 = 1;
 /// Stack bytes the load helpers copy into, just below M[].
 const LOAD_BUF: i32 = -72;
+/// The back-edge budget's stack slot (8 bytes).
+const LOOP_COUNTER: i16 = -80;
+/// Most backward jumps one run may take (see `back_edge`).
+pub const MAX_LOOP_ITERATIONS: u32 = 32;
+
+fn is_back_edge(i: usize, k: u32) -> bool {
+    ((i as u32).wrapping_add(1).wrapping_add(k) as usize) <= i
+}
 
 pub(super) struct Emitter<'a> {
     ops: &'a [Op],
@@ -34,6 +42,7 @@ pub(super) struct Emitter<'a> {
     labels: Vec<Label>,
     /// Returns the "no match" verdict (0 for a socket).
     reject: Label,
+    reject_used: std::cell::Cell<bool>,
 }
 
 fn imm(k: u32) -> Operand {
@@ -58,7 +67,7 @@ impl<'a> Emitter<'a> {
         let mut asm = Asm::new();
         let labels = (0..ops.len()).map(|_| asm.label()).collect();
         let reject = asm.label();
-        Emitter { ops, target, asm, labels, reject }
+        Emitter { ops, target, asm, labels, reject, reject_used: std::cell::Cell::new(false) }
     }
 
     fn unsupported(&self, index: usize, what: impl Into<String>) -> TranslateError {
@@ -72,17 +81,23 @@ impl<'a> Emitter<'a> {
     pub(super) fn emit(mut self) -> Result<Asm, TranslateError> {
         self.prologue();
         let needs = if self.is_xdp() { block_needs(self.ops) } else { vec![None; self.ops.len()] };
+        let live = reachable(self.ops);
         for (i, op) in self.ops.iter().enumerate() {
+            if !live[i] {
+                continue;
+            }
             self.asm.bind(self.labels[i]);
             if let Some(end) = needs[i].filter(|e| *e > 0) {
                 self.xdp_check_fixed(end);
             }
             self.op(i, *op)?;
         }
-        self.asm.bind(self.reject);
-        let v = self.target.verdict(0);
-        self.asm.mov64(Reg::R0, imm(v));
-        self.asm.exit();
+        if self.reject_used.get() {
+            self.asm.bind(self.reject);
+            let v = self.target.verdict(0);
+            self.asm.mov64(Reg::R0, imm(v));
+            self.asm.exit();
+        }
         Ok(self.asm)
     }
 
@@ -92,6 +107,10 @@ impl<'a> Emitter<'a> {
         self.asm.mov32(X, imm(0));
         if self.is_xdp() {
             self.asm.ldx(Size::W, DATA, CTX, xdp::DATA as i16);
+        }
+        if self.ops.iter().enumerate().any(|(i, op)| matches!(op, Op::Ja { k } if is_back_edge(i, *k))) {
+            self.asm.mov64(Reg::R1, imm(MAX_LOOP_ITERATIONS));
+            self.asm.stx(Size::DW, Reg::R10, Reg::R1, LOOP_COUNTER);
         }
         // The verifier refuses reads of stack never written; classic BPF
         // starts with M[] unspecified, so zero is as good as any value.
@@ -109,18 +128,27 @@ impl<'a> Emitter<'a> {
     /// `if data + end > data_end goto reject`.
     fn xdp_check_fixed(&mut self, end: u64) {
         if end > MAX_PACKET_OFF {
-            self.asm.ja(self.reject);
+            self.asm.ja(self.reject());
             return;
         }
         self.asm.mov64(Reg::R1, Operand::Reg(DATA));
         self.asm.alu64(AluOp::Add, Reg::R1, imm(end as u32));
         self.asm.ldx(Size::W, Reg::R2, CTX, xdp::DATA_END as i16);
-        self.asm.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Reg(Reg::R2), self.reject);
+        self.asm.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Reg(Reg::R2), self.reject());
     }
 
+    /// The label of a jump's target: `pc + 1 + off` in 32-bit arithmetic,
+    /// which validation has proven lands inside the program.
     fn target_of(&self, i: usize, off: u64) -> Label {
-        // Validation guarantees the target is in range.
-        self.labels[(i as u64 + 1 + off) as usize]
+        let t = (i as u32).wrapping_add(1).wrapping_add(off as u32) as usize;
+        self.labels[t.min(self.labels.len() - 1)]
+    }
+
+    /// A jump to the "no match" exit; the exit is emitted only if used,
+    /// since the verifier refuses unreachable instructions.
+    fn reject(&self) -> Label {
+        self.reject_used.set(true);
+        self.reject
     }
 
     fn op(&mut self, i: usize, op: Op) -> Result<(), TranslateError> {
@@ -138,6 +166,7 @@ impl<'a> Emitter<'a> {
             Op::Neg => { a.push(E::Neg { wide: false, dst: A }); },
             Op::Tax => { a.mov32(X, Operand::Reg(A)); },
             Op::Txa => { a.mov32(A, Operand::Reg(X)); },
+            Op::Ja { k } if is_back_edge(i, k) => self.back_edge(i, k),
             Op::Ja { k } => {
                 let t = self.target_of(i, k as u64);
                 self.asm.ja(t);
@@ -153,6 +182,23 @@ impl<'a> Emitter<'a> {
             }
         }
         Ok(())
+    }
+
+    /// A backward `ja` (libpcap's `protochain` loop). The verifier accepts
+    /// a loop only when it can see it end, so each back edge spends one of
+    /// [`MAX_LOOP_ITERATIONS`]; a packet that needs more rejects. libpcap's
+    /// loop walks one extension header per turn, and no real packet has
+    /// that many.
+    fn back_edge(&mut self, i: usize, k: u32) {
+        let t = self.target_of(i, k as u64);
+        let r = self.reject();
+        // A full 64-bit spill and fill keeps the counter's exact value in
+        // the verifier's view, which is what lets it see the loop end.
+        self.asm.ldx(Size::DW, Reg::R1, Reg::R10, LOOP_COUNTER);
+        self.asm.jmp(true, JmpOp::Jeq, Reg::R1, imm(0), r);
+        self.asm.alu64(AluOp::Sub, Reg::R1, imm(1));
+        self.asm.stx(Size::DW, Reg::R10, Reg::R1, LOOP_COUNTER);
+        self.asm.ja(t);
     }
 
     /// The wire length. A socket buffer's `len` counts from `skb->data`; an
@@ -192,7 +238,7 @@ impl<'a> Emitter<'a> {
                     // Classic BPF returns 0 on division by zero; eBPF would
                     // carry on with 0 (div) or A (mod).
                     C::Div | C::Mod => {
-                        self.asm.jmp(false, JmpOp::Jeq, X, imm(0), self.reject);
+                        self.asm.jmp(false, JmpOp::Jeq, X, imm(0), self.reject());
                     }
                     // libpcap shifts by 32 or more give 0; eBPF masks the count.
                     C::Lsh | C::Rsh => {
@@ -245,7 +291,7 @@ impl<'a> Emitter<'a> {
             }
             (RetVal::A, Target::Socket) => { self.asm.mov32(Reg::R0, Operand::Reg(A)); },
             (RetVal::A, t) => {
-                self.asm.jmp(false, JmpOp::Jeq, A, imm(0), self.reject);
+                self.asm.jmp(false, JmpOp::Jeq, A, imm(0), self.reject());
                 self.asm.mov64(Reg::R0, imm(t.verdict(1)));
             }
             (RetVal::X, _) => return Err(self.unsupported(i, "ret x (no interpreter implements it)")),
@@ -262,14 +308,14 @@ impl<'a> Emitter<'a> {
                 Err(self.unsupported(i, "an ancillary load through ldxb 4*([k]&0xf)"))
             }
             (LoadBase::Invalid(_), _) => {
-                self.asm.ja(self.reject);
+                self.asm.ja(self.reject());
                 Ok(())
             },
             (LoadBase::Packet(off) | LoadBase::LinkLayer(off), Target::Xdp(_)) => {
                 // The block's bounds check has proven this range.
                 let end = off as u64 + size.bytes() as u64;
                 if end > MAX_PACKET_OFF {
-                    self.asm.ja(self.reject);
+                    self.asm.ja(self.reject());
                     return Ok(());
                 }
                 self.asm.ldx(size, dst, DATA, off as i16);
@@ -292,7 +338,7 @@ impl<'a> Emitter<'a> {
                 self.skb_load_bytes(dst, size, Some(HDR_START_MAC))
             }
             (LoadBase::Packet(off), _) if off >= 0x10_0000 => {
-                self.asm.ja(self.reject);
+                self.asm.ja(self.reject());
                 Ok(())
             }
             (base, _) => {
@@ -328,18 +374,18 @@ impl<'a> Emitter<'a> {
         self.asm.alu64(AluOp::Add, Reg::R1, imm(k));
         match self.target {
             Target::Xdp(_) => {
-                self.asm.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Imm(MAX_PACKET_OFF as i32 - n), self.reject);
+                self.asm.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Imm(MAX_PACKET_OFF as i32 - n), self.reject());
                 self.asm.mov64(Reg::R2, Operand::Reg(DATA));
                 self.asm.alu64(AluOp::Add, Reg::R2, Operand::Reg(Reg::R1));
                 self.asm.mov64(Reg::R3, Operand::Reg(Reg::R2));
                 self.asm.alu64(AluOp::Add, Reg::R3, Operand::Imm(n));
                 self.asm.ldx(Size::W, Reg::R4, CTX, xdp::DATA_END as i16);
-                self.asm.jmp(true, JmpOp::Jgt, Reg::R3, Operand::Reg(Reg::R4), self.reject);
+                self.asm.jmp(true, JmpOp::Jgt, Reg::R3, Operand::Reg(Reg::R4), self.reject());
                 self.asm.ldx(size, A, Reg::R2, 0);
                 self.swap(A, size);
             }
             Target::Socket => {
-                self.asm.jmp(true, JmpOp::Jgt, Reg::R1, imm(0xf_ffff), self.reject);
+                self.asm.jmp(true, JmpOp::Jgt, Reg::R1, imm(0xf_ffff), self.reject());
                 let ll = crate::cbpf::skf::SKF_LL_OFF;
                 self.asm.push(E::LdInd { size, src: Reg::R1, imm: ll });
                 self.asm.mov32(A, Operand::Reg(Reg::R0));
@@ -370,7 +416,7 @@ impl<'a> Emitter<'a> {
             None => HELPER_SKB_LOAD_BYTES,
         };
         self.asm.push(E::Call(CallTarget::Helper(helper)));
-        self.asm.jmp(true, JmpOp::Jne, Reg::R0, Operand::Imm(0), self.reject);
+        self.asm.jmp(true, JmpOp::Jne, Reg::R0, Operand::Imm(0), self.reject());
         self.asm.ldx(size, dst, Reg::R10, LOAD_BUF as i16);
         self.swap(dst, size);
         Ok(())
@@ -388,7 +434,7 @@ impl<'a> Emitter<'a> {
     fn ancillary(&mut self, i: usize, n: u32) -> Result<(), TranslateError> {
         let Some(field) = Ancillary::from_k((crate::cbpf::skf::SKF_AD_OFF as u32).wrapping_add(n)) else {
             // The kernel rejects such programs; libpcap just fails the load.
-            self.asm.ja(self.reject);
+            self.asm.ja(self.reject());
             return Ok(());
         };
         let xdp = self.is_xdp();

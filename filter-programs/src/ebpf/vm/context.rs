@@ -64,6 +64,46 @@ pub struct SkbMeta {
     pub hash: u32,
 }
 
+impl SkbMeta {
+    /// What the kernel's `eth_type_trans` derives from an Ethernet frame
+    /// received on a device whose address is `dev_addr` (a test run uses
+    /// the loopback device: all zeros, ifindex 1): the packet type from the
+    /// destination MAC and the protocol from the ethertype, or 802.3/802.2
+    /// for a length field.
+    pub fn from_ethernet(frame: &[u8], dev_addr: [u8; 6], ifindex: u32) -> SkbMeta {
+        const PACKET_HOST: u32 = 0;
+        const PACKET_BROADCAST: u32 = 1;
+        const PACKET_MULTICAST: u32 = 2;
+        const PACKET_OTHERHOST: u32 = 3;
+        let dst = frame.get(0..6).unwrap_or(&[0; 6]);
+        let pkt_type = if dst.iter().all(|b| *b == 0xff) {
+            PACKET_BROADCAST
+        } else if dst[0] & 1 != 0 {
+            PACKET_MULTICAST
+        } else if dst != dev_addr {
+            PACKET_OTHERHOST
+        } else {
+            PACKET_HOST
+        };
+        let ethertype = frame.get(12..14).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+        let proto = if ethertype >= 0x0600 {
+            ethertype
+        } else if frame.get(14..16) == Some(&[0xff, 0xff]) {
+            0x0001 // ETH_P_802_3: raw IPX
+        } else {
+            0x0004 // ETH_P_802_2
+        };
+        SkbMeta {
+            pkt_type,
+            // Stored in network byte order, read as a little-endian u32.
+            protocol: proto.swap_bytes(),
+            ifindex,
+            ingress_ifindex: ifindex,
+            ..SkbMeta::default()
+        }
+    }
+}
+
 /// What a program runs on.
 #[derive(Clone, Copy, Debug)]
 pub enum Input<'a> {
