@@ -28,8 +28,17 @@ const HDR_START_NET: i32 = 1;
 const LOAD_BUF: i32 = -72;
 /// The back-edge budget's stack slot (8 bytes).
 const LOOP_COUNTER: i16 = -80;
-/// Most backward jumps one run may take (see `back_edge`).
-pub const MAX_LOOP_ITERATIONS: u32 = 32;
+/// Most backward jumps one run may take (see `back_edge`): the verifier
+/// walks every turn of the loop, and its one-million-instruction budget
+/// covers about 100 turns of libpcap's `protochain` loop on a socket or tc
+/// hook, but only about 40 under XDP, where each turn's packet-pointer
+/// checks multiply the states it must keep apart.
+pub fn max_loop_iterations(target: Target) -> u32 {
+    match target {
+        Target::Xdp(_) => 32,
+        Target::Socket | Target::Tc(_) => 100,
+    }
+}
 
 fn is_back_edge(i: usize, k: u32) -> bool {
     ((i as u32).wrapping_add(1).wrapping_add(k) as usize) <= i
@@ -109,7 +118,7 @@ impl<'a> Emitter<'a> {
             self.asm.ldx(Size::W, DATA, CTX, xdp::DATA as i16);
         }
         if self.ops.iter().enumerate().any(|(i, op)| matches!(op, Op::Ja { k } if is_back_edge(i, *k))) {
-            self.asm.mov64(Reg::R1, imm(MAX_LOOP_ITERATIONS));
+            self.asm.mov64(Reg::R1, imm(max_loop_iterations(self.target)));
             self.asm.stx(Size::DW, Reg::R10, Reg::R1, LOOP_COUNTER);
         }
         // The verifier refuses reads of stack never written; classic BPF
@@ -186,7 +195,7 @@ impl<'a> Emitter<'a> {
 
     /// A backward `ja` (libpcap's `protochain` loop). The verifier accepts
     /// a loop only when it can see it end, so each back edge spends one of
-    /// [`MAX_LOOP_ITERATIONS`]; a packet that needs more rejects. libpcap's
+    /// [`max_loop_iterations`]; a packet that needs more rejects. libpcap's
     /// loop walks one extension header per turn, and no real packet has
     /// that many.
     fn back_edge(&mut self, i: usize, k: u32) {

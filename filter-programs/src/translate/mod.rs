@@ -28,6 +28,8 @@
 mod blocks;
 mod emit;
 
+pub use emit::max_loop_iterations;
+
 use crate::cbpf::{self, validate, Op};
 use crate::ebpf::{self, asm::AsmError};
 
