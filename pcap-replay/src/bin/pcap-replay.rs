@@ -1,3 +1,13 @@
-fn main() {
-    println!("pcap-replay: not yet");
+//! `pcap-replay`: see `pcap-replay --help`. Everything lives in the
+//! library's `cli` module; this only parses and hands over.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use pcap_replay::cli::{self, Cli};
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    cli::init_logging();
+    cli::run(&args)
 }

@@ -1,0 +1,185 @@
+//! Streaming capture readers: classic pcap and pcapng.
+//!
+//! Ours rather than the `pcap` crate's so that every error names the file
+//! and the byte offset of the bad field, and so that a corrupt file still
+//! yields the packets before the fault. Each format is modelled as typed
+//! views over byte slices (`wire` types with named field offsets) and a
+//! `Repr` for the decoded header, as smoltcp does; the readers pull one
+//! record at a time from any `Read`, never the whole file.
+
+mod error;
+mod input;
+mod linktype;
+pub mod pcap;
+pub mod pcapng;
+
+#[cfg(test)]
+mod corpus_tests;
+#[cfg(test)]
+mod fuzz_tests;
+
+use std::io::Read;
+
+pub use error::{CaptureError, ErrorKind, Part};
+pub use linktype::LinkType;
+
+use input::Input;
+
+/// Largest captured length accepted: libpcap's limit for almost every
+/// link type (`MAXIMUM_SNAPLEN`). A larger one means a corrupt file, and
+/// refusing it keeps one bad length from allocating gigabytes.
+pub const MAX_CAPLEN: u32 = 262_144;
+
+/// One packet as read from a capture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Packet {
+    /// Position in the file, from 0, counting packets only.
+    pub index: u64,
+    /// Byte offset of the packet's record (or block) in the file.
+    pub offset: u64,
+    /// Nanoseconds since the epoch.
+    pub ts_ns: u64,
+    /// The captured bytes (`caplen` of them).
+    pub data: Vec<u8>,
+    /// The length of the packet on the wire.
+    pub wire_len: u32,
+    pub linktype: LinkType,
+}
+
+/// Byte order of a capture's integers, given by its magic number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ByteOrder {
+    Little,
+    Big,
+}
+
+impl ByteOrder {
+    /// Reads a u16 from the first 2 bytes of `b` (callers pass exact slices).
+    pub fn u16(self, b: &[u8]) -> u16 {
+        let a = [b[0], b[1]];
+        match self {
+            ByteOrder::Little => u16::from_le_bytes(a),
+            ByteOrder::Big => u16::from_be_bytes(a),
+        }
+    }
+
+    pub fn u32(self, b: &[u8]) -> u32 {
+        let a = [b[0], b[1], b[2], b[3]];
+        match self {
+            ByteOrder::Little => u32::from_le_bytes(a),
+            ByteOrder::Big => u32::from_be_bytes(a),
+        }
+    }
+
+    pub fn u64(self, b: &[u8]) -> u64 {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[..8]);
+        match self {
+            ByteOrder::Little => u64::from_le_bytes(a),
+            ByteOrder::Big => u64::from_be_bytes(a),
+        }
+    }
+
+    pub fn put_u16(self, b: &mut [u8], v: u16) {
+        b[..2].copy_from_slice(&match self {
+            ByteOrder::Little => v.to_le_bytes(),
+            ByteOrder::Big => v.to_be_bytes(),
+        });
+    }
+
+    pub fn put_u32(self, b: &mut [u8], v: u32) {
+        b[..4].copy_from_slice(&match self {
+            ByteOrder::Little => v.to_le_bytes(),
+            ByteOrder::Big => v.to_be_bytes(),
+        });
+    }
+}
+
+/// Which format a capture is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Pcap,
+    PcapNg,
+}
+
+/// A capture of either format, read packet by packet.
+///
+/// Yields `Err` at most once: after an error the stream position is
+/// unknown, so iteration ends.
+pub enum CaptureReader<R: Read> {
+    Pcap(pcap::Reader<R>),
+    PcapNg(pcapng::Reader<R>),
+}
+
+/// How strictly to read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Refuse a record whose captured length is over the file's snap
+    /// length. By default such a record is cut to the snap length, as
+    /// libpcap does (and libpcap's own test files rely on it).
+    pub strict_snaplen: bool,
+}
+
+/// Opens a capture, telling the format from its first four bytes. `name`
+/// is what errors call the file.
+pub fn open<R: Read>(name: impl Into<String>, reader: R) -> Result<CaptureReader<R>, CaptureError> {
+    open_with(name, reader, Options::default())
+}
+
+/// [`open`] with explicit [`Options`].
+pub fn open_with<R: Read>(
+    name: impl Into<String>,
+    reader: R,
+    options: Options,
+) -> Result<CaptureReader<R>, CaptureError> {
+    let mut input = Input::new(name.into(), reader);
+    let mut magic = [0u8; 4];
+    let got = input.fill(&mut magic)?;
+    if got == 0 {
+        return Err(input.error_at(0, ErrorKind::Empty));
+    }
+    if got < magic.len() {
+        let kind = ErrorKind::Truncated {
+            what: Part::FileHeader,
+            need: 4,
+            got: got as u64,
+        };
+        return Err(input.error_at(0, kind));
+    }
+    if pcap::magic_kind(magic).is_some() {
+        pcap::Reader::after_magic(input, magic, options).map(CaptureReader::Pcap)
+    } else if magic == pcapng::SHB_TYPE.to_le_bytes() {
+        pcapng::Reader::after_magic(input, magic, options).map(CaptureReader::PcapNg)
+    } else {
+        Err(input.error_at(0, ErrorKind::BadMagic(u32::from_be_bytes(magic))))
+    }
+}
+
+impl<R: Read> CaptureReader<R> {
+    pub fn format(&self) -> Format {
+        match self {
+            CaptureReader::Pcap(_) => Format::Pcap,
+            CaptureReader::PcapNg(_) => Format::PcapNg,
+        }
+    }
+
+    /// The link type the header announces (pcapng: the first interface's,
+    /// once it has been read; `None` before any IDB).
+    pub fn linktype(&self) -> Option<LinkType> {
+        match self {
+            CaptureReader::Pcap(r) => Some(r.header().linktype.linktype),
+            CaptureReader::PcapNg(r) => r.first_linktype(),
+        }
+    }
+}
+
+impl<R: Read> Iterator for CaptureReader<R> {
+    type Item = Result<Packet, CaptureError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            CaptureReader::Pcap(r) => r.next(),
+            CaptureReader::PcapNg(r) => r.next(),
+        }
+    }
+}

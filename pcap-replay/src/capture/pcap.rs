@@ -1,0 +1,405 @@
+//! Classic pcap savefiles.
+//!
+//! ```text
+//!  file header (24 bytes, in the writer's byte order)
+//!  0        4        6        8            12          16          20          24
+//!  +--------+--------+--------+------------+-----------+-----------+-----------+
+//!  | magic  | major  | minor  |  thiszone  |  sigfigs  |  snaplen  | linktype  |
+//!  +--------+--------+--------+------------+-----------+-----------+-----------+
+//!  linktype: bits 0-15 LINKTYPE_, 16-25 reserved (0), 26 FCS length present,
+//!            27 reserved, 28-31 FCS length in 16-bit words
+//!
+//!  record header (16 bytes), then caplen bytes of packet
+//!  0          4            8          12         16
+//!  +----------+------------+----------+----------+
+//!  |  ts_sec  |  ts_frac   |  caplen  | orig_len |
+//!  +----------+------------+----------+----------+
+//!  ts_frac is microseconds (magic a1b2c3d4) or nanoseconds (magic a1b23c4d)
+//! ```
+
+use std::io::Read;
+
+use super::input::Input;
+use super::{ByteOrder, CaptureError, ErrorKind, LinkType, Options, Packet, Part, MAX_CAPLEN};
+
+mod field {
+    pub type Field = std::ops::Range<usize>;
+    pub const MAGIC: Field = 0..4;
+    pub const VERSION_MAJOR: Field = 4..6;
+    pub const VERSION_MINOR: Field = 6..8;
+    pub const THISZONE: Field = 8..12;
+    pub const SIGFIGS: Field = 12..16;
+    pub const SNAPLEN: Field = 16..20;
+    pub const LINKTYPE: Field = 20..24;
+
+    pub const TS_SEC: Field = 0..4;
+    pub const TS_FRAC: Field = 4..8;
+    pub const CAPLEN: Field = 8..12;
+    pub const ORIG_LEN: Field = 12..16;
+}
+
+pub const FILE_HEADER_LEN: usize = field::LINKTYPE.end;
+pub const RECORD_HEADER_LEN: usize = field::ORIG_LEN.end;
+
+const MAGIC_MICRO: u32 = 0xa1b2_c3d4;
+const MAGIC_NANO: u32 = 0xa1b2_3c4d;
+
+/// What the fractional part of a timestamp counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TsResolution {
+    Micro,
+    Nano,
+}
+
+/// The byte order and timestamp resolution a magic number announces.
+pub fn magic_kind(magic: [u8; 4]) -> Option<(ByteOrder, TsResolution)> {
+    let kind = |v| match v {
+        MAGIC_MICRO => Some(TsResolution::Micro),
+        MAGIC_NANO => Some(TsResolution::Nano),
+        _ => None,
+    };
+    if let Some(res) = kind(u32::from_le_bytes(magic)) {
+        return Some((ByteOrder::Little, res));
+    }
+    kind(u32::from_be_bytes(magic)).map(|res| (ByteOrder::Big, res))
+}
+
+/// The 32-bit link type field, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkTypeField {
+    pub linktype: LinkType,
+    /// Bytes of FCS at the end of every packet, when the file says.
+    pub fcs_len: Option<u8>,
+}
+
+const LT_RESERVED: u32 = 0x0bff_0000;
+const LT_FCS_PRESENT: u32 = 0x0400_0000;
+
+impl LinkTypeField {
+    pub fn parse(raw: u32) -> Result<LinkTypeField, ErrorKind> {
+        if raw & LT_RESERVED != 0 {
+            return Err(ErrorKind::ReservedLinktypeBits(raw));
+        }
+        // The FCS length is counted in 16-bit words.
+        let fcs_len = (raw & LT_FCS_PRESENT != 0).then_some(((raw >> 28) as u8) * 2);
+        Ok(LinkTypeField {
+            linktype: LinkType(raw as u16),
+            fcs_len,
+        })
+    }
+
+    pub fn to_raw(self) -> u32 {
+        let fcs = self
+            .fcs_len
+            .map_or(0, |n| LT_FCS_PRESENT | (u32::from(n / 2) << 28));
+        u32::from(self.linktype.0) | fcs
+    }
+}
+
+/// A read-only or writable view of a file header.
+#[derive(Debug)]
+pub struct FileHeader<T: AsRef<[u8]>> {
+    buffer: T,
+    order: ByteOrder,
+}
+
+impl<T: AsRef<[u8]>> FileHeader<T> {
+    /// A view over a buffer that holds a whole header with a known magic.
+    pub fn new_checked(buffer: T) -> Option<FileHeader<T>> {
+        let b = buffer.as_ref();
+        if b.len() < FILE_HEADER_LEN {
+            return None;
+        }
+        let (order, _) = magic_kind([b[0], b[1], b[2], b[3]])?;
+        Some(FileHeader { buffer, order })
+    }
+
+    fn get32(&self, f: field::Field) -> u32 {
+        self.order.u32(&self.buffer.as_ref()[f])
+    }
+
+    pub fn order(&self) -> ByteOrder {
+        self.order
+    }
+    pub fn resolution(&self) -> TsResolution {
+        let m = self.get32(field::MAGIC);
+        if m == MAGIC_NANO {
+            TsResolution::Nano
+        } else {
+            TsResolution::Micro
+        }
+    }
+    pub fn version_major(&self) -> u16 {
+        self.order.u16(&self.buffer.as_ref()[field::VERSION_MAJOR])
+    }
+    pub fn version_minor(&self) -> u16 {
+        self.order.u16(&self.buffer.as_ref()[field::VERSION_MINOR])
+    }
+    pub fn thiszone(&self) -> i32 {
+        self.get32(field::THISZONE) as i32
+    }
+    pub fn sigfigs(&self) -> u32 {
+        self.get32(field::SIGFIGS)
+    }
+    pub fn snaplen(&self) -> u32 {
+        self.get32(field::SNAPLEN)
+    }
+    pub fn linktype_raw(&self) -> u32 {
+        self.get32(field::LINKTYPE)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> FileHeader<T> {
+    /// A view for writing a header in `order`; the buffer must hold one.
+    pub fn new_for_writing(buffer: T, order: ByteOrder) -> Option<FileHeader<T>> {
+        (buffer.as_ref().len() >= FILE_HEADER_LEN).then_some(FileHeader { buffer, order })
+    }
+    fn put32(&mut self, f: field::Field, v: u32) {
+        self.order.put_u32(&mut self.buffer.as_mut()[f], v);
+    }
+    fn put16(&mut self, f: field::Field, v: u16) {
+        self.order.put_u16(&mut self.buffer.as_mut()[f], v);
+    }
+}
+
+/// A decoded, validated file header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileHeaderRepr {
+    pub order: ByteOrder,
+    pub resolution: TsResolution,
+    pub version_major: u16,
+    pub version_minor: u16,
+    pub thiszone: i32,
+    pub sigfigs: u32,
+    pub snaplen: u32,
+    pub linktype: LinkTypeField,
+}
+
+impl FileHeaderRepr {
+    /// Decodes a header; the error carries the offset of the bad field.
+    pub fn parse<T: AsRef<[u8]>>(h: &FileHeader<T>) -> Result<FileHeaderRepr, (u64, ErrorKind)> {
+        let (major, minor) = (h.version_major(), h.version_minor());
+        // 2.4 is current; 2.0-2.3 differ only in how lengths were written.
+        if major != 2 || minor > 4 {
+            let kind = ErrorKind::UnsupportedVersion {
+                format: "pcap",
+                major,
+                minor,
+            };
+            return Err((field::VERSION_MAJOR.start as u64, kind));
+        }
+        let linktype = LinkTypeField::parse(h.linktype_raw())
+            .map_err(|k| (field::LINKTYPE.start as u64, k))?;
+        Ok(FileHeaderRepr {
+            order: h.order(),
+            resolution: h.resolution(),
+            version_major: major,
+            version_minor: minor,
+            thiszone: h.thiszone(),
+            sigfigs: h.sigfigs(),
+            snaplen: h.snaplen(),
+            linktype,
+        })
+    }
+
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, h: &mut FileHeader<T>) {
+        let magic = match self.resolution {
+            TsResolution::Micro => MAGIC_MICRO,
+            TsResolution::Nano => MAGIC_NANO,
+        };
+        h.put32(field::MAGIC, magic);
+        h.put16(field::VERSION_MAJOR, self.version_major);
+        h.put16(field::VERSION_MINOR, self.version_minor);
+        h.put32(field::THISZONE, self.thiszone as u32);
+        h.put32(field::SIGFIGS, self.sigfigs);
+        h.put32(field::SNAPLEN, self.snaplen);
+        h.put32(field::LINKTYPE, self.linktype.to_raw());
+    }
+
+    /// The most bytes a record may keep: libpcap treats 0 and oversized
+    /// snap lengths as "the maximum".
+    pub fn effective_snaplen(&self) -> u32 {
+        if self.snaplen == 0 || self.snaplen > MAX_CAPLEN {
+            MAX_CAPLEN
+        } else {
+            self.snaplen
+        }
+    }
+}
+
+/// A decoded record header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRepr {
+    pub ts_sec: u32,
+    pub ts_frac: u32,
+    pub caplen: u32,
+    pub orig_len: u32,
+}
+
+impl RecordRepr {
+    pub fn parse(b: &[u8; RECORD_HEADER_LEN], order: ByteOrder) -> RecordRepr {
+        RecordRepr {
+            ts_sec: order.u32(&b[field::TS_SEC]),
+            ts_frac: order.u32(&b[field::TS_FRAC]),
+            caplen: order.u32(&b[field::CAPLEN]),
+            orig_len: order.u32(&b[field::ORIG_LEN]),
+        }
+    }
+
+    pub fn emit(&self, b: &mut [u8; RECORD_HEADER_LEN], order: ByteOrder) {
+        order.put_u32(&mut b[field::TS_SEC], self.ts_sec);
+        order.put_u32(&mut b[field::TS_FRAC], self.ts_frac);
+        order.put_u32(&mut b[field::CAPLEN], self.caplen);
+        order.put_u32(&mut b[field::ORIG_LEN], self.orig_len);
+    }
+
+    pub fn ts_ns(&self, res: TsResolution) -> u64 {
+        let frac = match res {
+            TsResolution::Micro => u64::from(self.ts_frac) * 1_000,
+            TsResolution::Nano => u64::from(self.ts_frac),
+        };
+        u64::from(self.ts_sec) * 1_000_000_000 + frac
+    }
+}
+
+/// Reads the records of a classic pcap file one at a time.
+pub struct Reader<R> {
+    input: Input<R>,
+    header: FileHeaderRepr,
+    options: Options,
+    index: u64,
+    done: bool,
+}
+
+impl<R: Read> Reader<R> {
+    pub(crate) fn after_magic(
+        mut input: Input<R>,
+        magic: [u8; 4],
+        options: Options,
+    ) -> Result<Reader<R>, CaptureError> {
+        let mut buf = [0u8; FILE_HEADER_LEN];
+        buf[..4].copy_from_slice(&magic);
+        let got = 4 + input.fill(&mut buf[4..])?;
+        if got < FILE_HEADER_LEN {
+            let need = FILE_HEADER_LEN as u64;
+            let kind = ErrorKind::Truncated {
+                what: Part::FileHeader,
+                need,
+                got: got as u64,
+            };
+            return Err(input.error_at(0, kind));
+        }
+        let view = FileHeader::new_checked(&buf[..])
+            .ok_or_else(|| input.error_at(0, ErrorKind::BadMagic(u32::from_be_bytes(magic))))?;
+        let header = FileHeaderRepr::parse(&view).map_err(|(off, k)| input.error_at(off, k))?;
+        tracing::debug!(?header, "pcap file header");
+        Ok(Reader {
+            input,
+            header,
+            options,
+            index: 0,
+            done: false,
+        })
+    }
+
+    pub fn header(&self) -> &FileHeaderRepr {
+        &self.header
+    }
+
+    fn read_record(&mut self) -> Result<Option<Packet>, CaptureError> {
+        let start = self.input.offset();
+        let mut hdr = [0u8; RECORD_HEADER_LEN];
+        let got = self.input.fill(&mut hdr)?;
+        if got == 0 {
+            return Ok(None);
+        }
+        if got < RECORD_HEADER_LEN {
+            let need = RECORD_HEADER_LEN as u64;
+            let kind = ErrorKind::Truncated {
+                what: Part::RecordHeader,
+                need,
+                got: got as u64,
+            };
+            return Err(self.input.error_at(start, kind));
+        }
+        let mut rec = RecordRepr::parse(&hdr, self.header.order);
+        // Before 2.3 the two lengths were written the other way round, and
+        // some 2.3 writers did either.
+        let swapped = match self.header.version_minor {
+            0..=2 => true,
+            3 => rec.caplen > rec.orig_len,
+            _ => false,
+        };
+        if swapped {
+            std::mem::swap(&mut rec.caplen, &mut rec.orig_len);
+        }
+        let caplen_at = start + field::CAPLEN.start as u64;
+        if rec.caplen > MAX_CAPLEN {
+            let kind = ErrorKind::CaplenTooLarge {
+                caplen: rec.caplen,
+                limit: MAX_CAPLEN,
+            };
+            return Err(self.input.error_at(caplen_at, kind));
+        }
+        let snaplen = self.header.effective_snaplen();
+        if rec.caplen > snaplen && self.options.strict_snaplen {
+            let kind = ErrorKind::CaplenOverSnaplen {
+                caplen: rec.caplen,
+                snaplen,
+            };
+            return Err(self.input.error_at(caplen_at, kind));
+        }
+        let data_at = self.input.offset();
+        let mut data = match self.input.take(rec.caplen as usize)? {
+            Ok(data) => data,
+            Err(got) => {
+                let need = u64::from(rec.caplen);
+                let kind = ErrorKind::Truncated {
+                    what: Part::PacketData,
+                    need,
+                    got: got as u64,
+                };
+                return Err(self.input.error_at(data_at, kind));
+            }
+        };
+        if rec.caplen > snaplen {
+            tracing::warn!(
+                file = self.input.name(),
+                offset = start,
+                caplen = rec.caplen,
+                snaplen,
+                "captured length over the snap length; keeping the first snaplen bytes, as libpcap does"
+            );
+            data.truncate(snaplen as usize);
+        }
+        let packet = Packet {
+            index: self.index,
+            offset: start,
+            ts_ns: rec.ts_ns(self.header.resolution),
+            data,
+            wire_len: rec.orig_len,
+            linktype: self.header.linktype.linktype,
+        };
+        self.index += 1;
+        Ok(Some(packet))
+    }
+}
+
+impl<R: Read> Iterator for Reader<R> {
+    type Item = Result<Packet, CaptureError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let item = self.read_record().transpose();
+        if !matches!(item, Some(Ok(_))) {
+            self.done = true;
+        }
+        item
+    }
+}
+
+#[cfg(test)]
+#[path = "pcap_tests.rs"]
+mod tests;

@@ -1,0 +1,279 @@
+use super::*;
+use crate::capture::{open, open_with, CaptureReader};
+
+/// A little-endian microsecond header: version 2.4, snaplen 65535, EN10MB.
+const LE_HEADER: [u8; 24] = [
+    0xd4, 0xc3, 0xb2, 0xa1, 0x02, 0x00, 0x04, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, //
+    0xff, 0xff, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
+];
+
+/// The same header big-endian, nanosecond magic, with a 4-byte FCS flag.
+const BE_NANO_FCS_HEADER: [u8; 24] = [
+    0xa1, 0xb2, 0x3c, 0x4d, 0x00, 0x02, 0x00, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, //
+    0x00, 0x00, 0xff, 0xff, 0x24, 0x00, 0x00, 0x01,
+];
+
+fn record_le(ts_sec: u32, ts_frac: u32, data: &[u8], orig: u32) -> Vec<u8> {
+    let mut v = Vec::new();
+    for x in [ts_sec, ts_frac, data.len() as u32, orig] {
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.extend_from_slice(data);
+    v
+}
+
+fn read_all(bytes: &[u8]) -> (Vec<Packet>, Option<CaptureError>) {
+    let reader = match open("t.pcap", bytes) {
+        Ok(r) => r,
+        Err(e) => return (vec![], Some(e)),
+    };
+    let mut packets = vec![];
+    for item in reader {
+        match item {
+            Ok(p) => packets.push(p),
+            Err(e) => return (packets, Some(e)),
+        }
+    }
+    (packets, None)
+}
+
+#[test]
+fn parses_little_endian_micro_header() {
+    let view = FileHeader::new_checked(&LE_HEADER[..]).unwrap();
+    let repr = FileHeaderRepr::parse(&view).unwrap();
+    assert_eq!(
+        repr,
+        FileHeaderRepr {
+            order: ByteOrder::Little,
+            resolution: TsResolution::Micro,
+            version_major: 2,
+            version_minor: 4,
+            thiszone: 0,
+            sigfigs: 0,
+            snaplen: 65535,
+            linktype: LinkTypeField {
+                linktype: LinkType::ETHERNET,
+                fcs_len: None
+            },
+        }
+    );
+}
+
+#[test]
+fn parses_big_endian_nano_header_with_fcs_bits() {
+    let view = FileHeader::new_checked(&BE_NANO_FCS_HEADER[..]).unwrap();
+    let repr = FileHeaderRepr::parse(&view).unwrap();
+    assert_eq!(repr.order, ByteOrder::Big);
+    assert_eq!(repr.resolution, TsResolution::Nano);
+    assert_eq!(repr.snaplen, 65535);
+    assert_eq!(
+        repr.linktype,
+        LinkTypeField {
+            linktype: LinkType::ETHERNET,
+            fcs_len: Some(4)
+        }
+    );
+}
+
+#[test]
+fn header_emit_round_trips_exact_bytes() {
+    for bytes in [LE_HEADER, BE_NANO_FCS_HEADER] {
+        let repr = FileHeaderRepr::parse(&FileHeader::new_checked(&bytes[..]).unwrap()).unwrap();
+        let mut out = [0u8; 24];
+        repr.emit(&mut FileHeader::new_for_writing(&mut out[..], repr.order).unwrap());
+        assert_eq!(out, bytes);
+    }
+}
+
+#[test]
+fn record_header_exact_bytes() {
+    let bytes = [
+        1, 0, 0, 0, 0x40, 0x42, 0x0f, 0, 60, 0, 0, 0, 0xea, 0x05, 0, 0,
+    ];
+    let rec = RecordRepr::parse(&bytes, ByteOrder::Little);
+    assert_eq!(
+        rec,
+        RecordRepr {
+            ts_sec: 1,
+            ts_frac: 1_000_000,
+            caplen: 60,
+            orig_len: 1514
+        }
+    );
+    let mut out = [0u8; 16];
+    rec.emit(&mut out, ByteOrder::Little);
+    assert_eq!(out, bytes);
+    assert_eq!(rec.ts_ns(TsResolution::Micro), 2_000_000_000);
+    assert_eq!(rec.ts_ns(TsResolution::Nano), 1_001_000_000);
+}
+
+#[test]
+fn reads_records_in_order() {
+    let mut file = LE_HEADER.to_vec();
+    file.extend(record_le(10, 5, &[1, 2, 3], 3));
+    file.extend(record_le(11, 0, &[4; 14], 1514));
+    let (packets, err) = read_all(&file);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(packets.len(), 2);
+    assert_eq!(packets[0].index, 0);
+    assert_eq!(packets[0].offset, 24);
+    assert_eq!(packets[0].ts_ns, 10_000_005_000);
+    assert_eq!(packets[0].data, [1, 2, 3]);
+    assert_eq!(packets[1].offset, 24 + 16 + 3);
+    assert_eq!(packets[1].wire_len, 1514);
+    assert_eq!(packets[1].linktype, LinkType::ETHERNET);
+}
+
+#[test]
+fn big_endian_records() {
+    let mut file = BE_NANO_FCS_HEADER.to_vec();
+    for x in [7u32, 9, 2, 64] {
+        file.extend_from_slice(&x.to_be_bytes());
+    }
+    file.extend_from_slice(&[0xaa, 0xbb]);
+    let (packets, err) = read_all(&file);
+    assert!(err.is_none());
+    assert_eq!(packets[0].ts_ns, 7_000_000_009);
+    assert_eq!(
+        (packets[0].data.as_slice(), packets[0].wire_len),
+        (&[0xaa, 0xbb][..], 64)
+    );
+}
+
+fn expect_err(bytes: &[u8], packets: usize, offset: u64, check: impl Fn(&ErrorKind) -> bool) {
+    let (got, err) = read_all(bytes);
+    let err = err.expect("an error");
+    assert_eq!(got.len(), packets, "{err}");
+    assert_eq!(err.offset, offset, "{err}");
+    assert!(check(&err.kind), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("t.pcap: byte {offset}: ")),
+        "{err}"
+    );
+}
+
+#[test]
+fn errors_carry_offsets() {
+    expect_err(&[], 0, 0, |k| matches!(k, ErrorKind::Empty));
+    expect_err(b"GIF89a..", 0, 0, |k| {
+        matches!(k, ErrorKind::BadMagic(0x4749_4638))
+    });
+    expect_err(&LE_HEADER[..10], 0, 0, |k| {
+        matches!(
+            k,
+            ErrorKind::Truncated {
+                what: Part::FileHeader,
+                need: 24,
+                got: 10
+            }
+        )
+    });
+    let mut v = LE_HEADER;
+    v[6] = 5;
+    expect_err(&v, 0, 4, |k| {
+        matches!(
+            k,
+            ErrorKind::UnsupportedVersion {
+                major: 2,
+                minor: 5,
+                ..
+            }
+        )
+    });
+    let mut v = LE_HEADER;
+    v[22] = 0x30;
+    expect_err(&v, 0, 20, |k| {
+        matches!(k, ErrorKind::ReservedLinktypeBits(0x0030_0001))
+    });
+
+    let mut file = LE_HEADER.to_vec();
+    file.extend(record_le(1, 0, &[1, 2, 3], 3));
+    let mut cut_header = file.clone();
+    cut_header.extend_from_slice(&[0; 7]);
+    expect_err(&cut_header, 1, 43, |k| {
+        matches!(
+            k,
+            ErrorKind::Truncated {
+                what: Part::RecordHeader,
+                need: 16,
+                got: 7
+            }
+        )
+    });
+    let mut cut_data = file.clone();
+    cut_data.extend(record_le(2, 0, &[9; 40], 40));
+    cut_data.truncate(cut_data.len() - 30);
+    expect_err(&cut_data, 1, 59, |k| {
+        matches!(
+            k,
+            ErrorKind::Truncated {
+                what: Part::PacketData,
+                need: 40,
+                got: 10
+            }
+        )
+    });
+    let mut huge = file.clone();
+    huge.extend_from_slice(&[0; 8]);
+    huge.extend_from_slice(&0x1000_0000u32.to_le_bytes());
+    huge.extend_from_slice(&[0; 4]);
+    expect_err(&huge, 1, 51, |k| {
+        matches!(
+            k,
+            ErrorKind::CaplenTooLarge {
+                caplen: 0x1000_0000,
+                ..
+            }
+        )
+    });
+}
+
+#[test]
+fn caplen_over_snaplen_is_cut_like_libpcap_or_refused_when_strict() {
+    let mut file = LE_HEADER.to_vec();
+    file[16..20].copy_from_slice(&4u32.to_le_bytes());
+    file.extend(record_le(1, 0, &[1, 2, 3, 4, 5, 6], 6));
+    file.extend(record_le(1, 0, &[7], 1));
+    let (packets, err) = read_all(&file);
+    assert!(err.is_none());
+    assert_eq!(packets[0].data, [1, 2, 3, 4]);
+    assert_eq!(packets[0].wire_len, 6);
+    assert_eq!(packets[1].data, [7]);
+
+    let strict = Options {
+        strict_snaplen: true,
+    };
+    let mut reader = open_with("s.pcap", &file[..], strict).unwrap();
+    let err = reader.next().unwrap().unwrap_err();
+    assert_eq!(err.offset, 32);
+    assert!(matches!(
+        err.kind,
+        ErrorKind::CaplenOverSnaplen {
+            caplen: 6,
+            snaplen: 4
+        }
+    ));
+    assert!(reader.next().is_none(), "iteration ends after an error");
+}
+
+#[test]
+fn old_versions_swap_lengths() {
+    let mut file = LE_HEADER.to_vec();
+    file[6] = 2; // version 2.2: orig_len was written where caplen is now
+    for x in [1u32, 0, 100, 2] {
+        file.extend_from_slice(&x.to_le_bytes());
+    }
+    file.extend_from_slice(&[5, 6]);
+    let (packets, err) = read_all(&file);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!((packets[0].data.len(), packets[0].wire_len), (2, 100));
+}
+
+#[test]
+fn format_and_linktype_are_known_after_open() {
+    let reader = open("t.pcap", &LE_HEADER[..]).unwrap();
+    assert!(matches!(reader, CaptureReader::Pcap(_)));
+    assert_eq!(reader.linktype(), Some(LinkType::ETHERNET));
+    assert_eq!(reader.count(), 0);
+}

@@ -1,0 +1,308 @@
+//! pcapng captures: sections, interfaces and packet blocks.
+//!
+//! Each section (SHB) sets the byte order and starts a fresh list of
+//! interfaces (IDBs); each packet block names its interface, which gives
+//! the link type, snap length and timestamp units. Blocks of other types
+//! are skipped without being buffered.
+
+pub mod wire;
+
+use std::io::Read;
+
+use super::input::Input;
+use super::{ByteOrder, CaptureError, ErrorKind, LinkType, Options, Packet, Part, MAX_CAPLEN};
+use wire::{block, Body, InterfaceRepr, PacketRepr, SectionHeaderRepr};
+
+pub use wire::SHB_TYPE;
+
+/// Longest block accepted: libpcap's cap, which bounds the memory one
+/// corrupt length can claim.
+pub const MAX_BLOCK_LEN: u32 = 16 * 1024 * 1024;
+
+/// Reads the packets of a pcapng file one at a time.
+pub struct Reader<R> {
+    input: Input<R>,
+    section: SectionHeaderRepr,
+    interfaces: Vec<InterfaceRepr>,
+    first_linktype: Option<LinkType>,
+    options: Options,
+    index: u64,
+    done: bool,
+}
+
+/// One block: `bytes` runs from its type field to its trailer (for a
+/// skipped block, just the header and trailer).
+struct RawBlock {
+    start: u64,
+    kind: u32,
+    bytes: Vec<u8>,
+}
+
+impl RawBlock {
+    fn body(&self, order: ByteOrder) -> Body<'_> {
+        let end = self.bytes.len() - 4;
+        Body {
+            bytes: &self.bytes[block::BODY_START..end],
+            order,
+        }
+    }
+}
+
+impl<R: Read> Reader<R> {
+    pub(crate) fn after_magic(
+        mut input: Input<R>,
+        magic: [u8; 4],
+        options: Options,
+    ) -> Result<Reader<R>, CaptureError> {
+        let raw = read_block(&mut input, ByteOrder::Little, Some(magic))?
+            .ok_or_else(|| input.error_at(0, ErrorKind::Empty))?;
+        let section = parse_section(&input, &raw)?;
+        tracing::debug!(?section, "pcapng section");
+        Ok(Reader {
+            input,
+            section,
+            interfaces: Vec::new(),
+            first_linktype: None,
+            options,
+            index: 0,
+            done: false,
+        })
+    }
+
+    /// The link type of the first interface read so far.
+    pub fn first_linktype(&self) -> Option<LinkType> {
+        self.first_linktype
+    }
+
+    pub fn section(&self) -> &SectionHeaderRepr {
+        &self.section
+    }
+
+    fn next_packet(&mut self) -> Result<Option<Packet>, CaptureError> {
+        loop {
+            let Some(raw) = read_block(&mut self.input, self.section.order, None)? else {
+                return Ok(None);
+            };
+            let body = raw.body(self.section.order);
+            let at = |e| self.input.error_at(raw.start, e);
+            let repr = match raw.kind {
+                wire::SHB_TYPE => {
+                    self.section = parse_section(&self.input, &raw)?;
+                    self.interfaces.clear();
+                    continue;
+                }
+                wire::IDB_TYPE => {
+                    let idb = InterfaceRepr::parse(body).map_err(at)?;
+                    tracing::debug!(interface = self.interfaces.len(), ?idb, "pcapng interface");
+                    self.first_linktype.get_or_insert(idb.linktype);
+                    self.interfaces.push(idb);
+                    continue;
+                }
+                wire::EPB_TYPE => PacketRepr::parse_epb(body).map_err(at)?,
+                wire::PB_TYPE => PacketRepr::parse_pb(body).map_err(at)?,
+                wire::SPB_TYPE => PacketRepr::parse_spb(body).map_err(at)?,
+                other => {
+                    tracing::trace!(
+                        block_type = other,
+                        offset = raw.start,
+                        "skipping pcapng block"
+                    );
+                    continue;
+                }
+            };
+            return self.packet(&raw, repr).map(Some);
+        }
+    }
+
+    fn packet(&mut self, raw: &RawBlock, repr: PacketRepr<'_>) -> Result<Packet, CaptureError> {
+        let count = self.interfaces.len();
+        let iface = usize::try_from(repr.interface_id)
+            .ok()
+            .and_then(|i| self.interfaces.get(i))
+            .ok_or_else(|| {
+                let kind = ErrorKind::UnknownInterface {
+                    id: repr.interface_id,
+                    count,
+                };
+                self.input.error_at(raw.start, kind)
+            })?;
+        let snaplen = match iface.snaplen {
+            0 => MAX_CAPLEN,
+            n => n.min(MAX_CAPLEN),
+        };
+        let mut data = repr.data;
+        if repr.timestamp.is_none() {
+            // An SPB stores no captured length: it is what fits the snap
+            // length and the wire length, the rest is padding.
+            let caplen = repr.orig_len.min(snaplen) as usize;
+            data = &data[..caplen.min(data.len())];
+        }
+        let caplen = data.len() as u32;
+        // The caplen field sits at the same place in EPB and PB.
+        let caplen_at = raw.start + (block::BODY_START + wire::epb::CAPLEN.start) as u64;
+        if caplen > MAX_CAPLEN {
+            let kind = ErrorKind::CaplenTooLarge {
+                caplen,
+                limit: MAX_CAPLEN,
+            };
+            return Err(self.input.error_at(caplen_at, kind));
+        }
+        if caplen > snaplen {
+            if self.options.strict_snaplen {
+                let kind = ErrorKind::CaplenOverSnaplen { caplen, snaplen };
+                return Err(self.input.error_at(caplen_at, kind));
+            }
+            tracing::warn!(
+                file = self.input.name(),
+                offset = raw.start,
+                caplen,
+                snaplen,
+                "captured length over the snap length; keeping the first snaplen bytes, as libpcap does"
+            );
+            data = &data[..snaplen as usize];
+        }
+        let packet = Packet {
+            index: self.index,
+            offset: raw.start,
+            ts_ns: repr.timestamp.map_or(0, |t| iface.ts_ns(t)),
+            data: data.to_vec(),
+            wire_len: repr.orig_len,
+            linktype: iface.linktype,
+        };
+        self.index += 1;
+        Ok(packet)
+    }
+}
+
+fn parse_section<R: Read>(
+    input: &Input<R>,
+    raw: &RawBlock,
+) -> Result<SectionHeaderRepr, CaptureError> {
+    let err = |off: usize, e| input.error_at(raw.start + off as u64, e);
+    let magic = raw.bytes.get(8..12).ok_or_else(|| {
+        let len = raw.bytes.len().saturating_sub(block::MIN_LEN);
+        err(
+            0,
+            ErrorKind::BlockTooShort {
+                block: "section header",
+                len,
+                need: wire::shb::OPTIONS,
+            },
+        )
+    })?;
+    let order =
+        wire::byte_order_of([magic[0], magic[1], magic[2], magic[3]]).map_err(|e| err(8, e))?;
+    SectionHeaderRepr::parse(raw.body(order)).map_err(|e| err(block::BODY_START, e))
+}
+
+/// Reads one whole block. `None` at a clean end of file. A section header
+/// tells its own byte order, so it is read in that order whatever `order`
+/// says; `magic` is its type field when the caller has already read it.
+fn read_block<R: Read>(
+    input: &mut Input<R>,
+    order: ByteOrder,
+    magic: Option<[u8; 4]>,
+) -> Result<Option<RawBlock>, CaptureError> {
+    let start = input.offset() - if magic.is_some() { 4 } else { 0 };
+    let mut head = [0u8; 12];
+    let pre = match magic {
+        Some(m) => {
+            head[..4].copy_from_slice(&m);
+            4
+        }
+        None => 0,
+    };
+    let got = pre + input.fill(&mut head[pre..8])?;
+    if got == 0 {
+        return Ok(None);
+    }
+    let truncated = |what, need: u64, got: usize| ErrorKind::Truncated {
+        what,
+        need,
+        got: got as u64,
+    };
+    if got < 8 {
+        return Err(input.error_at(start, truncated(Part::BlockHeader, 8, got)));
+    }
+    let mut order = order;
+    let mut head_len = 8;
+    if head[block::TYPE] == SHB_TYPE.to_le_bytes() {
+        let got = 8 + input.fill(&mut head[8..12])?;
+        if got < 12 {
+            return Err(input.error_at(start, truncated(Part::BlockHeader, 12, got)));
+        }
+        order = wire::byte_order_of([head[8], head[9], head[10], head[11]])
+            .map_err(|e| input.error_at(start + 8, e))?;
+        head_len = 12;
+    }
+    let kind = order.u32(&head[block::TYPE]);
+    let len = order.u32(&head[block::TOTAL_LEN]);
+    let min = if kind == SHB_TYPE {
+        28
+    } else {
+        block::MIN_LEN as u32
+    };
+    if len < min || !len.is_multiple_of(4) || len > MAX_BLOCK_LEN {
+        return Err(input.error_at(start + 4, ErrorKind::BadBlockLength(len)));
+    }
+    let known = matches!(
+        kind,
+        SHB_TYPE | wire::IDB_TYPE | wire::EPB_TYPE | wire::SPB_TYPE | wire::PB_TYPE
+    );
+    let rest = len as usize - head_len;
+    let mut bytes = head[..head_len].to_vec();
+    if known {
+        match input.take(rest)? {
+            Ok(more) => bytes.extend(more),
+            Err(n) => {
+                let e = truncated(Part::BlockBody, u64::from(len), head_len + n);
+                return Err(input.error_at(start, e));
+            }
+        }
+    } else {
+        // Skip the body unbuffered; keep the header and trailer only.
+        let body = (rest - 4) as u64;
+        let skipped = input.skip(body)?;
+        if skipped < body {
+            let e = truncated(Part::BlockBody, u64::from(len), head_len + skipped as usize);
+            return Err(input.error_at(start, e));
+        }
+        match input.take(4)? {
+            Ok(trailer) => bytes.extend(trailer),
+            Err(n) => {
+                let e = truncated(Part::BlockBody, u64::from(len), len as usize - 4 + n);
+                return Err(input.error_at(start, e));
+            }
+        }
+    }
+    let trailer = order.u32(&bytes[bytes.len() - 4..]);
+    if trailer != len {
+        let at = start + u64::from(len) - 4;
+        return Err(input.error_at(
+            at,
+            ErrorKind::BlockLengthMismatch {
+                header: len,
+                trailer,
+            },
+        ));
+    }
+    Ok(Some(RawBlock { start, kind, bytes }))
+}
+
+impl<R: Read> Iterator for Reader<R> {
+    type Item = Result<Packet, CaptureError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let item = self.next_packet().transpose();
+        if !matches!(item, Some(Ok(_))) {
+            self.done = true;
+        }
+        item
+    }
+}
+
+#[cfg(test)]
+mod tests;

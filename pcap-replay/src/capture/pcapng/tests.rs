@@ -1,0 +1,331 @@
+use super::wire::TsResol;
+use super::*;
+use crate::capture::{open, CaptureReader, Format};
+
+/// Builds blocks in either byte order, padding bodies to 4 bytes.
+struct Builder {
+    order: ByteOrder,
+    out: Vec<u8>,
+}
+
+impl Builder {
+    fn new(order: ByteOrder) -> Builder {
+        let mut b = Builder {
+            order,
+            out: Vec::new(),
+        };
+        b.shb(1, 0);
+        b
+    }
+    fn u16(&self, v: u16) -> [u8; 2] {
+        let mut b = [0; 2];
+        self.order.put_u16(&mut b, v);
+        b
+    }
+    fn u32(&self, v: u32) -> [u8; 4] {
+        let mut b = [0; 4];
+        self.order.put_u32(&mut b, v);
+        b
+    }
+    fn block(&mut self, kind: u32, body: &[u8]) -> &mut Builder {
+        let mut body = body.to_vec();
+        body.resize((body.len() + 3) & !3, 0);
+        let len = body.len() as u32 + 12;
+        let (k, l) = (self.u32(kind), self.u32(len));
+        self.out.extend(k.iter().chain(&l).chain(&body).chain(&l));
+        self
+    }
+    fn shb(&mut self, major: u16, minor: u16) -> &mut Builder {
+        let mut body = self.u32(0x1a2b_3c4d).to_vec();
+        body.extend(self.u16(major));
+        body.extend(self.u16(minor));
+        body.extend([0xff; 8]);
+        self.block(SHB_TYPE, &body)
+    }
+    fn idb(&mut self, linktype: u16, snaplen: u32, options: &[(u16, &[u8])]) -> &mut Builder {
+        let mut body = self.u16(linktype).to_vec();
+        body.extend([0, 0]);
+        body.extend(self.u32(snaplen));
+        for (code, value) in options {
+            body.extend(self.u16(*code));
+            body.extend(self.u16(value.len() as u16));
+            body.extend(*value);
+            body.resize((body.len() + 3) & !3, 0);
+        }
+        if !options.is_empty() {
+            body.extend([0; 4]);
+        }
+        self.block(wire::IDB_TYPE, &body)
+    }
+    fn epb(&mut self, iface: u32, ts: u64, data: &[u8], orig: u32) -> &mut Builder {
+        let mut body = self.u32(iface).to_vec();
+        body.extend(self.u32((ts >> 32) as u32));
+        body.extend(self.u32(ts as u32));
+        body.extend(self.u32(data.len() as u32));
+        body.extend(self.u32(orig));
+        body.extend(data);
+        self.block(wire::EPB_TYPE, &body)
+    }
+}
+
+fn read_all(bytes: &[u8]) -> (Vec<Packet>, Option<CaptureError>) {
+    let reader = match open("t.pcapng", bytes) {
+        Ok(r) => r,
+        Err(e) => return (vec![], Some(e)),
+    };
+    assert_eq!(reader.format(), Format::PcapNg);
+    let mut packets = vec![];
+    for item in reader {
+        match item {
+            Ok(p) => packets.push(p),
+            Err(e) => return (packets, Some(e)),
+        }
+    }
+    (packets, None)
+}
+
+#[test]
+fn section_header_exact_bytes_little_endian() {
+    let b = Builder::new(ByteOrder::Little);
+    assert_eq!(
+        b.out,
+        [
+            0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, //
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 28, 0, 0, 0
+        ]
+    );
+    let body = Body {
+        bytes: &b.out[8..24],
+        order: ByteOrder::Little,
+    };
+    let repr = SectionHeaderRepr::parse(body).unwrap();
+    assert_eq!(
+        repr,
+        SectionHeaderRepr {
+            order: ByteOrder::Little,
+            major: 1,
+            minor: 0,
+            section_len: -1
+        }
+    );
+}
+
+#[test]
+fn interface_options_exact_bytes() {
+    // linktype 113, snaplen 1500, if_tsresol 9 (ns), if_fcslen 4, if_tsoffset 10 s.
+    let body: &[u8] = &[
+        113, 0, 0, 0, 0xdc, 0x05, 0, 0, //
+        9, 0, 1, 0, 9, 0, 0, 0, //
+        13, 0, 1, 0, 4, 0, 0, 0, //
+        14, 0, 8, 0, 10, 0, 0, 0, 0, 0, 0, 0, //
+        0, 0, 0, 0,
+    ];
+    let repr = InterfaceRepr::parse(Body {
+        bytes: body,
+        order: ByteOrder::Little,
+    })
+    .unwrap();
+    assert_eq!(
+        repr,
+        InterfaceRepr {
+            linktype: LinkType::LINUX_SLL,
+            snaplen: 1500,
+            tsresol: TsResol::Pow10(9),
+            tsoffset: 10,
+            fcs_len: Some(4),
+        }
+    );
+    assert_eq!(repr.ts_ns(5), 10_000_000_005);
+}
+
+#[test]
+fn tsresol_units() {
+    assert_eq!(TsResol::parse(6).unwrap().to_ns(1_500_000), 1_500_000_000);
+    assert_eq!(TsResol::parse(3).unwrap().to_ns(2), 2_000_000);
+    assert_eq!(TsResol::parse(12).unwrap().to_ns(5_000), 5);
+    assert_eq!(TsResol::parse(0x8a).unwrap().to_ns(1024), 1_000_000_000);
+    assert!(TsResol::parse(0xff).is_err());
+    assert!(TsResol::parse(20).is_err());
+}
+
+#[test]
+fn reads_several_interfaces_in_both_byte_orders() {
+    for order in [ByteOrder::Little, ByteOrder::Big] {
+        let mut b = Builder::new(order);
+        b.idb(1, 0, &[]).idb(101, 0, &[(9, &[9])]);
+        b.block(0xdead, &[1, 2, 3]); // unknown: skipped
+        b.epb(0, 3_000_000, &[1, 2, 3], 60)
+            .epb(1, 7, &[0x45; 20], 20);
+        let (packets, err) = read_all(&b.out);
+        assert!(err.is_none(), "{order:?}: {err:?}");
+        assert_eq!(packets.len(), 2);
+        assert_eq!(
+            (packets[0].linktype, packets[0].ts_ns, packets[0].wire_len),
+            (LinkType(1), 3_000_000_000, 60)
+        );
+        assert_eq!(packets[0].data, [1, 2, 3]);
+        assert_eq!(
+            (packets[1].linktype, packets[1].ts_ns, packets[1].index),
+            (LinkType::RAW, 7, 1)
+        );
+        assert_eq!(packets[1].offset, b.out.len() as u64 - 52);
+    }
+}
+
+#[test]
+fn simple_and_obsolete_packet_blocks() {
+    let mut b = Builder::new(ByteOrder::Little);
+    b.idb(1, 4, &[]);
+    // SPB: original length 6, data cut to the snap length 4.
+    b.block(wire::SPB_TYPE, &[6, 0, 0, 0, 9, 8, 7, 6, 5, 4]);
+    // SPB shorter than its padding: original length 2.
+    b.block(wire::SPB_TYPE, &[2, 0, 0, 0, 1, 2]);
+    // PB: interface 0, drops 0, ts 0:1000000, caplen 3, len 3.
+    b.block(
+        wire::PB_TYPE,
+        &[
+            0, 0, 0, 0, 0, 0, 0, 0, 0x40, 0x42, 0x0f, 0, 3, 0, 0, 0, 3, 0, 0, 0, 1, 2, 3,
+        ],
+    );
+    let (packets, err) = read_all(&b.out);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(packets[0].data, [9, 8, 7, 6]);
+    assert_eq!(packets[0].wire_len, 6);
+    assert_eq!(packets[1].data, [1, 2]);
+    assert_eq!(
+        (packets[2].data.as_slice(), packets[2].ts_ns),
+        (&[1, 2, 3][..], 1_000_000_000)
+    );
+}
+
+#[test]
+fn new_section_resets_interfaces_and_byte_order() {
+    let mut b = Builder::new(ByteOrder::Little);
+    b.idb(1, 0, &[]).epb(0, 0, &[1], 1);
+    let mut second = Builder::new(ByteOrder::Big);
+    second.epb(0, 0, &[2], 1);
+    b.out.extend(second.out);
+    let (packets, err) = read_all(&b.out);
+    assert_eq!(packets.len(), 1);
+    let err = err.unwrap();
+    assert!(
+        matches!(err.kind, ErrorKind::UnknownInterface { id: 0, count: 0 }),
+        "{err}"
+    );
+}
+
+#[test]
+fn block_errors_have_offsets() {
+    let mut b = Builder::new(ByteOrder::Little);
+    b.idb(1, 0, &[]).epb(0, 0, &[1, 2, 3, 4], 4);
+    let good = b.out.clone();
+    let epb_start = 28 + 20;
+
+    let mut bad_trailer = good.clone();
+    let n = bad_trailer.len();
+    bad_trailer[n - 4] = 99;
+    let (p, e) = read_all(&bad_trailer);
+    let e = e.unwrap();
+    assert_eq!((p.len(), e.offset), (0, n as u64 - 4));
+    assert!(
+        matches!(
+            e.kind,
+            ErrorKind::BlockLengthMismatch {
+                header: 36,
+                trailer: 99
+            }
+        ),
+        "{e}"
+    );
+
+    let (p, e) = read_all(&good[..good.len() - 6]);
+    let e = e.unwrap();
+    assert_eq!((p.len(), e.offset), (0, epb_start as u64));
+    assert!(
+        matches!(
+            e.kind,
+            ErrorKind::Truncated {
+                what: Part::BlockBody,
+                need: 36,
+                got: 30
+            }
+        ),
+        "{e}"
+    );
+
+    let mut cut = good.clone();
+    cut.extend([6, 0, 0]);
+    let (p, e) = read_all(&cut);
+    let e = e.unwrap();
+    assert_eq!((p.len(), e.offset), (1, good.len() as u64));
+    assert!(
+        matches!(
+            e.kind,
+            ErrorKind::Truncated {
+                what: Part::BlockHeader,
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    let mut odd_len = good.clone();
+    odd_len[epb_start + 4] = 37;
+    let (_, e) = read_all(&odd_len);
+    let e = e.unwrap();
+    assert_eq!(e.offset, epb_start as u64 + 4);
+    assert!(matches!(e.kind, ErrorKind::BadBlockLength(37)), "{e}");
+
+    let mut big_caplen = good.clone();
+    big_caplen[epb_start + 20] = 5;
+    let (_, e) = read_all(&big_caplen);
+    assert!(matches!(
+        e.unwrap().kind,
+        ErrorKind::CaplenPastBlock {
+            caplen: 5,
+            room: 4,
+            ..
+        }
+    ));
+
+    let mut bom = good.clone();
+    bom[8] = 0;
+    let (_, e) = read_all(&bom);
+    let e = e.unwrap();
+    assert_eq!(e.offset, 8);
+    assert!(matches!(e.kind, ErrorKind::BadByteOrderMagic(_)), "{e}");
+}
+
+#[test]
+fn unsupported_versions_are_refused() {
+    let mut b = Builder {
+        order: ByteOrder::Little,
+        out: vec![],
+    };
+    b.shb(1, 1);
+    let (_, e) = read_all(&b.out);
+    let e = e.unwrap();
+    assert_eq!(e.offset, 8);
+    assert!(
+        matches!(
+            e.kind,
+            ErrorKind::UnsupportedVersion {
+                major: 1,
+                minor: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn linktype_is_known_once_an_interface_is_read() {
+    let mut b = Builder::new(ByteOrder::Little);
+    b.idb(113, 0, &[]).epb(0, 0, &[0; 16], 16);
+    let mut reader = open("x", &b.out[..]).unwrap();
+    assert!(matches!(reader, CaptureReader::PcapNg(_)));
+    assert_eq!(reader.linktype(), None);
+    assert!(reader.next().unwrap().is_ok());
+    assert_eq!(reader.linktype(), Some(LinkType::LINUX_SLL));
+}

@@ -1,0 +1,334 @@
+//! pcapng blocks as typed views over their bytes.
+//!
+//! ```text
+//!  every block                          options (in the block's body)
+//!  0      4          8        len-4  len     0      2      4
+//!  +------+----------+-- .. --+-------+      +------+------+----- .. -----+
+//!  | type | totallen |  body  |totallen|     | code | len  | value, padded |
+//!  +------+----------+-- .. --+-------+      +------+------+----- to 4 ---+
+//!
+//!  bodies (offsets from the body's start):
+//!  SHB  0 byte-order magic 1a2b3c4d, 4 major, 6 minor, 8 section length (i64), 16 options
+//!  IDB  0 linktype (u16), 2 reserved, 4 snaplen, 8 options
+//!  EPB  0 interface id, 4 ts high, 8 ts low, 12 caplen, 16 orig len, 20 data (padded), options
+//!  SPB  0 orig len, 4 data (padded)
+//!  PB   0 interface id (u16), 2 drops (u16), 4 ts high, 8 ts low, 12 caplen, 16 len, 20 data, options
+//! ```
+
+use crate::capture::{ByteOrder, ErrorKind, LinkType};
+
+pub type Field = std::ops::Range<usize>;
+
+pub mod block {
+    use super::Field;
+    pub const TYPE: Field = 0..4;
+    pub const TOTAL_LEN: Field = 4..8;
+    pub const BODY_START: usize = 8;
+    /// Header and trailer: the shortest block.
+    pub const MIN_LEN: usize = 12;
+}
+
+pub mod shb {
+    use super::Field;
+    pub const BYTE_ORDER_MAGIC: Field = 0..4;
+    pub const MAJOR: Field = 4..6;
+    pub const MINOR: Field = 6..8;
+    pub const SECTION_LEN: Field = 8..16;
+    pub const OPTIONS: usize = 16;
+}
+
+pub mod idb {
+    use super::Field;
+    pub const LINKTYPE: Field = 0..2;
+    pub const SNAPLEN: Field = 4..8;
+    pub const OPTIONS: usize = 8;
+    pub const OPT_TSRESOL: u16 = 9;
+    pub const OPT_FCSLEN: u16 = 13;
+    pub const OPT_TSOFFSET: u16 = 14;
+}
+
+pub mod epb {
+    use super::Field;
+    pub const INTERFACE_ID: Field = 0..4;
+    pub const TS_HIGH: Field = 4..8;
+    pub const TS_LOW: Field = 8..12;
+    pub const CAPLEN: Field = 12..16;
+    pub const ORIG_LEN: Field = 16..20;
+    pub const DATA: usize = 20;
+}
+
+pub mod spb {
+    use super::Field;
+    pub const ORIG_LEN: Field = 0..4;
+    pub const DATA: usize = 4;
+}
+
+pub mod pb {
+    use super::Field;
+    pub const INTERFACE_ID: Field = 0..2;
+    pub const TS_HIGH: Field = 4..8;
+    pub const TS_LOW: Field = 8..12;
+    pub const CAPLEN: Field = 12..16;
+    pub const ORIG_LEN: Field = 16..20;
+    pub const DATA: usize = 20;
+}
+
+pub const SHB_TYPE: u32 = 0x0a0d_0d0a;
+pub const IDB_TYPE: u32 = 1;
+pub const PB_TYPE: u32 = 2;
+pub const SPB_TYPE: u32 = 3;
+pub const EPB_TYPE: u32 = 6;
+pub const BYTE_ORDER_MAGIC: u32 = 0x1a2b_3c4d;
+const OPT_ENDOFOPT: u16 = 0;
+
+/// A block body, read in the section's byte order. Every getter is
+/// bounds-checked by the `parse` functions below before use.
+#[derive(Clone, Copy, Debug)]
+pub struct Body<'a> {
+    pub bytes: &'a [u8],
+    pub order: ByteOrder,
+}
+
+impl<'a> Body<'a> {
+    pub fn u16(&self, f: Field) -> u16 {
+        self.order.u16(&self.bytes[f])
+    }
+    pub fn u32(&self, f: Field) -> u32 {
+        self.order.u32(&self.bytes[f])
+    }
+
+    fn need(&self, block: &'static str, need: usize) -> Result<(), ErrorKind> {
+        if self.bytes.len() < need {
+            return Err(ErrorKind::BlockTooShort {
+                block,
+                len: self.bytes.len(),
+                need,
+            });
+        }
+        Ok(())
+    }
+
+    /// The options from byte `at` of the body to its end.
+    pub fn options(&self, at: usize) -> OptionIter<'a> {
+        OptionIter {
+            bytes: self.bytes.get(at..).unwrap_or(&[]),
+            order: self.order,
+        }
+    }
+}
+
+/// The byte order a section header's magic announces.
+pub fn byte_order_of(magic: [u8; 4]) -> Result<ByteOrder, ErrorKind> {
+    if u32::from_le_bytes(magic) == BYTE_ORDER_MAGIC {
+        Ok(ByteOrder::Little)
+    } else if u32::from_be_bytes(magic) == BYTE_ORDER_MAGIC {
+        Ok(ByteOrder::Big)
+    } else {
+        Err(ErrorKind::BadByteOrderMagic(u32::from_be_bytes(magic)))
+    }
+}
+
+/// Iterates `(code, value)` over an option list, stopping at opt_endofopt.
+pub struct OptionIter<'a> {
+    bytes: &'a [u8],
+    order: ByteOrder,
+}
+
+impl<'a> Iterator for OptionIter<'a> {
+    type Item = Result<(u16, &'a [u8]), ErrorKind>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // Fewer than 4 bytes left is padding, not an option.
+        if self.bytes.len() < 4 {
+            return None;
+        }
+        let code = self.order.u16(&self.bytes[0..2]);
+        let len = self.order.u16(&self.bytes[2..4]);
+        if code == OPT_ENDOFOPT {
+            return None;
+        }
+        let padded = (usize::from(len) + 3) & !3;
+        let Some(value) = self.bytes.get(4..4 + usize::from(len)) else {
+            self.bytes = &[];
+            return Some(Err(ErrorKind::OptionPastBlock { code, len }));
+        };
+        self.bytes = self.bytes.get(4 + padded..).unwrap_or(&[]);
+        Some(Ok((code, value)))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SectionHeaderRepr {
+    pub order: ByteOrder,
+    pub major: u16,
+    pub minor: u16,
+    /// -1 when the writer did not know.
+    pub section_len: i64,
+}
+
+impl SectionHeaderRepr {
+    pub fn parse(body: Body<'_>) -> Result<SectionHeaderRepr, ErrorKind> {
+        body.need("section header", shb::OPTIONS)?;
+        let (major, minor) = (body.u16(shb::MAJOR), body.u16(shb::MINOR));
+        // 1.2 was written by a few tools for a while and means the same.
+        if major != 1 || !(minor == 0 || minor == 2) {
+            return Err(ErrorKind::UnsupportedVersion {
+                format: "pcapng",
+                major,
+                minor,
+            });
+        }
+        let section_len = body.order.u64(&body.bytes[shb::SECTION_LEN]) as i64;
+        for opt in body.options(shb::OPTIONS) {
+            opt?;
+        }
+        Ok(SectionHeaderRepr {
+            order: body.order,
+            major,
+            minor,
+            section_len,
+        })
+    }
+}
+
+/// What `if_tsresol` says one timestamp unit is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TsResol {
+    /// 10^-n seconds.
+    Pow10(u8),
+    /// 2^-n seconds.
+    Pow2(u8),
+}
+
+impl TsResol {
+    pub fn parse(v: u8) -> Result<TsResol, ErrorKind> {
+        let r = if v & 0x80 == 0 {
+            TsResol::Pow10(v)
+        } else {
+            TsResol::Pow2(v & 0x7f)
+        };
+        match r {
+            TsResol::Pow10(n) if n > 19 => Err(ErrorKind::BadTsResol(v)),
+            TsResol::Pow2(n) if n > 63 => Err(ErrorKind::BadTsResol(v)),
+            _ => Ok(r),
+        }
+    }
+
+    /// Nanoseconds in `units` timestamp units, saturating.
+    pub fn to_ns(self, units: u64) -> u64 {
+        let ns: u128 = match self {
+            TsResol::Pow10(n) if n <= 9 => u128::from(units) * 10u128.pow(9 - u32::from(n)),
+            TsResol::Pow10(n) => u128::from(units) / 10u128.pow(u32::from(n) - 9),
+            TsResol::Pow2(n) => (u128::from(units) * 1_000_000_000) >> n,
+        };
+        u64::try_from(ns).unwrap_or(u64::MAX)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterfaceRepr {
+    pub linktype: LinkType,
+    /// 0 means no limit.
+    pub snaplen: u32,
+    pub tsresol: TsResol,
+    /// Seconds to add to every timestamp (`if_tsoffset`).
+    pub tsoffset: i64,
+    pub fcs_len: Option<u8>,
+}
+
+impl InterfaceRepr {
+    pub fn parse(body: Body<'_>) -> Result<InterfaceRepr, ErrorKind> {
+        body.need("interface description", idb::OPTIONS)?;
+        let mut repr = InterfaceRepr {
+            linktype: LinkType(body.u16(idb::LINKTYPE)),
+            snaplen: body.u32(idb::SNAPLEN),
+            tsresol: TsResol::Pow10(6),
+            tsoffset: 0,
+            fcs_len: None,
+        };
+        for opt in body.options(idb::OPTIONS) {
+            match opt? {
+                (idb::OPT_TSRESOL, [v, ..]) => repr.tsresol = TsResol::parse(*v)?,
+                (idb::OPT_FCSLEN, [v, ..]) => repr.fcs_len = Some(*v),
+                (idb::OPT_TSOFFSET, v) if v.len() >= 8 => {
+                    repr.tsoffset = body.order.u64(v) as i64;
+                }
+                _ => {}
+            }
+        }
+        Ok(repr)
+    }
+
+    /// Nanoseconds since the epoch of a timestamp in this interface's units.
+    pub fn ts_ns(&self, units: u64) -> u64 {
+        let ns = self.tsresol.to_ns(units);
+        let offset = self.tsoffset.saturating_mul(1_000_000_000);
+        ns.saturating_add_signed(offset)
+    }
+}
+
+/// A packet block (EPB, SPB or the obsolete PB), before the interface's
+/// rules are applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketRepr<'a> {
+    pub block: &'static str,
+    pub interface_id: u32,
+    /// In the interface's units; SPBs have none.
+    pub timestamp: Option<u64>,
+    pub orig_len: u32,
+    /// The captured bytes. For an SPB: every data byte in the block,
+    /// padding included, to be cut by the reader.
+    pub data: &'a [u8],
+}
+
+impl<'a> PacketRepr<'a> {
+    pub fn parse_epb(body: Body<'a>) -> Result<PacketRepr<'a>, ErrorKind> {
+        Self::parse_full("enhanced packet", body, epb::DATA, |b| {
+            b.u32(epb::INTERFACE_ID)
+        })
+    }
+
+    pub fn parse_pb(body: Body<'a>) -> Result<PacketRepr<'a>, ErrorKind> {
+        Self::parse_full("packet", body, pb::DATA, |b| {
+            u32::from(b.u16(pb::INTERFACE_ID))
+        })
+    }
+
+    fn parse_full(
+        block: &'static str,
+        body: Body<'a>,
+        data_at: usize,
+        interface_id: impl Fn(Body<'_>) -> u32,
+    ) -> Result<PacketRepr<'a>, ErrorKind> {
+        // EPB and PB place the timestamp and lengths at the same offsets.
+        body.need(block, data_at)?;
+        let caplen = body.u32(epb::CAPLEN);
+        let room = body.bytes.len() - data_at;
+        if caplen as usize > room {
+            return Err(ErrorKind::CaplenPastBlock {
+                block,
+                caplen,
+                room,
+            });
+        }
+        let ts = (u64::from(body.u32(epb::TS_HIGH)) << 32) | u64::from(body.u32(epb::TS_LOW));
+        Ok(PacketRepr {
+            block,
+            interface_id: interface_id(body),
+            timestamp: Some(ts),
+            orig_len: body.u32(epb::ORIG_LEN),
+            data: &body.bytes[data_at..data_at + caplen as usize],
+        })
+    }
+
+    pub fn parse_spb(body: Body<'a>) -> Result<PacketRepr<'a>, ErrorKind> {
+        body.need("simple packet", spb::DATA)?;
+        Ok(PacketRepr {
+            block: "simple packet",
+            interface_id: 0,
+            timestamp: None,
+            orig_len: body.u32(spb::ORIG_LEN),
+            data: &body.bytes[spb::DATA..],
+        })
+    }
+}

@@ -1,0 +1,77 @@
+use super::*;
+use crate::program::Code;
+use filter_programs::cbpf::Insn;
+
+/// `tcpdump -d ip`: ldh [12]; jeq #0x800 jt 2 jf 3; ret #262144; ret #0
+fn ip_program() -> Program {
+    let insns = vec![
+        Insn::new(0x28, 0, 0, 12),
+        Insn::new(0x15, 0, 1, 0x800),
+        Insn::new(0x06, 0, 0, 262_144),
+        Insn::new(0x06, 0, 0, 0),
+    ];
+    Program {
+        label: "ip.d".into(),
+        expression: None,
+        code: Code::Cbpf(insns),
+    }
+}
+
+fn frame(ethertype: u16) -> Vec<u8> {
+    let mut f = vec![0u8; 34];
+    f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    f
+}
+
+fn run(kind: EngineKind, program: &Program, data: &[u8], wire_len: u32) -> u32 {
+    let mut engine = kind.build(program).unwrap();
+    assert_eq!(engine.name(), kind.name());
+    let packet = PacketRef {
+        data,
+        wire_len,
+        linktype: LinkType::ETHERNET,
+    };
+    engine.run(&packet).unwrap()
+}
+
+#[test]
+fn every_engine_runs_ip() {
+    let p = ip_program();
+    for kind in EngineKind::ALL {
+        assert_eq!(run(kind, &p, &frame(0x0800), 34), 262_144, "{kind:?}");
+        assert_eq!(run(kind, &p, &frame(0x86dd), 34), 0, "{kind:?}");
+        // Cut before the ethertype: the load fails and rejects.
+        assert_eq!(run(kind, &p, &frame(0x0800)[..13], 34), 0, "{kind:?}");
+    }
+}
+
+#[test]
+fn every_engine_refuses_an_invalid_program() {
+    // A jump past the end: both rule sets refuse it.
+    let bad = Program {
+        label: "bad.d".into(),
+        expression: None,
+        code: Code::Cbpf(vec![Insn::new(0x05, 0, 0, 7), Insn::new(0x06, 0, 0, 0)]),
+    };
+    for kind in EngineKind::ALL {
+        let err = kind.build(&bad).err().expect("refused");
+        assert!(
+            matches!(err, EngineError::Invalid { .. }),
+            "{kind:?}: {err}"
+        );
+        assert!(err.to_string().contains("bad.d"), "{err}");
+    }
+}
+
+#[test]
+fn len_sees_the_wire_length() {
+    // ld len; ret a
+    let p = Program {
+        label: "len".into(),
+        expression: None,
+        code: Code::Cbpf(vec![Insn::new(0x80, 0, 0, 0), Insn::new(0x16, 0, 0, 0)]),
+    };
+    for kind in EngineKind::ALL {
+        assert_eq!(run(kind, &p, &[0; 10], 1514), 1514, "{kind:?}");
+    }
+}

@@ -1,0 +1,132 @@
+//! What a run prints: the human table, the JSON summary, and the
+//! per-packet verdict lines.
+
+mod table;
+
+use std::io::Write;
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use crate::replay::FileResult;
+
+pub use table::render_table;
+
+/// A map from engine name to a value, serialized in engine order (the
+/// order given on the command line) rather than sorted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineMap<T>(pub Vec<(&'static str, T)>);
+
+impl<T: Serialize> Serialize for EngineMap<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (name, v) in &self.0 {
+            map.serialize_entry(name, v)?;
+        }
+        map.end()
+    }
+}
+
+/// One engine's count in a result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Matched {
+    pub matched: u64,
+}
+
+/// The `--json` document.
+#[derive(Debug, serde::Serialize)]
+pub struct JsonReport<'a> {
+    pub results: &'a [FileResult],
+    /// No engine disagreed with another on any packet.
+    pub agree: bool,
+}
+
+impl<'a> JsonReport<'a> {
+    pub fn new(results: &'a [FileResult]) -> JsonReport<'a> {
+        JsonReport {
+            results,
+            agree: results.iter().all(|r| r.mismatches == 0),
+        }
+    }
+}
+
+/// Receives each packet's verdicts as the replay computes them.
+pub trait VerdictSink {
+    fn verdict(
+        &mut self,
+        result: &FileResult,
+        index: u64,
+        rets: &[(&'static str, u32)],
+    ) -> std::io::Result<()>;
+
+    /// Flushes what is buffered; called once after the last packet.
+    fn finish(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Discards verdicts.
+pub struct NoVerdicts;
+
+impl VerdictSink for NoVerdicts {
+    fn verdict(
+        &mut self,
+        _: &FileResult,
+        _: u64,
+        _: &[(&'static str, u32)],
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes one JSON object per packet and program (`--verdicts`).
+pub struct NdjsonVerdicts<W: Write> {
+    out: W,
+}
+
+#[derive(serde::Serialize)]
+struct VerdictLine<'a> {
+    file: &'a str,
+    expression: Option<&'a str>,
+    program: &'a str,
+    index: u64,
+    #[serde(rename = "match")]
+    matches: EngineMap<bool>,
+    ret: EngineMap<u32>,
+}
+
+impl<W: Write> NdjsonVerdicts<W> {
+    pub fn new(out: W) -> NdjsonVerdicts<W> {
+        NdjsonVerdicts { out }
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+impl<W: Write> VerdictSink for NdjsonVerdicts<W> {
+    fn verdict(
+        &mut self,
+        result: &FileResult,
+        index: u64,
+        rets: &[(&'static str, u32)],
+    ) -> std::io::Result<()> {
+        let line = VerdictLine {
+            file: &result.file,
+            expression: result.expression.as_deref(),
+            program: &result.program,
+            index,
+            matches: EngineMap(rets.iter().map(|(n, r)| (*n, *r != 0)).collect()),
+            ret: EngineMap(rets.to_vec()),
+        };
+        serde_json::to_writer(&mut self.out, &line)?;
+        self.out.write_all(b"\n")
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests;
