@@ -1,0 +1,168 @@
+//! The `filterd` command line. The binary only parses arguments and calls
+//! [`run`]; everything here is a library function so tests and other tools
+//! can call it.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use filter_programs::cbpf::{text, validate};
+use filter_programs::ebpf::disasm::disassemble;
+use filter_programs::elf::{self, Object, Section};
+use filter_programs::translate::{self, Target};
+
+/// Exit codes scripts rely on.
+pub const EXIT_OK: i32 = 0;
+/// The program is invalid or cannot be translated: the input's fault.
+pub const EXIT_INVALID: i32 = 1;
+/// Usage, I/O or system errors.
+pub const EXIT_ERROR: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "filterd",
+    version,
+    about = "Compile, check and load packet filters written for tcpdump",
+    long_about = "Compile, check and load packet filters written for tcpdump.\n\n\
+        Classic BPF programs are given in any of tcpdump's dump formats (-d, -dd, -ddd),\n\
+        for example from `tcpdump -ddd 'tcp port 80' > web.ddd`.",
+    after_help = "Examples:\n  \
+        filterd validate web.ddd                      # kernel rules, as SO_ATTACH_FILTER checks them\n  \
+        filterd validate --rules libpcap web.ddd      # libpcap's bpf_validate\n  \
+        filterd compile --cbpf web.ddd --target xdp -o web.o   # ELF for ip/bpftool/aya\n  \
+        filterd compile --cbpf web.ddd --target socket --format asm\n\n\
+        Exit codes: 0 success, 1 invalid program, 2 usage or system error.\n\
+        Logs: RUST_LOG=debug filterd ..."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check a classic BPF program under the kernel's or libpcap's rules.
+    ///
+    /// Prints "ok" and the instruction count, or the first rule broken with
+    /// the instruction's index (0-based, as tcpdump -d numbers them).
+    Validate {
+        /// Which validator to apply.
+        #[arg(long, value_enum, default_value_t = Rules::Kernel)]
+        rules: Rules,
+        /// The program: tcpdump -d, -dd or -ddd output ("-" for stdin).
+        file: PathBuf,
+    },
+    /// Translate a classic BPF program to eBPF for a hook.
+    ///
+    /// Writes a relocatable BPF ELF object (section `socket`, `xdp` or
+    /// `classifier`, program symbol `filter`) that aya, `ip link ... obj`
+    /// and `bpftool prog loadall` load, or prints the eBPF in bpftool's
+    /// syntax with --format asm.
+    Compile {
+        /// The classic program (tcpdump -d, -dd or -ddd output; "-" for stdin).
+        #[arg(long, value_name = "FILE")]
+        cbpf: PathBuf,
+        /// The attach point: socket (SO_ATTACH_BPF), xdp or tc (cls_bpf, direct action).
+        #[arg(long, value_enum, default_value_t = TargetArg::Socket)]
+        target: TargetArg,
+        /// What to write.
+        #[arg(long, value_enum, default_value_t = OutFormat::Elf)]
+        format: OutFormat,
+        /// Output file for --format elf.
+        #[arg(short = 'o', value_name = "OUT.o")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Rules {
+    Kernel,
+    Libpcap,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TargetArg {
+    Socket,
+    Xdp,
+    Tc,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutFormat {
+    Elf,
+    Asm,
+}
+
+fn read_input(path: &PathBuf) -> Result<String, String> {
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| format!("stdin: {e}"))?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A failure with its exit code.
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+fn fail(code: i32, message: impl Into<String>) -> Failure {
+    Failure { code, message: message.into() }
+}
+
+fn load_cbpf(path: &PathBuf) -> Result<Vec<filter_programs::cbpf::Insn>, Failure> {
+    let src = read_input(path).map_err(|e| fail(EXIT_ERROR, e))?;
+    text::parse(&src).map_err(|e| fail(EXIT_INVALID, format!("{}: {e}", path.display())))
+}
+
+/// Runs a parsed command line, writing results to `out`.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
+    match cli.command {
+        Command::Validate { rules, file } => {
+            let prog = load_cbpf(&file)?;
+            let set = match rules {
+                Rules::Kernel => validate::RuleSet::Kernel,
+                Rules::Libpcap => validate::RuleSet::Libpcap,
+            };
+            validate::validate(&prog, set).map_err(|e| fail(EXIT_INVALID, format!("{}: {e}", file.display())))?;
+            let _ = writeln!(out, "ok: {} instructions", prog.len());
+            Ok(())
+        }
+        Command::Compile { cbpf, target, format, output } => {
+            let prog = load_cbpf(&cbpf)?;
+            let (t, section) = match target {
+                TargetArg::Socket => (Target::Socket, Section::Socket),
+                TargetArg::Xdp => (Target::xdp(), Section::Xdp),
+                TargetArg::Tc => (Target::tc(), Section::Classifier),
+            };
+            let insns = translate::translate(&prog, t).map_err(|e| fail(EXIT_INVALID, format!("{}: {e}", cbpf.display())))?;
+            tracing::debug!(classic = prog.len(), ebpf = insns.len(), target = t.name(), "translated");
+            match format {
+                OutFormat::Asm => {
+                    let text = disassemble(&insns).map_err(|e| fail(EXIT_ERROR, e.to_string()))?;
+                    let _ = out.write_all(text.as_bytes());
+                    Ok(())
+                }
+                OutFormat::Elf => {
+                    let Some(path) = output else {
+                        return Err(fail(EXIT_ERROR, "--format elf needs -o OUT.o (or use --format asm)"));
+                    };
+                    let obj = Object {
+                        section,
+                        name: "filter".into(),
+                        insns,
+                        maps: vec![],
+                        map_refs: vec![],
+                        license: "GPL".into(),
+                    };
+                    let bytes = elf::write(&obj).map_err(|e| fail(EXIT_ERROR, e.to_string()))?;
+                    std::fs::write(&path, bytes).map_err(|e| fail(EXIT_ERROR, format!("{}: {e}", path.display())))?;
+                    let _ = writeln!(out, "wrote {} (section {}, program filter)", path.display(), section.name());
+                    Ok(())
+                }
+            }
+        }
+    }
+}
