@@ -30,13 +30,14 @@ const LOAD_BUF: i32 = -72;
 const LOOP_COUNTER: i16 = -80;
 /// Most backward jumps one run may take (see `back_edge`): the verifier
 /// walks every turn of the loop, and its one-million-instruction budget
-/// covers about 100 turns of libpcap's `protochain` loop on a socket or tc
-/// hook, but only about 40 under XDP, where each turn's packet-pointer
-/// checks multiply the states it must keep apart.
+/// covers about 100 turns of libpcap's `protochain` loop on a socket, 40 on
+/// tc (whose helper calls add states), and only about 40 under XDP, where
+/// each turn's packet-pointer checks multiply the states it must keep apart.
 pub fn max_loop_iterations(target: Target) -> u32 {
     match target {
         Target::Xdp(_) => 32,
-        Target::Socket | Target::Tc(_) => 100,
+        Target::Tc(_) => 40,
+        Target::Socket => 100,
     }
 }
 
@@ -52,6 +53,9 @@ pub(super) struct Emitter<'a> {
     /// Returns the "no match" verdict (0 for a socket).
     reject: Label,
     reject_used: std::cell::Cell<bool>,
+    /// The program uses the kernel's special offsets, so it means what the
+    /// kernel makes of it (see `translate`'s module doc).
+    kernel: bool,
 }
 
 fn imm(k: u32) -> Operand {
@@ -76,7 +80,11 @@ impl<'a> Emitter<'a> {
         let mut asm = Asm::new();
         let labels = (0..ops.len()).map(|_| asm.label()).collect();
         let reject = asm.label();
-        Emitter { ops, target, asm, labels, reject, reject_used: std::cell::Cell::new(false) }
+        let kernel = ops.iter().any(|op| match *op {
+            Op::LdAbs { k, .. } | Op::LdInd { k, .. } | Op::LdxMsh { k } => (k as i32) < 0,
+            _ => false,
+        });
+        Emitter { ops, target, asm, labels, reject, reject_used: std::cell::Cell::new(false), kernel }
     }
 
     fn unsupported(&self, index: usize, what: impl Into<String>) -> TranslateError {
@@ -104,7 +112,7 @@ impl<'a> Emitter<'a> {
         if self.reject_used.get() {
             self.asm.bind(self.reject);
             let v = self.target.verdict(0);
-            self.asm.mov64(Reg::R0, imm(v));
+            self.asm.mov32(Reg::R0, imm(v));
             self.asm.exit();
         }
         Ok(self.asm)
@@ -249,8 +257,9 @@ impl<'a> Emitter<'a> {
                     C::Div | C::Mod => {
                         self.asm.jmp(false, JmpOp::Jeq, X, imm(0), self.reject());
                     }
-                    // libpcap shifts by 32 or more give 0; eBPF masks the count.
-                    C::Lsh | C::Rsh => {
+                    // libpcap shifts by 32 or more give 0; eBPF masks the
+                    // count, as the kernel's classic BPF does.
+                    C::Lsh | C::Rsh if !self.kernel => {
                         let small = self.asm.label();
                         let done = self.asm.label();
                         self.asm.jmp(false, JmpOp::Jlt, X, imm(32), small);
@@ -296,12 +305,12 @@ impl<'a> Emitter<'a> {
     fn ret(&mut self, i: usize, val: RetVal) -> Result<(), TranslateError> {
         match (val, self.target) {
             (RetVal::K(k), t) => {
-                self.asm.mov64(Reg::R0, imm(t.verdict(k)));
+                self.asm.mov32(Reg::R0, imm(t.verdict(k)));
             }
             (RetVal::A, Target::Socket) => { self.asm.mov32(Reg::R0, Operand::Reg(A)); },
             (RetVal::A, t) => {
                 self.asm.jmp(false, JmpOp::Jeq, A, imm(0), self.reject());
-                self.asm.mov64(Reg::R0, imm(t.verdict(1)));
+                self.asm.mov32(Reg::R0, imm(t.verdict(1)));
             }
             (RetVal::X, _) => return Err(self.unsupported(i, "ret x (no interpreter implements it)")),
         }
@@ -365,18 +374,12 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    /// `A = P[X + k:size]`. For a packet offset `k`, `X + k` does not wrap
-    /// (libpcap checks it in full width); for the kernel's negative bases
-    /// it wraps in 32 bits, as the kernel computes it.
+    /// `A = P[X + k:size]`, as libpcap computes it: `X + k` in full width,
+    /// without wrapping, so a sum past the packet rejects.
     fn load_ind(&mut self, i: usize, size: Size, k: u32) -> Result<(), TranslateError> {
         let n = size.bytes() as i32;
-        if (k as i32) < 0 {
-            if !matches!(self.target, Target::Socket) {
-                return Err(self.unsupported(i, "an indirect load from a negative (SKF) offset"));
-            }
-            self.asm.push(E::LdInd { size, src: X, imm: k as i32 });
-            self.asm.mov32(A, Operand::Reg(Reg::R0));
-            return Ok(());
+        if self.kernel {
+            return self.load_ind_kernel(i, size, k);
         }
         // r1 = X + k in 64 bits.
         self.asm.mov32(Reg::R1, Operand::Reg(X));
@@ -400,10 +403,61 @@ impl<'a> Emitter<'a> {
                 self.asm.mov32(A, Operand::Reg(Reg::R0));
             }
             Target::Tc(_) => {
+                // The helper takes a 32-bit offset: a wider sum must not
+                // wrap into the packet.
+                self.asm.jmp(true, JmpOp::Jgt, Reg::R1, imm(i32::MAX as u32), self.reject());
                 self.asm.mov64(Reg::R2, Operand::Reg(Reg::R1));
                 self.skb_load_bytes(A, size, None)?;
             }
         }
+        Ok(())
+    }
+
+    /// `A = P[X + k:size]` as the kernel computes it, for programs that use
+    /// its special offsets: `X + k` wraps in 32 bits and a negative sum
+    /// names the `SKF_NET_OFF` / `SKF_LL_OFF` ranges (the ancillary range
+    /// fails, as the kernel's indirect loads do).
+    fn load_ind_kernel(&mut self, i: usize, size: Size, k: u32) -> Result<(), TranslateError> {
+        use crate::cbpf::skf::{SKF_AD_OFF, SKF_LL_OFF, SKF_NET_OFF};
+        if self.is_xdp() {
+            return Err(self.unsupported(i, "an indirect load in a program that uses the kernel's special offsets"));
+        }
+        let neg = self.asm.label();
+        let done = self.asm.label();
+        self.asm.mov32(Reg::R1, Operand::Reg(X));
+        self.asm.alu32(AluOp::Add, Reg::R1, imm(k));
+        self.asm.jmp(false, JmpOp::Jslt, Reg::R1, imm(0), neg);
+        match self.target {
+            Target::Socket => {
+                self.asm.jmp(false, JmpOp::Jgt, Reg::R1, imm(0xf_ffff), self.reject());
+                self.asm.push(E::LdInd { size, src: Reg::R1, imm: SKF_LL_OFF });
+                self.asm.mov32(A, Operand::Reg(Reg::R0));
+                self.asm.ja(done);
+                self.asm.bind(neg);
+                // The kernel's own load sorts out the negative ranges.
+                self.asm.push(E::LdInd { size, src: Reg::R1, imm: 0 });
+                self.asm.mov32(A, Operand::Reg(Reg::R0));
+            }
+            _ => {
+                self.asm.mov64(Reg::R2, Operand::Reg(Reg::R1));
+                self.skb_load_bytes(A, size, None)?;
+                self.asm.ja(done);
+                self.asm.bind(neg);
+                let ll = self.asm.label();
+                self.asm.jmp(false, JmpOp::Jsge, Reg::R1, Operand::Imm(SKF_AD_OFF), self.reject());
+                self.asm.jmp(false, JmpOp::Jslt, Reg::R1, Operand::Imm(SKF_NET_OFF), ll);
+                self.asm.mov32(Reg::R2, Operand::Reg(Reg::R1));
+                self.asm.alu32(AluOp::Sub, Reg::R2, Operand::Imm(SKF_NET_OFF));
+                self.skb_load_bytes(A, size, Some(HDR_START_NET))?;
+                self.asm.ja(done);
+                self.asm.bind(ll);
+                self.asm.jmp(false, JmpOp::Jslt, Reg::R1, Operand::Imm(SKF_LL_OFF), self.reject());
+                self.asm.mov32(Reg::R2, Operand::Reg(Reg::R1));
+                self.asm.alu32(AluOp::Sub, Reg::R2, Operand::Imm(SKF_LL_OFF));
+                self.skb_load_bytes(A, size, Some(HDR_START_MAC))?;
+            }
+        }
+        self.asm.bind(done);
         Ok(())
     }
 

@@ -14,6 +14,13 @@
 //! - **xdp**: direct packet access with one bounds check per straight-line
 //!   block; match and no match become two actions (`XDP_PASS`, `XDP_DROP`).
 //!
+//! Meaning: a program that uses only ordinary packet offsets means what
+//! libpcap's interpreter makes of it (`cbpf::interp::Program::run`); one
+//! that uses the kernel's special offsets (`SKF_AD_OFF`, `SKF_NET_OFF`,
+//! `SKF_LL_OFF`, which only the kernel defines) means what the kernel makes
+//! of it (`Program::run_with`). The two differ in `X + k` wrapping and in
+//! shifts by `X >= 32`. A load past the packet rejects it in both.
+//!
 //! Register use, fixed for the whole program:
 //!
 //! ```text
