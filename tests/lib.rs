@@ -65,3 +65,6 @@ pub fn bin(name: &str) -> PathBuf {
     }
     path
 }
+
+pub mod corpus;
+pub mod gen;

@@ -4,3 +4,6 @@
 
 pub mod cbpf;
 pub mod ebpf;
+pub mod elf;
+pub mod expr;
+pub mod translate;

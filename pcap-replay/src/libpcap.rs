@@ -65,7 +65,12 @@ impl CompileOptions {
     /// tcpdump's defaults for a link type: snaplen 262144, optimizer on,
     /// unknown netmask.
     pub fn new(dlt: i32) -> CompileOptions {
-        CompileOptions { dlt, snaplen: DEFAULT_SNAPLEN, optimize: true, netmask: NETMASK_UNKNOWN }
+        CompileOptions {
+            dlt,
+            snaplen: DEFAULT_SNAPLEN,
+            optimize: true,
+            netmask: NETMASK_UNKNOWN,
+        }
     }
 }
 
@@ -79,12 +84,25 @@ pub fn compile(expr: &str, opts: CompileOptions) -> Result<Vec<Insn>, String> {
     if p.is_null() {
         return Err("pcap_open_dead failed".into());
     }
-    let mut prog = BpfProgram { bf_len: 0, bf_insns: std::ptr::null_mut() };
+    let mut prog = BpfProgram {
+        bf_len: 0,
+        bf_insns: std::ptr::null_mut(),
+    };
     // SAFETY: p is a live handle, prog is writable, text is NUL-terminated.
-    let rc = unsafe { pcap_compile(p, &mut prog, text.as_ptr(), opts.optimize as c_int, opts.netmask) };
+    let rc = unsafe {
+        pcap_compile(
+            p,
+            &mut prog,
+            text.as_ptr(),
+            opts.optimize as c_int,
+            opts.netmask,
+        )
+    };
     let result = if rc != 0 {
         // SAFETY: pcap_geterr returns the handle's NUL-terminated buffer.
-        Err(unsafe { CStr::from_ptr(pcap_geterr(p)) }.to_string_lossy().into_owned())
+        Err(unsafe { CStr::from_ptr(pcap_geterr(p)) }
+            .to_string_lossy()
+            .into_owned())
     } else {
         // SAFETY: on success bf_insns points at bf_len instructions with
         // the layout of `struct bpf_insn`, which Insn repeats.
@@ -108,7 +126,10 @@ pub fn compile(expr: &str, opts: CompileOptions) -> Result<Vec<Insn>, String> {
 ///
 /// The program must pass [`validate`]: libpcap's interpreter trusts it.
 pub fn filter(prog: &[Insn], pkt: &[u8], wirelen: u32) -> u32 {
-    assert!(validate(prog), "libpcap::filter needs a program that bpf_validate accepts");
+    assert!(
+        validate(prog),
+        "libpcap::filter needs a program that bpf_validate accepts"
+    );
     filter_validated(prog, pkt, wirelen)
 }
 

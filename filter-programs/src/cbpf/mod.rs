@@ -3,6 +3,7 @@
 
 mod insn;
 pub mod interp;
+pub mod kernel_ctx;
 pub mod skf;
 pub mod text;
 pub mod validate;
