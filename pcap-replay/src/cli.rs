@@ -249,7 +249,7 @@ mod tests {
             program: "p".into(),
             linktype: None,
             packets: 1,
-            engines: EngineMap(vec![("cbpf", Matched { matched: 0 })]),
+            engines: EngineMap(vec![("cbpf", Matched { matched: 0, skipped: 0 })]),
             mismatches,
             error: error.then(|| "boom".to_string()),
             mismatch_samples: vec![],

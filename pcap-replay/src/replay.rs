@@ -5,7 +5,7 @@ use std::io::Read;
 use serde::Serialize;
 
 use crate::capture::{self, LinkType, Packet};
-use crate::engine::{Engine, PacketRef};
+use crate::engine::{Engine, PacketRef, Verdict};
 use crate::program::Program;
 use crate::report::{EngineMap, Matched, VerdictSink};
 
@@ -48,7 +48,7 @@ impl FileResult {
             engines: EngineMap(
                 engines
                     .iter()
-                    .map(|e| (e.name(), Matched { matched: 0 }))
+                    .map(|e| (e.name(), Matched { matched: 0, skipped: 0 }))
                     .collect(),
             ),
             mismatches: 0,
@@ -118,7 +118,8 @@ pub fn replay<R: Read>(
         };
         for engine in engines.iter_mut() {
             match engine.run(&view) {
-                Ok(ret) => rets.push((engine.name(), ret)),
+                Ok(Some(v)) => rets.push((engine.name(), v)),
+                Ok(None) => skip(&mut result, engine.name()),
                 Err(e) => {
                     result.error = Some(format!("{file}: packet {}: {e}", packet.index));
                     return Ok(result);
@@ -150,14 +151,21 @@ fn note_linktype(result: &mut FileResult, packet: &Packet) {
     }
 }
 
-fn tally(result: &mut FileResult, packet: &Packet, rets: &[(&'static str, u32)]) {
-    for ((_, count), (_, ret)) in result.engines.0.iter_mut().zip(rets) {
-        if *ret != 0 {
+fn skip(result: &mut FileResult, engine: &str) {
+    if let Some((_, count)) = result.engines.0.iter_mut().find(|(n, _)| *n == engine) {
+        count.skipped += 1;
+    }
+}
+
+fn tally(result: &mut FileResult, packet: &Packet, rets: &[(&'static str, Verdict)]) {
+    for (name, v) in rets {
+        let count = result.engines.0.iter_mut().find(|(n, _)| n == name);
+        if let (Some((_, count)), true) = (count, v.matched) {
             count.matched += 1;
         }
     }
-    let first = rets.first().map(|(_, r)| *r != 0);
-    if rets.iter().any(|(_, r)| Some(*r != 0) != first) {
+    let first = rets.first().map(|(_, v)| v.matched);
+    if rets.iter().any(|(_, v)| Some(v.matched) != first) {
         result.mismatches += 1;
         tracing::debug!(
             file = result.file,
@@ -166,7 +174,7 @@ fn tally(result: &mut FileResult, packet: &Packet, rets: &[(&'static str, u32)])
             "engines disagree"
         );
         if result.mismatch_samples.len() < MISMATCH_SAMPLES {
-            let rets = EngineMap(rets.to_vec());
+            let rets = EngineMap(rets.iter().map(|(n, v)| (*n, v.ret)).collect());
             result.mismatch_samples.push(Mismatch {
                 index: packet.index,
                 offset: packet.offset,
@@ -191,8 +199,8 @@ mod tests {
         fn name(&self) -> &'static str {
             "accept-all"
         }
-        fn run(&mut self, _: &PacketRef<'_>) -> Result<u32, EngineError> {
-            Ok(1)
+        fn run(&mut self, _: &PacketRef<'_>) -> Result<Option<Verdict>, EngineError> {
+            Ok(Some(Verdict::classic(1)))
         }
     }
 
@@ -245,8 +253,8 @@ mod tests {
         assert_eq!(
             r.engines.0,
             [
-                ("libpcap", Matched { matched: 1 }),
-                ("accept-all", Matched { matched: 2 })
+                ("libpcap", Matched { matched: 1, skipped: 0 }),
+                ("accept-all", Matched { matched: 2, skipped: 0 })
             ]
         );
         assert_eq!(r.mismatches, 1);

@@ -2,6 +2,7 @@
 //! disassembler in bpftool's syntax.
 
 pub mod asm;
+pub mod check;
 pub mod disasm;
 pub mod insn;
 pub mod vm;

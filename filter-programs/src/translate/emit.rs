@@ -56,6 +56,7 @@ pub(super) struct Emitter<'a> {
     /// The program uses the kernel's special offsets, so it means what the
     /// kernel makes of it (see `translate`'s module doc).
     kernel: bool,
+    options: super::Options,
 }
 
 fn imm(k: u32) -> Operand {
@@ -76,7 +77,7 @@ fn scratch(k: u32) -> i16 {
 }
 
 impl<'a> Emitter<'a> {
-    pub(super) fn new(ops: &'a [Op], target: Target) -> Emitter<'a> {
+    pub(super) fn new(ops: &'a [Op], target: Target, options: super::Options) -> Emitter<'a> {
         let mut asm = Asm::new();
         let labels = (0..ops.len()).map(|_| asm.label()).collect();
         let reject = asm.label();
@@ -84,7 +85,7 @@ impl<'a> Emitter<'a> {
             Op::LdAbs { k, .. } | Op::LdInd { k, .. } | Op::LdxMsh { k } => (k as i32) < 0,
             _ => false,
         });
-        Emitter { ops, target, asm, labels, reject, reject_used: std::cell::Cell::new(false), kernel }
+        Emitter { ops, target, asm, labels, reject, reject_used: std::cell::Cell::new(false), kernel, options }
     }
 
     fn unsupported(&self, index: usize, what: impl Into<String>) -> TranslateError {
@@ -228,6 +229,9 @@ impl<'a> Emitter<'a> {
             self.asm.mov32(dst, Operand::Reg(Reg::R0));
         } else {
             self.asm.ldx(Size::W, dst, CTX, skb::LEN as i16);
+            if matches!(self.target, Target::Socket) && self.options.socket_len_offset != 0 {
+                self.asm.alu32(AluOp::Add, dst, imm(self.options.socket_len_offset));
+            }
         }
     }
 

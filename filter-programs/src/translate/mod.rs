@@ -106,8 +106,27 @@ pub enum TranslateError {
     Asm(#[from] AsmError),
 }
 
+/// Choices that depend on where the program will run, beyond the hook.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Bytes to add to `skb->len` for `len` on the socket hook. A packet
+    /// socket's data starts at the MAC header, so 0 there; a socket
+    /// filter's `BPF_PROG_TEST_RUN` pulls the Ethernet header first, so a
+    /// replay engine passes 14 to give `len` the same meaning.
+    pub socket_len_offset: u32,
+}
+
 /// Translates a classic program for `target`.
 pub fn translate(prog: &[cbpf::Insn], target: Target) -> Result<Vec<ebpf::insn::Insn>, TranslateError> {
+    translate_with(prog, target, &Options::default())
+}
+
+/// [`translate`] with [`Options`].
+pub fn translate_with(
+    prog: &[cbpf::Insn],
+    target: Target,
+    options: &Options,
+) -> Result<Vec<ebpf::insn::Insn>, TranslateError> {
     validate::validate(prog, validate::RuleSet::Libpcap)?;
     let ops: Vec<Op> = prog
         .iter()
@@ -121,7 +140,7 @@ pub fn translate(prog: &[cbpf::Insn], target: Target) -> Result<Vec<ebpf::insn::
             })
         })
         .collect::<Result<_, _>>()?;
-    let asm = emit::Emitter::new(&ops, target).emit()?;
+    let asm = emit::Emitter::new(&ops, target, *options).emit()?;
     Ok(asm.assemble()?)
 }
 

@@ -2,7 +2,7 @@
 
 use filter_programs::cbpf::interp;
 
-use super::{Engine, EngineError, PacketRef};
+use super::{Engine, EngineError, PacketRef, Verdict};
 use crate::program::{Code, Program};
 
 pub struct CbpfEngine {
@@ -26,7 +26,7 @@ impl Engine for CbpfEngine {
         "cbpf"
     }
 
-    fn run(&mut self, packet: &PacketRef<'_>) -> Result<u32, EngineError> {
-        Ok(self.program.run(packet.data, packet.wire_len))
+    fn run(&mut self, packet: &PacketRef<'_>) -> Result<Option<Verdict>, EngineError> {
+        Ok(Some(Verdict::classic(self.program.run(packet.data, packet.wire_len))))
     }
 }

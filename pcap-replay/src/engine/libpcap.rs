@@ -2,7 +2,7 @@
 
 use filter_programs::cbpf::Insn;
 
-use super::{Engine, EngineError, PacketRef};
+use super::{Engine, EngineError, PacketRef, Verdict};
 use crate::libpcap;
 use crate::program::{Code, Program};
 
@@ -33,11 +33,11 @@ impl Engine for LibpcapEngine {
         "libpcap"
     }
 
-    fn run(&mut self, packet: &PacketRef<'_>) -> Result<u32, EngineError> {
-        Ok(libpcap::filter_validated(
+    fn run(&mut self, packet: &PacketRef<'_>) -> Result<Option<Verdict>, EngineError> {
+        Ok(Some(Verdict::classic(libpcap::filter_validated(
             &self.insns,
             packet.data,
             packet.wire_len,
-        ))
+        ))))
     }
 }

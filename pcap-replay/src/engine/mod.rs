@@ -8,6 +8,8 @@
 //! link type met, an eBPF translation, or a kernel program fd.
 
 mod cbpf;
+mod ebpf;
+mod kernel;
 mod libpcap;
 
 use crate::capture::LinkType;
@@ -23,6 +25,24 @@ pub struct PacketRef<'a> {
     pub linktype: LinkType,
 }
 
+/// One engine's answer for one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// The program's raw return value: classic BPF's snap length, or an
+    /// XDP / tc action for those hooks.
+    pub ret: u32,
+    /// Whether the packet matched the filter. For classic BPF and socket
+    /// programs that is `ret != 0`; for XDP and tc it is the match action.
+    pub matched: bool,
+}
+
+impl Verdict {
+    /// A classic-BPF-style return value: 0 rejects, anything else accepts.
+    pub fn classic(ret: u32) -> Verdict {
+        Verdict { ret, matched: ret != 0 }
+    }
+}
+
 /// Runs one program.
 pub trait Engine: Send {
     /// The engine's name in reports (`cbpf`, `libpcap`, ...).
@@ -30,7 +50,9 @@ pub trait Engine: Send {
 
     /// The filter's return value for one packet: 0 rejects, anything else
     /// accepts (classic BPF returns the number of bytes to keep).
-    fn run(&mut self, packet: &PacketRef<'_>) -> Result<u32, EngineError>;
+    /// `None` when the engine cannot run this packet (it is then left out
+    /// of the comparison and counted as skipped).
+    fn run(&mut self, packet: &PacketRef<'_>) -> Result<Option<Verdict>, EngineError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,23 +83,58 @@ pub enum EngineKind {
     Cbpf,
     /// libpcap's bpf_filter on the same instructions: the oracle.
     Libpcap,
+    /// The socket-filter translation in our eBPF VM.
+    EbpfSocket,
+    /// The XDP translation in our eBPF VM (match: XDP_PASS).
+    EbpfXdp,
+    /// The tc translation in our eBPF VM (match: TC_ACT_OK).
+    EbpfTc,
+    /// The socket-filter translation in the kernel (BPF_PROG_TEST_RUN; root).
+    KernelSocket,
+    /// The XDP translation in the kernel (BPF_PROG_TEST_RUN; root).
+    KernelXdp,
+    /// The tc translation in the kernel (BPF_PROG_TEST_RUN; root).
+    KernelTc,
 }
 
 impl EngineKind {
-    pub const ALL: [EngineKind; 2] = [EngineKind::Cbpf, EngineKind::Libpcap];
+    pub const ALL: [EngineKind; 8] = [
+        EngineKind::Cbpf,
+        EngineKind::Libpcap,
+        EngineKind::EbpfSocket,
+        EngineKind::EbpfXdp,
+        EngineKind::EbpfTc,
+        EngineKind::KernelSocket,
+        EngineKind::KernelXdp,
+        EngineKind::KernelTc,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             EngineKind::Cbpf => "cbpf",
             EngineKind::Libpcap => "libpcap",
+            EngineKind::EbpfSocket => "ebpf-socket",
+            EngineKind::EbpfXdp => "ebpf-xdp",
+            EngineKind::EbpfTc => "ebpf-tc",
+            EngineKind::KernelSocket => "kernel-socket",
+            EngineKind::KernelXdp => "kernel-xdp",
+            EngineKind::KernelTc => "kernel-tc",
         }
     }
 
     /// Prepares this engine for `program`.
     pub fn build(self, program: &Program) -> Result<Box<dyn Engine>, EngineError> {
+        use filter_programs::translate::Target;
+        let n = self.name();
         Ok(match self {
             EngineKind::Cbpf => Box::new(cbpf::CbpfEngine::new(program)?),
             EngineKind::Libpcap => Box::new(libpcap::LibpcapEngine::new(program)?),
+            EngineKind::EbpfSocket => Box::new(ebpf::EbpfEngine::new(n, program, Target::Socket)?),
+            EngineKind::EbpfXdp => Box::new(ebpf::EbpfEngine::new(n, program, Target::xdp())?),
+            EngineKind::EbpfTc => Box::new(ebpf::EbpfEngine::new(n, program, Target::tc())?),
+            EngineKind::KernelSocket => Box::new(kernel::KernelEngine::new(n, program, Target::Socket)?),
+            EngineKind::KernelXdp => Box::new(kernel::KernelEngine::new(n, program, Target::xdp())?),
+            EngineKind::KernelTc => Box::new(kernel::KernelEngine::new(n, program, Target::tc())?),
         })
     }
 }

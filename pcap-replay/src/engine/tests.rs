@@ -31,7 +31,7 @@ fn run(kind: EngineKind, program: &Program, data: &[u8], wire_len: u32) -> u32 {
         wire_len,
         linktype: LinkType::ETHERNET,
     };
-    engine.run(&packet).unwrap()
+    engine.run(&packet).unwrap().expect("runs every packet").ret
 }
 
 #[test]

@@ -111,6 +111,13 @@ fn render_program(out: &mut String, results: &[FileResult]) {
                 r.file
             );
         }
+        for (engine, count) in r.engines.0.iter().filter(|(_, c)| c.skipped > 0) {
+            let _ = writeln!(
+                out,
+                "  skipped: {} {engine}: {} packet(s) it cannot run, left out of the comparison",
+                r.file, count.skipped
+            );
+        }
         if let Some(e) = &r.error {
             let _ = writeln!(out, "  error: {e}");
         }

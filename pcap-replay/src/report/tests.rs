@@ -1,3 +1,4 @@
+use crate::engine::Verdict;
 use super::*;
 use crate::capture::LinkType;
 use crate::replay::{FileResult, Mismatch};
@@ -10,7 +11,7 @@ fn result(mismatches: u64, error: Option<&str>) -> FileResult {
         linktype: Some(LinkType::ETHERNET),
         packets: 10,
         engines: EngineMap(vec![
-            ("cbpf", Matched { matched: 3 }),
+            ("cbpf", Matched { matched: 3, skipped: 0 }),
             (
                 "libpcap",
                 Matched {
@@ -48,9 +49,9 @@ fn json_report_has_the_documented_shape_and_order() {
 fn verdict_lines_are_one_object_per_packet() {
     let mut sink = NdjsonVerdicts::new(Vec::new());
     let r = result(0, None);
-    sink.verdict(&r, 0, &[("cbpf", 262_144), ("libpcap", 262_144)])
+    sink.verdict(&r, 0, &[("cbpf", Verdict::classic(262_144)), ("libpcap", Verdict::classic(262_144))])
         .unwrap();
-    sink.verdict(&r, 1, &[("cbpf", 0), ("libpcap", 0)]).unwrap();
+    sink.verdict(&r, 1, &[("cbpf", Verdict::classic(0)), ("libpcap", Verdict::classic(0))]).unwrap();
     let text = String::from_utf8(sink.into_inner()).unwrap();
     assert_eq!(
         text,

@@ -1,6 +1,6 @@
 //! The interpreter loop, memory access and helpers.
 
-use super::context::Input;
+use super::context::{skb, Input};
 use super::maps::Maps;
 use super::memory::{read_le, write_le, Region};
 use super::{Env, VmError, MAX_FRAMES, STACK_SIZE};
@@ -21,6 +21,8 @@ struct Machine<'a, 'm> {
     stack: [u8; STACK_SIZE * MAX_FRAMES],
     prandom: u32,
     pc: usize,
+    /// The full packet length (at least the frame's).
+    wire_len: u32,
 }
 
 struct Frame {
@@ -36,8 +38,14 @@ pub(super) fn run(slots: &[Option<Op>], input: &Input, maps: &mut Maps, env: &En
         stack: [0; STACK_SIZE * MAX_FRAMES],
         prandom: env.prandom_seed | 1,
         pc: 0,
+        wire_len: env.wire_len.unwrap_or(0).max(input.frame().len() as u32),
     };
     input.write_ctx(&mut m.ctx[..input.ctx_size()]);
+    if let Input::Skb { .. } = input {
+        let len = m.wire_len.saturating_sub(input.data_off() as u32);
+        let _ = write_le(&mut m.ctx, skb::LEN as u64, 4, len as u64);
+        let _ = write_le(&mut m.ctx, skb::WIRE_LEN as u64, 4, m.wire_len as u64);
+    }
     let mut r = [0u64; 11];
     r[1] = Region::Ctx.base();
     r[10] = Region::Stack.base() + STACK_SIZE as u64;
@@ -383,7 +391,7 @@ impl Machine<'_, '_> {
             8 => Ok(self.maps.cpu as u64),
             26 | 68 => self.skb_load_bytes(id, a),
             // bpf_xdp_get_buff_len: the VM's frames have no fragments.
-            188 if matches!(self.input, Input::Xdp { .. }) => Ok(self.input.frame().len() as u64),
+            188 if matches!(self.input, Input::Xdp { .. }) => Ok(self.wire_len as u64),
             189 => {
                 let (off, to, len) = (a[1] as u32 as usize, a[2], a[3] as u32 as usize);
                 match self.input.frame().get(off..off.saturating_add(len)) {

@@ -50,11 +50,16 @@ pub struct Env {
     pub ktime_ns: u64,
     /// Seed of `bpf_get_prandom_u32`'s sequence.
     pub prandom_seed: u32,
+    /// The packet's length on the wire, when the frame holds only its first
+    /// (captured) bytes: `skb->len` and `bpf_xdp_get_buff_len` count the
+    /// bytes the program cannot read, as for a non-linear buffer. `None`:
+    /// the frame is the whole packet.
+    pub wire_len: Option<u32>,
 }
 
 impl Default for Env {
     fn default() -> Env {
-        Env { budget: 1 << 20, ktime_ns: 0, prandom_seed: 0x2545_f491 }
+        Env { budget: 1 << 20, ktime_ns: 0, prandom_seed: 0x2545_f491, wire_len: None }
     }
 }
 

@@ -1,0 +1,492 @@
+//! The data-flow pass: what each instruction needs of the facts before it
+//! (written registers, pointer kinds, proven packet ranges, stack bounds)
+//! and the facts after it, joined over all paths to a fixed point.
+
+use std::collections::BTreeSet;
+
+use super::cfg::Cfg;
+use super::ctx::{self, Helper};
+use super::state::State;
+use super::value::{self, Range, Val, MAX_PACKET_OFF, MAX_VAR_OFF};
+use super::{CheckError, Options, ProgKind, Rule};
+use crate::ebpf::disasm::helper_name;
+use crate::ebpf::insn::{AluOp, CallTarget, JmpOp, Op, Operand, Reg, Size};
+
+/// Instruction visits before the analysis gives up; far more than any
+/// program the translator emits needs.
+const MAX_STEPS: usize = 2_000_000;
+
+pub(super) fn run(cfg: &Cfg, kind: ProgKind, opts: Options) -> Result<(), CheckError> {
+    let n = cfg.ops.len();
+    let mut input: Vec<Option<State>> = vec![None; n];
+    input[0] = Some(State::entry());
+    let mut work = BTreeSet::from([0usize]);
+    let mut steps = 0;
+    while let Some(slot) = work.pop_first() {
+        steps += 1;
+        let (Some(state), Some(op)) = (input[slot].clone(), cfg.ops[slot]) else { continue };
+        if steps > MAX_STEPS {
+            return Err(CheckError::new(slot, Rule::TooComplex));
+        }
+        let step = Step { cfg, kind, opts, slot, st: state };
+        let outs = step.op(op).map_err(|rule| CheckError::new(slot, rule))?;
+        for (k, out) in outs.into_iter().enumerate() {
+            let (Some(out), Some(t)) = (out, cfg.succ[slot][k]) else { continue };
+            let new = match &input[t] {
+                None => out,
+                Some(old) => old.join(&out, cfg.loop_heads[t]),
+            };
+            if input[t].as_ref() != Some(&new) {
+                input[t] = Some(new);
+                work.insert(t);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The states after an instruction: on fall-through, on the jump.
+type Outs = [Option<State>; 2];
+
+struct Step<'a> {
+    cfg: &'a Cfg,
+    kind: ProgKind,
+    opts: Options,
+    slot: usize,
+    st: State,
+}
+
+fn konst(v: u64) -> Val {
+    Val::Scalar(Range::konst(v))
+}
+
+impl Step<'_> {
+    fn read(&self, r: Reg) -> Result<Val, Rule> {
+        match self.st.regs[r.index()] {
+            Val::Uninit => Err(Rule::UninitRegister { reg: r.index() as u8 }),
+            v => Ok(v),
+        }
+    }
+
+    fn scalar(&self, r: Reg) -> Result<Range, Rule> {
+        match self.read(r)? {
+            Val::Scalar(x) => Ok(x),
+            Val::Mixed => Err(Rule::MixedValue { reg: r.index() as u8 }),
+            v => Err(Rule::PointerArith { reg: r.index() as u8, what: format!("holds {} where a number is needed", v.what()) }),
+        }
+    }
+
+    fn write(&mut self, r: Reg, v: Val) -> Result<(), Rule> {
+        if r == Reg::R10 {
+            return Err(Rule::FramePointerWrite);
+        }
+        self.st.regs[r.index()] = v;
+        Ok(())
+    }
+
+    fn fall(self) -> Result<Outs, Rule> {
+        Ok([Some(self.st), None])
+    }
+
+    fn op(self, op: Op) -> Result<Outs, Rule> {
+        let mut s = self;
+        match op {
+            Op::Alu { wide, op, dst, src } => {
+                s.alu(wide, op, dst, src)?;
+                s.fall()
+            }
+            Op::Neg { wide, dst } => {
+                s.scalar(dst)?;
+                s.write(dst, Val::Scalar(if wide { Range::FULL } else { Range::U32 }))?;
+                s.fall()
+            }
+            Op::End { dst, bits, .. } => {
+                s.scalar(dst)?;
+                s.write(dst, Val::Scalar(value::end(bits)))?;
+                s.fall()
+            }
+            Op::LdImm64 { dst, pseudo: crate::ebpf::insn::Pseudo::None, imm, .. } => {
+                s.write(dst, konst(imm))?;
+                s.fall()
+            }
+            Op::LdImm64 { .. } => Err(Rule::Unsupported(
+                "ld_imm64 of a map or other pseudo value: the checker cannot see the loader's file descriptors".into(),
+            )),
+            Op::LdAbs { .. } | Op::LdInd { .. } => {
+                s.legacy_load(op)?;
+                s.fall()
+            }
+            Op::Ldx { size, signed, dst, src, off } => {
+                let base = s.read(src)?;
+                let v = s.mem(src, base, off, size, None, signed)?;
+                s.write(dst, v)?;
+                s.fall()
+            }
+            Op::St { size, dst, off, imm } => {
+                let base = s.read(dst)?;
+                if matches!(base, Val::Ctx { .. }) {
+                    return Err(Rule::Unsupported("storing a constant into the context (store a register instead)".into()));
+                }
+                s.mem(dst, base, off, size, Some(konst(imm as i64 as u64)), false)?;
+                s.fall()
+            }
+            Op::Stx { size, dst, src, off } => {
+                let v = s.read(src)?;
+                let base = s.read(dst)?;
+                s.mem(dst, base, off, size, Some(v), false)?;
+                s.fall()
+            }
+            Op::Atomic { .. } => Err(Rule::Unsupported("atomic operations are not supported by this checker".into())),
+            Op::Ja { .. } => Ok([None, Some(s.st)]),
+            Op::Jmp { wide, op, dst, src, .. } => s.jump(wide, op, dst, src),
+            Op::Call(CallTarget::Helper(id)) => {
+                s.call(id)?;
+                s.fall()
+            }
+            Op::Call(_) => Err(Rule::Unsupported("bpf-to-bpf calls and kfuncs are not supported by this checker".into())),
+            Op::Exit => match s.read(Reg::R0)? {
+                Val::Scalar(_) => Ok([None, None]),
+                v => Err(Rule::ReturnValue { what: v.what() }),
+            },
+        }
+    }
+
+    fn alu(&mut self, wide: bool, op: AluOp, dst: Reg, src: Operand) -> Result<(), Rule> {
+        let s = match src {
+            Operand::Imm(i) => konst(if wide { i as i64 as u64 } else { i as u32 as u64 }),
+            Operand::Reg(r) => self.read(r)?,
+        };
+        let sreg = match src {
+            Operand::Reg(r) => r.index() as u8,
+            Operand::Imm(_) => dst.index() as u8,
+        };
+        let dreg = dst.index() as u8;
+        if op == AluOp::Mov && wide {
+            return self.write(dst, s);
+        }
+        let b = match s {
+            Val::Scalar(b) => Some(b),
+            Val::Mixed => return Err(Rule::MixedValue { reg: sreg }),
+            _ => None,
+        };
+        if matches!(op, AluOp::Mov | AluOp::MovSx(_)) {
+            let b = b.ok_or_else(|| Rule::PointerArith { reg: sreg, what: "a pointer may only be copied whole (64-bit move)".into() })?;
+            let v = if op == AluOp::Mov { value::alu(op, wide, Range::konst(0), b) } else if wide { Range::FULL } else { Range::U32 };
+            return self.write(dst, Val::Scalar(v));
+        }
+        let d = self.read(dst)?;
+        let v = match (d, b) {
+            (Val::Scalar(a), Some(b)) => Val::Scalar(value::alu(op, wide, a, b)),
+            (Val::Mixed, _) => return Err(Rule::MixedValue { reg: dreg }),
+            (Val::Scalar(_), None) => {
+                return Err(Rule::PointerArith { reg: dreg, what: "a pointer may not be an operand of arithmetic on a number (write pointer += number)".into() })
+            }
+            (_, None) => return Err(Rule::PointerArith { reg: dreg, what: "arithmetic between two pointers".into() }),
+            (p, Some(b)) => {
+                if !wide {
+                    return Err(Rule::PointerArith { reg: dreg, what: "32-bit arithmetic on a pointer".into() });
+                }
+                if !matches!(op, AluOp::Add | AluOp::Sub) {
+                    return Err(Rule::PointerArith { reg: dreg, what: "only + and - apply to pointers".into() });
+                }
+                self.ptr_add(dreg, p, op == AluOp::Sub, b)?
+            }
+        };
+        self.write(dst, v)
+    }
+
+    fn ptr_add(&mut self, reg: u8, p: Val, sub: bool, b: Range) -> Result<Val, Rule> {
+        let bad = |what: String| Rule::PointerArith { reg, what };
+        if let Some(c) = b.as_const() {
+            let c = c as i64;
+            if !(-MAX_VAR_OFF + 1..MAX_VAR_OFF).contains(&c) {
+                return Err(bad(format!("adding {c} to a pointer is out of bounds")));
+            }
+            let d = if sub { -c } else { c };
+            let moved = |off: i32| -> Result<i32, Rule> {
+                let n = off as i64 + d;
+                if (-MAX_VAR_OFF + 1..MAX_VAR_OFF).contains(&n) {
+                    Ok(n as i32)
+                } else {
+                    Err(bad(format!("pointer offset {n} is out of bounds")))
+                }
+            };
+            return match p {
+                Val::Ctx { off } => Ok(Val::Ctx { off: moved(off)? }),
+                Val::Stack { off } => Ok(Val::Stack { off: moved(off)? }),
+                Val::Pkt { id, off, var, range } => Ok(Val::Pkt { id, off: moved(off)?, var, range }),
+                v => Err(bad(format!("arithmetic on {} is prohibited", v.what()))),
+            };
+        }
+        match p {
+            Val::Pkt { off, var, .. } if !sub && b.max <= i64::MAX as u64 && (b.min as i64) < MAX_VAR_OFF => {
+                // A fresh variable part: ranges proven for the old one do
+                // not carry over. Earlier pointers made at this slot (on a
+                // previous turn of a loop) stop being usable, so that one
+                // id never names two different variable parts.
+                let id = self.slot as u32 + 1;
+                self.st.each_pkt(id, |v| *v = Val::Mixed);
+                Ok(Val::Pkt { id, off, var: var.saturating_add(b.max), range: 0 })
+            }
+            Val::Pkt { .. } => Err(bad("a packet pointer may only grow by a non-negative, bounded number".into())),
+            v => Err(bad(format!("a variable offset on {} is not supported", v.what()))),
+        }
+    }
+
+    /// A load or store of `size` bytes at `base + off`; `store` is the
+    /// value stored, `None` for a load, which returns the value read.
+    fn mem(&mut self, reg: Reg, base: Val, off: i16, size: Size, store: Option<Val>, signed: bool) -> Result<Val, Rule> {
+        let n = size.bytes();
+        let regn = reg.index() as u8;
+        let loaded = Val::Scalar(if signed { Range::FULL } else { Range::bytes(n) });
+        if let Some(v) = store {
+            if v == Val::Mixed && n != 8 {
+                return Err(Rule::MixedValue { reg: regn });
+            }
+        }
+        match base {
+            Val::Stack { off: b } => {
+                let at = b as i64 + off as i64;
+                if at < -512 || at + n as i64 > 0 {
+                    return Err(Rule::StackRange { off: at, size: n });
+                }
+                if at.rem_euclid(n as i64) != 0 {
+                    return Err(Rule::StackAlign { off: at, size: n });
+                }
+                if let Some(c) = &self.cfg.counter {
+                    let hits = at < c.off as i64 + 8 && at + n as i64 > c.off as i64;
+                    if store.is_some() && hits && !c.writers.contains(&self.slot) {
+                        return Err(Rule::LoopCounter { off: c.off, why: "written by an instruction other than the loop's own".into() });
+                    }
+                    if c.loads.contains(&self.slot) && !self.st.stack_init(at, n) {
+                        return Err(Rule::LoopCounter { off: c.off, why: "read before it is set on every path".into() });
+                    }
+                }
+                match store {
+                    Some(v) => {
+                        if v.is_pointer() && (n != 8 || at % 8 != 0) {
+                            return Err(Rule::Unsupported("storing part of a pointer on the stack".into()));
+                        }
+                        self.st.stack_write(at, n, Some(v));
+                        Ok(v)
+                    }
+                    None => {
+                        if self.opts.strict_stack && !self.st.stack_init(at, n) {
+                            return Err(Rule::StackUninit { off: at, size: n });
+                        }
+                        self.st.stack_read(at, n, signed).map_err(|_| Rule::PartialPointerFill { off: at })
+                    }
+                }
+            }
+            Val::Ctx { off: b } => {
+                if b != 0 {
+                    return Err(Rule::ModifiedCtx { off: b });
+                }
+                let bad = || Rule::CtxField {
+                    access: if store.is_some() { "a write" } else { "a read" },
+                    off: off as i64,
+                    size: n,
+                    kind: self.kind.name(),
+                };
+                let v = ctx::access(self.kind, off as i64, n, store.is_some()).ok_or_else(bad)?;
+                match store {
+                    Some(Val::Scalar(_)) => Ok(v),
+                    Some(_) => Err(Rule::Unsupported("storing a pointer into the context".into())),
+                    None if signed => Err(Rule::Unsupported("sign-extending loads from the context".into())),
+                    None => Ok(v),
+                }
+            }
+            Val::Pkt { off: b, range, .. } => {
+                let at = b as i64 + off as i64;
+                if at < 0 || at + n as i64 > range as i64 {
+                    return Err(Rule::PacketRange { reg: regn, off: at, size: n, range });
+                }
+                match store {
+                    None => Ok(loaded),
+                    Some(Val::Scalar(_)) => Ok(loaded),
+                    Some(_) => Err(Rule::Unsupported("storing a pointer into the packet".into())),
+                }
+            }
+            Val::Mixed => Err(Rule::MixedValue { reg: regn }),
+            v => Err(Rule::BadPointer { reg: regn, what: v.what() }),
+        }
+    }
+
+    fn legacy_load(&mut self, op: Op) -> Result<(), Rule> {
+        if self.kind == ProgKind::Xdp {
+            return Err(Rule::LegacyLoad { kind: self.kind.name() });
+        }
+        match self.read(Reg::R6)? {
+            Val::Ctx { off: 0 } => {}
+            _ => return Err(Rule::LegacyLoadCtx),
+        }
+        if let Op::LdInd { src, .. } = op {
+            self.scalar(src)?;
+        }
+        self.clobber();
+        Ok(())
+    }
+
+    /// After a call or legacy load: arguments gone, a number in r0.
+    fn clobber(&mut self) {
+        for r in 1..=5 {
+            self.st.regs[r] = Val::Uninit;
+        }
+        self.st.regs[0] = Val::Scalar(Range::FULL);
+    }
+
+    fn call(&mut self, id: i32) -> Result<(), Rule> {
+        let name = helper_name(id).unwrap_or("unknown");
+        let (helper, allowed) = ctx::helper(id, self.kind).ok_or_else(|| {
+            Rule::Unsupported(format!("helper #{id} ({name}) is not one this checker knows the arguments of"))
+        })?;
+        if !allowed {
+            return Err(Rule::Helper { id, name, kind: self.kind.name() });
+        }
+        let arg = |reg: u8, why: &str| Rule::HelperArg { id, name, reg, why: why.into() };
+        let ctx_arg = |s: &Self| match s.read(Reg::R1)? {
+            Val::Ctx { off: 0 } => Ok(()),
+            _ => Err(arg(1, "must be the unmodified context pointer")),
+        };
+        match helper {
+            Helper::NoArgs => {}
+            Helper::CtxOnly => ctx_arg(self)?,
+            Helper::LoadBytes { relative } => {
+                ctx_arg(self)?;
+                self.scalar(Reg::R2)?;
+                let Val::Stack { off } = self.read(Reg::R3)? else {
+                    return Err(arg(3, "must point into the stack"));
+                };
+                let len = self.scalar(Reg::R4)?;
+                let at = off as i64;
+                if len.min == 0 || len.max > 512 || at < -512 || at + len.max as i64 > 0 {
+                    return Err(arg(4, &format!("a length of {}..={} at fp{at} does not fit the stack", len.min, len.max)));
+                }
+                if relative {
+                    self.scalar(Reg::R5)?;
+                }
+                if let Some(c) = &self.cfg.counter {
+                    if at < c.off as i64 + 8 && at + len.max as i64 > c.off as i64 {
+                        return Err(Rule::LoopCounter { off: c.off, why: "overwritten by a helper".into() });
+                    }
+                }
+                // Only the bytes every length writes are surely written;
+                // any of them may be.
+                self.st.stack_write(at, len.min as usize, None);
+                let (first, end) = ((at + 512) as usize / 8, (at + 512 + len.max as i64) as usize);
+                for s in &mut self.st.spill[first..end.div_ceil(8)] {
+                    *s = None;
+                }
+            }
+        }
+        self.clobber();
+        Ok(())
+    }
+
+    fn jump(self, wide: bool, op: JmpOp, dst: Reg, src: Operand) -> Result<Outs, Rule> {
+        let d = self.read(dst)?;
+        let s = match src {
+            Operand::Imm(i) => konst(if wide { i as i64 as u64 } else { i as u32 as u64 }),
+            Operand::Reg(r) => self.read(r)?,
+        };
+        for (v, r) in [(d, dst), (s, match src { Operand::Reg(r) => r, Operand::Imm(_) => dst })] {
+            if v == Val::Mixed {
+                return Err(Rule::MixedValue { reg: r.index() as u8 });
+            }
+            if v.is_pointer() && !wide {
+                return Err(Rule::Unsupported(format!("32-bit comparison of r{} ({})", r.index(), v.what())));
+            }
+        }
+        let mut taken = self.st.clone();
+        let mut fall = self.st;
+        match (d, s) {
+            (Val::Scalar(a), Val::Scalar(b)) => {
+                let (t, f) = refine(op, wide, a, b);
+                let keep = |st: &mut State, r: Option<Range>| -> bool {
+                    match r {
+                        Some(r) => {
+                            st.regs[dst.index()] = Val::Scalar(r);
+                            true
+                        }
+                        None => false,
+                    }
+                };
+                let t_ok = keep(&mut taken, t);
+                let f_ok = keep(&mut fall, f);
+                return Ok([f_ok.then_some(fall), t_ok.then_some(taken)]);
+            }
+            (Val::Pkt { id, off, var, .. }, Val::PktEnd) => match op {
+                JmpOp::Jgt | JmpOp::Jge => gain(&mut fall, id, off, var),
+                JmpOp::Jlt | JmpOp::Jle => gain(&mut taken, id, off, var),
+                _ => {}
+            },
+            (Val::PktEnd, Val::Pkt { id, off, var, .. }) => match op {
+                JmpOp::Jgt | JmpOp::Jge => gain(&mut taken, id, off, var),
+                JmpOp::Jlt | JmpOp::Jle => gain(&mut fall, id, off, var),
+                _ => {}
+            },
+            _ => {}
+        }
+        Ok([Some(fall), Some(taken)])
+    }
+}
+
+/// `pkt + off <= data_end` holds: every pointer with that variable part
+/// may read `off` bytes (the kernel's `find_good_pkt_pointers`, taking the
+/// smaller range it grants for strict comparisons).
+fn gain(st: &mut State, id: u32, off: i32, var: u64) {
+    if off < 0 || var > MAX_PACKET_OFF || var + off as u64 > MAX_PACKET_OFF {
+        return;
+    }
+    st.each_pkt(id, |v| {
+        if let Val::Pkt { range, .. } = v {
+            *range = (*range).max(off as u32);
+        }
+    });
+}
+
+/// The ranges of the compared number on the taken and fall-through edges
+/// (`None`: that edge cannot be taken).
+fn refine(op: JmpOp, wide: bool, a: Range, b: Range) -> (Option<Range>, Option<Range>) {
+    let narrow = !wide && (a.max > u32::MAX as u64 || b.max > u32::MAX as u64);
+    let Some(k) = b.as_const().filter(|_| !narrow) else { return (Some(a), Some(a)) };
+    let within = |min: u64, max: u64| {
+        let r = Range { min: a.min.max(min), max: a.max.min(max) };
+        (r.min <= r.max).then_some(r)
+    };
+    let below = |k: u64| k.checked_sub(1).and_then(|m| within(0, m));
+    let above = |k: u64| k.checked_add(1).and_then(|m| within(m, u64::MAX));
+    match op {
+        JmpOp::Jeq | JmpOp::Jne => {
+            let eq = within(k, k);
+            let ne = if a.as_const() == Some(k) {
+                None
+            } else if a.min == k {
+                Some(Range { min: k + 1, max: a.max })
+            } else if a.max == k {
+                Some(Range { min: a.min, max: k - 1 })
+            } else {
+                Some(a)
+            };
+            if op == JmpOp::Jeq { (eq, ne) } else { (ne, eq) }
+        }
+        JmpOp::Jgt => (above(k), within(0, k)),
+        JmpOp::Jge => (within(k, u64::MAX), below(k)),
+        JmpOp::Jlt => (below(k), within(k, u64::MAX)),
+        JmpOp::Jle => (within(0, k), above(k)),
+        JmpOp::Jset | JmpOp::Jsgt | JmpOp::Jsge | JmpOp::Jslt | JmpOp::Jsle => match a.as_const() {
+            Some(c) => {
+                let (x, y) = if wide { (c as i64, k as i64) } else { (c as u32 as i32 as i64, k as u32 as i32 as i64) };
+                let t = match op {
+                    JmpOp::Jset => c & k != 0,
+                    JmpOp::Jsgt => x > y,
+                    JmpOp::Jsge => x >= y,
+                    JmpOp::Jslt => x < y,
+                    _ => x <= y,
+                };
+                (t.then_some(a), (!t).then_some(a))
+            }
+            None => (Some(a), Some(a)),
+        },
+    }
+}

@@ -1,0 +1,74 @@
+//! The same eBPF in the kernel, through `BPF_PROG_TEST_RUN`
+//! (`kernel-socket`, `kernel-xdp`, `kernel-tc`). Needs root (or CAP_BPF).
+//!
+//! The kernel is handed the captured bytes as a whole Ethernet frame, so
+//! it runs only frames of 14 bytes and more, of Ethernet captures, that fit
+//! a test run (about a page); others are skipped and counted. The kernel
+//! cannot know a truncated packet's wire length, so a truncated packet is
+//! skipped too when the program reads `len`.
+
+use filter_programs::cbpf::Op;
+use filter_programs::translate::{translate_with, Options, Target};
+use filterd::bpf::{load, LoadError, Loaded, ProgType};
+
+use super::ebpf::{matched, translate_error};
+use super::{Engine, EngineError, PacketRef, Verdict};
+use crate::capture::LinkType;
+use crate::program::{Code, Program};
+
+/// What `eth_type_trans` pulls before a socket filter's test run: the
+/// program's `skb->len` starts after it.
+const ETH_HLEN: u32 = 14;
+const EINVAL: i32 = 22;
+
+pub struct KernelEngine {
+    name: &'static str,
+    target: Target,
+    prog: Loaded,
+    reads_len: bool,
+}
+
+impl KernelEngine {
+    pub fn new(name: &'static str, program: &Program, target: Target) -> Result<KernelEngine, EngineError> {
+        let Code::Cbpf(insns) = &program.code;
+        let options = Options { socket_len_offset: if target == Target::Socket { ETH_HLEN } else { 0 } };
+        let ebpf = translate_with(insns, target, &options).map_err(|e| translate_error(name, program, e))?;
+        let prog_type = match target {
+            Target::Socket => ProgType::SocketFilter,
+            Target::Xdp(_) => ProgType::Xdp,
+            Target::Tc(_) => ProgType::SchedCls,
+        };
+        let prog = load(prog_type, &ebpf, "pcap_replay").map_err(|e| match e {
+            LoadError::Verifier { log, .. } => EngineError::Invalid {
+                engine: name,
+                program: program.label.clone(),
+                reason: format!("the kernel verifier refused the translation:\n{log}"),
+            },
+            LoadError::Syscall(err) => EngineError::Unsupported {
+                engine: name,
+                program: program.label.clone(),
+                reason: format!("bpf(BPF_PROG_LOAD): {err} (kernel engines need root or CAP_BPF)"),
+            },
+        })?;
+        let reads_len = insns.iter().any(|i| matches!(i.decode(), Ok(Op::LdLen | Op::LdxLen)));
+        Ok(KernelEngine { name, target, prog, reads_len })
+    }
+}
+
+impl Engine for KernelEngine {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn run(&mut self, packet: &PacketRef<'_>) -> Result<Option<Verdict>, EngineError> {
+        let truncated = (packet.data.len() as u32) < packet.wire_len;
+        if packet.linktype != LinkType::ETHERNET || packet.data.len() < ETH_HLEN as usize || (truncated && self.reads_len) {
+            return Ok(None);
+        }
+        match self.prog.test_run(packet.data, 1) {
+            Ok(r) => Ok(Some(Verdict { ret: r.retval, matched: matched(self.target, r.retval) })),
+            Err(e) if e.raw_os_error() == Some(EINVAL) => Ok(None),
+            Err(e) => Err(EngineError::Run { engine: self.name, reason: format!("BPF_PROG_TEST_RUN: {e}") }),
+        }
+    }
+}
