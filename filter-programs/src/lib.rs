@@ -3,6 +3,7 @@
 //! what those programs mean. Nothing here makes a syscall.
 
 pub mod cbpf;
+pub mod codegen;
 pub mod ebpf;
 pub mod elf;
 pub mod expr;

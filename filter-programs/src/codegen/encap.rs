@@ -1,0 +1,106 @@
+//! Encapsulations that move the headers after them: 802.1Q/802.1ad tags,
+//! MPLS labels and PPPoE sessions. Each shifts the layout for everything
+//! compiled later in the expression (libpcap's rule, source order), so
+//! `vlan 10 and ip` looks for IP after the tag.
+
+use super::block::Cond;
+use super::consts::*;
+use super::{CompileError, Gen, LinkType, OffRel};
+use crate::cbpf::Size;
+
+impl Gen<'_> {
+    /// `vlan [ID]`. A dead or offline handle sees tags in the packet
+    /// bytes, so this is libpcap's test without BPF extensions.
+    pub(super) fn vlan(&mut self, id: Option<u32>) -> Result<Cond, CompileError> {
+        if self.label_depth > 0 {
+            return Err(self.err("no VLAN match after MPLS"));
+        }
+        if self.lay.link != LinkType::En10mb {
+            return Err(self.err(format!(
+                "no VLAN support for {}",
+                self.lay.link.description()
+            )));
+        }
+        let b0 = self.linktype(ETHERTYPE_8021Q)?;
+        let b1 = self.linktype(ETHERTYPE_8021AD)?;
+        let b1 = self.b.or(b0, b1);
+        let b2 = self.linktype(ETHERTYPE_8021QINQ)?;
+        let mut c = self.b.or(b1, b2);
+        if let Some(id) = id {
+            if id > 0x0fff {
+                return Err(self.err(format!("VLAN tag {id} greater than maximum {}", 0x0fff)));
+            }
+            let vid = self.mcmp(OffRel::LinkPl, 0, Size::H, id, 0x0fff);
+            c = self.b.and(c, vid);
+        }
+        self.lay.linkpl += 4;
+        self.lay.linktype = self.lay.linktype.map(|t| t + 4);
+        self.vlan_depth += 1;
+        Ok(c)
+    }
+
+    /// `mpls [LABEL]`: the first one tests the EtherType, later ones that
+    /// the previous label was not the bottom of the stack.
+    pub(super) fn mpls(&mut self, label: Option<u32>) -> Result<Cond, CompileError> {
+        let mut c = if self.label_depth > 0 {
+            self.mcmp(OffRel::PrevMplsHdr, 2, Size::B, 0, 0x01)
+        } else {
+            match self.lay.link {
+                LinkType::En10mb => self.linktype(ETHERTYPE_MPLS)?,
+                LinkType::Ppp => self.linktype(PPP_MPLS_UCAST)?,
+                l => return Err(self.err(format!("no MPLS support for {}", l.description()))),
+            }
+        };
+        if let Some(label) = label {
+            if label > 0xfffff {
+                return Err(self.err(format!(
+                    "MPLS label {label} greater than maximum {}",
+                    0xfffff
+                )));
+            }
+            let b1 = self.mcmp(OffRel::LinkPl, 0, Size::W, label << 12, 0xffff_f000);
+            c = self.b.and(c, b1);
+        }
+        self.lay.nl_nosnap += 4;
+        self.lay.nl += 4;
+        self.label_depth += 1;
+        Ok(c)
+    }
+
+    /// `pppoes [SESSION]`: afterwards the link layer is the PPP header
+    /// inside the session.
+    pub(super) fn pppoes(&mut self, sess: Option<u32>) -> Result<Cond, CompileError> {
+        let mut c = self.linktype(ETHERTYPE_PPPOES)?;
+        if let Some(sess) = sess {
+            if sess > 0xffff {
+                return Err(self.err(format!(
+                    "PPPoE session number {sess} greater than maximum {}",
+                    0xffff
+                )));
+            }
+            let b1 = self.mcmp(OffRel::LinkPl, 0, Size::W, sess, 0xffff);
+            c = self.b.and(c, b1);
+        }
+        let hdr = self.lay.linkpl.wrapping_add(self.lay.nl).wrapping_add(6);
+        self.lay.link = LinkType::Ppp;
+        self.lay.linkhdr = hdr;
+        self.lay.linktype = Some(hdr);
+        self.lay.linkpl = hdr.wrapping_add(2);
+        self.lay.nl = 0;
+        self.lay.nl_nosnap = 0;
+        Ok(c)
+    }
+
+    /// "The protocol is `ll`" inside MPLS: only IPv4 and IPv6 can be told
+    /// apart, by the bottom-of-stack bit and the IP version nibble.
+    pub(super) fn mpls_linktype(&mut self, ll: u32) -> Result<Cond, CompileError> {
+        let version = match ll {
+            ETHERTYPE_IP => 0x40,
+            ETHERTYPE_IPV6 => 0x60,
+            _ => return Err(self.err("unsupported protocol over mpls")),
+        };
+        let b0 = self.mcmp(OffRel::LinkPl, (-2i32) as u32, Size::B, 0x01, 0x01);
+        let b1 = self.mcmp(OffRel::LinkPl, 0, Size::B, version, 0xf0);
+        Ok(self.b.and(b0, b1))
+    }
+}

@@ -1,0 +1,274 @@
+//! Link-layer types: where each header field sits, and how "the link-layer
+//! protocol is P" is tested on each (libpcap's `gen_linktype`).
+
+use super::block::Cond;
+use super::consts::*;
+use super::{CompileError, Gen, OffRel};
+use crate::cbpf::{JmpOp, Size};
+
+/// The link types code generation knows, with libpcap's DLT_ values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkType {
+    /// BSD loopback: a 4-byte address family in host byte order.
+    Null,
+    /// Ethernet.
+    En10mb,
+    /// Raw IP, version from the first nibble.
+    Raw,
+    /// OpenBSD loopback: a 4-byte address family in network byte order.
+    Loop,
+    /// Linux cooked capture v1.
+    LinuxSll,
+    /// Raw IPv4 only.
+    Ipv4,
+    /// Raw IPv6 only.
+    Ipv6,
+    /// PPP framing, reached only through `pppoes` (the PPPoE payload).
+    Ppp,
+}
+
+impl LinkType {
+    /// The DLT_ value on Linux.
+    pub fn dlt(self) -> i32 {
+        match self {
+            LinkType::Null => 0,
+            LinkType::En10mb => 1,
+            LinkType::Raw => 12,
+            LinkType::Loop => 108,
+            LinkType::LinuxSll => 113,
+            LinkType::Ipv4 => 228,
+            LinkType::Ipv6 => 229,
+            LinkType::Ppp => 9,
+        }
+    }
+
+    /// The link type of a DLT_ value (Linux numbering), if supported.
+    pub fn from_dlt(dlt: i32) -> Option<LinkType> {
+        [
+            LinkType::Null,
+            LinkType::En10mb,
+            LinkType::Raw,
+            LinkType::Loop,
+            LinkType::LinuxSll,
+            LinkType::Ipv4,
+            LinkType::Ipv6,
+        ]
+        .into_iter()
+        .find(|l| l.dlt() == dlt)
+    }
+
+    /// The link type of a libpcap DLT name (`EN10MB`, `RAW`, ...).
+    pub fn from_name(name: &str) -> Option<LinkType> {
+        Some(match name.to_ascii_uppercase().as_str() {
+            "NULL" => LinkType::Null,
+            "EN10MB" => LinkType::En10mb,
+            "RAW" => LinkType::Raw,
+            "LOOP" => LinkType::Loop,
+            "LINUX_SLL" => LinkType::LinuxSll,
+            "IPV4" => LinkType::Ipv4,
+            "IPV6" => LinkType::Ipv6,
+            _ => return None,
+        })
+    }
+
+    /// libpcap's description, as its error messages name the link type.
+    pub fn description(self) -> &'static str {
+        match self {
+            LinkType::Null => "BSD loopback",
+            LinkType::En10mb => "Ethernet",
+            LinkType::Raw => "Raw IP",
+            LinkType::Loop => "OpenBSD loopback",
+            LinkType::LinuxSll => "Linux cooked v1",
+            LinkType::Ipv4 => "Raw IPv4",
+            LinkType::Ipv6 => "Raw IPv6",
+            LinkType::Ppp => "PPP",
+        }
+    }
+}
+
+/// Offsets of the headers, from the start of the packet. They change as
+/// `vlan`, `mpls` and `pppoes` are compiled, in source order, as in libpcap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub link: LinkType,
+    /// Start of the link-layer header.
+    pub linkhdr: u32,
+    /// Start of the link-layer payload.
+    pub linkpl: u32,
+    /// The link-layer type field; `None` where there is none.
+    pub linktype: Option<u32>,
+    /// Network header, from the payload: past MPLS labels if any.
+    pub nl: u32,
+    /// Network header after an 802.2 header without SNAP.
+    pub nl_nosnap: u32,
+}
+
+impl Layout {
+    pub fn new(link: LinkType) -> Layout {
+        let (linktype, linkpl, nl_nosnap) = match link {
+            LinkType::En10mb => (Some(12), 14, 3),
+            LinkType::Null | LinkType::Loop => (Some(0), 4, 0),
+            LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => (None, 0, 0),
+            LinkType::LinuxSll => (Some(14), 16, 0),
+            LinkType::Ppp => (Some(2), 4, 0),
+        };
+        Layout {
+            link,
+            linkhdr: 0,
+            linkpl,
+            linktype,
+            nl: 0,
+            nl_nosnap,
+        }
+    }
+}
+
+/// What a PPP header calls an EtherType's protocol.
+fn ppp_type(ll: u32) -> u32 {
+    match ll {
+        ETHERTYPE_IP => 0x0021,
+        ETHERTYPE_IPV6 => 0x0057,
+        ETHERTYPE_DN => 0x0027,
+        ETHERTYPE_ATALK => 0x0029,
+        ETHERTYPE_NS => 0x0025,
+        LLCSAP_ISONS => 0x0023,
+        LLCSAP_8021D => 0x0031,
+        LLCSAP_IPX => 0x002b,
+        other => other,
+    }
+}
+
+impl Gen<'_> {
+    /// "The link-layer protocol is `ll`": an EtherType above 1500, an LLC
+    /// SAP at or below it.
+    pub(super) fn linktype(&mut self, ll: u32) -> Result<Cond, CompileError> {
+        if self.label_depth > 0 {
+            return self.mpls_linktype(ll);
+        }
+        Ok(match self.lay.link {
+            LinkType::En10mb => self.ether_linktype(ll),
+            LinkType::LinuxSll => self.sll_linktype(ll),
+            LinkType::Raw => match ll {
+                ETHERTYPE_IP => self.mcmp(OffRel::LinkHdr, 0, Size::B, 0x40, 0xf0),
+                ETHERTYPE_IPV6 => self.mcmp(OffRel::LinkHdr, 0, Size::B, 0x60, 0xf0),
+                _ => self.uncond(false),
+            },
+            LinkType::Ipv4 => self.uncond(ll == ETHERTYPE_IP),
+            LinkType::Ipv6 => self.uncond(ll == ETHERTYPE_IPV6),
+            LinkType::Ppp => self.cmp(OffRel::LinkType, 0, Size::H, ppp_type(ll)),
+            LinkType::Null | LinkType::Loop => {
+                // The address family of a dead handle's host: AF_INET 2,
+                // AF_INET6 10 (Linux). DLT_NULL keeps it in host byte
+                // order, which libpcap matches as little-endian.
+                let af = match ll {
+                    ETHERTYPE_IP => 2u32,
+                    ETHERTYPE_IPV6 => 10,
+                    _ => return Ok(self.uncond(false)),
+                };
+                let v = if self.lay.link == LinkType::Null {
+                    af.swap_bytes()
+                } else {
+                    af
+                };
+                self.cmp(OffRel::LinkHdr, 0, Size::W, v)
+            }
+        })
+    }
+
+    fn not_type_field(&mut self) -> Cond {
+        let b = self.cmp_op(OffRel::LinkType, 0, Size::H, JmpOp::Jgt, ETHERMTU);
+        self.b.not(b)
+    }
+
+    fn ether_linktype(&mut self, ll: u32) -> Cond {
+        match ll {
+            LLCSAP_ISONS | LLCSAP_IP | LLCSAP_NETBEUI => {
+                let b0 = self.not_type_field();
+                let b1 = self.cmp(OffRel::Llc, 0, Size::H, (ll << 8) | ll);
+                self.b.and(b0, b1)
+            }
+            LLCSAP_IPX => {
+                let b0 = self.cmp(OffRel::Llc, 0, Size::B, LLCSAP_IPX);
+                let b1 = self.cmp(OffRel::Llc, 0, Size::H, 0xffff);
+                let b1 = self.b.or(b0, b1);
+                let b0 = self.snap(0, ETHERTYPE_IPX);
+                let b1 = self.b.or(b0, b1);
+                let b0 = self.not_type_field();
+                let b1 = self.b.and(b0, b1);
+                let b0 = self.cmp(OffRel::LinkType, 0, Size::H, ETHERTYPE_IPX);
+                self.b.or(b0, b1)
+            }
+            ETHERTYPE_ATALK | ETHERTYPE_AARP => {
+                let b0 = self.not_type_field();
+                let b1 = if ll == ETHERTYPE_ATALK {
+                    self.snap(0x080007, ETHERTYPE_ATALK)
+                } else {
+                    self.snap(0, ETHERTYPE_AARP)
+                };
+                let b1 = self.b.and(b0, b1);
+                let b0 = self.cmp(OffRel::LinkType, 0, Size::H, ll);
+                self.b.or(b0, b1)
+            }
+            _ if ll <= ETHERMTU => {
+                let b0 = self.not_type_field();
+                let b1 = self.cmp(OffRel::LinkType, 2, Size::B, ll);
+                self.b.and(b0, b1)
+            }
+            _ => self.cmp(OffRel::LinkType, 0, Size::H, ll),
+        }
+    }
+
+    fn sll_linktype(&mut self, ll: u32) -> Cond {
+        match ll {
+            LLCSAP_ISONS | LLCSAP_IP | LLCSAP_NETBEUI => {
+                let b0 = self.cmp(OffRel::LinkType, 0, Size::H, SLL_P_802_2);
+                let b1 = self.cmp(OffRel::Llc, 0, Size::H, (ll << 8) | ll);
+                self.b.and(b0, b1)
+            }
+            LLCSAP_IPX => {
+                let b0 = self.cmp(OffRel::Llc, 0, Size::B, LLCSAP_IPX);
+                let b1 = self.snap(0, ETHERTYPE_IPX);
+                let b1 = self.b.or(b0, b1);
+                let b0 = self.cmp(OffRel::LinkType, 0, Size::H, SLL_P_802_2);
+                let b1 = self.b.and(b0, b1);
+                let b0 = self.cmp(OffRel::LinkType, 0, Size::H, SLL_P_802_3);
+                let b1 = self.b.or(b0, b1);
+                let b0 = self.cmp(OffRel::LinkType, 0, Size::H, ETHERTYPE_IPX);
+                self.b.or(b0, b1)
+            }
+            ETHERTYPE_ATALK | ETHERTYPE_AARP => {
+                let b0 = self.cmp(OffRel::LinkType, 0, Size::H, SLL_P_802_2);
+                let b1 = if ll == ETHERTYPE_ATALK {
+                    self.snap(0x080007, ETHERTYPE_ATALK)
+                } else {
+                    self.snap(0, ETHERTYPE_AARP)
+                };
+                let b1 = self.b.and(b0, b1);
+                let b0 = self.cmp(OffRel::LinkType, 0, Size::H, ll);
+                self.b.or(b0, b1)
+            }
+            _ if ll <= ETHERMTU => {
+                let b0 = self.cmp(OffRel::LinkType, 0, Size::H, SLL_P_802_2);
+                let off = self.lay.linkpl;
+                let b1 = self.cmp(OffRel::LinkHdr, off, Size::B, ll);
+                self.b.and(b0, b1)
+            }
+            _ => self.cmp(OffRel::LinkType, 0, Size::H, ll),
+        }
+    }
+
+    /// An 802.2 SNAP header with this OUI and protocol type.
+    fn snap(&mut self, oui: u32, ptype: u32) -> Cond {
+        let bytes = [
+            0xaa,
+            0xaa,
+            0x03,
+            (oui >> 16) as u8,
+            (oui >> 8) as u8,
+            oui as u8,
+            (ptype >> 8) as u8,
+            ptype as u8,
+        ];
+        self.bcmp(OffRel::Llc, 0, &bytes)
+    }
+}

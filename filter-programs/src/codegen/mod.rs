@@ -1,0 +1,298 @@
+//! Code generation: pcap-filter syntax tree to classic BPF, with libpcap
+//! 1.10's meaning for every primitive it supports.
+//!
+//! The generator works as libpcap's does: each primitive becomes a small
+//! graph of [`block`]s whose true/false exits are still open; `and`, `or`
+//! and `not` wire exits together; link-layer state (`vlan`, `mpls`,
+//! `pppoes` shift the header offsets for everything compiled after them,
+//! in source order) lives in [`Layout`]; [`emit`] lays the graph out as
+//! libpcap does without its optimizer. Primitives not implemented yet are
+//! refused with [`ErrorKind::Unsupported`], never compiled approximately.
+//!
+//! ```
+//! use filter_programs::codegen::{compile, LinkType, Options};
+//! let prog = compile("ip", &Options::new(LinkType::En10mb)).unwrap();
+//! assert_eq!(prog.len(), 4); // ldh [12]; jeq #0x800; ret #262144; ret #0
+//! let err = compile("vlan", &Options::new(LinkType::Raw)).unwrap_err();
+//! assert!(err.render().contains("no VLAN support"));
+//! ```
+
+mod arith;
+mod block;
+mod consts;
+mod emit;
+mod encap;
+mod error;
+mod l3;
+mod l4;
+mod linktype;
+mod primitive;
+#[cfg(test)]
+mod tests;
+
+use crate::cbpf::{Insn, JmpOp, Op, Size, Src, MEMWORDS};
+use crate::expr::ast::{Expr, ExprKind};
+use crate::expr::Span;
+use block::{Blocks, Cond};
+
+pub use error::{CompileError, ErrorKind};
+pub use linktype::{Layout, LinkType};
+
+/// libpcap's default snapshot length (tcpdump's too).
+pub const DEFAULT_SNAPLEN: u32 = 262_144;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    pub linktype: LinkType,
+    /// What an accepting program returns.
+    pub snaplen: u32,
+    /// The network mask for `ip broadcast`; `None` is libpcap's
+    /// PCAP_NETMASK_UNKNOWN.
+    pub netmask: Option<u32>,
+    /// Accepted for the API's sake; the optimizer is a separate pass that
+    /// does not exist yet, so the output is libpcap's unoptimized program.
+    pub optimize: bool,
+}
+
+impl Options {
+    /// tcpdump's defaults for a link type.
+    pub fn new(linktype: LinkType) -> Options {
+        Options {
+            linktype,
+            snaplen: DEFAULT_SNAPLEN,
+            netmask: None,
+            optimize: true,
+        }
+    }
+}
+
+/// Compiles a filter expression to classic BPF.
+pub fn compile(expr: &str, opts: &Options) -> Result<Vec<Insn>, CompileError> {
+    let ast = crate::expr::parse(expr).map_err(CompileError::from_parse)?;
+    let mut g = Gen::new(expr, opts);
+    let root = match &ast.root {
+        // The empty filter accepts everything: one `ret`, as libpcap.
+        None => g.b.ret(opts.snaplen),
+        Some(e) => {
+            let c = g.expr(e)?;
+            g.b.finish(c, opts.snaplen)
+        }
+    };
+    Ok(emit::emit(&g.b, root))
+}
+
+/// Where a load is relative to (libpcap's `e_offrel`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OffRel {
+    LinkHdr,
+    /// The link-layer payload (the 802.2 header, where there is one).
+    Llc,
+    /// The MPLS label before the current network header.
+    PrevMplsHdr,
+    /// The network-layer header.
+    LinkPl,
+    /// The network-layer header after 802.2 without SNAP.
+    LinkPlNosnap,
+    LinkType,
+    /// The transport header after an IPv4 header of any length.
+    TranIpv4,
+    /// The transport header right after a fixed IPv6 header.
+    TranIpv6,
+}
+
+/// The generator's state for one compilation.
+pub(crate) struct Gen<'a> {
+    src: &'a str,
+    opts: &'a Options,
+    b: Blocks,
+    lay: Layout,
+    /// MPLS labels and VLAN tags seen so far (source order).
+    label_depth: u32,
+    vlan_depth: u32,
+    /// libpcap's scratch-register allocator: a round-robin over M[0..16].
+    regused: [bool; MEMWORDS as usize],
+    curreg: usize,
+    /// The primitive being compiled, for error positions.
+    span: Span,
+}
+
+impl<'a> Gen<'a> {
+    fn new(src: &'a str, opts: &'a Options) -> Gen<'a> {
+        Gen {
+            src,
+            opts,
+            b: Blocks::default(),
+            lay: Layout::new(opts.linktype),
+            label_depth: 0,
+            vlan_depth: 0,
+            regused: [false; MEMWORDS as usize],
+            curreg: 0,
+            span: Span::default(),
+        }
+    }
+
+    fn expr(&mut self, e: &Expr) -> Result<Cond, CompileError> {
+        match &e.kind {
+            ExprKind::And(a, b) => {
+                let a = self.expr(a)?;
+                let b = self.expr(b)?;
+                Ok(self.b.and(a, b))
+            }
+            ExprKind::Or(a, b) => {
+                let a = self.expr(a)?;
+                let b = self.expr(b)?;
+                Ok(self.b.or(a, b))
+            }
+            ExprKind::Not(a) => {
+                let a = self.expr(a)?;
+                Ok(self.b.not(a))
+            }
+            kind => {
+                self.span = e.span;
+                self.primitive(kind)
+            }
+        }
+    }
+
+    /// libpcap's error for this primitive.
+    fn err(&self, msg: impl Into<String>) -> CompileError {
+        CompileError::new(ErrorKind::Semantic, self.span, msg, self.src)
+    }
+
+    fn unsupported(&self, what: impl std::fmt::Display) -> CompileError {
+        CompileError::new(
+            ErrorKind::Unsupported,
+            self.span,
+            format!("{what} is not yet supported by this compiler"),
+            self.src,
+        )
+    }
+
+    fn alloc_reg(&mut self) -> Result<u32, CompileError> {
+        for _ in 0..MEMWORDS {
+            if self.regused[self.curreg] {
+                self.curreg = (self.curreg + 1) % MEMWORDS as usize;
+            } else {
+                self.regused[self.curreg] = true;
+                return Ok(self.curreg as u32);
+            }
+        }
+        Err(self.err("too many registers needed to evaluate expression"))
+    }
+
+    fn free_reg(&mut self, r: u32) {
+        if let Some(u) = self.regused.get_mut(r as usize) {
+            *u = false;
+        }
+    }
+
+    /// The statements loading `size` bytes at `off` relative to `rel`.
+    fn load(&self, rel: OffRel, off: u32, size: Size) -> Vec<Op> {
+        let l = &self.lay;
+        // libpcap's "offset not set" is all ones and its sums wrap.
+        let abs = |base: u32| Op::LdAbs {
+            size,
+            k: base.wrapping_add(off),
+        };
+        match rel {
+            OffRel::LinkHdr => vec![abs(l.linkhdr)],
+            OffRel::Llc => vec![abs(l.linkpl)],
+            OffRel::PrevMplsHdr => vec![abs(l.linkpl.wrapping_add(l.nl).wrapping_sub(4))],
+            OffRel::LinkPl => vec![abs(l.linkpl.wrapping_add(l.nl))],
+            OffRel::LinkPlNosnap => vec![abs(l.linkpl.wrapping_add(l.nl_nosnap))],
+            OffRel::LinkType => vec![abs(l.linktype.unwrap_or(u32::MAX))],
+            OffRel::TranIpv4 => {
+                let nl = l.linkpl.wrapping_add(l.nl);
+                vec![
+                    Op::LdxMsh { k: nl },
+                    Op::LdInd {
+                        size,
+                        k: nl.wrapping_add(off),
+                    },
+                ]
+            }
+            OffRel::TranIpv6 => vec![abs(l.linkpl.wrapping_add(l.nl).wrapping_add(40))],
+        }
+    }
+
+    /// `(field & mask) op v`; `mask` all ones adds no `and`.
+    fn ncmp(&mut self, rel: OffRel, off: u32, size: Size, mask: u32, op: JmpOp, v: u32) -> Cond {
+        let mut s = self.load(rel, off, size);
+        if mask != u32::MAX {
+            s.push(Op::Alu {
+                op: crate::cbpf::AluOp::And,
+                src: Src::K(mask),
+            });
+        }
+        self.b.test(s, op, Src::K(v))
+    }
+
+    fn cmp(&mut self, rel: OffRel, off: u32, size: Size, v: u32) -> Cond {
+        self.ncmp(rel, off, size, u32::MAX, JmpOp::Jeq, v)
+    }
+
+    fn cmp_op(&mut self, rel: OffRel, off: u32, size: Size, op: JmpOp, v: u32) -> Cond {
+        self.ncmp(rel, off, size, u32::MAX, op, v)
+    }
+
+    fn mcmp(&mut self, rel: OffRel, off: u32, size: Size, v: u32, mask: u32) -> Cond {
+        self.ncmp(rel, off, size, mask, JmpOp::Jeq, v)
+    }
+
+    /// `field < v`, as libpcap writes it: not `field >= v`.
+    fn cmp_lt(&mut self, rel: OffRel, off: u32, size: Size, v: u32) -> Cond {
+        let c = self.cmp_op(rel, off, size, JmpOp::Jge, v);
+        self.b.not(c)
+    }
+
+    fn cmp_le(&mut self, rel: OffRel, off: u32, size: Size, v: u32) -> Cond {
+        let c = self.cmp_op(rel, off, size, JmpOp::Jgt, v);
+        self.b.not(c)
+    }
+
+    /// Byte-string equality, compared as libpcap does: words from the end,
+    /// then a half-word, then a byte, the last-built test first.
+    fn bcmp(&mut self, rel: OffRel, off: u32, v: &[u8]) -> Cond {
+        let mut size = v.len();
+        let mut acc: Option<Cond> = None;
+        let mut chain = |g: &mut Gen, c: Cond| {
+            acc = Some(match acc.take() {
+                Some(a) => g.b.and(a, c),
+                None => c,
+            });
+        };
+        while size >= 4 {
+            let p = &v[size - 4..size];
+            let w = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
+            let c = self.cmp(rel, off + size as u32 - 4, Size::W, w);
+            chain(self, c);
+            size -= 4;
+        }
+        while size >= 2 {
+            let p = &v[size - 2..size];
+            let h = u16::from_be_bytes([p[0], p[1]]) as u32;
+            let c = self.cmp(rel, off + size as u32 - 2, Size::H, h);
+            chain(self, c);
+            size -= 2;
+        }
+        if size > 0 {
+            let c = self.cmp(rel, off, Size::B, v[0] as u32);
+            chain(self, c);
+        }
+        match acc {
+            Some(c) => c,
+            None => self.uncond(true),
+        }
+    }
+
+    /// Always true or always false: `ld #0` or `ld #1`, then `jeq #0`.
+    fn uncond(&mut self, sense: bool) -> Cond {
+        self.b.test(
+            vec![Op::LdImm {
+                k: u32::from(!sense),
+            }],
+            JmpOp::Jeq,
+            Src::K(0),
+        )
+    }
+}
