@@ -59,3 +59,44 @@ fn compile_prints_ebpf_and_writes_objects() {
     let bad = filterd(&["compile", "--cbpf", "-"], Some("not a program"));
     assert_eq!(bad.status.code(), Some(1));
 }
+
+#[test]
+fn compile_expressions_like_tcpdump() {
+    // Unoptimized, our code generator's output is libpcap's, instruction
+    // for instruction, in all three dump formats.
+    for expr in ["tcp port 80 and not src net 10.0.0.0/8", "vlan 100 and udp", "ip6 and icmp6", "arp or rarp"] {
+        for fmt in ["-d", "-dd", "-ddd"] {
+            let ours = filterd(&["compile", "-O0", fmt, expr], None);
+            assert_eq!(ours.status.code(), Some(0), "{expr}: {}", String::from_utf8_lossy(&ours.stderr));
+            let theirs = Command::new("tcpdump").args([fmt, "-O", "-y", "EN10MB", expr]).output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&ours.stdout), String::from_utf8_lossy(&theirs.stdout), "{expr} {fmt}");
+        }
+    }
+    // Words are joined as tcpdump joins them.
+    let joined = filterd(&["compile", "-O0", "udp", "and", "port", "53"], None);
+    let one = filterd(&["compile", "-O0", "udp and port 53"], None);
+    assert_eq!(joined.stdout, one.stdout);
+}
+
+#[test]
+fn expression_errors_point_at_the_column() {
+    let out = filterd(&["compile", "tcp port 99999"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tcp port 99999") && err.contains('^'), "{err}");
+    let out = filterd(&["compile", "tcp and and udp"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().find(|l| l.contains("tcp and and udp")).expect("the expression is shown");
+    let caret = err.lines().find(|l| l.contains('^')).expect("a caret line");
+    // The caret sits under the second `and` (column 9 of the expression).
+    let col = |l: &str, pat: &str| l.find(pat).unwrap();
+    assert_eq!(col(caret, "^") - col(line, "tcp"), 8, "{err}");
+}
+
+#[test]
+fn compile_expression_for_a_hook() {
+    let asm = filterd(&["compile", "--target", "xdp", "--format", "asm", "tcp dst port 443"], None);
+    assert_eq!(asm.status.code(), Some(0), "{}", String::from_utf8_lossy(&asm.stderr));
+    assert!(String::from_utf8_lossy(&asm.stdout).contains("exit"));
+}

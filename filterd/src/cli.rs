@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use filter_programs::cbpf::{text, validate};
+use filter_programs::codegen::{self, LinkType};
 use filter_programs::ebpf::disasm::disassemble;
 use filter_programs::elf::{self, Object, Section};
 use filter_programs::translate::{self, Target};
@@ -29,7 +30,8 @@ pub const EXIT_ERROR: i32 = 2;
     after_help = "Examples:\n  \
         filterd validate web.ddd                      # kernel rules, as SO_ATTACH_FILTER checks them\n  \
         filterd validate --rules libpcap web.ddd      # libpcap's bpf_validate\n  \
-        filterd compile --cbpf web.ddd --target xdp -o web.o   # ELF for ip/bpftool/aya\n  \
+        filterd compile 'tcp port 80'                 # classic BPF, as tcpdump -d prints it\n  \
+        filterd compile --target xdp -o web.o 'tcp port 80'    # ELF for ip/bpftool/aya\n  \
         filterd compile --cbpf web.ddd --target socket --format asm\n\n\
         Exit codes: 0 success, 1 invalid program, 2 usage or system error.\n\
         Logs: RUST_LOG=debug filterd ..."
@@ -52,25 +54,54 @@ pub enum Command {
         /// The program: tcpdump -d, -dd or -ddd output ("-" for stdin).
         file: PathBuf,
     },
-    /// Translate a classic BPF program to eBPF for a hook.
+    /// Compile a filter expression (or translate a classic program).
     ///
-    /// Writes a relocatable BPF ELF object (section `socket`, `xdp` or
+    /// With no --target, prints the classic BPF as tcpdump -d (-dd, -ddd)
+    /// would. With --target, translates it to eBPF for that hook and writes
+    /// a relocatable BPF ELF object (-o; section `socket`, `xdp` or
     /// `classifier`, program symbol `filter`) that aya, `ip link ... obj`
     /// and `bpftool prog loadall` load, or prints the eBPF in bpftool's
-    /// syntax with --format asm.
+    /// syntax (--format asm).
+    #[command(after_help = "Examples:\n  \
+        filterd compile tcp port 80 and not src net 10.0.0.0/8\n  \
+        filterd compile -dd -y RAW 'udp dst port 53'\n  \
+        filterd compile --target xdp -o web.o 'tcp dst port 443'\n  \
+        filterd compile --target socket --format asm --cbpf web.ddd")]
     Compile {
-        /// The classic program (tcpdump -d, -dd or -ddd output; "-" for stdin).
-        #[arg(long, value_name = "FILE")]
-        cbpf: PathBuf,
+        /// The link type the program reads, as tcpdump -y names it.
+        #[arg(short = 'y', long = "linktype", default_value = "EN10MB", value_name = "LINKTYPE")]
+        linktype: String,
+        /// Output format of the classic program, as tcpdump's: -d (the
+        /// default) instructions, -dd C array lines, -ddd decimal numbers.
+        #[arg(short = 'd', action = clap::ArgAction::Count, conflicts_with = "target")]
+        dump: u8,
+        /// Optimization: -O0 turns the optimizer off (tcpdump's -O), -O1 is
+        /// the default.
+        #[arg(short = 'O', value_name = "LEVEL", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+        opt_level: u8,
+        /// The network mask for `ip broadcast` (dotted quad).
+        #[arg(long, value_name = "MASK")]
+        netmask: Option<std::net::Ipv4Addr>,
+        /// The snap length an accepting program returns.
+        #[arg(short = 's', long, default_value_t = 262_144)]
+        snaplen: u32,
+        /// Translate a classic program (tcpdump -d, -dd or -ddd output; "-"
+        /// for stdin) instead of compiling an expression.
+        #[arg(long, value_name = "FILE", conflicts_with = "expression")]
+        cbpf: Option<PathBuf>,
         /// The attach point: socket (SO_ATTACH_BPF), xdp or tc (cls_bpf, direct action).
-        #[arg(long, value_enum, default_value_t = TargetArg::Socket)]
-        target: TargetArg,
-        /// What to write.
-        #[arg(long, value_enum, default_value_t = OutFormat::Elf)]
+        #[arg(long, value_enum)]
+        target: Option<TargetArg>,
+        /// What to write for --target: an ELF object (-o) or eBPF text.
+        #[arg(long, value_enum, default_value_t = OutFormat::Elf, requires = "target")]
         format: OutFormat,
         /// Output file for --format elf.
-        #[arg(short = 'o', value_name = "OUT.o")]
+        #[arg(short = 'o', value_name = "OUT.o", requires = "target")]
         output: Option<PathBuf>,
+        /// The filter expression; its words are joined with spaces, as
+        /// tcpdump joins them.
+        #[arg(value_name = "EXPR", trailing_var_arg = true)]
+        expression: Vec<String>,
     },
 }
 
@@ -130,14 +161,48 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             let _ = writeln!(out, "ok: {} instructions", prog.len());
             Ok(())
         }
-        Command::Compile { cbpf, target, format, output } => {
-            let prog = load_cbpf(&cbpf)?;
+        Command::Compile {
+            linktype,
+            dump,
+            opt_level,
+            netmask,
+            snaplen,
+            cbpf,
+            target,
+            format,
+            output,
+            expression,
+        } => {
+            let prog = match cbpf {
+                Some(path) => load_cbpf(&path)?,
+                None => {
+                    let expr = expression.join(" ");
+                    let lt = LinkType::from_name(&linktype)
+                        .ok_or_else(|| fail(EXIT_ERROR, format!("-y {linktype}: unknown or unsupported link type")))?;
+                    let opts = codegen::Options {
+                        linktype: lt,
+                        snaplen,
+                        netmask: netmask.map(u32::from),
+                        optimize: opt_level > 0,
+                    };
+                    codegen::compile(&expr, &opts).map_err(|e| fail(EXIT_INVALID, e.render()))?
+                }
+            };
+            let Some(target) = target else {
+                let fmt = match dump {
+                    0 | 1 => text::Format::Asm,
+                    2 => text::Format::C,
+                    _ => text::Format::Decimal,
+                };
+                let _ = out.write_all(text::print(&prog, fmt).as_bytes());
+                return Ok(());
+            };
             let (t, section) = match target {
                 TargetArg::Socket => (Target::Socket, Section::Socket),
                 TargetArg::Xdp => (Target::xdp(), Section::Xdp),
                 TargetArg::Tc => (Target::tc(), Section::Classifier),
             };
-            let insns = translate::translate(&prog, t).map_err(|e| fail(EXIT_INVALID, format!("{}: {e}", cbpf.display())))?;
+            let insns = translate::translate(&prog, t).map_err(|e| fail(EXIT_INVALID, e.to_string()))?;
             tracing::debug!(classic = prog.len(), ebpf = insns.len(), target = t.name(), "translated");
             match format {
                 OutFormat::Asm => {
