@@ -4,3 +4,4 @@
 pub mod classic;
 pub mod bpf;
 pub mod cli;
+pub mod socket;
