@@ -16,6 +16,8 @@ use crate::report::{render_table, JsonReport, NdjsonVerdicts, NoVerdicts, Verdic
 
 const EXAMPLES: &str = "\
 Examples:
+  pcap-replay -e 'tcp port 80' capture.pcap
+  pcap-replay --expr-file filters.txt --json captures/*.pcap
   tcpdump -ddd -r capture.pcap 'tcp port 80' > web.ddd
   pcap-replay --cbpf web.ddd capture.pcap
   pcap-replay --cbpf web.ddd --json --verdicts verdicts.ndjson a.pcap b.pcapng
@@ -33,8 +35,19 @@ Set RUST_LOG (e.g. RUST_LOG=pcap_replay=debug) for logs on stderr.";
 pub struct Cli {
     /// A classic BPF program in any tcpdump dump format (`tcpdump -d`,
     /// `-dd` or `-ddd`). May be given more than once.
-    #[arg(long, value_name = "FILE", required = true)]
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["expression", "expr_file"])]
     pub cbpf: Vec<PathBuf>,
+
+    /// A pcap-filter expression, as tcpdump takes it. Our engines run what
+    /// our compiler makes of it; the libpcap engine compiles it with
+    /// libpcap. May be given more than once.
+    #[arg(short = 'e', long = "expr", value_name = "EXPR")]
+    pub expression: Vec<String>,
+
+    /// A file of expressions, one per line (`#` starts a comment line);
+    /// one result per (capture, expression).
+    #[arg(long, value_name = "FILE")]
+    pub expr_file: Vec<PathBuf>,
 
     /// The engines to run, comma-separated. `cbpf`: our interpreter;
     /// `libpcap`: libpcap's bpf_filter on the same instructions.
@@ -121,12 +134,16 @@ pub fn execute(cli: &Cli) -> Result<Outcome, String> {
     };
     let mut kinds = cli.engines.clone();
     dedup_in_order(&mut kinds);
-    let programs: Vec<Program> = cli
+    let mut programs: Vec<Program> = cli
         .cbpf
         .iter()
         .map(|p| program::load_cbpf(p))
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
+    programs.extend(cli.expression.iter().map(|e| program::from_expression(e, "-e")));
+    for f in &cli.expr_file {
+        programs.extend(program::load_expr_file(f).map_err(|e| e.to_string())?);
+    }
     let mut engines: Vec<Vec<Box<dyn Engine>>> = Vec::new();
     for p in &programs {
         engines.push(
@@ -158,6 +175,18 @@ pub fn execute(cli: &Cli) -> Result<Outcome, String> {
     };
     let mut results = Vec::new();
     for (program, engines) in programs.iter().zip(engines.iter_mut()) {
+        // An expression that does not parse gets a result with the error
+        // for every capture; the other programs still run.
+        if let Some(err) = program.expression.as_deref().and_then(|e| filter_programs::expr::parse(e).err()) {
+            let message = format!("{}: {}", program.label, err.render());
+            eprintln!("pcap-replay: error: {message}");
+            for path in &cli.captures {
+                let mut result = FileResult::empty(&path.display().to_string(), program, engines, linktype);
+                result.error = Some(message.clone());
+                results.push(result);
+            }
+            continue;
+        }
         for path in &cli.captures {
             let result = replay_path(path, program, engines, options, sink.as_mut())
                 .map_err(|e| format!("writing verdicts: {e}"))?;

@@ -20,6 +20,9 @@ pub struct Program {
 pub enum Code {
     /// Classic BPF instructions.
     Cbpf(Vec<Insn>),
+    /// A pcap-filter expression, compiled for each link type met: by our
+    /// compiler for our engines, by libpcap for the libpcap engine.
+    Expr(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,4 +64,22 @@ pub fn load_cbpf(path: &Path) -> Result<Program, ProgramError> {
         expression: None,
         code: Code::Cbpf(insns),
     })
+}
+
+/// An expression given with `-e`.
+pub fn from_expression(expr: &str, label: &str) -> Program {
+    Program { label: label.to_string(), expression: Some(expr.to_string()), code: Code::Expr(expr.to_string()) }
+}
+
+/// The expressions of an `--expr-file`: one per line; blank lines and
+/// lines starting with `#` are skipped. Each is labelled `FILE:LINE`.
+pub fn load_expr_file(path: &Path) -> Result<Vec<Program>, ProgramError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ProgramError::Read { file: file.clone(), source })?;
+    Ok(text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|(n, l)| from_expression(l.trim(), &format!("{file}:{}", n + 1)))
+        .collect())
 }

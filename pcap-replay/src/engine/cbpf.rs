@@ -11,7 +11,9 @@ pub struct CbpfEngine {
 
 impl CbpfEngine {
     pub fn new(program: &Program) -> Result<CbpfEngine, EngineError> {
-        let Code::Cbpf(insns) = &program.code;
+        let Code::Cbpf(insns) = &program.code else {
+            return Err(super::uncompiled("cbpf", program));
+        };
         let compiled = interp::Program::new(insns).map_err(|e| EngineError::Invalid {
             engine: "cbpf",
             program: program.label.clone(),

@@ -38,7 +38,9 @@ pub(super) fn matched(target: Target, ret: u32) -> bool {
 
 impl EbpfEngine {
     pub fn new(name: &'static str, program: &Program, target: Target) -> Result<EbpfEngine, EngineError> {
-        let Code::Cbpf(insns) = &program.code;
+        let Code::Cbpf(insns) = &program.code else {
+            return Err(super::uncompiled(name, program));
+        };
         let ebpf = translate(insns, target).map_err(|e| translate_error(name, program, e))?;
         let vm = vm::Program::new(&ebpf)
             .map_err(|e| EngineError::Invalid { engine: name, program: program.label.clone(), reason: e.to_string() })?;

@@ -30,7 +30,9 @@ pub struct KernelEngine {
 
 impl KernelEngine {
     pub fn new(name: &'static str, program: &Program, target: Target) -> Result<KernelEngine, EngineError> {
-        let Code::Cbpf(insns) = &program.code;
+        let Code::Cbpf(insns) = &program.code else {
+            return Err(super::uncompiled(name, program));
+        };
         let options = Options { socket_len_offset: if target == Target::Socket { ETH_HLEN } else { 0 } };
         let ebpf = translate_with(insns, target, &options).map_err(|e| translate_error(name, program, e))?;
         let prog_type = match target {

@@ -12,7 +12,9 @@ pub struct LibpcapEngine {
 
 impl LibpcapEngine {
     pub fn new(program: &Program) -> Result<LibpcapEngine, EngineError> {
-        let Code::Cbpf(insns) = &program.code;
+        let Code::Cbpf(insns) = &program.code else {
+            return Err(super::uncompiled("libpcap", program));
+        };
         // bpf_filter trusts its program; bpf_validate is what makes the
         // unchecked call below sound.
         if !libpcap::validate(insns) {

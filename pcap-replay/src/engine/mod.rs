@@ -9,6 +9,7 @@
 
 mod cbpf;
 mod ebpf;
+mod expr;
 mod kernel;
 mod libpcap;
 
@@ -76,6 +77,11 @@ pub enum EngineError {
     },
 }
 
+/// The error for an engine handed an expression it must not compile itself.
+fn uncompiled(engine: &'static str, program: &Program) -> EngineError {
+    EngineError::Invalid { engine, program: program.label.clone(), reason: "an expression must be compiled before it runs".into() }
+}
+
 /// The engines a run may use, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum EngineKind {
@@ -125,6 +131,9 @@ impl EngineKind {
     /// Prepares this engine for `program`.
     pub fn build(self, program: &Program) -> Result<Box<dyn Engine>, EngineError> {
         use filter_programs::translate::Target;
+        if let crate::program::Code::Expr(text) = &program.code {
+            return Ok(Box::new(expr::ExprEngine::new(self, program, text)));
+        }
         let n = self.name();
         Ok(match self {
             EngineKind::Cbpf => Box::new(cbpf::CbpfEngine::new(program)?),

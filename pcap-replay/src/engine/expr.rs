@@ -1,0 +1,59 @@
+//! An expression in any engine: compiled once per link type met, by our
+//! compiler (every engine but `libpcap`) or by libpcap itself (`libpcap`,
+//! the oracle), then run by the engine built for that code.
+
+use std::collections::HashMap;
+
+use filter_programs::codegen::{self, LinkType as CgLinkType};
+
+use super::{Engine, EngineError, EngineKind, PacketRef, Verdict};
+use crate::capture::LinkType;
+use crate::libpcap::{self, CompileOptions};
+use crate::program::{Code, Program};
+
+pub struct ExprEngine {
+    kind: EngineKind,
+    label: String,
+    expr: String,
+    /// The engine for each link type, or why there is none.
+    per_linktype: HashMap<LinkType, Result<Box<dyn Engine>, String>>,
+}
+
+impl ExprEngine {
+    pub fn new(kind: EngineKind, program: &Program, expr: &str) -> ExprEngine {
+        ExprEngine { kind, label: program.label.clone(), expr: expr.to_string(), per_linktype: HashMap::new() }
+    }
+
+    fn build(&self, lt: LinkType) -> Result<Box<dyn Engine>, String> {
+        let insns = if self.kind == EngineKind::Libpcap {
+            libpcap::compile(&self.expr, CompileOptions::new(lt.to_dlt())).map_err(|e| format!("libpcap: {e}"))?
+        } else {
+            let cg = CgLinkType::from_dlt(lt.to_dlt())
+                .ok_or_else(|| format!("link type {lt} is not supported by our compiler"))?;
+            codegen::compile(&self.expr, &codegen::Options::new(cg)).map_err(|e| e.render())?
+        };
+        let program = Program { label: self.label.clone(), expression: Some(self.expr.clone()), code: Code::Cbpf(insns) };
+        self.kind.build(&program).map_err(|e| e.to_string())
+    }
+}
+
+impl Engine for ExprEngine {
+    fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+
+    fn run(&mut self, packet: &PacketRef<'_>) -> Result<Option<Verdict>, EngineError> {
+        if !self.per_linktype.contains_key(&packet.linktype) {
+            let built = self.build(packet.linktype);
+            self.per_linktype.insert(packet.linktype, built);
+        }
+        let engine = self.kind.name();
+        match self.per_linktype.get_mut(&packet.linktype) {
+            Some(Ok(inner)) => inner.run(packet),
+            Some(Err(reason)) => {
+                Err(EngineError::Invalid { engine, program: self.expr.clone(), reason: reason.clone() })
+            }
+            None => Err(EngineError::Run { engine, reason: "no engine for this link type".into() }),
+        }
+    }
+}
