@@ -41,6 +41,7 @@
 //!   with an allowed size and alignment;
 //! - `r0` holds a number at `exit`.
 
+mod branch;
 mod cfg;
 mod ctx;
 mod flow;
@@ -151,19 +152,40 @@ pub enum Rule {
     #[error("a spilled pointer at fp{off} may only be read back whole (8 bytes at its slot)")]
     PartialPointerFill { off: i64 },
     #[error("packet access at offset {off} of {size} bytes through r{reg} is not covered by a bounds check (a dominating `if data + N > data_end` proves only {range} bytes)")]
-    PacketRange { reg: u8, off: i64, size: usize, range: u32 },
-    #[error("memory access through r{reg}, which holds {what}, not a pointer that may be dereferenced")]
+    PacketRange {
+        reg: u8,
+        off: i64,
+        size: usize,
+        range: u32,
+    },
+    #[error(
+        "memory access through r{reg}, which holds {what}, not a pointer that may be dereferenced"
+    )]
     BadPointer { reg: u8, what: &'static str },
     #[error("r{reg}: {what}")]
     PointerArith { reg: u8, what: String },
     #[error("the context pointer may be dereferenced only unmodified (it is ctx{off:+})")]
     ModifiedCtx { off: i32 },
     #[error("{access} of {size} bytes at context offset {off} is not allowed in a {kind} program")]
-    CtxField { access: &'static str, off: i64, size: usize, kind: &'static str },
+    CtxField {
+        access: &'static str,
+        off: i64,
+        size: usize,
+        kind: &'static str,
+    },
     #[error("helper {name}#{id} is not available to {kind} programs")]
-    Helper { id: i32, name: &'static str, kind: &'static str },
+    Helper {
+        id: i32,
+        name: &'static str,
+        kind: &'static str,
+    },
     #[error("helper {name}#{id}, argument r{reg}: {why}")]
-    HelperArg { id: i32, name: &'static str, reg: u8, why: String },
+    HelperArg {
+        id: i32,
+        name: &'static str,
+        reg: u8,
+        why: String,
+    },
     #[error("legacy packet loads (ld_abs/ld_ind) are not available to {kind} programs")]
     LegacyLoad { kind: &'static str },
     #[error("legacy packet loads need the unmodified context in r6")]

@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 
 use super::{CheckError, ProgKind, Rule};
-use crate::ebpf::insn::{code, decode_all, AluOp, Insn, JmpOp, Op, Operand, Reg, Size};
+use crate::ebpf::insn::{
+    code, decode_all, AluOp, CallTarget, Insn, JmpOp, Op, Operand, Pseudo, Reg, Size,
+};
 
 /// The counter of the translator's bounded loops.
 pub(super) struct Counter {
@@ -18,6 +20,7 @@ pub(super) struct Counter {
 }
 
 pub(super) struct Cfg {
+    pub raw: Vec<Insn>,
     /// The decoded instruction starting at each slot (`None` for the
     /// second slot of an `ld_imm64`).
     pub ops: Vec<Option<Op>>,
@@ -51,7 +54,25 @@ impl Cfg {
         let n = insns.len();
         let mut ops = vec![None; n];
         for (slot, op) in &decoded {
-            reserved(&insns[*slot], op).map_err(|r| err(*slot, r))?;
+            // The kernel resolves these for every instruction, reachable
+            // or not, before it walks any path.
+            let i = &insns[*slot];
+            match op {
+                // The kernel's opcode table has no negation from a register.
+                Op::Neg { .. } if i.code & code::SRC_MASK == code::X => {
+                    return Err(err(*slot, Rule::Decode(crate::ebpf::insn::DecodeError::UnknownOpcode { slot: *slot, code: i.code })))
+                }
+                Op::Ldx { .. } if i.imm != 0 => return Err(err(*slot, Rule::Reserved("the immediate of a load"))),
+                Op::Call(CallTarget::Local(_) | CallTarget::Kfunc(_)) => {
+                    return Err(err(*slot, Rule::Unsupported("bpf-to-bpf calls and kfuncs are not supported by this checker".into())))
+                }
+                Op::LdImm64 { pseudo, .. } if *pseudo != Pseudo::None => {
+                    return Err(err(*slot, Rule::Unsupported(
+                        "ld_imm64 of a map or other pseudo value: the checker cannot see the loader's file descriptors".into(),
+                    )))
+                }
+                _ => {}
+            }
             ops[*slot] = Some(*op);
         }
         let mut succ = vec![[None, None]; n];
@@ -87,7 +108,13 @@ impl Cfg {
         if let Some(s) = (0..n).find(|s| ops[*s].is_some() && !seen[*s]) {
             return Err(err(s, Rule::Unreachable));
         }
-        let mut cfg = Cfg { ops, succ, loop_heads: vec![false; n], counter: None };
+        let mut cfg = Cfg {
+            raw: insns.to_vec(),
+            ops,
+            succ,
+            loop_heads: vec![false; n],
+            counter: None,
+        };
         cfg.loops(kind)?;
         Ok(cfg)
     }
@@ -113,11 +140,25 @@ impl Cfg {
         let targets = self.jump_targets();
         let mut counter: Option<Counter> = None;
         for j in 0..self.ops.len() {
-            let Some(t) = self.succ[j][1].filter(|t| *t <= j) else { continue };
-            let off = self.guard(j, &targets).ok_or_else(|| err(j, Rule::UnboundedLoop { target: t }))?;
-            let c = counter.get_or_insert_with(|| Counter { off, writers: BTreeSet::new(), loads: BTreeSet::new() });
+            let Some(t) = self.succ[j][1].filter(|t| *t <= j) else {
+                continue;
+            };
+            let off = self
+                .guard(j, &targets)
+                .ok_or_else(|| err(j, Rule::UnboundedLoop { target: t }))?;
+            let c = counter.get_or_insert_with(|| Counter {
+                off,
+                writers: BTreeSet::new(),
+                loads: BTreeSet::new(),
+            });
             if c.off != off {
-                return Err(err(j - 4, Rule::LoopCounter { off, why: format!("every loop must count with the one counter at fp{}", c.off) }));
+                return Err(err(
+                    j - 4,
+                    Rule::LoopCounter {
+                        off,
+                        why: format!("every loop must count with the one counter at fp{}", c.off),
+                    },
+                ));
             }
             c.writers.insert(j - 1);
             c.loads.insert(j - 4);
@@ -126,15 +167,29 @@ impl Cfg {
         let Some(mut c) = counter else { return Ok(()) };
         let budget = kind.loop_budget();
         for s in 0..self.ops.len() {
-            let Some(Op::St { dst, off, size, .. } | Op::Stx { dst, off, size, .. }) = self.op(s) else { continue };
-            let overlaps = (off as i32) < c.off as i32 + 8 && off as i32 + size.bytes() as i32 > c.off as i32;
+            let Some(Op::St { dst, off, size, .. } | Op::Stx { dst, off, size, .. }) = self.op(s)
+            else {
+                continue;
+            };
+            let overlaps =
+                (off as i32) < c.off as i32 + 8 && off as i32 + size.bytes() as i32 > c.off as i32;
             if dst != Reg::R10 || !overlaps || c.writers.contains(&s) {
                 continue;
             }
             let set = match (self.op(s), s.checked_sub(1).and_then(|p| self.op(p))) {
                 (
-                    Some(Op::Stx { size: Size::DW, src, off, .. }),
-                    Some(Op::Alu { wide: true, op: AluOp::Mov, dst, src: Operand::Imm(v) }),
+                    Some(Op::Stx {
+                        size: Size::DW,
+                        src,
+                        off,
+                        ..
+                    }),
+                    Some(Op::Alu {
+                        wide: true,
+                        op: AluOp::Mov,
+                        dst,
+                        src: Operand::Imm(v),
+                    }),
                 ) if off == c.off && dst == src && !targets[s] => Some(v),
                 _ => None,
             };
@@ -164,15 +219,42 @@ impl Cfg {
         if j < 4 || !matches!(self.op(j), Some(Op::Ja { .. })) || (j - 3..=j).any(|s| targets[s]) {
             return None;
         }
-        let (Some(Op::Ldx { size: Size::DW, signed: false, dst: r, src: Reg::R10, off }), Some(test), Some(dec), Some(store)) =
-            (self.op(j - 4), self.op(j - 3), self.op(j - 2), self.op(j - 1))
+        let (
+            Some(Op::Ldx {
+                size: Size::DW,
+                signed: false,
+                dst: r,
+                src: Reg::R10,
+                off,
+            }),
+            Some(test),
+            Some(dec),
+            Some(store),
+        ) = (
+            self.op(j - 4),
+            self.op(j - 3),
+            self.op(j - 2),
+            self.op(j - 1),
+        )
         else {
             return None;
         };
         let test_ok = matches!(test, Op::Jmp { wide: true, op: JmpOp::Jeq, dst, src: Operand::Imm(0), .. } if dst == r)
             && self.succ[j - 3][1].is_some_and(|t| t > j);
-        let dec_ok = dec == Op::Alu { wide: true, op: AluOp::Sub, dst: r, src: Operand::Imm(1) };
-        let store_ok = store == Op::Stx { size: Size::DW, dst: Reg::R10, src: r, off };
+        let dec_ok = dec
+            == Op::Alu {
+                wide: true,
+                op: AluOp::Sub,
+                dst: r,
+                src: Operand::Imm(1),
+            };
+        let store_ok = store
+            == Op::Stx {
+                size: Size::DW,
+                dst: Reg::R10,
+                src: r,
+                off,
+            };
         let slot_ok = off % 8 == 0 && (-512..=-8).contains(&off);
         (test_ok && dec_ok && store_ok && slot_ok).then_some(off)
     }
@@ -191,19 +273,41 @@ fn edges(slot: usize, op: &Op) -> (Option<i64>, Option<i64>) {
     }
 }
 
-/// The kernel's reserved-field rules for what our decoder accepts.
-fn reserved(i: &Insn, op: &Op) -> Result<(), Rule> {
+/// The kernel's reserved-field rules for what our decoder accepts. The
+/// kernel applies them only to instructions some path reaches, so the
+/// data-flow pass calls this as it visits each one.
+pub(super) fn reserved(i: &Insn, op: &Op) -> Result<(), Rule> {
     let class = i.code & code::CLASS_MASK;
     let x = i.code & code::SRC_MASK == code::X;
-    let need = |ok: bool, what: &'static str| if ok { Ok(()) } else { Err(Rule::Reserved(what)) };
+    let need = |ok: bool, what: &'static str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(Rule::Reserved(what))
+        }
+    };
     match *op {
-        Op::Alu { wide, op: AluOp::Mov | AluOp::MovSx(_), .. } => {
+        Op::Alu {
+            wide,
+            op: AluOp::Mov | AluOp::MovSx(_),
+            ..
+        } => {
             if x {
-                let off_ok = if wide { matches!(i.off, 0 | 8 | 16 | 32) } else { matches!(i.off, 0 | 8 | 16) };
-                need(off_ok, "the offset of a 32-bit sign-extending move (only 8 or 16 exist)")?;
+                let off_ok = if wide {
+                    matches!(i.off, 0 | 8 | 16 | 32)
+                } else {
+                    matches!(i.off, 0 | 8 | 16)
+                };
+                need(
+                    off_ok,
+                    "the offset of a 32-bit sign-extending move (only 8 or 16 exist)",
+                )?;
                 need(i.imm == 0, "the immediate of a register move")
             } else {
-                need(i.src() == 0, "the source register of a move from a constant")?;
+                need(
+                    i.src() == 0,
+                    "the source register of a move from a constant",
+                )?;
                 need(i.off == 0, "the offset of a move from a constant")
             }
         }
@@ -211,41 +315,79 @@ fn reserved(i: &Insn, op: &Op) -> Result<(), Rule> {
             if x {
                 need(i.imm == 0, "the immediate of a register operation")?;
             } else {
-                need(i.src() == 0, "the source register of an operation on a constant")?;
+                need(
+                    i.src() == 0,
+                    "the source register of an operation on a constant",
+                )?;
             }
             let bits = if wide { 64 } else { 32 };
             match (op, src) {
-                (AluOp::Div | AluOp::Mod | AluOp::SDiv | AluOp::SMod, Operand::Imm(0)) => Err(Rule::DivByZero),
-                (AluOp::Lsh | AluOp::Rsh | AluOp::Arsh, Operand::Imm(k)) if !(0..bits).contains(&k) => {
-                    Err(Rule::ShiftRange { amount: k, bits: bits as u32 })
+                (AluOp::Div | AluOp::Mod | AluOp::SDiv | AluOp::SMod, Operand::Imm(0)) => {
+                    Err(Rule::DivByZero)
+                }
+                (AluOp::Lsh | AluOp::Rsh | AluOp::Arsh, Operand::Imm(k))
+                    if !(0..bits).contains(&k) =>
+                {
+                    Err(Rule::ShiftRange {
+                        amount: k,
+                        bits: bits as u32,
+                    })
                 }
                 _ => Ok(()),
             }
         }
         Op::Neg { .. } => {
             need(!x, "the source bit of a negation")?;
-            need(i.src() == 0 && i.off == 0 && i.imm == 0, "the source register, offset and immediate of a negation")
+            need(
+                i.src() == 0 && i.off == 0 && i.imm == 0,
+                "the source register, offset and immediate of a negation",
+            )
         }
-        Op::End { .. } => need(i.src() == 0 && i.off == 0, "the source register and offset of a byte swap"),
+        Op::End { .. } => need(
+            i.src() == 0 && i.off == 0,
+            "the source register and offset of a byte swap",
+        ),
         Op::LdImm64 { .. } => need(i.off == 0, "the offset of an ld_imm64"),
-        Op::LdAbs { .. } => need(i.dst() == 0 && i.src() == 0 && i.off == 0, "the registers and offset of an ld_abs"),
-        Op::LdInd { .. } => need(i.dst() == 0 && i.off == 0, "the destination and offset of an ld_ind"),
+        Op::LdAbs { .. } => need(
+            i.dst() == 0 && i.src() == 0 && i.off == 0,
+            "the registers and offset of an ld_abs",
+        ),
+        Op::LdInd { .. } => need(
+            i.dst() == 0 && i.off == 0,
+            "the destination and offset of an ld_ind",
+        ),
         Op::Ldx { .. } => need(i.imm == 0, "the immediate of a load"),
         Op::St { .. } => need(i.src() == 0, "the source register of a store of a constant"),
         Op::Stx { .. } => need(i.imm == 0, "the immediate of a register store"),
         Op::Atomic { .. } => Ok(()),
         Op::Ja { .. } => {
-            let rest = if class == code::JMP { i.imm == 0 } else { i.off == 0 };
-            need(i.regs == 0 && rest, "the registers and unused offset field of a goto")
+            let rest = if class == code::JMP {
+                i.imm == 0
+            } else {
+                i.off == 0
+            };
+            need(
+                i.regs == 0 && rest,
+                "the registers and unused offset field of a goto",
+            )
         }
         Op::Jmp { .. } => {
             if x {
                 need(i.imm == 0, "the immediate of a register comparison")
             } else {
-                need(i.src() == 0, "the source register of a comparison with a constant")
+                need(
+                    i.src() == 0,
+                    "the source register of a comparison with a constant",
+                )
             }
         }
-        Op::Call(_) => need(i.dst() == 0 && i.off == 0, "the destination register and offset of a call"),
-        Op::Exit => need(i.regs == 0 && i.off == 0 && i.imm == 0, "the registers, offset and immediate of exit"),
+        Op::Call(_) => need(
+            i.dst() == 0 && i.off == 0,
+            "the destination register and offset of a call",
+        ),
+        Op::Exit => need(
+            i.regs == 0 && i.imm == 0,
+            "the registers and immediate of exit",
+        ),
     }
 }

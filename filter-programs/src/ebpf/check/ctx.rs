@@ -48,29 +48,61 @@ fn within(off: i64, (a, b): (i64, i64)) -> bool {
 pub(super) fn access(kind: ProgKind, off: i64, size: usize, write: bool) -> Option<Val> {
     match kind {
         ProgKind::Xdp => {
-            let ok = (0..xdp::SIZE).contains(&off) && off != xdp::EGRESS_IFINDEX && !write && size == 4 && off % 4 == 0;
+            let ok = (0..xdp::SIZE).contains(&off)
+                && off != xdp::EGRESS_IFINDEX
+                && !write
+                && size == 4
+                && off % 4 == 0;
             ok.then_some(match off {
-                xdp::DATA => Val::Pkt { id: 0, off: 0, var: 0, range: 0 },
+                xdp::DATA => Val::Pkt {
+                    id: 0,
+                    off: 0,
+                    var: 0,
+                    range: 0,
+                },
                 xdp::DATA_END => Val::PktEnd,
                 xdp::DATA_META => Val::PktMeta,
                 _ => Val::Scalar(Range::bytes(4)),
             })
         }
         ProgKind::SocketFilter => {
-            let banned = [skb::TC_CLASSID, skb::DATA, skb::DATA_META, skb::DATA_END, skb::SOCK_FIELDS, skb::TSTAMP, skb::WIRE_LEN, skb::HWTSTAMP];
+            let banned = [
+                skb::TC_CLASSID,
+                skb::DATA,
+                skb::DATA_META,
+                skb::DATA_END,
+                skb::SOCK_FIELDS,
+                skb::TSTAMP,
+                skb::WIRE_LEN,
+                skb::HWTSTAMP,
+            ];
             if banned.iter().any(|r| within(off, *r)) || (write && !within(off, skb::CB)) {
                 return None;
             }
             skb_access(off, size, write)
         }
         ProgKind::SchedCls => {
-            let writable = [skb::MARK, skb::TC_INDEX, skb::PRIORITY, skb::TC_CLASSID, skb::CB, skb::TSTAMP, skb::QUEUE_MAPPING];
-            if (write && !writable.iter().any(|r| within(off, *r))) || within(off, skb::SOCK_FIELDS) {
+            let writable = [
+                skb::MARK,
+                skb::TC_INDEX,
+                skb::PRIORITY,
+                skb::TC_CLASSID,
+                skb::CB,
+                skb::TSTAMP,
+                skb::QUEUE_MAPPING,
+            ];
+            if (write && !writable.iter().any(|r| within(off, *r))) || within(off, skb::SOCK_FIELDS)
+            {
                 return None;
             }
             let v = skb_access(off, size, write)?;
             Some(match off {
-                o if o == skb::DATA.0 => Val::Pkt { id: 0, off: 0, var: 0, range: 0 },
+                o if o == skb::DATA.0 => Val::Pkt {
+                    id: 0,
+                    off: 0,
+                    var: 0,
+                    range: 0,
+                },
                 o if o == skb::DATA_END.0 => Val::PktEnd,
                 o if o == skb::DATA_META.0 => Val::PktMeta,
                 _ => v,

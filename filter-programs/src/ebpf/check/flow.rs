@@ -4,10 +4,11 @@
 
 use std::collections::BTreeSet;
 
+use super::branch::{gain, refine};
 use super::cfg::Cfg;
 use super::ctx::{self, Helper};
 use super::state::State;
-use super::value::{self, Range, Val, MAX_PACKET_OFF, MAX_VAR_OFF};
+use super::value::{self, Range, Val, MAX_VAR_OFF};
 use super::{CheckError, Options, ProgKind, Rule};
 use crate::ebpf::disasm::helper_name;
 use crate::ebpf::insn::{AluOp, CallTarget, JmpOp, Op, Operand, Reg, Size};
@@ -24,14 +25,25 @@ pub(super) fn run(cfg: &Cfg, kind: ProgKind, opts: Options) -> Result<(), CheckE
     let mut steps = 0;
     while let Some(slot) = work.pop_first() {
         steps += 1;
-        let (Some(state), Some(op)) = (input[slot].clone(), cfg.ops[slot]) else { continue };
+        let (Some(state), Some(op)) = (input[slot].clone(), cfg.ops[slot]) else {
+            continue;
+        };
         if steps > MAX_STEPS {
             return Err(CheckError::new(slot, Rule::TooComplex));
         }
-        let step = Step { cfg, kind, opts, slot, st: state };
+        super::cfg::reserved(&cfg.raw[slot], &op).map_err(|rule| CheckError::new(slot, rule))?;
+        let step = Step {
+            cfg,
+            kind,
+            opts,
+            slot,
+            st: state,
+        };
         let outs = step.op(op).map_err(|rule| CheckError::new(slot, rule))?;
         for (k, out) in outs.into_iter().enumerate() {
-            let (Some(out), Some(t)) = (out, cfg.succ[slot][k]) else { continue };
+            let (Some(out), Some(t)) = (out, cfg.succ[slot][k]) else {
+                continue;
+            };
             let new = match &input[t] {
                 None => out,
                 Some(old) => old.join(&out, cfg.loop_heads[t]),
@@ -63,7 +75,9 @@ fn konst(v: u64) -> Val {
 impl Step<'_> {
     fn read(&self, r: Reg) -> Result<Val, Rule> {
         match self.st.regs[r.index()] {
-            Val::Uninit => Err(Rule::UninitRegister { reg: r.index() as u8 }),
+            Val::Uninit => Err(Rule::UninitRegister {
+                reg: r.index() as u8,
+            }),
             v => Ok(v),
         }
     }
@@ -71,8 +85,13 @@ impl Step<'_> {
     fn scalar(&self, r: Reg) -> Result<Range, Rule> {
         match self.read(r)? {
             Val::Scalar(x) => Ok(x),
-            Val::Mixed => Err(Rule::MixedValue { reg: r.index() as u8 }),
-            v => Err(Rule::PointerArith { reg: r.index() as u8, what: format!("holds {} where a number is needed", v.what()) }),
+            Val::Mixed => Err(Rule::MixedValue {
+                reg: r.index() as u8,
+            }),
+            v => Err(Rule::PointerArith {
+                reg: r.index() as u8,
+                what: format!("holds {} where a number is needed", v.what()),
+            }),
         }
     }
 
@@ -153,7 +172,11 @@ impl Step<'_> {
 
     fn alu(&mut self, wide: bool, op: AluOp, dst: Reg, src: Operand) -> Result<(), Rule> {
         let s = match src {
-            Operand::Imm(i) => konst(if wide { i as i64 as u64 } else { i as u32 as u64 }),
+            Operand::Imm(i) => konst(if wide {
+                i as i64 as u64
+            } else {
+                i as u32 as u64
+            }),
             Operand::Reg(r) => self.read(r)?,
         };
         let sreg = match src {
@@ -170,8 +193,25 @@ impl Step<'_> {
             _ => None,
         };
         if matches!(op, AluOp::Mov | AluOp::MovSx(_)) {
-            let b = b.ok_or_else(|| Rule::PointerArith { reg: sreg, what: "a pointer may only be copied whole (64-bit move)".into() })?;
-            let v = if op == AluOp::Mov { value::alu(op, wide, Range::konst(0), b) } else if wide { Range::FULL } else { Range::U32 };
+            // A privileged loader may move a pointer's low half into a
+            // number (the kernel forgets it was a pointer).
+            let b = match (op, b) {
+                (_, Some(b)) => b,
+                (AluOp::Mov, None) => Range::U32,
+                _ => {
+                    return Err(Rule::PointerArith {
+                        reg: sreg,
+                        what: "a pointer may only be copied (64-bit move)".into(),
+                    })
+                }
+            };
+            let v = if op == AluOp::Mov {
+                value::alu(op, wide, Range::konst(0), b)
+            } else if wide {
+                Range::FULL
+            } else {
+                Range::U32
+            };
             return self.write(dst, Val::Scalar(v));
         }
         let d = self.read(dst)?;
@@ -189,15 +229,28 @@ impl Step<'_> {
                 if !matches!(op, AluOp::Add | AluOp::Sub) {
                     return Err(Rule::PointerArith { reg: dreg, what: "only + and - apply to pointers".into() });
                 }
-                self.ptr_add(dreg, p, op == AluOp::Sub, b)?
+                self.ptr_add(dreg, p, op == AluOp::Sub, b, matches!(src, Operand::Reg(_)))?
             }
         };
         self.write(dst, v)
     }
 
-    fn ptr_add(&mut self, reg: u8, p: Val, sub: bool, b: Range) -> Result<Val, Rule> {
+    /// `p += b` (or `-=`). A register added to a packet pointer counts as
+    /// a variable part even when its value is known: the analysis joins
+    /// paths, and one path's constant is another path's variable, so both
+    /// must name the same kind of pointer. That proves no more than the
+    /// kernel does, which folds a known register into the offset.
+    fn ptr_add(
+        &mut self,
+        reg: u8,
+        p: Val,
+        sub: bool,
+        b: Range,
+        from_reg: bool,
+    ) -> Result<Val, Rule> {
         let bad = |what: String| Rule::PointerArith { reg, what };
-        if let Some(c) = b.as_const() {
+        let fold = !(from_reg && matches!(p, Val::Pkt { .. }));
+        if let Some(c) = b.as_const().filter(|_| fold) {
             let c = c as i64;
             if !(-MAX_VAR_OFF + 1..MAX_VAR_OFF).contains(&c) {
                 return Err(bad(format!("adding {c} to a pointer is out of bounds")));
@@ -214,28 +267,58 @@ impl Step<'_> {
             return match p {
                 Val::Ctx { off } => Ok(Val::Ctx { off: moved(off)? }),
                 Val::Stack { off } => Ok(Val::Stack { off: moved(off)? }),
-                Val::Pkt { id, off, var, range } => Ok(Val::Pkt { id, off: moved(off)?, var, range }),
+                Val::Pkt {
+                    id,
+                    off,
+                    var,
+                    range,
+                } => Ok(Val::Pkt {
+                    id,
+                    off: moved(off)?,
+                    var,
+                    range,
+                }),
                 v => Err(bad(format!("arithmetic on {} is prohibited", v.what()))),
             };
         }
         match p {
-            Val::Pkt { off, var, .. } if !sub && b.max <= i64::MAX as u64 && (b.min as i64) < MAX_VAR_OFF => {
+            Val::Pkt { off, var, .. }
+                if !sub && b.max <= i64::MAX as u64 && (b.min as i64) < MAX_VAR_OFF =>
+            {
                 // A fresh variable part: ranges proven for the old one do
                 // not carry over. Earlier pointers made at this slot (on a
                 // previous turn of a loop) stop being usable, so that one
                 // id never names two different variable parts.
                 let id = self.slot as u32 + 1;
                 self.st.each_pkt(id, |v| *v = Val::Mixed);
-                Ok(Val::Pkt { id, off, var: var.saturating_add(b.max), range: 0 })
+                Ok(Val::Pkt {
+                    id,
+                    off,
+                    var: var.saturating_add(b.max),
+                    range: 0,
+                })
             }
-            Val::Pkt { .. } => Err(bad("a packet pointer may only grow by a non-negative, bounded number".into())),
-            v => Err(bad(format!("a variable offset on {} is not supported", v.what()))),
+            Val::Pkt { .. } => Err(bad(
+                "a packet pointer may only grow by a non-negative, bounded number".into(),
+            )),
+            v => Err(bad(format!(
+                "a variable offset on {} is not supported",
+                v.what()
+            ))),
         }
     }
 
     /// A load or store of `size` bytes at `base + off`; `store` is the
     /// value stored, `None` for a load, which returns the value read.
-    fn mem(&mut self, reg: Reg, base: Val, off: i16, size: Size, store: Option<Val>, signed: bool) -> Result<Val, Rule> {
+    fn mem(
+        &mut self,
+        reg: Reg,
+        base: Val,
+        off: i16,
+        size: Size,
+        store: Option<Val>,
+        signed: bool,
+    ) -> Result<Val, Rule> {
         let n = size.bytes();
         let regn = reg.index() as u8;
         let loaded = Val::Scalar(if signed { Range::FULL } else { Range::bytes(n) });
@@ -256,16 +339,24 @@ impl Step<'_> {
                 if let Some(c) = &self.cfg.counter {
                     let hits = at < c.off as i64 + 8 && at + n as i64 > c.off as i64;
                     if store.is_some() && hits && !c.writers.contains(&self.slot) {
-                        return Err(Rule::LoopCounter { off: c.off, why: "written by an instruction other than the loop's own".into() });
+                        return Err(Rule::LoopCounter {
+                            off: c.off,
+                            why: "written by an instruction other than the loop's own".into(),
+                        });
                     }
                     if c.loads.contains(&self.slot) && !self.st.stack_init(at, n) {
-                        return Err(Rule::LoopCounter { off: c.off, why: "read before it is set on every path".into() });
+                        return Err(Rule::LoopCounter {
+                            off: c.off,
+                            why: "read before it is set on every path".into(),
+                        });
                     }
                 }
                 match store {
                     Some(v) => {
                         if v.is_pointer() && (n != 8 || at % 8 != 0) {
-                            return Err(Rule::Unsupported("storing part of a pointer on the stack".into()));
+                            return Err(Rule::Unsupported(
+                                "storing part of a pointer on the stack".into(),
+                            ));
                         }
                         self.st.stack_write(at, n, Some(v));
                         Ok(v)
@@ -274,7 +365,9 @@ impl Step<'_> {
                         if self.opts.strict_stack && !self.st.stack_init(at, n) {
                             return Err(Rule::StackUninit { off: at, size: n });
                         }
-                        self.st.stack_read(at, n, signed).map_err(|_| Rule::PartialPointerFill { off: at })
+                        self.st
+                            .stack_read(at, n, signed)
+                            .map_err(|_| Rule::PartialPointerFill { off: at })
                     }
                 }
             }
@@ -291,30 +384,46 @@ impl Step<'_> {
                 let v = ctx::access(self.kind, off as i64, n, store.is_some()).ok_or_else(bad)?;
                 match store {
                     Some(Val::Scalar(_)) => Ok(v),
-                    Some(_) => Err(Rule::Unsupported("storing a pointer into the context".into())),
-                    None if signed => Err(Rule::Unsupported("sign-extending loads from the context".into())),
+                    Some(_) => Err(Rule::Unsupported(
+                        "storing a pointer into the context".into(),
+                    )),
+                    None if signed => Err(Rule::Unsupported(
+                        "sign-extending loads from the context".into(),
+                    )),
                     None => Ok(v),
                 }
             }
             Val::Pkt { off: b, range, .. } => {
                 let at = b as i64 + off as i64;
                 if at < 0 || at + n as i64 > range as i64 {
-                    return Err(Rule::PacketRange { reg: regn, off: at, size: n, range });
+                    return Err(Rule::PacketRange {
+                        reg: regn,
+                        off: at,
+                        size: n,
+                        range,
+                    });
                 }
                 match store {
                     None => Ok(loaded),
                     Some(Val::Scalar(_)) => Ok(loaded),
-                    Some(_) => Err(Rule::Unsupported("storing a pointer into the packet".into())),
+                    Some(_) => Err(Rule::Unsupported(
+                        "storing a pointer into the packet".into(),
+                    )),
                 }
             }
             Val::Mixed => Err(Rule::MixedValue { reg: regn }),
-            v => Err(Rule::BadPointer { reg: regn, what: v.what() }),
+            v => Err(Rule::BadPointer {
+                reg: regn,
+                what: v.what(),
+            }),
         }
     }
 
     fn legacy_load(&mut self, op: Op) -> Result<(), Rule> {
         if self.kind == ProgKind::Xdp {
-            return Err(Rule::LegacyLoad { kind: self.kind.name() });
+            return Err(Rule::LegacyLoad {
+                kind: self.kind.name(),
+            });
         }
         match self.read(Reg::R6)? {
             Val::Ctx { off: 0 } => {}
@@ -338,12 +447,23 @@ impl Step<'_> {
     fn call(&mut self, id: i32) -> Result<(), Rule> {
         let name = helper_name(id).unwrap_or("unknown");
         let (helper, allowed) = ctx::helper(id, self.kind).ok_or_else(|| {
-            Rule::Unsupported(format!("helper #{id} ({name}) is not one this checker knows the arguments of"))
+            Rule::Unsupported(format!(
+                "helper #{id} ({name}) is not one this checker knows the arguments of"
+            ))
         })?;
         if !allowed {
-            return Err(Rule::Helper { id, name, kind: self.kind.name() });
+            return Err(Rule::Helper {
+                id,
+                name,
+                kind: self.kind.name(),
+            });
         }
-        let arg = |reg: u8, why: &str| Rule::HelperArg { id, name, reg, why: why.into() };
+        let arg = |reg: u8, why: &str| Rule::HelperArg {
+            id,
+            name,
+            reg,
+            why: why.into(),
+        };
         let ctx_arg = |s: &Self| match s.read(Reg::R1)? {
             Val::Ctx { off: 0 } => Ok(()),
             _ => Err(arg(1, "must be the unmodified context pointer")),
@@ -360,20 +480,32 @@ impl Step<'_> {
                 let len = self.scalar(Reg::R4)?;
                 let at = off as i64;
                 if len.min == 0 || len.max > 512 || at < -512 || at + len.max as i64 > 0 {
-                    return Err(arg(4, &format!("a length of {}..={} at fp{at} does not fit the stack", len.min, len.max)));
+                    return Err(arg(
+                        4,
+                        &format!(
+                            "a length of {}..={} at fp{at} does not fit the stack",
+                            len.min, len.max
+                        ),
+                    ));
                 }
                 if relative {
                     self.scalar(Reg::R5)?;
                 }
                 if let Some(c) = &self.cfg.counter {
                     if at < c.off as i64 + 8 && at + len.max as i64 > c.off as i64 {
-                        return Err(Rule::LoopCounter { off: c.off, why: "overwritten by a helper".into() });
+                        return Err(Rule::LoopCounter {
+                            off: c.off,
+                            why: "overwritten by a helper".into(),
+                        });
                     }
                 }
                 // Only the bytes every length writes are surely written;
                 // any of them may be.
                 self.st.stack_write(at, len.min as usize, None);
-                let (first, end) = ((at + 512) as usize / 8, (at + 512 + len.max as i64) as usize);
+                let (first, end) = (
+                    (at + 512) as usize / 8,
+                    (at + 512 + len.max as i64) as usize,
+                );
                 for s in &mut self.st.spill[first..end.div_ceil(8)] {
                     *s = None;
                 }
@@ -386,15 +518,27 @@ impl Step<'_> {
     fn jump(self, wide: bool, op: JmpOp, dst: Reg, src: Operand) -> Result<Outs, Rule> {
         let d = self.read(dst)?;
         let s = match src {
-            Operand::Imm(i) => konst(if wide { i as i64 as u64 } else { i as u32 as u64 }),
+            Operand::Imm(i) => konst(if wide {
+                i as i64 as u64
+            } else {
+                i as u32 as u64
+            }),
             Operand::Reg(r) => self.read(r)?,
         };
-        for (v, r) in [(d, dst), (s, match src { Operand::Reg(r) => r, Operand::Imm(_) => dst })] {
+        for (v, r) in [
+            (d, dst),
+            (
+                s,
+                match src {
+                    Operand::Reg(r) => r,
+                    Operand::Imm(_) => dst,
+                },
+            ),
+        ] {
             if v == Val::Mixed {
-                return Err(Rule::MixedValue { reg: r.index() as u8 });
-            }
-            if v.is_pointer() && !wide {
-                return Err(Rule::Unsupported(format!("32-bit comparison of r{} ({})", r.index(), v.what())));
+                return Err(Rule::MixedValue {
+                    reg: r.index() as u8,
+                });
             }
         }
         let mut taken = self.st.clone();
@@ -415,12 +559,12 @@ impl Step<'_> {
                 let f_ok = keep(&mut fall, f);
                 return Ok([f_ok.then_some(fall), t_ok.then_some(taken)]);
             }
-            (Val::Pkt { id, off, var, .. }, Val::PktEnd) => match op {
+            (Val::Pkt { id, off, var, .. }, Val::PktEnd) if wide => match op {
                 JmpOp::Jgt | JmpOp::Jge => gain(&mut fall, id, off, var),
                 JmpOp::Jlt | JmpOp::Jle => gain(&mut taken, id, off, var),
                 _ => {}
             },
-            (Val::PktEnd, Val::Pkt { id, off, var, .. }) => match op {
+            (Val::PktEnd, Val::Pkt { id, off, var, .. }) if wide => match op {
                 JmpOp::Jgt | JmpOp::Jge => gain(&mut taken, id, off, var),
                 JmpOp::Jlt | JmpOp::Jle => gain(&mut fall, id, off, var),
                 _ => {}
@@ -428,65 +572,5 @@ impl Step<'_> {
             _ => {}
         }
         Ok([Some(fall), Some(taken)])
-    }
-}
-
-/// `pkt + off <= data_end` holds: every pointer with that variable part
-/// may read `off` bytes (the kernel's `find_good_pkt_pointers`, taking the
-/// smaller range it grants for strict comparisons).
-fn gain(st: &mut State, id: u32, off: i32, var: u64) {
-    if off < 0 || var > MAX_PACKET_OFF || var + off as u64 > MAX_PACKET_OFF {
-        return;
-    }
-    st.each_pkt(id, |v| {
-        if let Val::Pkt { range, .. } = v {
-            *range = (*range).max(off as u32);
-        }
-    });
-}
-
-/// The ranges of the compared number on the taken and fall-through edges
-/// (`None`: that edge cannot be taken).
-fn refine(op: JmpOp, wide: bool, a: Range, b: Range) -> (Option<Range>, Option<Range>) {
-    let narrow = !wide && (a.max > u32::MAX as u64 || b.max > u32::MAX as u64);
-    let Some(k) = b.as_const().filter(|_| !narrow) else { return (Some(a), Some(a)) };
-    let within = |min: u64, max: u64| {
-        let r = Range { min: a.min.max(min), max: a.max.min(max) };
-        (r.min <= r.max).then_some(r)
-    };
-    let below = |k: u64| k.checked_sub(1).and_then(|m| within(0, m));
-    let above = |k: u64| k.checked_add(1).and_then(|m| within(m, u64::MAX));
-    match op {
-        JmpOp::Jeq | JmpOp::Jne => {
-            let eq = within(k, k);
-            let ne = if a.as_const() == Some(k) {
-                None
-            } else if a.min == k {
-                Some(Range { min: k + 1, max: a.max })
-            } else if a.max == k {
-                Some(Range { min: a.min, max: k - 1 })
-            } else {
-                Some(a)
-            };
-            if op == JmpOp::Jeq { (eq, ne) } else { (ne, eq) }
-        }
-        JmpOp::Jgt => (above(k), within(0, k)),
-        JmpOp::Jge => (within(k, u64::MAX), below(k)),
-        JmpOp::Jlt => (below(k), within(k, u64::MAX)),
-        JmpOp::Jle => (within(0, k), above(k)),
-        JmpOp::Jset | JmpOp::Jsgt | JmpOp::Jsge | JmpOp::Jslt | JmpOp::Jsle => match a.as_const() {
-            Some(c) => {
-                let (x, y) = if wide { (c as i64, k as i64) } else { (c as u32 as i32 as i64, k as u32 as i32 as i64) };
-                let t = match op {
-                    JmpOp::Jset => c & k != 0,
-                    JmpOp::Jsgt => x > y,
-                    JmpOp::Jsge => x >= y,
-                    JmpOp::Jslt => x < y,
-                    _ => x <= y,
-                };
-                (t.then_some(a), (!t).then_some(a))
-            }
-            None => (Some(a), Some(a)),
-        },
     }
 }

@@ -20,7 +20,11 @@ impl State {
         let mut regs = [Val::Uninit; 11];
         regs[1] = Val::Ctx { off: 0 };
         regs[10] = Val::Stack { off: 0 };
-        State { regs, init: [false; STACK], spill: [None; STACK / 8] }
+        State {
+            regs,
+            init: [false; STACK],
+            spill: [None; STACK / 8],
+        }
     }
 
     /// What holds on both paths; with `widen`, ranges that grew jump to
@@ -64,7 +68,7 @@ impl State {
         for slot in at / 8..(at + size).div_ceil(8) {
             self.spill[slot] = None;
         }
-        if size == 8 && at % 8 == 0 {
+        if size == 8 && at.is_multiple_of(8) {
             self.spill[at / 8] = val;
         }
     }
@@ -74,7 +78,7 @@ impl State {
     /// it would read part of a spilled pointer.
     pub fn stack_read(&self, off: i64, size: usize, signed: bool) -> Result<Val, ()> {
         let at = (off + STACK as i64) as usize;
-        if size == 8 && at % 8 == 0 {
+        if size == 8 && at.is_multiple_of(8) {
             if let Some(v) = self.spill[at / 8] {
                 return Ok(v);
             }
@@ -84,7 +88,11 @@ impl State {
                 return Err(());
             }
         }
-        Ok(Val::Scalar(if signed { Range::FULL } else { Range::bytes(size) }))
+        Ok(Val::Scalar(if signed {
+            Range::FULL
+        } else {
+            Range::bytes(size)
+        }))
     }
 
     pub fn stack_init(&self, off: i64, size: usize) -> bool {

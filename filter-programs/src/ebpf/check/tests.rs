@@ -7,7 +7,10 @@ use crate::translate::{translate, Target};
 fn rule(insns: &[Insn], kind: ProgKind) -> Rule {
     match check(insns, kind) {
         Err(e) => e.rule,
-        Ok(()) => panic!("accepted:\n{}", crate::ebpf::disasm::disassemble(insns).unwrap_or_default()),
+        Ok(()) => panic!(
+            "accepted:\n{}",
+            crate::ebpf::disasm::disassemble(insns).unwrap_or_default()
+        ),
     }
 }
 
@@ -17,23 +20,57 @@ fn rule(insns: &[Insn], kind: ProgKind) -> Rule {
 fn translations_pass() {
     let progs: Vec<Vec<C>> = vec![
         // ip
-        vec![C::new(0x28, 0, 0, 12), C::new(0x15, 0, 1, 0x800), C::new(0x06, 0, 0, 262144), C::new(0x06, 0, 0, 0)],
+        vec![
+            C::new(0x28, 0, 0, 12),
+            C::new(0x15, 0, 1, 0x800),
+            C::new(0x06, 0, 0, 262144),
+            C::new(0x06, 0, 0, 0),
+        ],
         // ldh [12]; ldb [23]; ldh [20]; ret a
-        vec![C::new(0x28, 0, 0, 12), C::new(0x30, 0, 0, 23), C::new(0x28, 0, 0, 20), C::new(0x16, 0, 0, 0)],
+        vec![
+            C::new(0x28, 0, 0, 12),
+            C::new(0x30, 0, 0, 23),
+            C::new(0x28, 0, 0, 20),
+            C::new(0x16, 0, 0, 0),
+        ],
         // ldx #0; ld #5; div x; ret #7
-        vec![C::new(0x01, 0, 0, 0), C::new(0x00, 0, 0, 5), C::new(0x3c, 0, 0, 0), C::new(0x06, 0, 0, 7)],
+        vec![
+            C::new(0x01, 0, 0, 0),
+            C::new(0x00, 0, 0, 5),
+            C::new(0x3c, 0, 0, 0),
+            C::new(0x06, 0, 0, 7),
+        ],
         // ldxb 4*([14]&0xf); ldh [x + 16]; jeq #80
-        vec![C::new(0xb1, 0, 0, 14), C::new(0x48, 0, 0, 16), C::new(0x15, 0, 1, 80), C::new(0x06, 0, 0, 1), C::new(0x06, 0, 0, 0)],
+        vec![
+            C::new(0xb1, 0, 0, 14),
+            C::new(0x48, 0, 0, 16),
+            C::new(0x15, 0, 1, 80),
+            C::new(0x06, 0, 0, 1),
+            C::new(0x06, 0, 0, 0),
+        ],
         // st M[3]; ld M[3]; len; ret a
-        vec![C::new(0x02, 0, 0, 3), C::new(0x60, 0, 0, 3), C::new(0x80, 0, 0, 0), C::new(0x16, 0, 0, 0)],
+        vec![
+            C::new(0x02, 0, 0, 3),
+            C::new(0x60, 0, 0, 3),
+            C::new(0x80, 0, 0, 0),
+            C::new(0x16, 0, 0, 0),
+        ],
         // a loop: ldb [14]; jeq #0 jt 1 jf 0 ... ja back (protochain shape)
-        vec![C::new(0x30, 0, 0, 14), C::new(0x15, 1, 0, 0), C::new(0x05, 0, 0, 0xffff_fffd), C::new(0x06, 0, 0, 1)],
+        vec![
+            C::new(0x30, 0, 0, 14),
+            C::new(0x15, 1, 0, 0),
+            C::new(0x05, 0, 0, 0xffff_fffd),
+            C::new(0x06, 0, 0, 1),
+        ],
     ];
     for p in &progs {
         for t in [Target::Socket, Target::xdp(), Target::tc()] {
             let insns = translate(p, t).unwrap();
             if let Err(e) = check(&insns, ProgKind::of(t)) {
-                panic!("{t:?}: {e}\n{}", crate::ebpf::disasm::disassemble(&insns).unwrap_or_default());
+                panic!(
+                    "{t:?}: {e}\n{}",
+                    crate::ebpf::disasm::disassemble(&insns).unwrap_or_default()
+                );
             }
         }
     }
@@ -61,40 +98,84 @@ fn packet_reads_need_a_dominating_check() {
         a.assemble().unwrap()
     };
     assert_eq!(check(&good(14, 12), ProgKind::Xdp), Ok(()));
-    assert!(matches!(rule(&good(13, 12), ProgKind::Xdp), Rule::PacketRange { range: 13, .. }));
-    assert!(matches!(rule(&good(14, -1), ProgKind::Xdp), Rule::PacketRange { .. }));
+    assert!(matches!(
+        rule(&good(13, 12), ProgKind::Xdp),
+        Rule::PacketRange { range: 13, .. }
+    ));
+    assert!(matches!(
+        rule(&good(14, -1), ProgKind::Xdp),
+        Rule::PacketRange { .. }
+    ));
     // In a socket filter's context offset 0 is skb->len, a number.
-    assert!(matches!(rule(&good(14, 12), ProgKind::SocketFilter), Rule::BadPointer { reg: 9, .. }));
+    assert!(matches!(
+        rule(&good(14, 12), ProgKind::SocketFilter),
+        Rule::BadPointer { reg: 9, .. }
+    ));
 }
 
 #[test]
 fn structural_rules() {
-    let exit0 = || vec![Op::Alu { wide: false, op: AluOp::Mov, dst: Reg::R0, src: Operand::Imm(0) }];
+    let exit0 = || {
+        vec![Op::Alu {
+            wide: false,
+            op: AluOp::Mov,
+            dst: Reg::R0,
+            src: Operand::Imm(0),
+        }]
+    };
     let asm = |ops: Vec<Op>| -> Vec<Insn> { ops.iter().flat_map(|o| o.encode()).collect() };
     let mut p = exit0();
     p.push(Op::Exit);
     assert_eq!(check(&asm(p.clone()), ProgKind::SocketFilter), Ok(()));
     // Missing exit.
-    assert_eq!(rule(&asm(exit0()), ProgKind::SocketFilter), Rule::FallsOffEnd);
+    assert_eq!(
+        rule(&asm(exit0()), ProgKind::SocketFilter),
+        Rule::FallsOffEnd
+    );
     // r0 not written.
-    assert_eq!(rule(&asm(vec![Op::Exit]), ProgKind::Xdp), Rule::UninitRegister { reg: 0 });
+    assert_eq!(
+        rule(&asm(vec![Op::Exit]), ProgKind::Xdp),
+        Rule::UninitRegister { reg: 0 }
+    );
     // Writing r10.
     let mut w = exit0();
-    w.push(Op::Alu { wide: true, op: AluOp::Add, dst: Reg::R10, src: Operand::Imm(8) });
+    w.push(Op::Alu {
+        wide: true,
+        op: AluOp::Add,
+        dst: Reg::R10,
+        src: Operand::Imm(8),
+    });
     w.push(Op::Exit);
     assert_eq!(rule(&asm(w), ProgKind::Xdp), Rule::FramePointerWrite);
     // Jump into the middle of an ld_imm64.
     let j = vec![
-        Op::Jmp { wide: true, op: JmpOp::Jeq, dst: Reg::R1, src: Operand::Imm(0), off: 1 },
-        Op::LdImm64 { dst: Reg::R0, pseudo: Pseudo::None, src_reg: 0, imm: 7 },
+        Op::Jmp {
+            wide: true,
+            op: JmpOp::Jeq,
+            dst: Reg::R1,
+            src: Operand::Imm(0),
+            off: 1,
+        },
+        Op::LdImm64 {
+            dst: Reg::R0,
+            pseudo: Pseudo::None,
+            src_reg: 0,
+            imm: 7,
+        },
         Op::Exit,
     ];
-    assert_eq!(rule(&asm(j), ProgKind::Xdp), Rule::JumpIntoImm64 { target: 2 });
+    assert_eq!(
+        rule(&asm(j), ProgKind::Xdp),
+        Rule::JumpIntoImm64 { target: 2 }
+    );
     // Dead code, and an unguarded loop.
     let dead = vec![exit0()[0], Op::Exit, Op::Exit];
     assert_eq!(check(&asm(dead), ProgKind::Xdp).unwrap_err().slot, 2);
     let lp = vec![exit0()[0], Op::Ja { off: -1 }];
-    assert!(matches!(rule(&asm(lp), ProgKind::Xdp), Rule::UnboundedLoop { target: 1 }));
+    assert!(matches!(
+        rule(&asm(lp), ProgKind::Xdp),
+        Rule::UnboundedLoop { target: 1 }
+    ));
 }
 
 #[test]
@@ -107,9 +188,18 @@ fn stack_rules() {
         a.assemble().unwrap()
     };
     assert_eq!(check(&prog(-8, Size::DW), ProgKind::Xdp), Ok(()));
-    assert!(matches!(rule(&prog(-516, Size::W), ProgKind::Xdp), Rule::StackRange { .. }));
-    assert!(matches!(rule(&prog(0, Size::W), ProgKind::Xdp), Rule::StackRange { .. }));
-    assert!(matches!(rule(&prog(-6, Size::W), ProgKind::Xdp), Rule::StackAlign { .. }));
+    assert!(matches!(
+        rule(&prog(-516, Size::W), ProgKind::Xdp),
+        Rule::StackRange { .. }
+    ));
+    assert!(matches!(
+        rule(&prog(0, Size::W), ProgKind::Xdp),
+        Rule::StackRange { .. }
+    ));
+    assert!(matches!(
+        rule(&prog(-6, Size::W), ProgKind::Xdp),
+        Rule::StackAlign { .. }
+    ));
     // An unwritten read: fine for a privileged loader, not for a strict one.
     let mut a = Asm::new();
     a.ldx(Size::W, Reg::R0, Reg::R10, -4);
@@ -117,7 +207,10 @@ fn stack_rules() {
     let read = a.assemble().unwrap();
     assert_eq!(check(&read, ProgKind::Xdp), Ok(()));
     let strict = check_with(&read, ProgKind::Xdp, Options { strict_stack: true });
-    assert!(matches!(strict.map_err(|e| e.rule), Err(Rule::StackUninit { off: -4, size: 4 })));
+    assert!(matches!(
+        strict.map_err(|e| e.rule),
+        Err(Rule::StackUninit { off: -4, size: 4 })
+    ));
 }
 
 #[test]
@@ -130,8 +223,14 @@ fn helpers_and_context_per_hook() {
     };
     assert_eq!(check(&call(7), ProgKind::Xdp), Ok(()));
     assert_eq!(check(&call(188), ProgKind::Xdp), Ok(()));
-    assert!(matches!(rule(&call(188), ProgKind::SocketFilter), Rule::Helper { id: 188, .. }));
-    assert!(matches!(rule(&call(99), ProgKind::SocketFilter), Rule::Unsupported(_)));
+    assert!(matches!(
+        rule(&call(188), ProgKind::SocketFilter),
+        Rule::Helper { id: 188, .. }
+    ));
+    assert!(matches!(
+        rule(&call(99), ProgKind::SocketFilter),
+        Rule::Unsupported(_)
+    ));
     let load = |kind, off: i16, size| {
         let mut a = Asm::new();
         a.ldx(size, Reg::R0, Reg::R1, off);
@@ -153,5 +252,8 @@ fn errors_read_well() {
     a.mov32(Reg::R0, Operand::Reg(Reg::R3));
     a.exit();
     let e = check(&a.assemble().unwrap(), ProgKind::Xdp).unwrap_err();
-    assert_eq!(e.to_string(), "slot 0: r3 is read before it is written on some path");
+    assert_eq!(
+        e.to_string(),
+        "slot 0: r3 is read before it is written on some path"
+    );
 }

@@ -17,8 +17,14 @@ pub(super) struct Range {
 }
 
 impl Range {
-    pub const FULL: Range = Range { min: 0, max: u64::MAX };
-    pub const U32: Range = Range { min: 0, max: u32::MAX as u64 };
+    pub const FULL: Range = Range {
+        min: 0,
+        max: u64::MAX,
+    };
+    pub const U32: Range = Range {
+        min: 0,
+        max: u32::MAX as u64,
+    };
 
     pub fn konst(v: u64) -> Range {
         Range { min: v, max: v }
@@ -38,7 +44,10 @@ impl Range {
         (self.min == self.max).then_some(self.min)
     }
     pub fn hull(self, o: Range) -> Range {
-        Range { min: self.min.min(o.min), max: self.max.max(o.max) }
+        Range {
+            min: self.min.min(o.min),
+            max: self.max.max(o.max),
+        }
     }
     /// The low 32 bits, as a 32-bit operation sees them.
     fn low32(self) -> Range {
@@ -59,13 +68,22 @@ pub(super) enum Val {
     Mixed,
     Scalar(Range),
     /// The context plus a constant.
-    Ctx { off: i32 },
+    Ctx {
+        off: i32,
+    },
     /// The frame pointer plus a constant.
-    Stack { off: i32 },
+    Stack {
+        off: i32,
+    },
     /// `ctx->data` plus a variable part (identified by `id`, at most
     /// `var`) plus `off`; `range` bytes from the variable part on are
     /// proven to lie before `data_end`.
-    Pkt { id: u32, off: i32, var: u64, range: u32 },
+    Pkt {
+        id: u32,
+        off: i32,
+        var: u64,
+        range: u32,
+    },
     PktEnd,
     PktMeta,
 }
@@ -93,9 +111,25 @@ impl Val {
             _ if self == o => self,
             (Val::Uninit, _) | (_, Val::Uninit) => Val::Uninit,
             (Val::Scalar(a), Val::Scalar(b)) => Val::Scalar(a.hull(b)),
-            (Val::Pkt { id, off, var, range }, Val::Pkt { id: i2, off: o2, var: v2, range: r2 }) if id == i2 && off == o2 => {
-                Val::Pkt { id, off, var: var.max(v2), range: range.min(r2) }
-            }
+            (
+                Val::Pkt {
+                    id,
+                    off,
+                    var,
+                    range,
+                },
+                Val::Pkt {
+                    id: i2,
+                    off: o2,
+                    var: v2,
+                    range: r2,
+                },
+            ) if id == i2 && off == o2 => Val::Pkt {
+                id,
+                off,
+                var: var.max(v2),
+                range: range.min(r2),
+            },
             _ => Val::Mixed,
         }
     }
@@ -113,9 +147,20 @@ impl Val {
                 };
                 Val::Scalar(Range { min, max })
             }
-            (Val::Pkt { var: old, .. }, Val::Pkt { id, off, var, range }) if var > old => {
-                Val::Pkt { id, off, var: u64::MAX, range }
-            }
+            (
+                Val::Pkt { var: old, .. },
+                Val::Pkt {
+                    id,
+                    off,
+                    var,
+                    range,
+                },
+            ) if var > old => Val::Pkt {
+                id,
+                off,
+                var: u64::MAX,
+                range,
+            },
             (_, j) => j,
         }
     }
@@ -139,30 +184,51 @@ pub(super) fn alu(op: AluOp, wide: bool, a: Range, b: Range) -> Range {
     };
     match op {
         AluOp::Mov => b,
-        AluOp::Add => fit(a.min.checked_add(b.min).zip(a.max.checked_add(b.max)).map(|(min, max)| Range { min, max })),
-        AluOp::Sub if a.min >= b.max => fit(Some(Range { min: a.min - b.max, max: a.max - b.min })),
-        AluOp::Mul => fit(a.min.checked_mul(b.min).zip(a.max.checked_mul(b.max)).map(|(min, max)| Range { min, max })),
-        AluOp::Div if b.min > 0 => Range { min: a.min / b.max, max: a.max / b.min },
-        // Division by zero gives 0, modulo by zero leaves the dividend.
-        AluOp::Div => Range::upto(a.max),
-        AluOp::Mod if b.min > 0 => Range::upto(a.max.min(b.max - 1)),
-        AluOp::Mod => Range::upto(a.max),
+        AluOp::Add => fit(a
+            .min
+            .checked_add(b.min)
+            .zip(a.max.checked_add(b.max))
+            .map(|(min, max)| Range { min, max })),
+        AluOp::Sub if a.min >= b.max => fit(Some(Range {
+            min: a.min - b.max,
+            max: a.max - b.min,
+        })),
+        AluOp::Mul => fit(a
+            .min
+            .checked_mul(b.min)
+            .zip(a.max.checked_mul(b.max))
+            .map(|(min, max)| Range { min, max })),
+        // The kernel does not track division or modulo: knowing more than
+        // it does here could skip a branch it walks.
         AluOp::And => match (a.as_const(), b.as_const()) {
             (Some(x), Some(y)) => Range::konst(x & y),
             _ => Range::upto(a.max.min(b.max)),
         },
         AluOp::Or | AluOp::Xor => match (a.as_const(), b.as_const()) {
             (Some(x), Some(y)) => Range::konst(if op == AluOp::Or { x | y } else { x ^ y }),
-            _ => Range { min: if op == AluOp::Or { a.min.max(b.min) } else { 0 }, max: bitmask_above(a.max.max(b.max)) },
+            _ => Range {
+                min: if op == AluOp::Or { a.min.max(b.min) } else { 0 },
+                max: bitmask_above(a.max.max(b.max)),
+            },
         },
         AluOp::Lsh => match b.as_const() {
-            Some(k) if k < 64 && a.max.leading_zeros() as u64 >= k => fit(Some(Range { min: a.min << k, max: a.max << k })),
+            Some(k) if k < 64 && a.max.leading_zeros() as u64 >= k => fit(Some(Range {
+                min: a.min << k,
+                max: a.max << k,
+            })),
             _ => full,
         },
         AluOp::Rsh | AluOp::Arsh => {
-            let sign_clear = if wide { a.max <= i64::MAX as u64 } else { a.max <= i32::MAX as u64 };
+            let sign_clear = if wide {
+                a.max <= i64::MAX as u64
+            } else {
+                a.max <= i32::MAX as u64
+            };
             match b.as_const() {
-                Some(k) if k < 64 && (op == AluOp::Rsh || sign_clear) => Range { min: a.min >> k, max: a.max >> k },
+                Some(k) if k < 64 && (op == AluOp::Rsh || sign_clear) => Range {
+                    min: a.min >> k,
+                    max: a.max >> k,
+                },
                 _ if op == AluOp::Rsh => Range::upto(a.max),
                 _ => full,
             }
