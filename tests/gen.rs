@@ -272,7 +272,13 @@ pub fn sample<S: Strategy>(strategy: &S, count: usize, seed: u64) -> Vec<S::Valu
     let mut bytes = [0u8; 32];
     bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &bytes);
-    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
+    let mut runner = TestRunner::new_with_rng(
+        Config {
+            failure_persistence: None,
+            ..Config::default()
+        },
+        rng,
+    );
     (0..count)
         .filter_map(|_| strategy.new_tree(&mut runner).ok().map(|t| t.current()))
         .collect()

@@ -20,7 +20,10 @@ pub fn attach_classic_filter(fd: BorrowedFd<'_>, prog: &[Insn]) -> io::Result<()
     let len = u16::try_from(prog.len()).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("classic program of {} instructions: at most 65535 can be passed", prog.len()),
+            format!(
+                "classic program of {} instructions: at most 65535 can be passed",
+                prog.len()
+            ),
         )
     })?;
     let fprog = libc::sock_fprog {

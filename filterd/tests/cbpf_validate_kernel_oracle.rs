@@ -65,13 +65,23 @@ fn check(name: &str, prog: &[Insn], counts: &mut Counts) -> Result<(), String> {
 fn edge_cases_agree_with_the_kernel() {
     let cases = edge::edge_cases();
     let mut counts = Counts::default();
-    let failures: Vec<String> =
-        cases.iter().filter_map(|c| check(&c.name, &c.prog, &mut counts).err()).collect();
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|c| check(&c.name, &c.prog, &mut counts).err())
+        .collect();
     eprintln!("kernel oracle, {} edge cases: {counts:?}", cases.len());
-    assert!(failures.is_empty(), "{} disagreements:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} disagreements:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(cases.len() >= 300);
     // Both sides of the rules are exercised, including the memory limit.
-    assert!(counts.accepted > 100 && counts.rejected > 100 && counts.too_big > 0, "{counts:?}");
+    assert!(
+        counts.accepted > 100 && counts.rejected > 100 && counts.too_big > 0,
+        "{counts:?}"
+    );
 }
 
 #[test]
@@ -84,24 +94,46 @@ fn seeded_random_programs_agree_with_the_kernel() {
         .enumerate()
         .filter_map(|(n, p)| check(&format!("random #{n}"), p, &mut counts).err())
         .collect();
-    eprintln!("kernel oracle, {} seeded random programs: {counts:?}", programs.len());
-    assert!(failures.is_empty(), "{} disagreements:\n{}", failures.len(), failures.join("\n"));
+    eprintln!(
+        "kernel oracle, {} seeded random programs: {counts:?}",
+        programs.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} disagreements:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     // "Roughly half valid": neither side may be starved.
     let total = programs.len();
-    assert!(counts.accepted * 4 > total && counts.rejected * 4 > total, "{counts:?}");
+    assert!(
+        counts.accepted * 4 > total && counts.rejected * 4 > total,
+        "{counts:?}"
+    );
 }
 
 #[test]
 fn generated_valid_programs_are_all_accepted() {
-    for (n, p) in gen::sample(&gen::valid_program(), 300, 0x5eed_0003).iter().enumerate() {
-        assert_eq!(kernel_verdict(p), Kernel::Accepts, "valid_program #{n}: {p:?}");
+    for (n, p) in gen::sample(&gen::valid_program(), 300, 0x5eed_0003)
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            kernel_verdict(p),
+            Kernel::Accepts,
+            "valid_program #{n}: {p:?}"
+        );
         assert_eq!(validate(p, RuleSet::Kernel), Ok(()), "valid_program #{n}");
     }
 }
 
 #[test]
 fn proptest_programs_agree_with_the_kernel() {
-    let mut runner = TestRunner::new(Config { cases: 512, ..Config::default() });
+    let mut runner = TestRunner::new(Config {
+        cases: 512,
+        failure_persistence: None,
+        ..Config::default()
+    });
     let counts = std::cell::RefCell::new(Counts::default());
     let result = runner.run(&gen::program(), |p| {
         check("proptest", &p, &mut counts.borrow_mut()).map_err(TestCaseError::fail)

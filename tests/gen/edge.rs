@@ -52,7 +52,10 @@ fn lengths(add: &mut Add) {
 fn opcodes(add: &mut Add) {
     // Every low-byte code before a ret, with a k no rule objects to...
     for code in 0u16..=0xff {
-        add(format!("code {code:#04x} then ret"), vec![i(code, 0, 0, 1), RET0]);
+        add(
+            format!("code {code:#04x} then ret"),
+            vec![i(code, 0, 0, 1), RET0],
+        );
     }
     // ...and every low-byte code as the whole program (the final-ret rule).
     for code in 0u16..=0xff {
@@ -60,23 +63,40 @@ fn opcodes(add: &mut Add) {
     }
     // Garbage above the low byte, on a ret and on a load.
     for high in [0x100u16, 0x200, 0x800, 0x1000, 0x8000, 0xff00] {
-        add(format!("ret #0 with high bits {high:#06x}"), vec![i(0x06 | high, 0, 0, 0)]);
-        add(format!("ldh [12] with high bits {high:#06x}"), vec![i(0x28 | high, 0, 0, 12), RET0]);
+        add(
+            format!("ret #0 with high bits {high:#06x}"),
+            vec![i(0x06 | high, 0, 0, 0)],
+        );
+        add(
+            format!("ldh [12] with high bits {high:#06x}"),
+            vec![i(0x28 | high, 0, 0, 12), RET0],
+        );
     }
     add("ret x".into(), vec![i(0x0e, 0, 0, 0)]);
     add("ret with rval bits 0x18".into(), vec![i(0x1e, 0, 0, 0)]);
     add("ret a after ld len".into(), vec![i(0x80, 0, 0, 0), RET_A]);
     add("ldh len".into(), vec![i(0x88, 0, 0, 0), RET_A]);
     add("ldb len".into(), vec![i(0x90, 0, 0, 0), RET_A]);
-    add("ldx [k] (seccomp only)".into(), vec![i(0x21, 0, 0, 0), RET0]);
+    add(
+        "ldx [k] (seccomp only)".into(),
+        vec![i(0x21, 0, 0, 0), RET0],
+    );
     add("ldxh msh".into(), vec![i(0xa9, 0, 0, 14), RET0]);
     add("ld msh".into(), vec![i(0xb0, 0, 0, 14), RET0]);
 }
 
 fn scratch(add: &mut Add) {
-    for (name, code) in [("ld M[]", 0x60u16), ("ldx M[]", 0x61), ("st M[]", 0x02), ("stx M[]", 0x03)] {
+    for (name, code) in [
+        ("ld M[]", 0x60u16),
+        ("ldx M[]", 0x61),
+        ("st M[]", 0x02),
+        ("stx M[]", 0x03),
+    ] {
         for k in [0u32, 15, 16, 17, u32::MAX] {
-            add(format!("{name} k={k} after st"), vec![i(0x02, 0, 0, k.min(15)), i(code, 0, 0, k), RET0]);
+            add(
+                format!("{name} k={k} after st"),
+                vec![i(0x02, 0, 0, k.min(15)), i(code, 0, 0, k), RET0],
+            );
         }
     }
 }
@@ -86,13 +106,19 @@ fn alu(add: &mut Add) {
         for k in [0u32, 1, 31, 32, 33, u32::MAX] {
             add(format!("{name} #{k}"), vec![i(code, 0, 0, k), RET_A]);
         }
-        add(format!("{name} x with k=40"), vec![i(code | 0x08, 0, 0, 40), RET_A]);
+        add(
+            format!("{name} x with k=40"),
+            vec![i(code | 0x08, 0, 0, 40), RET_A],
+        );
     }
     for (name, code) in [("div", 0x34u16), ("mod", 0x94)] {
         for k in [0u32, 1, u32::MAX] {
             add(format!("{name} #{k}"), vec![i(code, 0, 0, k), RET_A]);
         }
-        add(format!("{name} x (k=0 unused)"), vec![i(code | 0x08, 0, 0, 0), RET_A]);
+        add(
+            format!("{name} x (k=0 unused)"),
+            vec![i(code | 0x08, 0, 0, 0), RET_A],
+        );
     }
     add("neg".into(), vec![i(0x84, 0, 0, 0), RET_A]);
     add("neg x".into(), vec![i(0x8c, 0, 0, 0), RET_A]);
@@ -104,7 +130,10 @@ fn ancillary(add: &mut Add) {
     for n in 0u32..0x48 {
         for (size, code) in [("w", 0x20u16), ("h", 0x28), ("b", 0x30)] {
             let known = Ancillary::from_k(ad + n).map_or("unknown", |a| a.name());
-            add(format!("ld{size} [SKF_AD_OFF+{n}] ({known})"), vec![i(code, 0, 0, ad + n), RET_A]);
+            add(
+                format!("ld{size} [SKF_AD_OFF+{n}] ({known})"),
+                vec![i(code, 0, 0, ad + n), RET_A],
+            );
         }
     }
     let bases = [
@@ -127,19 +156,28 @@ fn ancillary(add: &mut Add) {
         add(format!("ldxb msh [{name}]"), vec![i(0xb1, 0, 0, k), RET0]);
     }
     for n in [0u32, 64, 0xfff] {
-        add(format!("ld [x+SKF_AD_OFF+{n}]"), vec![i(0x40, 0, 0, ad + n), RET_A]);
+        add(
+            format!("ld [x+SKF_AD_OFF+{n}]"),
+            vec![i(0x40, 0, 0, ad + n), RET_A],
+        );
     }
 }
 
 fn jumps(add: &mut Add) {
     for k in 0u32..=3 {
-        add(format!("ja {k} in 4"), vec![i(0x05, 0, 0, k), RET0, RET0, RET0]);
+        add(
+            format!("ja {k} in 4"),
+            vec![i(0x05, 0, 0, k), RET0, RET0, RET0],
+        );
     }
     for k in [u32::MAX, u32::MAX - 1, 0x8000_0000] {
         add(format!("ja {k:#x}"), vec![i(0x05, 0, 0, k), RET0]);
     }
     for (jt, jf) in [(0u8, 0u8), (1, 0), (0, 1), (1, 1), (2, 0), (0, 2), (255, 0)] {
-        add(format!("jeq jt={jt} jf={jf} in 3"), vec![i(0x15, jt, jf, 0), RET0, RET0]);
+        add(
+            format!("jeq jt={jt} jf={jf} in 3"),
+            vec![i(0x15, jt, jf, 0), RET0, RET0],
+        );
     }
     let mut long = vec![i(0x15, 255, 0, 0)];
     long.extend(vec![RET0; 256]);
@@ -147,17 +185,35 @@ fn jumps(add: &mut Add) {
     long.pop();
     add("jeq jt=255 one past the last".into(), long);
     for code in [0x1du16, 0x25, 0x35, 0x45] {
-        add(format!("jmp {code:#x} jt=1 jf=1"), vec![i(code, 1, 1, 0), RET0, RET0]);
+        add(
+            format!("jmp {code:#x} jt=1 jf=1"),
+            vec![i(code, 1, 1, 0), RET0, RET0],
+        );
     }
     add("ja in last place".into(), vec![RET0, i(0x05, 0, 0, 0)]);
 }
 
 fn uninitialized(add: &mut Add) {
-    add("ld M[0] never written".into(), vec![i(0x60, 0, 0, 0), RET_A]);
-    add("ldx M[15] never written".into(), vec![i(0x61, 0, 0, 15), RET_A]);
-    add("st then ld".into(), vec![i(0x02, 0, 0, 4), i(0x60, 0, 0, 4), RET_A]);
-    add("stx then ldx".into(), vec![i(0x03, 0, 0, 4), i(0x61, 0, 0, 4), RET_A]);
-    add("st M[4] then ld M[5]".into(), vec![i(0x02, 0, 0, 4), i(0x60, 0, 0, 5), RET_A]);
+    add(
+        "ld M[0] never written".into(),
+        vec![i(0x60, 0, 0, 0), RET_A],
+    );
+    add(
+        "ldx M[15] never written".into(),
+        vec![i(0x61, 0, 0, 15), RET_A],
+    );
+    add(
+        "st then ld".into(),
+        vec![i(0x02, 0, 0, 4), i(0x60, 0, 0, 4), RET_A],
+    );
+    add(
+        "stx then ldx".into(),
+        vec![i(0x03, 0, 0, 4), i(0x61, 0, 0, 4), RET_A],
+    );
+    add(
+        "st M[4] then ld M[5]".into(),
+        vec![i(0x02, 0, 0, 4), i(0x60, 0, 0, 5), RET_A],
+    );
     // jeq #0 jt 0 jf 1: the jf path skips the store.
     add(
         "written on the jt branch only".into(),
@@ -165,15 +221,37 @@ fn uninitialized(add: &mut Add) {
     );
     add(
         "written on both branches".into(),
-        vec![i(0x15, 0, 2, 0), i(0x02, 0, 0, 3), i(0x05, 0, 0, 1), i(0x03, 0, 0, 3), i(0x60, 0, 0, 3), RET_A],
+        vec![
+            i(0x15, 0, 2, 0),
+            i(0x02, 0, 0, 3),
+            i(0x05, 0, 0, 1),
+            i(0x03, 0, 0, 3),
+            i(0x60, 0, 0, 3),
+            RET_A,
+        ],
     );
     add(
         "written before the branch".into(),
-        vec![i(0x02, 0, 0, 3), i(0x15, 0, 1, 0), i(0x00, 0, 0, 1), i(0x60, 0, 0, 3), RET_A],
+        vec![
+            i(0x02, 0, 0, 3),
+            i(0x15, 0, 1, 0),
+            i(0x00, 0, 0, 1),
+            i(0x60, 0, 0, 3),
+            RET_A,
+        ],
     );
-    add("read after ret, written before".into(), vec![i(0x02, 0, 0, 1), RET0, i(0x60, 0, 0, 1), RET_A]);
-    add("read after ret, never written".into(), vec![RET0, i(0x60, 0, 0, 1), RET_A]);
-    add("read after ja, unreachable".into(), vec![i(0x05, 0, 0, 1), i(0x60, 0, 0, 9), RET_A]);
+    add(
+        "read after ret, written before".into(),
+        vec![i(0x02, 0, 0, 1), RET0, i(0x60, 0, 0, 1), RET_A],
+    );
+    add(
+        "read after ret, never written".into(),
+        vec![RET0, i(0x60, 0, 0, 1), RET_A],
+    );
+    add(
+        "read after ja, unreachable".into(),
+        vec![i(0x05, 0, 0, 1), i(0x60, 0, 0, 9), RET_A],
+    );
     add(
         "ja skips the store".into(),
         vec![i(0x05, 0, 0, 1), i(0x02, 0, 0, 9), i(0x60, 0, 0, 9), RET_A],
@@ -203,7 +281,11 @@ fn conversion(add: &mut Add) {
         ("jset #1 jt 0 jf 0", i(0x45, 0, 0, 1), 1),
         ("ld #proto", i(0x28, 0, 0, Ancillary::Protocol.k()), 2),
         ("ld #ifidx", i(0x20, 0, 0, Ancillary::IfIndex.k()), 4),
-        ("ld #vlan_avail", i(0x30, 0, 0, Ancillary::VlanTagPresent.k()), 3),
+        (
+            "ld #vlan_avail",
+            i(0x30, 0, 0, Ancillary::VlanTagPresent.k()),
+            3,
+        ),
         ("ld #rand", i(0x20, 0, 0, Ancillary::Random.k()), 4),
     ];
     for (name, insn, ebpf) in kinds {
@@ -217,7 +299,11 @@ fn conversion(add: &mut Add) {
             let mut p = vec![i(0x05, 0, 0, body.len() as u32)];
             p.extend(body);
             p.push(RET_A);
-            let side = if over { "32768: one past" } else { "32767: fits" };
+            let side = if over {
+                "32768: one past"
+            } else {
+                "32767: fits"
+            };
             add(format!("ja over 200 x {name} to {side}"), p);
         }
     }

@@ -57,28 +57,48 @@ pub enum Branch {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rule {
     EmptyProgram,
-    TooLong { len: usize },
+    TooLong {
+        len: usize,
+    },
     /// Not an instruction at all under this rule set.
-    UnknownOpcode { code: u16 },
+    UnknownOpcode {
+        code: u16,
+    },
     /// `ret x`: a real classic BPF opcode that the kernel never implemented.
     RetXUnsupported,
     /// A jump whose target is past the last instruction. `target` is the
     /// 0-based index it would land on.
-    JumpOutOfRange { branch: Branch, target: u64, len: usize },
+    JumpOutOfRange {
+        branch: Branch,
+        target: u64,
+        len: usize,
+    },
     /// `ld M[k]`, `ldx M[k]`, `st M[k]` or `stx M[k]` with `k >= 16`.
-    ScratchIndex { k: u32 },
+    ScratchIndex {
+        k: u32,
+    },
     /// `div #0` or `mod #0`.
     DivideByZero,
     /// `lsh #k` or `rsh #k` with `k >= 32`.
-    ShiftTooLarge { k: u32 },
+    ShiftTooLarge {
+        k: u32,
+    },
     /// `ld [k]` with `k` at or above `SKF_AD_OFF` that names no field.
-    UnknownAncillary { k: u32 },
-    NoFinalReturn { code: u16 },
+    UnknownAncillary {
+        k: u32,
+    },
+    NoFinalReturn {
+        code: u16,
+    },
     /// A scratch cell read before some path to it wrote the cell.
-    LoadOfUninitializedScratch { k: u32 },
+    LoadOfUninitializedScratch {
+        k: u32,
+    },
     /// A `ja` that jumps over more eBPF instructions than the kernel's
     /// translation can encode in a 16-bit offset.
-    JumpTooFarAfterConversion { ebpf_offset: u64 },
+    JumpTooFarAfterConversion {
+        ebpf_offset: u64,
+    },
 }
 
 impl fmt::Display for Branch {

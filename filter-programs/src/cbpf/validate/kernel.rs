@@ -20,29 +20,47 @@ pub(super) fn validate(prog: &[Insn]) -> Result<(), ValidateError> {
         check_insn(pc, insn, prog.len()).map_err(|rule| rule.at(pc))?;
     }
     let last = prog.len() - 1;
-    if !matches!(prog[last].decode(), Ok(Op::Ret { val: RetVal::K(_) | RetVal::A })) {
-        return Err(Rule::NoFinalReturn { code: prog[last].code }.at(last));
+    if !matches!(
+        prog[last].decode(),
+        Ok(Op::Ret {
+            val: RetVal::K(_) | RetVal::A
+        })
+    ) {
+        return Err(Rule::NoFinalReturn {
+            code: prog[last].code,
+        }
+        .at(last));
     }
     check_scratch_reads(prog)?;
     check_converted_jumps(prog)
 }
 
 fn check_insn(pc: usize, insn: &Insn, len: usize) -> Result<(), Rule> {
-    let op = insn.decode().map_err(|e| Rule::UnknownOpcode { code: e.code })?;
+    let op = insn
+        .decode()
+        .map_err(|e| Rule::UnknownOpcode { code: e.code })?;
     let in_range = |branch, off: u64| {
         let target = pc as u64 + 1 + off;
         if target >= len as u64 {
-            Err(Rule::JumpOutOfRange { branch, target, len })
+            Err(Rule::JumpOutOfRange {
+                branch,
+                target,
+                len,
+            })
         } else {
             Ok(())
         }
     };
     match op {
         Op::Ret { val: RetVal::X } => Err(Rule::RetXUnsupported),
-        Op::Alu { op: AluOp::Div | AluOp::Mod, src: Src::K(0) } => Err(Rule::DivideByZero),
-        Op::Alu { op: AluOp::Lsh | AluOp::Rsh, src: Src::K(k) } if k >= 32 => {
-            Err(Rule::ShiftTooLarge { k })
-        }
+        Op::Alu {
+            op: AluOp::Div | AluOp::Mod,
+            src: Src::K(0),
+        } => Err(Rule::DivideByZero),
+        Op::Alu {
+            op: AluOp::Lsh | AluOp::Rsh,
+            src: Src::K(k),
+        } if k >= 32 => Err(Rule::ShiftTooLarge { k }),
         Op::LdMem { k } | Op::LdxMem { k } | Op::St { k } | Op::Stx { k } if k >= MEMWORDS => {
             Err(Rule::ScratchIndex { k })
         }
@@ -140,7 +158,10 @@ fn ebpf_len(insn: &Insn) -> u64 {
         // X = A, a byte load, then and, shift and a three-move swap.
         Op::LdxMsh { k } => 1 + packet_load_len(Size::B, k) + 5,
         // Division by X first checks X and returns 0 when it is zero.
-        Op::Alu { op: AluOp::Div | AluOp::Mod, src: Src::X } => 5,
+        Op::Alu {
+            op: AluOp::Div | AluOp::Mod,
+            src: Src::X,
+        } => 5,
         Op::Jmp { op, src, jt, jf } => {
             // A negative 32-bit constant is moved to a register first,
             // because eBPF immediates are sign-extended.

@@ -19,7 +19,10 @@ pub(super) fn validate(prog: &[Insn]) -> Result<(), ValidateError> {
     }
     let last = prog.len() - 1;
     if prog[last].code & CLASS_MASK != RET {
-        return Err(Rule::NoFinalReturn { code: prog[last].code }.at(last));
+        return Err(Rule::NoFinalReturn {
+            code: prog[last].code,
+        }
+        .at(last));
     }
     Ok(())
 }
@@ -27,7 +30,13 @@ pub(super) fn validate(prog: &[Insn]) -> Result<(), ValidateError> {
 fn check_insn(pc: usize, insn: &Insn, len: usize) -> Result<(), Rule> {
     let c = insn.code;
     let unknown = Err(Rule::UnknownOpcode { code: c });
-    let scratch = |k: u32| if k >= MEMWORDS { Err(Rule::ScratchIndex { k }) } else { Ok(()) };
+    let scratch = |k: u32| {
+        if k >= MEMWORDS {
+            Err(Rule::ScratchIndex { k })
+        } else {
+            Ok(())
+        }
+    };
     match c & CLASS_MASK {
         LD | LDX => match c & MODE_MASK {
             IMM | ABS | IND | MSH | LEN => Ok(()),
@@ -48,7 +57,11 @@ fn check_insn(pc: usize, insn: &Insn, len: usize) -> Result<(), Rule> {
             let check = |branch, off: u32| {
                 let target = from.wrapping_add(off);
                 if target as usize >= len {
-                    Err(Rule::JumpOutOfRange { branch, target: u64::from(target), len })
+                    Err(Rule::JumpOutOfRange {
+                        branch,
+                        target: u64::from(target),
+                        len,
+                    })
                 } else {
                     Ok(())
                 }

@@ -26,7 +26,12 @@ fn msg(r: Result<(), ValidateError>) -> String {
 
 #[test]
 fn tcpdump_ip_program_passes_both() {
-    let p = [i(0x28, 0, 0, 12), i(0x15, 0, 1, 0x800), i(0x06, 0, 0, 262_144), RET0];
+    let p = [
+        i(0x28, 0, 0, 12),
+        i(0x15, 0, 1, 0x800),
+        i(0x06, 0, 0, 262_144),
+        RET0,
+    ];
     assert_eq!(kernel(&p), Ok(()));
     assert_eq!(libpcap(&p), Ok(()));
 }
@@ -34,8 +39,17 @@ fn tcpdump_ip_program_passes_both() {
 #[test]
 fn empty_program() {
     for r in [kernel(&[]), libpcap(&[])] {
-        assert_eq!(r, Err(ValidateError { index: 0, rule: Rule::EmptyProgram }));
-        assert_eq!(msg(r), "instruction 0: empty program: a filter needs at least one instruction");
+        assert_eq!(
+            r,
+            Err(ValidateError {
+                index: 0,
+                rule: Rule::EmptyProgram
+            })
+        );
+        assert_eq!(
+            msg(r),
+            "instruction 0: empty program: a filter needs at least one instruction"
+        );
     }
 }
 
@@ -58,7 +72,13 @@ fn unknown_opcodes() {
     // ldh len, neg x, ja x, garbage in the high byte, an ALU op past xor.
     for code in [0x88u16, 0x8c, 0x0d, 0x106, 0xb4, 0xe0] {
         let p = [i(code, 0, 0, 0), RET0];
-        assert_eq!(kernel(&p).unwrap_err(), ValidateError { index: 0, rule: Rule::UnknownOpcode { code } });
+        assert_eq!(
+            kernel(&p).unwrap_err(),
+            ValidateError {
+                index: 0,
+                rule: Rule::UnknownOpcode { code }
+            }
+        );
     }
     assert_eq!(
         msg(kernel(&[RET0, i(0x106, 0, 0, 0), RET0])),
@@ -99,7 +119,10 @@ fn final_return() {
     // A ret with stray rval bits is still a ret class code to libpcap.
     let odd = [i(0x1e, 0, 0, 0)];
     assert_eq!(libpcap(&odd), Ok(()));
-    assert_eq!(kernel(&odd).unwrap_err().rule, Rule::UnknownOpcode { code: 0x1e });
+    assert_eq!(
+        kernel(&odd).unwrap_err().rule,
+        Rule::UnknownOpcode { code: 0x1e }
+    );
 }
 
 #[test]
@@ -117,7 +140,11 @@ fn jump_ranges() {
     let jt = [i(0x15, 2, 0, 0), RET0, RET0];
     assert_eq!(
         kernel(&jt).unwrap_err().rule,
-        Rule::JumpOutOfRange { branch: Branch::True, target: 3, len: 3 }
+        Rule::JumpOutOfRange {
+            branch: Branch::True,
+            target: 3,
+            len: 3
+        }
     );
     let jf = [i(0x15, 0, 255, 0), RET0];
     assert_eq!(
@@ -135,7 +162,11 @@ fn libpcap_ja_wraps_around() {
     assert_eq!(libpcap(&p), Ok(()));
     assert_eq!(
         kernel(&p).unwrap_err().rule,
-        Rule::JumpOutOfRange { branch: Branch::Always, target: 1 << 32, len: 2 }
+        Rule::JumpOutOfRange {
+            branch: Branch::Always,
+            target: 1 << 32,
+            len: 2
+        }
     );
 }
 
@@ -161,7 +192,10 @@ fn divide_by_zero() {
     for code in [0x34u16, 0x94] {
         let p = [i(code, 0, 0, 0), RET0];
         for r in [kernel(&p), libpcap(&p)] {
-            assert_eq!(msg(r), "instruction 0: division by zero: div or mod by the constant 0");
+            assert_eq!(
+                msg(r),
+                "instruction 0: division by zero: div or mod by the constant 0"
+            );
         }
         assert_eq!(kernel(&[i(code, 0, 0, 1), RET0]), Ok(()));
         // By X: the interpreters return 0 at run time instead.
@@ -200,14 +234,26 @@ fn ancillary_loads() {
     );
     assert_eq!(libpcap(&p), Ok(()));
     for k in [SKF_AD_OFF as u32 + 2, u32::MAX, SKF_AD_OFF as u32 + 0xfff] {
-        assert_eq!(kernel(&[i(0x30, 0, 0, k), RET0]).unwrap_err().rule, Rule::UnknownAncillary { k });
+        assert_eq!(
+            kernel(&[i(0x30, 0, 0, k), RET0]).unwrap_err().rule,
+            Rule::UnknownAncillary { k }
+        );
     }
     // Just below SKF_AD_OFF is the network-header area: checked per packet.
-    for k in [SKF_AD_OFF as u32 - 1, SKF_NET_OFF as u32, SKF_LL_OFF as u32, SKF_LL_OFF as u32 - 1, 0x8000_0000] {
+    for k in [
+        SKF_AD_OFF as u32 - 1,
+        SKF_NET_OFF as u32,
+        SKF_LL_OFF as u32,
+        SKF_LL_OFF as u32 - 1,
+        0x8000_0000,
+    ] {
         assert_eq!(kernel(&[i(0x20, 0, 0, k), RET0]), Ok(()), "{k:#x}");
     }
     // Indirect loads are never checked.
-    assert_eq!(kernel(&[i(0x40, 0, 0, SKF_AD_OFF as u32 + 64), RET0]), Ok(()));
+    assert_eq!(
+        kernel(&[i(0x40, 0, 0, SKF_AD_OFF as u32 + 64), RET0]),
+        Ok(())
+    );
 }
 
 #[test]
@@ -226,10 +272,13 @@ fn uninitialized_scratch() {
         i(0x61, 0, 0, 3), // ldx M[3]
         RET0,
     ];
-    assert_eq!(kernel(&one_branch).unwrap_err(), ValidateError {
-        index: 2,
-        rule: Rule::LoadOfUninitializedScratch { k: 3 }
-    });
+    assert_eq!(
+        kernel(&one_branch).unwrap_err(),
+        ValidateError {
+            index: 2,
+            rule: Rule::LoadOfUninitializedScratch { k: 3 }
+        }
+    );
     // Written on both branches.
     let both = [
         i(0x15, 0, 2, 0),
@@ -245,7 +294,10 @@ fn uninitialized_scratch() {
 #[test]
 fn scratch_analysis_is_the_kernels_linear_pass() {
     // After a ret, the kernel keeps the cells written before it.
-    assert_eq!(kernel(&[i(0x02, 0, 0, 1), RET0, i(0x60, 0, 0, 1), RET0]), Ok(()));
+    assert_eq!(
+        kernel(&[i(0x02, 0, 0, 1), RET0, i(0x60, 0, 0, 1), RET0]),
+        Ok(())
+    );
     // Code after a ja that nothing jumps to counts as fully written.
     assert_eq!(kernel(&[i(0x05, 0, 0, 1), i(0x60, 0, 0, 9), RET0]), Ok(()));
     // Unreachable code after a ret is still checked.
@@ -277,5 +329,9 @@ fn kernel_checks_instructions_before_the_final_return() {
     // An opcode error at 1 wins over the missing return at 2.
     let p = [RET0, i(0xff, 0, 0, 0), i(0x00, 0, 0, 0)];
     assert_eq!(kernel(&p).unwrap_err().index, 1);
-    assert_eq!(libpcap(&p).unwrap_err().index, 2, "class 7 (misc) passes libpcap");
+    assert_eq!(
+        libpcap(&p).unwrap_err().index,
+        2,
+        "class 7 (misc) passes libpcap"
+    );
 }
