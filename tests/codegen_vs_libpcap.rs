@@ -3,17 +3,40 @@
 //! over every corpus packet of that link type (ours in our interpreter,
 //! libpcap's in libpcap). The verdict must equal libpcap's unoptimized
 //! program's; on a truncated packet libpcap's optimized verdict is
-//! accepted too (the optimizer may drop a load past the capture).
+//! accepted too (the optimizer may drop a load past the capture). Our
+//! unoptimized program must moreover be libpcap's, instruction for
+//! instruction. libpcap runs as a dead handle: Linux extensions on, names
+//! from this machine.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use e2e::corpus::{captures, expressions, Capture};
 use filter_programs::cbpf::interp::Program;
-use filter_programs::codegen::{compile, ErrorKind, LinkType, Options, DEFAULT_SNAPLEN};
+use filter_programs::cbpf::text;
+use filter_programs::codegen::{compile, ErrorKind, LinkType, Options, Resolver, DEFAULT_SNAPLEN};
 use pcap_replay::libpcap::{self, CompileOptions};
+use pcap_replay::resolve::SystemResolver;
 
 /// Supported EN10MB corpus expressions, raised as the generator grows.
-const EN10MB_FLOOR: usize = 490;
+const EN10MB_FLOOR: usize = 522;
+
+/// libpcap 1.10's dead handle on Linux: Linux extensions on, this
+/// machine's names.
+fn options(
+    lt: LinkType,
+    snaplen: u32,
+    netmask: Option<u32>,
+    resolver: &Arc<dyn Resolver>,
+) -> Options {
+    Options {
+        snaplen,
+        netmask,
+        linux_ext: true,
+        resolver: Arc::clone(resolver),
+        ..Options::new(lt)
+    }
+}
 
 #[derive(Default)]
 struct Row {
@@ -21,6 +44,9 @@ struct Row {
     unsupported: usize,
     matching: usize,
     mismatching: usize,
+    /// Programs equal to libpcap's unoptimized one, instruction for
+    /// instruction.
+    identical: usize,
     /// Packet runs compared, and how many of them libpcap accepted.
     packets: usize,
     accepted: usize,
@@ -36,6 +62,7 @@ fn codegen_matches_libpcap_on_corpus() {
     let mut table: BTreeMap<String, Row> = BTreeMap::new();
     let mut mismatches = Vec::new();
     let mut unsupported_samples: BTreeMap<String, usize> = BTreeMap::new();
+    let resolver: Arc<dyn Resolver> = Arc::new(SystemResolver::new());
     for e in expressions() {
         let Some(lt) = LinkType::from_name(&e.dlt) else {
             continue;
@@ -46,10 +73,8 @@ fn codegen_matches_libpcap_on_corpus() {
         let row = table.entry(e.dlt.clone()).or_default();
         let snaplen = e.snaplen.map_or(DEFAULT_SNAPLEN, |s| s as u32);
         let opts = Options {
-            linktype: lt,
-            snaplen,
-            netmask: e.netmask,
             optimize: e.optimize,
+            ..options(lt, snaplen, e.netmask, &resolver)
         };
         let ours = match compile(&e.expr, &opts) {
             Ok(p) => p,
@@ -98,6 +123,30 @@ fn codegen_matches_libpcap_on_corpus() {
             None
         };
         assert!(libpcap::validate(&unopt));
+        let ours_unopt = compile(
+            &e.expr,
+            &Options {
+                optimize: false,
+                ..opts.clone()
+            },
+        )
+        .expect("compiles unoptimized when it compiles optimized");
+        row.identical += usize::from(unopt == ours_unopt);
+        if unopt != ours_unopt {
+            mismatches.push(format!(
+                "{} {:?}: not libpcap's unoptimized program",
+                e.dlt, e.expr
+            ));
+        }
+        if unopt != ours_unopt && std::env::var_os("CODEGEN_SHOW_DIFF").is_some() {
+            println!(
+                "DIFF {} {:?}\nours:\n{}libpcap:\n{}",
+                e.dlt,
+                e.expr,
+                text::print(&ours_unopt, text::Format::Asm),
+                text::print(&unopt, text::Format::Asm)
+            );
+        }
         let mut bad = Vec::new();
         for cap in by_dlt.get(&dlt).map(Vec::as_slice).unwrap_or(&[]) {
             for (i, pkt) in cap.packets.iter().enumerate() {
@@ -133,13 +182,26 @@ fn codegen_matches_libpcap_on_corpus() {
         }
     }
     println!(
-        "{:<10} {:>9} {:>11} {:>8} {:>11} {:>8} {:>8}",
-        "linktype", "supported", "unsupported", "matching", "mismatching", "packets", "accepted"
+        "{:<10} {:>9} {:>11} {:>8} {:>11} {:>9} {:>8} {:>8}",
+        "linktype",
+        "supported",
+        "unsupported",
+        "matching",
+        "mismatching",
+        "identical",
+        "packets",
+        "accepted"
     );
     for (dlt, r) in &table {
         println!(
-            "{dlt:<10} {:>9} {:>11} {:>8} {:>11} {:>8} {:>8}",
-            r.supported, r.unsupported, r.matching, r.mismatching, r.packets, r.accepted
+            "{dlt:<10} {:>9} {:>11} {:>8} {:>11} {:>9} {:>8} {:>8}",
+            r.supported,
+            r.unsupported,
+            r.matching,
+            r.mismatching,
+            r.identical,
+            r.packets,
+            r.accepted
         );
     }
     println!("\nwhy unsupported (count):");
@@ -166,4 +228,113 @@ fn codegen_matches_libpcap_on_corpus() {
         en >= EN10MB_FLOOR,
         "only {en} EN10MB expressions supported (floor {EN10MB_FLOOR})"
     );
+}
+
+/// What libpcap master compiles and 1.10 cannot (`vxlan`): our program
+/// must be master's unoptimized program from the suite, instruction for
+/// instruction.
+#[test]
+fn master_only_expressions_match_masters_program() {
+    let path = e2e::corpus_dir().join("expressions/accept_expected.jsonl");
+    let text_all = std::fs::read_to_string(&path).expect("accept_expected.jsonl");
+    let resolver: Arc<dyn Resolver> = Arc::new(SystemResolver::new());
+    let mut compared = 0;
+    let mut bad = Vec::new();
+    for line in text_all.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("jsonl row");
+        let (Some(dlt), Some(unopt)) = (v["dlt"].as_str(), v["unopt"].as_str()) else {
+            continue;
+        };
+        let (Some(lt), Some(dltv)) = (LinkType::from_name(dlt), libpcap::dlt_from_name(dlt)) else {
+            continue;
+        };
+        // Default options only: no skip reason, flag, netmask or snaplen.
+        let plain = v["skip"].as_str() == Some("")
+            && v["flags"].as_array().is_some_and(|f| f.is_empty())
+            && v["netmask"].is_null()
+            && v["snaplen"].is_null();
+        if !plain {
+            continue;
+        }
+        let want = text::parse(unopt).expect("master's program text parses");
+        for alias in v["aliases"].as_array().into_iter().flatten() {
+            let Some(expr) = alias.as_str() else { continue };
+            let lopts = CompileOptions {
+                optimize: false,
+                ..CompileOptions::new(dltv)
+            };
+            if libpcap::compile(expr, lopts).is_ok() {
+                continue;
+            }
+            let opts = Options {
+                optimize: false,
+                ..options(lt, DEFAULT_SNAPLEN, None, &resolver)
+            };
+            let Ok(ours) = compile(expr, &opts) else {
+                continue;
+            };
+            compared += 1;
+            if ours != want {
+                bad.push(format!(
+                    "{dlt} {expr:?}:\n{}",
+                    text::print(&ours, text::Format::Asm)
+                ));
+            }
+        }
+    }
+    println!("{compared} master-only expressions compared");
+    assert!(bad.is_empty(), "differ from master:\n{}", bad.join("\n"));
+    assert!(
+        compared >= 3,
+        "only {compared} master-only expressions (vxlan forms) compiled"
+    );
+}
+
+/// Names resolved on this machine (/etc/hosts, /etc/networks,
+/// /etc/services, /etc/protocols) give libpcap's program, instruction for
+/// instruction.
+#[test]
+fn names_compile_as_libpcap() {
+    let resolver: Arc<dyn Resolver> = Arc::new(SystemResolver::new());
+    let exprs = [
+        "host localhost",
+        "src host localhost and dst host vm",
+        "ip host localhost",
+        "arp host localhost",
+        "net loopback",
+        "dst net loopback",
+        "tcp port http or udp port domain",
+        "portrange ftp-data-ssh",
+        "proto tcp or ip6 proto udp",
+        "ip protochain tcp",
+    ];
+    let mut compared = 0;
+    for lt in [LinkType::En10mb, LinkType::Raw, LinkType::LinuxSll] {
+        let dlt = lt.dlt();
+        for expr in exprs {
+            let lopts = CompileOptions {
+                optimize: false,
+                ..CompileOptions::new(dlt)
+            };
+            let want = libpcap::compile(expr, lopts);
+            let opts = Options {
+                optimize: false,
+                ..options(lt, DEFAULT_SNAPLEN, None, &resolver)
+            };
+            let got = compile(expr, &opts);
+            match (want, got) {
+                (Ok(w), Ok(g)) => {
+                    assert_eq!(g, w, "{lt:?} {expr:?}");
+                    compared += 1;
+                }
+                (Err(_), Err(_)) => {}
+                (w, g) => panic!(
+                    "{lt:?} {expr:?}: libpcap {:?}, ours {:?}",
+                    w.map(|_| "ok"),
+                    g.map(|_| "ok")
+                ),
+            }
+        }
+    }
+    assert!(compared >= 20, "only {compared} name expressions compared");
 }

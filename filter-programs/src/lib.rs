@@ -7,4 +7,5 @@ pub mod codegen;
 pub mod ebpf;
 pub mod elf;
 pub mod expr;
+pub mod optimize;
 pub mod translate;

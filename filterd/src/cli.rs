@@ -184,6 +184,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                         snaplen,
                         netmask: netmask.map(u32::from),
                         optimize: opt_level > 0,
+                        ..codegen::Options::new(lt)
                     };
                     codegen::compile(&expr, &opts).map_err(|e| fail(EXIT_INVALID, e.render()))?
                 }

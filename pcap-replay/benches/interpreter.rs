@@ -1,1 +1,160 @@
-fn main() {}
+//! Our classic BPF interpreter (`Program::run`) against libpcap's
+//! `bpf_filter` (what `pcap_offline_filter` runs), on the same programs
+//! (compiled by libpcap) over every packet of the corpus's Ethernet pcaps.
+//!
+//! Run: `cargo bench -p pcap-replay --bench interpreter`. Each benchmark
+//! runs one program over all packets once per iteration; the throughput
+//! is in packets, so time / packets is the cost of one verdict.
+//!
+//! Time is the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not
+//! wall time: on a machine shared with other jobs, time spent descheduled
+//! would otherwise land on whichever side happened to be running.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use filter_programs::cbpf::interp::Program;
+use pcap_replay::libpcap::{self, CompileOptions};
+
+/// Typical expressions: ports, hosts, nets, protocols, VLAN, TCP flags.
+pub const EXPRESSIONS: [&str; 10] = [
+    "tcp port 80",
+    "host 10.0.0.1",
+    "ip6 and udp",
+    "vlan and tcp",
+    "tcp[tcpflags] & tcp-syn != 0",
+    "net 192.168.0.0/16",
+    "portrange 1000-2000",
+    "udp dst port 53",
+    "icmp or arp",
+    "ether multicast",
+];
+
+/// CPU time of the calling thread, formatted like wall time.
+pub struct ThreadCpuTime(WallTime);
+
+fn thread_cpu_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+    fn start(&self) -> Duration {
+        thread_cpu_now()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu_now().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, v: &Duration) -> f64 {
+        v.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        self.0.formatter()
+    }
+}
+
+fn pcaps(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for p in paths {
+        if p.is_dir() && p.file_name().is_some_and(|n| n != "invalid") {
+            pcaps(&p, out);
+        } else if p.extension().is_some_and(|e| e == "pcap" || e == "pcapng") {
+            out.push(p);
+        }
+    }
+}
+
+/// Every packet (bytes, wire length) of the corpus's DLT_EN10MB captures.
+fn ethernet_packets() -> Vec<(Vec<u8>, u32)> {
+    let mut files = Vec::new();
+    pcaps(&e2e::corpus_dir().join("pcaps"), &mut files);
+    let mut packets = Vec::new();
+    for path in files {
+        let Ok(mut cap) = pcap::Capture::from_file(&path) else {
+            continue;
+        };
+        if cap.get_datalink() != pcap::Linktype::ETHERNET {
+            continue;
+        }
+        while let Ok(p) = cap.next_packet() {
+            packets.push((p.data.to_vec(), p.header.len));
+        }
+    }
+    packets
+}
+
+fn interpreter(c: &mut Criterion<ThreadCpuTime>) {
+    let packets = ethernet_packets();
+    assert!(
+        packets.len() > 1000,
+        "only {} Ethernet packets in the corpus",
+        packets.len()
+    );
+    let mut group = c.benchmark_group("interpreter");
+    group
+        .throughput(Throughput::Elements(packets.len() as u64))
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for expr in EXPRESSIONS {
+        let insns = libpcap::compile(expr, CompileOptions::new(1))
+            .unwrap_or_else(|e| panic!("{expr}: {e}"));
+        assert!(libpcap::validate(&insns));
+        let prog = Program::new(&insns).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        // Same verdicts, or the comparison means nothing.
+        for (pkt, len) in &packets {
+            assert_eq!(
+                prog.run(pkt, *len),
+                libpcap::filter_validated(&insns, pkt, *len),
+                "{expr}"
+            );
+        }
+        group.bench_with_input(BenchmarkId::new("ours", expr), &packets, |b, packets| {
+            b.iter(|| {
+                let mut n = 0u32;
+                for (pkt, len) in packets {
+                    n = n.wrapping_add(prog.run(black_box(pkt), *len));
+                }
+                n
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("libpcap", expr), &packets, |b, packets| {
+            b.iter(|| {
+                let mut n = 0u32;
+                for (pkt, len) in packets {
+                    n = n.wrapping_add(libpcap::filter_validated(&insns, black_box(pkt), *len));
+                }
+                n
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime(WallTime));
+    targets = interpreter
+}
+criterion_main!(benches);

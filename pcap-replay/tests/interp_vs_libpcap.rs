@@ -17,22 +17,38 @@ const DEFAULT_CASES: u32 = 100_000;
 
 fn cases() -> u32 {
     match std::env::var("FILTERD_PROPTEST_CASES") {
-        Ok(v) => v.parse().unwrap_or_else(|_| panic!("FILTERD_PROPTEST_CASES={v:?} is not a number")),
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("FILTERD_PROPTEST_CASES={v:?} is not a number")),
         Err(_) => DEFAULT_CASES,
     }
 }
 
 fn runner() -> TestRunner {
-    TestRunner::new(Config { cases: cases(), failure_persistence: None, ..Config::default() })
+    TestRunner::new(Config {
+        cases: cases(),
+        failure_persistence: None,
+        ..Config::default()
+    })
 }
 
 /// The property: both libpcap's validator and ours accept the program, and
 /// `run` (fused ops) and `trace` (plain ops) both return libpcap's value.
 fn same_verdict(prog: &[Insn], pkt: &[u8], wirelen: u32) -> Result<(), TestCaseError> {
-    prop_assert!(libpcap::validate(prog), "generator made a program bpf_validate refuses: {prog:?}");
+    prop_assert!(
+        libpcap::validate(prog),
+        "generator made a program bpf_validate refuses: {prog:?}"
+    );
     let ours = Program::new(prog).map_err(|e| TestCaseError::fail(format!("Program::new: {e}")))?;
     let theirs = libpcap::filter_validated(prog, pkt, wirelen);
-    prop_assert_eq!(ours.run(pkt, wirelen), theirs, "run: {:?} caplen {} wirelen {}", prog, pkt.len(), wirelen);
+    prop_assert_eq!(
+        ours.run(pkt, wirelen),
+        theirs,
+        "run: {:?} caplen {} wirelen {}",
+        prog,
+        pkt.len(),
+        wirelen
+    );
     prop_assert_eq!(ours.trace(pkt, wirelen).0, theirs, "trace: {:?}", prog);
     Ok(())
 }
@@ -41,7 +57,9 @@ fn same_verdict(prog: &[Insn], pkt: &[u8], wirelen: u32) -> Result<(), TestCaseE
 fn random_valid_programs_match_libpcap() {
     let strategy = (gen::valid_program(), gen::packet());
     runner()
-        .run(&strategy, |(prog, (pkt, wirelen))| same_verdict(&prog, &pkt, wirelen))
+        .run(&strategy, |(prog, (pkt, wirelen))| {
+            same_verdict(&prog, &pkt, wirelen)
+        })
         .unwrap();
 }
 
@@ -51,14 +69,29 @@ fn random_valid_programs_match_libpcap() {
 /// (libpcap accepts those; the kernel does not).
 fn edge_block() -> impl Strategy<Value = Vec<Op>> {
     let size = prop_oneof![Just(Size::W), Just(Size::H), Just(Size::B)];
-    let near = prop_oneof![0u32..6, Just(u32::MAX), Just(u32::MAX - 3), Just(0x8000_0000)];
-    let shift = prop_oneof![Just(31u32), Just(32), Just(33), Just(63), Just(u32::MAX), 0u32..40];
+    let near = prop_oneof![
+        0u32..6,
+        Just(u32::MAX),
+        Just(u32::MAX - 3),
+        Just(0x8000_0000)
+    ];
+    let shift = prop_oneof![
+        Just(31u32),
+        Just(32),
+        Just(33),
+        Just(63),
+        Just(u32::MAX),
+        0u32..40
+    ];
     let alu_x = prop::sample::select(AluOp::ALL.to_vec());
     prop_oneof![
         // X = len - d; A = P[X + k]
         (0u32..6, size.clone(), near.clone()).prop_map(|(d, size, k)| vec![
             Op::LdLen,
-            Op::Alu { op: AluOp::Sub, src: Src::K(d) },
+            Op::Alu {
+                op: AluOp::Sub,
+                src: Src::K(d)
+            },
             Op::Tax,
             Op::LdInd { size, k },
         ]),
@@ -71,7 +104,13 @@ fn edge_block() -> impl Strategy<Value = Vec<Op>> {
         // X from the packet or zero, then any ALU op by X
         (prop_oneof![Just(0u32), shift.clone()], alu_x)
             .prop_map(|(x, op)| vec![Op::LdxImm { k: x }, Op::Alu { op, src: Src::X }]),
-        (0u32..8).prop_map(|k| vec![Op::LdxMsh { k }, Op::Alu { op: AluOp::Div, src: Src::X }]),
+        (0u32..8).prop_map(|k| vec![
+            Op::LdxMsh { k },
+            Op::Alu {
+                op: AluOp::Div,
+                src: Src::X
+            }
+        ]),
         (prop_oneof![Just(AluOp::Lsh), Just(AluOp::Rsh)], shift)
             .prop_map(|(op, k)| vec![Op::Alu { op, src: Src::K(k) }]),
         any::<u32>().prop_map(|k| vec![Op::LdImm { k }]),
@@ -83,32 +122,51 @@ fn edge_block() -> impl Strategy<Value = Vec<Op>> {
 /// Edge blocks joined by forward conditional jumps, ending in `ret a`
 /// (or `ret #k`): every path returns what its loads and ALU made.
 fn edge_program() -> impl Strategy<Value = Vec<Insn>> {
-    let jmp = (prop::sample::select(JmpOp::ALL.to_vec()), any::<u32>(), any::<u8>(), any::<u8>());
-    (vec((edge_block(), proptest::option::of(jmp)), 1..8), any::<bool>()).prop_map(|(blocks, ret_k)| {
-        let mut ops: Vec<Op> = Vec::new();
-        for (block, jmp) in blocks {
-            ops.extend(block);
-            if let Some((op, k, jt, jf)) = jmp {
-                ops.push(Op::Jmp { op, src: Src::K(k % 4), jt, jf });
+    let jmp = (
+        prop::sample::select(JmpOp::ALL.to_vec()),
+        any::<u32>(),
+        any::<u8>(),
+        any::<u8>(),
+    );
+    (
+        vec((edge_block(), proptest::option::of(jmp)), 1..8),
+        any::<bool>(),
+    )
+        .prop_map(|(blocks, ret_k)| {
+            let mut ops: Vec<Op> = Vec::new();
+            for (block, jmp) in blocks {
+                ops.extend(block);
+                if let Some((op, k, jt, jf)) = jmp {
+                    ops.push(Op::Jmp {
+                        op,
+                        src: Src::K(k % 4),
+                        jt,
+                        jf,
+                    });
+                }
             }
-        }
-        ops.push(Op::Ret { val: if ret_k { RetVal::K(96) } else { RetVal::A } });
-        let len = ops.len();
-        // Fit jump offsets so every target is inside the program.
-        for (pc, op) in ops.iter_mut().enumerate() {
-            if let Op::Jmp { jt, jf, .. } = op {
-                let room = (len - pc - 2).min(255) + 1;
-                *jt = (*jt as usize % room) as u8;
-                *jf = (*jf as usize % room) as u8;
+            ops.push(Op::Ret {
+                val: if ret_k { RetVal::K(96) } else { RetVal::A },
+            });
+            let len = ops.len();
+            // Fit jump offsets so every target is inside the program.
+            for (pc, op) in ops.iter_mut().enumerate() {
+                if let Op::Jmp { jt, jf, .. } = op {
+                    let room = (len - pc - 2).min(255) + 1;
+                    *jt = (*jt as usize % room) as u8;
+                    *jf = (*jf as usize % room) as u8;
+                }
             }
-        }
-        ops.into_iter().map(Insn::from).collect()
-    })
+            ops.into_iter().map(Insn::from).collect()
+        })
 }
 
 /// Packets of 0..64 bytes whose wire length is often longer.
 fn short_packet() -> impl Strategy<Value = (Vec<u8>, u32)> {
-    (vec(any::<u8>(), 0..64), prop_oneof![Just(0u32), 1u32..8, Just(1500)])
+    (
+        vec(any::<u8>(), 0..64),
+        prop_oneof![Just(0u32), 1u32..8, Just(1500)],
+    )
         .prop_map(|(bytes, extra)| {
             let wirelen = bytes.len() as u32 + extra;
             (bytes, wirelen)
@@ -119,7 +177,9 @@ fn short_packet() -> impl Strategy<Value = (Vec<u8>, u32)> {
 fn edge_programs_match_libpcap() {
     let strategy = (edge_program(), short_packet());
     runner()
-        .run(&strategy, |(prog, (pkt, wirelen))| same_verdict(&prog, &pkt, wirelen))
+        .run(&strategy, |(prog, (pkt, wirelen))| {
+            same_verdict(&prog, &pkt, wirelen)
+        })
         .unwrap();
 }
 

@@ -48,8 +48,8 @@ use decode::Ins;
 use exec::{exec, Libpcap, NoTrace, Recorder};
 
 pub use super::kernel_ctx::{KernelCtx, NetDevice};
-pub use exec::{MAX_TRACE_STEPS, STEP_BUDGET};
 pub(in crate::cbpf) use exec::{be, Env};
+pub use exec::{MAX_TRACE_STEPS, STEP_BUDGET};
 
 /// A validated, decoded program, ready to run on many packets.
 #[derive(Clone, Debug)]
@@ -96,7 +96,11 @@ impl Program {
     pub fn new_unvalidated(insns: &[Insn]) -> Program {
         let plain = decode::decode(insns);
         let fast = decode::fuse(&plain);
-        Program { insns: insns.to_vec(), plain, fast }
+        Program {
+            insns: insns.to_vec(),
+            plain,
+            fast,
+        }
     }
 
     /// The instructions this program was made from.
@@ -122,7 +126,10 @@ impl Program {
     /// [`Program::run`], recording every step (at most
     /// [`MAX_TRACE_STEPS`]; the verdict is exact even past that).
     pub fn trace(&self, pkt: &[u8], wirelen: u32) -> (u32, Vec<TraceStep>) {
-        let mut rec = Recorder { insns: &self.insns, steps: Vec::new() };
+        let mut rec = Recorder {
+            insns: &self.insns,
+            steps: Vec::new(),
+        };
         let verdict = exec(&self.plain, &Libpcap { pkt, wirelen }, &mut rec);
         (verdict, rec.steps)
     }
@@ -130,7 +137,10 @@ impl Program {
     /// [`Program::run_with`], recording every step. Load offsets are `k`
     /// or `X + k` as written, before the kernel maps them.
     pub fn trace_with(&self, pkt: &[u8], wirelen: u32, ctx: &KernelCtx) -> (u32, Vec<TraceStep>) {
-        let mut rec = Recorder { insns: &self.insns, steps: Vec::new() };
+        let mut rec = Recorder {
+            insns: &self.insns,
+            steps: Vec::new(),
+        };
         let verdict = exec(&self.plain, &Kernel::new(pkt, wirelen, ctx), &mut rec);
         (verdict, rec.steps)
     }

@@ -70,12 +70,17 @@ impl KernelCtx {
     /// data and MAC header at byte 0, network header at 14, the protocol
     /// from the ethertype, and a device of type `ARPHRD_ETHER` (1).
     pub fn ethernet(frame: &[u8]) -> KernelCtx {
-        let protocol = frame.get(12..14).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+        let protocol = frame
+            .get(12..14)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
         KernelCtx {
             network_offset: 14,
             mac_offset: Some(0),
             protocol,
-            dev: Some(NetDevice { ifindex: 1, hatype: 1 }),
+            dev: Some(NetDevice {
+                ifindex: 1,
+                hatype: 1,
+            }),
             ..KernelCtx::default()
         }
     }
@@ -174,7 +179,10 @@ impl<'a> Kernel<'a> {
         if (data.len() as u64) < u64::from(len) || len < HDR || a > len - HDR {
             return 0;
         }
-        let nla_len = |at: usize| data.get(at..at + 2).map_or(0, |b| u16::from_ne_bytes([b[0], b[1]]));
+        let nla_len = |at: usize| {
+            data.get(at..at + 2)
+                .map_or(0, |b| u16::from_ne_bytes([b[0], b[1]]))
+        };
         let (start, rem) = if nested {
             let outer = u32::from(nla_len(a as usize));
             if outer > len - a {

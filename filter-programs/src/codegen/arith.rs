@@ -159,17 +159,29 @@ impl Gen<'_> {
             4 => Size::W,
             _ => return Err(self.err("data size must be 1, 2, or 4")),
         };
-        let nl = self.lay.linkpl.wrapping_add(self.lay.nl);
+        let nl = self.lay.linkpl.k.wrapping_add(self.lay.nl);
+        // Index plus the run-time part of the header offset, in X.
+        let indexed = |var: Option<Op>, reg: u32| match var {
+            Some(x) => vec![
+                x,
+                Op::LdMem { k: reg },
+                Op::Alu {
+                    op: AluOp::Add,
+                    src: Src::X,
+                },
+                Op::Tax,
+            ],
+            None => vec![Op::LdxMem { k: reg }],
+        };
         match proto {
             Proto::Radio => return Err(self.err("radio information not present in capture")),
             Proto::Link => {
-                inst.stmts.extend([
-                    Op::LdxMem { k: inst.reg },
-                    Op::LdInd {
-                        size,
-                        k: self.lay.linkhdr,
-                    },
-                ]);
+                let mut s = indexed(self.linkhdr_varpart(), inst.reg);
+                s.push(Op::LdInd {
+                    size,
+                    k: self.lay.linkhdr.k,
+                });
+                inst.stmts.extend(s);
             }
             Proto::Ip
             | Proto::Arp
@@ -181,8 +193,9 @@ impl Gen<'_> {
             | Proto::Moprc
             | Proto::Mopdl
             | Proto::Ip6 => {
-                inst.stmts
-                    .extend([Op::LdxMem { k: inst.reg }, Op::LdInd { size, k: nl }]);
+                let mut s = indexed(self.linkpl_varpart(), inst.reg);
+                s.push(Op::LdInd { size, k: nl });
+                inst.stmts.extend(s);
                 let b = self.proto_abbrev(proto)?;
                 inst.check = Some(match inst.check.take() {
                     Some(c) => self.b.and(c, b),
@@ -198,8 +211,8 @@ impl Gen<'_> {
             | Proto::Pim
             | Proto::Vrrp
             | Proto::Carp => {
+                inst.stmts.extend(self.loadx_iphdrlen());
                 inst.stmts.extend([
-                    Op::LdxMsh { k: nl },
                     Op::LdMem { k: inst.reg },
                     Op::Alu {
                         op: AluOp::Add,
@@ -224,13 +237,12 @@ impl Gen<'_> {
                 }
                 let nh = self.cmp(OffRel::LinkPl, 6, Size::B, super::consts::IPPROTO_ICMPV6);
                 inst.check = Some(self.b.and(b, nh));
-                inst.stmts.extend([
-                    Op::LdxMem { k: inst.reg },
-                    Op::LdInd {
-                        size,
-                        k: nl.wrapping_add(40),
-                    },
-                ]);
+                let mut s = indexed(self.linkpl_varpart(), inst.reg);
+                s.push(Op::LdInd {
+                    size,
+                    k: nl.wrapping_add(40),
+                });
+                inst.stmts.extend(s);
             }
             _ => return Err(self.err("unsupported index operation")),
         }

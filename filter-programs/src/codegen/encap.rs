@@ -5,7 +5,7 @@
 
 use super::block::Cond;
 use super::consts::*;
-use super::{CompileError, Gen, LinkType, OffRel};
+use super::{CompileError, Gen, LinkType, Off, OffRel};
 use crate::cbpf::Size;
 
 impl Gen<'_> {
@@ -33,8 +33,10 @@ impl Gen<'_> {
             let vid = self.mcmp(OffRel::LinkPl, 0, Size::H, id, 0x0fff);
             c = self.b.and(c, vid);
         }
-        self.lay.linkpl += 4;
-        self.lay.linktype = self.lay.linktype.map(|t| t + 4);
+        self.lay.linkpl.k = self.lay.linkpl.k.wrapping_add(4);
+        if let Some(t) = &mut self.lay.linktype {
+            t.k = t.k.wrapping_add(4);
+        }
         self.vlan_depth += 1;
         Ok(c)
     }
@@ -81,11 +83,17 @@ impl Gen<'_> {
             let b1 = self.mcmp(OffRel::LinkPl, 0, Size::W, sess, 0xffff);
             c = self.b.and(c, b1);
         }
-        let hdr = self.lay.linkpl.wrapping_add(self.lay.nl).wrapping_add(6);
-        self.lay.link = LinkType::Ppp;
-        self.lay.linkhdr = hdr;
+        let pl = self.lay.linkpl;
+        let hdr = Off {
+            k: pl.k.wrapping_add(self.lay.nl).wrapping_add(6),
+            reg: pl.reg,
+        };
+        self.lay.push_linkhdr(LinkType::Ppp, hdr);
         self.lay.linktype = Some(hdr);
-        self.lay.linkpl = hdr.wrapping_add(2);
+        self.lay.linkpl = Off {
+            k: hdr.k.wrapping_add(2),
+            reg: pl.reg,
+        };
         self.lay.nl = 0;
         self.lay.nl_nosnap = 0;
         Ok(c)

@@ -8,7 +8,7 @@ use super::consts::*;
 use super::{CompileError, Gen, LinkType, OffRel};
 use crate::cbpf::{JmpOp, Size, Src};
 use crate::expr::ast::Ipv4Lit;
-use crate::expr::names::{ethertype, llc_sap, Protocols};
+use crate::expr::names::{ethertype, llc_sap};
 use crate::expr::qualifiers::{Dir, Proto, Qualifiers};
 
 /// The 802.11-only direction qualifiers, as libpcap's messages name them,
@@ -198,7 +198,7 @@ impl Gen<'_> {
         }
     }
 
-    fn host6(
+    pub(super) fn host6(
         &mut self,
         a: u128,
         m: u128,
@@ -246,10 +246,20 @@ impl Gen<'_> {
         if !matches!(q.kind, Kind::Host | Kind::Default) || q.proto != Some(Proto::Link) {
             return Err(self.err("ethernet address used in non-ether expression"));
         }
-        self.ehost(mac, q.dir)
+        let check = self.prevlinkhdr_check();
+        let b = self.ehost(mac, q.dir)?;
+        Ok(self.and_opt(check, b))
     }
 
-    fn ehost(&mut self, mac: &[u8; 6], dir: Dir) -> Result<Cond, CompileError> {
+    /// `a and b`, or `b` alone.
+    pub(super) fn and_opt(&mut self, a: Option<Cond>, b: Cond) -> Cond {
+        match a {
+            Some(a) => self.b.and(a, b),
+            None => b,
+        }
+    }
+
+    pub(super) fn ehost(&mut self, mac: &[u8; 6], dir: Dir) -> Result<Cond, CompileError> {
         if self.lay.link != LinkType::En10mb {
             return Err(self.err(
                 "ethernet addresses supported only on ethernet/FDDI/token ring/802.11/ATM LANE/Fibre Channel",
@@ -276,6 +286,7 @@ impl Gen<'_> {
         if dir != Dir::Default {
             return Err(self.err("direction applied to 'proto'"));
         }
+        self.check_proto_value(v, proto)?;
         match proto {
             None => {
                 let b0 = self.proto(v, Some(Proto::Ip), dir)?;
@@ -326,6 +337,30 @@ impl Gen<'_> {
         }
     }
 
+    /// The range of a `proto` value, as libpcap master checks it (1.10
+    /// silently truncates).
+    pub(super) fn check_proto_value(
+        &self,
+        v: u32,
+        proto: Option<Proto>,
+    ) -> Result<(), CompileError> {
+        let over = |what: &str, max: u32| {
+            if v > max {
+                Err(self.err(format!("{what} {v} greater than maximum {max}")))
+            } else {
+                Ok(())
+            }
+        };
+        match proto {
+            None | Some(Proto::Ip) | Some(Proto::Ip6) => over("protocol number", 255),
+            Some(Proto::Iso) => over("ISO protocol", 255),
+            Some(Proto::Isis) => over("IS-IS PDU type", 31),
+            Some(Proto::Link) if v > ETHERMTU => over("EtherType", 0xffff),
+            Some(Proto::Link) => over("LLC DSAP", 255),
+            Some(_) => Ok(()),
+        }
+    }
+
     /// A protocol name for `proto NAME` (libpcap's `lookup_proto`).
     pub(super) fn lookup_proto(
         &self,
@@ -333,8 +368,10 @@ impl Gen<'_> {
         proto: Option<Proto>,
     ) -> Result<u32, CompileError> {
         match proto {
-            None | Some(Proto::Ip) | Some(Proto::Ip6) => Protocols::builtin()
-                .lookup(name)
+            None | Some(Proto::Ip) | Some(Proto::Ip6) => self
+                .opts
+                .resolver
+                .protocol(name)
                 .map(u32::from)
                 .ok_or_else(|| self.err(format!("unknown ip proto '{name}'"))),
             Some(Proto::Link) => ethertype(name)
@@ -420,51 +457,6 @@ impl Gen<'_> {
             Proto::Ipx => self.linktype(LLCSAP_IPX),
             Proto::Netbeui => self.linktype(LLCSAP_NETBEUI),
             Proto::Radio => Err(self.err("'radio' is not a valid protocol type")),
-        }
-    }
-
-    pub(super) fn broadcast(&mut self, p: Option<Proto>) -> Result<Cond, CompileError> {
-        match p {
-            None | Some(Proto::Link) => {
-                if self.lay.link != LinkType::En10mb {
-                    return Err(self.err("not a broadcast link"));
-                }
-                self.ehost(&[0xff; 6], Dir::Dst)
-            }
-            Some(Proto::Ip) => {
-                let Some(netmask) = self.opts.netmask else {
-                    return Err(self.err("netmask not known, so 'ip broadcast' not supported"));
-                };
-                let b0 = self.linktype(ETHERTYPE_IP)?;
-                let hostmask = !netmask;
-                let b1 = self.mcmp(OffRel::LinkPl, 16, Size::W, 0, hostmask);
-                let b2 = self.mcmp(OffRel::LinkPl, 16, Size::W, hostmask, hostmask);
-                let b2 = self.b.or(b1, b2);
-                Ok(self.b.and(b0, b2))
-            }
-            Some(_) => Err(self.err("only link-layer/IP broadcast filters supported")),
-        }
-    }
-
-    pub(super) fn multicast(&mut self, p: Option<Proto>) -> Result<Cond, CompileError> {
-        match p {
-            None | Some(Proto::Link) if self.lay.link == LinkType::En10mb => {
-                let s = self.load(OffRel::LinkHdr, 0, Size::B);
-                Ok(self.b.test(s, JmpOp::Jset, Src::K(1)))
-            }
-            Some(Proto::Ip) => {
-                let b0 = self.linktype(ETHERTYPE_IP)?;
-                let b1 = self.cmp_op(OffRel::LinkPl, 16, Size::B, JmpOp::Jge, 224);
-                Ok(self.b.and(b0, b1))
-            }
-            Some(Proto::Ip6) => {
-                let b0 = self.linktype(ETHERTYPE_IPV6)?;
-                let b1 = self.cmp(OffRel::LinkPl, 24, Size::B, 255);
-                Ok(self.b.and(b0, b1))
-            }
-            _ => Err(self.err(
-                "link-layer multicast filters supported only on ethernet/FDDI/token ring/ARCNET/802.11/ATM LANE/Fibre Channel",
-            )),
         }
     }
 

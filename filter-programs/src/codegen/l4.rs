@@ -3,8 +3,8 @@
 
 use super::block::Cond;
 use super::consts::*;
+use super::Transport;
 use super::{CompileError, Gen, OffRel};
-use crate::expr::names::Services;
 use crate::expr::qualifiers::{Dir, Proto};
 
 /// Port tests per address family.
@@ -38,13 +38,16 @@ impl Gen<'_> {
     /// libpcap's `pcap_nametoport`: the TCP port of a name, or its UDP
     /// port; both transports when they agree. SCTP entries are not looked
     /// up (libpcap 1.10 does not).
-    fn nametoport(name: &str) -> Option<(u32, Option<u32>)> {
+    fn nametoport(&self, name: &str) -> Option<(u32, Option<u32>)> {
         if let Ok(n) = name.parse::<u16>() {
             // A numeric service, as getaddrinfo() reads it.
             return Some((u32::from(n), None));
         }
-        let p = Services::builtin().lookup(name)?;
-        match (p.tcp, p.udp) {
+        let r = &self.opts.resolver;
+        match (
+            r.service(name, Transport::Tcp),
+            r.service(name, Transport::Udp),
+        ) {
             (Some(t), Some(u)) if t == u => Some((u32::from(t), None)),
             (Some(t), _) => Some((u32::from(t), Some(IPPROTO_TCP))),
             (None, Some(u)) => Some((u32::from(u), Some(IPPROTO_UDP))),
@@ -83,7 +86,7 @@ impl Gen<'_> {
         qual: Option<Proto>,
     ) -> Result<(u32, Option<u32>), CompileError> {
         self.port_proto(qual, false)?;
-        let Some((port, real)) = Self::nametoport(name) else {
+        let Some((port, real)) = self.nametoport(name) else {
             return Err(self.err(format!("unknown port '{name}'")));
         };
         let proto = self.name_proto(name, qual, real, false)?;
@@ -101,8 +104,8 @@ impl Gen<'_> {
             Some((a, b)) => (a, b, None),
             None => {
                 let (a, b) = name.split_once('-').ok_or_else(unknown)?;
-                let (p1, r1) = Self::nametoport(a).ok_or_else(unknown)?;
-                let (p2, r2) = Self::nametoport(b).ok_or_else(unknown)?;
+                let (p1, r1) = self.nametoport(a).ok_or_else(unknown)?;
+                let (p2, r2) = self.nametoport(b).ok_or_else(unknown)?;
                 (p1, p2, if r1 == r2 { r2 } else { None })
             }
         };
@@ -113,6 +116,19 @@ impl Gen<'_> {
             }
         }
         Ok((p1, p2, proto))
+    }
+
+    /// One family's `port N` for one transport (libpcap's `gen_port`,
+    /// `gen_port6`).
+    pub(super) fn port_one(
+        &mut self,
+        v6: bool,
+        port: u32,
+        proto: u32,
+        dir: Dir,
+    ) -> Result<Cond, CompileError> {
+        let fam = if v6 { Family::V6 } else { Family::V4 };
+        self.ports(fam, port, port, Some(proto), dir, false)
     }
 
     /// `port N` over IPv6, then over IPv4 (libpcap tries IPv6 first).

@@ -23,6 +23,8 @@ pub enum LinkType {
     Ipv4,
     /// Raw IPv6 only.
     Ipv6,
+    /// Linux cooked capture v2.
+    LinuxSll2,
     /// PPP framing, reached only through `pppoes` (the PPPoE payload).
     Ppp,
 }
@@ -36,6 +38,7 @@ impl LinkType {
             LinkType::Raw => 12,
             LinkType::Loop => 108,
             LinkType::LinuxSll => 113,
+            LinkType::LinuxSll2 => 276,
             LinkType::Ipv4 => 228,
             LinkType::Ipv6 => 229,
             LinkType::Ppp => 9,
@@ -50,6 +53,7 @@ impl LinkType {
             LinkType::Raw,
             LinkType::Loop,
             LinkType::LinuxSll,
+            LinkType::LinuxSll2,
             LinkType::Ipv4,
             LinkType::Ipv6,
         ]
@@ -65,10 +69,26 @@ impl LinkType {
             "RAW" => LinkType::Raw,
             "LOOP" => LinkType::Loop,
             "LINUX_SLL" => LinkType::LinuxSll,
+            "LINUX_SLL2" => LinkType::LinuxSll2,
             "IPV4" => LinkType::Ipv4,
             "IPV6" => LinkType::Ipv6,
             _ => return None,
         })
+    }
+
+    /// libpcap's DLT name without the `DLT_` prefix.
+    pub fn dlt_name(self) -> &'static str {
+        match self {
+            LinkType::Null => "NULL",
+            LinkType::En10mb => "EN10MB",
+            LinkType::Raw => "RAW",
+            LinkType::Loop => "LOOP",
+            LinkType::LinuxSll => "LINUX_SLL",
+            LinkType::LinuxSll2 => "LINUX_SLL2",
+            LinkType::Ipv4 => "IPV4",
+            LinkType::Ipv6 => "IPV6",
+            LinkType::Ppp => "PPP",
+        }
     }
 
     /// libpcap's description, as its error messages name the link type.
@@ -79,46 +99,10 @@ impl LinkType {
             LinkType::Raw => "Raw IP",
             LinkType::Loop => "OpenBSD loopback",
             LinkType::LinuxSll => "Linux cooked v1",
+            LinkType::LinuxSll2 => "Linux cooked v2",
             LinkType::Ipv4 => "Raw IPv4",
             LinkType::Ipv6 => "Raw IPv6",
             LinkType::Ppp => "PPP",
-        }
-    }
-}
-
-/// Offsets of the headers, from the start of the packet. They change as
-/// `vlan`, `mpls` and `pppoes` are compiled, in source order, as in libpcap.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Layout {
-    pub link: LinkType,
-    /// Start of the link-layer header.
-    pub linkhdr: u32,
-    /// Start of the link-layer payload.
-    pub linkpl: u32,
-    /// The link-layer type field; `None` where there is none.
-    pub linktype: Option<u32>,
-    /// Network header, from the payload: past MPLS labels if any.
-    pub nl: u32,
-    /// Network header after an 802.2 header without SNAP.
-    pub nl_nosnap: u32,
-}
-
-impl Layout {
-    pub fn new(link: LinkType) -> Layout {
-        let (linktype, linkpl, nl_nosnap) = match link {
-            LinkType::En10mb => (Some(12), 14, 3),
-            LinkType::Null | LinkType::Loop => (Some(0), 4, 0),
-            LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => (None, 0, 0),
-            LinkType::LinuxSll => (Some(14), 16, 0),
-            LinkType::Ppp => (Some(2), 4, 0),
-        };
-        Layout {
-            link,
-            linkhdr: 0,
-            linkpl,
-            linktype,
-            nl: 0,
-            nl_nosnap,
         }
     }
 }
@@ -156,6 +140,9 @@ impl Gen<'_> {
             LinkType::Ipv4 => self.uncond(ll == ETHERTYPE_IP),
             LinkType::Ipv6 => self.uncond(ll == ETHERTYPE_IPV6),
             LinkType::Ppp => self.cmp(OffRel::LinkType, 0, Size::H, ppp_type(ll)),
+            // libpcap 1.10 has no SLL2 case here: any value is compared
+            // with the protocol field as an EtherType.
+            LinkType::LinuxSll2 => self.cmp(OffRel::LinkType, 0, Size::H, ll),
             LinkType::Null | LinkType::Loop => {
                 // The address family of a dead handle's host: AF_INET 2,
                 // AF_INET6 10 (Linux). DLT_NULL keeps it in host byte
@@ -249,7 +236,7 @@ impl Gen<'_> {
             }
             _ if ll <= ETHERMTU => {
                 let b0 = self.cmp(OffRel::LinkType, 0, Size::H, SLL_P_802_2);
-                let off = self.lay.linkpl;
+                let off = self.lay.linkpl.k;
                 let b1 = self.cmp(OffRel::LinkHdr, off, Size::B, ll);
                 self.b.and(b0, b1)
             }

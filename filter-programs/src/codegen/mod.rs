@@ -19,16 +19,27 @@
 
 mod arith;
 mod block;
+mod cast;
 mod consts;
+mod decnet;
+mod direction;
 mod emit;
 mod encap;
 mod error;
+mod hostname;
 mod l3;
 mod l4;
+mod layout;
 mod linktype;
+mod llc;
 mod primitive;
+mod protochain;
+mod resolver;
 #[cfg(test)]
 mod tests;
+mod tunnel;
+
+use std::sync::Arc;
 
 use crate::cbpf::{Insn, JmpOp, Op, Size, Src, MEMWORDS};
 use crate::expr::ast::{Expr, ExprKind};
@@ -36,12 +47,14 @@ use crate::expr::Span;
 use block::{Blocks, Cond};
 
 pub use error::{CompileError, ErrorKind};
-pub use linktype::{Layout, LinkType};
+pub use layout::{Layout, Off};
+pub use linktype::LinkType;
+pub use resolver::{BuiltinResolver, Resolver, Transport};
 
 /// libpcap's default snapshot length (tcpdump's too).
 pub const DEFAULT_SNAPLEN: u32 = 262_144;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Options {
     pub linktype: LinkType,
     /// What an accepting program returns.
@@ -49,9 +62,29 @@ pub struct Options {
     /// The network mask for `ip broadcast`; `None` is libpcap's
     /// PCAP_NETMASK_UNKNOWN.
     pub netmask: Option<u32>,
-    /// Accepted for the API's sake; the optimizer is a separate pass that
-    /// does not exist yet, so the output is libpcap's unoptimized program.
+    /// Run [`crate::optimize::optimize`] on the result; without it the
+    /// output is libpcap's unoptimized program, instruction for instruction.
     pub optimize: bool,
+    /// The program will run as a Linux socket filter on a live capture,
+    /// where `inbound`, `outbound` and `ifindex` read the packet's
+    /// metadata through SKF_AD_* ancillary loads (what libpcap generates
+    /// for a live Linux capture, and 1.10 for a dead handle too). Off, they
+    /// are refused on link types without the field in the packet, as
+    /// libpcap refuses them on a savefile.
+    pub linux_ext: bool,
+    /// Where host, network, Ethernet, service and protocol names come from.
+    pub resolver: Arc<dyn Resolver>,
+}
+
+impl PartialEq for Options {
+    fn eq(&self, o: &Options) -> bool {
+        self.linktype == o.linktype
+            && self.snaplen == o.snaplen
+            && self.netmask == o.netmask
+            && self.optimize == o.optimize
+            && self.linux_ext == o.linux_ext
+            && Arc::ptr_eq(&self.resolver, &o.resolver)
+    }
 }
 
 impl Options {
@@ -62,6 +95,8 @@ impl Options {
             snaplen: DEFAULT_SNAPLEN,
             netmask: None,
             optimize: true,
+            linux_ext: false,
+            resolver: Arc::new(BuiltinResolver),
         }
     }
 }
@@ -78,7 +113,12 @@ pub fn compile(expr: &str, opts: &Options) -> Result<Vec<Insn>, CompileError> {
             g.b.finish(c, opts.snaplen)
         }
     };
-    Ok(emit::emit(&g.b, root))
+    let prog = emit::emit(&g.b, root);
+    Ok(if opts.optimize {
+        crate::optimize::optimize(&prog)
+    } else {
+        prog
+    })
 }
 
 /// Where a load is relative to (libpcap's `e_offrel`).
@@ -183,35 +223,6 @@ impl<'a> Gen<'a> {
     fn free_reg(&mut self, r: u32) {
         if let Some(u) = self.regused.get_mut(r as usize) {
             *u = false;
-        }
-    }
-
-    /// The statements loading `size` bytes at `off` relative to `rel`.
-    fn load(&self, rel: OffRel, off: u32, size: Size) -> Vec<Op> {
-        let l = &self.lay;
-        // libpcap's "offset not set" is all ones and its sums wrap.
-        let abs = |base: u32| Op::LdAbs {
-            size,
-            k: base.wrapping_add(off),
-        };
-        match rel {
-            OffRel::LinkHdr => vec![abs(l.linkhdr)],
-            OffRel::Llc => vec![abs(l.linkpl)],
-            OffRel::PrevMplsHdr => vec![abs(l.linkpl.wrapping_add(l.nl).wrapping_sub(4))],
-            OffRel::LinkPl => vec![abs(l.linkpl.wrapping_add(l.nl))],
-            OffRel::LinkPlNosnap => vec![abs(l.linkpl.wrapping_add(l.nl_nosnap))],
-            OffRel::LinkType => vec![abs(l.linktype.unwrap_or(u32::MAX))],
-            OffRel::TranIpv4 => {
-                let nl = l.linkpl.wrapping_add(l.nl);
-                vec![
-                    Op::LdxMsh { k: nl },
-                    Op::LdInd {
-                        size,
-                        k: nl.wrapping_add(off),
-                    },
-                ]
-            }
-            OffRel::TranIpv6 => vec![abs(l.linkpl.wrapping_add(l.nl).wrapping_add(40))],
         }
     }
 

@@ -19,18 +19,19 @@ impl Gen<'_> {
                 Ok(self.b.not(c))
             }
             ExprKind::Greater(n) => Ok(self.len_test(crate::cbpf::JmpOp::Jge, n.value)),
-            ExprKind::Byte { offset, op, value } => Ok(self.byte(offset.value, *op, value.value)),
+            ExprKind::Byte { offset, op, value } => self.byte(offset.value, *op, value.value),
             ExprKind::Vlan(n) => self.vlan(n.map(|n| n.value)),
             ExprKind::Mpls(n) => self.mpls(n.map(|n| n.value)),
             ExprKind::Pppoed => self.linktype(super::consts::ETHERTYPE_PPPOED),
             ExprKind::Pppoes(n) => self.pppoes(n.map(|n| n.value)),
-            ExprKind::Inbound | ExprKind::Outbound => Err(self.unsupported("'inbound'/'outbound'")),
-            ExprKind::Ifindex(_) => Err(self.unsupported("'ifindex'")),
-            ExprKind::Geneve(_) => Err(self.unsupported("'geneve'")),
-            ExprKind::Vxlan(_) => Err(self.unsupported("'vxlan'")),
+            ExprKind::Inbound => self.direction(false),
+            ExprKind::Outbound => self.direction(true),
+            ExprKind::Ifindex(n) => self.ifindex(n.value),
+            ExprKind::Geneve(n) => self.geneve(n.map(|n| n.value)),
+            ExprKind::Vxlan(n) => self.vxlan(n.map(|n| n.value)),
             ExprKind::Pf(_) => Err(self.unsupported("pflog filtering")),
             ExprKind::Wlan { .. } => Err(self.unsupported("802.11 frame-control filtering")),
-            ExprKind::Llc(_) => Err(self.unsupported("'llc'")),
+            ExprKind::Llc(f) => self.llc(*f),
             ExprKind::Atm(_) | ExprKind::AtmField { .. } => Err(self.unsupported("ATM filtering")),
             ExprKind::Mtp2(_) | ExprKind::Mtp3Field { .. } => {
                 Err(self.unsupported("MTP2/MTP3 filtering"))
@@ -50,7 +51,14 @@ impl Gen<'_> {
     /// `byte N op M`. libpcap compiles `&` and `|` without loading the
     /// byte: they test whatever the accumulator holds. Kept, because that
     /// is what such a filter means to libpcap.
-    fn byte(&mut self, idx: u32, op: ByteOp, val: u32) -> Cond {
+    fn byte(&mut self, idx: u32, op: ByteOp, val: u32) -> Result<Cond, CompileError> {
+        if val > 255 {
+            return Err(self.err(format!("byte argument {val} greater than maximum 255")));
+        }
+        Ok(self.byte_test(idx, op, val))
+    }
+
+    fn byte_test(&mut self, idx: u32, op: ByteOp, val: u32) -> Cond {
         use super::OffRel;
         use crate::cbpf::{AluOp, JmpOp, Op, Size, Src};
         match op {
@@ -78,8 +86,10 @@ impl Gen<'_> {
 
     fn id_primitive(&mut self, p: &Primitive) -> Result<Cond, CompileError> {
         let q = &p.quals;
-        if q.proto == Some(Proto::Decnet) {
-            return Err(self.unsupported("DECnet addressing"));
+        if q.proto == Some(Proto::Decnet)
+            && matches!(q.kind, Kind::Default | Kind::Host | Kind::Net)
+        {
+            return self.decnet_id(p);
         }
         match &p.id.kind {
             IdKind::Num(v) => self.ncode(None, *v, q),
@@ -89,7 +99,11 @@ impl Gen<'_> {
             IdKind::Ipv6(a) => self.mcode6(*a, 128, q),
             IdKind::Ipv6Prefix { addr, len } => self.mcode6(*addr, len.value, q),
             IdKind::Mac(m) => self.ecode(m, q),
-            IdKind::Mac8(_) => Err(self.unsupported("ARCnet/MS-TP addresses")),
+            // ARCnet and MS/TP addresses: no link type here has them.
+            IdKind::Mac8(_) => Err(self.err(format!(
+                "'link host $XX' not supported on DLT_{}",
+                self.lay.link.dlt_name()
+            ))),
             IdKind::Name { text, .. } => self.scode(text, q),
         }
     }
@@ -101,8 +115,8 @@ impl Gen<'_> {
         q: &crate::expr::qualifiers::Qualifiers,
     ) -> Result<Cond, CompileError> {
         match q.kind {
-            Kind::Net => Err(self.unsupported("network name lookup")),
-            Kind::Default | Kind::Host => Err(self.unsupported("host name lookup")),
+            Kind::Net => self.net_name(name, q),
+            Kind::Default | Kind::Host => self.host_name(name, q),
             Kind::Port => {
                 let (port, proto) = self.name_port(name, q.proto)?;
                 self.port_both(port, proto, q.dir)
@@ -116,7 +130,10 @@ impl Gen<'_> {
                 let v = self.lookup_proto(name, q.proto)?;
                 self.proto(v, q.proto, q.dir)
             }
-            Kind::Protochain => Err(self.unsupported("'protochain'")),
+            Kind::Protochain => {
+                let v = self.lookup_proto(name, q.proto)?;
+                self.protochain(v, q.proto)
+            }
         }
     }
 
@@ -165,7 +182,7 @@ impl Gen<'_> {
             }
             Kind::Gateway => Err(self.err("'gateway' requires a name")),
             Kind::Proto => self.proto(v, q.proto, q.dir),
-            Kind::Protochain => Err(self.unsupported("'protochain'")),
+            Kind::Protochain => self.protochain(v, q.proto),
         }
     }
 }

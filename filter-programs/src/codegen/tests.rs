@@ -105,8 +105,14 @@ const LIBPCAP_UNOPTIMIZED: &[(&str, &str)] = &[
 fn unoptimized_programs_are_libpcaps_instruction_for_instruction() {
     for (expr, want) in LIBPCAP_UNOPTIMIZED {
         let want = text::parse(want).unwrap_or_else(|e| panic!("{expr}: {e}"));
-        let got = compile(expr, &Options::new(LinkType::En10mb))
-            .unwrap_or_else(|e| panic!("{expr}: {}", e.render()));
+        let got = compile(
+            expr,
+            &Options {
+                optimize: false,
+                ..Options::new(LinkType::En10mb)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{expr}: {}", e.render()));
         assert_eq!(got, want, "{expr}");
     }
 }
@@ -125,7 +131,14 @@ fn long_branches_get_trampolines() {
         .map(|i| format!("host 10.0.0.{i}"))
         .collect::<Vec<_>>()
         .join(" and ");
-    let p = compile(&e, &Options::new(LinkType::En10mb)).unwrap();
+    let p = compile(
+        &e,
+        &Options {
+            optimize: false,
+            ..Options::new(LinkType::En10mb)
+        },
+    )
+    .unwrap();
     assert!(p.len() > 600);
     assert!(crate::cbpf::interp::Program::new(&p).is_ok());
     assert!(p
@@ -199,11 +212,98 @@ fn errors_are_libpcaps_with_a_caret() {
 
 #[test]
 fn unsupported_primitives_say_so() {
-    for expr in ["llc", "ip6 protochain 17", "geneve", "host localhost"] {
+    for expr in ["ifname eth0", "type data", "lane", "fisu"] {
         let err = compile(expr, &Options::new(LinkType::En10mb)).expect_err(expr);
         assert_eq!(err.kind, ErrorKind::Unsupported, "{expr}");
         assert!(err.render().contains("not yet supported"), "{expr}");
     }
     let err = compile("tcp and (", &Options::new(LinkType::En10mb)).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Parse);
+}
+
+/// A resolver with fixed answers, for name handling without I/O.
+#[derive(Debug)]
+struct FixedNames;
+
+impl super::Resolver for FixedNames {
+    fn host(&self, name: &str) -> Result<Vec<std::net::IpAddr>, String> {
+        Ok(match name {
+            "dual" => vec!["10.0.0.1".parse().unwrap(), "fe80::1".parse().unwrap()],
+            _ => vec![],
+        })
+    }
+    fn net(&self, name: &str) -> Option<u32> {
+        (name == "ten").then_some(10)
+    }
+    fn ether(&self, name: &str) -> Option<[u8; 6]> {
+        (name == "gw").then_some([0, 4, 0x23, 0x57, 0xa5, 0x7a])
+    }
+    fn service(&self, name: &str, _t: super::Transport) -> Option<u16> {
+        (name == "web").then_some(80)
+    }
+    fn protocol(&self, name: &str) -> Option<u8> {
+        (name == "tee").then_some(6)
+    }
+}
+
+#[test]
+fn names_go_through_the_resolver() {
+    let fixed = Options {
+        optimize: false,
+        resolver: std::sync::Arc::new(FixedNames),
+        ..Options::new(LinkType::En10mb)
+    };
+    let same = |a: &str, b: &str| {
+        let pa = compile(a, &fixed).unwrap_or_else(|e| panic!("{a}: {}", e.render()));
+        let pb = compile(b, &fixed).unwrap_or_else(|e| panic!("{b}: {}", e.render()));
+        assert_eq!(pa, pb, "{a} vs {b}");
+    };
+    // Every address of a name, IPv4 and IPv6, in resolver order.
+    same("host dual", "host 10.0.0.1 or host fe80::1");
+    same("ip host dual", "ip host 10.0.0.1");
+    same("ip6 host dual", "ip6 host fe80::1");
+    same("net ten", "net 10.0.0.0/8");
+    same("ether host gw", "ether host 00:04:23:57:a5:7a");
+    same("port web", "port 80");
+    same("proto tee", "proto 6");
+    let err = compile("host nowhere", &fixed).unwrap_err();
+    assert_eq!(err.message(), "unknown host 'nowhere'");
+    let err = compile("net nowhere", &fixed).unwrap_err();
+    assert_eq!(err.message(), "unknown network 'nowhere'");
+    // The default resolver knows no hosts and says so.
+    let err = compile("host localhost", &Options::new(LinkType::En10mb)).unwrap_err();
+    assert_eq!(
+        err.message(),
+        "cannot resolve host name localhost: no resolver"
+    );
+    assert_eq!(err.kind, ErrorKind::Semantic);
+}
+
+#[test]
+fn linux_extensions_gate_metadata_primitives() {
+    let dead = Options::new(LinkType::En10mb);
+    let err = compile("inbound", &dead).unwrap_err();
+    assert_eq!(
+        err.message(),
+        "not a live capture, 'inbound' not supported on DLT_EN10MB"
+    );
+    let live = Options {
+        linux_ext: true,
+        optimize: false,
+        ..dead
+    };
+    let want = text::parse(
+        "(000) ldh [4294963204]\n(001) jeq #0x4 jt 2 jf 3\n(002) ret #0\n(003) ret #262144\n",
+    )
+    .unwrap();
+    assert_eq!(compile("inbound", &live).unwrap(), want);
+    // The cooked v2 header carries the interface index itself.
+    let sll2 = Options {
+        optimize: false,
+        ..Options::new(LinkType::LinuxSll2)
+    };
+    let want =
+        text::parse("(000) ld [4]\n(001) jeq #0x7 jt 2 jf 3\n(002) ret #262144\n(003) ret #0\n")
+            .unwrap();
+    assert_eq!(compile("ifindex 7", &sll2).unwrap(), want);
 }

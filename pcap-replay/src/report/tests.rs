@@ -16,6 +16,7 @@ fn result(mismatches: u64, error: Option<&str>) -> FileResult {
                 "libpcap",
                 Matched {
                     matched: 3 + mismatches,
+                    skipped: 0,
                 },
             ),
         ]),

@@ -6,7 +6,7 @@
 use crate::cbpf::{AluOp, Insn, JmpOp, Op, RetVal, Size, Src, MEMWORDS};
 
 /// Operands of a load fused with the conditional jump after it:
-/// `A = P[off]; pc = (A cond k) ? t : f`.
+/// `A = P[off]; pc = (A cond k) ? t : f` (for `and`: `A &= off`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Fused {
     pub off: u32,
@@ -70,14 +70,42 @@ pub(super) enum Ins {
     /// Backward `ja` (libpcap's `ip6 protochain` loop): charged against the
     /// step budget so that no program runs forever.
     JaBack(u32),
-    JeqK { k: u32, t: u32, f: u32 },
-    JgtK { k: u32, t: u32, f: u32 },
-    JgeK { k: u32, t: u32, f: u32 },
-    JsetK { k: u32, t: u32, f: u32 },
-    JeqX { t: u32, f: u32 },
-    JgtX { t: u32, f: u32 },
-    JgeX { t: u32, f: u32 },
-    JsetX { t: u32, f: u32 },
+    JeqK {
+        k: u32,
+        t: u32,
+        f: u32,
+    },
+    JgtK {
+        k: u32,
+        t: u32,
+        f: u32,
+    },
+    JgeK {
+        k: u32,
+        t: u32,
+        f: u32,
+    },
+    JsetK {
+        k: u32,
+        t: u32,
+        f: u32,
+    },
+    JeqX {
+        t: u32,
+        f: u32,
+    },
+    JgtX {
+        t: u32,
+        f: u32,
+    },
+    JgeX {
+        t: u32,
+        f: u32,
+    },
+    JsetX {
+        t: u32,
+        f: u32,
+    },
     RetK(u32),
     RetA,
     /// An opcode libpcap's interpreter does not implement (it aborts), a
@@ -110,12 +138,24 @@ pub(super) enum Ins {
     IndBJgt(Fused),
     IndBJge(Fused),
     IndBJset(Fused),
+    /// `and #off` and the `j* #k` after it (the netmask and flag idiom).
+    AndJeq(Fused),
+    AndJgt(Fused),
+    AndJge(Fused),
+    AndJset(Fused),
 }
+
+/// Builds one superinstruction variant.
+type MakeFused = fn(Fused) -> Ins;
 
 /// Decodes every instruction, one `Ins` each, plus the trailing sentinel.
 pub(super) fn decode(insns: &[Insn]) -> Vec<Ins> {
     let len = insns.len();
-    let mut ops: Vec<Ins> = insns.iter().enumerate().map(|(pc, i)| decode_one(pc, i, len)).collect();
+    let mut ops: Vec<Ins> = insns
+        .iter()
+        .enumerate()
+        .map(|(pc, i)| decode_one(pc, i, len))
+        .collect();
     ops.push(Ins::Trap);
     ops
 }
@@ -137,7 +177,9 @@ fn scratch(k: u32) -> Option<u8> {
 }
 
 fn decode_one(pc: usize, insn: &Insn, len: usize) -> Ins {
-    let Ok(op) = insn.decode() else { return Ins::Trap };
+    let Ok(op) = insn.decode() else {
+        return Ins::Trap;
+    };
     match op {
         Op::LdAbs { size, k } if k >= 0x8000_0000 => Ins::LdNeg(size, k),
         Op::LdAbs { size: Size::W, k } => Ins::LdAbsW(k),
@@ -213,8 +255,8 @@ fn decode_one(pc: usize, insn: &Insn, len: usize) -> Ins {
     }
 }
 
-/// The fast list: each packet load followed by a `j* #k` becomes one
-/// superinstruction. The jump keeps its own slot, so a jump that lands on
+/// The fast list: each packet load or `and #k` followed by a `j* #k`
+/// becomes one superinstruction. The jump keeps its own slot, so a jump that lands on
 /// it still works and no jump target moves.
 pub(super) fn fuse(plain: &[Ins]) -> Vec<Ins> {
     let mut ops = plain.to_vec();
@@ -233,16 +275,18 @@ pub(super) fn fuse(plain: &[Ins]) -> Vec<Ins> {
             Ins::LdIndW(off) => (3, off),
             Ins::LdIndH(off) => (4, off),
             Ins::LdIndB(off) => (5, off),
+            Ins::AndK(mask) => (6, mask),
             _ => continue,
         };
         let fu = Fused { off, k, t, f };
-        const TABLE: [[fn(Fused) -> Ins; 4]; 6] = [
+        const TABLE: [[MakeFused; 4]; 7] = [
             [Ins::AbsWJeq, Ins::AbsWJgt, Ins::AbsWJge, Ins::AbsWJset],
             [Ins::AbsHJeq, Ins::AbsHJgt, Ins::AbsHJge, Ins::AbsHJset],
             [Ins::AbsBJeq, Ins::AbsBJgt, Ins::AbsBJge, Ins::AbsBJset],
             [Ins::IndWJeq, Ins::IndWJgt, Ins::IndWJge, Ins::IndWJset],
             [Ins::IndHJeq, Ins::IndHJgt, Ins::IndHJge, Ins::IndHJset],
             [Ins::IndBJeq, Ins::IndBJgt, Ins::IndBJge, Ins::IndBJset],
+            [Ins::AndJeq, Ins::AndJgt, Ins::AndJge, Ins::AndJset],
         ];
         ops[i] = TABLE[kind][cond](fu);
     }

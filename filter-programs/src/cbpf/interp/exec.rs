@@ -33,7 +33,11 @@ pub(super) struct Libpcap<'a> {
 /// Big-endian `N`-byte load at `off`, if all `N` bytes are there.
 #[inline(always)]
 pub(in crate::cbpf) fn be<const N: usize>(pkt: &[u8], off: usize) -> Option<u32> {
-    let b: &[u8; N] = pkt.get(off..)?.first_chunk::<N>()?;
+    let end = off.checked_add(N)?;
+    if end > pkt.len() {
+        return None;
+    }
+    let b: &[u8; N] = pkt[off..end].first_chunk::<N>()?;
     Some(b.iter().fold(0u32, |v, &byte| v << 8 | u32::from(byte)))
 }
 
@@ -113,7 +117,13 @@ impl Tracer for Recorder<'_> {
     fn step(&mut self, pc: usize, a: u32, x: u32, load: Option<PacketLoad>) {
         if self.steps.len() < MAX_TRACE_STEPS {
             let insn = self.insns.get(pc).copied().unwrap_or_default();
-            self.steps.push(TraceStep { pc, insn, a, x, load });
+            self.steps.push(TraceStep {
+                pc,
+                insn,
+                a,
+                x,
+                load,
+            });
         }
     }
 }
@@ -163,15 +173,10 @@ pub(super) fn exec<E: Env, T: Tracer>(ops: &[Ins], env: &E, t: &mut T) -> u32 {
                 t.step($at, a, x, $load);
                 t.step($at + 1, a, x, None);
             }
-            let cond: fn(u32, u32) -> bool = $cond;
-            pc = if cond(a, fu.k) { fu.t } else { fu.f } as usize;
+            pc = if cond::<$cond>(a, fu.k) { fu.t } else { fu.f } as usize;
             continue;
         }};
     }
-    let eq = |a: u32, k: u32| a == k;
-    let gt = |a: u32, k: u32| a > k;
-    let ge = |a: u32, k: u32| a >= k;
-    let set = |a: u32, k: u32| a & k != 0;
 
     loop {
         let Some(&op) = ops.get(pc) else { return 0 };
@@ -287,34 +292,54 @@ pub(super) fn exec<E: Env, T: Tracer>(ops: &[Ins], env: &E, t: &mut T) -> u32 {
                 }
                 return 0;
             }
-            Ins::AbsWJeq(fu) => fused!(at, fu, env.abs::<4>(fu.off), ld(fu.off.into(), 4), eq),
-            Ins::AbsWJgt(fu) => fused!(at, fu, env.abs::<4>(fu.off), ld(fu.off.into(), 4), gt),
-            Ins::AbsWJge(fu) => fused!(at, fu, env.abs::<4>(fu.off), ld(fu.off.into(), 4), ge),
-            Ins::AbsWJset(fu) => fused!(at, fu, env.abs::<4>(fu.off), ld(fu.off.into(), 4), set),
-            Ins::AbsHJeq(fu) => fused!(at, fu, env.abs::<2>(fu.off), ld(fu.off.into(), 2), eq),
-            Ins::AbsHJgt(fu) => fused!(at, fu, env.abs::<2>(fu.off), ld(fu.off.into(), 2), gt),
-            Ins::AbsHJge(fu) => fused!(at, fu, env.abs::<2>(fu.off), ld(fu.off.into(), 2), ge),
-            Ins::AbsHJset(fu) => fused!(at, fu, env.abs::<2>(fu.off), ld(fu.off.into(), 2), set),
-            Ins::AbsBJeq(fu) => fused!(at, fu, env.abs::<1>(fu.off), ld(fu.off.into(), 1), eq),
-            Ins::AbsBJgt(fu) => fused!(at, fu, env.abs::<1>(fu.off), ld(fu.off.into(), 1), gt),
-            Ins::AbsBJge(fu) => fused!(at, fu, env.abs::<1>(fu.off), ld(fu.off.into(), 1), ge),
-            Ins::AbsBJset(fu) => fused!(at, fu, env.abs::<1>(fu.off), ld(fu.off.into(), 1), set),
-            Ins::IndWJeq(fu) => fused!(at, fu, env.ind::<4>(x, fu.off), ind(x, fu.off, 4), eq),
-            Ins::IndWJgt(fu) => fused!(at, fu, env.ind::<4>(x, fu.off), ind(x, fu.off, 4), gt),
-            Ins::IndWJge(fu) => fused!(at, fu, env.ind::<4>(x, fu.off), ind(x, fu.off, 4), ge),
-            Ins::IndWJset(fu) => fused!(at, fu, env.ind::<4>(x, fu.off), ind(x, fu.off, 4), set),
-            Ins::IndHJeq(fu) => fused!(at, fu, env.ind::<2>(x, fu.off), ind(x, fu.off, 2), eq),
-            Ins::IndHJgt(fu) => fused!(at, fu, env.ind::<2>(x, fu.off), ind(x, fu.off, 2), gt),
-            Ins::IndHJge(fu) => fused!(at, fu, env.ind::<2>(x, fu.off), ind(x, fu.off, 2), ge),
-            Ins::IndHJset(fu) => fused!(at, fu, env.ind::<2>(x, fu.off), ind(x, fu.off, 2), set),
-            Ins::IndBJeq(fu) => fused!(at, fu, env.ind::<1>(x, fu.off), ind(x, fu.off, 1), eq),
-            Ins::IndBJgt(fu) => fused!(at, fu, env.ind::<1>(x, fu.off), ind(x, fu.off, 1), gt),
-            Ins::IndBJge(fu) => fused!(at, fu, env.ind::<1>(x, fu.off), ind(x, fu.off, 1), ge),
-            Ins::IndBJset(fu) => fused!(at, fu, env.ind::<1>(x, fu.off), ind(x, fu.off, 1), set),
+            Ins::AbsWJeq(fu) => fused!(at, fu, env.abs::<4>(fu.off), ld(fu.off.into(), 4), EQ),
+            Ins::AbsWJgt(fu) => fused!(at, fu, env.abs::<4>(fu.off), ld(fu.off.into(), 4), GT),
+            Ins::AbsWJge(fu) => fused!(at, fu, env.abs::<4>(fu.off), ld(fu.off.into(), 4), GE),
+            Ins::AbsWJset(fu) => fused!(at, fu, env.abs::<4>(fu.off), ld(fu.off.into(), 4), SET),
+            Ins::AbsHJeq(fu) => fused!(at, fu, env.abs::<2>(fu.off), ld(fu.off.into(), 2), EQ),
+            Ins::AbsHJgt(fu) => fused!(at, fu, env.abs::<2>(fu.off), ld(fu.off.into(), 2), GT),
+            Ins::AbsHJge(fu) => fused!(at, fu, env.abs::<2>(fu.off), ld(fu.off.into(), 2), GE),
+            Ins::AbsHJset(fu) => fused!(at, fu, env.abs::<2>(fu.off), ld(fu.off.into(), 2), SET),
+            Ins::AbsBJeq(fu) => fused!(at, fu, env.abs::<1>(fu.off), ld(fu.off.into(), 1), EQ),
+            Ins::AbsBJgt(fu) => fused!(at, fu, env.abs::<1>(fu.off), ld(fu.off.into(), 1), GT),
+            Ins::AbsBJge(fu) => fused!(at, fu, env.abs::<1>(fu.off), ld(fu.off.into(), 1), GE),
+            Ins::AbsBJset(fu) => fused!(at, fu, env.abs::<1>(fu.off), ld(fu.off.into(), 1), SET),
+            Ins::IndWJeq(fu) => fused!(at, fu, env.ind::<4>(x, fu.off), ind(x, fu.off, 4), EQ),
+            Ins::IndWJgt(fu) => fused!(at, fu, env.ind::<4>(x, fu.off), ind(x, fu.off, 4), GT),
+            Ins::IndWJge(fu) => fused!(at, fu, env.ind::<4>(x, fu.off), ind(x, fu.off, 4), GE),
+            Ins::IndWJset(fu) => fused!(at, fu, env.ind::<4>(x, fu.off), ind(x, fu.off, 4), SET),
+            Ins::IndHJeq(fu) => fused!(at, fu, env.ind::<2>(x, fu.off), ind(x, fu.off, 2), EQ),
+            Ins::IndHJgt(fu) => fused!(at, fu, env.ind::<2>(x, fu.off), ind(x, fu.off, 2), GT),
+            Ins::IndHJge(fu) => fused!(at, fu, env.ind::<2>(x, fu.off), ind(x, fu.off, 2), GE),
+            Ins::IndHJset(fu) => fused!(at, fu, env.ind::<2>(x, fu.off), ind(x, fu.off, 2), SET),
+            Ins::IndBJeq(fu) => fused!(at, fu, env.ind::<1>(x, fu.off), ind(x, fu.off, 1), EQ),
+            Ins::IndBJgt(fu) => fused!(at, fu, env.ind::<1>(x, fu.off), ind(x, fu.off, 1), GT),
+            Ins::IndBJge(fu) => fused!(at, fu, env.ind::<1>(x, fu.off), ind(x, fu.off, 1), GE),
+            Ins::IndBJset(fu) => fused!(at, fu, env.ind::<1>(x, fu.off), ind(x, fu.off, 1), SET),
+            Ins::AndJeq(fu) => fused!(at, fu, Some(a & fu.off), None, EQ),
+            Ins::AndJgt(fu) => fused!(at, fu, Some(a & fu.off), None, GT),
+            Ins::AndJge(fu) => fused!(at, fu, Some(a & fu.off), None, GE),
+            Ins::AndJset(fu) => fused!(at, fu, Some(a & fu.off), None, SET),
         }
         if T::ON {
             t.step(at, a, x, trace_load);
         }
+    }
+}
+
+const EQ: u8 = 0;
+const GT: u8 = 1;
+const GE: u8 = 2;
+const SET: u8 = 3;
+
+/// The condition of a fused jump, resolved at compile time.
+#[inline(always)]
+fn cond<const C: u8>(a: u32, k: u32) -> bool {
+    match C {
+        EQ => a == k,
+        GT => a > k,
+        GE => a >= k,
+        _ => a & k != 0,
     }
 }
 

@@ -19,7 +19,11 @@ fn ret_a(ops: &[Op], pkt: &[u8]) -> u32 {
     let p = prog(&insns(&v));
     let verdict = p.run(pkt, pkt.len() as u32);
     // The traced (unfused) run must always agree with the fast one.
-    assert_eq!(p.trace(pkt, pkt.len() as u32).0, verdict, "trace disagrees: {ops:?}");
+    assert_eq!(
+        p.trace(pkt, pkt.len() as u32).0,
+        verdict,
+        "trace disagrees: {ops:?}"
+    );
     verdict
 }
 
@@ -54,7 +58,10 @@ fn absolute_loads_are_big_endian_and_bounded_by_the_capture() {
     assert_eq!(ret_a(&[Op::LdImm { k: 9 }, abs(Size::W, 5)], &PKT), 0);
     assert_eq!(ret_a(&[Op::LdImm { k: 9 }, abs(Size::H, 7)], &PKT), 0);
     assert_eq!(ret_a(&[Op::LdImm { k: 9 }, abs(Size::B, 8)], &PKT), 0);
-    assert_eq!(ret_a(&[Op::LdImm { k: 9 }, abs(Size::W, u32::MAX - 1)], &PKT), 0);
+    assert_eq!(
+        ret_a(&[Op::LdImm { k: 9 }, abs(Size::W, u32::MAX - 1)], &PKT),
+        0
+    );
     // A failed load rejects, whatever the program would have returned.
     let p = prog(&[abs(Size::W, 4), Op::Ret { val: RetVal::K(7) }].map(Insn::from));
     assert_eq!(p.run(&PKT, 8), 7);
@@ -66,12 +73,27 @@ fn absolute_loads_are_big_endian_and_bounded_by_the_capture() {
 
 #[test]
 fn negative_offsets_are_out_of_range_for_libpcap() {
-    for k in [Ancillary::Protocol.k(), Ancillary::VlanTag.k(), SKF_NET_OFF as u32, SKF_LL_OFF as u32] {
+    for k in [
+        Ancillary::Protocol.k(),
+        Ancillary::VlanTag.k(),
+        SKF_NET_OFF as u32,
+        SKF_LL_OFF as u32,
+    ] {
         for size in [Size::W, Size::H, Size::B] {
-            assert_eq!(ret_a(&[Op::LdImm { k: 5 }, abs(size, k)], &PKT), 0, "{k:#x}");
+            assert_eq!(
+                ret_a(&[Op::LdImm { k: 5 }, abs(size, k)], &PKT),
+                0,
+                "{k:#x}"
+            );
         }
     }
-    let ldx = [Op::LdImm { k: 5 }, Op::LdxMsh { k: SKF_NET_OFF as u32 }, Op::Txa];
+    let ldx = [
+        Op::LdImm { k: 5 },
+        Op::LdxMsh {
+            k: SKF_NET_OFF as u32,
+        },
+        Op::Txa,
+    ];
     assert_eq!(ret_a(&ldx, &PKT), 0);
 }
 
@@ -87,14 +109,20 @@ fn indirect_loads_check_like_libpcap_without_wrapping() {
     // X + k overflows 32 bits: libpcap never wraps it to a small offset.
     assert_eq!(ret_a(&[ldx(u32::MAX), ind(Size::B, 1)], &PKT), 0);
     assert_eq!(ret_a(&[ldx(1), ind(Size::B, u32::MAX)], &PKT), 0);
-    assert_eq!(ret_a(&[ldx(0x8000_0000), ind(Size::W, 0x8000_0000)], &PKT), 0);
+    assert_eq!(
+        ret_a(&[ldx(0x8000_0000), ind(Size::W, 0x8000_0000)], &PKT),
+        0
+    );
 }
 
 #[test]
 fn msh_len_imm_and_scratch() {
     assert_eq!(ret_a(&[Op::LdxMsh { k: 0 }, Op::Txa], &PKT), 4 * 2);
     assert_eq!(ret_a(&[Op::LdxMsh { k: 7 }, Op::Txa], &PKT), 4);
-    assert_eq!(ret_a(&[Op::LdImm { k: 3 }, Op::LdxMsh { k: 8 }, Op::Txa], &PKT), 0);
+    assert_eq!(
+        ret_a(&[Op::LdImm { k: 3 }, Op::LdxMsh { k: 8 }, Op::Txa], &PKT),
+        0
+    );
     let p = prog(&[Op::LdLen, Op::Ret { val: RetVal::A }].map(Insn::from));
     assert_eq!(p.run(&PKT, 1514), 1514);
     let p = prog(&[Op::LdxLen, Op::Txa, Op::Ret { val: RetVal::A }].map(Insn::from));
@@ -133,13 +161,19 @@ fn alu_with_constants() {
     assert_eq!(run(AluOp::Lsh, 1, 33), 2);
     assert_eq!(run(AluOp::Rsh, 8, 35), 1);
     assert_eq!(ret_a(&[Op::LdImm { k: 1 }, Op::Neg], &[]), u32::MAX);
-    assert_eq!(ret_a(&[Op::LdImm { k: 0x8000_0000 }, Op::Neg], &[]), 0x8000_0000);
+    assert_eq!(
+        ret_a(&[Op::LdImm { k: 0x8000_0000 }, Op::Neg], &[]),
+        0x8000_0000
+    );
 }
 
 #[test]
 fn alu_with_x() {
     let run = |op, a: u32, x: u32| {
-        ret_a(&[Op::LdxImm { k: x }, Op::LdImm { k: a }, alu(op, Src::X)], &[])
+        ret_a(
+            &[Op::LdxImm { k: x }, Op::LdImm { k: a }, alu(op, Src::X)],
+            &[],
+        )
     };
     assert_eq!(run(AluOp::Add, 5, 7), 12);
     assert_eq!(run(AluOp::Sub, 5, 7), u32::MAX - 1);
@@ -165,13 +199,22 @@ fn alu_with_x() {
     ]));
     assert_eq!(p.run(&[], 0), 0);
     // Shifts by X >= 32: libpcap gives 0, the kernel masks the count.
-    for (x, lsh, rsh) in [(31u32, 0x8000_0000u32, 0u32), (32, 0, 0), (33, 0, 0), (u32::MAX, 0, 0)] {
+    for (x, lsh, rsh) in [
+        (31u32, 0x8000_0000u32, 0u32),
+        (32, 0, 0),
+        (33, 0, 0),
+        (u32::MAX, 0, 0),
+    ] {
         assert_eq!(run(AluOp::Lsh, 1, x), lsh, "lsh {x}");
         assert_eq!(run(AluOp::Rsh, 1, x), rsh, "rsh {x}");
     }
     let ctx = KernelCtx::default();
     let kshift = |op, a, x| {
-        kernel_ret_a(&[Op::LdxImm { k: x }, Op::LdImm { k: a }, alu(op, Src::X)], &[], &ctx)
+        kernel_ret_a(
+            &[Op::LdxImm { k: x }, Op::LdImm { k: a }, alu(op, Src::X)],
+            &[],
+            &ctx,
+        )
     };
     assert_eq!(kshift(AluOp::Lsh, 1, 33), 2);
     assert_eq!(kshift(AluOp::Rsh, 0x8000_0000, 63), 1);
@@ -181,7 +224,13 @@ fn alu_with_x() {
 
 #[test]
 fn tax_txa() {
-    assert_eq!(ret_a(&[Op::LdImm { k: 7 }, Op::Tax, Op::LdImm { k: 0 }, Op::Txa], &[]), 7);
+    assert_eq!(
+        ret_a(
+            &[Op::LdImm { k: 7 }, Op::Tax, Op::LdImm { k: 0 }, Op::Txa],
+            &[]
+        ),
+        7
+    );
 }
 
 fn jmp(op: JmpOp, src: Src, jt: u8, jf: u8) -> Op {
@@ -230,7 +279,7 @@ fn fused_load_and_jump_match_the_plain_pair() {
     assert!(p.fast.iter().any(|op| matches!(op, Ins::AbsHJeq(_))));
     assert_eq!(p.run(&PKT, 8), 10);
     assert_eq!(p.run(&[0; 8], 8), 10); // the ld is skipped: A stays 0x5678
-    // Truncated: the fused load fails and rejects.
+                                       // Truncated: the fused load fails and rejects.
     let q = prog(&insns(&[
         abs(Size::W, 4),
         jmp(JmpOp::Jset, Src::K(1), 0, 1),
@@ -243,8 +292,33 @@ fn fused_load_and_jump_match_the_plain_pair() {
 }
 
 #[test]
+fn fused_and_and_jump() {
+    // ld [0]; and #0xffff0000; jeq #0x12340000 -> 1 else 2; the jeq is also
+    // reached directly from the first jump.
+    let p = prog(&insns(&[
+        Op::LdxImm { k: 0 },
+        jmp(JmpOp::Jeq, Src::X, 0, 2),
+        abs(Size::W, 0),
+        alu(AluOp::And, Src::K(0xffff_0000)),
+        jmp(JmpOp::Jeq, Src::K(0x1234_0000), 0, 1),
+        Op::Ret { val: RetVal::K(1) },
+        Op::Ret { val: RetVal::K(2) },
+    ]));
+    assert!(p.fast.iter().any(|op| matches!(op, Ins::AndJeq(_))));
+    assert_eq!(p.run(&PKT, 8), 1);
+    assert_eq!(p.run(&[0x12, 0x35, 0, 0], 4), 2);
+    let (v, steps) = p.trace(&PKT, 8);
+    assert_eq!((v, steps.len()), (1, 6));
+    assert_eq!(steps[3].a, 0x1234_0000);
+}
+
+#[test]
 fn ja_forward_and_backward() {
-    let p = prog(&insns(&[Op::Ja { k: 1 }, Op::Ret { val: RetVal::K(1) }, Op::Ret { val: RetVal::K(2) }]));
+    let p = prog(&insns(&[
+        Op::Ja { k: 1 },
+        Op::Ret { val: RetVal::K(1) },
+        Op::Ret { val: RetVal::K(2) },
+    ]));
     assert_eq!(p.run(&[], 0), 2);
     // A counted loop through a backward ja (as libpcap's protochain does):
     // A = 0; loop: A += 3; jge #30 -> out; ja loop; out: ret a
@@ -260,7 +334,10 @@ fn ja_forward_and_backward() {
     assert_eq!(v, 30);
     assert_eq!(steps.len(), 1 + 10 * 2 + 9 + 1);
     // `ja -1` jumps to itself forever in libpcap; here the budget ends it.
-    let p = prog(&insns(&[Op::Ja { k: u32::MAX }, Op::Ret { val: RetVal::K(1) }]));
+    let p = prog(&insns(&[
+        Op::Ja { k: u32::MAX },
+        Op::Ret { val: RetVal::K(1) },
+    ]));
     assert_eq!(p.run(&[], 0), 0);
     let (v, steps) = p.trace(&[], 0);
     assert_eq!((v, steps.len()), (0, MAX_TRACE_STEPS));
@@ -268,7 +345,13 @@ fn ja_forward_and_backward() {
 
 #[test]
 fn returns_and_unimplemented_codes() {
-    assert_eq!(prog(&insns(&[Op::Ret { val: RetVal::K(262_144) }])).run(&[], 0), 262_144);
+    assert_eq!(
+        prog(&insns(&[Op::Ret {
+            val: RetVal::K(262_144)
+        }]))
+        .run(&[], 0),
+        262_144
+    );
     // `ret x` passes libpcap's validator but no interpreter implements it.
     let p = prog(&insns(&[Op::LdxImm { k: 5 }, Op::Ret { val: RetVal::X }]));
     assert_eq!(p.run(&[], 0), 0);
@@ -288,7 +371,11 @@ fn unvalidated_programs_never_panic() {
         for &k in &ks {
             for prog in [
                 vec![Insn::new(code, 255, 3, k)],
-                vec![Insn::new(0x01, 0, 0, k), Insn::new(code, 1, 0, k), Insn::new(0x16, 0, 0, 0)],
+                vec![
+                    Insn::new(0x01, 0, 0, k),
+                    Insn::new(code, 1, 0, k),
+                    Insn::new(0x16, 0, 0, 0),
+                ],
             ] {
                 let p = Program::new_unvalidated(&prog);
                 let v = p.run(&PKT, 8);
@@ -300,7 +387,10 @@ fn unvalidated_programs_never_panic() {
     }
     assert_eq!(Program::new_unvalidated(&[]).run(&PKT, 8), 0);
     // Falls off the end without a ret.
-    assert_eq!(Program::new_unvalidated(&[Insn::new(0x00, 0, 0, 3)]).run(&PKT, 8), 0);
+    assert_eq!(
+        Program::new_unvalidated(&[Insn::new(0x00, 0, 0, 3)]).run(&PKT, 8),
+        0
+    );
 }
 
 #[test]
@@ -324,5 +414,8 @@ fn trace_records_registers_and_loads() {
     // The failing load is the last step.
     let (v, steps) = p.trace(&PKT[..4], 8);
     assert_eq!(v, 0);
-    assert_eq!(steps.last().map(|s| (s.pc, s.load)), Some((1, Some(PacketLoad { offset: 3, size: 2 }))));
+    assert_eq!(
+        steps.last().map(|s| (s.pc, s.load)),
+        Some((1, Some(PacketLoad { offset: 3, size: 2 })))
+    );
 }

@@ -1,0 +1,173 @@
+//! The suite's reject cases: every row of `reject.tsv` for a link type we
+//! generate code for (and without a skip reason) must be refused by
+//! `compile`, with a parse or code-generation error, never a panic. And
+//! every `accept.tsv` row of those link types that libpcap 1.10.3
+//! compiles must be accepted.
+//!
+//! Reject rows are compiled as the suite does: a dead handle as libpcap
+//! master treats it (no Linux extensions, so `inbound` and `ifindex` are
+//! refused), this machine's names.
+//!
+//! Not checked yet: rows whose error is "expression rejects all packets".
+//! libpcap raises it when its optimizer proves the filter can never
+//! match; that needs our optimizer to report the same, which it does not
+//! do yet. They are counted apart.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use filter_programs::codegen::{compile, LinkType, Options, Resolver};
+use pcap_replay::resolve::SystemResolver;
+
+fn tsv(name: &str) -> Vec<HashMap<String, String>> {
+    let path = e2e::corpus_dir().join("expressions").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split('\t').collect();
+    lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            header
+                .iter()
+                .map(|h| h.to_string())
+                .zip(l.split('\t').map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
+
+fn netmask(s: &str) -> Option<u32> {
+    s.parse::<std::net::Ipv4Addr>().ok().map(u32::from)
+}
+
+#[derive(Default)]
+struct Count {
+    rows: usize,
+    rejected: usize,
+    accepted: usize,
+    panicked: usize,
+    /// "expression rejects all packets" rows: compiled (must not panic),
+    /// not judged.
+    optimizer: usize,
+}
+
+#[test]
+fn reject_suite_is_rejected() {
+    let resolver: Arc<dyn Resolver> = Arc::new(SystemResolver::new());
+    let mut counts: BTreeMap<String, Count> = BTreeMap::new();
+    let mut accepted = Vec::new();
+    let mut panics = Vec::new();
+    for r in tsv("reject.tsv") {
+        let Some(lt) = LinkType::from_name(&r["dlt"]) else {
+            continue;
+        };
+        if !r["skip"].is_empty() {
+            continue;
+        }
+        let opts = Options {
+            netmask: netmask(&r["netmask"]),
+            resolver: Arc::clone(&resolver),
+            ..Options::new(lt)
+        };
+        let c = counts.entry(r["dlt"].clone()).or_default();
+        c.rows += 1;
+        let by_optimizer = r["expected_error"] == "expression rejects all packets";
+        match catch_unwind(AssertUnwindSafe(|| compile(&r["expression"], &opts))) {
+            Ok(_) if by_optimizer => c.optimizer += 1,
+            Ok(Err(_)) => c.rejected += 1,
+            Ok(Ok(_)) => {
+                c.accepted += 1;
+                accepted.push(format!(
+                    "{} {:?} (libpcap: {})",
+                    r["dlt"], r["expression"], r["expected_error"]
+                ));
+            }
+            Err(_) => {
+                c.panicked += 1;
+                panics.push(format!("{} {:?}", r["dlt"], r["expression"]));
+            }
+        }
+    }
+    println!(
+        "{:<10} {:>6} {:>8} {:>8} {:>8} {:>9}",
+        "linktype", "rows", "rejected", "accepted", "panicked", "optimizer"
+    );
+    for (dlt, c) in &counts {
+        println!(
+            "{dlt:<10} {:>6} {:>8} {:>8} {:>8} {:>9}",
+            c.rows, c.rejected, c.accepted, c.panicked, c.optimizer
+        );
+    }
+    for a in &accepted {
+        println!("ACCEPTED {a}");
+    }
+    for p in &panics {
+        println!("PANICKED {p}");
+    }
+    let total: usize = counts.values().map(|c| c.rows).sum();
+    assert!(
+        counts.get("EN10MB").is_some_and(|c| c.rows > 1500),
+        "reject suite barely read ({total} rows)"
+    );
+    assert!(panics.is_empty(), "{} rows panicked", panics.len());
+    assert!(
+        accepted.is_empty(),
+        "{} reject rows accepted",
+        accepted.len()
+    );
+}
+
+#[test]
+fn accept_suite_is_accepted() {
+    // The rows libpcap 1.10.3 compiles here (compile_1.10.3.tsv).
+    let ok: HashSet<(String, String)> = tsv("compile_1.10.3.tsv")
+        .into_iter()
+        .filter(|r| r["source"] == "accept" && r["status"] == "ok")
+        .map(|r| (r["id"].clone(), r["dlt"].clone()))
+        .collect();
+    let resolver: Arc<dyn Resolver> = Arc::new(SystemResolver::new());
+    let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut refused = Vec::new();
+    for r in tsv("accept.tsv") {
+        let Some(lt) = LinkType::from_name(&r["dlt"]) else {
+            continue;
+        };
+        if !r["skip"].is_empty() || !ok.contains(&(r["id"].clone(), r["dlt"].clone())) {
+            continue;
+        }
+        let flags: Vec<&str> = r["flags"].split(',').collect();
+        let opts = Options {
+            netmask: netmask(&r["netmask"]),
+            snaplen: r["snaplen"]
+                .parse()
+                .unwrap_or(filter_programs::codegen::DEFAULT_SNAPLEN),
+            linux_ext: flags.contains(&"linuxext"),
+            resolver: Arc::clone(&resolver),
+            ..Options::new(lt)
+        };
+        let c = counts.entry(r["dlt"].clone()).or_default();
+        c.0 += 1;
+        match compile(&r["expression"], &opts) {
+            Ok(_) => c.1 += 1,
+            Err(e) => refused.push(format!(
+                "{} {:?}: {}",
+                r["dlt"],
+                r["expression"],
+                e.message()
+            )),
+        }
+    }
+    println!("{:<10} {:>6} {:>8}", "linktype", "rows", "accepted");
+    for (dlt, (rows, acc)) in &counts {
+        println!("{dlt:<10} {rows:>6} {acc:>8}");
+    }
+    for r in &refused {
+        println!("REFUSED {r}");
+    }
+    assert!(
+        counts.get("EN10MB").is_some_and(|c| c.0 > 300),
+        "accept suite barely read"
+    );
+    assert!(refused.is_empty(), "{} accept rows refused", refused.len());
+}
