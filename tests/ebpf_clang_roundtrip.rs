@@ -108,8 +108,11 @@ SEC("xdp") int signed_ops(struct xdp_md *ctx) {
     ),
 ];
 
+/// A directory of the calling test's own: the tests run in parallel and
+/// each removes its directory when done.
 fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ebpf_clang_roundtrip_{}", std::process::id()));
+    let test = std::thread::current().name().unwrap_or("main").replace("::", "_");
+    let dir = std::env::temp_dir().join(format!("ebpf_clang_roundtrip_{}_{test}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
