@@ -68,3 +68,5 @@ pub fn bin(name: &str) -> PathBuf {
 
 pub mod corpus;
 pub mod gen;
+pub mod frames;
+pub mod net;

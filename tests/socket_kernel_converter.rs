@@ -27,16 +27,13 @@
 //! `metadata_vlan_programs` do, and our translation of them agrees with the
 //! kernel's converter and with `PACKET_AUXDATA`.
 
-#[path = "socket_kernel_converter/frames.rs"]
-mod frames;
-#[path = "socket_kernel_converter/net.rs"]
-mod net;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::UdpSocket;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use e2e::{frames, net};
 use filter_programs::cbpf::{self, skf::SKF_NET_OFF};
 use filter_programs::translate::{translate, Target};
 use filterd::classic::attach_classic_filter;

@@ -12,6 +12,12 @@ use filter_programs::ebpf::disasm::disassemble;
 use filter_programs::elf::{self, Object, Section};
 use filter_programs::translate::{self, Target};
 
+pub mod attach;
+pub mod attach_socket;
+pub mod capture;
+pub mod daemon;
+pub mod rules;
+
 /// Exit codes scripts rely on.
 pub const EXIT_OK: i32 = 0;
 /// The program is invalid or cannot be translated: the input's fault.
@@ -103,6 +109,42 @@ pub enum Command {
         #[arg(value_name = "EXPR", trailing_var_arg = true)]
         expression: Vec<String>,
     },
+    /// Attach a filter to a socket of a running process, an XDP hook or tc.
+    #[command(subcommand)]
+    Attach(AttachCommand),
+    /// Detach what `filterd attach` attached.
+    #[command(subcommand)]
+    Detach(DetachCommand),
+    /// List the XDP and tc programs attached, and filterd's pins.
+    Status(attach::StatusArgs),
+    /// Capture packets with our own eBPF socket filter (AF_PACKET ring).
+    Capture(capture::CaptureArgs),
+    /// Validate a firewall config (TOML) whole, reporting every error.
+    Check(rules::CheckArgs),
+    /// Dry run: a config's rules over pcaps, per-rule hits and each packet's action.
+    Test(rules::TestArgs),
+    /// The daemon: enforce a config with one XDP program, reload on change.
+    Run(daemon::RunArgs),
+    /// Read the pinned per-rule counters of a running `filterd run`.
+    Stats(daemon::StatsArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AttachCommand {
+    /// Attach to a socket of a running process (taken with pidfd_getfd).
+    Socket(attach_socket::SocketArgs),
+    /// Attach an XDP program to an interface.
+    Xdp(attach::XdpArgs),
+    /// Attach a tc (clsact, direct-action) program to an interface.
+    Tc(attach::TcArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DetachCommand {
+    /// Remove filterd's XDP program from an interface.
+    Xdp(attach::DetachXdpArgs),
+    /// Remove filterd's tc program from an interface.
+    Tc(attach::DetachTcArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -124,7 +166,7 @@ pub enum OutFormat {
     Asm,
 }
 
-fn read_input(path: &PathBuf) -> Result<String, String> {
+pub fn read_input(path: &PathBuf) -> Result<String, String> {
     if path.as_os_str() == "-" {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| format!("stdin: {e}"))?;
@@ -134,16 +176,17 @@ fn read_input(path: &PathBuf) -> Result<String, String> {
 }
 
 /// A failure with its exit code.
+#[derive(Debug)]
 pub struct Failure {
     pub code: i32,
     pub message: String,
 }
 
-fn fail(code: i32, message: impl Into<String>) -> Failure {
+pub fn fail(code: i32, message: impl Into<String>) -> Failure {
     Failure { code, message: message.into() }
 }
 
-fn load_cbpf(path: &PathBuf) -> Result<Vec<filter_programs::cbpf::Insn>, Failure> {
+pub fn load_cbpf(path: &PathBuf) -> Result<Vec<filter_programs::cbpf::Insn>, Failure> {
     let src = read_input(path).map_err(|e| fail(EXIT_ERROR, e))?;
     text::parse(&src).map_err(|e| fail(EXIT_INVALID, format!("{}: {e}", path.display())))
 }
@@ -151,6 +194,17 @@ fn load_cbpf(path: &PathBuf) -> Result<Vec<filter_programs::cbpf::Insn>, Failure
 /// Runs a parsed command line, writing results to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
     match cli.command {
+        Command::Attach(AttachCommand::Socket(a)) => attach_socket::run(a, out),
+        Command::Attach(AttachCommand::Xdp(a)) => attach::run_xdp(a, out),
+        Command::Attach(AttachCommand::Tc(a)) => attach::run_tc(a, out),
+        Command::Detach(DetachCommand::Xdp(a)) => attach::detach_xdp(a, out),
+        Command::Detach(DetachCommand::Tc(a)) => attach::detach_tc(a, out),
+        Command::Status(a) => attach::status(a, out),
+        Command::Capture(a) => capture::run(a, out),
+        Command::Check(a) => rules::check(a, out),
+        Command::Test(a) => rules::test(a, out),
+        Command::Run(a) => daemon::run(a, out),
+        Command::Stats(a) => daemon::stats(a, out),
         Command::Validate { rules, file } => {
             let prog = load_cbpf(&file)?;
             let set = match rules {

@@ -38,7 +38,20 @@ impl Netns {
         ns
     }
 
-    fn ip(&self, args: &[&str]) {
+    /// The namespace's name, as `ip netns` lists it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The bind-mounted namespace file, for `nsenter --net=<path>`: unlike
+    /// `ip netns exec`, nsenter keeps the host's /sys, so bpffs pins made
+    /// inside stay visible.
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// Runs `ip -n <ns> ARGS`, panicking on failure.
+    pub fn ip(&self, args: &[&str]) {
         run(Command::new("ip").arg("-n").arg(&self.name).args(args));
     }
 
