@@ -8,4 +8,5 @@ pub mod ebpf;
 pub mod elf;
 pub mod expr;
 pub mod optimize;
+pub mod ruleset;
 pub mod translate;

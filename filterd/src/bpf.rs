@@ -7,7 +7,7 @@
 
 use std::ffi::c_long;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use filter_programs::ebpf::insn::{to_bytes, Insn};
 
@@ -153,27 +153,33 @@ impl Loaded {
     /// Ethernet frame (the kernel parses it with `eth_type_trans`); for XDP
     /// it is the frame as the driver would hand it over.
     pub fn test_run(&self, data: &[u8], repeat: u32) -> io::Result<TestRun> {
-        let mut attr = TestRunAttr {
-            prog_fd: self.fd.as_raw_fd() as u32,
-            retval: 0,
-            data_size_in: data.len() as u32,
-            data_size_out: 0,
-            data_in: data.as_ptr() as u64,
-            data_out: 0,
-            repeat: repeat.max(1),
-            duration: 0,
-            ctx_size_in: 0,
-            ctx_size_out: 0,
-            ctx_in: 0,
-            ctx_out: 0,
-            flags: 0,
-            cpu: 0,
-            batch_size: 0,
-            _rest: [0; 36],
-        };
-        sys_bpf(BPF_PROG_TEST_RUN, &mut attr)?;
-        Ok(TestRun { retval: attr.retval, duration_ns: attr.duration })
+        test_run(self.fd.as_fd(), data, repeat)
     }
+}
+
+/// `BPF_PROG_TEST_RUN` on any loaded program (one of ours, or one aya
+/// loaded), as [`Loaded::test_run`] describes.
+pub fn test_run(prog: std::os::fd::BorrowedFd<'_>, data: &[u8], repeat: u32) -> io::Result<TestRun> {
+    let mut attr = TestRunAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        retval: 0,
+        data_size_in: data.len() as u32,
+        data_size_out: 0,
+        data_in: data.as_ptr() as u64,
+        data_out: 0,
+        repeat: repeat.max(1),
+        duration: 0,
+        ctx_size_in: 0,
+        ctx_size_out: 0,
+        ctx_in: 0,
+        ctx_out: 0,
+        flags: 0,
+        cpu: 0,
+        batch_size: 0,
+        _rest: [0; 36],
+    };
+    sys_bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+    Ok(TestRun { retval: attr.retval, duration_ns: attr.duration })
 }
 
 #[cfg(test)]

@@ -1,7 +1,12 @@
 //! filterd: loading, attaching and the daemon. Everything that makes a
 //! syscall lives here; the compiler in `filter-programs` stays pure.
 
+pub mod attach_socket;
+pub mod capture;
+pub mod attach;
 pub mod classic;
 pub mod bpf;
 pub mod cli;
+pub mod dryrun;
+pub mod ruleset;
 pub mod socket;

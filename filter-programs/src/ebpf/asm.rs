@@ -143,7 +143,15 @@ impl Asm {
             let op = match *item {
                 Item::Op(op) => op,
                 Item::Jmp { wide, op, dst, src, to } => Op::Jmp { wide, op, dst, src, off: rel(to)? },
-                Item::Ja { to } => Op::Ja { off: rel(to)? as i32 },
+                // Beyond 16 bits an unconditional jump becomes `gotol`
+                // (BPF_JMP32 | BPF_JA, 32-bit immediate, Linux 6.6+), so
+                // only programs that large need that kernel.
+                Item::Ja { to } => {
+                    let distance = target(to)? as i64 - (here as i64 + 1);
+                    let off = i32::try_from(distance)
+                        .map_err(|_| AsmError::TooFar { slot: here, label: to.0, distance })?;
+                    Op::Ja { off }
+                }
             };
             out.extend(op.encode());
         }
@@ -190,10 +198,25 @@ mod tests {
     }
 
     #[test]
-    fn too_far_is_an_error() {
+    fn far_ja_becomes_gotol() {
         let mut a = Asm::new();
         let l = a.label();
         a.ja(l);
+        for _ in 0..40_000 {
+            a.mov64(Reg::R0, Operand::Imm(0));
+        }
+        a.bind(l);
+        a.exit();
+        let insns = a.assemble().unwrap();
+        assert_eq!(insns[0].code, 0x06, "BPF_JMP32 | BPF_JA");
+        assert_eq!(decode_all(&insns).unwrap()[0].1, Op::Ja { off: 40_000 });
+    }
+
+    #[test]
+    fn too_far_is_an_error() {
+        let mut a = Asm::new();
+        let l = a.label();
+        a.jmp(true, JmpOp::Jeq, Reg::R1, Operand::Imm(0), l);
         for _ in 0..40_000 {
             a.mov64(Reg::R0, Operand::Imm(0));
         }

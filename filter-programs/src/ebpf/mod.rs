@@ -5,4 +5,5 @@ pub mod asm;
 pub mod check;
 pub mod disasm;
 pub mod insn;
+pub mod prune;
 pub mod vm;

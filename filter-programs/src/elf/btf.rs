@@ -35,13 +35,17 @@ pub enum ValueLayout {
     U64Struct { name: String, fields: Vec<String> },
     /// `__u8 [N]`
     Bytes(u32),
+    /// No key or value types, only `key_size` 4 and `value_size` N: for the
+    /// map types whose values the kernel refuses to describe with BTF
+    /// (program arrays).
+    Opaque(u32),
 }
 
 impl ValueLayout {
     pub fn size(&self) -> u32 {
         match self {
             ValueLayout::U64Struct { fields, .. } => 8 * fields.len() as u32,
-            ValueLayout::Bytes(n) => *n,
+            ValueLayout::Bytes(n) | ValueLayout::Opaque(n) => *n,
         }
     }
 }
@@ -142,22 +146,32 @@ pub fn maps_btf(maps: &[MapBtf]) -> Vec<u8> {
     for m in maps {
         let ty_arr = b.array(int, int, m.map_type);
         let ty_ptr = b.ptr(ty_arr);
-        let key_ptr = b.ptr(u32_t);
-        let value = match &m.value {
-            ValueLayout::U64Struct { name, fields } => {
-                let members: Vec<(&str, u32, u32)> =
-                    fields.iter().enumerate().map(|(i, f)| (f.as_str(), u64_t, 64 * i as u32)).collect();
-                b.structure(name, m.value.size(), &members)
+        let (key_field, key_ptr, value_field, value_ptr) = match &m.value {
+            ValueLayout::Opaque(n) => {
+                let k = b.array(int, int, 4);
+                let kp = b.ptr(k);
+                let v = b.array(int, int, *n);
+                ("key_size", kp, "value_size", b.ptr(v))
             }
-            ValueLayout::Bytes(n) => b.array(u8_t, int, *n),
+            layout => {
+                let kp = b.ptr(u32_t);
+                let value = match layout {
+                    ValueLayout::U64Struct { name, fields } => {
+                        let members: Vec<(&str, u32, u32)> =
+                            fields.iter().enumerate().map(|(i, f)| (f.as_str(), u64_t, 64 * i as u32)).collect();
+                        b.structure(name, m.value.size(), &members)
+                    }
+                    _ => b.array(u8_t, int, m.value.size()),
+                };
+                ("key", kp, "value", b.ptr(value))
+            }
         };
-        let value_ptr = b.ptr(value);
         let max_arr = b.array(int, int, m.max_entries);
         let max_ptr = b.ptr(max_arr);
         let def = b.structure(
             "",
             MAP_DEF_SIZE,
-            &[("type", ty_ptr, 0), ("key", key_ptr, 64), ("value", value_ptr, 128), ("max_entries", max_ptr, 192)],
+            &[("type", ty_ptr, 0), (key_field, key_ptr, 64), (value_field, value_ptr, 128), ("max_entries", max_ptr, 192)],
         );
         let vn = b.name(&m.name);
         vars.push(b.words(&[vn, KIND_VAR << 24, def, VAR_GLOBAL_ALLOCATED]));

@@ -16,6 +16,7 @@
 //! `R_BPF_64_64` relocation to the map's symbol, addend 0, as clang emits.
 
 pub mod btf;
+pub mod read;
 
 use crate::ebpf::insn::{to_bytes, Insn};
 pub use btf::{MapBtf, ValueLayout, MAP_DEF_SIZE};
@@ -108,19 +109,47 @@ fn sym(name: u32, kind: u8, shndx: u16, value: u64, size: u64) -> [u8; 24] {
     s
 }
 
+/// One of several programs in a section (see [`write_many`]).
+#[derive(Clone, Debug)]
+pub struct Part {
+    pub name: String,
+    pub insns: Vec<Insn>,
+    /// (slot within this program, index into the maps).
+    pub map_refs: Vec<(usize, usize)>,
+}
+
 /// Writes the object.
 pub fn write(obj: &Object) -> Result<Vec<u8>, ElfError> {
-    for n in std::iter::once(&obj.name).chain(obj.maps.iter().map(|m| &m.name)) {
+    let part = Part { name: obj.name.clone(), insns: obj.insns.clone(), map_refs: obj.map_refs.clone() };
+    write_many(obj.section, &[part], &obj.maps, &obj.license)
+}
+
+/// Writes several programs into one section, one function symbol each (as
+/// clang does for several functions with the same `SEC()`), sharing maps.
+pub fn write_many(section: Section, parts: &[Part], maps: &[MapBtf], license: &str) -> Result<Vec<u8>, ElfError> {
+    let mut insns = Vec::new();
+    let mut map_refs = Vec::new();
+    let mut symbols = Vec::new();
+    for p in parts {
+        if p.name.is_empty() || p.name.contains('\0') {
+            return Err(ElfError::BadName(p.name.clone()));
+        }
+        for &(slot, map) in &p.map_refs {
+            if p.insns.get(slot).map(|i| i.code) != Some(crate::ebpf::insn::code::LD_IMM64) {
+                return Err(ElfError::NotImm64 { slot });
+            }
+            if map >= maps.len() {
+                return Err(ElfError::NoSuchMap { slot, map, count: maps.len() });
+            }
+            map_refs.push((insns.len() + slot, map));
+        }
+        symbols.push((p.name.clone(), insns.len(), p.insns.len()));
+        insns.extend_from_slice(&p.insns);
+    }
+    let obj = Object { section, name: String::new(), insns, maps: maps.to_vec(), map_refs, license: license.into() };
+    for n in obj.maps.iter().map(|m| &m.name) {
         if n.is_empty() || n.contains('\0') {
             return Err(ElfError::BadName(n.clone()));
-        }
-    }
-    for &(slot, map) in &obj.map_refs {
-        if obj.insns.get(slot).map(|i| i.code) != Some(crate::ebpf::insn::code::LD_IMM64) {
-            return Err(ElfError::NotImm64 { slot });
-        }
-        if map >= obj.maps.len() {
-            return Err(ElfError::NoSuchMap { slot, map, count: obj.maps.len() });
         }
     }
     let has_maps = !obj.maps.is_empty();
@@ -134,12 +163,14 @@ pub fn write(obj: &Object) -> Result<Vec<u8>, ElfError> {
     let i_symtab = i_btf + 1;
 
     let mut symtab = vec![0u8; 24];
-    let prog_sym = sym(strtab.add(&obj.name), STT_FUNC, i_prog, 0, obj.insns.len() as u64 * 8);
-    symtab.extend_from_slice(&prog_sym);
+    for (name, start, len) in &symbols {
+        let prog_sym = sym(strtab.add(name), STT_FUNC, i_prog, *start as u64 * 8, *len as u64 * 8);
+        symtab.extend_from_slice(&prog_sym);
+    }
     let mut license = obj.license.as_bytes().to_vec();
     license.push(0);
     symtab.extend_from_slice(&sym(strtab.add("_license"), STT_OBJECT, i_license, 0, license.len() as u64));
-    let first_map_sym = 3u64;
+    let first_map_sym = 2 + symbols.len() as u64;
     for (i, m) in obj.maps.iter().enumerate() {
         let off = (i as u32 * MAP_DEF_SIZE) as u64;
         symtab.extend_from_slice(&sym(strtab.add(&m.name), STT_OBJECT, i_maps, off, MAP_DEF_SIZE as u64));

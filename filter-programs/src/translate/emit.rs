@@ -57,6 +57,8 @@ pub(super) struct Emitter<'a> {
     /// kernel makes of it (see `translate`'s module doc).
     kernel: bool,
     options: super::Options,
+    /// Inline mode: where a match and no match continue, instead of exits.
+    exits: Option<(Label, Label)>,
 }
 
 fn imm(k: u32) -> Operand {
@@ -78,14 +80,32 @@ fn scratch(k: u32) -> i16 {
 
 impl<'a> Emitter<'a> {
     pub(super) fn new(ops: &'a [Op], target: Target, options: super::Options) -> Emitter<'a> {
-        let mut asm = Asm::new();
+        Emitter::with_asm(ops, target, options, Asm::new(), None)
+    }
+
+    /// An emitter that appends to `asm` a fragment which jumps to `on_match`
+    /// or `on_nomatch` instead of returning (see `translate::inline`).
+    pub(super) fn inline(ops: &'a [Op], target: Target, asm: Asm, on_match: Label, on_nomatch: Label) -> Emitter<'a> {
+        Emitter::with_asm(ops, target, super::Options::default(), asm, Some((on_match, on_nomatch)))
+    }
+
+    fn with_asm(
+        ops: &'a [Op],
+        target: Target,
+        options: super::Options,
+        mut asm: Asm,
+        exits: Option<(Label, Label)>,
+    ) -> Emitter<'a> {
         let labels = (0..ops.len()).map(|_| asm.label()).collect();
-        let reject = asm.label();
+        let reject = match exits {
+            Some((_, nomatch)) => nomatch,
+            None => asm.label(),
+        };
         let kernel = ops.iter().any(|op| match *op {
             Op::LdAbs { k, .. } | Op::LdInd { k, .. } | Op::LdxMsh { k } => (k as i32) < 0,
             _ => false,
         });
-        Emitter { ops, target, asm, labels, reject, reject_used: std::cell::Cell::new(false), kernel, options }
+        Emitter { ops, target, asm, labels, reject, reject_used: std::cell::Cell::new(false), kernel, options, exits }
     }
 
     fn unsupported(&self, index: usize, what: impl Into<String>) -> TranslateError {
@@ -110,7 +130,7 @@ impl<'a> Emitter<'a> {
             }
             self.op(i, *op)?;
         }
-        if self.reject_used.get() {
+        if self.reject_used.get() && self.exits.is_none() {
             self.asm.bind(self.reject);
             let v = self.target.verdict(0);
             self.asm.mov32(Reg::R0, imm(v));
@@ -120,7 +140,10 @@ impl<'a> Emitter<'a> {
     }
 
     fn prologue(&mut self) {
-        self.asm.mov64(CTX, Operand::Reg(Reg::R1));
+        // Inline fragments find the context in r6 already.
+        if self.exits.is_none() {
+            self.asm.mov64(CTX, Operand::Reg(Reg::R1));
+        }
         self.asm.mov32(A, imm(0));
         self.asm.mov32(X, imm(0));
         if self.is_xdp() {
@@ -307,6 +330,18 @@ impl<'a> Emitter<'a> {
     }
 
     fn ret(&mut self, i: usize, val: RetVal) -> Result<(), TranslateError> {
+        if let Some((on_match, on_nomatch)) = self.exits {
+            match val {
+                RetVal::K(0) => self.asm.ja(on_nomatch),
+                RetVal::K(_) => self.asm.ja(on_match),
+                RetVal::A => {
+                    self.asm.jmp(false, JmpOp::Jeq, A, imm(0), on_nomatch);
+                    self.asm.ja(on_match)
+                }
+                RetVal::X => return Err(self.unsupported(i, "ret x (no interpreter implements it)")),
+            };
+            return Ok(());
+        }
         match (val, self.target) {
             (RetVal::K(k), t) => {
                 self.asm.mov32(Reg::R0, imm(t.verdict(k)));

@@ -121,15 +121,31 @@ pub fn translate(prog: &[cbpf::Insn], target: Target) -> Result<Vec<ebpf::insn::
     translate_with(prog, target, &Options::default())
 }
 
-/// [`translate`] with [`Options`].
-pub fn translate_with(
+/// Appends `prog`, translated for `target`, to `asm` as a fragment that
+/// jumps to `on_match` where the classic program would return non-zero and
+/// to `on_nomatch` where it would return 0 or reject, instead of exiting.
+/// This is how several filters share one program (a filterd ruleset).
+///
+/// The caller's code must have put the context in r6; the fragment
+/// clobbers r0-r5, r7-r9 and the stack at fp-80 and above, and sets up the
+/// rest itself (XDP's packet pointer included, so each fragment starts from
+/// a fresh state the verifier can prune against).
+pub fn inline(
+    asm: &mut ebpf::asm::Asm,
     prog: &[cbpf::Insn],
     target: Target,
-    options: &Options,
-) -> Result<Vec<ebpf::insn::Insn>, TranslateError> {
+    on_match: ebpf::asm::Label,
+    on_nomatch: ebpf::asm::Label,
+) -> Result<(), TranslateError> {
+    let ops = decode_valid(prog)?;
+    let taken = std::mem::replace(asm, ebpf::asm::Asm::new());
+    *asm = emit::Emitter::inline(&ops, target, taken, on_match, on_nomatch).emit()?;
+    Ok(())
+}
+
+fn decode_valid(prog: &[cbpf::Insn]) -> Result<Vec<Op>, TranslateError> {
     validate::validate(prog, validate::RuleSet::Libpcap)?;
-    let ops: Vec<Op> = prog
-        .iter()
+    prog.iter()
         .enumerate()
         .map(|(index, i)| {
             i.decode().map_err(|e| {
@@ -139,7 +155,16 @@ pub fn translate_with(
                 })
             })
         })
-        .collect::<Result<_, _>>()?;
+        .collect()
+}
+
+/// [`translate`] with [`Options`].
+pub fn translate_with(
+    prog: &[cbpf::Insn],
+    target: Target,
+    options: &Options,
+) -> Result<Vec<ebpf::insn::Insn>, TranslateError> {
+    let ops = decode_valid(prog)?;
     let asm = emit::Emitter::new(&ops, target, *options).emit()?;
     Ok(asm.assemble()?)
 }

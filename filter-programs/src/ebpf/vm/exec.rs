@@ -30,7 +30,15 @@ struct Frame {
     saved: [u64; 4],
 }
 
-pub(super) fn run(slots: &[Option<Op>], input: &Input, maps: &mut Maps, env: &Env) -> Result<u64, VmError> {
+/// Most tail calls one run may make, as in the kernel (`MAX_TAIL_CALL_CNT`).
+const MAX_TAIL_CALLS: u32 = 33;
+const HELPER_TAIL_CALL: i32 = 12;
+
+/// Runs `programs[0]`; `bpf_tail_call` moves to the program a program-array
+/// map names (see `MapKind::ProgArray`).
+pub(super) fn run(programs: &[&[Option<Op>]], input: &Input, maps: &mut Maps, env: &Env) -> Result<u64, VmError> {
+    let mut slots: &[Option<Op>] = programs.first().copied().unwrap_or(&[]);
+    let mut tail_calls = 0u32;
     let mut m = Machine {
         input,
         maps,
@@ -152,6 +160,26 @@ pub(super) fn run(slots: &[Option<Op>], input: &Input, maps: &mut Maps, env: &En
                 let s = operand(&r, src, wide);
                 if compare(op, wide, r[dst.index()], s) {
                     next = jump(pc, off as i64, slots)?;
+                }
+            }
+            Op::Call(CallTarget::Helper(HELPER_TAIL_CALL)) => {
+                // On success the new program starts over with the same
+                // context; on failure the caller carries on.
+                match m.tail_call_target(r[2], r[3])? {
+                    Some(p) if tail_calls < MAX_TAIL_CALLS && frames.is_empty() => {
+                        let Some(target) = programs.get(p) else {
+                            return Err(VmError::Unsupported { pc, what: format!("tail call to program {p}, which was not given") });
+                        };
+                        tail_calls += 1;
+                        slots = target;
+                        r[1] = Region::Ctx.base();
+                        m.pc = 0;
+                        continue;
+                    }
+                    _ => r[0] = EINVAL,
+                }
+                for reg in &mut r[1..=5] {
+                    *reg = 0xdead_beef_dead_beef;
                 }
             }
             Op::Call(CallTarget::Helper(id)) => {
@@ -354,6 +382,20 @@ impl Machine<'_, '_> {
         let n = size.bytes();
         let bytes = usize::try_from(start).ok().and_then(|s| frame.get(s..s.checked_add(n)?));
         Ok(bytes.map(|b| b.iter().fold(0u64, |acc, x| (acc << 8) | *x as u64)))
+    }
+
+    /// The program a `bpf_tail_call(ctx, map, index)` goes to, if the map
+    /// is a program array holding one at `index`.
+    fn tail_call_target(&self, map: u64, index: u64) -> Result<Option<usize>, VmError> {
+        if map & !0xffff_ffff != MAP_HANDLE {
+            return Err(VmError::Unsupported { pc: self.pc, what: format!("map argument {map:#x} is not a map") });
+        }
+        let map = (map & 0xffff_ffff) as usize;
+        match self.maps.def(map) {
+            Some(def) if def.kind == super::maps::MapKind::ProgArray => {}
+            _ => return Err(VmError::Unsupported { pc: self.pc, what: format!("tail call through map {map}, not a program array") }),
+        }
+        Ok(self.maps.program_at(map, index as u32))
     }
 
     fn helper(&mut self, id: i32, a: [u64; 5]) -> Result<u64, VmError> {

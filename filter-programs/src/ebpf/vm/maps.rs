@@ -12,6 +12,10 @@ pub enum MapKind {
     PerCpuArray,
     Hash,
     PerCpuHash,
+    /// `BPF_MAP_TYPE_PROG_ARRAY`. Where the kernel stores program fds, the
+    /// VM stores a program's position in the list given to
+    /// `Program::run_chain`, plus one (0: empty slot).
+    ProgArray,
 }
 
 impl MapKind {
@@ -98,7 +102,7 @@ impl Maps {
     fn slot_of(&self, map: usize, key: &[u8]) -> Option<u32> {
         let s = self.stores.get(map)?;
         match s.def.kind {
-            MapKind::Array | MapKind::PerCpuArray => {
+            MapKind::Array | MapKind::PerCpuArray | MapKind::ProgArray => {
                 let i = read_le(key, 0, 4)? as u32;
                 (i < s.def.max_entries).then_some(i)
             }
@@ -190,6 +194,26 @@ impl Maps {
 
     /// Every CPU's copy of the value under `key` (one copy for plain maps),
     /// as user space reads it.
+    /// The program a program array holds at `index`.
+    pub fn program_at(&self, map: usize, index: u32) -> Option<usize> {
+        let s = self.stores.get(map)?;
+        if s.def.kind != MapKind::ProgArray || index >= s.def.max_entries {
+            return None;
+        }
+        let v = read_le(&s.values, index as u64 * s.def.value_size as u64, 4)? as u32;
+        v.checked_sub(1).map(|p| p as usize)
+    }
+
+    /// Puts program `program` (a position in `run_chain`'s list) at
+    /// `index` of a program array.
+    pub fn set_program(&mut self, map: usize, index: u32, program: usize) -> Option<()> {
+        let s = self.stores.get_mut(map)?;
+        if s.def.kind != MapKind::ProgArray || index >= s.def.max_entries {
+            return None;
+        }
+        write_le(&mut s.values, index as u64 * s.def.value_size as u64, 4, program as u64 + 1)
+    }
+
     pub fn values(&self, map: usize, key: &[u8]) -> Option<Vec<&[u8]>> {
         let def = self.def(map)?;
         let slot = self.slot_of(map, key)?;

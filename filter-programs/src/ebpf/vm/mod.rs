@@ -104,7 +104,14 @@ impl Program {
 
     /// Runs once; returns r0 at the final `exit`.
     pub fn run(&self, input: &Input, maps: &mut Maps, env: &Env) -> Result<u64, VmError> {
-        exec::run(&self.slots, input, maps, env)
+        exec::run(&[&self.slots], input, maps, env)
+    }
+
+    /// Runs `programs[0]`, which may tail-call the others through a
+    /// program-array map (see `MapKind::ProgArray`).
+    pub fn run_chain(programs: &[Program], input: &Input, maps: &mut Maps, env: &Env) -> Result<u64, VmError> {
+        let slots: Vec<&[Option<Op>]> = programs.iter().map(|p| p.slots.as_slice()).collect();
+        exec::run(&slots, input, maps, env)
     }
 }
 

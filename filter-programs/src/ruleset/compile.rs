@@ -1,0 +1,368 @@
+//! A ruleset to one XDP program (with the programs it tail-calls).
+//!
+//! The rules are cut into segments, one program each; a program that ends
+//! without a decision tail-calls the next through the program array
+//! `programs`, and the last applies the default. One program per 10,000
+//! rules would be simplest, but the verifier refuses chains that long (see
+//! `SEGMENT_BUDGET`); the kernel allows 33 tail calls, so 34 programs.
+//!
+//! Each program:
+//!
+//! ```text
+//!  prologue    r6 = ctx; fewer than 14 bytes -> chain "short";
+//!              r7 = ethertype; one jne/gotol pair per dispatched type;
+//!              anything else -> chain "other"
+//!  chain T     for each rule that can match a type-T frame, in order:
+//!                 the rule's classic program specialized to T, inlined
+//!                 (translate::inline): no match -> next rule
+//!                 match, count rule:  count(i) inline, then next rule
+//!                 match, pass/drop:   r8 = i, gotol tail_pass/tail_drop
+//!              after the last rule: tail call to the next program, or
+//!              (in the last) r8 = default index, gotol its tail
+//!  tail_pass   r7 = XDP_PASS; tail_drop: r7 = XDP_DROP; then count(r8)
+//!              and return r7
+//!  count(k)    v = bpf_map_lookup_elem(&counters, &k);
+//!              v->packets += 1; v->bytes += bpf_xdp_get_buff_len(ctx)
+//! ```
+//!
+//! Per-CPU values need no atomics. Every fragment reloads the packet
+//! pointer and its registers, so the verifier sees the same state at every
+//! rule boundary and prunes: verification cost grows with the program's
+//! length, not with the number of paths through it.
+
+use super::specialize::{specialize, Fact};
+use super::{Action, Rule, Verdict};
+use crate::ebpf::asm::{Asm, Label};
+use crate::ebpf::insn::{AluOp, CallTarget, Endian, Insn, JmpOp, Op, Operand, Pseudo, Reg, Size};
+use crate::ebpf::vm::context::xdp;
+use crate::elf::{MapBtf, Part, Section, ValueLayout};
+use crate::translate::{self, Target, TranslateError};
+
+/// Ethernet types with a chain of their own.
+pub const DISPATCHED: [u16; 6] = [0x0800, 0x86dd, 0x0806, 0x8035, 0x8100, 0x88a8];
+
+const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
+const HELPER_TAIL_CALL: i32 = 12;
+/// Map indices in the object (the `LD_IMM64` immediates before relocation).
+const COUNTERS_MAP_INDEX: u64 = 0;
+const PROGRAMS_MAP_INDEX: u64 = 1;
+const HELPER_MAP_LOOKUP: i32 = 1;
+const HELPER_XDP_BUFF_LEN: i32 = 188;
+/// The counter key's stack slot, below the translator's (fp-80 and up).
+const KEY_SLOT: i16 = -88;
+const CTX: Reg = Reg::R6;
+
+/// The compiled ruleset.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    /// The entry program, then the programs it tail-calls, in order.
+    pub programs: Vec<Vec<Insn>>,
+    /// The rules each program holds (indices into the config's rules).
+    pub segments: Vec<std::ops::Range<usize>>,
+    /// Counter index to name: the rules in order, then "default".
+    pub counter_names: Vec<String>,
+    /// Per chain, summed over programs: its name, the rules placed in it,
+    /// and its length in assembler items (about instructions).
+    pub chains: Vec<(String, usize, usize)>,
+}
+
+impl Compiled {
+    /// Instructions in all programs.
+    pub fn len(&self) -> usize {
+        self.programs.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The program names in the object: `filterd`, `filterd_1`, ...
+    pub fn program_names(&self) -> Vec<String> {
+        (0..self.programs.len()).map(program_name).collect()
+    }
+
+    /// The ELF object: every program in section `xdp`, the counters map
+    /// and the program array `programs` that chains them.
+    pub fn elf(&self) -> Result<Vec<u8>, crate::elf::ElfError> {
+        let parts: Vec<Part> = self
+            .programs
+            .iter()
+            .enumerate()
+            .map(|(i, insns)| Part { name: program_name(i), insns: insns.clone(), map_refs: map_refs(insns) })
+            .collect();
+        let maps = [counters_map(self.counter_names.len() as u32), programs_map(self.programs.len() as u32)];
+        crate::elf::write_many(Section::Xdp, &parts, &maps, "GPL")
+    }
+}
+
+fn program_name(i: usize) -> String {
+    if i == 0 {
+        PROGRAM.to_string()
+    } else {
+        format!("{PROGRAM}_{i}")
+    }
+}
+
+/// Slots of the map references: `LD_IMM64` with the map's index as imm.
+fn map_refs(insns: &[Insn]) -> Vec<(usize, usize)> {
+    crate::ebpf::insn::decode_all(insns)
+        .map(|ops| {
+            ops.into_iter()
+                .filter_map(|(slot, op)| match op {
+                    Op::LdImm64 { pseudo: Pseudo::MapFd, imm, .. } => Some((slot, imm as usize)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("rule {name:?}: {source}")]
+    Rule { name: String, source: TranslateError },
+    #[error("assembling the ruleset program: {0}")]
+    Asm(#[from] crate::ebpf::asm::AsmError),
+    #[error("the assembled program does not decode: {0}")]
+    Decode(#[from] crate::ebpf::insn::DecodeError),
+    #[error("{rules} rules need {programs} chained programs; the kernel allows {MAX_PROGRAMS}")]
+    TooMany { rules: usize, programs: usize },
+}
+
+/// The entry program's name.
+pub const PROGRAM: &str = "filterd";
+/// The name of the map of counters.
+pub const COUNTERS_MAP: &str = "counters";
+/// The program array that chains the programs.
+pub const PROGRAMS_MAP: &str = "programs";
+/// The name under which the default's counters are reported.
+pub const DEFAULT_COUNTER: &str = "default";
+/// The entry program plus the kernel's 33 tail calls.
+pub const MAX_PROGRAMS: usize = 34;
+/// How much rule code one program takes, in classic instructions. The
+/// verifier walks a chain of rules depth first and keeps one pending branch
+/// for about every test a rule makes; past 8,192 pending branches it gives
+/// up ("the sequence of jumps is too complex"), whatever the program's
+/// length. Measured: 1,000 typical rules (about 13,000 classic
+/// instructions) load, 3,000 do not.
+const SEGMENT_BUDGET: usize = 12_000;
+/// A rule with a loop (`protochain`) costs the verifier one walk of the
+/// loop per turn; few of them fit in one program.
+const LOOP_COST: usize = 5_000;
+
+fn cost(rule: &Rule) -> usize {
+    let looped = rule.program.iter().enumerate().any(|(i, insn)| {
+        matches!(insn.decode(), Ok(crate::cbpf::Op::Ja { k }) if (i as u64 + 1 + k as u64) > u32::MAX as u64 || (i as u32).wrapping_add(1).wrapping_add(k) as usize <= i)
+    });
+    rule.program.len() + if looped { LOOP_COST } else { 0 }
+}
+
+/// Compiles `rules` (first match wins) with `default` for packets no
+/// deciding rule matches.
+pub fn compile(rules: &[Rule], default: Verdict) -> Result<Compiled, CompileError> {
+    let mut segments = Vec::new();
+    let (mut start, mut spent) = (0, 0);
+    for (i, r) in rules.iter().enumerate() {
+        let c = cost(r);
+        if i > start && spent + c > SEGMENT_BUDGET {
+            segments.push(start..i);
+            start = i;
+            spent = 0;
+        }
+        spent += c;
+    }
+    segments.push(start..rules.len());
+    if segments.len() > MAX_PROGRAMS {
+        return Err(CompileError::TooMany { rules: rules.len(), programs: segments.len() });
+    }
+    let mut programs = Vec::new();
+    let mut chains: Vec<(String, usize, usize)> = Vec::new();
+    for (k, seg) in segments.iter().enumerate() {
+        let last = k + 1 == segments.len();
+        let (insns, placed) = program(rules, seg.clone(), default, (!last).then_some(k as i32 + 1))?;
+        programs.push(insns);
+        for (n, (name, count, len)) in placed.into_iter().enumerate() {
+            match chains.get_mut(n) {
+                Some(c) => {
+                    c.1 += count;
+                    c.2 += len;
+                }
+                None => chains.push((name, count, len)),
+            }
+        }
+    }
+    let mut counter_names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
+    counter_names.push(DEFAULT_COUNTER.into());
+    Ok(Compiled { programs, segments, counter_names, chains })
+}
+
+/// One program: the rules of `seg`, then a tail call to program `next`
+/// (or the default when this is the last).
+fn program(
+    rules: &[Rule],
+    seg: std::ops::Range<usize>,
+    default: Verdict,
+    next: Option<i32>,
+) -> Result<(Vec<Insn>, Vec<(String, usize, usize)>), CompileError> {
+    let mut a = Asm::new();
+    let tail_pass = a.label();
+    let tail_drop = a.label();
+    let tail = |v: Verdict| if v == Verdict::Pass { tail_pass } else { tail_drop };
+
+    let mut chains: Vec<(String, Fact, Label)> = DISPATCHED
+        .iter()
+        .map(|t| (format!("ethertype {t:#06x}"), Fact::EtherType(*t), a.label()))
+        .collect();
+    chains.push(("other ethertypes".into(), Fact::EtherTypeNotIn(DISPATCHED.to_vec()), a.label()));
+    chains.push(("shorter than 14 bytes".into(), Fact::Short, a.label()));
+
+    // Prologue.
+    a.mov64(CTX, Operand::Reg(Reg::R1));
+    a.ldx(Size::W, Reg::R2, CTX, xdp::DATA as i16);
+    a.ldx(Size::W, Reg::R3, CTX, xdp::DATA_END as i16);
+    a.mov64(Reg::R1, Operand::Reg(Reg::R2));
+    a.alu64(AluOp::Add, Reg::R1, Operand::Imm(14));
+    let short = chains[chains.len() - 1].2;
+    let typed = a.label();
+    a.jmp(true, JmpOp::Jle, Reg::R1, Operand::Reg(Reg::R3), typed);
+    a.ja(short);
+    a.bind(typed);
+    a.ldx(Size::H, Reg::R7, Reg::R2, 12);
+    a.push(Op::End { dst: Reg::R7, endian: Endian::ToBe, bits: 16 });
+    for (i, t) in DISPATCHED.iter().enumerate() {
+        let skip = a.label();
+        a.jmp(false, JmpOp::Jne, Reg::R7, Operand::Imm(*t as i32), skip);
+        a.ja(chains[i].2);
+        a.bind(skip);
+    }
+    a.ja(chains[DISPATCHED.len()].2);
+
+    let default_index = rules.len() as i32;
+    let mut placed = Vec::new();
+    for (name, fact, label) in &chains {
+        a.bind(*label);
+        let start = a.len();
+        let mut count = 0;
+        for i in seg.clone() {
+            let rule = &rules[i];
+            let Some(prog) = specialize(&rule.program, fact) else { continue };
+            count += 1;
+            let hit = a.label();
+            let next = a.label();
+            translate::inline(&mut a, &prog, Target::xdp(), hit, next)
+                .map_err(|source| CompileError::Rule { name: rule.name.clone(), source })?;
+            a.bind(hit);
+            match rule.action {
+                Action::Count => count_packet(&mut a, Operand::Imm(i as i32)),
+                Action::Pass | Action::Drop => {
+                    let v = if rule.action == Action::Pass { Verdict::Pass } else { Verdict::Drop };
+                    a.mov64(Reg::R8, Operand::Imm(i as i32));
+                    a.ja(tail(v));
+                }
+            }
+            a.bind(next);
+        }
+        match next {
+            Some(k) => {
+                // Only a program array without program `k` fails the tail
+                // call; that is a loader bug, and XDP_ABORTED says so in the
+                // `xdp:xdp_exception` tracepoint rather than guessing.
+                a.mov64(Reg::R1, Operand::Reg(CTX));
+                a.push(Op::LdImm64 { dst: Reg::R2, pseudo: Pseudo::MapFd, src_reg: 1, imm: PROGRAMS_MAP_INDEX });
+                a.mov64(Reg::R3, Operand::Imm(k));
+                a.push(Op::Call(CallTarget::Helper(HELPER_TAIL_CALL)));
+                a.mov64(Reg::R0, Operand::Imm(crate::translate::Actions::XDP_ABORTED as i32));
+                a.exit();
+            }
+            None => {
+                a.mov64(Reg::R8, Operand::Imm(default_index));
+                a.ja(tail(default));
+            }
+        }
+        placed.push((name.clone(), count, a.len() - start));
+    }
+
+    let counted_exit = a.label();
+    a.bind(tail_pass);
+    a.mov64(Reg::R7, Operand::Imm(Verdict::Pass.xdp() as i32));
+    a.ja(counted_exit);
+    a.bind(tail_drop);
+    a.mov64(Reg::R7, Operand::Imm(Verdict::Drop.xdp() as i32));
+    a.bind(counted_exit);
+    count_packet(&mut a, Operand::Reg(Reg::R8));
+    a.mov64(Reg::R0, Operand::Reg(Reg::R7));
+    a.exit();
+
+    let insns = crate::ebpf::prune::unreachable(&a.assemble()?)?;
+    Ok((insns, placed))
+}
+
+/// The program array's definition for `entries` programs.
+pub fn programs_map(entries: u32) -> MapBtf {
+    MapBtf {
+        name: PROGRAMS_MAP.into(),
+        map_type: BPF_MAP_TYPE_PROG_ARRAY,
+        max_entries: entries,
+        value: ValueLayout::Opaque(4),
+    }
+}
+
+/// The counters map's definition for `entries` counters.
+pub fn counters_map(entries: u32) -> MapBtf {
+    MapBtf {
+        name: COUNTERS_MAP.into(),
+        map_type: BPF_MAP_TYPE_PERCPU_ARRAY,
+        max_entries: entries,
+        value: ValueLayout::U64Struct { name: "counter".into(), fields: vec!["packets".into(), "bytes".into()] },
+    }
+}
+
+/// `counters[key].packets += 1; .bytes += frame length`. Clobbers r0-r5
+/// and r9; keeps r6-r8.
+fn count_packet(a: &mut Asm, key: Operand) {
+    a.mov64(Reg::R1, Operand::Reg(CTX));
+    a.push(Op::Call(CallTarget::Helper(HELPER_XDP_BUFF_LEN)));
+    a.mov64(Reg::R9, Operand::Reg(Reg::R0));
+    match key {
+        Operand::Imm(k) => a.push(Op::St { size: Size::W, dst: Reg::R10, off: KEY_SLOT, imm: k }),
+        Operand::Reg(r) => a.stx(Size::W, Reg::R10, r, KEY_SLOT),
+    };
+    a.push(Op::LdImm64 { dst: Reg::R1, pseudo: Pseudo::MapFd, src_reg: 1, imm: COUNTERS_MAP_INDEX });
+    a.mov64(Reg::R2, Operand::Reg(Reg::R10));
+    a.alu64(AluOp::Add, Reg::R2, Operand::Imm(KEY_SLOT as i32));
+    a.push(Op::Call(CallTarget::Helper(HELPER_MAP_LOOKUP)));
+    let skip = a.label();
+    a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(0), skip);
+    a.ldx(Size::DW, Reg::R1, Reg::R0, 0);
+    a.alu64(AluOp::Add, Reg::R1, Operand::Imm(1));
+    a.stx(Size::DW, Reg::R0, Reg::R1, 0);
+    a.ldx(Size::DW, Reg::R1, Reg::R0, 8);
+    a.alu64(AluOp::Add, Reg::R1, Operand::Reg(Reg::R9));
+    a.stx(Size::DW, Reg::R0, Reg::R1, 8);
+    a.bind(skip);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ruleset::parse;
+
+    fn rules(exprs: &[&str]) -> Vec<Rule> {
+        let mut t = String::new();
+        for (i, e) in exprs.iter().enumerate() {
+            t.push_str(&format!("[[rule]]\nname = \"r{i}\"\nmatch = \"{e}\"\naction = \"drop\"\n"));
+        }
+        parse(&t).unwrap().rules
+    }
+
+    #[test]
+    fn typical_rules_stay_small() {
+        let shapes = ["host 10.1.2.3", "src net 172.16.5.0/24", "tcp dst port 22", "udp port 53 and dst net 192.168.1.0/24", "tcp dst port 443 and src host 10.9.8.7", "dst net 10.3.0.0/16 and not udp"];
+        for s in shapes {
+            let c = compile(&rules(&[s]), Verdict::Pass).unwrap();
+            let base = compile(&[], Verdict::Pass).unwrap().len();
+            eprintln!("{s}: {} instructions; {:?}", c.len() - base, c.chains.iter().filter(|c| c.1 > 0).collect::<Vec<_>>());
+        }
+    }
+}
