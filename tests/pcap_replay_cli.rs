@@ -37,6 +37,10 @@ fn replay(args: &[&str]) -> Output {
     out
 }
 
+fn stdout_json_str(s: &str) -> Value {
+    serde_json::from_str(s).expect("one JSON object")
+}
+
 fn code(out: &Output) -> i32 {
     out.status.code().expect("exited, not killed")
 }
@@ -101,6 +105,7 @@ fn check_result_keys(r: &Value) {
         "engines",
         "mismatches",
         "error",
+        "seconds",
     ];
     want.sort();
     assert_eq!(keys, want, "{r}");
@@ -129,6 +134,8 @@ fn common_expressions_match_libpcap_counts_in_every_format() {
         let prog = tcpdump_program(&dir, &format!("{n}.txt"), flag, expr, Path::new(&paths[0]));
         let ndjson = dir.join(format!("{n}.ndjson"));
         let mut args = vec![
+            "--engines",
+            "cbpf,libpcap",
             "--cbpf",
             prog.to_str().unwrap(),
             "--json",
@@ -178,6 +185,8 @@ fn json_and_verdicts_have_the_documented_shape() {
     let ndjson = dir.join("v.ndjson");
     let (pcap_s, prog_s) = (pcap.to_str().unwrap(), prog.to_str().unwrap());
     let out = replay(&[
+        "--engines",
+        "cbpf,libpcap",
         "--cbpf",
         prog_s,
         "--json",
@@ -186,14 +195,20 @@ fn json_and_verdicts_have_the_documented_shape() {
         pcap_s,
     ]);
     assert_eq!(code(&out), 0);
-    // Byte for byte: the field order is part of the interface.
+    // Byte for byte up to `error`: the field order is part of the
+    // interface; fields added later (the run's time) come after it.
     let (file, program) = (Value::from(pcap_s), Value::from(prog_s));
     let expected = format!(
-        r#"{{"results":[{{"file":{file},"expression":null,"program":{program},"linktype":1,"packets":10,"engines":{{"cbpf":{{"matched":10}},"libpcap":{{"matched":10}}}},"mismatches":0,"error":null}}],"agree":true}}"#
+        r#"{{"results":[{{"file":{file},"expression":null,"program":{program},"linktype":1,"packets":10,"engines":{{"cbpf":{{"matched":10}},"libpcap":{{"matched":10}}}},"mismatches":0,"error":null,"seconds":"#
     );
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        format!("{expected}\n")
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.starts_with(&expected), "{stdout}");
+    assert!(stdout.ends_with("}],\"agree\":true}\n"), "{stdout}");
+    assert!(
+        stdout_json_str(&stdout)["results"][0]["seconds"]
+            .as_f64()
+            .unwrap()
+            >= 0.0
     );
     let lines = std::fs::read_to_string(&ndjson).unwrap();
     let lines: Vec<&str> = lines.lines().collect();
@@ -235,7 +250,12 @@ fn json_and_verdicts_have_the_documented_shape() {
 #[test]
 fn table_lists_every_capture() {
     let prog = data_dir().join("tcp-port-80.ddd");
-    let mut args = vec!["--cbpf".to_string(), prog.display().to_string()];
+    let mut args = vec![
+        "--engines".to_string(),
+        "cbpf,libpcap".to_string(),
+        "--cbpf".to_string(),
+        prog.display().to_string(),
+    ];
     for f in [
         "print-flags.pcap",
         "ldp-common-session.pcap",
@@ -260,6 +280,7 @@ fn table_lists_every_capture() {
             "cbpf",
             "libpcap",
             "mismatches",
+            "time",
             "status"
         ]
     );
@@ -268,9 +289,12 @@ fn table_lists_every_capture() {
             .iter()
             .find(|l| l.contains(name))
             .unwrap_or_else(|| panic!("no row for {name}:\n{text}"));
-        line.split_whitespace()
-            .skip(1)
-            .map(str::to_string)
+        // Every column but the file name and the time.
+        let cells: Vec<&str> = line.split_whitespace().skip(1).collect();
+        cells
+            .iter()
+            .filter(|c| !c.ends_with('s') || c.parse::<u64>().is_ok())
+            .map(|c| c.to_string())
             .collect()
     };
     assert_eq!(
@@ -303,6 +327,8 @@ fn vlan_and_ipv6_programs_in_all_formats_on_sample_data() {
         for flag in ["-d", "-dd", "-ddd"] {
             let prog = tcpdump_program(&dir, "p", flag, expr, &capture);
             let out = replay(&[
+                "--engines",
+                "cbpf,libpcap",
                 "--cbpf",
                 prog.to_str().unwrap(),
                 "--json",

@@ -18,9 +18,16 @@ fn every_engine_agrees_on_the_common_expressions() {
     let dir = std::env::temp_dir().join(format!("pcap-replay-engines-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let exprs = std::fs::read_to_string(corpus.join("expressions/common.txt")).unwrap();
-    let mut args = vec!["--engines".to_string(), engines().to_string(), "--json".to_string()];
+    let mut args = vec![
+        "--engines".to_string(),
+        engines().to_string(),
+        "--json".to_string(),
+    ];
     for (i, e) in exprs.lines().enumerate() {
-        let out = Command::new("tcpdump").args(["-ddd", "-y", "EN10MB", e]).output().expect("tcpdump runs");
+        let out = Command::new("tcpdump")
+            .args(["-ddd", "-y", "EN10MB", e])
+            .output()
+            .expect("tcpdump runs");
         assert!(out.status.success(), "tcpdump -ddd {e:?}");
         let f = dir.join(format!("{i}.ddd"));
         std::fs::write(&f, out.stdout).unwrap();
@@ -34,7 +41,10 @@ fn every_engine_agrees_on_the_common_expressions() {
             args.push(corpus.join("pcaps").join(cols[0]).display().to_string());
         }
     }
-    let out = Command::new(e2e::bin("pcap-replay")).args(&args).output().unwrap();
+    let out = Command::new(e2e::bin("pcap-replay"))
+        .args(&args)
+        .output()
+        .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
@@ -48,7 +58,10 @@ fn every_engine_agrees_on_the_common_expressions() {
             skipped += e.get("skipped").and_then(|s| s.as_u64()).unwrap_or(0);
         }
         if r["mismatches"].as_u64() != Some(0) || !r["error"].is_null() {
-            bad.push(format!("{} {}: {} {}", r["program"], r["file"], r["mismatches"], r["error"]));
+            bad.push(format!(
+                "{} {}: {} {}",
+                r["program"], r["file"], r["mismatches"], r["error"]
+            ));
         }
     }
     println!(

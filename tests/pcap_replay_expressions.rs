@@ -27,7 +27,10 @@ fn our_compiler_agrees_with_libpcap_through_every_engine() {
             args.push(corpus.join("pcaps").join(cols[0]).display().to_string());
         }
     }
-    let out = Command::new(e2e::bin("pcap-replay")).args(&args).output().unwrap();
+    let out = Command::new(e2e::bin("pcap-replay"))
+        .args(&args)
+        .output()
+        .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     let results = json["results"].as_array().unwrap();
     let mut unsupported = std::collections::BTreeSet::new();
@@ -36,7 +39,10 @@ fn our_compiler_agrees_with_libpcap_through_every_engine() {
     for r in results {
         packets += r["packets"].as_u64().unwrap();
         if r["mismatches"].as_u64() != Some(0) {
-            bad.push(format!("{} on {}: {} mismatches", r["expression"], r["file"], r["mismatches"]));
+            bad.push(format!(
+                "{} on {}: {} mismatches",
+                r["expression"], r["file"], r["mismatches"]
+            ));
         }
         if let Some(e) = r["error"].as_str() {
             if e.contains("not yet supported") {

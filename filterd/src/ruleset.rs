@@ -8,7 +8,8 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use aya::maps::{PerCpuArray, ProgramArray};
+use aya::maps::{HashMap, PerCpuArray, ProgramArray};
+use filter_programs::ruleset::tuple::KEY_SIZE;
 use aya::programs::{ProgramError, Xdp};
 use aya::Ebpf;
 use filter_programs::ebpf::disasm::disassemble;
@@ -79,6 +80,13 @@ impl LoadedRuleset {
                 .try_into()
                 .map_err(|_| LoadError::Missing(name.clone()))?;
             programs.set(i as u32, xdp.fd().map_err(LoadError::Program)?, 0)?;
+        }
+        for table in &compiled.tables {
+            let map = ebpf.map_mut(&table.name).ok_or_else(|| LoadError::Missing(table.name.clone()))?;
+            let mut hash: HashMap<_, [u8; KEY_SIZE], u32> = HashMap::try_from(map)?;
+            for (key, value) in &table.entries {
+                hash.insert(key, value, 0)?;
+            }
         }
         Ok(LoadedRuleset { ebpf, programs, counter_names: compiled.counter_names.clone() })
     }

@@ -7,5 +7,5 @@ pub mod engine;
 pub mod libpcap;
 pub mod program;
 pub mod replay;
-pub mod resolve;
 pub mod report;
+pub mod resolve;

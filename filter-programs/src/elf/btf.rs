@@ -35,17 +35,17 @@ pub enum ValueLayout {
     U64Struct { name: String, fields: Vec<String> },
     /// `__u8 [N]`
     Bytes(u32),
-    /// No key or value types, only `key_size` 4 and `value_size` N: for the
-    /// map types whose values the kernel refuses to describe with BTF
-    /// (program arrays).
-    Opaque(u32),
+    /// No key or value types, only `key_size` and `value_size`: for the map
+    /// types whose values the kernel refuses to describe with BTF (program
+    /// arrays), and keys that are not `__u32`.
+    Opaque { key_size: u32, value_size: u32 },
 }
 
 impl ValueLayout {
     pub fn size(&self) -> u32 {
         match self {
             ValueLayout::U64Struct { fields, .. } => 8 * fields.len() as u32,
-            ValueLayout::Bytes(n) | ValueLayout::Opaque(n) => *n,
+            ValueLayout::Bytes(n) | ValueLayout::Opaque { value_size: n, .. } => *n,
         }
     }
 }
@@ -147,10 +147,10 @@ pub fn maps_btf(maps: &[MapBtf]) -> Vec<u8> {
         let ty_arr = b.array(int, int, m.map_type);
         let ty_ptr = b.ptr(ty_arr);
         let (key_field, key_ptr, value_field, value_ptr) = match &m.value {
-            ValueLayout::Opaque(n) => {
-                let k = b.array(int, int, 4);
+            ValueLayout::Opaque { key_size, value_size } => {
+                let k = b.array(int, int, *key_size);
                 let kp = b.ptr(k);
-                let v = b.array(int, int, *n);
+                let v = b.array(int, int, *value_size);
                 ("key_size", kp, "value_size", b.ptr(v))
             }
             layout => {

@@ -16,6 +16,7 @@ pub mod compile;
 pub mod config;
 pub mod dryrun;
 pub mod specialize;
+pub mod tuple;
 
 pub use compile::{compile, Compiled};
 pub use config::{parse, Config, ConfigError, Interface, Mode, Rule};

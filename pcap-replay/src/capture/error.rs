@@ -35,6 +35,8 @@ pub enum ErrorKind {
     CaplenTooLarge { caplen: u32, limit: u32 },
     #[error("captured length {caplen} is over the snap length {snaplen}")]
     CaplenOverSnaplen { caplen: u32, snaplen: u32 },
+    #[error("unknown link type {0} (libpcap has no name for it; -y LINKTYPE overrides it)")]
+    UnknownLinkType(u16),
     #[error("unknown pcapng byte-order magic {0:#010x}")]
     BadByteOrderMagic(u32),
     #[error("pcapng block length {0} is not a multiple of 4 in 12..={max}", max = super::pcapng::MAX_BLOCK_LEN)]

@@ -1,12 +1,22 @@
-//! A `Read` that counts the bytes it has given out, so errors carry offsets.
+//! A buffered reader that counts the bytes it has given out, so errors
+//! carry offsets. It buffers itself (callers pass unbuffered readers), and
+//! copies each record straight from its buffer into the packet: one copy,
+//! no zero-fill, no per-record allocation once the packet buffer has grown.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, BufReader, Read};
 
 use super::{CaptureError, ErrorKind};
 
+/// Most bytes reserved for one record before any of it is read: every
+/// ordinary packet fits, and a corrupt length cannot claim more.
+const PREALLOC: usize = 1 << 16;
+
+/// Read size: large reads keep the system-call count low on big files.
+const BUFFER: usize = 1 << 16;
+
 pub(crate) struct Input<R> {
     name: String,
-    inner: R,
+    inner: BufReader<R>,
     offset: u64,
 }
 
@@ -14,7 +24,7 @@ impl<R: Read> Input<R> {
     pub fn new(name: String, inner: R) -> Input<R> {
         Input {
             name,
-            inner,
+            inner: BufReader::with_capacity(BUFFER, inner),
             offset: 0,
         }
     }
@@ -36,51 +46,88 @@ impl<R: Read> Input<R> {
         }
     }
 
+    /// Hands up to `want` buffered bytes (refilling the buffer when empty)
+    /// to `sink` and consumes them; returns how many. 0 only at the end of
+    /// the input.
+    fn pass(&mut self, want: usize, sink: &mut impl FnMut(&[u8])) -> Result<usize, CaptureError> {
+        let n = loop {
+            match self.inner.fill_buf() {
+                Ok(avail) => {
+                    let n = avail.len().min(want);
+                    sink(&avail[..n]);
+                    break n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(CaptureError {
+                        file: self.name.clone(),
+                        offset: self.offset,
+                        kind: ErrorKind::Io(e),
+                    })
+                }
+            }
+        };
+        self.inner.consume(n);
+        self.offset += n as u64;
+        Ok(n)
+    }
+
     /// Fills `buf` as far as the input allows. Returns how many bytes were
     /// read: fewer than `buf.len()` only at the end of the input, which
     /// callers turn into a clean end (0) or a truncation error.
     pub fn fill(&mut self, buf: &mut [u8]) -> Result<usize, CaptureError> {
         let mut done = 0;
         while done < buf.len() {
-            match self.inner.read(&mut buf[done..]) {
-                Ok(0) => break,
-                Ok(n) => {
-                    done += n;
-                    self.offset += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.error_at(self.offset, ErrorKind::Io(e))),
+            let n = self.pass(buf.len() - done, &mut |b| {
+                buf[done..done + b.len()].copy_from_slice(b)
+            })?;
+            if n == 0 {
+                break;
             }
+            done += n;
         }
         Ok(done)
     }
 
-    /// Discards up to `len` bytes without buffering them; returns how many.
+    /// Discards up to `len` bytes without keeping them; returns how many.
     pub fn skip(&mut self, len: u64) -> Result<u64, CaptureError> {
-        let mut scratch = [0u8; 8192];
         let mut done = 0u64;
         while done < len {
-            let want = (len - done).min(scratch.len() as u64) as usize;
-            let n = self.fill(&mut scratch[..want])?;
-            done += n as u64;
-            if n < want {
+            let want = (len - done).min(BUFFER as u64) as usize;
+            let n = self.pass(want, &mut |_| {})?;
+            if n == 0 {
                 break;
             }
+            done += n as u64;
         }
         Ok(done)
+    }
+
+    /// Reads exactly `len` bytes into `buf` (replacing what it held),
+    /// reusing its allocation: what a reader that yields many packets into
+    /// one buffer needs. On a short input `buf` holds the bytes read and
+    /// their count is returned. `len` came from the file, so at most
+    /// [`PREALLOC`] bytes are reserved before the bytes arrive.
+    pub fn take_into(
+        &mut self,
+        len: usize,
+        buf: &mut Vec<u8>,
+    ) -> Result<Result<(), usize>, CaptureError> {
+        buf.clear();
+        buf.reserve(len.min(PREALLOC));
+        while buf.len() < len {
+            let n = self.pass(len - buf.len(), &mut |b| buf.extend_from_slice(b))?;
+            if n == 0 {
+                return Ok(Err(buf.len()));
+            }
+        }
+        Ok(Ok(()))
     }
 
     /// Reads exactly `len` bytes into a fresh buffer; the count actually
-    /// read on a short input. Grows the buffer as bytes arrive rather than
-    /// trusting `len`, which came from the file.
+    /// read on a short input.
     pub fn take(&mut self, len: usize) -> Result<Result<Vec<u8>, usize>, CaptureError> {
         let mut buf = Vec::new();
-        let start = self.offset;
-        let n = (&mut self.inner)
-            .take(len as u64)
-            .read_to_end(&mut buf)
-            .map_err(|e| self.error_at(start, ErrorKind::Io(e)))?;
-        self.offset += n as u64;
-        Ok(if n == len { Ok(buf) } else { Err(n) })
+        Ok(self.take_into(len, &mut buf)?.map(|()| buf))
     }
 }

@@ -28,6 +28,11 @@ impl LinkType {
     pub const LINUX_SLL: LinkType = LinkType(113);
     pub const LINUX_SLL2: LinkType = LinkType(276);
 
+    /// Whether libpcap knows this link type by name.
+    pub fn is_known(self) -> bool {
+        crate::libpcap::dlt_name(self.to_dlt()).is_some()
+    }
+
     /// The DLT_ value libpcap's API uses for this link type.
     pub fn to_dlt(self) -> i32 {
         LINKTYPE_TO_DLT

@@ -118,6 +118,9 @@ pub struct Options {
     /// length. By default such a record is cut to the snap length, as
     /// libpcap does (and libpcap's own test files rely on it).
     pub strict_snaplen: bool,
+    /// Refuse a link type that libpcap has no name for: no filter can be
+    /// compiled for it, so it means a corrupt or foreign file.
+    pub known_linktypes_only: bool,
 }
 
 /// Opens a capture, telling the format from its first four bytes. `name`
@@ -163,12 +166,42 @@ impl<R: Read> CaptureReader<R> {
         }
     }
 
+    /// The snap length the header announces (pcapng: the first
+    /// interface's, once read); 0 means none.
+    pub fn snaplen(&self) -> Option<u32> {
+        match self {
+            CaptureReader::Pcap(r) => Some(r.header().snaplen),
+            CaptureReader::PcapNg(r) => r.first_snaplen(),
+        }
+    }
+
+    /// Whether timestamps carry nanoseconds (a nanosecond pcap, or any
+    /// pcapng, whose resolution is per interface).
+    pub fn nanosecond(&self) -> bool {
+        match self {
+            CaptureReader::Pcap(r) => r.header().resolution == pcap::TsResolution::Nano,
+            CaptureReader::PcapNg(_) => true,
+        }
+    }
+
     /// The link type the header announces (pcapng: the first interface's,
     /// once it has been read; `None` before any IDB).
     pub fn linktype(&self) -> Option<LinkType> {
         match self {
             CaptureReader::Pcap(r) => Some(r.header().linktype.linktype),
             CaptureReader::PcapNg(r) => r.first_linktype(),
+        }
+    }
+}
+
+impl<R: Read> CaptureReader<R> {
+    /// The next packet into `packet`, reusing its buffer where the format
+    /// allows (classic pcap): the replay's loop allocates nothing per
+    /// packet. `None` at the end; after an error, iteration ends.
+    pub fn next_into(&mut self, packet: &mut Packet) -> Option<Result<(), CaptureError>> {
+        match self {
+            CaptureReader::Pcap(r) => r.next_into(packet),
+            CaptureReader::PcapNg(r) => r.next().map(|item| item.map(|p| *packet = p)),
         }
     }
 }

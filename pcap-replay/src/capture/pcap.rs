@@ -293,6 +293,10 @@ impl<R: Read> Reader<R> {
             .ok_or_else(|| input.error_at(0, ErrorKind::BadMagic(u32::from_be_bytes(magic))))?;
         let header = FileHeaderRepr::parse(&view).map_err(|(off, k)| input.error_at(off, k))?;
         tracing::debug!(?header, "pcap file header");
+        if options.known_linktypes_only && !header.linktype.linktype.is_known() {
+            let kind = ErrorKind::UnknownLinkType(header.linktype.linktype.0);
+            return Err(input.error_at(field::LINKTYPE.start as u64, kind));
+        }
         Ok(Reader {
             input,
             header,
@@ -307,11 +311,25 @@ impl<R: Read> Reader<R> {
     }
 
     fn read_record(&mut self) -> Result<Option<Packet>, CaptureError> {
+        let mut packet = Packet {
+            index: 0,
+            offset: 0,
+            ts_ns: 0,
+            data: Vec::new(),
+            wire_len: 0,
+            linktype: self.header.linktype.linktype,
+        };
+        Ok(self.read_record_into(&mut packet)?.then_some(packet))
+    }
+
+    /// Reads the next record into `packet`, reusing its buffer. `false` at
+    /// a clean end of file.
+    pub(crate) fn read_record_into(&mut self, packet: &mut Packet) -> Result<bool, CaptureError> {
         let start = self.input.offset();
         let mut hdr = [0u8; RECORD_HEADER_LEN];
         let got = self.input.fill(&mut hdr)?;
         if got == 0 {
-            return Ok(None);
+            return Ok(false);
         }
         if got < RECORD_HEADER_LEN {
             let need = RECORD_HEADER_LEN as u64;
@@ -350,8 +368,11 @@ impl<R: Read> Reader<R> {
             return Err(self.input.error_at(caplen_at, kind));
         }
         let data_at = self.input.offset();
-        let mut data = match self.input.take(rec.caplen as usize)? {
-            Ok(data) => data,
+        match self
+            .input
+            .take_into(rec.caplen as usize, &mut packet.data)?
+        {
+            Ok(()) => {}
             Err(got) => {
                 let need = u64::from(rec.caplen);
                 let kind = ErrorKind::Truncated {
@@ -361,7 +382,7 @@ impl<R: Read> Reader<R> {
                 };
                 return Err(self.input.error_at(data_at, kind));
             }
-        };
+        }
         if rec.caplen > snaplen {
             tracing::warn!(
                 file = self.input.name(),
@@ -370,18 +391,35 @@ impl<R: Read> Reader<R> {
                 snaplen,
                 "captured length over the snap length; keeping the first snaplen bytes, as libpcap does"
             );
-            data.truncate(snaplen as usize);
+            packet.data.truncate(snaplen as usize);
         }
-        let packet = Packet {
-            index: self.index,
-            offset: start,
-            ts_ns: rec.ts_ns(self.header.resolution),
-            data,
-            wire_len: rec.orig_len,
-            linktype: self.header.linktype.linktype,
-        };
+        packet.index = self.index;
+        packet.offset = start;
+        packet.ts_ns = rec.ts_ns(self.header.resolution);
+        packet.wire_len = rec.orig_len;
+        packet.linktype = self.header.linktype.linktype;
         self.index += 1;
-        Ok(Some(packet))
+        Ok(true)
+    }
+}
+
+impl<R: Read> Reader<R> {
+    /// [`Iterator::next`] into a reused packet: `None` at the end.
+    pub fn next_into(&mut self, packet: &mut Packet) -> Option<Result<(), CaptureError>> {
+        if self.done {
+            return None;
+        }
+        match self.read_record_into(packet) {
+            Ok(true) => Some(Ok(())),
+            Ok(false) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
     }
 }
 

@@ -243,6 +243,7 @@ fn caplen_over_snaplen_is_cut_like_libpcap_or_refused_when_strict() {
 
     let strict = Options {
         strict_snaplen: true,
+        ..Options::default()
     };
     let mut reader = open_with("s.pcap", &file[..], strict).unwrap();
     let err = reader.next().unwrap().unwrap_err();
@@ -276,4 +277,23 @@ fn format_and_linktype_are_known_after_open() {
     assert!(matches!(reader, CaptureReader::Pcap(_)));
     assert_eq!(reader.linktype(), Some(LinkType::ETHERNET));
     assert_eq!(reader.count(), 0);
+}
+
+#[test]
+fn unknown_linktypes_are_refused_only_when_asked() {
+    let mut file = LE_HEADER.to_vec();
+    file[20..24].copy_from_slice(&60_000u32.to_le_bytes());
+    file.extend(record_le(1, 0, &[1, 2], 2));
+    let (packets, err) = read_all(&file);
+    assert!(err.is_none() && packets.len() == 1);
+    let known = Options {
+        known_linktypes_only: true,
+        ..Options::default()
+    };
+    let Err(err) = open_with("u.pcap", &file[..], known) else {
+        panic!("an unknown link type opens")
+    };
+    assert_eq!(err.offset, 20);
+    assert!(matches!(err.kind, ErrorKind::UnknownLinkType(60_000)));
+    assert!(open_with("e.pcap", &LE_HEADER[..], known).is_ok());
 }

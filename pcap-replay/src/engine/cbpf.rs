@@ -29,6 +29,8 @@ impl Engine for CbpfEngine {
     }
 
     fn run(&mut self, packet: &PacketRef<'_>) -> Result<Option<Verdict>, EngineError> {
-        Ok(Some(Verdict::classic(self.program.run(packet.data, packet.wire_len))))
+        Ok(Some(Verdict::classic(
+            self.program.run(packet.data, packet.wire_len),
+        )))
     }
 }

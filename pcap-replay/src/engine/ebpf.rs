@@ -19,12 +19,22 @@ pub struct EbpfEngine {
 }
 
 /// The engine error for a translation that failed.
-pub(super) fn translate_error(engine: &'static str, program: &Program, e: TranslateError) -> EngineError {
+pub(super) fn translate_error(
+    engine: &'static str,
+    program: &Program,
+    e: TranslateError,
+) -> EngineError {
     match e {
-        TranslateError::Unsupported { .. } => {
-            EngineError::Unsupported { engine, program: program.label.clone(), reason: e.to_string() }
-        }
-        _ => EngineError::Invalid { engine, program: program.label.clone(), reason: e.to_string() },
+        TranslateError::Unsupported { .. } => EngineError::Unsupported {
+            engine,
+            program: program.label.clone(),
+            reason: e.to_string(),
+        },
+        _ => EngineError::Invalid {
+            engine,
+            program: program.label.clone(),
+            reason: e.to_string(),
+        },
     }
 }
 
@@ -37,14 +47,36 @@ pub(super) fn matched(target: Target, ret: u32) -> bool {
 }
 
 impl EbpfEngine {
-    pub fn new(name: &'static str, program: &Program, target: Target) -> Result<EbpfEngine, EngineError> {
+    pub fn new(
+        name: &'static str,
+        program: &Program,
+        target: Target,
+    ) -> Result<EbpfEngine, EngineError> {
         let Code::Cbpf(insns) = &program.code else {
             return Err(super::uncompiled(name, program));
         };
         let ebpf = translate(insns, target).map_err(|e| translate_error(name, program, e))?;
-        let vm = vm::Program::new(&ebpf)
-            .map_err(|e| EngineError::Invalid { engine: name, program: program.label.clone(), reason: e.to_string() })?;
-        Ok(EbpfEngine { name, target, vm, maps: Maps::new(&[], 1) })
+        EbpfEngine::from_ebpf(name, program, &ebpf, target)
+    }
+
+    /// Runs eBPF as given (an ELF object's program) for `target`'s hook.
+    pub fn from_ebpf(
+        name: &'static str,
+        program: &Program,
+        ebpf: &[filter_programs::ebpf::insn::Insn],
+        target: Target,
+    ) -> Result<EbpfEngine, EngineError> {
+        let vm = vm::Program::new(ebpf).map_err(|e| EngineError::Invalid {
+            engine: name,
+            program: program.label.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(EbpfEngine {
+            name,
+            target,
+            vm,
+            maps: Maps::new(&[], 1),
+        })
     }
 }
 
@@ -58,7 +90,11 @@ impl Engine for EbpfEngine {
         // A packet socket and tc see the frame from its MAC header; the
         // network header follows a 14-byte Ethernet header.
         let input = match self.target {
-            Target::Xdp(_) => Input::Xdp { frame, ingress_ifindex: 1, rx_queue_index: 0 },
+            Target::Xdp(_) => Input::Xdp {
+                frame,
+                ingress_ifindex: 1,
+                rx_queue_index: 0,
+            },
             _ => Input::Skb {
                 frame,
                 data_off: 0,
@@ -66,11 +102,20 @@ impl Engine for EbpfEngine {
                 meta: SkbMeta::from_ethernet(frame, [0; 6], 1),
             },
         };
-        let env = Env { wire_len: Some(packet.wire_len), ..Env::default() };
+        let env = Env {
+            wire_len: Some(packet.wire_len),
+            ..Env::default()
+        };
         let ret = self
             .vm
             .run(&input, &mut self.maps, &env)
-            .map_err(|e| EngineError::Run { engine: self.name, reason: e.to_string() })? as u32;
-        Ok(Some(Verdict { ret, matched: matched(self.target, ret) }))
+            .map_err(|e| EngineError::Run {
+                engine: self.name,
+                reason: e.to_string(),
+            })? as u32;
+        Ok(Some(Verdict {
+            ret,
+            matched: matched(self.target, ret),
+        }))
     }
 }

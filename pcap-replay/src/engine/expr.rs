@@ -2,8 +2,6 @@
 //! compiler (every engine but `libpcap`) or by libpcap itself (`libpcap`,
 //! the oracle), then run by the engine built for that code.
 
-use std::collections::HashMap;
-
 use filter_programs::codegen::{self, LinkType as CgLinkType};
 
 use super::{Engine, EngineError, EngineKind, PacketRef, Verdict};
@@ -11,28 +9,42 @@ use crate::capture::LinkType;
 use crate::libpcap::{self, CompileOptions};
 use crate::program::{Code, Program};
 
+/// The engine built for one link type, or why none could be.
+type Built = Result<Box<dyn Engine>, String>;
+
 pub struct ExprEngine {
     kind: EngineKind,
     label: String,
     expr: String,
-    /// The engine for each link type, or why there is none.
-    per_linktype: HashMap<LinkType, Result<Box<dyn Engine>, String>>,
+    /// The engine for each link type met, or why there is none. A capture
+    /// has one or a few link types, so a list beats a hash per packet.
+    per_linktype: Vec<(LinkType, Built)>,
 }
 
 impl ExprEngine {
     pub fn new(kind: EngineKind, program: &Program, expr: &str) -> ExprEngine {
-        ExprEngine { kind, label: program.label.clone(), expr: expr.to_string(), per_linktype: HashMap::new() }
+        ExprEngine {
+            kind,
+            label: program.label.clone(),
+            expr: expr.to_string(),
+            per_linktype: Vec::new(),
+        }
     }
 
     fn build(&self, lt: LinkType) -> Result<Box<dyn Engine>, String> {
         let insns = if self.kind == EngineKind::Libpcap {
-            libpcap::compile(&self.expr, CompileOptions::new(lt.to_dlt())).map_err(|e| format!("libpcap: {e}"))?
+            libpcap::compile(&self.expr, CompileOptions::new(lt.to_dlt()))
+                .map_err(|e| format!("libpcap: {e}"))?
         } else {
             let cg = CgLinkType::from_dlt(lt.to_dlt())
                 .ok_or_else(|| format!("link type {lt} is not supported by our compiler"))?;
             codegen::compile(&self.expr, &codegen::Options::new(cg)).map_err(|e| e.render())?
         };
-        let program = Program { label: self.label.clone(), expression: Some(self.expr.clone()), code: Code::Cbpf(insns) };
+        let program = Program {
+            label: self.label.clone(),
+            expression: Some(self.expr.clone()),
+            code: Code::Cbpf(insns),
+        };
         self.kind.build(&program).map_err(|e| e.to_string())
     }
 }
@@ -43,17 +55,30 @@ impl Engine for ExprEngine {
     }
 
     fn run(&mut self, packet: &PacketRef<'_>) -> Result<Option<Verdict>, EngineError> {
-        if !self.per_linktype.contains_key(&packet.linktype) {
-            let built = self.build(packet.linktype);
-            self.per_linktype.insert(packet.linktype, built);
-        }
-        let engine = self.kind.name();
-        match self.per_linktype.get_mut(&packet.linktype) {
-            Some(Ok(inner)) => inner.run(packet),
-            Some(Err(reason)) => {
-                Err(EngineError::Invalid { engine, program: self.expr.clone(), reason: reason.clone() })
+        let at = match self
+            .per_linktype
+            .iter()
+            .position(|(lt, _)| *lt == packet.linktype)
+        {
+            Some(i) => i,
+            None => {
+                let built = self.build(packet.linktype);
+                self.per_linktype.push((packet.linktype, built));
+                self.per_linktype.len() - 1
             }
-            None => Err(EngineError::Run { engine, reason: "no engine for this link type".into() }),
+        };
+        let engine = self.kind.name();
+        match self.per_linktype.get_mut(at).map(|(_, e)| e) {
+            Some(Ok(inner)) => inner.run(packet),
+            Some(Err(reason)) => Err(EngineError::Invalid {
+                engine,
+                program: self.expr.clone(),
+                reason: reason.clone(),
+            }),
+            None => Err(EngineError::Run {
+                engine,
+                reason: "no engine for this link type".into(),
+            }),
         }
     }
 }

@@ -29,22 +29,50 @@ pub struct KernelEngine {
 }
 
 impl KernelEngine {
-    pub fn new(name: &'static str, program: &Program, target: Target) -> Result<KernelEngine, EngineError> {
+    pub fn new(
+        name: &'static str,
+        program: &Program,
+        target: Target,
+    ) -> Result<KernelEngine, EngineError> {
         let Code::Cbpf(insns) = &program.code else {
             return Err(super::uncompiled(name, program));
         };
-        let options = Options { socket_len_offset: if target == Target::Socket { ETH_HLEN } else { 0 } };
-        let ebpf = translate_with(insns, target, &options).map_err(|e| translate_error(name, program, e))?;
+        let options = Options {
+            socket_len_offset: if target == Target::Socket {
+                ETH_HLEN
+            } else {
+                0
+            },
+        };
+        let ebpf = translate_with(insns, target, &options)
+            .map_err(|e| translate_error(name, program, e))?;
+        let reads_len = insns
+            .iter()
+            .any(|i| matches!(i.decode(), Ok(Op::LdLen | Op::LdxLen)));
+        KernelEngine::from_ebpf(name, program, &ebpf, target, reads_len)
+    }
+
+    /// Loads eBPF as given (an ELF object's program) for `target`'s hook.
+    /// `reads_len`: whether the program may read the packet's length, so
+    /// that truncated packets, whose wire length the kernel cannot know,
+    /// are skipped.
+    pub fn from_ebpf(
+        name: &'static str,
+        program: &Program,
+        ebpf: &[filter_programs::ebpf::insn::Insn],
+        target: Target,
+        reads_len: bool,
+    ) -> Result<KernelEngine, EngineError> {
         let prog_type = match target {
             Target::Socket => ProgType::SocketFilter,
             Target::Xdp(_) => ProgType::Xdp,
             Target::Tc(_) => ProgType::SchedCls,
         };
-        let prog = load(prog_type, &ebpf, "pcap_replay").map_err(|e| match e {
+        let prog = load(prog_type, ebpf, "pcap_replay").map_err(|e| match e {
             LoadError::Verifier { log, .. } => EngineError::Invalid {
                 engine: name,
                 program: program.label.clone(),
-                reason: format!("the kernel verifier refused the translation:\n{log}"),
+                reason: format!("the kernel verifier refused the program:\n{log}"),
             },
             LoadError::Syscall(err) => EngineError::Unsupported {
                 engine: name,
@@ -52,8 +80,27 @@ impl KernelEngine {
                 reason: format!("bpf(BPF_PROG_LOAD): {err} (kernel engines need root or CAP_BPF)"),
             },
         })?;
-        let reads_len = insns.iter().any(|i| matches!(i.decode(), Ok(Op::LdLen | Op::LdxLen)));
-        Ok(KernelEngine { name, target, prog, reads_len })
+        Ok(KernelEngine {
+            name,
+            target,
+            prog,
+            reads_len,
+        })
+    }
+}
+
+/// Whether this process may load and test-run BPF programs: loads the
+/// smallest socket filter. `Err` says why not.
+pub fn probe() -> Result<(), String> {
+    use filter_programs::ebpf::insn::Insn;
+    // mov r0, 0; exit
+    let insns = [Insn::new(0xb7, 0, 0, 0, 0), Insn::new(0x95, 0, 0, 0, 0)];
+    match load(ProgType::SocketFilter, &insns, "pcap_replay_probe") {
+        Ok(_) => Ok(()),
+        Err(LoadError::Syscall(e)) => Err(format!(
+            "bpf() is not available here: {e} (needs root or CAP_BPF)"
+        )),
+        Err(e) => Err(format!("bpf() refused a trivial program: {e}")),
     }
 }
 
@@ -64,13 +111,22 @@ impl Engine for KernelEngine {
 
     fn run(&mut self, packet: &PacketRef<'_>) -> Result<Option<Verdict>, EngineError> {
         let truncated = (packet.data.len() as u32) < packet.wire_len;
-        if packet.linktype != LinkType::ETHERNET || packet.data.len() < ETH_HLEN as usize || (truncated && self.reads_len) {
+        if packet.linktype != LinkType::ETHERNET
+            || packet.data.len() < ETH_HLEN as usize
+            || (truncated && self.reads_len)
+        {
             return Ok(None);
         }
         match self.prog.test_run(packet.data, 1) {
-            Ok(r) => Ok(Some(Verdict { ret: r.retval, matched: matched(self.target, r.retval) })),
+            Ok(r) => Ok(Some(Verdict {
+                ret: r.retval,
+                matched: matched(self.target, r.retval),
+            })),
             Err(e) if e.raw_os_error() == Some(EINVAL) => Ok(None),
-            Err(e) => Err(EngineError::Run { engine: self.name, reason: format!("BPF_PROG_TEST_RUN: {e}") }),
+            Err(e) => Err(EngineError::Run {
+                engine: self.name,
+                reason: format!("BPF_PROG_TEST_RUN: {e}"),
+            }),
         }
     }
 }

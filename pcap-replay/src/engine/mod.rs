@@ -12,9 +12,12 @@ mod ebpf;
 mod expr;
 mod kernel;
 mod libpcap;
+mod plan;
+
+pub use plan::{plan, LeftOut, Plan};
 
 use crate::capture::LinkType;
-use crate::program::Program;
+use crate::program::{Code, Hook, Program};
 
 /// A packet as an engine sees it.
 #[derive(Clone, Copy, Debug)]
@@ -40,7 +43,10 @@ pub struct Verdict {
 impl Verdict {
     /// A classic-BPF-style return value: 0 rejects, anything else accepts.
     pub fn classic(ret: u32) -> Verdict {
-        Verdict { ret, matched: ret != 0 }
+        Verdict {
+            ret,
+            matched: ret != 0,
+        }
     }
 }
 
@@ -79,7 +85,11 @@ pub enum EngineError {
 
 /// The error for an engine handed an expression it must not compile itself.
 fn uncompiled(engine: &'static str, program: &Program) -> EngineError {
-    EngineError::Invalid { engine, program: program.label.clone(), reason: "an expression must be compiled before it runs".into() }
+    EngineError::Invalid {
+        engine,
+        program: program.label.clone(),
+        reason: "an expression must be compiled before it runs".into(),
+    }
 }
 
 /// The engines a run may use, by name.
@@ -128,24 +138,87 @@ impl EngineKind {
         }
     }
 
+    /// The hook of an eBPF engine (`None` for cbpf and libpcap).
+    pub fn hook(self) -> Option<Hook> {
+        match self {
+            EngineKind::Cbpf | EngineKind::Libpcap => None,
+            EngineKind::EbpfSocket | EngineKind::KernelSocket => Some(Hook::Socket),
+            EngineKind::EbpfXdp | EngineKind::KernelXdp => Some(Hook::Xdp),
+            EngineKind::EbpfTc | EngineKind::KernelTc => Some(Hook::Tc),
+        }
+    }
+
+    /// Whether the engine runs in the kernel (needs bpf()).
+    pub fn is_kernel(self) -> bool {
+        matches!(
+            self,
+            EngineKind::KernelSocket | EngineKind::KernelXdp | EngineKind::KernelTc
+        )
+    }
+
     /// Prepares this engine for `program`.
     pub fn build(self, program: &Program) -> Result<Box<dyn Engine>, EngineError> {
         use filter_programs::translate::Target;
-        if let crate::program::Code::Expr(text) = &program.code {
-            return Ok(Box::new(expr::ExprEngine::new(self, program, text)));
-        }
         let n = self.name();
+        match &program.code {
+            Code::Expr(text) => return Ok(Box::new(expr::ExprEngine::new(self, program, text))),
+            Code::Ebpf { insns, hook } => {
+                let target = match hook {
+                    Hook::Socket => Target::Socket,
+                    Hook::Xdp => Target::xdp(),
+                    Hook::Tc => Target::tc(),
+                };
+                if self.hook() != Some(*hook) {
+                    return Err(EngineError::Unsupported {
+                        engine: n,
+                        program: program.label.clone(),
+                        reason: not_for_hook(self, *hook),
+                    });
+                }
+                return Ok(if self.is_kernel() {
+                    // Whether the program reads the length cannot be told
+                    // from eBPF, so truncated packets are always skipped.
+                    Box::new(kernel::KernelEngine::from_ebpf(
+                        n, program, insns, target, true,
+                    )?)
+                } else {
+                    Box::new(ebpf::EbpfEngine::from_ebpf(n, program, insns, target)?)
+                });
+            }
+            Code::Cbpf(_) => {}
+        }
         Ok(match self {
             EngineKind::Cbpf => Box::new(cbpf::CbpfEngine::new(program)?),
             EngineKind::Libpcap => Box::new(libpcap::LibpcapEngine::new(program)?),
             EngineKind::EbpfSocket => Box::new(ebpf::EbpfEngine::new(n, program, Target::Socket)?),
             EngineKind::EbpfXdp => Box::new(ebpf::EbpfEngine::new(n, program, Target::xdp())?),
             EngineKind::EbpfTc => Box::new(ebpf::EbpfEngine::new(n, program, Target::tc())?),
-            EngineKind::KernelSocket => Box::new(kernel::KernelEngine::new(n, program, Target::Socket)?),
-            EngineKind::KernelXdp => Box::new(kernel::KernelEngine::new(n, program, Target::xdp())?),
+            EngineKind::KernelSocket => {
+                Box::new(kernel::KernelEngine::new(n, program, Target::Socket)?)
+            }
+            EngineKind::KernelXdp => {
+                Box::new(kernel::KernelEngine::new(n, program, Target::xdp())?)
+            }
             EngineKind::KernelTc => Box::new(kernel::KernelEngine::new(n, program, Target::tc())?),
         })
     }
+}
+
+/// Why `kind` cannot run an eBPF object's program for `hook`.
+fn not_for_hook(kind: EngineKind, hook: Hook) -> String {
+    match kind.hook() {
+        None => "no classic program (the program is eBPF from an ELF object)".into(),
+        Some(h) => format!(
+            "the object's program is for the {} hook, not {}",
+            hook.name(),
+            h.name()
+        ),
+    }
+}
+
+/// Whether this process may use the kernel engines; `Err` says why not.
+pub fn kernel_probe() -> Result<(), String> {
+    kernel::probe()
 }
 
 #[cfg(test)]

@@ -35,26 +35,37 @@ fn run(kind: EngineKind, program: &Program, data: &[u8], wire_len: u32) -> Optio
 }
 
 fn is_kernel(kind: EngineKind) -> bool {
-    matches!(kind, EngineKind::KernelSocket | EngineKind::KernelXdp | EngineKind::KernelTc)
+    matches!(
+        kind,
+        EngineKind::KernelSocket | EngineKind::KernelXdp | EngineKind::KernelTc
+    )
 }
 
 /// The engines this test may build: kernel ones need root.
 fn kinds() -> Vec<EngineKind> {
     let kernel = e2e::kernel_available("engine::tests");
-    EngineKind::ALL.into_iter().filter(|k| kernel || !is_kernel(*k)).collect()
+    EngineKind::ALL
+        .into_iter()
+        .filter(|k| kernel || !is_kernel(*k))
+        .collect()
 }
 
 /// Engines whose raw return value is classic BPF's (not an XDP/tc action).
 fn classic_ret(kind: EngineKind) -> bool {
-    matches!(kind, EngineKind::Cbpf | EngineKind::Libpcap | EngineKind::EbpfSocket | EngineKind::KernelSocket)
+    matches!(
+        kind,
+        EngineKind::Cbpf | EngineKind::Libpcap | EngineKind::EbpfSocket | EngineKind::KernelSocket
+    )
 }
 
 #[test]
 fn every_engine_runs_ip() {
     let p = ip_program();
     for kind in kinds() {
-        let v4 = run(kind, &p, &frame(0x0800), 60).unwrap_or_else(|| panic!("{kind:?} runs a whole frame"));
-        let v6 = run(kind, &p, &frame(0x86dd), 60).unwrap_or_else(|| panic!("{kind:?} runs a whole frame"));
+        let v4 = run(kind, &p, &frame(0x0800), 60)
+            .unwrap_or_else(|| panic!("{kind:?} runs a whole frame"));
+        let v6 = run(kind, &p, &frame(0x86dd), 60)
+            .unwrap_or_else(|| panic!("{kind:?} runs a whole frame"));
         assert!(v4.matched && !v6.matched, "{kind:?}: {v4:?} {v6:?}");
         if classic_ret(kind) {
             assert_eq!((v4.ret, v6.ret), (262_144, 0), "{kind:?}");

@@ -1,16 +1,23 @@
 //! What a run prints: the human table, the JSON summary, and the
 //! per-packet verdict lines.
 
+pub mod decode;
+mod mismatch;
 mod table;
+mod write;
 
+use crate::capture::Packet;
 use crate::engine::Verdict;
+use crate::replay::CaptureInfo;
 use std::io::Write;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::replay::FileResult;
 
+pub use mismatch::render_mismatch;
 pub use table::render_table;
+pub use write::PcapWriter;
 
 /// A map from engine name to a value, serialized in engine order (the
 /// order given on the command line) rather than sorted.
@@ -61,10 +68,15 @@ impl<'a> JsonReport<'a> {
 
 /// Receives each packet's verdicts as the replay computes them.
 pub trait VerdictSink {
+    /// Called once the capture's header is read, before any packet.
+    fn start(&mut self, _info: &CaptureInfo) -> std::io::Result<()> {
+        Ok(())
+    }
+
     fn verdict(
         &mut self,
         result: &FileResult,
-        index: u64,
+        packet: &Packet,
         rets: &[(&'static str, Verdict)],
     ) -> std::io::Result<()>;
 
@@ -81,10 +93,35 @@ impl VerdictSink for NoVerdicts {
     fn verdict(
         &mut self,
         _: &FileResult,
-        _: u64,
+        _: &Packet,
         _: &[(&'static str, Verdict)],
     ) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// Sends every call to both sinks.
+pub struct Tee<'a>(pub &'a mut dyn VerdictSink, pub &'a mut dyn VerdictSink);
+
+impl VerdictSink for Tee<'_> {
+    fn start(&mut self, info: &CaptureInfo) -> std::io::Result<()> {
+        self.0.start(info)?;
+        self.1.start(info)
+    }
+
+    fn verdict(
+        &mut self,
+        result: &FileResult,
+        packet: &Packet,
+        rets: &[(&'static str, Verdict)],
+    ) -> std::io::Result<()> {
+        self.0.verdict(result, packet, rets)?;
+        self.1.verdict(result, packet, rets)
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.0.finish()?;
+        self.1.finish()
     }
 }
 
@@ -118,9 +155,10 @@ impl<W: Write> VerdictSink for NdjsonVerdicts<W> {
     fn verdict(
         &mut self,
         result: &FileResult,
-        index: u64,
+        packet: &Packet,
         rets: &[(&'static str, Verdict)],
     ) -> std::io::Result<()> {
+        let index = packet.index;
         let line = VerdictLine {
             file: &result.file,
             expression: result.expression.as_deref(),
@@ -140,3 +178,14 @@ impl<W: Write> VerdictSink for NdjsonVerdicts<W> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use crate::replay::FileResult;
+
+    /// A result with no packets, for sinks that only pass it along.
+    pub fn result() -> FileResult {
+        let program = crate::program::from_expression("ip", "-e");
+        FileResult::empty("a.pcap", &program, &[], None)
+    }
+}

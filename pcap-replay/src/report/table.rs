@@ -19,10 +19,12 @@ pub fn render_table(results: &[FileResult]) -> String {
     let mut out = String::new();
     let mut start = 0;
     while start < results.len() {
-        let program = &results[start].program;
+        // Several `-e` share the label `-e`; the expression tells them apart.
+        let key = |r: &FileResult| (r.program.clone(), r.expression.clone());
+        let first = key(&results[start]);
         let end = results[start..]
             .iter()
-            .position(|r| &r.program != program)
+            .position(|r| key(r) != first)
             .map_or(results.len(), |n| start + n);
         render_program(&mut out, &results[start..end]);
         start = end;
@@ -56,7 +58,7 @@ fn render_program(out: &mut String, results: &[FileResult]) {
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut header = vec!["file".to_string(), "linktype".into(), "packets".into()];
     header.extend(names.iter().map(|n| n.to_string()));
-    header.extend(["mismatches".to_string(), "status".into()]);
+    header.extend(["mismatches".to_string(), "time".into(), "status".into()]);
     rows.push(header);
     let mut totals = vec![0u64; names.len() + 2];
     for r in results {
@@ -72,6 +74,7 @@ fn render_program(out: &mut String, results: &[FileResult]) {
         }
         row.push(r.mismatches.to_string());
         totals[names.len() + 1] += r.mismatches;
+        row.push(seconds(r.seconds));
         row.push(
             if r.error.is_some() {
                 "ERROR"
@@ -87,27 +90,32 @@ fn render_program(out: &mut String, results: &[FileResult]) {
     if results.len() > 1 {
         let mut row = vec!["total".to_string(), String::new()];
         row.extend(totals.iter().map(u64::to_string));
+        row.push(seconds(results.iter().map(|r| r.seconds).sum()));
         row.push(String::new());
         rows.push(row);
     }
     write_rows(out, &rows);
+    let mut left_out: Vec<String> = Vec::new();
+    for r in results {
+        for l in &r.left_out {
+            let line = format!("  left out: {}: {}", l.engine, l.reason);
+            if !left_out.contains(&line) {
+                left_out.push(line);
+            }
+        }
+    }
+    for line in left_out {
+        let _ = writeln!(out, "{line}");
+    }
     for r in results {
         for m in &r.mismatch_samples {
-            let rets: Vec<String> = m.rets.0.iter().map(|(n, v)| format!("{n}={v}")).collect();
-            let _ = writeln!(
-                out,
-                "  mismatch: {} packet {} (byte {}): {}",
-                r.file,
-                m.index,
-                m.offset,
-                rets.join(" ")
-            );
+            out.push_str(&super::render_mismatch(&r.file, m));
         }
         if r.mismatches > r.mismatch_samples.len() as u64 {
             let more = r.mismatches - r.mismatch_samples.len() as u64;
             let _ = writeln!(
                 out,
-                "  mismatch: {} ... and {more} more (see --verdicts)",
+                "  mismatch: {} ... and {more} more (see --verdicts, --max-mismatches)",
                 r.file
             );
         }
@@ -122,6 +130,11 @@ fn render_program(out: &mut String, results: &[FileResult]) {
             let _ = writeln!(out, "  error: {e}");
         }
     }
+}
+
+/// Seconds with millisecond precision.
+fn seconds(s: f64) -> String {
+    format!("{s:.3}s")
 }
 
 /// Left-aligns the first two columns and right-aligns the numbers.

@@ -25,6 +25,7 @@ pub struct Reader<R> {
     section: SectionHeaderRepr,
     interfaces: Vec<InterfaceRepr>,
     first_linktype: Option<LinkType>,
+    first_snaplen: Option<u32>,
     options: Options,
     index: u64,
     done: bool,
@@ -63,6 +64,7 @@ impl<R: Read> Reader<R> {
             section,
             interfaces: Vec::new(),
             first_linktype: None,
+            first_snaplen: None,
             options,
             index: 0,
             done: false,
@@ -72,6 +74,11 @@ impl<R: Read> Reader<R> {
     /// The link type of the first interface read so far.
     pub fn first_linktype(&self) -> Option<LinkType> {
         self.first_linktype
+    }
+
+    /// The snap length of the first interface read so far.
+    pub fn first_snaplen(&self) -> Option<u32> {
+        self.first_snaplen
     }
 
     pub fn section(&self) -> &SectionHeaderRepr {
@@ -93,6 +100,12 @@ impl<R: Read> Reader<R> {
                 }
                 wire::IDB_TYPE => {
                     let idb = InterfaceRepr::parse(body).map_err(at)?;
+                    if self.options.known_linktypes_only && !idb.linktype.is_known() {
+                        let kind = ErrorKind::UnknownLinkType(idb.linktype.0);
+                        let field = (block::BODY_START + wire::idb::LINKTYPE.start) as u64;
+                        return Err(self.input.error_at(raw.start + field, kind));
+                    }
+                    self.first_snaplen.get_or_insert(idb.snaplen);
                     tracing::debug!(interface = self.interfaces.len(), ?idb, "pcapng interface");
                     self.first_linktype.get_or_insert(idb.linktype);
                     self.interfaces.push(idb);

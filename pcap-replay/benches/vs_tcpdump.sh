@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# pcap-replay's cbpf engine alone against `tcpdump -r F -w /dev/null EXPR`,
+# side by side on the same large capture, for a few expressions.
+#
+#   pcap-replay/benches/vs_tcpdump.sh [PACKETS]      (default 4000000)
+#
+# The capture repeats the packets of tests/data/*.pcap (Ethernet: TCP,
+# IPv6/ICMPv6, VLAN, OSPF), so the mix is real traffic and most packets are
+# small: per-packet cost dominates, not I/O. Each side runs RUNS times
+# (default 3) and the best time counts; the file is read once first so
+# both sides read from the page cache. pcap-replay runs with
+# `--engines cbpf --quiet`: reading, our interpreter, and the verdict
+# count; tcpdump reads, runs libpcap's interpreter and writes the matching
+# packets to /dev/null. Both filter with the program their own compiler
+# makes of EXPR (ours with -e; the `--cbpf` column runs tcpdump's own
+# program, from `tcpdump -ddd`, in our interpreter).
+#
+# Env: PCAP_REPLAY (binary; default: cargo build --release), RUNS, WORKDIR.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+packets=${1:-4000000}
+runs=${RUNS:-3}
+work=${WORKDIR:-$(mktemp -d)}
+trap '[ -z "${WORKDIR:-}" ] && rm -rf "$work"' EXIT
+
+if [ -z "${PCAP_REPLAY:-}" ]; then
+  cargo build --release -q -p pcap-replay --bins
+  PCAP_REPLAY=${CARGO_TARGET_DIR:-target}/release/pcap-replay
+fi
+command -v tcpdump >/dev/null || { echo "tcpdump is missing" >&2; exit 2; }
+
+capture=$work/bench.pcap
+python3 - "$capture" "$packets" tests/data/print-flags.pcap tests/data/icmpv6.pcap tests/data/ldp-common-session.pcap <<'EOF'
+import struct, sys
+out, total, inputs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+recs = []
+for path in inputs:
+    b = open(path, 'rb').read()
+    assert b[:4] == b'\xd4\xc3\xb2\xa1', path  # little-endian microsecond pcap
+    off = 24
+    while off + 16 <= len(b):
+        caplen = struct.unpack('<I', b[off + 8:off + 12])[0]
+        recs.append(b[off + 8:off + 16 + caplen])  # lengths and data; time set below
+        off += 16 + caplen
+with open(out, 'wb') as f:
+    f.write(struct.pack('<IHHiIII', 0xa1b2c3d4, 2, 4, 0, 0, 262144, 1))
+    buf = []
+    for i in range(total):
+        buf.append(struct.pack('<II', 1_700_000_000 + i // 1_000_000, i % 1_000_000) + recs[i % len(recs)])
+        if len(buf) == 100_000:
+            f.write(b''.join(buf)); buf = []
+    f.write(b''.join(buf))
+EOF
+bytes=$(stat -c %s "$capture")
+cat "$capture" > /dev/null
+
+# Best wall time of $runs runs of the command, in seconds.
+best() {
+  local best_ns="" start end
+  for _ in $(seq "$runs"); do
+    start=$(date +%s%N)
+    "$@" > /dev/null 2>&1 || [ $? -eq 1 ]
+    end=$(date +%s%N)
+    local ns=$((end - start))
+    if [ -z "$best_ns" ] || [ "$ns" -lt "$best_ns" ]; then best_ns=$ns; fi
+  done
+  awk -v ns="$best_ns" 'BEGIN { printf "%.3f", ns / 1e9 }'
+}
+
+echo "capture: $packets packets, $bytes bytes; best of $runs runs; $(nproc) CPUs; $(tcpdump --version 2>&1 | head -1)"
+echo
+echo "| expression | matches | tcpdump s | pcap-replay -e s | ratio | pcap-replay --cbpf s | ratio |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for expr in 'tcp port 80' 'ip6' 'vlan and tcp' 'host 192.168.0.1 and tcp' 'tcp[tcpflags] & tcp-syn != 0'; do
+  matches=$("$PCAP_REPLAY" --engines cbpf --count -e "$expr" "$capture")
+  tcpdump -ddd -r "$capture" "$expr" > "$work/prog.ddd" 2>/dev/null
+  t_dump=$(best tcpdump -r "$capture" -w /dev/null "$expr")
+  t_ours=$(best "$PCAP_REPLAY" --engines cbpf --quiet -e "$expr" "$capture")
+  t_cbpf=$(best "$PCAP_REPLAY" --engines cbpf --quiet --cbpf "$work/prog.ddd" "$capture")
+  awk -v e="$expr" -v m="$matches" -v d="$t_dump" -v o="$t_ours" -v c="$t_cbpf" \
+    'BEGIN { printf "| `%s` | %d | %.3f | %.3f | %.2fx | %.3f | %.2fx |\n", e, m, d, o, d / o, c, d / c }'
+done
+echo
+echo "ratio: tcpdump's time / pcap-replay's time (its throughput over tcpdump's); goal >= 1.5x"

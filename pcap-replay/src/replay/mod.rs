@@ -1,0 +1,271 @@
+//! One program over one capture, in every engine, packet by packet.
+
+mod sample;
+
+use std::io::Read;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::capture::{self, LinkType, Packet};
+use crate::engine::{Engine, LeftOut, PacketRef, Verdict};
+use crate::program::Program;
+use crate::report::{EngineMap, Matched, VerdictSink};
+
+pub use sample::{Load, Mismatch, Tracer};
+
+/// How many disagreeing packets a result keeps for the report by default.
+pub const MISMATCH_SAMPLES: usize = 10;
+
+/// The outcome of one program over one capture. Serializes as one entry
+/// of the JSON report's `results`, in this field order; fields after
+/// `error` were added later and some appear only when non-empty.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileResult {
+    pub file: String,
+    pub expression: Option<String>,
+    pub program: String,
+    pub linktype: Option<LinkType>,
+    pub packets: u64,
+    pub engines: EngineMap<Matched>,
+    pub mismatches: u64,
+    /// Why reading (or an engine) stopped early. Packets before the fault
+    /// are counted above.
+    pub error: Option<String>,
+    /// Wall-clock time of the replay.
+    pub seconds: f64,
+    /// Engines that did not run this program, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<LeftOut>,
+    /// The first few disagreeing packets, explained.
+    #[serde(rename = "mismatch_details", skip_serializing_if = "Vec::is_empty")]
+    pub mismatch_samples: Vec<Mismatch>,
+}
+
+impl FileResult {
+    /// A result before any packet: every count zero.
+    pub fn empty(
+        file: &str,
+        program: &Program,
+        engines: &[Box<dyn Engine>],
+        linktype: Option<LinkType>,
+    ) -> FileResult {
+        FileResult {
+            file: file.to_string(),
+            expression: program.expression.clone(),
+            program: program.label.clone(),
+            linktype,
+            packets: 0,
+            engines: EngineMap(
+                engines
+                    .iter()
+                    .map(|e| {
+                        (
+                            e.name(),
+                            Matched {
+                                matched: 0,
+                                skipped: 0,
+                            },
+                        )
+                    })
+                    .collect(),
+            ),
+            mismatches: 0,
+            error: None,
+            seconds: 0.0,
+            left_out: Vec::new(),
+            mismatch_samples: Vec::new(),
+        }
+    }
+
+    /// The reference engine's match count: libpcap when it ran, else our
+    /// interpreter, else the first engine.
+    pub fn reference_matched(&self) -> u64 {
+        let find = |name: &str| {
+            self.engines
+                .0
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, m)| m.matched)
+        };
+        find("libpcap")
+            .or_else(|| find("cbpf"))
+            .or_else(|| self.engines.0.first().map(|(_, m)| m.matched))
+            .unwrap_or(0)
+    }
+}
+
+/// Settings shared by every file of a run.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplayOptions {
+    /// Treat every packet as this link type, whatever the capture says.
+    pub linktype: Option<LinkType>,
+    pub capture: capture::Options,
+    /// How many disagreeing packets to explain.
+    pub max_mismatches: usize,
+    /// Record our interpreter's instruction trace for those packets.
+    pub trace: bool,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            linktype: None,
+            capture: capture::Options::default(),
+            max_mismatches: MISMATCH_SAMPLES,
+            trace: false,
+        }
+    }
+}
+
+/// What a sink learns about a capture once its header is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaptureInfo {
+    pub linktype: Option<LinkType>,
+    /// The header's snap length (0: none given).
+    pub snaplen: u32,
+    pub nanosecond: bool,
+}
+
+/// Replays `program` over the capture in `reader` (called `file` in
+/// reports and errors) through `engines`, sending each packet's verdicts
+/// to `sink`. Never fails: a capture error ends the file and is recorded
+/// in the result; a sink error is returned for the caller to stop on.
+pub fn replay<R: Read>(
+    file: &str,
+    reader: R,
+    program: &Program,
+    engines: &mut [Box<dyn Engine>],
+    options: ReplayOptions,
+    sink: &mut dyn VerdictSink,
+) -> std::io::Result<FileResult> {
+    let started = Instant::now();
+    let mut result = FileResult::empty(file, program, engines, options.linktype);
+    let outcome = replay_into(&mut result, reader, program, engines, options, sink);
+    result.seconds = started.elapsed().as_secs_f64();
+    outcome.map(|()| result)
+}
+
+fn replay_into<R: Read>(
+    result: &mut FileResult,
+    reader: R,
+    program: &Program,
+    engines: &mut [Box<dyn Engine>],
+    options: ReplayOptions,
+    sink: &mut dyn VerdictSink,
+) -> std::io::Result<()> {
+    let capture = match capture::open_with(result.file.clone(), reader, options.capture) {
+        Ok(c) => c,
+        Err(e) => {
+            result.error = Some(e.to_string());
+            return Ok(());
+        }
+    };
+    if result.linktype.is_none() {
+        result.linktype = capture.linktype();
+    }
+    let mut capture = capture;
+    let mut tracer = Tracer::new(program, options.trace);
+    let mut rets = Vec::with_capacity(engines.len());
+    let mut started = false;
+    // A pcapng file names its link type and snap length in its first
+    // interface block, so sinks start at the first packet (or at the end).
+    let info = |c: &capture::CaptureReader<R>, lt: Option<LinkType>| CaptureInfo {
+        linktype: options.linktype.or(lt).or_else(|| c.linktype()),
+        snaplen: c.snaplen().unwrap_or(0),
+        nanosecond: c.nanosecond(),
+    };
+    let mut packet = Packet {
+        index: 0,
+        offset: 0,
+        ts_ns: 0,
+        data: Vec::new(),
+        wire_len: 0,
+        linktype: LinkType::ETHERNET,
+    };
+    while let Some(item) = capture.next_into(&mut packet) {
+        if let Err(e) = item {
+            result.error = Some(e.to_string());
+            break;
+        }
+        if let Some(lt) = options.linktype {
+            packet.linktype = lt;
+        }
+        if !started {
+            sink.start(&info(&capture, Some(packet.linktype)))?;
+            started = true;
+        }
+        note_linktype(result, &packet);
+        rets.clear();
+        let view = PacketRef {
+            data: &packet.data,
+            wire_len: packet.wire_len,
+            linktype: packet.linktype,
+        };
+        // `result.engines` lists the engines in this order.
+        for (engine, (_, count)) in engines.iter_mut().zip(result.engines.0.iter_mut()) {
+            match engine.run(&view) {
+                Ok(Some(v)) => {
+                    count.matched += u64::from(v.matched);
+                    rets.push((engine.name(), v));
+                }
+                Ok(None) => count.skipped += 1,
+                Err(e) => {
+                    result.error = Some(format!("{}: packet {}: {e}", result.file, packet.index));
+                    return Ok(());
+                }
+            }
+        }
+        result.packets += 1;
+        compare(result, &packet, &rets, options.max_mismatches, &mut tracer);
+        sink.verdict(result, &packet, &rets)?;
+    }
+    if !started {
+        sink.start(&info(&capture, None))?;
+    }
+    Ok(())
+}
+
+/// The result's link type is the first packet's; mixed link types in one
+/// pcapng file are legal but worth a warning, since one cBPF program
+/// assumes one layout.
+fn note_linktype(result: &mut FileResult, packet: &Packet) {
+    match result.linktype {
+        None => result.linktype = Some(packet.linktype),
+        Some(lt) if lt != packet.linktype => {
+            tracing::warn!(
+                file = result.file,
+                packet = packet.index,
+                "link type {} differs from the file's first ({lt})",
+                packet.linktype
+            );
+        }
+        Some(_) => {}
+    }
+}
+
+/// Counts and explains a packet on which the engines disagree.
+fn compare(
+    result: &mut FileResult,
+    packet: &Packet,
+    rets: &[(&'static str, Verdict)],
+    max_samples: usize,
+    tracer: &mut Tracer,
+) {
+    let first = rets.first().map(|(_, v)| v.matched);
+    if rets.iter().any(|(_, v)| Some(v.matched) != first) {
+        result.mismatches += 1;
+        tracing::debug!(
+            file = result.file,
+            packet = packet.index,
+            ?rets,
+            "engines disagree"
+        );
+        if result.mismatch_samples.len() < max_samples {
+            result.mismatch_samples.push(tracer.explain(packet, rets));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

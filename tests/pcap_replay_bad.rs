@@ -1,0 +1,113 @@
+//! The bad-input corpus, `tests/data/bad/`: every file gets exit 2, an
+//! error that names the file and the byte offset (`EXPECTED.tsv` holds the
+//! exact prefix for each), and the packets before the fault are still
+//! filtered and counted. Run from `tests/data` so the names are short.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn every_bad_file_exits_2_naming_file_and_offset_after_replaying_what_was_read() {
+    let data = e2e::repo_root().join("tests/data");
+    let expected = std::fs::read_to_string(data.join("bad/EXPECTED.tsv")).unwrap();
+    let mut rows = 0;
+    for line in expected.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let (file, packets, error) = (cols[0], cols[1].parse::<u64>().unwrap(), cols[2]);
+        let path = format!("bad/{file}");
+        assert!(data.join(&path).is_file(), "{path} is listed but missing");
+        let out = Command::new(e2e::bin("pcap-replay"))
+            .current_dir(&data)
+            .args([
+                "-e",
+                "ip",
+                "--engines",
+                "cbpf,libpcap,ebpf-xdp",
+                "--json",
+                &path,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{file}");
+        let report: Value =
+            serde_json::from_slice(&out.stdout).expect("a report even for a bad file");
+        let r = &report["results"][0];
+        let err = r["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file}: no error in {r}"));
+        assert!(
+            err.starts_with(error),
+            "{file}: {err:?} does not start with {error:?}"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(err),
+            "{file}: error on stderr too"
+        );
+        assert_eq!(r["packets"], packets, "{file}");
+        // Every packet before the fault is an IPv4 packet: all engines
+        // filtered every one of them, and agree.
+        for engine in ["cbpf", "libpcap", "ebpf-xdp"] {
+            assert_eq!(r["engines"][engine]["matched"], packets, "{file} {engine}");
+        }
+        assert_eq!(r["mismatches"], 0, "{file}");
+        // The table says the same under the counts.
+        let out = Command::new(e2e::bin("pcap-replay"))
+            .current_dir(&data)
+            .args(["-e", "ip", &path])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let table = String::from_utf8(out.stdout).unwrap();
+        assert!(table.contains(&format!("  error: {err}\n")), "{table}");
+        rows += 1;
+    }
+    assert!(rows >= 8, "{rows} rows in EXPECTED.tsv");
+}
+
+#[test]
+fn caplen_over_snaplen_is_an_error_but_y_does_not_hide_unknown_faults() {
+    let data = e2e::repo_root().join("tests/data");
+    // -y takes the place of an unknown link type, as tcpdump's does.
+    let out = Command::new(e2e::bin("pcap-replay"))
+        .current_dir(&data)
+        .args([
+            "-e",
+            "ip",
+            "-y",
+            "EN10MB",
+            "--engines",
+            "cbpf",
+            "--json",
+            "bad/unknown-linktype.pcap",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["results"][0]["packets"], 1);
+    // A good file after a bad one still runs, in order.
+    let out = Command::new(e2e::bin("pcap-replay"))
+        .current_dir(&data)
+        .args([
+            "-e",
+            "ip",
+            "--engines",
+            "cbpf",
+            "--json",
+            "bad/caplen-over-snaplen.pcap",
+            "print-flags.pcap",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["results"][0]["file"], "bad/caplen-over-snaplen.pcap");
+    assert_eq!(report["results"][1]["packets"], 10);
+    assert!(report["results"][1]["error"].is_null());
+}
