@@ -133,3 +133,18 @@ pub fn captures() -> Vec<Capture> {
         })
         .collect()
 }
+
+/// True when a classic program reads nothing of the packet (no packet or
+/// length load), so its verdict is the same for every packet. With a 0
+/// verdict on any one packet, it provably matches nothing: the test for
+/// filters we refuse as "expression rejects all packets" where libpcap's
+/// optimizer does not see it.
+pub fn reads_no_packet(prog: &[filter_programs::cbpf::Insn]) -> bool {
+    use filter_programs::cbpf::Op;
+    prog.iter().all(|i| {
+        matches!(
+            i.decode(),
+            Ok(op) if !matches!(op, Op::LdAbs { .. } | Op::LdInd { .. } | Op::LdxMsh { .. } | Op::LdLen | Op::LdxLen)
+        )
+    })
+}

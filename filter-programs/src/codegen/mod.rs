@@ -114,11 +114,21 @@ pub fn compile(expr: &str, opts: &Options) -> Result<Vec<Insn>, CompileError> {
         }
     };
     let prog = emit::emit(&g.b, root);
-    Ok(if opts.optimize {
-        crate::optimize::optimize(&prog)
-    } else {
-        prog
-    })
+    if !opts.optimize {
+        return Ok(prog);
+    }
+    let prog = crate::optimize::optimize(&prog);
+    // As pcap_compile does when its optimizer proves the filter can never
+    // match: almost always a mistake (`ip6 and igmp` on an IPv4 link,
+    // `not ip and ip`), and a tcpdump user has seen this error before.
+    // With the optimizer off (-O0) the program compiles to `ret #0`.
+    if let [only] = prog.as_slice() {
+        if only.decode() == Ok(crate::cbpf::Op::Ret { val: crate::cbpf::RetVal::K(0) }) {
+            let span = Span::new(0, expr.trim_end().len());
+            return Err(CompileError::new(ErrorKind::Semantic, span, "expression rejects all packets", expr));
+        }
+    }
+    Ok(prog)
 }
 
 /// Where a load is relative to (libpcap's `e_offrel`).
