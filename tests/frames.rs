@@ -48,20 +48,7 @@ const PORTS: [u16; 12] = [
 ];
 const TCP_FLAGS: [u8; 8] = [0x02, 0x12, 0x10, 0x11, 0x04, 0x18, 0x20, 0x29];
 
-/// A small deterministic generator: the frame set is the same every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[(self.next() % xs.len() as u64) as usize]
-    }
-}
+use crate::rng::Rng;
 
 fn tcp(sport: u16, dport: u16, flags: u8, payload: usize) -> Vec<u8> {
     let mut h = vec![0u8; 20];

@@ -70,3 +70,4 @@ pub mod corpus;
 pub mod gen;
 pub mod frames;
 pub mod net;
+pub mod rng;

@@ -14,25 +14,13 @@
 use std::time::Instant;
 
 use e2e::corpus::{captures, expressions, Capture};
+use e2e::rng::Rng;
 use filter_programs::ruleset::{self, compile, decide, dryrun::DryRun, Action, Verdict};
 use filterd::ruleset::LoadedRuleset;
 use pcap_replay::libpcap::{self, CompileOptions};
 
 const DLT_EN10MB: i32 = 1;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 fn quoted(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
@@ -102,11 +90,11 @@ fn dry_run_equals_kernel_and_libpcap_on_the_corpus() {
     let mut runs = 0;
     let rulesets = 24;
     for k in 0..rulesets {
-        let n = 5 + rng.below(20);
+        let n = 5 + rng.below(20) as usize;
         let rules: Vec<(String, &str)> = (0..n)
             .map(|_| {
-                let action = ["pass", "drop", "count"][rng.below(3)];
-                (exprs[rng.below(exprs.len())].clone(), action)
+                let action = ["pass", "drop", "count"][rng.below(3) as usize];
+                (exprs[rng.below(exprs.len() as u64) as usize].clone(), action)
             })
             .collect();
         let default = if k % 2 == 0 { Verdict::Pass } else { Verdict::Drop };
@@ -120,8 +108,8 @@ fn dry_run_equals_kernel_and_libpcap_on_the_corpus() {
 fn typical_rules(n: usize, rng: &mut Rng) -> Vec<(String, &'static str)> {
     (0..n)
         .map(|i| {
-            let (a, b, c) = (rng.below(256), rng.below(256), 1 + rng.below(254));
-            let port = 1 + rng.below(65000);
+            let (a, b, c) = (rng.below(256) as usize, rng.below(256) as usize, 1 + rng.below(254) as usize);
+            let port = 1 + rng.below(65000) as usize;
             let expr = match i % 6 {
                 0 => format!("host 10.{a}.{b}.{c}"),
                 1 => format!("src net 172.{}.{a}.0/24", 16 + b % 16),
@@ -130,7 +118,7 @@ fn typical_rules(n: usize, rng: &mut Rng) -> Vec<(String, &'static str)> {
                 4 => format!("tcp dst port {port} and src host 10.{a}.{b}.{c}"),
                 _ => format!("dst net 10.{a}.0.0/16 and tcp"),
             };
-            (expr, if rng.below(10) == 0 { "pass" } else { "drop" })
+            (expr, if rng.below(10) as usize == 0 { "pass" } else { "drop" })
         })
         .collect()
 }

@@ -184,18 +184,7 @@ action = "pass"
         assert_eq!(get("arp").packets, 0);
     }
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use e2e::rng::Rng;
 
     /// The fast path (tuple tables) and the rule-by-rule path agree with
     /// the rules' own classic programs on frames built to hit them:
