@@ -7,6 +7,7 @@ pub mod attach;
 pub mod classic;
 pub mod bpf;
 pub mod cli;
+pub mod daemon;
 pub mod dryrun;
 pub mod ruleset;
 pub mod socket;

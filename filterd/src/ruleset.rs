@@ -63,11 +63,10 @@ impl LoadedRuleset {
                 .try_into()
                 .map_err(|_| LoadError::Missing(name.clone()))?;
             xdp.load().map_err(|e| match e {
-                ProgramError::LoadError { io_error, verifier_log } => LoadError::Verifier {
-                    error: io_error,
-                    log: format!("program {name}:\n{verifier_log}"),
-                    disassembly: disassemble(insns).unwrap_or_else(|e| format!("(not disassembled: {e})")),
-                },
+                ProgramError::LoadError { io_error, verifier_log } => {
+                    let (log, disassembly) = excerpt(&verifier_log.to_string(), insns);
+                    LoadError::Verifier { error: io_error, log: format!("program {name}:\n{log}"), disassembly }
+                }
                 other => LoadError::Program(other),
             })?;
         }
@@ -140,4 +139,28 @@ pub fn read_counters<T: std::borrow::Borrow<aya::maps::MapData>>(
             Ok(Counter { name: name.clone(), packets, bytes })
         })
         .collect()
+}
+
+/// The end of a verifier log and our disassembly around the instruction it
+/// stopped at: a ruleset program has hundreds of thousands of instructions,
+/// and a reload failure must stay readable in a log.
+fn excerpt(log: &str, insns: &[filter_programs::ebpf::insn::Insn]) -> (String, String) {
+    const LOG_LINES: usize = 60;
+    const AROUND: usize = 20;
+    let lines: Vec<&str> = log.lines().collect();
+    let tail = lines[lines.len().saturating_sub(LOG_LINES)..].join("\n");
+    let tail = if lines.len() > LOG_LINES { format!("... ({} earlier lines)\n{tail}", lines.len() - LOG_LINES) } else { tail };
+    let text = disassemble(insns).unwrap_or_else(|e| format!("(not disassembled: {e})"));
+    // The last instruction the verifier looked at: "N: (op) ...".
+    let at = lines.iter().rev().find_map(|l| l.split_once(": (").and_then(|(n, _)| n.trim().parse::<usize>().ok()));
+    let numbered = |l: &&str| l.split_once(':').and_then(|(n, _)| n.trim().parse::<usize>().ok());
+    let dis = match at {
+        Some(at) => text
+            .lines()
+            .filter(|l| numbered(l).is_some_and(|n| n + AROUND >= at && n <= at + 5))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        None => text.lines().take(2 * AROUND).collect::<Vec<_>>().join("\n"),
+    };
+    (tail, dis)
 }

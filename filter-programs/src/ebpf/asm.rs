@@ -7,6 +7,13 @@ use std::fmt;
 
 use super::insn::{AluOp, Insn, JmpOp, Op, Operand, Reg, Size};
 
+/// `BPF_JMP32 | BPF_JA`: the unconditional jump with a 32-bit offset in
+/// imm (Linux 6.6+).
+const GOTOL: u8 = 0x06;
+/// Farthest unconditional jump written with a 16-bit offset; farther ones
+/// use `gotol`, leaving the kernel room to insert instructions.
+const NEAR: u32 = 8192;
+
 /// A jump target, made by [`Asm::label`] and placed by [`Asm::bind`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Label(usize);
@@ -150,6 +157,14 @@ impl Asm {
                     let distance = target(to)? as i64 - (here as i64 + 1);
                     let off = i32::try_from(distance)
                         .map_err(|_| AsmError::TooFar { slot: here, label: to.0, distance })?;
+                    if off.unsigned_abs() > NEAR {
+                        // gotol: the verifier grows the program when it
+                        // rewrites context accesses and helper calls, and a
+                        // 16-bit `ja` near its limit then "cannot be
+                        // patched due to 16-bit range".
+                        out.push(Insn::new(GOTOL, 0, 0, 0, off));
+                        continue;
+                    }
                     Op::Ja { off }
                 }
             };
@@ -202,14 +217,14 @@ mod tests {
         let mut a = Asm::new();
         let l = a.label();
         a.ja(l);
-        for _ in 0..40_000 {
+        for _ in 0..20_000 {
             a.mov64(Reg::R0, Operand::Imm(0));
         }
         a.bind(l);
         a.exit();
         let insns = a.assemble().unwrap();
         assert_eq!(insns[0].code, 0x06, "BPF_JMP32 | BPF_JA");
-        assert_eq!(decode_all(&insns).unwrap()[0].1, Op::Ja { off: 40_000 });
+        assert_eq!(decode_all(&insns).unwrap()[0].1, Op::Ja { off: 20_000 });
     }
 
     #[test]

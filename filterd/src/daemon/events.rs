@@ -1,0 +1,208 @@
+//! What wakes the daemon: SIGHUP, SIGTERM and SIGINT through a signalfd
+//! (the signals are blocked, so they queue instead of killing the process
+//! while it is attaching), and changes to the config file through inotify.
+//!
+//! The config's directory is watched rather than the file, since editors
+//! and config managers replace files by renaming a new one over them.
+
+use std::ffi::{CString, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    Reload,
+    Stop(&'static str),
+    ConfigChanged,
+}
+
+pub struct Events {
+    signals: OwnedFd,
+    inotify: Option<OwnedFd>,
+    file: OsString,
+}
+
+fn check(rc: libc::c_int, what: &str) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        Err(io::Error::new(e.kind(), format!("{what}: {e}")))
+    } else {
+        Ok(rc)
+    }
+}
+
+impl Events {
+    /// Blocks the signals in the calling thread (threads spawned later
+    /// inherit the mask) and starts watching `config`. Call it before
+    /// spawning any thread. The signals stay blocked: unblocking one still
+    /// pending at exit would kill the process after a clean shutdown.
+    pub fn new(config: &Path) -> io::Result<Events> {
+        // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointers to sigset_t values we own.
+        unsafe {
+            libc::sigemptyset(&mut set);
+            for s in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
+                libc::sigaddset(&mut set, s);
+            }
+            check(
+                libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()),
+                "pthread_sigmask",
+            )?;
+        }
+        // SAFETY: set is initialised; -1 asks for a new fd.
+        let fd = check(
+            unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) },
+            "signalfd",
+        )?;
+        // SAFETY: a fresh fd that we own.
+        let signals = unsafe { OwnedFd::from_raw_fd(fd) };
+        let file = config
+            .file_name()
+            .map(|f| f.to_os_string())
+            .unwrap_or_default();
+        let dir = match config.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let inotify = match Self::watch(dir) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "not watching the config for changes; reload with SIGHUP");
+                None
+            }
+        };
+        Ok(Events {
+            signals,
+            inotify,
+            file,
+        })
+    }
+
+    fn watch(dir: &Path) -> io::Result<OwnedFd> {
+        // SAFETY: plain syscall.
+        let fd = check(
+            unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) },
+            "inotify_init1",
+        )?;
+        // SAFETY: a fresh fd that we own.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let c = CString::new(dir.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let mask = libc::IN_CLOSE_WRITE | libc::IN_MOVED_TO | libc::IN_CREATE;
+        // SAFETY: c is NUL-terminated; fd is an inotify instance.
+        check(
+            unsafe { libc::inotify_add_watch(fd, c.as_ptr(), mask) },
+            "inotify_add_watch",
+        )?;
+        Ok(owned)
+    }
+
+    /// Waits up to `timeout` and returns what happened (empty on timeout).
+    pub fn wait(&self, timeout: Duration) -> io::Result<Vec<Event>> {
+        let mut fds = vec![libc::pollfd {
+            fd: self.signals.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        if let Some(i) = &self.inotify {
+            fds.push(libc::pollfd {
+                fd: i.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: fds is a live array of fds.len() pollfds.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(Vec::new())
+            } else {
+                Err(e)
+            };
+        }
+        let mut out = Vec::new();
+        self.read_signals(&mut out)?;
+        if let Some(i) = &self.inotify {
+            if self.read_inotify(i)? {
+                out.push(Event::ConfigChanged);
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_signals(&self, out: &mut Vec<Event>) -> io::Result<()> {
+        loop {
+            // SAFETY: signalfd_siginfo is plain data.
+            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            let size = std::mem::size_of::<libc::signalfd_siginfo>();
+            // SAFETY: info is writable for size bytes.
+            let n = unsafe {
+                libc::read(
+                    self.signals.as_raw_fd(),
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    size,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                return if e.kind() == io::ErrorKind::WouldBlock {
+                    Ok(())
+                } else {
+                    Err(e)
+                };
+            }
+            if n as usize != size {
+                return Ok(());
+            }
+            out.push(match info.ssi_signo as i32 {
+                libc::SIGHUP => Event::Reload,
+                libc::SIGTERM => Event::Stop("SIGTERM"),
+                _ => Event::Stop("SIGINT"),
+            });
+        }
+    }
+
+    /// Drains the inotify queue; true when an event named the config.
+    fn read_inotify(&self, fd: &OwnedFd) -> io::Result<bool> {
+        let mut hit = false;
+        let mut buf = [0u8; 4096];
+        loop {
+            // SAFETY: buf is writable for its length.
+            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                return if e.kind() == io::ErrorKind::WouldBlock {
+                    Ok(hit)
+                } else {
+                    Err(e)
+                };
+            }
+            let data = &buf[..n as usize];
+            let mut at = 0;
+            // struct inotify_event: wd i32, mask u32, cookie u32, len u32, name[len].
+            while at + 16 <= data.len() {
+                let len = u32::from_ne_bytes([
+                    data[at + 12],
+                    data[at + 13],
+                    data[at + 14],
+                    data[at + 15],
+                ]) as usize;
+                let name = data.get(at + 16..at + 16 + len).unwrap_or_default();
+                let name = name.split(|b| *b == 0).next().unwrap_or_default();
+                if OsString::from_vec(name.to_vec()) == self.file {
+                    hit = true;
+                }
+                at += 16 + len;
+            }
+            if n == 0 {
+                return Ok(hit);
+            }
+        }
+    }
+}
