@@ -72,7 +72,7 @@ pub mod netlink;
 pub mod pin;
 pub mod program;
 pub mod status;
-mod sys;
+pub(crate) mod sys;
 pub mod tc;
 pub mod verifier;
 pub mod xdp;
