@@ -2,30 +2,26 @@
 
 use super::blocks::{block_needs, reachable};
 use super::{Target, TranslateError};
-use crate::cbpf::skf::{Ancillary, LoadBase};
 use crate::cbpf::{self, JmpOp as CJmp, Op, RetVal, Src};
 use crate::ebpf::asm::{Asm, Label};
-use crate::ebpf::insn::{AluOp, CallTarget, Endian, JmpOp, Op as E, Operand, Reg, Size};
+use crate::ebpf::insn::{AluOp, CallTarget, JmpOp, Op as E, Operand, Reg, Size};
 use crate::ebpf::vm::context::{skb, xdp};
 
-const CTX: Reg = Reg::R6;
-const A: Reg = Reg::R7;
-const X: Reg = Reg::R8;
-const DATA: Reg = Reg::R9;
+pub(super) const CTX: Reg = Reg::R6;
+pub(super) const A: Reg = Reg::R7;
+pub(super) const X: Reg = Reg::R8;
+/// XDP: the packet's first byte.
+pub(super) const DATA: Reg = Reg::R9;
+/// Socket and tc: where the kernel keeps the outer VLAN tag (see
+/// `vlan.rs`): bit 32 set when the tag is in metadata, bits 0-31 the tag's
+/// 4 bytes as sent (TPID, TCI), big endian.
+pub(super) const VLAN: Reg = Reg::R9;
 
 /// Farthest packet offset a check may prove; the verifier refuses larger
 /// packet ranges, and no packet at these hooks is that long.
-const MAX_PACKET_OFF: u64 = 0xffff;
+pub(super) const MAX_PACKET_OFF: u64 = 0xffff;
 
-const HELPER_PRANDOM: i32 = 7;
-const HELPER_CPU: i32 = 8;
 const HELPER_XDP_BUFF_LEN: i32 = 188;
-const HELPER_SKB_LOAD_BYTES: i32 = 26;
-const HELPER_SKB_LOAD_BYTES_RELATIVE: i32 = 68;
-const HDR_START_MAC: i32 = 0;
-const HDR_START_NET: i32 = 1;
-/// Stack bytes the load helpers copy into, just below M[].
-const LOAD_BUF: i32 = -72;
 /// The back-edge budget's stack slot (8 bytes).
 const LOOP_COUNTER: i16 = -80;
 /// Most backward jumps one run may take (see `back_edge`): the verifier
@@ -46,26 +42,29 @@ fn is_back_edge(i: usize, k: u32) -> bool {
 }
 
 pub(super) struct Emitter<'a> {
-    ops: &'a [Op],
-    target: Target,
-    asm: Asm,
-    labels: Vec<Label>,
+    pub(super) ops: &'a [Op],
+    pub(super) target: Target,
+    pub(super) asm: Asm,
+    pub(super) labels: Vec<Label>,
     /// Returns the "no match" verdict (0 for a socket).
     reject: Label,
     reject_used: std::cell::Cell<bool>,
     /// The program uses the kernel's special offsets, so it means what the
     /// kernel makes of it (see `translate`'s module doc).
-    kernel: bool,
+    pub(super) kernel: bool,
     options: super::Options,
     /// Inline mode: where a match and no match continue, instead of exits.
     exits: Option<(Label, Label)>,
+    /// Packet loads and `len` address the frame as sent, wherever the
+    /// kernel keeps its outer VLAN tag (see `vlan.rs`).
+    pub(super) vlan: bool,
 }
 
-fn imm(k: u32) -> Operand {
+pub(super) fn imm(k: u32) -> Operand {
     Operand::Imm(k as i32)
 }
 
-fn esize(s: cbpf::Size) -> Size {
+pub(super) fn esize(s: cbpf::Size) -> Size {
     match s {
         cbpf::Size::W => Size::W,
         cbpf::Size::H => Size::H,
@@ -105,19 +104,41 @@ impl<'a> Emitter<'a> {
             Op::LdAbs { k, .. } | Op::LdInd { k, .. } | Op::LdxMsh { k } => (k as i32) < 0,
             _ => false,
         });
-        Emitter { ops, target, asm, labels, reject, reject_used: std::cell::Cell::new(false), kernel, options, exits }
+        Emitter {
+            ops,
+            target,
+            asm,
+            labels,
+            reject,
+            reject_used: std::cell::Cell::new(false),
+            kernel,
+            options,
+            exits,
+            vlan: false,
+        }
     }
 
-    fn unsupported(&self, index: usize, what: impl Into<String>) -> TranslateError {
+    pub(super) fn unsupported(&self, index: usize, what: impl Into<String>) -> TranslateError {
         TranslateError::Unsupported { index, what: what.into(), target: self.target.name() }
     }
 
-    fn is_xdp(&self) -> bool {
+    pub(super) fn is_xdp(&self) -> bool {
         matches!(self.target, Target::Xdp(_))
     }
 
     pub(super) fn emit(mut self) -> Result<Asm, TranslateError> {
         self.prologue();
+        self.body()?;
+        if self.reject_used.get() && self.exits.is_none() {
+            self.asm.bind(self.reject);
+            let v = self.target.verdict(0);
+            self.asm.mov32(Reg::R0, imm(v));
+            self.asm.exit();
+        }
+        Ok(self.asm)
+    }
+
+    fn body(&mut self) -> Result<(), TranslateError> {
         let needs = if self.is_xdp() { block_needs(self.ops) } else { vec![None; self.ops.len()] };
         let live = reachable(self.ops);
         for (i, op) in self.ops.iter().enumerate() {
@@ -130,13 +151,7 @@ impl<'a> Emitter<'a> {
             }
             self.op(i, *op)?;
         }
-        if self.reject_used.get() && self.exits.is_none() {
-            self.asm.bind(self.reject);
-            let v = self.target.verdict(0);
-            self.asm.mov32(Reg::R0, imm(v));
-            self.asm.exit();
-        }
-        Ok(self.asm)
+        Ok(())
     }
 
     fn prologue(&mut self) {
@@ -149,6 +164,7 @@ impl<'a> Emitter<'a> {
         if self.is_xdp() {
             self.asm.ldx(Size::W, DATA, CTX, xdp::DATA as i16);
         }
+        self.vlan_prologue();
         if self.ops.iter().enumerate().any(|(i, op)| matches!(op, Op::Ja { k } if is_back_edge(i, *k))) {
             self.asm.mov64(Reg::R1, imm(max_loop_iterations(self.target)));
             self.asm.stx(Size::DW, Reg::R10, Reg::R1, LOOP_COUNTER);
@@ -187,7 +203,7 @@ impl<'a> Emitter<'a> {
 
     /// A jump to the "no match" exit; the exit is emitted only if used,
     /// since the verifier refuses unreachable instructions.
-    fn reject(&self) -> Label {
+    pub(super) fn reject(&self) -> Label {
         self.reject_used.set(true);
         self.reject
     }
@@ -242,9 +258,10 @@ impl<'a> Emitter<'a> {
         self.asm.ja(t);
     }
 
-    /// The wire length. A socket buffer's `len` counts from `skb->data`; an
-    /// XDP buffer's length comes from `bpf_xdp_get_buff_len`, which also
-    /// counts fragments beyond `data_end`.
+    /// The wire length. A socket buffer's `len` counts from `skb->data`,
+    /// without an outer VLAN tag the kernel moved into metadata; an XDP
+    /// buffer's length comes from `bpf_xdp_get_buff_len`, which also counts
+    /// fragments beyond `data_end`.
     fn len(&mut self, dst: Reg) {
         if self.is_xdp() {
             self.asm.mov64(Reg::R1, Operand::Reg(CTX));
@@ -254,6 +271,10 @@ impl<'a> Emitter<'a> {
             self.asm.ldx(Size::W, dst, CTX, skb::LEN as i16);
             if matches!(self.target, Target::Socket) && self.options.socket_len_offset != 0 {
                 self.asm.alu32(AluOp::Add, dst, imm(self.options.socket_len_offset));
+            }
+            if self.vlan {
+                self.tag_len(Reg::R1);
+                self.asm.alu32(AluOp::Add, dst, Operand::Reg(Reg::R1));
             }
         }
     }
@@ -354,227 +375,6 @@ impl<'a> Emitter<'a> {
             (RetVal::X, _) => return Err(self.unsupported(i, "ret x (no interpreter implements it)")),
         }
         self.asm.exit();
-        Ok(())
-    }
-
-    /// `dst = P[k:size]`, big endian, with the classic failure semantics.
-    fn load_abs(&mut self, i: usize, size: Size, k: u32, dst: Reg) -> Result<(), TranslateError> {
-        match (LoadBase::of(k), self.target) {
-            (LoadBase::Ancillary(n), _) if dst == A => self.ancillary(i, n),
-            (LoadBase::Ancillary(_), _) => {
-                Err(self.unsupported(i, "an ancillary load through ldxb 4*([k]&0xf)"))
-            }
-            (LoadBase::Invalid(_), _) => {
-                self.asm.ja(self.reject());
-                Ok(())
-            },
-            (LoadBase::Packet(off) | LoadBase::LinkLayer(off), Target::Xdp(_)) => {
-                // The block's bounds check has proven this range.
-                let end = off as u64 + size.bytes() as u64;
-                if end > MAX_PACKET_OFF {
-                    self.asm.ja(self.reject());
-                    return Ok(());
-                }
-                self.asm.ldx(size, dst, DATA, off as i16);
-                self.swap(dst, size);
-                Ok(())
-            }
-            (LoadBase::Net(_), Target::Xdp(_)) => {
-                Err(self.unsupported(i, "a load relative to the network header (SKF_NET_OFF)"))
-            }
-            (LoadBase::Packet(off), Target::Tc(_)) => {
-                self.asm.mov64(Reg::R2, imm(off));
-                self.skb_load_bytes(dst, size, None)
-            }
-            (LoadBase::Net(n), Target::Tc(_)) => {
-                self.asm.mov64(Reg::R2, imm(n));
-                self.skb_load_bytes(dst, size, Some(HDR_START_NET))
-            }
-            (LoadBase::LinkLayer(n), Target::Tc(_)) => {
-                self.asm.mov64(Reg::R2, imm(n));
-                self.skb_load_bytes(dst, size, Some(HDR_START_MAC))
-            }
-            (LoadBase::Packet(off), _) if off >= 0x10_0000 => {
-                self.asm.ja(self.reject());
-                Ok(())
-            }
-            (base, _) => {
-                // Sockets read from the MAC header whatever skb->data is;
-                // the kernel's legacy load ends the program with 0 (no
-                // match) when the bytes are not there, as classic BPF does.
-                let k = match base {
-                    LoadBase::Packet(off) => crate::cbpf::skf::SKF_LL_OFF + off as i32,
-                    _ => k as i32,
-                };
-                self.asm.push(E::LdAbs { size, imm: k });
-                self.asm.mov32(dst, Operand::Reg(Reg::R0));
-                Ok(())
-            }
-        }
-    }
-
-    /// `A = P[X + k:size]`, as libpcap computes it: `X + k` in full width,
-    /// without wrapping, so a sum past the packet rejects.
-    fn load_ind(&mut self, i: usize, size: Size, k: u32) -> Result<(), TranslateError> {
-        let n = size.bytes() as i32;
-        if self.kernel {
-            return self.load_ind_kernel(i, size, k);
-        }
-        // r1 = X + k in 64 bits.
-        self.asm.mov32(Reg::R1, Operand::Reg(X));
-        self.asm.alu64(AluOp::Add, Reg::R1, imm(k));
-        match self.target {
-            Target::Xdp(_) => {
-                self.asm.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Imm(MAX_PACKET_OFF as i32 - n), self.reject());
-                self.asm.mov64(Reg::R2, Operand::Reg(DATA));
-                self.asm.alu64(AluOp::Add, Reg::R2, Operand::Reg(Reg::R1));
-                self.asm.mov64(Reg::R3, Operand::Reg(Reg::R2));
-                self.asm.alu64(AluOp::Add, Reg::R3, Operand::Imm(n));
-                self.asm.ldx(Size::W, Reg::R4, CTX, xdp::DATA_END as i16);
-                self.asm.jmp(true, JmpOp::Jgt, Reg::R3, Operand::Reg(Reg::R4), self.reject());
-                self.asm.ldx(size, A, Reg::R2, 0);
-                self.swap(A, size);
-            }
-            Target::Socket => {
-                self.asm.jmp(true, JmpOp::Jgt, Reg::R1, imm(0xf_ffff), self.reject());
-                let ll = crate::cbpf::skf::SKF_LL_OFF;
-                self.asm.push(E::LdInd { size, src: Reg::R1, imm: ll });
-                self.asm.mov32(A, Operand::Reg(Reg::R0));
-            }
-            Target::Tc(_) => {
-                // The helper takes a 32-bit offset: a wider sum must not
-                // wrap into the packet.
-                self.asm.jmp(true, JmpOp::Jgt, Reg::R1, imm(i32::MAX as u32), self.reject());
-                self.asm.mov64(Reg::R2, Operand::Reg(Reg::R1));
-                self.skb_load_bytes(A, size, None)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// `A = P[X + k:size]` as the kernel computes it, for programs that use
-    /// its special offsets: `X + k` wraps in 32 bits and a negative sum
-    /// names the `SKF_NET_OFF` / `SKF_LL_OFF` ranges (the ancillary range
-    /// fails, as the kernel's indirect loads do).
-    fn load_ind_kernel(&mut self, i: usize, size: Size, k: u32) -> Result<(), TranslateError> {
-        use crate::cbpf::skf::{SKF_AD_OFF, SKF_LL_OFF, SKF_NET_OFF};
-        if self.is_xdp() {
-            return Err(self.unsupported(i, "an indirect load in a program that uses the kernel's special offsets"));
-        }
-        let neg = self.asm.label();
-        let done = self.asm.label();
-        self.asm.mov32(Reg::R1, Operand::Reg(X));
-        self.asm.alu32(AluOp::Add, Reg::R1, imm(k));
-        self.asm.jmp(false, JmpOp::Jslt, Reg::R1, imm(0), neg);
-        match self.target {
-            Target::Socket => {
-                self.asm.jmp(false, JmpOp::Jgt, Reg::R1, imm(0xf_ffff), self.reject());
-                self.asm.push(E::LdInd { size, src: Reg::R1, imm: SKF_LL_OFF });
-                self.asm.mov32(A, Operand::Reg(Reg::R0));
-                self.asm.ja(done);
-                self.asm.bind(neg);
-                // The kernel's own load sorts out the negative ranges.
-                self.asm.push(E::LdInd { size, src: Reg::R1, imm: 0 });
-                self.asm.mov32(A, Operand::Reg(Reg::R0));
-            }
-            _ => {
-                self.asm.mov64(Reg::R2, Operand::Reg(Reg::R1));
-                self.skb_load_bytes(A, size, None)?;
-                self.asm.ja(done);
-                self.asm.bind(neg);
-                let ll = self.asm.label();
-                self.asm.jmp(false, JmpOp::Jsge, Reg::R1, Operand::Imm(SKF_AD_OFF), self.reject());
-                self.asm.jmp(false, JmpOp::Jslt, Reg::R1, Operand::Imm(SKF_NET_OFF), ll);
-                self.asm.mov32(Reg::R2, Operand::Reg(Reg::R1));
-                self.asm.alu32(AluOp::Sub, Reg::R2, Operand::Imm(SKF_NET_OFF));
-                self.skb_load_bytes(A, size, Some(HDR_START_NET))?;
-                self.asm.ja(done);
-                self.asm.bind(ll);
-                self.asm.jmp(false, JmpOp::Jslt, Reg::R1, Operand::Imm(SKF_LL_OFF), self.reject());
-                self.asm.mov32(Reg::R2, Operand::Reg(Reg::R1));
-                self.asm.alu32(AluOp::Sub, Reg::R2, Operand::Imm(SKF_LL_OFF));
-                self.skb_load_bytes(A, size, Some(HDR_START_MAC))?;
-            }
-        }
-        self.asm.bind(done);
-        Ok(())
-    }
-
-    /// tc: `dst = ` `size` bytes at the offset in r2, through
-    /// `bpf_skb_load_bytes` (from `skb->data`, the MAC header) or, with a
-    /// start header, `bpf_skb_load_bytes_relative`. A failed copy rejects.
-    /// The legacy loads would end the program with 0, which on tc is
-    /// `TC_ACT_OK`, not "no match"; the helpers report failure instead.
-    fn skb_load_bytes(&mut self, dst: Reg, size: Size, start: Option<i32>) -> Result<(), TranslateError> {
-        self.asm.mov64(Reg::R1, Operand::Reg(CTX));
-        self.asm.mov64(Reg::R3, Operand::Reg(Reg::R10));
-        self.asm.alu64(AluOp::Add, Reg::R3, Operand::Imm(LOAD_BUF));
-        self.asm.mov64(Reg::R4, Operand::Imm(size.bytes() as i32));
-        let helper = match start {
-            Some(h) => {
-                self.asm.mov64(Reg::R5, Operand::Imm(h));
-                HELPER_SKB_LOAD_BYTES_RELATIVE
-            }
-            None => HELPER_SKB_LOAD_BYTES,
-        };
-        self.asm.push(E::Call(CallTarget::Helper(helper)));
-        self.asm.jmp(true, JmpOp::Jne, Reg::R0, Operand::Imm(0), self.reject());
-        self.asm.ldx(size, dst, Reg::R10, LOAD_BUF as i16);
-        self.swap(dst, size);
-        Ok(())
-    }
-
-    fn swap(&mut self, dst: Reg, size: Size) {
-        match size {
-            Size::H => { self.asm.push(E::End { dst, endian: Endian::ToBe, bits: 16 }); },
-            Size::W => { self.asm.push(E::End { dst, endian: Endian::ToBe, bits: 32 }); },
-            _ => {}
-        }
-    }
-
-    /// `A = ` an ancillary field, read where this hook's context has it.
-    fn ancillary(&mut self, i: usize, n: u32) -> Result<(), TranslateError> {
-        let Some(field) = Ancillary::from_k((crate::cbpf::skf::SKF_AD_OFF as u32).wrapping_add(n)) else {
-            // The kernel rejects such programs; libpcap just fails the load.
-            self.asm.ja(self.reject());
-            return Ok(());
-        };
-        let xdp = self.is_xdp();
-        let ctx_field = |off: u32| Some(off as i16);
-        let (off, swap16) = match field {
-            Ancillary::AluXorX => {
-                self.asm.alu32(AluOp::Xor, A, Operand::Reg(X));
-                return Ok(());
-            }
-            Ancillary::Cpu | Ancillary::Random => {
-                let id = if field == Ancillary::Cpu { HELPER_CPU } else { HELPER_PRANDOM };
-                self.asm.push(E::Call(CallTarget::Helper(id)));
-                self.asm.mov32(A, Operand::Reg(Reg::R0));
-                return Ok(());
-            }
-            Ancillary::IfIndex if xdp => (ctx_field(xdp::INGRESS_IFINDEX), false),
-            Ancillary::Queue if xdp => (ctx_field(xdp::RX_QUEUE_INDEX), false),
-            _ if xdp => (None, false),
-            Ancillary::Protocol => (ctx_field(skb::PROTOCOL), true),
-            Ancillary::PktType => (ctx_field(skb::PKT_TYPE), false),
-            Ancillary::IfIndex => (ctx_field(skb::IFINDEX), false),
-            Ancillary::Mark => (ctx_field(skb::MARK), false),
-            Ancillary::Queue => (ctx_field(skb::QUEUE_MAPPING), false),
-            Ancillary::RxHash => (ctx_field(skb::HASH), false),
-            Ancillary::VlanTag => (ctx_field(skb::VLAN_TCI), false),
-            Ancillary::VlanTagPresent => (ctx_field(skb::VLAN_PRESENT), false),
-            Ancillary::VlanTpid => (ctx_field(skb::VLAN_PROTO), true),
-            Ancillary::HaType | Ancillary::NlAttr | Ancillary::NlAttrNest | Ancillary::PayOffset => {
-                (None, false)
-            }
-        };
-        let Some(off) = off else {
-            return Err(self.unsupported(i, format!("the ancillary field {} (SKF_AD_OFF+{n})", field.name())));
-        };
-        self.asm.ldx(Size::W, A, CTX, off);
-        if swap16 {
-            self.asm.push(E::End { dst: A, endian: Endian::ToBe, bits: 16 });
-        }
         Ok(())
     }
 }

@@ -14,6 +14,13 @@
 //! - **xdp**: direct packet access with one bounds check per straight-line
 //!   block; match and no match become two actions (`XDP_PASS`, `XDP_DROP`).
 //!
+//! VLAN: a classic program means the frame as sent, tag in the bytes (as
+//! a pcap file holds it). XDP sees it so; on socket and tc hooks the kernel
+//! may have moved the outer tag into the socket buffer's metadata, and the
+//! translation reads it from there (`vlan.rs`), except in programs that use
+//! the kernel's special offsets, which mean what the kernel's own
+//! converter makes of them (the frame with the tag moved out).
+//!
 //! Meaning: a program that uses only ordinary packet offsets means what
 //! libpcap's interpreter makes of it (`cbpf::interp::Program::run`); one
 //! that uses the kernel's special offsets (`SKF_AD_OFF`, `SKF_NET_OFF`,
@@ -27,13 +34,16 @@
 //!  r6  context (skb or xdp_md); the legacy packet loads require it there
 //!  r7  A (always a zero-extended 32-bit value)
 //!  r8  X (likewise)
-//!  r9  xdp: the packet's first byte (ctx->data)
+//!  r9  xdp: the packet's first byte (ctx->data); socket and tc: the
+//!      outer VLAN tag and whether the kernel moved it out (`vlan.rs`)
 //!  r0-r5  scratch, clobbered by helper calls and legacy loads
 //!  fp-64 .. fp-4   M[0] .. M[15]
 //! ```
 
 mod blocks;
 mod emit;
+mod load;
+mod vlan;
 
 pub use emit::max_loop_iterations;
 
@@ -171,3 +181,5 @@ pub fn translate_with(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vlan_tests;
