@@ -1,15 +1,100 @@
-//! `filterd capture`.
-//! PLACEHOLDER owned by the capture helper: replaced before commit.
+//! `filterd capture -i IFACE [-w FILE] [-c COUNT] [-s SNAPLEN] EXPR`: a thin
+//! layer over [`crate::capture`].
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{fail, Failure, EXIT_ERROR};
+use super::{fail, Failure, EXIT_ERROR, EXIT_INVALID};
+use crate::capture::writer::{Format, Writer};
+use crate::capture::{self, Capture, CaptureError, Sink, LINKTYPE_ETHERNET};
 
 #[derive(Args, Debug)]
-pub struct CaptureArgs {}
+#[command(after_help = "Examples:\n  \
+    filterd capture -i eth0 tcp port 443\n  \
+    filterd capture -i eth0 -c 100 -w web.pcapng 'tcp port 80 or tcp port 443'\n\n\
+    The filter runs in the kernel as filterd's own eBPF socket program.\n\
+    Files ending in .pcapng are written as pcapng, anything else as pcap.\n\
+    Ctrl-C (or SIGTERM) stops the capture and flushes the file.")]
+pub struct CaptureArgs {
+    /// The interface (Ethernet or loopback).
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    pub iface: String,
+    /// Write packets to a file instead of printing summaries.
+    #[arg(short = 'w', value_name = "OUT.pcap|OUT.pcapng")]
+    pub write: Option<PathBuf>,
+    /// Stop after COUNT packets.
+    #[arg(short = 'c', value_name = "COUNT")]
+    pub count: Option<u64>,
+    /// Bytes kept per packet (0: the maximum, 262144), as tcpdump's -s.
+    #[arg(short = 's', value_name = "SNAPLEN", default_value_t = capture::MAX_SNAPLEN,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(capture::MAX_SNAPLEN)))]
+    pub snaplen: u32,
+    /// Do not put the interface into promiscuous mode.
+    #[arg(short = 'p', long = "no-promiscuous-mode")]
+    pub no_promisc: bool,
+    /// The filter expression (empty: every packet); words are joined with
+    /// spaces, as tcpdump joins them.
+    #[arg(value_name = "EXPR", trailing_var_arg = true)]
+    pub expression: Vec<String>,
+}
 
-pub fn run(_: CaptureArgs, _: &mut dyn Write) -> Result<(), Failure> {
-    Err(fail(EXIT_ERROR, "not yet"))
+fn failure(e: CaptureError) -> Failure {
+    let code = match e {
+        CaptureError::Compile(_) | CaptureError::Translate(_) => EXIT_INVALID,
+        _ => EXIT_ERROR,
+    };
+    fail(code, e.to_string())
+}
+
+pub fn run(a: CaptureArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let opts = capture::Options {
+        iface: a.iface.clone(),
+        expression: a.expression.join(" "),
+        snaplen: a.snaplen,
+        count: a.count,
+        promisc: !a.no_promisc,
+    };
+    let stop = capture::stop_on_signals()
+        .map_err(|e| fail(EXIT_ERROR, format!("signal handlers: {e}")))?;
+    let mut cap = Capture::open(&opts).map_err(failure)?;
+    let mut sink = match &a.write {
+        Some(path) => {
+            let file = File::create(path)
+                .map_err(|e| fail(EXIT_ERROR, format!("{}: {e}", path.display())))?;
+            let w: Box<dyn Write> = Box::new(BufWriter::new(file));
+            let writer = Writer::new(
+                w,
+                Format::from_path(path),
+                LINKTYPE_ETHERNET,
+                cap.snaplen(),
+                &a.iface,
+            )
+            .map_err(|e| fail(EXIT_ERROR, format!("{}: {e}", path.display())))?;
+            Sink::File(writer)
+        }
+        None => Sink::Summary(out),
+    };
+    // The same line as tcpdump's, at the same moment: after the filter is
+    // in place, so a script may start sending once it appears.
+    eprintln!(
+        "filterd: listening on {}, link-type EN10MB (Ethernet), snapshot length {} bytes",
+        a.iface,
+        cap.snaplen()
+    );
+    let result = cap.run(&mut sink, a.count, stop);
+    // Flush what was captured even when the loop failed part way.
+    let flushed = match sink {
+        Sink::File(w) => w.finish().map(|_| ()),
+        Sink::Summary(w) => w.flush(),
+    };
+    let n = result.map_err(failure)?;
+    flushed.map_err(|e| fail(EXIT_ERROR, format!("writing the capture: {e}")))?;
+    let stats = cap.stats().unwrap_or_default();
+    eprintln!("{n} packets captured");
+    eprintln!("{} packets received by filter", stats.packets);
+    eprintln!("{} packets dropped by kernel", stats.drops);
+    Ok(())
 }

@@ -1,0 +1,289 @@
+//! `filterd capture`: live capture on an AF_PACKET ring whose filter is
+//! our own eBPF socket program, compiled from a pcap-filter expression.
+//!
+//! - [`ring`]: the TPACKET_V3 ring; the filter is attached before the socket
+//!   is bound, so no unfiltered packet is ever queued.
+//! - [`writer`]: pcap and pcapng files that tcpdump and Wireshark read.
+//! - [`summary`]: tcpdump-like one-line summaries when there is no file.
+//!
+//! What a packet socket's filter sees: the kernel removes the outer VLAN
+//! tag before any tap runs and reports it beside the packet. Like libpcap
+//! on Linux, [`with_tag`] puts it back into the stored bytes so the file
+//! holds the frame as it was on the wire. The filter decided on that same
+//! frame: socket programs read the outer tag from the skb metadata, so an
+//! expression means what `tcpdump -r` makes of the written file. Live
+//! `tcpdump -i` differs there: its classic filter sees the frame without
+//! the tag (except for `vlan`), so e.g. `ip` also matches 802.1Q-tagged IPv4
+//! on Linux; `tests/filterd_capture.rs` pins down both.
+
+pub mod ring;
+pub mod summary;
+pub mod writer;
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use filter_programs::codegen::{self, LinkType};
+use filter_programs::translate::{self, Target};
+
+use crate::socket::SocketProgram;
+pub use ring::{Packet, Ring, Stats, Tag};
+use writer::{Record, Writer};
+
+/// tcpdump's default and largest snapshot length.
+pub const MAX_SNAPLEN: u32 = 262_144;
+/// Ethernet's LINKTYPE_/DLT_ value.
+pub const LINKTYPE_ETHERNET: u16 = 1;
+/// Where the outer tag sits in an Ethernet frame: after both addresses.
+const TAG_OFFSET: usize = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("{0}")]
+    Compile(String),
+    #[error("translating to eBPF: {0}")]
+    Translate(#[from] translate::TranslateError),
+    #[error("loading the socket filter: {0}")]
+    Load(#[from] crate::socket::SocketError),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("{iface}: link type {hatype} is not Ethernet; only Ethernet-framed interfaces are supported")]
+    LinkType { iface: String, hatype: u32 },
+}
+
+/// What to capture.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub iface: String,
+    pub expression: String,
+    /// Bytes kept per packet; 0 means [`MAX_SNAPLEN`], as in tcpdump.
+    pub snaplen: u32,
+    /// Stop after this many packets.
+    pub count: Option<u64>,
+    /// Put the interface in promiscuous mode (tcpdump's default).
+    pub promisc: bool,
+}
+
+impl Options {
+    pub fn effective_snaplen(&self) -> u32 {
+        if self.snaplen == 0 || self.snaplen > MAX_SNAPLEN {
+            MAX_SNAPLEN
+        } else {
+            self.snaplen
+        }
+    }
+}
+
+/// Where packets go.
+pub enum Sink<'a> {
+    File(Writer<Box<dyn Write + 'a>>),
+    Summary(&'a mut dyn Write),
+}
+
+/// The eBPF socket program for `expression` on Ethernet: libpcap's
+/// classic program (whose accepting return is `snaplen`, which the kernel
+/// applies as the truncation) translated for `SO_ATTACH_BPF`.
+pub fn compile(
+    expression: &str,
+    snaplen: u32,
+) -> Result<Vec<filter_programs::ebpf::insn::Insn>, CaptureError> {
+    let opts = codegen::Options {
+        snaplen,
+        linux_ext: true,
+        ..codegen::Options::new(LinkType::En10mb)
+    };
+    let classic =
+        codegen::compile(expression, &opts).map_err(|e| CaptureError::Compile(e.render()))?;
+    Ok(translate::translate(&classic, Target::Socket)?)
+}
+
+/// The frame as it was on the wire: the tag put back after the MAC
+/// addresses, both lengths grown by 4, the stored length clipped to
+/// `snaplen` again (libpcap's rule). Frames too short to hold the
+/// addresses are returned as they are.
+pub fn with_tag(data: &[u8], wire_len: u32, tag: Option<Tag>, snaplen: u32) -> (Vec<u8>, u32) {
+    let Some(tag) = tag.filter(|_| data.len() >= TAG_OFFSET) else {
+        return (data.to_vec(), wire_len);
+    };
+    let mut out = Vec::with_capacity(data.len() + 4);
+    out.extend_from_slice(&data[..TAG_OFFSET]);
+    out.extend_from_slice(&tag.tpid.to_be_bytes());
+    out.extend_from_slice(&tag.tci.to_be_bytes());
+    out.extend_from_slice(&data[TAG_OFFSET..]);
+    out.truncate(snaplen as usize);
+    (out, wire_len.saturating_add(4))
+}
+
+/// The ARPHRD_ type of an interface, from sysfs.
+fn hatype(iface: &str) -> Option<u32> {
+    std::fs::read_to_string(format!("/sys/class/net/{iface}/type"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// An open capture: the ring, its filter, and what it was opened with.
+pub struct Capture {
+    ring: Ring,
+    snaplen: u32,
+    // The socket holds its own reference on the program; ours keeps the
+    // fd for introspection while the capture runs.
+    _filter: SocketProgram,
+}
+
+impl Capture {
+    /// Compiles and loads the filter, then opens the ring with it.
+    pub fn open(opts: &Options) -> Result<Capture, CaptureError> {
+        let ifindex = ring::ifindex(&opts.iface)?;
+        // Ethernet and loopback (which carries Ethernet headers) only: the
+        // program is compiled for Ethernet framing.
+        match hatype(&opts.iface) {
+            Some(1) | Some(772) | None => {}
+            Some(other) => {
+                return Err(CaptureError::LinkType {
+                    iface: opts.iface.clone(),
+                    hatype: other,
+                })
+            }
+        }
+        let snaplen = opts.effective_snaplen();
+        let insns = compile(&opts.expression, snaplen)?;
+        let filter = SocketProgram::load(&insns, "filterd_capture")?;
+        let ring = Ring::open(ifindex, &filter, snaplen, opts.promisc)?;
+        Ok(Capture {
+            ring,
+            snaplen,
+            _filter: filter,
+        })
+    }
+
+    pub fn snaplen(&self) -> u32 {
+        self.snaplen
+    }
+
+    /// Delivers packets to `sink` until `count` packets (when given) or
+    /// until `stop` is set; returns how many were delivered.
+    pub fn run(
+        &mut self,
+        sink: &mut Sink<'_>,
+        count: Option<u64>,
+        stop: &AtomicBool,
+    ) -> Result<u64, CaptureError> {
+        let mut n = 0u64;
+        let snaplen = self.snaplen;
+        while !stop.load(Ordering::Relaxed) && count.is_none_or(|c| n < c) {
+            let Some(mut block) = self.ring.next_block(100)? else {
+                continue;
+            };
+            while let Some(p) = block.next_packet()? {
+                deliver(sink, &p, snaplen)?;
+                n += 1;
+                if count.is_some_and(|c| n >= c) {
+                    break;
+                }
+            }
+        }
+        if let Sink::Summary(w) = sink {
+            w.flush()?;
+        }
+        Ok(n)
+    }
+
+    /// The kernel's counters since the last call.
+    pub fn stats(&self) -> io::Result<Stats> {
+        self.ring.stats()
+    }
+}
+
+fn deliver(sink: &mut Sink<'_>, p: &Packet<'_>, snaplen: u32) -> io::Result<()> {
+    match sink {
+        Sink::File(w) => {
+            let (bytes, orig_len) = with_tag(p.data, p.len, p.tag, snaplen);
+            w.write(&Record {
+                sec: p.sec,
+                nsec: p.nsec,
+                orig_len,
+                data: &bytes,
+            })
+        }
+        Sink::Summary(w) => {
+            let tag = p.tag.map(|t| (t.tpid, t.tci));
+            writeln!(w, "{}", summary::line(p.sec, p.nsec, p.data, p.len, tag))
+        }
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Installs SIGINT and SIGTERM handlers that set the returned flag. They
+/// are installed without `SA_RESTART`, so a blocked `poll` returns at once
+/// and the capture loop sees the flag.
+pub fn stop_on_signals() -> io::Result<&'static AtomicBool> {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: sigaction is plain data; the handler only stores an atomic.
+        let rc = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(&STOP)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_goes_back_after_the_addresses() {
+        let frame: Vec<u8> = (0u8..20).collect();
+        let tag = Some(Tag {
+            tpid: 0x88a8,
+            tci: 0x2064,
+        });
+        let (b, len) = with_tag(&frame, 60, tag, MAX_SNAPLEN);
+        assert_eq!(len, 64);
+        assert_eq!(&b[..12], &frame[..12]);
+        assert_eq!(&b[12..16], &[0x88, 0xa8, 0x20, 0x64]);
+        assert_eq!(&b[16..], &frame[12..]);
+        // Clipped to the snaplen after the insertion, as libpcap does.
+        let (b, len) = with_tag(&frame, 60, tag, 14);
+        assert_eq!((b.len(), len), (14, 64));
+        // No tag, or too short for one: unchanged.
+        assert_eq!(with_tag(&frame, 60, None, 10).0, frame);
+        assert_eq!(
+            with_tag(&frame[..11], 60, tag, 100),
+            (frame[..11].to_vec(), 60)
+        );
+    }
+
+    #[test]
+    fn snaplen_zero_or_too_big_means_the_maximum() {
+        let o = |snaplen| Options {
+            iface: "lo".into(),
+            expression: String::new(),
+            snaplen,
+            count: None,
+            promisc: false,
+        };
+        assert_eq!(o(0).effective_snaplen(), MAX_SNAPLEN);
+        assert_eq!(o(96).effective_snaplen(), 96);
+        assert_eq!(o(1 << 30).effective_snaplen(), MAX_SNAPLEN);
+    }
+
+    #[test]
+    fn compile_errors_are_the_expression_errors() {
+        let e = compile("tcp port", 96).expect_err("incomplete");
+        assert!(matches!(e, CaptureError::Compile(_)), "{e}");
+    }
+}
