@@ -28,6 +28,7 @@ mod encap;
 mod error;
 mod hostname;
 mod l3;
+pub mod socket;
 mod l4;
 mod layout;
 mod linktype;

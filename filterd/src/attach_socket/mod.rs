@@ -19,7 +19,6 @@
 //! Attaching replaces any filter already there in one step (see
 //! [`crate::socket`]); [`detach`] removes it.
 
-pub mod l3;
 pub mod pidfd;
 
 use std::io;
@@ -44,7 +43,7 @@ pub enum AttachError {
     #[error("{0}")]
     Compile(String),
     #[error("{0}")]
-    Rewrite(#[from] l3::RewriteError),
+    Rewrite(#[from] filter_programs::codegen::socket::RewriteError),
     #[error(
         "len, greater and less are not available on a {0} socket: its filter runs after the IP \
          header is removed, so the kernel's length is the transport length"
@@ -195,10 +194,10 @@ fn classic_for(
     match ctx {
         Context::LinkLayer => Ok(prog),
         Context::Network { length_is_l3 } => {
-            if !length_is_l3 && l3::reads_length(&prog) {
+            if !length_is_l3 && filter_programs::codegen::socket::reads_length(&prog) {
                 return Err(AttachError::LengthOnTransport(kind));
             }
-            Ok(l3::to_network_relative(&prog)?)
+            Ok(filter_programs::codegen::socket::to_network_relative(&prog)?)
         }
     }
 }

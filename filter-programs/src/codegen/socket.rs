@@ -1,6 +1,8 @@
-//! The L3 form of a classic program: packet loads made relative to the
-//! network header (`SKF_NET_OFF + k`), for sockets whose filter does not
-//! run at the link layer.
+//! The socket (L3) context: a program compiled for link type RAW (the IP
+//! header at offset 0) with its packet loads made relative to the network
+//! header (`SKF_NET_OFF + k`), for sockets whose filter does not run at the
+//! link layer. Link-layer primitives are refused by RAW's code generation
+//! already ("no VLAN support for Raw IP").
 //!
 //! On a TCP or UDP socket the filter runs after IP has pulled its header:
 //! `skb->data`, packet offset 0 of an ordinary load, is the transport
@@ -16,8 +18,8 @@
 //!   sum stays in the network-relative range as long as the original sum
 //!   was below `0x100000` (libpcap's X is a header length).
 
-use filter_programs::cbpf::skf::{LoadBase, SKF_NET_OFF};
-use filter_programs::cbpf::{Insn, Op};
+use crate::cbpf::skf::{LoadBase, SKF_NET_OFF};
+use crate::cbpf::{Insn, Op};
 
 /// Error for a program that cannot be rewritten.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -63,9 +65,9 @@ pub fn reads_length(prog: &[Insn]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use filter_programs::cbpf::interp::Program;
-    use filter_programs::cbpf::kernel_ctx::KernelCtx;
-    use filter_programs::codegen::{compile, LinkType, Options};
+    use crate::cbpf::interp::Program;
+    use crate::cbpf::kernel_ctx::KernelCtx;
+    use crate::codegen::{compile, LinkType, Options};
 
     /// An IPv4 packet from `src` carrying UDP or TCP from port 5000 to `dport`.
     fn ipv4(src: [u8; 4], proto: u8, dport: u16, payload: &[u8]) -> Vec<u8> {
