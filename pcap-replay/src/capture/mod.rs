@@ -5,11 +5,13 @@
 //! yields the packets before the fault. Each format is modelled as typed
 //! views over byte slices (`wire` types with named field offsets) and a
 //! `Repr` for the decoded header, as smoltcp does; the readers pull one
-//! record at a time from any `Read`, never the whole file.
+//! record at a time from any `Read` (or `BufRead`, such as a [`Mapped`]
+//! file), never the whole file.
 
 mod error;
 mod input;
 mod linktype;
+mod mapped;
 pub mod pcap;
 pub mod pcapng;
 
@@ -18,10 +20,11 @@ mod corpus_tests;
 #[cfg(test)]
 mod fuzz_tests;
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 
 pub use error::{CaptureError, ErrorKind, Part};
 pub use linktype::LinkType;
+pub use mapped::Mapped;
 
 use input::Input;
 
@@ -44,6 +47,44 @@ pub struct Packet {
     /// The length of the packet on the wire.
     pub wire_len: u32,
     pub linktype: LinkType,
+}
+
+impl Packet {
+    pub fn view(&self) -> PacketView<'_> {
+        PacketView {
+            index: self.index,
+            offset: self.offset,
+            ts_ns: self.ts_ns,
+            data: &self.data,
+            wire_len: self.wire_len,
+            linktype: self.linktype,
+        }
+    }
+}
+
+/// A packet lent by a reader, often straight from its buffer: valid until
+/// the reader's next read. The fields mean what [`Packet`]'s do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketView<'a> {
+    pub index: u64,
+    pub offset: u64,
+    pub ts_ns: u64,
+    pub data: &'a [u8],
+    pub wire_len: u32,
+    pub linktype: LinkType,
+}
+
+impl PacketView<'_> {
+    /// Copies the packet into `into`, reusing its buffer.
+    pub fn copy_into(&self, into: &mut Packet) {
+        into.index = self.index;
+        into.offset = self.offset;
+        into.ts_ns = self.ts_ns;
+        into.data.clear();
+        into.data.extend_from_slice(self.data);
+        into.wire_len = self.wire_len;
+        into.linktype = self.linktype;
+    }
 }
 
 /// Byte order of a capture's integers, given by its magic number.
@@ -106,7 +147,7 @@ pub enum Format {
 ///
 /// Yields `Err` at most once: after an error the stream position is
 /// unknown, so iteration ends.
-pub enum CaptureReader<R: Read> {
+pub enum CaptureReader<R: BufRead> {
     Pcap(pcap::Reader<R>),
     PcapNg(pcapng::Reader<R>),
 }
@@ -125,12 +166,29 @@ pub struct Options {
 
 /// Opens a capture, telling the format from its first four bytes. `name`
 /// is what errors call the file.
-pub fn open<R: Read>(name: impl Into<String>, reader: R) -> Result<CaptureReader<R>, CaptureError> {
+pub fn open<R: Read>(
+    name: impl Into<String>,
+    reader: R,
+) -> Result<CaptureReader<BufReader<R>>, CaptureError> {
     open_with(name, reader, Options::default())
 }
 
-/// [`open`] with explicit [`Options`].
+/// [`open`] with explicit [`Options`]. The reader is buffered here, so
+/// callers pass unbuffered ones.
 pub fn open_with<R: Read>(
+    name: impl Into<String>,
+    reader: R,
+    options: Options,
+) -> Result<CaptureReader<BufReader<R>>, CaptureError> {
+    open_buffered(
+        name,
+        BufReader::with_capacity(input::BUFFER, reader),
+        options,
+    )
+}
+
+/// [`open_with`] over a reader that buffers itself, such as [`Mapped`].
+pub fn open_buffered<R: BufRead>(
     name: impl Into<String>,
     reader: R,
     options: Options,
@@ -158,7 +216,7 @@ pub fn open_with<R: Read>(
     }
 }
 
-impl<R: Read> CaptureReader<R> {
+impl<R: BufRead> CaptureReader<R> {
     pub fn format(&self) -> Format {
         match self {
             CaptureReader::Pcap(_) => Format::Pcap,
@@ -194,7 +252,18 @@ impl<R: Read> CaptureReader<R> {
     }
 }
 
-impl<R: Read> CaptureReader<R> {
+impl<R: BufRead> CaptureReader<R> {
+    /// The next packet, lent: straight from the input's buffer when the
+    /// format and the record allow (classic pcap, almost always), so the
+    /// replay's loop neither copies nor allocates per packet. `None` at
+    /// the end; after an error, iteration ends.
+    pub fn next_view(&mut self) -> Option<Result<PacketView<'_>, CaptureError>> {
+        match self {
+            CaptureReader::Pcap(r) => r.next_view(),
+            CaptureReader::PcapNg(r) => r.next_view(),
+        }
+    }
+
     /// The next packet into `packet`, reusing its buffer where the format
     /// allows (classic pcap): the replay's loop allocates nothing per
     /// packet. `None` at the end; after an error, iteration ends.
@@ -206,7 +275,7 @@ impl<R: Read> CaptureReader<R> {
     }
 }
 
-impl<R: Read> Iterator for CaptureReader<R> {
+impl<R: BufRead> Iterator for CaptureReader<R> {
     type Item = Result<Packet, CaptureError>;
 
     fn next(&mut self) -> Option<Self::Item> {

@@ -297,3 +297,61 @@ fn unknown_linktypes_are_refused_only_when_asked() {
     assert!(matches!(err.kind, ErrorKind::UnknownLinkType(60_000)));
     assert!(open_with("e.pcap", &LE_HEADER[..], known).is_ok());
 }
+
+/// Every packet and error through `next_view`, with the input buffered in
+/// `capacity`-byte reads, so that records land whole in the buffer or
+/// straddle its edge.
+fn read_all_views(bytes: &[u8], capacity: usize) -> (Vec<Packet>, Option<CaptureError>) {
+    let buffered = std::io::BufReader::with_capacity(capacity, bytes);
+    let mut reader = match crate::capture::open_buffered("t.pcap", buffered, Options::default()) {
+        Ok(r) => r,
+        Err(e) => return (vec![], Some(e)),
+    };
+    let mut packets = vec![];
+    while let Some(item) = reader.next_view() {
+        match item {
+            Ok(view) => {
+                let mut p = Packet {
+                    index: 0,
+                    offset: 0,
+                    ts_ns: 0,
+                    data: vec![],
+                    wire_len: 0,
+                    linktype: LinkType(0),
+                };
+                view.copy_into(&mut p);
+                packets.push(p);
+            }
+            Err(e) => return (packets, Some(e)),
+        }
+    }
+    assert!(
+        reader.next_view().is_none(),
+        "iteration ends after the end or an error"
+    );
+    (packets, None)
+}
+
+#[test]
+fn lent_packets_match_copied_ones_wherever_the_buffer_ends() {
+    let mut file = LE_HEADER.to_vec();
+    for i in 0..40u32 {
+        let data: Vec<u8> = (0..(i * 7) % 97).map(|b| (b + i) as u8).collect();
+        file.extend(record_le(i, i * 3, &data, data.len() as u32 + 4));
+    }
+    // Whole, cut inside a record header, and cut inside packet data.
+    let header_cut = file.len() - 3;
+    let data_cut = file.len() - (((39 * 7) % 97) as usize / 2);
+    for bytes in [&file[..], &file[..header_cut], &file[..data_cut]] {
+        let (want, want_err) = read_all(bytes);
+        for capacity in [24, 29, 40, 64, 100, 1 << 16] {
+            let (got, got_err) = read_all_views(bytes, capacity);
+            assert_eq!(got, want, "capacity {capacity}");
+            assert_eq!(
+                got_err.map(|e| e.to_string()),
+                want_err.as_ref().map(|e| e.to_string()),
+                "capacity {capacity}"
+            );
+        }
+    }
+}

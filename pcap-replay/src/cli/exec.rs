@@ -3,7 +3,7 @@
 //! verdict lines kept in the order given on the command line.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -14,7 +14,7 @@ use super::{parse_linktype, Cli, Outcome};
 use crate::capture;
 use crate::engine::{self, Engine, EngineKind, LeftOut};
 use crate::program::{self, Code, Program};
-use crate::replay::{replay, FileResult, ReplayOptions};
+use crate::replay::{replay_buffered, FileResult, ReplayOptions};
 use crate::report::{
     render_table, JsonReport, NdjsonVerdicts, NoVerdicts, PcapWriter, Tee, VerdictSink,
 };
@@ -256,14 +256,17 @@ fn replay_path(
     progress: &Progress,
 ) -> Result<FileResult, String> {
     let name = path.display().to_string();
-    let (input, len): (Box<dyn Read>, Option<u64>) = if name == "-" {
-        (Box::new(io::stdin().lock()), None)
+    let source = if name == "-" {
+        Source::Stream(BufReader::with_capacity(
+            STREAM_BUFFER,
+            Box::new(io::stdin().lock()),
+        ))
     } else {
         match File::open(path) {
-            Ok(f) => {
-                let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-                (Box::new(f), len)
-            }
+            Ok(f) => match capture::Mapped::new(f) {
+                Ok(m) => Source::Mapped(m),
+                Err(f) => Source::Stream(BufReader::with_capacity(STREAM_BUFFER, Box::new(f))),
+            },
             Err(e) => {
                 // Reported as a capture that yielded nothing, so the other
                 // captures still run and the report names this one.
@@ -273,8 +276,6 @@ fn replay_path(
             }
         }
     };
-    // The capture reader buffers for itself.
-    let reader = progress.track(&name, len, input);
     let mut none = NoVerdicts;
     let mut part_sink = match part {
         Some(p) => {
@@ -290,6 +291,7 @@ fn replay_path(
         ),
         None => None,
     };
+    let wanted = part_sink.is_some() || guard.is_some();
     let first: &mut dyn VerdictSink = match part_sink.as_mut() {
         Some(s) => s,
         None => &mut none,
@@ -299,13 +301,35 @@ fn replay_path(
         Some(w) => w,
         None => &mut none2,
     };
-    let mut sink = Tee(first, second);
-    let result =
-        replay(&name, reader, program, engines, options, &mut sink).map_err(|e| e.to_string())?;
+    let mut tee = Tee(first, second);
+    // Without a sink, packets are never copied out of the reader's buffer.
+    let sink: Option<&mut dyn VerdictSink> = if wanted { Some(&mut tee) } else { None };
+    let result = match source {
+        Source::Mapped(m) => {
+            let len = Some(m.len());
+            let reader = progress.track(&name, len, m);
+            replay_buffered(&name, reader, program, engines, options, sink)
+        }
+        Source::Stream(s) => {
+            let reader = progress.track(&name, None, s);
+            replay_buffered(&name, reader, program, engines, options, sink)
+        }
+    }
+    .map_err(|e| e.to_string())?;
     if let Some(s) = part_sink.as_mut() {
         s.finish().map_err(|e| format!("writing verdicts: {e}"))?;
     }
     Ok(result)
+}
+
+/// Read size for standard input and other files that cannot be mapped.
+const STREAM_BUFFER: usize = 1 << 16;
+
+/// Where a capture's bytes come from: a regular file is mapped, anything
+/// else (standard input, a pipe, a device) is read.
+enum Source {
+    Mapped(capture::Mapped),
+    Stream(BufReader<Box<dyn io::Read>>),
 }
 
 /// Per-task verdict files, concatenated in task order once all have run,

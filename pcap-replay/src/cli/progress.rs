@@ -4,7 +4,7 @@
 //! readers are scripts), and only for long work: a capture's bar appears
 //! once it has been read for [`SHOW_AFTER`], so quick runs print nothing.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -80,6 +80,41 @@ impl<R: Read> Read for Tracked<R> {
             bar.set_position(self.read);
         }
         Ok(n)
+    }
+}
+
+impl<R> Tracked<R> {
+    #[inline]
+    fn advance(&mut self, n: usize) {
+        let before = self.read;
+        self.read += n as u64;
+        if let Some((bar, multi)) = &self.bar {
+            // A buffered reader advances once per packet: the bar moves
+            // once per step of this many bytes, not per packet.
+            const STEP: u64 = 1 << 20;
+            if before / STEP == self.read / STEP {
+                return;
+            }
+            if !self.shown && self.started.elapsed() >= SHOW_AFTER {
+                multi.add(bar.clone());
+                self.shown = true;
+            }
+            bar.set_position(self.read);
+        }
+    }
+}
+
+/// A buffered reader (a mapped file) moves the bar as it is consumed.
+impl<R: BufRead> BufRead for Tracked<R> {
+    #[inline]
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    #[inline]
+    fn consume(&mut self, amt: usize) {
+        self.inner.consume(amt);
+        self.advance(amt);
     }
 }
 

@@ -2,12 +2,12 @@
 
 mod sample;
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::capture::{self, LinkType, Packet};
+use crate::capture::{self, LinkType, Packet, PacketView};
 use crate::engine::{Engine, LeftOut, PacketRef, Verdict};
 use crate::program::Program;
 use crate::report::{EngineMap, Matched, VerdictSink};
@@ -139,6 +139,21 @@ pub fn replay<R: Read>(
     options: ReplayOptions,
     sink: &mut dyn VerdictSink,
 ) -> std::io::Result<FileResult> {
+    let reader = BufReader::with_capacity(1 << 16, reader);
+    replay_buffered(file, reader, program, engines, options, Some(sink))
+}
+
+/// [`replay`] over a reader that buffers itself (a [`capture::Mapped`]
+/// file, a `BufReader`), with the sink optional: without one, packets are
+/// never copied out of the reader's buffer.
+pub fn replay_buffered<R: BufRead>(
+    file: &str,
+    reader: R,
+    program: &Program,
+    engines: &mut [Box<dyn Engine>],
+    options: ReplayOptions,
+    sink: Option<&mut dyn VerdictSink>,
+) -> std::io::Result<FileResult> {
     let started = Instant::now();
     let mut result = FileResult::empty(file, program, engines, options.linktype);
     let outcome = replay_into(&mut result, reader, program, engines, options, sink);
@@ -146,15 +161,15 @@ pub fn replay<R: Read>(
     outcome.map(|()| result)
 }
 
-fn replay_into<R: Read>(
+fn replay_into<R: BufRead>(
     result: &mut FileResult,
     reader: R,
     program: &Program,
     engines: &mut [Box<dyn Engine>],
     options: ReplayOptions,
-    sink: &mut dyn VerdictSink,
+    mut sink: Option<&mut dyn VerdictSink>,
 ) -> std::io::Result<()> {
-    let capture = match capture::open_with(result.file.clone(), reader, options.capture) {
+    let mut capture = match capture::open_buffered(result.file.clone(), reader, options.capture) {
         Ok(c) => c,
         Err(e) => {
             result.error = Some(e.to_string());
@@ -164,9 +179,12 @@ fn replay_into<R: Read>(
     if result.linktype.is_none() {
         result.linktype = capture.linktype();
     }
-    let mut capture = capture;
     let mut tracer = Tracer::new(program, options.trace);
     let mut rets = Vec::with_capacity(engines.len());
+    // Asked once: an engine's name never changes.
+    let names: Vec<&'static str> = engines.iter().map(|e| e.name()).collect();
+    // With one engine there is nothing to compare.
+    let compared = engines.len() > 1;
     let mut started = false;
     // A pcapng file names its link type and snap length in its first
     // interface block, so sinks start at the first packet (or at the end).
@@ -175,7 +193,8 @@ fn replay_into<R: Read>(
         snaplen: c.snaplen().unwrap_or(0),
         nanosecond: c.nanosecond(),
     };
-    let mut packet = Packet {
+    // Sinks take an owned packet: copied only for them, into one buffer.
+    let blank = Packet {
         index: 0,
         offset: 0,
         ts_ns: 0,
@@ -183,31 +202,51 @@ fn replay_into<R: Read>(
         wire_len: 0,
         linktype: LinkType::ETHERNET,
     };
-    while let Some(item) = capture.next_into(&mut packet) {
-        if let Err(e) = item {
-            result.error = Some(e.to_string());
-            break;
-        }
+    let mut owned = blank.clone();
+    // The first packet is copied out so that the header can be read after
+    // it (pcapng's comes with its first interface block).
+    let mut first = blank;
+    loop {
+        let packet = match capture.next_view() {
+            None => break,
+            Some(Err(e)) => {
+                result.error = Some(e.to_string());
+                break;
+            }
+            Some(Ok(p)) => p,
+        };
+        let mut packet = if started {
+            packet
+        } else {
+            packet.copy_into(&mut first);
+            if let Some(lt) = options.linktype {
+                first.linktype = lt;
+            }
+            if let Some(s) = sink.as_deref_mut() {
+                s.start(&info(&capture, Some(first.linktype)))?;
+            }
+            started = true;
+            first.view()
+        };
         if let Some(lt) = options.linktype {
             packet.linktype = lt;
         }
-        if !started {
-            sink.start(&info(&capture, Some(packet.linktype)))?;
-            started = true;
+        if result.linktype != Some(packet.linktype) {
+            note_linktype(result, &packet);
         }
-        note_linktype(result, &packet);
         rets.clear();
         let view = PacketRef {
-            data: &packet.data,
+            data: packet.data,
             wire_len: packet.wire_len,
             linktype: packet.linktype,
         };
         // `result.engines` lists the engines in this order.
-        for (engine, (_, count)) in engines.iter_mut().zip(result.engines.0.iter_mut()) {
+        let counts = result.engines.0.iter_mut();
+        for ((engine, (_, count)), name) in engines.iter_mut().zip(counts).zip(&names) {
             match engine.run(&view) {
                 Ok(Some(v)) => {
                     count.matched += u64::from(v.matched);
-                    rets.push((engine.name(), v));
+                    rets.push((*name, v));
                 }
                 Ok(None) => count.skipped += 1,
                 Err(e) => {
@@ -217,11 +256,18 @@ fn replay_into<R: Read>(
             }
         }
         result.packets += 1;
-        compare(result, &packet, &rets, options.max_mismatches, &mut tracer);
-        sink.verdict(result, &packet, &rets)?;
+        if compared {
+            compare(result, &packet, &rets, options.max_mismatches, &mut tracer);
+        }
+        if let Some(s) = sink.as_deref_mut() {
+            packet.copy_into(&mut owned);
+            s.verdict(result, &owned, &rets)?;
+        }
     }
     if !started {
-        sink.start(&info(&capture, None))?;
+        if let Some(s) = sink {
+            s.start(&info(&capture, None))?;
+        }
     }
     Ok(())
 }
@@ -229,7 +275,7 @@ fn replay_into<R: Read>(
 /// The result's link type is the first packet's; mixed link types in one
 /// pcapng file are legal but worth a warning, since one cBPF program
 /// assumes one layout.
-fn note_linktype(result: &mut FileResult, packet: &Packet) {
+fn note_linktype(result: &mut FileResult, packet: &PacketView<'_>) {
     match result.linktype {
         None => result.linktype = Some(packet.linktype),
         Some(lt) if lt != packet.linktype => {
@@ -247,7 +293,7 @@ fn note_linktype(result: &mut FileResult, packet: &Packet) {
 /// Counts and explains a packet on which the engines disagree.
 fn compare(
     result: &mut FileResult,
-    packet: &Packet,
+    packet: &PacketView<'_>,
     rets: &[(&'static str, Verdict)],
     max_samples: usize,
     tracer: &mut Tracer,
@@ -262,7 +308,16 @@ fn compare(
             "engines disagree"
         );
         if result.mismatch_samples.len() < max_samples {
-            result.mismatch_samples.push(tracer.explain(packet, rets));
+            let mut owned = Packet {
+                index: 0,
+                offset: 0,
+                ts_ns: 0,
+                data: Vec::new(),
+                wire_len: 0,
+                linktype: packet.linktype,
+            };
+            packet.copy_into(&mut owned);
+            result.mismatch_samples.push(tracer.explain(&owned, rets));
         }
     }
 }

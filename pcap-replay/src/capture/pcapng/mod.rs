@@ -7,10 +7,12 @@
 
 pub mod wire;
 
-use std::io::Read;
+use std::io::BufRead;
 
 use super::input::Input;
-use super::{ByteOrder, CaptureError, ErrorKind, LinkType, Options, Packet, Part, MAX_CAPLEN};
+use super::{
+    ByteOrder, CaptureError, ErrorKind, LinkType, Options, Packet, PacketView, Part, MAX_CAPLEN,
+};
 use wire::{block, Body, InterfaceRepr, PacketRepr, SectionHeaderRepr};
 
 pub use wire::SHB_TYPE;
@@ -29,6 +31,9 @@ pub struct Reader<R> {
     options: Options,
     index: u64,
     done: bool,
+    /// The packet last lent by [`Reader::next_view`]: blocks are copied
+    /// whole, so the loan is of this copy.
+    lent: Packet,
 }
 
 /// One block: `bytes` runs from its type field to its trailer (for a
@@ -49,7 +54,7 @@ impl RawBlock {
     }
 }
 
-impl<R: Read> Reader<R> {
+impl<R: BufRead> Reader<R> {
     pub(crate) fn after_magic(
         mut input: Input<R>,
         magic: [u8; 4],
@@ -68,7 +73,26 @@ impl<R: Read> Reader<R> {
             options,
             index: 0,
             done: false,
+            lent: Packet {
+                index: 0,
+                offset: 0,
+                ts_ns: 0,
+                data: Vec::new(),
+                wire_len: 0,
+                linktype: LinkType::ETHERNET,
+            },
         })
+    }
+
+    /// [`Iterator::next`], lending the packet.
+    pub fn next_view(&mut self) -> Option<Result<PacketView<'_>, CaptureError>> {
+        match self.next()? {
+            Ok(p) => {
+                self.lent = p;
+                Some(Ok(self.lent.view()))
+            }
+            Err(e) => Some(Err(e)),
+        }
     }
 
     /// The link type of the first interface read so far.
@@ -187,7 +211,7 @@ impl<R: Read> Reader<R> {
     }
 }
 
-fn parse_section<R: Read>(
+fn parse_section<R: BufRead>(
     input: &Input<R>,
     raw: &RawBlock,
 ) -> Result<SectionHeaderRepr, CaptureError> {
@@ -211,7 +235,7 @@ fn parse_section<R: Read>(
 /// Reads one whole block. `None` at a clean end of file. A section header
 /// tells its own byte order, so it is read in that order whatever `order`
 /// says; `magic` is its type field when the caller has already read it.
-fn read_block<R: Read>(
+fn read_block<R: BufRead>(
     input: &mut Input<R>,
     order: ByteOrder,
     magic: Option<[u8; 4]>,
@@ -302,7 +326,7 @@ fn read_block<R: Read>(
     Ok(Some(RawBlock { start, kind, bytes }))
 }
 
-impl<R: Read> Iterator for Reader<R> {
+impl<R: BufRead> Iterator for Reader<R> {
     type Item = Result<Packet, CaptureError>;
 
     fn next(&mut self) -> Option<Self::Item> {
