@@ -1,5 +1,6 @@
 //! The few raw calls aya 0.14 does not offer: the interface and the
-//! program of a pinned link (`bpf_link_info`), `BPF_LINK_DETACH`, and
+//! program of a pinned link (`bpf_link_info`), `BPF_LINK_DETACH`,
+//! `BPF_LINK_UPDATE` on a link aya did not create, a program by id, and
 //! opening a pin as a plain fd.
 
 use std::ffi::{CStr, CString};
@@ -12,6 +13,8 @@ use super::AttachError;
 
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_LINK_UPDATE: libc::c_long = 29;
 const BPF_LINK_DETACH: libc::c_long = 34;
 pub const BPF_LINK_TYPE_XDP: u32 = 6;
 
@@ -73,6 +76,25 @@ pub fn link_detach(fd: BorrowedFd<'_>) -> io::Result<()> {
     let mut attr = [0u64; 16];
     attr[0] = u64::from(fd.as_raw_fd() as u32);
     sys_bpf(BPF_LINK_DETACH, &mut attr).map(|_| ())
+}
+
+/// `BPF_LINK_UPDATE`: the link runs `prog` from now on. The kernel
+/// publishes it with one pointer store, so no packet sees no program.
+pub fn link_update(link: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
+    let mut attr = [0u64; 16];
+    // link_fd u32 @0, new_prog_fd u32 @4, flags u32 @8, old_prog_fd u32 @12.
+    attr[0] = u64::from(link.as_raw_fd() as u32) | (u64::from(prog.as_raw_fd() as u32) << 32);
+    sys_bpf(BPF_LINK_UPDATE, &mut attr).map(|_| ())
+}
+
+/// A new fd on the loaded program `id`; it keeps the program alive after
+/// whatever ran it lets go.
+pub fn prog_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    let mut attr = [0u64; 16];
+    attr[0] = u64::from(id);
+    let fd = sys_bpf(BPF_PROG_GET_FD_BY_ID, &mut attr)?;
+    // SAFETY: a successful BPF_PROG_GET_FD_BY_ID returns a new fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 pub fn ifindex(ifname: &str) -> Result<u32, AttachError> {

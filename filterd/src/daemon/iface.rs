@@ -14,8 +14,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::xdp::XdpLink;
+use aya::programs::links::FdLink;
 use filter_programs::ruleset::{Interface, Mode};
 
 use super::generation::{totals, xdp_of, Candidate, Generation, Totals};
@@ -43,17 +42,17 @@ pub enum Start {
 pub struct Enforced {
     pub ifname: String,
     pub mode: Mode,
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
     state_path: PathBuf,
     /// Our own fd on the pinned link, for `BPF_LINK_DETACH`.
-    link_fd: OwnedFd,
+    pub(super) link_fd: OwnedFd,
     pub prog_id: u32,
     pub fingerprint: String,
     pub rules: Vec<RuleInfo>,
-    generation: u64,
+    pub(super) generation: u64,
     /// `None` only right after adopting a link whose state file is lost.
-    live: Option<Generation>,
-    retired: Vec<Generation>,
+    pub(super) live: Option<Generation>,
+    pub(super) retired: Vec<Generation>,
     base: Totals,
 }
 
@@ -294,54 +293,6 @@ impl Enforced {
         let old = e.prog_id;
         e.swap(candidate)?;
         Ok((e, Start::AdoptedReplaced { old_prog_id: old }))
-    }
-
-    /// Replaces the running program with `candidate` through the link;
-    /// on failure the running program stays and nothing new stays pinned.
-    pub fn swap(&mut self, candidate: Candidate) -> Result<(), DaemonError> {
-        let n = self.generation + 1;
-        let (fingerprint, rules) = (candidate.fingerprint.clone(), candidate.rules.clone());
-        let mut gen = candidate.into_generation(&self.dir, n)?;
-        let link_path = self.dir.join("link");
-        let swapped = (|| {
-            let loaded = gen
-                .loaded
-                .as_mut()
-                .ok_or_else(|| DaemonError::System("no loaded program".into()))?;
-            let xdp = xdp_of(loaded)?;
-            let prog_id = xdp
-                .info()
-                .map_err(|e| DaemonError::System(format!("program info: {e}")))?
-                .id();
-            let pinned = PinnedLink::from_pin(&link_path).map_err(|e| {
-                DaemonError::System(format!("opening {}: {e}", link_path.display()))
-            })?;
-            let link = XdpLink::try_from(FdLink::from(pinned))
-                .map_err(|e| DaemonError::System(format!("{}: {e}", link_path.display())))?;
-            let id = xdp.attach_to_link(link).map_err(|e| {
-                DaemonError::System(format!("BPF_LINK_UPDATE on {}: {e}", self.ifname))
-            })?;
-            // The link stays pinned; this fd on it can go.
-            drop(xdp.take_link(id));
-            Ok(prog_id)
-        })();
-        let prog_id = match swapped {
-            Ok(id) => id,
-            Err(e) => {
-                gen.unpin(&self.dir);
-                return Err(e);
-            }
-        };
-        if let Some(mut old) = self.live.replace(gen) {
-            old.retired_at = Some(Instant::now());
-            self.retired.push(old);
-        }
-        self.generation = n;
-        self.prog_id = prog_id;
-        self.fingerprint = fingerprint;
-        self.rules = rules;
-        self.save();
-        Ok(())
     }
 
     /// Folds the counters of programs replaced more than [`GRACE`] ago

@@ -24,6 +24,7 @@ pub mod iface;
 pub mod metrics;
 pub mod state;
 pub mod stats;
+pub mod swap;
 pub mod sys;
 
 use std::net::TcpListener;
@@ -287,19 +288,8 @@ fn reload(
             }
         }
     }
+    transact(&mut s, &config, candidates, pin_root, state_dir)?;
     let mut errors = Vec::new();
-    for (i, candidate) in config.interfaces.iter().zip(candidates) {
-        let result = match s.interfaces.iter_mut().find(|e| e.ifname == i.name) {
-            Some(e) => e.swap(candidate),
-            None => Enforced::start(i, candidate, pin_root, state_dir).map(|(e, how)| {
-                log_start(&e, how);
-                s.interfaces.push(e);
-            }),
-        };
-        if let Err(e) = result {
-            errors.push(format!("interface {:?}: {e}", i.name));
-        }
-    }
     let (kept, gone): (Vec<Enforced>, Vec<Enforced>) = s
         .interfaces
         .drain(..)
@@ -317,4 +307,82 @@ fn reload(
     } else {
         Err(DaemonError::System(errors.join("\n")))
     }
+}
+
+/// Puts every interface of `config` on its candidate, or none: the
+/// running interfaces are all staged before the first link update, a
+/// failed update or start puts back the programs already replaced, and
+/// detaches the interfaces this reload attached.
+fn transact(
+    s: &mut Shared,
+    config: &Config,
+    candidates: Vec<Candidate>,
+    pin_root: &Path,
+    state_dir: &Path,
+) -> Result<(), DaemonError> {
+    let mut staged = Vec::new();
+    let mut fresh = Vec::new();
+    let mut failure = None;
+    for (i, candidate) in config.interfaces.iter().zip(candidates) {
+        match s.interfaces.iter().position(|e| e.ifname == i.name) {
+            Some(at) if failure.is_none() => match s.interfaces[at].stage(candidate) {
+                Ok(st) => staged.push((at, st)),
+                Err(e) => failure = Some(format!("interface {:?}: {e}", i.name)),
+            },
+            Some(_) => {}
+            None => fresh.push((i, candidate)),
+        }
+    }
+    let mut committed = Vec::new();
+    for (at, st) in staged {
+        let e = &mut s.interfaces[at];
+        if failure.is_some() {
+            e.abandon(st);
+            continue;
+        }
+        match e.commit(st) {
+            Ok(undo) => committed.push((at, undo)),
+            Err(err) => failure = Some(format!("interface {:?}: {err}", e.ifname)),
+        }
+    }
+    let before = s.interfaces.len();
+    if failure.is_none() {
+        for (i, candidate) in fresh {
+            match Enforced::start(i, candidate, pin_root, state_dir) {
+                Ok((e, how)) => {
+                    log_start(&e, how);
+                    s.interfaces.push(e);
+                }
+                Err(err) => {
+                    failure = Some(format!("interface {:?}: {err}", i.name));
+                    break;
+                }
+            }
+        }
+    }
+    let Some(failure) = failure else {
+        return Ok(());
+    };
+    let mut report = vec![failure];
+    for e in s.interfaces.drain(before..).collect::<Vec<_>>() {
+        let name = e.ifname.clone();
+        match e.detach() {
+            Ok(()) => {
+                tracing::warn!(interface = %name, "attached by the failed reload: detached again")
+            }
+            Err(err) => report.push(format!(
+                "interface {name:?}: detaching after the failed reload: {err}"
+            )),
+        }
+    }
+    for (at, undo) in committed.into_iter().rev() {
+        let e = &mut s.interfaces[at];
+        match e.revert(undo) {
+            Ok(()) => {
+                tracing::warn!(interface = %e.ifname, prog_id = e.prog_id, "the failed reload had replaced this program: put back")
+            }
+            Err(err) => report.push(format!("interface {:?}: {err}", e.ifname)),
+        }
+    }
+    Err(DaemonError::System(report.join("\n")))
 }

@@ -6,7 +6,9 @@
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 
-pub use crate::attach::sys::{link_detach, link_info, obj_get, LinkInfo, BPF_LINK_TYPE_XDP};
+pub use crate::attach::sys::{
+    link_detach, link_info, link_update, obj_get, prog_fd_by_id, LinkInfo, BPF_LINK_TYPE_XDP,
+};
 
 /// The interface's index in this network namespace, if it exists.
 pub fn ifindex(name: &str) -> Option<u32> {
