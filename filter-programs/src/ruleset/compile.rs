@@ -30,9 +30,9 @@
 //! rule boundary and prunes: verification cost grows with the program's
 //! length, not with the number of paths through it.
 
+use super::fast::Fast;
 use super::specialize::{specialize, Fact};
-use super::tuple::{self, Shape, KEY_SIZE};
-use std::collections::BTreeMap;
+use super::tuple::KEY_SIZE;
 use super::{Action, Rule, Verdict};
 use crate::ebpf::asm::{Asm, Label};
 use crate::ebpf::insn::{AluOp, CallTarget, Endian, Insn, JmpOp, Op, Operand, Pseudo, Reg, Size};
@@ -46,10 +46,6 @@ pub const DISPATCHED: [u16; 6] = [0x0800, 0x86dd, 0x0806, 0x8035, 0x8100, 0x88a8
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
 const BPF_MAP_TYPE_HASH: u32 = 1;
-/// Map index of fast-path table 0.
-const TABLES_MAP_INDEX: u64 = 2;
-/// Most tables (tuple shapes): the kernel allows 64 maps per program.
-const MAX_TABLES: usize = 32;
 const HELPER_TAIL_CALL: i32 = 12;
 /// Map indices in the object (the `LD_IMM64` immediates before relocation).
 const COUNTERS_MAP_INDEX: u64 = 0;
@@ -75,7 +71,7 @@ pub struct Compiled {
     /// The tuple tables of the IPv4 fast path (see `fast`), to be filled
     /// into hash maps `tuples_0`, `tuples_1`, ... before the program runs.
     pub tables: Vec<Table>,
-    /// The rules the fast path decides (rules before this index).
+    /// How many rules the fast path's tables hold (see `fast`).
     pub fast_rules: usize,
 }
 
@@ -211,12 +207,12 @@ pub fn compile(rules: &[Rule], default: Verdict) -> Result<Compiled, CompileErro
     if segments.len() > MAX_PROGRAMS {
         return Err(CompileError::TooMany { rules: rules.len(), programs: segments.len() });
     }
-    let fast = fast_tables(rules);
+    let fast = Fast::new(rules);
     let mut programs = Vec::new();
     let mut chains: Vec<(String, usize, usize)> = Vec::new();
     for (k, seg) in segments.iter().enumerate() {
         let last = k + 1 == segments.len();
-        let f = (k == 0 && !fast.tables.is_empty()).then_some(&fast);
+        let f = (!fast.tables.is_empty()).then_some(&fast);
         let (insns, placed) = program(rules, seg.clone(), default, (!last).then_some(k as i32 + 1), f)?;
         programs.push(insns);
         for (n, (name, count, len)) in placed.into_iter().enumerate() {
@@ -237,162 +233,8 @@ pub fn compile(rules: &[Rule], default: Verdict) -> Result<Compiled, CompileErro
         .enumerate()
         .map(|(g, (_, entries))| Table { name: format!("tuples_{g}"), entries: entries.iter().map(|(k, v)| (*k, *v)).collect() })
         .collect();
-    Ok(Compiled { programs, segments, counter_names, chains, tables, fast_rules: fast.stop })
-}
-
-/// The IPv4 fast path's tables: the pass and drop rules that come before
-/// the first rule an IPv4 frame could match that is not of the common
-/// shapes (or is a count rule, which must see every frame it matches).
-struct Fast {
-    tables: Vec<(Shape, BTreeMap<[u8; KEY_SIZE], u32>)>,
-    /// Rules before this index are all in the tables (or cannot match
-    /// IPv4); a frame no table entry matches has to go rule by rule from
-    /// here on, and gets the default at once when this is the last rule.
-    stop: usize,
-    all: bool,
-}
-
-fn fast_tables(rules: &[Rule]) -> Fast {
-    let ip = Fact::EtherType(0x0800);
-    let mut tables: BTreeMap<Shape, BTreeMap<[u8; KEY_SIZE], u32>> = BTreeMap::new();
-    let mut stop = rules.len();
-    for (i, r) in rules.iter().enumerate() {
-        if specialize(&r.program, &ip).is_none() {
-            continue;
-        }
-        let terms = match (r.action, tuple::terms(&r.expr)) {
-            (Action::Pass | Action::Drop, Some(t)) => t,
-            _ => {
-                stop = i;
-                break;
-            }
-        };
-        let new_shapes = terms.iter().map(|t| t.shape()).filter(|s| !tables.contains_key(s)).collect::<std::collections::BTreeSet<_>>();
-        if tables.len() + new_shapes.len() > MAX_TABLES {
-            stop = i;
-            break;
-        }
-        let value = ((i as u32) << 1) | (r.action == Action::Drop) as u32;
-        for t in terms {
-            tables.entry(t.shape()).or_default().entry(t.key()).or_insert(value);
-        }
-    }
-    Fast { tables: tables.into_iter().collect(), all: stop == rules.len(), stop }
-}
-
-/// Stack slots of the fast path: the frame's fields, the best rule so
-/// far, and the key under construction (below the counter key's slot).
-const F_SRC: i16 = -128;
-const F_DST: i16 = -124;
-const F_PROTO: i16 = -120;
-const F_L4: i16 = -116;
-const F_SPORT: i16 = -112;
-const F_DPORT: i16 = -108;
-const F_BEST: i16 = -104;
-const F_KEY: i16 = -152;
-
-/// The IPv4 fast path: on a frame whose IPv4 header (and ports, for a
-/// TCP/UDP/SCTP non-fragment) is captured, one hash lookup per table finds
-/// the first matching rule of the tables. Falls through to `slow` for any
-/// other frame, and for a frame no entry matches unless every rule is in
-/// the tables.
-fn emit_fast(a: &mut Asm, fast: &Fast, default_index: i32, default: Label, tails: (Label, Label), slow: Label) {
-    let (tail_pass, tail_drop) = tails;
-    let (l4chk, lookups, none) = (a.label(), a.label(), a.label());
-    a.ldx(Size::W, Reg::R2, CTX, xdp::DATA as i16);
-    a.ldx(Size::W, Reg::R3, CTX, xdp::DATA_END as i16);
-    a.mov64(Reg::R1, Operand::Reg(Reg::R2));
-    a.alu64(AluOp::Add, Reg::R1, Operand::Imm(34));
-    a.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Reg(Reg::R3), slow);
-    for (off, slot) in [(26, F_SRC), (30, F_DST)] {
-        a.ldx(Size::W, Reg::R1, Reg::R2, off);
-        a.push(Op::End { dst: Reg::R1, endian: Endian::ToBe, bits: 32 });
-        a.stx(Size::W, Reg::R10, Reg::R1, slot);
-    }
-    a.ldx(Size::B, Reg::R4, Reg::R2, 23);
-    a.stx(Size::W, Reg::R10, Reg::R4, F_PROTO);
-    for slot in [F_L4, F_SPORT, F_DPORT] {
-        a.push(Op::St { size: Size::W, dst: Reg::R10, off: slot, imm: 0 });
-    }
-    for p in tuple::PORT_PROTOS {
-        a.jmp(false, JmpOp::Jeq, Reg::R4, Operand::Imm(p as i32), l4chk);
-    }
-    a.ja(lookups);
-    a.bind(l4chk);
-    // libpcap: not a fragment (offset 0), ports at 14 + 4 * IHL.
-    a.ldx(Size::H, Reg::R1, Reg::R2, 20);
-    a.push(Op::End { dst: Reg::R1, endian: Endian::ToBe, bits: 16 });
-    a.alu32(AluOp::And, Reg::R1, Operand::Imm(0x1fff));
-    a.jmp(false, JmpOp::Jne, Reg::R1, Operand::Imm(0), lookups);
-    a.ldx(Size::B, Reg::R1, Reg::R2, 14);
-    a.alu32(AluOp::And, Reg::R1, Operand::Imm(0xf));
-    a.alu32(AluOp::Lsh, Reg::R1, Operand::Imm(2));
-    a.alu64(AluOp::Add, Reg::R2, Operand::Reg(Reg::R1));
-    a.mov64(Reg::R4, Operand::Reg(Reg::R2));
-    a.alu64(AluOp::Add, Reg::R4, Operand::Imm(18));
-    a.jmp(true, JmpOp::Jgt, Reg::R4, Operand::Reg(Reg::R3), slow);
-    for (off, slot) in [(14, F_SPORT), (16, F_DPORT)] {
-        a.ldx(Size::H, Reg::R1, Reg::R2, off);
-        a.push(Op::End { dst: Reg::R1, endian: Endian::ToBe, bits: 16 });
-        a.stx(Size::W, Reg::R10, Reg::R1, slot);
-    }
-    a.push(Op::St { size: Size::W, dst: Reg::R10, off: F_L4, imm: 1 });
-    a.bind(lookups);
-    a.push(Op::St { size: Size::W, dst: Reg::R10, off: F_BEST, imm: -1 });
-    for (g, (shape, _)) in fast.tables.iter().enumerate() {
-        let skip = a.label();
-        let ports = shape.sport || shape.dport;
-        if ports {
-            a.ldx(Size::W, Reg::R1, Reg::R10, F_L4);
-            a.jmp(false, JmpOp::Jeq, Reg::R1, Operand::Imm(0), skip);
-        }
-        let field = |a: &mut Asm, used: bool, from: i16, mask: u32, to: i16| {
-            if used {
-                a.ldx(Size::W, Reg::R1, Reg::R10, from);
-                if mask != u32::MAX {
-                    a.alu32(AluOp::And, Reg::R1, Operand::Imm(mask as i32));
-                }
-                a.stx(Size::W, Reg::R10, Reg::R1, to);
-            } else {
-                a.push(Op::St { size: Size::W, dst: Reg::R10, off: to, imm: 0 });
-            }
-        };
-        let m = |l: Option<u8>| l.map_or(0, |l| if l == 0 { 0 } else { u32::MAX << (32 - l as u32) });
-        field(a, shape.src.is_some(), F_SRC, m(shape.src), F_KEY);
-        field(a, shape.dst.is_some(), F_DST, m(shape.dst), F_KEY + 4);
-        field(a, shape.proto, F_PROTO, u32::MAX, F_KEY + 8);
-        a.push(Op::St { size: Size::W, dst: Reg::R10, off: F_KEY + 12, imm: ports as i32 });
-        field(a, shape.sport, F_SPORT, u32::MAX, F_KEY + 16);
-        field(a, shape.dport, F_DPORT, u32::MAX, F_KEY + 20);
-        a.push(Op::LdImm64 { dst: Reg::R1, pseudo: Pseudo::MapFd, src_reg: 1, imm: TABLES_MAP_INDEX + g as u64 });
-        a.mov64(Reg::R2, Operand::Reg(Reg::R10));
-        a.alu64(AluOp::Add, Reg::R2, Operand::Imm(F_KEY as i32));
-        a.push(Op::Call(CallTarget::Helper(HELPER_MAP_LOOKUP)));
-        a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(0), skip);
-        a.ldx(Size::W, Reg::R1, Reg::R0, 0);
-        a.ldx(Size::W, Reg::R2, Reg::R10, F_BEST);
-        a.jmp(true, JmpOp::Jge, Reg::R1, Operand::Reg(Reg::R2), skip);
-        a.stx(Size::W, Reg::R10, Reg::R1, F_BEST);
-        a.bind(skip);
-    }
-    a.ldx(Size::W, Reg::R1, Reg::R10, F_BEST);
-    a.jmp(false, JmpOp::Jeq, Reg::R1, Operand::Imm(-1), none);
-    a.mov64(Reg::R8, Operand::Reg(Reg::R1));
-    a.alu64(AluOp::Rsh, Reg::R8, Operand::Imm(1));
-    a.alu64(AluOp::And, Reg::R1, Operand::Imm(1));
-    // The tails may be more than a 16-bit offset away: only `ja` reaches.
-    let pass = a.label();
-    a.jmp(true, JmpOp::Jeq, Reg::R1, Operand::Imm(0), pass);
-    a.ja(tail_drop);
-    a.bind(pass);
-    a.ja(tail_pass);
-    a.bind(none);
-    if fast.all {
-        a.mov64(Reg::R8, Operand::Imm(default_index));
-        a.ja(default);
-    } else {
-        a.ja(slow);
-    }
+    let fast_rules = fast.rules();
+    Ok(Compiled { programs, segments, counter_names, chains, tables, fast_rules })
 }
 
 /// One program: the rules of `seg`, then a tail call to program `next`
@@ -442,16 +284,32 @@ fn program(
     for (name, fact, label) in &chains {
         a.bind(*label);
         let start = a.len();
-        if let (Some(f), Fact::EtherType(0x0800)) = (fast, fact) {
-            let slow = a.label();
-            emit_fast(&mut a, f, default_index, tail(default), (tail_pass, tail_drop), slow);
-            a.bind(slow);
+        // The fast path serves the IPv4 chain of every program.
+        let f = fast.filter(|_| *fact == Fact::EtherType(0x0800));
+        let decide = a.label();
+        if let Some(f) = f {
+            f.emit_lookups(&mut a);
         }
         let mut count = 0;
+        let mut run_end: Option<Label> = None;
         for i in seg.clone() {
             let rule = &rules[i];
             let Some(prog) = specialize(&rule.program, fact) else { continue };
             count += 1;
+            if let Some(f) = f {
+                if f.in_table[i] {
+                    if run_end.is_none() {
+                        let l = a.label();
+                        f.emit_skip_run(&mut a, l);
+                        run_end = Some(l);
+                    }
+                } else {
+                    if let Some(l) = run_end.take() {
+                        a.bind(l);
+                    }
+                    f.emit_best_before(&mut a, Some(i), decide);
+                }
+            }
             let hit = a.label();
             let next = a.label();
             translate::inline(&mut a, &prog, Target::xdp(), hit, next)
@@ -467,6 +325,35 @@ fn program(
             }
             a.bind(next);
         }
+        if let Some(l) = run_end.take() {
+            a.bind(l);
+        }
+        if let Some(f) = f {
+            // Later programs: only their rules outside the tables can come
+            // before a table rule that matched.
+            let later = (seg.end..rules.len())
+                .find(|&j| !f.in_table[j] && specialize(&rules[j].program, fact).is_some());
+            f.emit_best_before(&mut a, later, decide);
+            if later.is_none() {
+                let no_match = a.label();
+                f.emit_if_looked_up(&mut a, no_match);
+                let go_on = a.label();
+                a.ja(go_on);
+                a.bind(no_match);
+                a.mov64(Reg::R8, Operand::Imm(default_index));
+                a.ja(tail(default));
+                a.bind(go_on);
+            }
+        }
+        let after = a.label();
+        if f.is_some() {
+            a.ja(after);
+            a.bind(decide);
+        }
+        if let Some(f) = f {
+            f.emit_decide(&mut a, (tail_pass, tail_drop));
+        }
+        a.bind(after);
         match next {
             Some(k) => {
                 // Only a program array without program `k` fails the tail

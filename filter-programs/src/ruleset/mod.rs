@@ -15,6 +15,7 @@
 pub mod compile;
 pub mod config;
 pub mod dryrun;
+pub mod fast;
 pub mod specialize;
 pub mod tuple;
 

@@ -1,0 +1,232 @@
+//! The IPv4 fast path: hash tables of address/protocol/port tuples that
+//! find, in a few lookups, the first pass or drop rule of the common
+//! shapes (host, net, port and their conjunctions, `tuple`) an IPv4 frame
+//! matches, however many such rules there are.
+//!
+//! The other rules (count rules, which must see every frame they match,
+//! and rules of other shapes) stay in the IPv4 chain, in order, each
+//! behind a guard: a table rule that comes before it and matched decides
+//! first. Runs of table rules stay in the chain too, skipped as a whole
+//! when the lookups ran: a frame whose header or ports are not captured
+//! cannot be looked up, and goes through every rule as the classic
+//! programs would (a rule's truncated load rejects it where a lookup could
+//! not tell).
+//!
+//! ```text
+//!  IPv4 chain  ok = 0; best = NONE
+//!              IPv4 header (and ports of a first TCP/UDP/SCTP fragment)
+//!              captured? then one lookup per table, best = the least
+//!              `index << 1 | drop` found; ok = 1
+//!              run of table rules: if ok, skip the run
+//!              other rule j:       if best < j << 1, decide best
+//!              after the last rule of the program: decide best when no
+//!              later program holds a rule before it; when ok and no later
+//!              program holds a non-table rule, the default
+//! ```
+//!
+//! A program reached by a tail call has a fresh stack, so each program
+//! with IPv4 rules does its own lookups; they find the same `best`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::specialize::{specialize, Fact};
+use super::tuple::{self, Shape, KEY_SIZE};
+use super::{Action, Rule};
+use crate::ebpf::asm::{Asm, Label};
+use crate::ebpf::insn::{AluOp, CallTarget, Endian, JmpOp, Op, Operand, Pseudo, Reg, Size};
+use crate::ebpf::vm::context::xdp;
+
+/// Map index of table 0 (after the counters and the program array).
+pub const TABLES_MAP_INDEX: u64 = 2;
+/// Most tables (tuple shapes): the kernel allows 64 maps per program.
+const MAX_TABLES: usize = 32;
+const HELPER_MAP_LOOKUP: i32 = 1;
+const CTX: Reg = Reg::R6;
+
+/// Stack slots: the frame's fields, the lookups' outcome, and the key
+/// under construction; all below the translator's (fp-80 and up) and the
+/// counter key (fp-88).
+const F_SRC: i16 = -128;
+const F_DST: i16 = -124;
+const F_PROTO: i16 = -120;
+const F_L4: i16 = -116;
+const F_SPORT: i16 = -112;
+const F_DPORT: i16 = -108;
+const F_BEST: i16 = -104;
+const F_OK: i16 = -96;
+const F_KEY: i16 = -152;
+/// `best` when no table entry matched: above every `index << 1 | drop`.
+const NONE: i32 = -1;
+
+pub struct Fast {
+    pub tables: Vec<(Shape, BTreeMap<[u8; KEY_SIZE], u32>)>,
+    /// Per rule: every IPv4 frame it matches is found by the lookups.
+    pub in_table: Vec<bool>,
+}
+
+impl Fast {
+    /// Which rules go into the tables: every pass and drop rule of the
+    /// common shapes, in order, as long as the shapes fit in the tables.
+    pub fn new(rules: &[Rule]) -> Fast {
+        let ip = Fact::EtherType(0x0800);
+        let mut tables: BTreeMap<Shape, BTreeMap<[u8; KEY_SIZE], u32>> = BTreeMap::new();
+        let mut in_table = vec![false; rules.len()];
+        for (i, r) in rules.iter().enumerate() {
+            if r.action == Action::Count || specialize(&r.program, &ip).is_none() {
+                continue;
+            }
+            let Some(terms) = tuple::terms(&r.expr) else { continue };
+            let new_shapes: BTreeSet<Shape> = terms.iter().map(|t| t.shape()).filter(|s| !tables.contains_key(s)).collect();
+            if tables.len() + new_shapes.len() > MAX_TABLES {
+                continue;
+            }
+            let value = ((i as u32) << 1) | (r.action == Action::Drop) as u32;
+            for t in terms {
+                tables.entry(t.shape()).or_default().entry(t.key()).or_insert(value);
+            }
+            in_table[i] = true;
+        }
+        Fast { tables: tables.into_iter().collect(), in_table }
+    }
+
+    pub fn rules(&self) -> usize {
+        self.in_table.iter().filter(|t| **t).count()
+    }
+
+    /// The lookups, at the head of a program's IPv4 chain: sets `ok` and
+    /// `best`, and falls through.
+    pub fn emit_lookups(&self, a: &mut Asm) {
+        let (l4chk, lookups, done) = (a.label(), a.label(), a.label());
+        a.push(Op::St { size: Size::W, dst: Reg::R10, off: F_OK, imm: 0 });
+        a.push(Op::St { size: Size::W, dst: Reg::R10, off: F_BEST, imm: NONE });
+        a.ldx(Size::W, Reg::R2, CTX, xdp::DATA as i16);
+        a.ldx(Size::W, Reg::R3, CTX, xdp::DATA_END as i16);
+        a.mov64(Reg::R1, Operand::Reg(Reg::R2));
+        a.alu64(AluOp::Add, Reg::R1, Operand::Imm(34));
+        a.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Reg(Reg::R3), done);
+        for (off, slot) in [(26, F_SRC), (30, F_DST)] {
+            a.ldx(Size::W, Reg::R1, Reg::R2, off);
+            a.push(Op::End { dst: Reg::R1, endian: Endian::ToBe, bits: 32 });
+            a.stx(Size::W, Reg::R10, Reg::R1, slot);
+        }
+        a.ldx(Size::B, Reg::R4, Reg::R2, 23);
+        a.stx(Size::W, Reg::R10, Reg::R4, F_PROTO);
+        for slot in [F_L4, F_SPORT, F_DPORT] {
+            a.push(Op::St { size: Size::W, dst: Reg::R10, off: slot, imm: 0 });
+        }
+        for p in tuple::PORT_PROTOS {
+            a.jmp(false, JmpOp::Jeq, Reg::R4, Operand::Imm(p as i32), l4chk);
+        }
+        a.ja(lookups);
+        a.bind(l4chk);
+        // libpcap: not a fragment (offset 0), ports at 14 + 4 * IHL.
+        a.ldx(Size::H, Reg::R1, Reg::R2, 20);
+        a.push(Op::End { dst: Reg::R1, endian: Endian::ToBe, bits: 16 });
+        a.alu32(AluOp::And, Reg::R1, Operand::Imm(0x1fff));
+        a.jmp(false, JmpOp::Jne, Reg::R1, Operand::Imm(0), lookups);
+        a.ldx(Size::B, Reg::R1, Reg::R2, 14);
+        a.alu32(AluOp::And, Reg::R1, Operand::Imm(0xf));
+        a.alu32(AluOp::Lsh, Reg::R1, Operand::Imm(2));
+        a.alu64(AluOp::Add, Reg::R2, Operand::Reg(Reg::R1));
+        a.mov64(Reg::R4, Operand::Reg(Reg::R2));
+        a.alu64(AluOp::Add, Reg::R4, Operand::Imm(18));
+        a.jmp(true, JmpOp::Jgt, Reg::R4, Operand::Reg(Reg::R3), done);
+        for (off, slot) in [(14, F_SPORT), (16, F_DPORT)] {
+            a.ldx(Size::H, Reg::R1, Reg::R2, off);
+            a.push(Op::End { dst: Reg::R1, endian: Endian::ToBe, bits: 16 });
+            a.stx(Size::W, Reg::R10, Reg::R1, slot);
+        }
+        a.push(Op::St { size: Size::W, dst: Reg::R10, off: F_L4, imm: 1 });
+        a.bind(lookups);
+        for (g, (shape, _)) in self.tables.iter().enumerate() {
+            lookup(a, g, shape);
+        }
+        a.push(Op::St { size: Size::W, dst: Reg::R10, off: F_OK, imm: 1 });
+        a.bind(done);
+    }
+
+    /// Before a run of table rules: skips it when the lookups ran.
+    pub fn emit_skip_run(&self, a: &mut Asm, past: Label) {
+        let run = a.label();
+        a.ldx(Size::W, Reg::R1, Reg::R10, F_OK);
+        a.jmp(false, JmpOp::Jeq, Reg::R1, Operand::Imm(0), run);
+        // `past` may be more than a 16-bit offset away: only `ja` reaches.
+        a.ja(past);
+        a.bind(run);
+    }
+
+    /// Goes to `decide` when a table rule before rule `limit` matched
+    /// (`None`: any table rule).
+    pub fn emit_best_before(&self, a: &mut Asm, limit: Option<usize>, decide: Label) {
+        let on = a.label();
+        a.ldx(Size::W, Reg::R1, Reg::R10, F_BEST);
+        match limit {
+            Some(j) => a.jmp(true, JmpOp::Jge, Reg::R1, Operand::Imm(((j as u32) << 1) as i32), on),
+            None => a.jmp(false, JmpOp::Jeq, Reg::R1, Operand::Imm(NONE), on),
+        };
+        a.ja(decide);
+        a.bind(on);
+    }
+
+    /// Goes to `to` when the lookups ran.
+    pub fn emit_if_looked_up(&self, a: &mut Asm, to: Label) {
+        let on = a.label();
+        a.ldx(Size::W, Reg::R1, Reg::R10, F_OK);
+        a.jmp(false, JmpOp::Jeq, Reg::R1, Operand::Imm(0), on);
+        a.ja(to);
+        a.bind(on);
+    }
+
+    /// The decision of `best`: r8 = its rule, then its action's tail.
+    pub fn emit_decide(&self, a: &mut Asm, tails: (Label, Label)) {
+        let (tail_pass, tail_drop) = tails;
+        a.ldx(Size::W, Reg::R1, Reg::R10, F_BEST);
+        a.mov64(Reg::R8, Operand::Reg(Reg::R1));
+        a.alu64(AluOp::Rsh, Reg::R8, Operand::Imm(1));
+        a.alu64(AluOp::And, Reg::R1, Operand::Imm(1));
+        let pass = a.label();
+        a.jmp(true, JmpOp::Jeq, Reg::R1, Operand::Imm(0), pass);
+        a.ja(tail_drop);
+        a.bind(pass);
+        a.ja(tail_pass);
+    }
+}
+
+/// Table `g`'s lookup: the frame's fields under the shape's masks as the
+/// key; a value below `best` becomes `best`.
+fn lookup(a: &mut Asm, g: usize, shape: &Shape) {
+    let skip = a.label();
+    let ports = shape.sport || shape.dport;
+    if ports {
+        a.ldx(Size::W, Reg::R1, Reg::R10, F_L4);
+        a.jmp(false, JmpOp::Jeq, Reg::R1, Operand::Imm(0), skip);
+    }
+    let field = |a: &mut Asm, used: bool, from: i16, mask: u32, to: i16| {
+        if used {
+            a.ldx(Size::W, Reg::R1, Reg::R10, from);
+            if mask != u32::MAX {
+                a.alu32(AluOp::And, Reg::R1, Operand::Imm(mask as i32));
+            }
+            a.stx(Size::W, Reg::R10, Reg::R1, to);
+        } else {
+            a.push(Op::St { size: Size::W, dst: Reg::R10, off: to, imm: 0 });
+        }
+    };
+    let m = |l: Option<u8>| l.map_or(0, |l| if l == 0 { 0 } else { u32::MAX << (32 - l as u32) });
+    field(a, shape.src.is_some(), F_SRC, m(shape.src), F_KEY);
+    field(a, shape.dst.is_some(), F_DST, m(shape.dst), F_KEY + 4);
+    field(a, shape.proto, F_PROTO, u32::MAX, F_KEY + 8);
+    a.push(Op::St { size: Size::W, dst: Reg::R10, off: F_KEY + 12, imm: ports as i32 });
+    field(a, shape.sport, F_SPORT, u32::MAX, F_KEY + 16);
+    field(a, shape.dport, F_DPORT, u32::MAX, F_KEY + 20);
+    a.push(Op::LdImm64 { dst: Reg::R1, pseudo: Pseudo::MapFd, src_reg: 1, imm: TABLES_MAP_INDEX + g as u64 });
+    a.mov64(Reg::R2, Operand::Reg(Reg::R10));
+    a.alu64(AluOp::Add, Reg::R2, Operand::Imm(F_KEY as i32));
+    a.push(Op::Call(CallTarget::Helper(HELPER_MAP_LOOKUP)));
+    a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(0), skip);
+    a.ldx(Size::W, Reg::R1, Reg::R0, 0);
+    a.ldx(Size::W, Reg::R2, Reg::R10, F_BEST);
+    a.jmp(true, JmpOp::Jge, Reg::R1, Operand::Reg(Reg::R2), skip);
+    a.stx(Size::W, Reg::R10, Reg::R1, F_BEST);
+    a.bind(skip);
+}
