@@ -296,6 +296,60 @@ fn errors_name_the_problem() {
         .output()
         .expect("setpriv");
     fails(&out, 2, "not allowed to take a file descriptor");
+    // A kernel without the pidfd calls, played by a seccomp filter that
+    // answers ENOSYS for one of them.
+    for (nr, name, version) in [
+        (libc::SYS_pidfd_open, "pidfd_open", "5.3"),
+        (libc::SYS_pidfd_getfd, "pidfd_getfd", "5.6"),
+    ] {
+        let mut cmd = Command::new(e2e::bin("filterd"));
+        cmd.args(["attach", "socket", "--pid", &pid, "--fd", &fd, "udp"]);
+        without_syscall(&mut cmd, nr as u32);
+        let out = cmd.output().expect("filterd under seccomp");
+        fails(
+            &out,
+            2,
+            &format!("this kernel has no {name} (needs Linux {version} or later)"),
+        );
+    }
+}
+
+/// Makes system call `nr` fail with ENOSYS in the child (seccomp, set
+/// between fork and exec; x86_64 only, as this machine is).
+fn without_syscall(cmd: &mut Command, nr: u32) {
+    use std::os::unix::process::CommandExt;
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    const RET_ERRNO: u32 = 0x0005_0000;
+    let ins = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    let program = [
+        ins(0x20, 0, 0, 4), // ld [4]: arch
+        ins(0x15, 0, 3, AUDIT_ARCH_X86_64),
+        ins(0x20, 0, 0, 0), // ld [0]: nr
+        ins(0x15, 0, 1, nr),
+        ins(0x06, 0, 0, RET_ERRNO | libc::ENOSYS as u32),
+        ins(0x06, 0, 0, RET_ALLOW),
+    ];
+    // SAFETY: between fork and exec only prctl runs, on a program that
+    // lives in this closure's captured array for the call's duration.
+    unsafe {
+        cmd.pre_exec(move || {
+            let prog = libc::sock_fprog {
+                len: program.len() as u16,
+                filter: program.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 #[test]
