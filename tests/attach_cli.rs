@@ -254,8 +254,20 @@ fn cli_tc_attach_status_replace_detach() {
     let list = env.status();
     assert_eq!(list.len(), 2, "a replace adds no filter: {list:?}");
     assert_ne!(one(&list, "tc-ingress")["prog_id"], ing["prog_id"]);
+    let has_clsact = || {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", env.ns.path()))
+            .args(["tc", "qdisc", "show", "dev", "v1"])
+            .output()
+            .expect("tc qdisc show");
+        assert!(out.status.success(), "tc qdisc show failed");
+        String::from_utf8_lossy(&out.stdout).contains("clsact")
+    };
+    assert!(has_clsact(), "attach added the clsact qdisc");
     env.ok(&["detach", "tc", "-i", "v1", "--direction", "ingress"]);
+    assert!(has_clsact(), "the egress filter still needs the qdisc");
     env.ok(&["detach", "tc", "-i", "v1", "--direction", "egress"]);
+    assert!(!has_clsact(), "no filter left: the qdisc goes too");
     env.assert_clean("after detaching both directions");
     let err = env.fails(2, &["detach", "tc", "-i", "v1", "--direction", "egress"]);
     assert!(err.contains("no filterd tc egress program"), "{err}");

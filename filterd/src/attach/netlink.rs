@@ -1,6 +1,7 @@
-//! The two rtnetlink dumps `status` needs and aya does not expose: the XDP
-//! state of every interface (`RTM_GETLINK`, `IFLA_XDP`) and the tc filters
-//! under a clsact direction (`RTM_GETTFILTER`, `TCA_BPF_*`).
+//! The rtnetlink calls aya does not expose: the XDP state of every
+//! interface (`RTM_GETLINK`, `IFLA_XDP`) and the tc filters under a
+//! clsact direction (`RTM_GETTFILTER`, `TCA_BPF_*`), for `status`; and
+//! removing a clsact qdisc (`RTM_DELQDISC`), for `detach`.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -9,9 +10,11 @@ const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
+const RTM_DELQDISC: u16 = 37;
 const RTM_NEWTFILTER: u16 = 44;
 const RTM_GETTFILTER: u16 = 46;
 const NLM_F_REQUEST: u16 = 1;
+const NLM_F_ACK: u16 = 4;
 const NLM_F_DUMP: u16 = 0x300;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_XDP: u16 = 43;
@@ -29,6 +32,9 @@ const TCA_BPF_FLAG_ACT_DIRECT: u32 = 1;
 /// `TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS / TC_H_MIN_EGRESS)`.
 pub const CLSACT_INGRESS: u32 = 0xffff_fff2;
 pub const CLSACT_EGRESS: u32 = 0xffff_fff3;
+/// `TC_H_CLSACT`: the clsact qdisc's parent; its handle is `ffff:`.
+const TC_H_CLSACT: u32 = 0xffff_fff1;
+const CLSACT_HANDLE: u32 = 0xffff_0000;
 
 /// One interface and its XDP programs: (mode, program id) per attached
 /// mode (several when a generic and a native program coexist).
@@ -73,10 +79,16 @@ impl Socket {
     /// Sends one dump request (header added here) and returns the payloads
     /// of the replies of type `want`.
     fn dump(&self, kind: u16, body: &[u8], want: u16) -> io::Result<Vec<Vec<u8>>> {
+        self.request(kind, NLM_F_DUMP, body, want)
+    }
+
+    /// Sends one request with `flags` and collects the replies of type
+    /// `want` until the end of the dump or the acknowledgement.
+    fn request(&self, kind: u16, flags: u16, body: &[u8], want: u16) -> io::Result<Vec<Vec<u8>>> {
         let mut msg = Vec::with_capacity(16 + body.len());
         msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
         msg.extend_from_slice(&kind.to_ne_bytes());
-        msg.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        msg.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
         msg.extend_from_slice(&1u32.to_ne_bytes()); // seq
         msg.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel fills it
         msg.extend_from_slice(body);
@@ -209,6 +221,25 @@ fn xdp_state(nested: &[u8]) -> Vec<(&'static str, u32)> {
         _ => return per_mode,
     };
     single.map(|id| vec![(mode, id)]).unwrap_or(per_mode)
+}
+
+/// Removes the clsact qdisc of `ifindex` (and every filter under it).
+/// `Ok(false)` when there was none.
+pub fn delete_clsact(ifindex: u32) -> io::Result<bool> {
+    let sock = Socket::open()?;
+    let mut body = [0u8; 32];
+    body[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+    body[8..12].copy_from_slice(&CLSACT_HANDLE.to_ne_bytes());
+    body[12..16].copy_from_slice(&TC_H_CLSACT.to_ne_bytes());
+    // TCA_KIND "clsact": length 4 + 7, padded to 12.
+    body[20..22].copy_from_slice(&11u16.to_ne_bytes());
+    body[22..24].copy_from_slice(&TCA_KIND.to_ne_bytes());
+    body[24..31].copy_from_slice(b"clsact\0");
+    match sock.request(RTM_DELQDISC, NLM_F_ACK, &body, 0) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EINVAL)) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// The filters under clsact `parent` ([`CLSACT_INGRESS`] or

@@ -286,8 +286,9 @@ impl TcHook {
     }
 }
 
-/// Removes filterd's filter from `ifname`'s `direction` and its pin. The
-/// clsact qdisc stays: other filters may use it.
+/// Removes filterd's filter from `ifname`'s `direction` and its pin, and
+/// the clsact qdisc once no filter of anyone is left under it (as after
+/// `tc qdisc del dev IFACE clsact`; one that still holds filters stays).
 pub fn detach(ifname: &str, direction: Direction, pin_dir: &Path) -> Result<(), AttachError> {
     let ifindex = sys::ifindex(ifname)?;
     let attached = slot(ifindex, direction)?.is_some();
@@ -308,5 +309,23 @@ pub fn detach(ifname: &str, direction: Direction, pin_dir: &Path) -> Result<(), 
     }
     pin::unpin(&pin_dir.join("prog"))?;
     pin::remove_empty_dirs(pin_dir);
+    remove_empty_clsact(ifname, ifindex);
     Ok(())
+}
+
+/// The filter is gone already, so a failure here only leaves an empty
+/// qdisc behind: logged, not an error.
+fn remove_empty_clsact(ifname: &str, ifindex: u32) {
+    let empty = [CLSACT_INGRESS, CLSACT_EGRESS]
+        .iter()
+        .map(|p| netlink::filters(ifindex, *p).map(|f| f.is_empty()))
+        .collect::<Result<Vec<bool>, _>>();
+    match empty {
+        Ok(e) if e.iter().all(|x| *x) => match netlink::delete_clsact(ifindex) {
+            Ok(removed) => tracing::debug!(ifname, removed, "no filter left: clsact qdisc removed"),
+            Err(e) => tracing::warn!(ifname, error = %e, "removing the empty clsact qdisc"),
+        },
+        Ok(_) => tracing::debug!(ifname, "other filters remain: the clsact qdisc stays"),
+        Err(e) => tracing::warn!(ifname, error = %e, "listing tc filters; the clsact qdisc stays"),
+    }
 }

@@ -75,7 +75,8 @@ pub struct XdpArgs {
 #[derive(Args, Debug)]
 #[command(
     after_help = "filterd's filter sits under clsact at priority 1, handle 0xfd, in direct-action mode;\n\
-    attaching again replaces its program atomically.\n\
+    attaching again replaces its program atomically. It adds the clsact qdisc when missing;\n\
+    `filterd detach tc` removes the qdisc again once no filter (of anyone) is left under it.\n\
     Example:\n  filterd attach tc -i eth0 --direction egress 'udp port 53'"
 )]
 pub struct TcArgs {
