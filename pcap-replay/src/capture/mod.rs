@@ -14,6 +14,7 @@ mod linktype;
 mod mapped;
 pub mod pcap;
 pub mod pcapng;
+mod prefetch;
 
 #[cfg(test)]
 mod corpus_tests;

@@ -19,6 +19,7 @@
 
 use std::io::BufRead;
 
+use super::prefetch::Prefetcher;
 use super::input::Input;
 use super::{
     ByteOrder, CaptureError, ErrorKind, LinkType, Options, Packet, PacketView, Part, MAX_CAPLEN,
@@ -276,6 +277,7 @@ pub struct Reader<R> {
     lent: usize,
     /// Where a record that straddles the input's buffer is copied.
     scratch: Packet,
+    prefetch: Prefetcher,
 }
 
 impl<R: BufRead> Reader<R> {
@@ -320,6 +322,7 @@ impl<R: BufRead> Reader<R> {
             done: false,
             lent: 0,
             scratch,
+            prefetch: Prefetcher::default(),
         })
     }
 
@@ -467,7 +470,7 @@ impl<R: BufRead> Reader<R> {
                 let data = self
                     .input
                     .buffered(RECORD_HEADER_LEN..RECORD_HEADER_LEN + keep)?;
-                prefetch_ahead(data);
+                self.prefetch.ahead(data);
                 self.lent = total;
                 self.index += 1;
                 self.done = false;
@@ -545,26 +548,6 @@ impl<R: BufRead> Iterator for Reader<R> {
         }
         item
     }
-}
-
-/// How far past the current record to prefetch: records are small, and a
-/// mapped file's pages are scattered in memory, so the hardware prefetcher
-/// stalls at each page; asking for the bytes a few records ahead hides
-/// most of that latency.
-const PREFETCH_AHEAD: usize = 2048;
-
-#[inline]
-fn prefetch_ahead(data: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let at = data.as_ptr().wrapping_add(PREFETCH_AHEAD);
-        // SAFETY: a prefetch is a hint: it never faults, even on an
-        // address outside any mapping, and changes no memory.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(at.cast::<i8>()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = data;
 }
 
 #[cfg(test)]
