@@ -9,13 +9,19 @@
 //! Time is the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not
 //! wall time: on a machine shared with other jobs, time spent descheduled
 //! would otherwise land on whichever side happened to be running.
+//!
+//! CPU time still varies with what the other jobs do to caches and shared
+//! cores, and Criterion measures the two sides seconds apart. So after the
+//! Criterion runs a second, paired measurement alternates the two sides in
+//! short rounds and prints the median of the per-round ratios, which such
+//! drift affects far less (`paired` below).
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use filter_programs::cbpf::interp::Program;
 use pcap_replay::libpcap::{self, CompileOptions};
 
@@ -152,9 +158,85 @@ fn interpreter(c: &mut Criterion<ThreadCpuTime>) {
     group.finish();
 }
 
+/// CPU time of `passes` runs of `f` over all packets, in ns per packet.
+fn pass_ns(packets: &[(Vec<u8>, u32)], passes: u32, f: impl Fn(&[u8], u32) -> u32) -> f64 {
+    let start = thread_cpu_now();
+    let mut n = 0u32;
+    for _ in 0..passes {
+        for (pkt, len) in packets {
+            n = n.wrapping_add(f(black_box(pkt), *len));
+        }
+    }
+    black_box(n);
+    let spent = thread_cpu_now().saturating_sub(start);
+    spent.as_nanos() as f64 / (f64::from(passes) * packets.len() as f64)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Rounds of the paired measurement, and passes over the packets per side
+/// in one round (a round takes about a millisecond).
+const ROUNDS: usize = 400;
+const PASSES: u32 = 20;
+
+/// The paired measurement: per round, both sides back to back (alternating
+/// which goes first), so that both see the same machine. Prints medians of
+/// the per-side times and of the per-round ratios.
+fn paired() {
+    let packets = ethernet_packets();
+    println!(
+        "\npaired ({ROUNDS} rounds of {PASSES} passes over {} packets, thread CPU time):",
+        packets.len()
+    );
+    println!("| expression | ours (ns/packet) | libpcap (ns/packet) | ratio |");
+    println!("|---|---:|---:|---:|");
+    for expr in EXPRESSIONS {
+        let insns = libpcap::compile(expr, CompileOptions::new(1))
+            .unwrap_or_else(|e| panic!("{expr}: {e}"));
+        let prog = Program::new(&insns).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        let ours = |p: &[u8], l: u32| prog.run(p, l);
+        let theirs = |p: &[u8], l: u32| libpcap::filter_validated(&insns, p, l);
+        // Warm both up (caches, predictors, page faults).
+        pass_ns(&packets, PASSES, ours);
+        pass_ns(&packets, PASSES, theirs);
+        let (mut o, mut t, mut r) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            let (a, b) = if round % 2 == 0 {
+                let a = pass_ns(&packets, PASSES, ours);
+                (a, pass_ns(&packets, PASSES, theirs))
+            } else {
+                let b = pass_ns(&packets, PASSES, theirs);
+                (pass_ns(&packets, PASSES, ours), b)
+            };
+            o.push(a);
+            t.push(b);
+            r.push(a / b);
+        }
+        println!(
+            "| `{expr}` | {:.1} | {:.1} | {:.2} |",
+            median(&mut o),
+            median(&mut t),
+            median(&mut r)
+        );
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().with_measurement(ThreadCpuTime(WallTime));
     targets = interpreter
 }
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    // Not in `cargo test --benches` (one quick run of each benchmark) or
+    // when only listing them.
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--test" || a == "--list") {
+        paired();
+    }
+}

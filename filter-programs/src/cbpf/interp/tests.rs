@@ -24,6 +24,11 @@ fn ret_a(ops: &[Op], pkt: &[u8]) -> u32 {
         verdict,
         "trace disagrees: {ops:?}"
     );
+    assert_eq!(
+        p.run_loop(pkt, pkt.len() as u32),
+        verdict,
+        "loop disagrees: {ops:?}"
+    );
     verdict
 }
 
