@@ -1,6 +1,6 @@
 //! Instruction-by-instruction code generation.
 
-use super::blocks::{block_needs, reachable};
+use super::blocks::{block_checks, reachable};
 use super::{Target, TranslateError};
 use crate::cbpf::{self, JmpOp as CJmp, Op, RetVal, Src};
 use crate::ebpf::asm::{Asm, Label};
@@ -12,6 +12,11 @@ pub(super) const A: Reg = Reg::R7;
 pub(super) const X: Reg = Reg::R8;
 /// XDP: the packet's first byte.
 pub(super) const DATA: Reg = Reg::R9;
+/// XDP: the packet's end (`ctx->data_end`), kept so that a bounds check is
+/// one compare, as in a hand-written program. A scratch register: reloaded
+/// after every helper call (see `reload_data_end`); no other XDP code
+/// writes it.
+pub(super) const DATA_END: Reg = Reg::R2;
 /// Socket and tc: where the kernel keeps the outer VLAN tag (see
 /// `vlan.rs`): bit 32 set when the tag is in metadata, bits 0-31 the tag's
 /// 4 bytes as sent (TPID, TCI), big endian.
@@ -139,8 +144,8 @@ impl<'a> Emitter<'a> {
     }
 
     fn body(&mut self) -> Result<(), TranslateError> {
-        let needs = if self.is_xdp() { block_needs(self.ops) } else { vec![None; self.ops.len()] };
         let live = reachable(self.ops);
+        let needs = if self.is_xdp() { block_checks(self.ops, &live) } else { vec![None; self.ops.len()] };
         for (i, op) in self.ops.iter().enumerate() {
             if !live[i] {
                 continue;
@@ -163,6 +168,7 @@ impl<'a> Emitter<'a> {
         self.asm.mov32(X, imm(0));
         if self.is_xdp() {
             self.asm.ldx(Size::W, DATA, CTX, xdp::DATA as i16);
+            self.reload_data_end();
         }
         self.vlan_prologue();
         if self.ops.iter().enumerate().any(|(i, op)| matches!(op, Op::Ja { k } if is_back_edge(i, *k))) {
@@ -190,8 +196,15 @@ impl<'a> Emitter<'a> {
         }
         self.asm.mov64(Reg::R1, Operand::Reg(DATA));
         self.asm.alu64(AluOp::Add, Reg::R1, imm(end as u32));
-        self.asm.ldx(Size::W, Reg::R2, CTX, xdp::DATA_END as i16);
-        self.asm.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Reg(Reg::R2), self.reject());
+        self.asm.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Reg(DATA_END), self.reject());
+    }
+
+    /// XDP: `DATA_END = ctx->data_end`, at the start and after each helper
+    /// call (which clobbers r0-r5).
+    pub(super) fn reload_data_end(&mut self) {
+        if self.is_xdp() {
+            self.asm.ldx(Size::W, DATA_END, CTX, xdp::DATA_END as i16);
+        }
     }
 
     /// The label of a jump's target: `pc + 1 + off` in 32-bit arithmetic,
@@ -267,6 +280,7 @@ impl<'a> Emitter<'a> {
             self.asm.mov64(Reg::R1, Operand::Reg(CTX));
             self.asm.push(E::Call(CallTarget::Helper(HELPER_XDP_BUFF_LEN)));
             self.asm.mov32(dst, Operand::Reg(Reg::R0));
+            self.reload_data_end();
         } else {
             self.asm.ldx(Size::W, dst, CTX, skb::LEN as i16);
             if matches!(self.target, Target::Socket) && self.options.socket_len_offset != 0 {

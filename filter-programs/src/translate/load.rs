@@ -1,6 +1,6 @@
 //! Packet and metadata loads.
 
-use super::emit::{imm, Emitter, A, CTX, DATA, MAX_PACKET_OFF, X};
+use super::emit::{imm, Emitter, A, CTX, DATA, DATA_END, MAX_PACKET_OFF, X};
 use super::{Target, TranslateError};
 use crate::cbpf::skf::{Ancillary, LoadBase, SKF_LL_OFF};
 use crate::ebpf::insn::{AluOp, CallTarget, Endian, JmpOp, Op as E, Operand, Reg, Size};
@@ -163,19 +163,18 @@ impl Emitter<'_> {
                     Operand::Imm(MAX_PACKET_OFF as i32 - n),
                     self.reject(),
                 );
-                self.asm.mov64(Reg::R2, Operand::Reg(DATA));
-                self.asm.alu64(AluOp::Add, Reg::R2, Operand::Reg(Reg::R1));
-                self.asm.mov64(Reg::R3, Operand::Reg(Reg::R2));
-                self.asm.alu64(AluOp::Add, Reg::R3, Operand::Imm(n));
-                self.asm.ldx(Size::W, Reg::R4, CTX, xdp::DATA_END as i16);
+                self.asm.mov64(Reg::R3, Operand::Reg(DATA));
+                self.asm.alu64(AluOp::Add, Reg::R3, Operand::Reg(Reg::R1));
+                self.asm.mov64(Reg::R4, Operand::Reg(Reg::R3));
+                self.asm.alu64(AluOp::Add, Reg::R4, Operand::Imm(n));
                 self.asm.jmp(
                     true,
                     JmpOp::Jgt,
-                    Reg::R3,
-                    Operand::Reg(Reg::R4),
+                    Reg::R4,
+                    Operand::Reg(DATA_END),
                     self.reject(),
                 );
-                self.asm.ldx(size, dst, Reg::R2, 0);
+                self.asm.ldx(size, dst, Reg::R3, 0);
                 self.swap(dst, size);
             }
             Target::Socket => {
@@ -364,6 +363,7 @@ impl Emitter<'_> {
                 };
                 self.asm.push(E::Call(CallTarget::Helper(id)));
                 self.asm.mov32(A, Operand::Reg(Reg::R0));
+                self.reload_data_end();
                 return Ok(());
             }
             Ancillary::IfIndex if xdp => (ctx_field(xdp::INGRESS_IFINDEX), false),

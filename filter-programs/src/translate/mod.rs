@@ -11,8 +11,10 @@
 //!   are kept as they are.
 //! - **tc** (cls_bpf, direct action): match and no match become two
 //!   configurable actions (`TC_ACT_OK` and `TC_ACT_SHOT` by default).
-//! - **xdp**: direct packet access with one bounds check per straight-line
-//!   block; match and no match become two actions (`XDP_PASS`, `XDP_DROP`).
+//! - **xdp**: direct packet access with at most one bounds check per
+//!   straight-line block, none where every path into the block has already
+//!   checked as many bytes; match and no match become two actions
+//!   (`XDP_PASS`, `XDP_DROP`).
 //!
 //! VLAN: a classic program means the frame as sent, tag in the bytes (as
 //! a pcap file holds it). XDP sees it so; on socket and tc hooks the kernel
@@ -36,6 +38,7 @@
 //!  r8  X (likewise)
 //!  r9  xdp: the packet's first byte (ctx->data); socket and tc: the
 //!      outer VLAN tag and whether the kernel moved it out (`vlan.rs`)
+//!  r2  xdp: the packet's end (ctx->data_end), reloaded after helper calls
 //!  r0-r5  scratch, clobbered by helper calls and legacy loads
 //!  fp-64 .. fp-4   M[0] .. M[15]
 //! ```
