@@ -16,65 +16,17 @@
 //! short rounds and prints the median of the per-round ratios, which such
 //! drift affects far less (`paired` below).
 
+mod common;
+
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use common::{thread_cpu_now, ThreadCpuTime, EXPRESSIONS};
+use criterion::measurement::WallTime;
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use filter_programs::cbpf::interp::Program;
 use pcap_replay::libpcap::{self, CompileOptions};
-
-/// Typical expressions: ports, hosts, nets, protocols, VLAN, TCP flags.
-pub const EXPRESSIONS: [&str; 10] = [
-    "tcp port 80",
-    "host 10.0.0.1",
-    "ip6 and udp",
-    "vlan and tcp",
-    "tcp[tcpflags] & tcp-syn != 0",
-    "net 192.168.0.0/16",
-    "portrange 1000-2000",
-    "udp dst port 53",
-    "icmp or arp",
-    "ether multicast",
-];
-
-/// CPU time of the calling thread, formatted like wall time.
-pub struct ThreadCpuTime(WallTime);
-
-fn thread_cpu_now() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid, writable timespec.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = Duration;
-    type Value = Duration;
-    fn start(&self) -> Duration {
-        thread_cpu_now()
-    }
-    fn end(&self, start: Duration) -> Duration {
-        thread_cpu_now().saturating_sub(start)
-    }
-    fn add(&self, a: &Duration, b: &Duration) -> Duration {
-        *a + *b
-    }
-    fn zero(&self) -> Duration {
-        Duration::ZERO
-    }
-    fn to_f64(&self, v: &Duration) -> f64 {
-        v.as_nanos() as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        self.0.formatter()
-    }
-}
 
 fn pcaps(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
