@@ -300,7 +300,7 @@ fn program(
                 if f.in_table[i] {
                     if run_end.is_none() {
                         let l = a.label();
-                        f.emit_skip_run(&mut a, l);
+                        f.emit_if_looked_up(&mut a, l);
                         run_end = Some(l);
                     }
                 } else {

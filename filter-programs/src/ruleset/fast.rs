@@ -145,16 +145,6 @@ impl Fast {
         a.bind(done);
     }
 
-    /// Before a run of table rules: skips it when the lookups ran.
-    pub fn emit_skip_run(&self, a: &mut Asm, past: Label) {
-        let run = a.label();
-        a.ldx(Size::W, Reg::R1, Reg::R10, F_OK);
-        a.jmp(false, JmpOp::Jeq, Reg::R1, Operand::Imm(0), run);
-        // `past` may be more than a 16-bit offset away: only `ja` reaches.
-        a.ja(past);
-        a.bind(run);
-    }
-
     /// Goes to `decide` when a table rule before rule `limit` matched
     /// (`None`: any table rule).
     pub fn emit_best_before(&self, a: &mut Asm, limit: Option<usize>, decide: Label) {
@@ -168,11 +158,13 @@ impl Fast {
         a.bind(on);
     }
 
-    /// Goes to `to` when the lookups ran.
+    /// Goes to `to` when the lookups ran (past a run of table rules, or
+    /// to the default when no rule outside the tables is left).
     pub fn emit_if_looked_up(&self, a: &mut Asm, to: Label) {
         let on = a.label();
         a.ldx(Size::W, Reg::R1, Reg::R10, F_OK);
         a.jmp(false, JmpOp::Jeq, Reg::R1, Operand::Imm(0), on);
+        // `to` may be more than a 16-bit offset away: only `ja` reaches.
         a.ja(to);
         a.bind(on);
     }

@@ -327,14 +327,14 @@ pub(super) fn exec<E: Env, T: Tracer>(ops: &[Ins], env: &E, t: &mut T) -> u32 {
     }
 }
 
-const EQ: u8 = 0;
-const GT: u8 = 1;
-const GE: u8 = 2;
-const SET: u8 = 3;
+pub(super) const EQ: u8 = 0;
+pub(super) const GT: u8 = 1;
+pub(super) const GE: u8 = 2;
+pub(super) const SET: u8 = 3;
 
 /// The condition of a fused jump, resolved at compile time.
 #[inline(always)]
-fn cond<const C: u8>(a: u32, k: u32) -> bool {
+pub(super) fn cond<const C: u8>(a: u32, k: u32) -> bool {
     match C {
         EQ => a == k,
         GT => a > k,

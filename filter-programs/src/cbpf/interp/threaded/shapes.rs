@@ -118,20 +118,9 @@ impl<L: Load> Load for Masked<L> {
     }
 }
 
-pub(super) const EQ: u8 = 0;
-pub(super) const GT: u8 = 1;
-pub(super) const GE: u8 = 2;
-pub(super) const SET: u8 = 3;
-
-#[inline(always)]
-fn cond<const C: u8>(a: u32, k: u32) -> bool {
-    match C {
-        EQ => a == k,
-        GT => a > k,
-        GE => a >= k,
-        _ => a & k != 0,
-    }
-}
+// The loop's conditions, shared so both forms test alike.
+use super::super::exec::cond;
+pub(super) use super::super::exec::{EQ, GE, GT, SET};
 
 /// The condition of a branch, on A (and X).
 pub(super) trait Test: Copy + Send + Sync + 'static {
