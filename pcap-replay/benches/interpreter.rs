@@ -73,7 +73,7 @@ fn interpreter(c: &mut Criterion<ThreadCpuTime>) {
     group
         .throughput(Throughput::Elements(packets.len() as u64))
         .sample_size(20)
-        .warm_up_time(Duration::from_millis(500))
+        .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2));
     for expr in EXPRESSIONS {
         let insns = libpcap::compile(expr, CompileOptions::new(1))
@@ -89,25 +89,22 @@ fn interpreter(c: &mut Criterion<ThreadCpuTime>) {
             );
         }
         group.bench_with_input(BenchmarkId::new("ours", expr), &packets, |b, packets| {
-            b.iter(|| {
-                let mut n = 0u32;
-                for (pkt, len) in packets {
-                    n = n.wrapping_add(prog.run(black_box(pkt), *len));
-                }
-                n
-            })
+            b.iter(|| over(packets, |p, l| prog.run(p, l)))
         });
         group.bench_with_input(BenchmarkId::new("libpcap", expr), &packets, |b, packets| {
-            b.iter(|| {
-                let mut n = 0u32;
-                for (pkt, len) in packets {
-                    n = n.wrapping_add(libpcap::filter_validated(&insns, black_box(pkt), *len));
-                }
-                n
-            })
+            b.iter(|| over(packets, |p, l| libpcap::filter_validated(&insns, p, l)))
         });
     }
     group.finish();
+}
+
+/// One pass of `f` over all packets; the sum of its results.
+fn over(packets: &[(Vec<u8>, u32)], f: impl Fn(&[u8], u32) -> u32) -> u32 {
+    let mut n = 0u32;
+    for (pkt, len) in packets {
+        n = n.wrapping_add(f(black_box(pkt), *len));
+    }
+    n
 }
 
 /// CPU time of `passes` runs of `f` over all packets, in ns per packet.
@@ -115,9 +112,7 @@ fn pass_ns(packets: &[(Vec<u8>, u32)], passes: u32, f: impl Fn(&[u8], u32) -> u3
     let start = thread_cpu_now();
     let mut n = 0u32;
     for _ in 0..passes {
-        for (pkt, len) in packets {
-            n = n.wrapping_add(f(black_box(pkt), *len));
-        }
+        n = n.wrapping_add(over(packets, &f));
     }
     black_box(n);
     let spent = thread_cpu_now().saturating_sub(start);

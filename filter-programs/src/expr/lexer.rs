@@ -65,8 +65,19 @@ fn best_rule(rest: &[u8]) -> Option<(Rule, usize)> {
         .iter()
         .take_while(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'-' | b'x' | b'X'))
         .count()];
+    // Each address pattern matches only inside `addr_run`, and each needs
+    // a separator in it, except the bare 12-digit MAC.
     let has_colon = addr_run.contains(&b':');
-    let try_pat = |ok: bool, p: &pattern::Pat| if ok { p.longest(rest) } else { 0 };
+    let has_dot = addr_run.contains(&b'.');
+    let may_be_mac = has_colon
+        || has_dot
+        || addr_run.contains(&b'-')
+        || addr_run
+            .iter()
+            .take_while(|b| b.is_ascii_hexdigit())
+            .count()
+            >= 12;
+    let try_pat = |ok: bool, p: &pattern::Pat| if ok { p.longest(addr_run) } else { 0 };
     let candidates = [
         (Rule::Keyword, token::longest_keyword_prefix(rest)),
         (
@@ -76,9 +87,15 @@ fn best_rule(rest: &[u8]) -> Option<(Rule, usize)> {
         (Rule::Op1, usize::from(b"+-*/%:[]!<>()&|^=".contains(&c))),
         (Rule::Op2, two_char_op(rest)),
         (Rule::Mac8, mac8_len(rest)),
-        (Rule::Mac, try_pat(c.is_ascii_hexdigit(), pattern::mac())),
+        (
+            Rule::Mac,
+            try_pat(may_be_mac && c.is_ascii_hexdigit(), pattern::mac()),
+        ),
         (Rule::Number, number_len(rest)),
-        (Rule::Dotted, try_pat(c.is_ascii_digit(), pattern::dotted())),
+        (
+            Rule::Dotted,
+            try_pat(has_dot && c.is_ascii_digit(), pattern::dotted()),
+        ),
         (Rule::Ipv6, try_pat(has_colon, pattern::ipv6())),
         (
             Rule::BadMac,

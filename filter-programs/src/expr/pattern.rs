@@ -19,31 +19,96 @@ pub enum Pat {
     Plus(Box<Pat>),
 }
 
+/// A set of positions in the input. Most inputs are short enough for one
+/// `u128` (no allocation, set operations in one instruction each); longer
+/// ones take the general tree.
+trait Positions: Sized {
+    fn empty() -> Self;
+    fn insert(&mut self, at: usize);
+    fn is_empty(&self) -> bool;
+    fn union_with(&mut self, other: &Self);
+    /// The positions in `self` and not in `other`.
+    fn minus(&self, other: &Self) -> Self;
+    fn for_each(&self, f: impl FnMut(usize));
+    fn last(&self) -> Option<usize>;
+}
+
+impl Positions for u128 {
+    fn empty() -> u128 {
+        0
+    }
+    fn insert(&mut self, at: usize) {
+        // Callers only pass positions up to the input's length, which is
+        // below 128 for this representation.
+        *self |= 1u128.checked_shl(at as u32).unwrap_or(0);
+    }
+    fn is_empty(&self) -> bool {
+        *self == 0
+    }
+    fn union_with(&mut self, other: &u128) {
+        *self |= other;
+    }
+    fn minus(&self, other: &u128) -> u128 {
+        self & !other
+    }
+    fn for_each(&self, mut f: impl FnMut(usize)) {
+        let mut bits = *self;
+        while bits != 0 {
+            f(bits.trailing_zeros() as usize);
+            bits &= bits - 1;
+        }
+    }
+    fn last(&self) -> Option<usize> {
+        (*self != 0).then(|| 127 - self.leading_zeros() as usize)
+    }
+}
+
+impl Positions for BTreeSet<usize> {
+    fn empty() -> Self {
+        BTreeSet::new()
+    }
+    fn insert(&mut self, at: usize) {
+        BTreeSet::insert(self, at);
+    }
+    fn is_empty(&self) -> bool {
+        BTreeSet::is_empty(self)
+    }
+    fn union_with(&mut self, other: &Self) {
+        self.extend(other.iter().copied());
+    }
+    fn minus(&self, other: &Self) -> Self {
+        self.difference(other).copied().collect()
+    }
+    fn for_each(&self, f: impl FnMut(usize)) {
+        self.iter().copied().for_each(f);
+    }
+    fn last(&self) -> Option<usize> {
+        BTreeSet::last(self).copied()
+    }
+}
+
 impl Pat {
-    fn ends_from(&self, s: &[u8], starts: &BTreeSet<usize>) -> BTreeSet<usize> {
-        let mut out = BTreeSet::new();
+    fn ends_from<P: Positions>(&self, s: &[u8], starts: &P) -> P {
+        let mut out = P::empty();
         match self {
-            Pat::Class(f, min, max) => {
-                for &st in starts {
-                    let run = s[st.min(s.len())..]
-                        .iter()
-                        .take(*max)
-                        .take_while(|b| f(**b))
-                        .count();
-                    for n in *min..=run {
-                        out.insert(st + n);
-                    }
+            Pat::Class(f, min, max) => starts.for_each(|st| {
+                let run = s[st.min(s.len())..]
+                    .iter()
+                    .take(*max)
+                    .take_while(|b| f(**b))
+                    .count();
+                for n in *min..=run {
+                    out.insert(st + n);
                 }
-            }
-            Pat::Byte(c) => {
-                for &st in starts {
-                    if s.get(st) == Some(c) {
-                        out.insert(st + 1);
-                    }
+            }),
+            Pat::Byte(c) => starts.for_each(|st| {
+                if s.get(st) == Some(c) {
+                    out.insert(st + 1);
                 }
-            }
+            }),
             Pat::Seq(parts) => {
-                let mut cur = starts.clone();
+                let mut cur = P::empty();
+                cur.union_with(starts);
                 for p in parts {
                     if cur.is_empty() {
                         break;
@@ -54,14 +119,14 @@ impl Pat {
             }
             Pat::Alt(alts) => {
                 for p in alts {
-                    out.extend(p.ends_from(s, starts));
+                    out.union_with(&p.ends_from(s, starts));
                 }
             }
             Pat::Plus(inner) => {
                 let mut frontier = inner.ends_from(s, starts);
                 while !frontier.is_empty() {
-                    let fresh: BTreeSet<usize> = frontier.difference(&out).copied().collect();
-                    out.extend(fresh.iter().copied());
+                    let fresh = frontier.minus(&out);
+                    out.union_with(&fresh);
                     frontier = inner.ends_from(s, &fresh);
                 }
             }
@@ -71,8 +136,15 @@ impl Pat {
 
     /// Length of the longest match at the start of `s`, 0 if none.
     pub fn longest(&self, s: &[u8]) -> usize {
-        let starts = BTreeSet::from([0]);
-        self.ends_from(s, &starts).last().copied().unwrap_or(0)
+        // Every position a match can reach is at most `s.len()`.
+        if s.len() < 128 {
+            let mut starts = 0u128;
+            starts.insert(0);
+            self.ends_from(s, &starts).last().unwrap_or(0)
+        } else {
+            let starts = BTreeSet::from([0]);
+            Positions::last(&self.ends_from(s, &starts)).unwrap_or(0)
+        }
     }
 }
 

@@ -219,9 +219,15 @@ pub fn keyword(word: &str) -> Option<Tok> {
 /// The longest reserved word that is a prefix of `rest` (flex matches
 /// keyword rules by prefix; a longer name then wins by length).
 pub fn longest_keyword_prefix(rest: &[u8]) -> usize {
+    // Keywords are letters, digits and '-' only: no longer prefix can be one.
+    let run = rest
+        .iter()
+        .take(16)
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-')
+        .count();
     let mut end = 0;
     let mut best = 0;
-    while end < rest.len() && end < 16 {
+    while end < run {
         end += 1;
         if let Ok(w) = std::str::from_utf8(&rest[..end]) {
             if keyword(w).is_some() {

@@ -9,6 +9,7 @@ use super::cfg::{Cfg, Term};
 use super::state::{Effect, State};
 use super::value::Values;
 
+#[derive(Default)]
 pub(super) struct Flow {
     pub vals: Values,
     /// `None`: no feasible path reaches the block.
@@ -26,45 +27,72 @@ pub(super) fn run_block(
     (s, effects)
 }
 
-/// The states at the ends of a block's outgoing edges, given the state
-/// after its statements: `(successor, state)` for each feasible edge.
-pub(super) fn out_edges(vals: &mut Values, exit: State, term: &Term) -> Vec<(usize, State)> {
+/// The state after a block's statements, when the effects are not needed.
+pub(super) fn exit_state(vals: &mut Values, entry: &State, stmts: &[crate::cbpf::Op]) -> State {
+    let mut s = entry.clone();
+    for &op in stmts {
+        s.step(vals, op);
+    }
+    s
+}
+
+/// The state at the end of each feasible outgoing edge, given the state
+/// after the block's statements, handed to `to(successor, state)`.
+pub(super) fn out_edges(
+    vals: &mut Values,
+    exit: State,
+    term: &Term,
+    mut to: impl FnMut(usize, State),
+) {
     match *term {
-        Term::Ret(_) => Vec::new(),
-        Term::Goto(t) => vec![(t, exit)],
-        Term::Jmp { t, f, .. } if t == f => vec![(t, exit)],
+        Term::Ret(_) => {}
+        Term::Goto(t) => to(t, exit),
+        Term::Jmp { t, f, .. } if t == f => to(t, exit),
         Term::Jmp { op, src, t, f } => match exit.decide(vals, op, src) {
-            Some(true) => vec![(t, exit)],
-            Some(false) => vec![(f, exit)],
+            Some(true) => to(t, exit),
+            Some(false) => to(f, exit),
             None => {
                 let mut st = exit.clone();
                 st.assume(vals, op, src, true);
                 let mut sf = exit;
                 sf.assume(vals, op, src, false);
-                vec![(t, st), (f, sf)]
+                to(t, st);
+                to(f, sf);
             }
         },
     }
 }
 
-pub(super) fn forward(cfg: &Cfg) -> Flow {
-    let n = cfg.blocks.len();
-    let mut vals = Values::default();
-    let mut pending: Vec<Vec<State>> = vec![Vec::new(); n];
-    let mut entry = vec![None; n];
-    if let Some(p) = pending.first_mut() {
-        p.push(State::entry(&mut vals));
-    }
-    for (i, b) in cfg.blocks.iter().enumerate() {
-        let ins = std::mem::take(&mut pending[i]);
-        let Some(st) = State::meet(&ins, &mut vals) else {
-            continue;
-        };
-        let (exit, _) = run_block(&mut vals, &st, &b.stmts);
-        for (succ, s) in out_edges(&mut vals, exit, &b.term) {
-            pending[succ].push(s);
+impl Flow {
+    /// Redoes the analysis for `cfg`, reusing this one's allocations. Each
+    /// block's incoming states are met as they arrive (the meet is
+    /// associative), so no edge state is kept longer than it takes to
+    /// reach its target.
+    pub(super) fn recompute(&mut self, cfg: &Cfg) {
+        let vals = &mut self.vals;
+        let entry = &mut self.entry;
+        vals.clear();
+        entry.clear();
+        entry.resize(cfg.blocks.len(), None);
+        if let Some(e) = entry.first_mut() {
+            *e = Some(State::entry(vals));
         }
-        entry[i] = Some(st);
+        for (i, b) in cfg.blocks.iter().enumerate() {
+            let Some(st) = &mut entry[i] else {
+                continue;
+            };
+            st.settle(vals);
+            let exit = exit_state(vals, st, &b.stmts);
+            let (_, later) = entry.split_at_mut(i + 1);
+            out_edges(vals, exit, &b.term, |succ, s| {
+                // Edges only go forward (`cfg` invariant).
+                if let Some(slot) = succ.checked_sub(i + 1).and_then(|k| later.get_mut(k)) {
+                    match slot {
+                        Some(have) => have.meet_with(&s),
+                        None => *slot = Some(s),
+                    }
+                }
+            });
+        }
     }
-    Flow { vals, entry }
 }

@@ -3,6 +3,9 @@
 //! blocks (same statements, same exits) shared.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use foldhash::fast::FixedState;
 
 use super::cfg::{Block, BlockId, Cfg, Term};
 
@@ -21,7 +24,8 @@ fn forward(cfg: &Cfg, mut c: BlockId) -> BlockId {
     c
 }
 
-fn simplify_terms(cfg: &mut Cfg) {
+fn simplify_terms(cfg: &mut Cfg) -> bool {
+    let mut changed = false;
     for i in 0..cfg.blocks.len() {
         let mut term = cfg.blocks[i].term.clone();
         for s in term.succs_mut() {
@@ -44,13 +48,18 @@ fn simplify_terms(cfg: &mut Cfg) {
                 }
             }
         }
-        cfg.blocks[i].term = term;
+        if cfg.blocks[i].term != term {
+            cfg.blocks[i].term = term;
+            changed = true;
+        }
     }
+    changed
 }
 
 /// Appends a block to its predecessor when that is its only one and ends
 /// in a plain jump to it.
-fn concatenate(cfg: &mut Cfg) {
+fn concatenate(cfg: &mut Cfg) -> bool {
+    let mut changed = false;
     let reach = cfg.reachable();
     let mut preds = vec![0usize; cfg.blocks.len()];
     for (b, r) in cfg.blocks.iter().zip(&reach) {
@@ -78,13 +87,18 @@ fn concatenate(cfg: &mut Cfg) {
             preds[c] = 0;
             cfg.blocks[i].stmts.extend(next.stmts);
             cfg.blocks[i].term = next.term;
+            changed = true;
         }
     }
+    changed
 }
 
 /// Drops unreachable blocks, keeping the order of the rest.
-fn compact(cfg: &mut Cfg) {
+fn compact(cfg: &mut Cfg) -> bool {
     let reach = cfg.reachable();
+    if !reach.contains(&false) {
+        return false;
+    }
     let mut new_id = vec![usize::MAX; cfg.blocks.len()];
     let mut n = 0;
     for (i, r) in reach.iter().enumerate() {
@@ -102,43 +116,58 @@ fn compact(cfg: &mut Cfg) {
             cfg.blocks.push(b);
         }
     }
+    true
 }
 
 /// Shares equal blocks. Last to first, so a block's successors are
 /// already canonical when it is compared, and the survivor is the later
 /// copy (every edge into either still goes forward). The entry has no
 /// predecessors, so it is never redirected.
-fn dedupe(cfg: &mut Cfg) {
+fn dedupe(cfg: &mut Cfg) -> bool {
     let n = cfg.blocks.len();
+    let mut changed = false;
     let mut rep: Vec<BlockId> = (0..n).collect();
-    let mut seen: HashMap<Block, BlockId> = HashMap::new();
+    // Blocks by hash, each pointing at the survivor's index, where the
+    // block is already canonical: no block is copied. Two different
+    // blocks with one hash are simply not shared.
+    let hasher = FixedState::default();
+    let mut seen: HashMap<u64, BlockId, FixedState> =
+        HashMap::with_capacity_and_hasher(n, FixedState::default());
     for i in (0..n).rev() {
-        let mut b = cfg.blocks[i].clone();
-        for s in b.term.succs_mut() {
+        let b = &mut cfg.blocks[i];
+        let mut term = b.term.clone();
+        for s in term.succs_mut() {
             *s = rep[*s];
         }
-        if let Term::Jmp { t, f, .. } = b.term {
+        if let Term::Jmp { t, f, .. } = term {
             if t == f {
-                b.term = Term::Goto(t);
+                term = Term::Goto(t);
             }
         }
-        match seen.get(&b) {
-            Some(&r) => rep[i] = r,
+        if b.term != term {
+            b.term = term;
+            changed = true;
+        }
+        let h = hasher.hash_one(&cfg.blocks[i]);
+        match seen.get(&h) {
+            // Not a change by itself: the edges into `i` move when their
+            // blocks (all earlier) are visited.
+            Some(&r) if cfg.blocks[r] == cfg.blocks[i] => rep[i] = r,
+            Some(_) => {}
             None => {
-                seen.insert(b.clone(), i);
+                seen.insert(h, i);
             }
         }
-        cfg.blocks[i] = b;
     }
+    changed
 }
 
 /// All clean-ups; returns whether the graph changed.
 pub(super) fn cleanup(cfg: &mut Cfg) -> bool {
-    let before = cfg.clone();
-    simplify_terms(cfg);
-    concatenate(cfg);
-    compact(cfg);
-    dedupe(cfg);
-    compact(cfg);
-    *cfg != before
+    let mut changed = simplify_terms(cfg);
+    changed |= concatenate(cfg);
+    changed |= compact(cfg);
+    changed |= dedupe(cfg);
+    changed |= compact(cfg);
+    changed
 }

@@ -56,18 +56,28 @@ pub fn optimize(prog: &[Insn]) -> Vec<Insn> {
         return prog.to_vec();
     };
     merge::cleanup(&mut g);
+    let mut flow = dataflow::Flow::default();
+    // Whether `flow` is the analysis of `g` as it is now. A pass that
+    // changed nothing leaves it valid for the next one (passes only add
+    // values to it), so it is redone only after a change.
+    let mut current = false;
     for _ in 0..MAX_ROUNDS {
-        let mut changed = false;
-        let mut flow = dataflow::forward(&g);
-        changed |= rewrite::run(&mut g, &mut flow);
-        let mut flow = dataflow::forward(&g);
-        changed |= thread::run(&mut g, &mut flow);
-        let mut flow = dataflow::forward(&g);
-        changed |= liveness::dce(&mut g, &mut flow);
-        changed |= merge::cleanup(&mut g);
-        if !changed {
+        if !current {
+            flow.recompute(&g);
+        }
+        let mut changed = rewrite::run(&mut g, &mut flow);
+        if changed {
+            flow.recompute(&g);
+        }
+        if thread::run(&mut g, &mut flow) {
+            flow.recompute(&g);
+            changed = true;
+        }
+        let pruned = liveness::dce(&mut g, &mut flow) | merge::cleanup(&mut g);
+        if !changed && !pruned {
             break;
         }
+        current = !pruned;
     }
     let out = linearize::emit(&g);
     if out.len() <= prog.len() {

@@ -3,6 +3,8 @@
 //! (libpcap's "edge dominators", kept as facts about values), and how far
 //! into the packet loads are proven to succeed.
 
+use std::rc::Rc;
+
 use super::value::{Val, Values, Vn, SPECIAL_OFF};
 use crate::cbpf::{AluOp, JmpOp, Op, Src, MEMWORDS};
 
@@ -33,8 +35,10 @@ pub(super) fn op_code(op: JmpOp) -> u8 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct State {
     pub loc: [Vn; NLOCS],
-    /// Sorted, without duplicates.
-    pub facts: Vec<Fact>,
+    /// Sorted, without duplicates. Shared between copies until one of them
+    /// changes: the analysis copies states far more often than it adds or
+    /// drops a fact.
+    pub facts: Rc<[Fact]>,
     /// Every absolute load ending at or before this offset succeeds.
     pub abs_end: u64,
     /// Per X value: indirect loads ending at or before `x + end` succeed.
@@ -73,40 +77,45 @@ impl State {
         }
         State {
             loc,
-            facts: Vec::new(),
+            facts: Rc::from([]),
             abs_end: 0,
             ind_end: Vec::new(),
         }
     }
 
-    /// What holds on every one of `ins` (which must not be empty): equal
-    /// values stay, different ones become a fresh opaque value.
-    pub(super) fn meet(ins: &[State], vals: &mut Values) -> Option<State> {
-        let (first, rest) = ins.split_first()?;
-        let mut out = first.clone();
-        for s in rest {
-            for (o, v) in out.loc.iter_mut().zip(s.loc) {
-                if *o != v {
-                    *o = Vn::MAX;
-                }
+    /// Narrows this state to what also holds in `other`: facts and proven
+    /// bounds both must have stay, and a location whose values differ is
+    /// marked to become a fresh opaque value in [`State::settle`].
+    pub(super) fn meet_with(&mut self, other: &State) {
+        for (o, v) in self.loc.iter_mut().zip(other.loc) {
+            if *o != v {
+                *o = Vn::MAX;
             }
-            out.facts.retain(|f| s.facts.binary_search(f).is_ok());
-            out.abs_end = out.abs_end.min(s.abs_end);
-            out.ind_end
-                .retain_mut(|(v, e)| match s.ind_end.binary_search_by_key(v, |p| p.0) {
-                    Ok(i) => {
-                        *e = (*e).min(s.ind_end[i].1);
-                        true
-                    }
-                    Err(_) => false,
-                });
         }
-        for o in out.loc.iter_mut() {
+        let lost = |f: &Fact| other.facts.binary_search(f).is_err();
+        if !Rc::ptr_eq(&self.facts, &other.facts) && self.facts.iter().any(lost) {
+            self.facts = self.facts.iter().filter(|f| !lost(f)).copied().collect();
+        }
+        self.abs_end = self.abs_end.min(other.abs_end);
+        self.ind_end.retain_mut(
+            |(v, e)| match other.ind_end.binary_search_by_key(v, |p| p.0) {
+                Ok(i) => {
+                    *e = (*e).min(other.ind_end[i].1);
+                    true
+                }
+                Err(_) => false,
+            },
+        );
+    }
+
+    /// Gives every location that [`State::meet_with`] found to differ its
+    /// own fresh value, once all incoming states are met.
+    pub(super) fn settle(&mut self, vals: &mut Values) {
+        for o in self.loc.iter_mut() {
             if *o == Vn::MAX {
                 *o = vals.fresh();
             }
         }
-        Some(out)
     }
 
     fn src(&self, src: Src, vals: &mut Values) -> Vn {
@@ -227,7 +236,8 @@ impl State {
             holds,
         };
         if let Err(i) = self.facts.binary_search(&f) {
-            self.facts.insert(i, f);
+            let (before, after) = self.facts.split_at(i);
+            self.facts = before.iter().chain([&f]).chain(after).copied().collect();
         }
     }
 }

@@ -15,7 +15,7 @@
 //! just before) are both exact when `b` is processed.
 
 use super::cfg::{BlockId, Cfg, Term};
-use super::dataflow::{run_block, Flow};
+use super::dataflow::{exit_state, Flow};
 use super::liveness::{bit, block_live_in};
 use super::state::{State, NLOCS};
 use super::value::Values;
@@ -82,7 +82,7 @@ pub(super) fn run(cfg: &mut Cfg, flow: &mut Flow) -> bool {
     for b in (0..n).rev() {
         if let Some(entry) = &flow.entry[b] {
             let vals = &mut flow.vals;
-            let (exit, _) = run_block(vals, entry, &cfg.blocks[b].stmts);
+            let exit = exit_state(vals, entry, &cfg.blocks[b].stmts);
             let new = match cfg.blocks[b].term {
                 Term::Goto(c) => Term::Goto(follow(cfg, vals, &live_in, &exit, c)),
                 Term::Jmp { op, src, t, f } if t != f => {

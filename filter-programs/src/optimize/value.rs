@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 
+use foldhash::fast::FixedState;
+
 use crate::cbpf::{AluOp, Size};
 
 pub(super) type Vn = u32;
@@ -39,10 +41,14 @@ pub(super) enum Val {
 /// them (or answers VLAN ancillary loads), the kernel reads metadata.
 pub(super) const SPECIAL_OFF: u32 = 0x8000_0000;
 
+/// The value table of one analysis. Interning is the optimizer's hottest
+/// operation, so the map uses a fast fixed-seed hash rather than SipHash:
+/// its keys are values the compiler made, never hostile input, and a
+/// fixed seed keeps compilation deterministic.
 #[derive(Default)]
 pub(super) struct Values {
     vals: Vec<Val>,
-    map: HashMap<Val, Vn>,
+    map: HashMap<Val, Vn, FixedState>,
     opaque: u32,
 }
 
@@ -66,13 +72,24 @@ impl Values {
         n
     }
 
+    /// Forgets every value, keeping the allocations for the next analysis.
+    pub(super) fn clear(&mut self) {
+        self.vals.clear();
+        self.map.clear();
+        self.opaque = 0;
+    }
+
     pub(super) fn konst(&mut self, c: u32) -> Vn {
         self.intern(Val::Const(c))
     }
 
+    /// A number equal to no other. Opaque values are never looked up by
+    /// their contents, so they skip the map.
     pub(super) fn fresh(&mut self) -> Vn {
         self.opaque += 1;
-        self.intern(Val::Opaque(self.opaque))
+        let n = self.vals.len() as Vn;
+        self.vals.push(Val::Opaque(self.opaque));
+        n
     }
 
     pub(super) fn get(&self, n: Vn) -> Val {
