@@ -14,6 +14,21 @@ pub(super) struct Flow {
     pub vals: Values,
     /// `None`: no feasible path reaches the block.
     pub entry: Vec<Option<State>>,
+    /// Per block, the state at the end of each feasible outgoing edge, as
+    /// `(successor, state)`: what jump threading starts from.
+    pub edges: Vec<[Option<(usize, State)>; 2]>,
+}
+
+impl Flow {
+    /// The state at the end of `b`'s edge to `succ`, if it was feasible.
+    pub(super) fn edge(&self, b: usize, succ: usize) -> Option<&State> {
+        self.edges
+            .get(b)?
+            .iter()
+            .flatten()
+            .find(|(s, _)| *s == succ)
+            .map(|(_, st)| st)
+    }
 }
 
 /// The state after a block's statements, with each statement's effect.
@@ -71,9 +86,12 @@ impl Flow {
     pub(super) fn recompute(&mut self, cfg: &Cfg) {
         let vals = &mut self.vals;
         let entry = &mut self.entry;
+        let edges = &mut self.edges;
         vals.clear();
         entry.clear();
         entry.resize(cfg.blocks.len(), None);
+        edges.clear();
+        edges.resize(cfg.blocks.len(), [None, None]);
         if let Some(e) = entry.first_mut() {
             *e = Some(State::entry(vals));
         }
@@ -84,7 +102,14 @@ impl Flow {
             st.settle(vals);
             let exit = exit_state(vals, st, &b.stmts);
             let (_, later) = entry.split_at_mut(i + 1);
+            let kept = &mut edges[i];
+            let mut n = 0;
             out_edges(vals, exit, &b.term, |succ, s| {
+                // At most two edges leave a block.
+                if let Some(k) = kept.get_mut(n) {
+                    *k = Some((succ, s.clone()));
+                    n += 1;
+                }
                 // Edges only go forward (`cfg` invariant).
                 if let Some(slot) = succ.checked_sub(i + 1).and_then(|k| later.get_mut(k)) {
                     match slot {

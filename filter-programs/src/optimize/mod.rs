@@ -66,9 +66,6 @@ pub fn optimize(prog: &[Insn]) -> Vec<Insn> {
             flow.recompute(&g);
         }
         let mut changed = rewrite::run(&mut g, &mut flow);
-        if changed {
-            flow.recompute(&g);
-        }
         if thread::run(&mut g, &mut flow) {
             flow.recompute(&g);
             changed = true;

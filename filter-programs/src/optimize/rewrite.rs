@@ -48,10 +48,11 @@ fn simpler(vals: &mut Values, s: &State, op: Op) -> Option<Op> {
 pub(super) fn run(cfg: &mut Cfg, flow: &mut Flow) -> bool {
     let vals = &mut flow.vals;
     let mut changed = false;
+    let mut out = Vec::new();
     for (b, entry) in cfg.blocks.iter_mut().zip(&flow.entry) {
         let Some(entry) = entry else { continue };
         let mut s = entry.clone();
-        let mut out = Vec::with_capacity(b.stmts.len());
+        out.clear();
         for &op in &b.stmts {
             let mut op = op;
             if let Some(better) = simpler(vals, &s, op) {
@@ -75,7 +76,7 @@ pub(super) fn run(cfg: &mut Cfg, flow: &mut Flow) -> bool {
             out.push(op);
         }
         if out != b.stmts {
-            b.stmts = out;
+            std::mem::swap(&mut b.stmts, &mut out);
             changed = true;
         }
         if let Term::Jmp { op, src, t, f } = b.term {

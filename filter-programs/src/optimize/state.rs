@@ -43,7 +43,7 @@ pub(super) struct State {
     pub abs_end: u64,
     /// Per X value: indirect loads ending at or before `x + end` succeed.
     /// Sorted by value number.
-    pub ind_end: Vec<(Vn, u64)>,
+    pub ind_end: Rc<[(Vn, u64)]>,
 }
 
 /// The effect of one statement.
@@ -79,7 +79,7 @@ impl State {
             loc,
             facts: Rc::from([]),
             abs_end: 0,
-            ind_end: Vec::new(),
+            ind_end: Rc::from([]),
         }
     }
 
@@ -97,15 +97,19 @@ impl State {
             self.facts = self.facts.iter().filter(|f| !lost(f)).copied().collect();
         }
         self.abs_end = self.abs_end.min(other.abs_end);
-        self.ind_end.retain_mut(
-            |(v, e)| match other.ind_end.binary_search_by_key(v, |p| p.0) {
-                Ok(i) => {
-                    *e = (*e).min(other.ind_end[i].1);
-                    true
-                }
-                Err(_) => false,
-            },
-        );
+        if !Rc::ptr_eq(&self.ind_end, &other.ind_end) {
+            let theirs = |v: Vn| {
+                other
+                    .ind_end
+                    .binary_search_by_key(&v, |p| p.0)
+                    .ok()
+                    .map(|i| other.ind_end[i].1)
+            };
+            let kept = |&(v, e): &(Vn, u64)| theirs(v).map(|o| (v, e.min(o)));
+            if self.ind_end.iter().any(|p| kept(p) != Some(*p)) {
+                self.ind_end = self.ind_end.iter().filter_map(kept).collect();
+            }
+        }
     }
 
     /// Gives every location that [`State::meet_with`] found to differ its
@@ -138,9 +142,20 @@ impl State {
         match vals.get(vn) {
             Val::Ind { x, .. } => {
                 let can_fail = end > self.ind_bound(x);
-                match self.ind_end.binary_search_by_key(&x, |p| p.0) {
-                    Ok(i) => self.ind_end[i].1 = self.ind_end[i].1.max(end),
-                    Err(i) => self.ind_end.insert(i, (x, end)),
+                if can_fail {
+                    let ends = &self.ind_end;
+                    let i = ends.partition_point(|p| p.0 < x);
+                    let rest = if ends.get(i).is_some_and(|p| p.0 == x) {
+                        i + 1
+                    } else {
+                        i
+                    };
+                    self.ind_end = ends[..i]
+                        .iter()
+                        .chain([&(x, end)])
+                        .chain(&ends[rest..])
+                        .copied()
+                        .collect();
                 }
                 can_fail
             }
@@ -263,20 +278,24 @@ pub(super) fn decide(facts: &[Fact], vals: &Values, lhs: Vn, op: u8, rhs: Vn) ->
     let k = k?;
     let kn = vals.known(lhs);
     let (mut lo, mut hi, mut zero) = (kn.lo, kn.hi, kn.zero);
-    let mut ne = Vec::new();
-    let mut any_of = Vec::new();
+    // A is known to differ from k, from 0; a `jset` mask that held lies
+    // within k.
+    let (mut ne_k, mut ne_zero, mut set_within_k) = (false, false, false);
     for f in about {
         let Some(c) = vals.as_const(f.rhs) else {
             continue;
         };
         match (f.op, f.holds) {
             (0, true) => return Some(eval(op, c, k)),
-            (0, false) => ne.push(c),
+            (0, false) => {
+                ne_k |= c == k;
+                ne_zero |= c == 0;
+            }
             (1, true) => lo = lo.max(c.saturating_add(1)),
             (1, false) => hi = hi.min(c),
             (2, true) => lo = lo.max(c),
             (2, false) => hi = hi.min(c.saturating_sub(1)),
-            (3, true) => any_of.push(c),
+            (3, true) => set_within_k |= c & !k == 0,
             (3, false) => zero |= c,
             _ => {}
         }
@@ -290,15 +309,15 @@ pub(super) fn decide(facts: &[Fact], vals: &Values, lhs: Vn, op: u8, rhs: Vn) ->
         return Some(eval(op, lo, k));
     }
     match op {
-        0 => (k < lo || k > hi || k & zero != 0 || ne.contains(&k)).then_some(false),
+        0 => (k < lo || k > hi || k & zero != 0 || ne_k).then_some(false),
         1 if lo > k => Some(true),
         1 if hi <= k => Some(false),
         2 if lo >= k => Some(true),
         2 if hi < k => Some(false),
         3 if k & !zero == 0 => Some(false),
-        3 if any_of.iter().any(|m| m & !k == 0) => Some(true),
+        3 if set_within_k => Some(true),
         // A is not zero and every bit it may have is tested.
-        3 if (lo > 0 || ne.contains(&0)) && (k | zero) == u32::MAX => Some(true),
+        3 if (lo > 0 || ne_zero) && (k | zero) == u32::MAX => Some(true),
         _ => None,
     }
 }

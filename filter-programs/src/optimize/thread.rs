@@ -81,15 +81,35 @@ pub(super) fn run(cfg: &mut Cfg, flow: &mut Flow) -> bool {
     let mut changed = false;
     for b in (0..n).rev() {
         if let Some(entry) = &flow.entry[b] {
+            // The edge states of the analysis when it has them (statement
+            // rewrites since then changed no value), else from scratch.
+            let term = &cfg.blocks[b].term;
+            let (st, sf) = match *term {
+                Term::Goto(c) => (flow.edge(b, c).cloned(), None),
+                Term::Jmp { t, f, .. } if t != f => {
+                    (flow.edge(b, t).cloned(), flow.edge(b, f).cloned())
+                }
+                _ => (None, None),
+            };
             let vals = &mut flow.vals;
-            let exit = exit_state(vals, entry, &cfg.blocks[b].stmts);
-            let new = match cfg.blocks[b].term {
-                Term::Goto(c) => Term::Goto(follow(cfg, vals, &live_in, &exit, c)),
+            let mut exit = || exit_state(vals, entry, &cfg.blocks[b].stmts);
+            let new = match *term {
+                Term::Goto(c) => {
+                    let e = st.unwrap_or_else(&mut exit);
+                    Term::Goto(follow(cfg, vals, &live_in, &e, c))
+                }
                 Term::Jmp { op, src, t, f } if t != f => {
-                    let mut st = exit.clone();
-                    st.assume(vals, op, src, true);
-                    let mut sf = exit;
-                    sf.assume(vals, op, src, false);
+                    let (st, sf) = match (st, sf) {
+                        (Some(st), Some(sf)) => (st, sf),
+                        _ => {
+                            let exit = exit();
+                            let mut st = exit.clone();
+                            st.assume(vals, op, src, true);
+                            let mut sf = exit;
+                            sf.assume(vals, op, src, false);
+                            (st, sf)
+                        }
+                    };
                     Term::Jmp {
                         op,
                         src,

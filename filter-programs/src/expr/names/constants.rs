@@ -72,6 +72,10 @@ pub fn named_number(name: &str) -> Option<u32> {
 
 /// Length of the longest named number that `rest` starts with, 0 if none.
 pub fn longest_named_number_prefix(rest: &[u8]) -> usize {
+    // Every name starts with a lower-case letter.
+    if !rest.first().is_some_and(u8::is_ascii_lowercase) {
+        return 0;
+    }
     NAMED_NUMBERS
         .iter()
         .filter(|(n, _)| rest.starts_with(n.as_bytes()))
