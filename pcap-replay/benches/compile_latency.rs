@@ -12,15 +12,20 @@
 //!
 //! Expressions that name hosts are left out: both sides would then time
 //! the resolver (getaddrinfo, /etc/hosts), not the compiler.
+//!
+//! After Criterion, a paired measurement alternates the two sides over
+//! the corpus in short rounds and prints the median of the per-round
+//! ratios: Criterion measures the sides seconds apart, and on a shared
+//! machine the load changes in between (see `interpreter.rs`).
 
 mod common;
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use common::{ThreadCpuTime, EXPRESSIONS};
+use common::{median, thread_cpu_now, ThreadCpuTime, EXPRESSIONS};
 use criterion::measurement::WallTime;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use filter_programs::codegen::{compile, LinkType, Options, DEFAULT_SNAPLEN};
 use pcap_replay::libpcap::{self, CompileOptions};
 
@@ -30,7 +35,13 @@ struct Job {
     theirs: CompileOptions,
 }
 
-fn job(expr: &str, dlt_name: &str, snaplen: Option<i32>, netmask: Option<u32>, optimize: bool) -> Option<Job> {
+fn job(
+    expr: &str,
+    dlt_name: &str,
+    snaplen: Option<i32>,
+    netmask: Option<u32>,
+    optimize: bool,
+) -> Option<Job> {
     let lt = LinkType::from_name(dlt_name)?;
     let dlt = libpcap::dlt_from_name(dlt_name)?;
     let snaplen = snaplen.map_or(DEFAULT_SNAPLEN, |s| s as u32);
@@ -48,19 +59,28 @@ fn job(expr: &str, dlt_name: &str, snaplen: Option<i32>, netmask: Option<u32>, o
         optimize,
         netmask: netmask.unwrap_or(libpcap::NETMASK_UNKNOWN),
     };
-    Some(Job { expr: expr.to_string(), ours, theirs })
+    Some(Job {
+        expr: expr.to_string(),
+        ours,
+        theirs,
+    })
 }
 
 /// Whether the expression may need a name lookup: a word that is a host
 /// name rather than a keyword, number or address. Conservative: a false
 /// positive only drops an expression from the set.
 fn names_a_host(expr: &str) -> bool {
-    let words: Vec<&str> = expr.split(|c: char| c.is_whitespace() || "()!".contains(c)).collect();
+    let words: Vec<&str> = expr
+        .split(|c: char| c.is_whitespace() || "()!".contains(c))
+        .collect();
     words.windows(2).any(|w| {
         matches!(w[0], "host" | "src" | "dst" | "gateway" | "net")
             && w[1].chars().next().is_some_and(|c| c.is_ascii_alphabetic())
             && !w[1].contains(':')
-            && !matches!(w[1], "host" | "net" | "port" | "portrange" | "or" | "and" | "not")
+            && !matches!(
+                w[1],
+                "host" | "net" | "port" | "portrange" | "or" | "and" | "not"
+            )
     })
 }
 
@@ -83,7 +103,11 @@ fn corpus_jobs() -> Vec<Job> {
 
 fn compile_latency(c: &mut Criterion<ThreadCpuTime>) {
     let jobs = corpus_jobs();
-    assert!(jobs.len() > 500, "only {} corpus expressions compile on both sides", jobs.len());
+    assert!(
+        jobs.len() > 500,
+        "only {} corpus expressions compile on both sides",
+        jobs.len()
+    );
     eprintln!("corpus: {} expressions", jobs.len());
     let mut group = c.benchmark_group("compile_latency");
     group
@@ -113,8 +137,13 @@ fn compile_latency(c: &mut Criterion<ThreadCpuTime>) {
     group.throughput(Throughput::Elements(1));
     for expr in EXPRESSIONS {
         let j = job(expr, "EN10MB", None, None, true).expect("EN10MB is supported");
-        assert!(compile(expr, &j.ours).is_ok() && libpcap::compile(expr, j.theirs).is_ok(), "{expr}");
-        group.bench_function(BenchmarkId::new("ours", expr), |b| b.iter(|| compile(black_box(expr), &j.ours)));
+        assert!(
+            compile(expr, &j.ours).is_ok() && libpcap::compile(expr, j.theirs).is_ok(),
+            "{expr}"
+        );
+        group.bench_function(BenchmarkId::new("ours", expr), |b| {
+            b.iter(|| compile(black_box(expr), &j.ours))
+        });
         group.bench_function(BenchmarkId::new("libpcap", expr), |b| {
             b.iter(|| libpcap::compile(black_box(expr), j.theirs))
         });
@@ -122,9 +151,60 @@ fn compile_latency(c: &mut Criterion<ThreadCpuTime>) {
     group.finish();
 }
 
+/// Thread CPU time of one corpus pass of `f`, in ms.
+fn pass_ms(jobs: &[Job], f: impl Fn(&Job) -> usize) -> f64 {
+    let start = thread_cpu_now();
+    let n: usize = jobs.iter().map(|j| f(black_box(j))).sum();
+    black_box(n);
+    thread_cpu_now().saturating_sub(start).as_secs_f64() * 1e3
+}
+
+/// Rounds of the paired measurement (one corpus pass per side each).
+const ROUNDS: usize = 60;
+
+fn paired() {
+    let jobs = corpus_jobs();
+    let ours = |j: &Job| compile(&j.expr, &j.ours).map_or(0, |p| p.len());
+    let theirs = |j: &Job| libpcap::compile(&j.expr, j.theirs).map_or(0, |p| p.len());
+    pass_ms(&jobs, ours);
+    pass_ms(&jobs, theirs);
+    let (mut o, mut t, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let (a, b) = if round % 2 == 0 {
+            let a = pass_ms(&jobs, ours);
+            (a, pass_ms(&jobs, theirs))
+        } else {
+            let b = pass_ms(&jobs, theirs);
+            (pass_ms(&jobs, ours), b)
+        };
+        o.push(a);
+        t.push(b);
+        r.push(a / b);
+    }
+    println!("\npaired ({ROUNDS} rounds, one pass over {} corpus expressions per side, thread CPU time):", jobs.len());
+    println!("| case | ours (ms) | libpcap (ms) | ratio (median of rounds) |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| corpus, {} expressions | {:.1} | {:.1} | {:.2} |",
+        jobs.len(),
+        median(&mut o),
+        median(&mut t),
+        median(&mut r)
+    );
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().with_measurement(ThreadCpuTime(WallTime));
     targets = compile_latency
 }
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    // Not in `cargo test --benches` or when only listing benchmarks.
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--test" || a == "--list") {
+        paired();
+    }
+}

@@ -6,7 +6,7 @@
 //! taken edge, so blocks behind an impossible edge come out unreachable.
 
 use super::cfg::{Cfg, Term};
-use super::state::{Effect, State};
+use super::state::State;
 use super::value::Values;
 
 #[derive(Default)]
@@ -31,18 +31,7 @@ impl Flow {
     }
 }
 
-/// The state after a block's statements, with each statement's effect.
-pub(super) fn run_block(
-    vals: &mut Values,
-    entry: &State,
-    stmts: &[crate::cbpf::Op],
-) -> (State, Vec<Effect>) {
-    let mut s = entry.clone();
-    let effects = stmts.iter().map(|&op| s.step(vals, op)).collect();
-    (s, effects)
-}
-
-/// The state after a block's statements, when the effects are not needed.
+/// The state after a block's statements.
 pub(super) fn exit_state(vals: &mut Values, entry: &State, stmts: &[crate::cbpf::Op]) -> State {
     let mut s = entry.clone();
     for &op in stmts {

@@ -4,7 +4,7 @@
 //! the peepholes that need A to be dead after a branch.
 
 use super::cfg::{Block, Cfg, Term};
-use super::dataflow::{run_block, Flow};
+use super::dataflow::Flow;
 use super::state::{Loc, A, X};
 use super::value::SPECIAL_OFF;
 use crate::cbpf::{AluOp, JmpOp, Op, RetVal, Src};
@@ -146,6 +146,8 @@ pub(super) fn dce(cfg: &mut Cfg, flow: &mut Flow) -> bool {
     let mut live_in = vec![0u32; n];
     let mut guard_in = vec![0u64; n];
     let mut changed = false;
+    // Per-block scratch, reused.
+    let (mut effects, mut keep) = (Vec::new(), Vec::new());
     for i in (0..n).rev() {
         let b = &mut cfg.blocks[i];
         let mut guard = guard_out(&b.term, &guard_in);
@@ -159,9 +161,12 @@ pub(super) fn dce(cfg: &mut Cfg, flow: &mut Flow) -> bool {
             changed |= peephole(b, out);
             let x_out = (out | term_uses(&b.term)) & bit(X) != 0;
             changed |= super::addr::fold(b, entry, &mut flow.vals, x_out);
-            let (_, effects) = run_block(&mut flow.vals, entry, &b.stmts);
+            let mut s = entry.clone();
+            effects.clear();
+            effects.extend(b.stmts.iter().map(|&op| s.step(&mut flow.vals, op)));
             let mut live = out | term_uses(&b.term);
-            let mut keep = vec![true; b.stmts.len()];
+            keep.clear();
+            keep.resize(b.stmts.len(), true);
             for (j, op) in b.stmts.iter().enumerate().rev() {
                 let d = def(op);
                 let end = load_end(op);
