@@ -9,5 +9,6 @@ pub mod bpf;
 pub mod cli;
 pub mod daemon;
 pub mod dryrun;
+pub mod object;
 pub mod ruleset;
 pub mod socket;

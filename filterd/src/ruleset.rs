@@ -54,7 +54,7 @@ pub struct LoadedRuleset {
 impl LoadedRuleset {
     pub fn load(compiled: &Compiled) -> Result<LoadedRuleset, LoadError> {
         let bytes = compiled.elf()?;
-        let mut ebpf = Ebpf::load(&bytes)?;
+        let mut ebpf = crate::object::load_own(&bytes)?;
         let names = compiled.program_names();
         for (name, insns) in names.iter().zip(&compiled.programs) {
             let xdp: &mut Xdp = ebpf

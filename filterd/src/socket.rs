@@ -83,7 +83,7 @@ impl SocketProgram {
             map_refs: Vec::new(),
             license: "GPL".to_string(),
         })?;
-        let mut ebpf = aya::Ebpf::load(&bytes)?;
+        let mut ebpf = crate::object::load_own(&bytes)?;
         let filter: &mut SocketFilter = ebpf
             .program_mut(name)
             .ok_or(SocketError::Load(ProgramError::UnexpectedProgramType))?
