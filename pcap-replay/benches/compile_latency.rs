@@ -23,7 +23,7 @@ mod common;
 use std::hint::black_box;
 use std::time::Duration;
 
-use common::{median, thread_cpu_now, ThreadCpuTime, EXPRESSIONS};
+use common::{paired_rounds, thread_cpu_now, ThreadCpuTime, EXPRESSIONS};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use filter_programs::codegen::{compile, LinkType, Options, DEFAULT_SNAPLEN};
@@ -166,30 +166,16 @@ fn paired() {
     let jobs = corpus_jobs();
     let ours = |j: &Job| compile(&j.expr, &j.ours).map_or(0, |p| p.len());
     let theirs = |j: &Job| libpcap::compile(&j.expr, j.theirs).map_or(0, |p| p.len());
-    pass_ms(&jobs, ours);
-    pass_ms(&jobs, theirs);
-    let (mut o, mut t, mut r) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        let (a, b) = if round % 2 == 0 {
-            let a = pass_ms(&jobs, ours);
-            (a, pass_ms(&jobs, theirs))
-        } else {
-            let b = pass_ms(&jobs, theirs);
-            (pass_ms(&jobs, ours), b)
-        };
-        o.push(a);
-        t.push(b);
-        r.push(a / b);
-    }
+    let p = paired_rounds(ROUNDS, || pass_ms(&jobs, ours), || pass_ms(&jobs, theirs));
     println!("\npaired ({ROUNDS} rounds, one pass over {} corpus expressions per side, thread CPU time):", jobs.len());
     println!("| case | ours (ms) | libpcap (ms) | ratio (median of rounds) |");
     println!("|---|---:|---:|---:|");
     println!(
         "| corpus, {} expressions | {:.1} | {:.1} | {:.2} |",
         jobs.len(),
-        median(&mut o),
-        median(&mut t),
-        median(&mut r)
+        p.ours,
+        p.theirs,
+        p.ratio
     );
 }
 

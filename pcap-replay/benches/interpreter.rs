@@ -22,7 +22,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{thread_cpu_now, ThreadCpuTime, EXPRESSIONS};
+use common::{paired_rounds, thread_cpu_now, ThreadCpuTime, EXPRESSIONS};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use filter_programs::cbpf::interp::Program;
@@ -119,11 +119,6 @@ fn pass_ns(packets: &[(Vec<u8>, u32)], passes: u32, f: impl Fn(&[u8], u32) -> u3
     spent.as_nanos() as f64 / (f64::from(passes) * packets.len() as f64)
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// Rounds of the paired measurement, and passes over the packets per side
 /// in one round (a round takes about a millisecond).
 const ROUNDS: usize = 400;
@@ -146,27 +141,10 @@ fn paired() {
         let prog = Program::new(&insns).unwrap_or_else(|e| panic!("{expr}: {e}"));
         let ours = |p: &[u8], l: u32| prog.run(p, l);
         let theirs = |p: &[u8], l: u32| libpcap::filter_validated(&insns, p, l);
-        // Warm both up (caches, predictors, page faults).
-        pass_ns(&packets, PASSES, ours);
-        pass_ns(&packets, PASSES, theirs);
-        let (mut o, mut t, mut r) = (Vec::new(), Vec::new(), Vec::new());
-        for round in 0..ROUNDS {
-            let (a, b) = if round % 2 == 0 {
-                let a = pass_ns(&packets, PASSES, ours);
-                (a, pass_ns(&packets, PASSES, theirs))
-            } else {
-                let b = pass_ns(&packets, PASSES, theirs);
-                (pass_ns(&packets, PASSES, ours), b)
-            };
-            o.push(a);
-            t.push(b);
-            r.push(a / b);
-        }
+        let p = paired_rounds(ROUNDS, || pass_ns(&packets, PASSES, ours), || pass_ns(&packets, PASSES, theirs));
         println!(
             "| `{expr}` | {:.1} | {:.1} | {:.2} |",
-            median(&mut o),
-            median(&mut t),
-            median(&mut r)
+            p.ours, p.theirs, p.ratio
         );
     }
 }

@@ -165,3 +165,33 @@ pub fn race_interleaved(progs: &[BorrowedFd<'_>], packets: &[&[u8]], repeat: u32
         .map(|(k, c)| Timing { kernel_ns: median(k), cpu_ns: median(c) })
         .collect()
 }
+
+/// Medians of a paired measurement: each side's time per round and the
+/// per-round ratio ours / theirs.
+pub struct Paired {
+    pub ours: f64,
+    pub theirs: f64,
+    pub ratio: f64,
+}
+
+/// Runs both sides back to back in each of `rounds` rounds, alternating
+/// which goes first, so that both see the same machine; each closure
+/// returns the time it measured. One untimed warm-up run of each first.
+pub fn paired_rounds(rounds: usize, mut ours: impl FnMut() -> f64, mut theirs: impl FnMut() -> f64) -> Paired {
+    ours();
+    theirs();
+    let (mut o, mut t, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (a, b) = if round % 2 == 0 {
+            let a = ours();
+            (a, theirs())
+        } else {
+            let b = theirs();
+            (ours(), b)
+        };
+        o.push(a);
+        t.push(b);
+        r.push(a / b);
+    }
+    Paired { ours: median(&mut o), theirs: median(&mut t), ratio: median(&mut r) }
+}
