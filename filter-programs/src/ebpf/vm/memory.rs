@@ -52,9 +52,19 @@ impl Region {
 pub fn read_le(bytes: &[u8], off: u64, size: usize) -> Option<u64> {
     let start = usize::try_from(off).ok()?;
     let src = bytes.get(start..start.checked_add(size)?)?;
-    let mut b = [0u8; 8];
-    b[..size].copy_from_slice(src);
-    Some(u64::from_le_bytes(b))
+    // Fixed-size reads for the four access sizes: a copy of run-time length
+    // would be a call to memcpy on every load.
+    Some(match *src {
+        [a] => a as u64,
+        [a, b] => u16::from_le_bytes([a, b]) as u64,
+        [a, b, c, d] => u32::from_le_bytes([a, b, c, d]) as u64,
+        [a, b, c, d, e, f, g, h] => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
+        _ => {
+            let mut b = [0u8; 8];
+            b[..size].copy_from_slice(src);
+            u64::from_le_bytes(b)
+        }
+    })
 }
 
 /// Writes the low `size` bytes of `v` little-endian at `bytes[off..]`.

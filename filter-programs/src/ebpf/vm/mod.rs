@@ -1,15 +1,19 @@
 //! A user-space eBPF interpreter with the kernel's semantics, for socket
 //! filter, tc and XDP programs.
 //!
-//! Programs are decoded once; a run allocates nothing (registers, stack and
-//! context live on the host stack). Every memory access goes through the
+//! Programs are lowered once into micro-ops (see `micro`); a run allocates
+//! nothing (registers and context live on the host stack, the stack is
+//! reused per thread, see `stack`). Every memory access goes through the
 //! region checks of [`memory`], so a wrong program gets a [`VmError`], never
-//! undefined behaviour, and every run has an instruction budget.
+//! undefined behaviour, and every run has a budget that stops loops.
 
 pub mod context;
 mod exec;
+mod machine;
 pub mod maps;
 pub mod memory;
+mod micro;
+mod stack;
 
 pub use context::{Input, SkbMeta};
 pub use maps::{MapDef, MapKind, Maps};
@@ -44,7 +48,13 @@ pub enum VmError {
 /// Per-run settings that are not part of the packet.
 #[derive(Clone, Copy, Debug)]
 pub struct Env {
-    /// Most instructions one run may execute.
+    /// How much looping one run may do. Every taken backward jump spends
+    /// the slots it goes back over (from its target through the jump: one
+    /// pass of the loop it closes), and every BPF-to-BPF call and tail call
+    /// spends 1; a run that spends more fails with [`VmError::Budget`].
+    /// Code that only runs forward spends nothing, so for a loop this is
+    /// about the instructions its turns execute, while straight-line code
+    /// (at most the program's length per call) is not counted at all.
     pub budget: u64,
     /// What `bpf_ktime_get_ns` returns.
     pub ktime_ns: u64,
@@ -63,11 +73,12 @@ impl Default for Env {
     }
 }
 
-/// A decoded program. `slots[i]` is the op starting at slot `i`; the second
-/// slot of an `LD_IMM64` is `None` and may not be jumped to.
+/// A decoded program: `code[i]` runs the instruction starting at slot `i`
+/// (the second slot of an `LD_IMM64` may not be jumped to), and one more
+/// entry past the last slot fails the run that reaches it.
 #[derive(Clone, Debug)]
 pub struct Program {
-    slots: Vec<Option<Op>>,
+    code: Vec<micro::Micro>,
 }
 
 impl Program {
@@ -76,26 +87,29 @@ impl Program {
         for (slot, op) in super::insn::decode_all(insns)? {
             slots[slot] = Some(op);
         }
-        Ok(Program { slots })
+        Ok(Program { code: micro::compile(&slots) })
     }
 
+    /// Slots, as in the instructions it was built from.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.code.len() - 1
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.len() == 0
     }
 
     /// The highest map index the program references, plus one.
     pub fn map_count(&self) -> usize {
-        self.slots
+        self.code
             .iter()
-            .flatten()
+            .filter_map(micro::op_of)
             .filter_map(|op| match op {
-                Op::LdImm64 { pseudo: Pseudo::MapFd | Pseudo::MapIdx | Pseudo::MapValue | Pseudo::MapIdxValue, imm, .. } => {
-                    Some(*imm as u32 as usize + 1)
-                }
+                Op::LdImm64 {
+                    pseudo: Pseudo::MapFd | Pseudo::MapIdx | Pseudo::MapValue | Pseudo::MapIdxValue,
+                    imm,
+                    ..
+                } => Some(imm as u32 as usize + 1),
                 _ => None,
             })
             .max()
@@ -104,16 +118,18 @@ impl Program {
 
     /// Runs once; returns r0 at the final `exit`.
     pub fn run(&self, input: &Input, maps: &mut Maps, env: &Env) -> Result<u64, VmError> {
-        exec::run(&[&self.slots], input, maps, env)
+        exec::run(&[&self.code], input, maps, env)
     }
 
     /// Runs `programs[0]`, which may tail-call the others through a
     /// program-array map (see `MapKind::ProgArray`).
     pub fn run_chain(programs: &[Program], input: &Input, maps: &mut Maps, env: &Env) -> Result<u64, VmError> {
-        let slots: Vec<&[Option<Op>]> = programs.iter().map(|p| p.slots.as_slice()).collect();
-        exec::run(&slots, input, maps, env)
+        let code: Vec<&[micro::Micro]> = programs.iter().map(|p| p.code.as_slice()).collect();
+        exec::run(&code, input, maps, env)
     }
 }
 
+#[cfg(test)]
+mod run_tests;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,303 @@
+//! What the micro-op rework must keep: a clean stack for every run, jump
+//! checks, the budget and tail calls.
+
+use super::*;
+use crate::ebpf::asm::Asm;
+use crate::ebpf::insn::{AluOp, AtomicOp, CallTarget, JmpOp, Op, Operand, Pseudo, Reg, Size};
+
+fn frame() -> Vec<u8> {
+    let mut f = vec![0xaa; 60];
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    f
+}
+
+fn xdp(f: &[u8]) -> Input<'_> {
+    Input::Xdp { frame: f, ingress_ifindex: 3, rx_queue_index: 0 }
+}
+
+fn prog(a: &Asm) -> Program {
+    Program::new(&a.assemble().unwrap()).unwrap()
+}
+
+fn run_env(a: &Asm, env: &Env) -> Result<u64, VmError> {
+    let f = frame();
+    prog(a).run(&xdp(&f), &mut Maps::new(&[], 1), env)
+}
+
+fn run(a: &Asm) -> Result<u64, VmError> {
+    run_env(a, &Env::default())
+}
+
+fn st(a: &mut Asm, size: Size, off: i16, imm: i32) {
+    a.push(Op::St { size, dst: Reg::R10, off, imm });
+}
+
+/// `r0 |= *(u64 *)(r10 + off)` for each offset.
+fn or_stack(a: &mut Asm, offs: &[i16]) {
+    for &off in offs {
+        a.ldx(Size::DW, Reg::R1, Reg::R10, off);
+        a.alu64(AluOp::Or, Reg::R0, Operand::Reg(Reg::R1));
+    }
+}
+
+/// Offsets spread over a frame: its top, bottom and middle.
+const SLOTS: [i16; 3] = [-8, -512, -256];
+
+/// Fills stack slots in frame 0, in a callee's frame 1 and, through a
+/// helper, in the callee's callee's frame 2; `fail` makes it end on a VM
+/// error after all the writes.
+fn stack_writer(fail: bool) -> Asm {
+    let mut a = Asm::new();
+    for off in SLOTS {
+        st(&mut a, Size::DW, off, -1);
+    }
+    // frame 1 starts after this call, a mov, the failing load and an exit
+    a.push(Op::Call(CallTarget::Local(if fail { 4 } else { 2 })));
+    a.mov64(Reg::R0, Operand::Imm(0));
+    if fail {
+        a.mov64(Reg::R1, Operand::Imm(0));
+        a.ldx(Size::DW, Reg::R0, Reg::R1, 0);
+    }
+    a.exit();
+    // frame 1
+    for off in SLOTS {
+        st(&mut a, Size::DW, off, -1);
+    }
+    a.push(Op::Call(CallTarget::Local(1)));
+    a.exit();
+    // frame 2: bpf_xdp_load_bytes(ctx, 0, r10 - 16, 16) writes packet bytes
+    a.mov64(Reg::R2, Operand::Imm(0));
+    a.mov64(Reg::R3, Operand::Reg(Reg::R10));
+    a.alu64(AluOp::Add, Reg::R3, Operand::Imm(-16));
+    a.mov64(Reg::R4, Operand::Imm(16));
+    a.push(Op::Call(CallTarget::Helper(189)));
+    a.exit();
+    a
+}
+
+/// ORs together what it reads, without writing first, in frames 0-2.
+fn stack_reader() -> Asm {
+    let mut a = Asm::new();
+    a.mov64(Reg::R0, Operand::Imm(0));
+    or_stack(&mut a, &SLOTS);
+    a.mov64(Reg::R6, Operand::Reg(Reg::R0));
+    a.push(Op::Call(CallTarget::Local(2)));
+    a.alu64(AluOp::Or, Reg::R0, Operand::Reg(Reg::R6));
+    a.exit();
+    // frame 1
+    a.mov64(Reg::R0, Operand::Imm(0));
+    or_stack(&mut a, &SLOTS);
+    a.mov64(Reg::R7, Operand::Reg(Reg::R0));
+    a.push(Op::Call(CallTarget::Local(2)));
+    a.alu64(AluOp::Or, Reg::R0, Operand::Reg(Reg::R7));
+    a.exit();
+    // frame 2
+    a.mov64(Reg::R0, Operand::Imm(0));
+    or_stack(&mut a, &[-16, -8]);
+    a.exit();
+    a
+}
+
+#[test]
+fn no_run_sees_the_stack_bytes_of_an_earlier_one() {
+    let (write, fail, read) = (stack_writer(false), stack_writer(true), stack_reader());
+    let f = frame();
+    assert_eq!(run(&write), Ok(0));
+    assert_eq!(run(&read), Ok(0), "after a run that wrote frames 0-2");
+    assert!(matches!(run(&fail), Err(VmError::OutOfBounds { .. })));
+    assert_eq!(run(&read), Ok(0), "after a run that wrote, then failed");
+    // A different program, input and map set change nothing.
+    let mut maps = Maps::new(&[], 2);
+    assert_eq!(prog(&write).run(&xdp(&f[..20]), &mut maps, &Env::default()), Ok(0));
+    assert_eq!(prog(&read).run(&xdp(&f), &mut maps, &Env::default()), Ok(0));
+}
+
+/// The reader does see what its own run wrote, in every frame, so a zero
+/// above means cleared, not unread.
+#[test]
+fn a_run_reads_back_its_own_stack_writes() {
+    let mut a = Asm::new();
+    st(&mut a, Size::DW, -512, 5);
+    a.mov64(Reg::R0, Operand::Imm(0));
+    or_stack(&mut a, &[-512]);
+    a.mov64(Reg::R6, Operand::Reg(Reg::R0));
+    a.push(Op::Call(CallTarget::Local(2)));
+    a.alu64(AluOp::Add, Reg::R0, Operand::Reg(Reg::R6));
+    a.exit();
+    st(&mut a, Size::W, -4, 0x30);
+    a.ldx(Size::W, Reg::R0, Reg::R10, -4);
+    a.exit();
+    assert_eq!(run(&a), Ok(0x35));
+}
+
+/// A program of `prefix` ops, then `jump` at slot `prefix.len()`, then an
+/// exit, an `LD_IMM64` (two slots) and an exit.
+fn with_jump(jump: Op) -> Asm {
+    let mut a = Asm::new();
+    a.mov64(Reg::R1, Operand::Imm(7));
+    a.mov64(Reg::R0, Operand::Imm(3));
+    a.push(jump); // slot 2
+    a.exit(); // 3
+    a.push(Op::LdImm64 { dst: Reg::R2, pseudo: Pseudo::None, src_reg: 0, imm: 1 }); // 4-5
+    a.exit(); // 6
+    a
+}
+
+#[test]
+fn bad_jump_targets_fail_when_taken_and_only_then() {
+    // From slot 2: to slot 5 (inside the ld_imm64), 7 (one past the end),
+    // 40, -1 (before the start); each forward and backward kind of jump.
+    for off in [2i16, 4, 37, -4] {
+        let jumps = [
+            Op::Ja { off: off as i32 },
+            Op::Jmp { wide: true, op: JmpOp::Jeq, dst: Reg::R1, src: Operand::Imm(7), off },
+            Op::Jmp { wide: false, op: JmpOp::Jle, dst: Reg::R1, src: Operand::Imm(7), off },
+            Op::Jmp { wide: true, op: JmpOp::Jgt, dst: Reg::R1, src: Operand::Reg(Reg::R0), off },
+            Op::Call(CallTarget::Local(off as i32)),
+        ];
+        for jump in jumps {
+            assert_eq!(run(&with_jump(jump)), Err(VmError::BadJump { pc: 2 }), "{jump:?}");
+        }
+        let not_taken = Op::Jmp { wide: true, op: JmpOp::Jne, dst: Reg::R1, src: Operand::Imm(7), off };
+        assert_eq!(run(&with_jump(not_taken)), Ok(3), "{not_taken:?}");
+    }
+    // The same jumps to real slots: the ld_imm64's first slot, forward,
+    // and slot 0, backward (a loop the budget ends).
+    let to_imm64 = Op::Jmp { wide: true, op: JmpOp::Jeq, dst: Reg::R1, src: Operand::Imm(7), off: 1 };
+    assert_eq!(run(&with_jump(to_imm64)), Ok(3));
+    let back = Op::Ja { off: -3 };
+    assert_eq!(run_env(&with_jump(back), &Env { budget: 30, ..Env::default() }), Err(VmError::Budget(30)));
+}
+
+#[test]
+fn running_past_the_last_slot_falls_off() {
+    let mut a = Asm::new();
+    a.mov64(Reg::R0, Operand::Imm(1));
+    assert_eq!(run(&a), Err(VmError::FellOff { pc: 1 }));
+    let mut b = Asm::new();
+    b.push(Op::LdImm64 { dst: Reg::R0, pseudo: Pseudo::None, src_reg: 0, imm: 1 });
+    assert_eq!(run(&b), Err(VmError::FellOff { pc: 2 }));
+    // A jump to the last slot, which is not an exit.
+    let mut c = Asm::new();
+    c.push(Op::Ja { off: 1 });
+    c.exit();
+    c.mov64(Reg::R0, Operand::Imm(1));
+    assert_eq!(run(&c), Err(VmError::FellOff { pc: 3 }));
+    let empty = Program::new(&[]).unwrap();
+    assert!(empty.is_empty());
+    let f = frame();
+    assert_eq!(empty.run(&xdp(&f), &mut Maps::new(&[], 1), &Env::default()), Err(VmError::FellOff { pc: 0 }));
+}
+
+/// `r0 = 0; do r0 += 1 while (r0 < turns)`: the backward jump (slot 2 to
+/// slot 1) spends 2 per turn after the first.
+fn counting_loop(turns: i32) -> Asm {
+    let mut a = Asm::new();
+    let top = a.label();
+    a.mov64(Reg::R0, Operand::Imm(0));
+    a.bind(top);
+    a.alu64(AluOp::Add, Reg::R0, Operand::Imm(1));
+    a.jmp(true, JmpOp::Jlt, Reg::R0, Operand::Imm(turns), top);
+    a.exit();
+    a
+}
+
+#[test]
+fn budget_counts_what_loops_go_back_over() {
+    let budget = |b| Env { budget: b, ..Env::default() };
+    assert_eq!(run_env(&counting_loop(10), &budget(18)), Ok(10));
+    assert_eq!(run_env(&counting_loop(10), &budget(17)), Err(VmError::Budget(17)));
+    assert_eq!(run_env(&counting_loop(100_000), &Env::default()), Ok(100_000));
+    // A forward-only program spends nothing, however long.
+    let mut a = Asm::new();
+    for _ in 0..100 {
+        a.alu64(AluOp::Add, Reg::R0, Operand::Imm(1));
+    }
+    a.exit();
+    assert_eq!(run_env(&a, &budget(0)), Ok(100));
+}
+
+#[test]
+fn budget_counts_calls() {
+    // Three calls of a subprogram that returns r0 + 1.
+    let mut a = Asm::new();
+    a.mov64(Reg::R0, Operand::Imm(0));
+    for i in 0..3 {
+        a.push(Op::Call(CallTarget::Local(3 - i)));
+    }
+    a.exit();
+    a.alu64(AluOp::Add, Reg::R0, Operand::Imm(1));
+    a.exit();
+    let budget = |b| Env { budget: b, ..Env::default() };
+    assert_eq!(run_env(&a, &budget(3)), Ok(3));
+    assert_eq!(run_env(&a, &budget(2)), Err(VmError::Budget(2)));
+}
+
+/// Program 0 tail-calls `progs[index]` through map 0 and returns 7 if that
+/// fails; the others return their number plus 40.
+#[test]
+fn tail_calls_start_the_named_program() {
+    let def = MapDef { kind: MapKind::ProgArray, key_size: 4, value_size: 4, max_entries: 4 };
+    let entry = |index: i32| {
+        let mut a = Asm::new();
+        a.push(Op::LdImm64 { dst: Reg::R2, pseudo: Pseudo::MapFd, src_reg: 1, imm: 0 });
+        a.mov64(Reg::R3, Operand::Imm(index));
+        a.push(Op::Call(CallTarget::Helper(12)));
+        a.mov64(Reg::R0, Operand::Imm(7));
+        a.exit();
+        prog(&a)
+    };
+    let leaf = |n: i32| {
+        let mut a = Asm::new();
+        // r1 is the context again: read xdp_md->ingress_ifindex (3).
+        a.ldx(Size::W, Reg::R0, Reg::R1, 12);
+        a.alu64(AluOp::Add, Reg::R0, Operand::Imm(n + 37));
+        a.exit();
+        prog(&a)
+    };
+    let f = frame();
+    for (index, want) in [(0, 41), (1, 42), (2, 7), (9, 7)] {
+        let progs = [entry(index), leaf(1), leaf(2)];
+        let mut maps = Maps::new(&[def], 1);
+        maps.set_program(0, 0, 1).unwrap();
+        maps.set_program(0, 1, 2).unwrap();
+        assert_eq!(Program::run_chain(&progs, &xdp(&f), &mut maps, &Env::default()), Ok(want), "index {index}");
+    }
+}
+
+/// A program that tail-calls itself: the 34th call fails, as in the kernel,
+/// and every call spends budget.
+#[test]
+fn tail_calls_are_bounded() {
+    let progs = [MapDef { kind: MapKind::ProgArray, key_size: 4, value_size: 4, max_entries: 1 }];
+    let counter = MapDef { kind: MapKind::Array, key_size: 4, value_size: 8, max_entries: 1 };
+    let mut a = Asm::new();
+    let out = a.label();
+    a.mov64(Reg::R6, Operand::Reg(Reg::R1));
+    st(&mut a, Size::W, -4, 0);
+    a.push(Op::LdImm64 { dst: Reg::R1, pseudo: Pseudo::MapFd, src_reg: 1, imm: 1 });
+    a.mov64(Reg::R2, Operand::Reg(Reg::R10));
+    a.alu64(AluOp::Add, Reg::R2, Operand::Imm(-4));
+    a.push(Op::Call(CallTarget::Helper(1)));
+    a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(0), out);
+    a.mov64(Reg::R1, Operand::Imm(1));
+    a.push(Op::Atomic { size: Size::DW, op: AtomicOp::Add, fetch: false, dst: Reg::R0, src: Reg::R1, off: 0 });
+    a.mov64(Reg::R1, Operand::Reg(Reg::R6));
+    a.push(Op::LdImm64 { dst: Reg::R2, pseudo: Pseudo::MapFd, src_reg: 1, imm: 0 });
+    a.mov64(Reg::R3, Operand::Imm(0));
+    a.push(Op::Call(CallTarget::Helper(12)));
+    a.bind(out);
+    a.mov64(Reg::R0, Operand::Imm(2));
+    a.exit();
+    let p = [prog(&a)];
+    let f = frame();
+    let runs = |env: &Env| {
+        let mut maps = Maps::new(&[progs[0], counter], 1);
+        maps.set_program(0, 0, 0).unwrap();
+        let got = Program::run_chain(&p, &xdp(&f), &mut maps, env);
+        let v = maps.values(1, &0u32.to_le_bytes()).unwrap();
+        (got, u64::from_le_bytes(v[0][..8].try_into().unwrap()))
+    };
+    assert_eq!(runs(&Env::default()), (Ok(2), 34));
+    assert_eq!(runs(&Env { budget: 10, ..Env::default() }), (Err(VmError::Budget(10)), 11));
+}
