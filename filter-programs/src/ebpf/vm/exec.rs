@@ -61,6 +61,7 @@ pub(super) fn run(programs: &[&[Micro]], input: &Input, maps: &mut Maps, env: &E
             budget: env.budget,
             tail_calls: 0,
         };
+        run.m.write_ctx();
         run.go(programs)
     })
 }

@@ -38,7 +38,7 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
     pub(super) fn new(input: &'a Input<'a>, maps: &'m mut Maps, stack: &'s mut Stack, env: &Env) -> Self {
         let frame = input.frame();
         let data_off = input.data_off();
-        let mut m = Machine {
+        let m = Machine {
             input,
             pkt: &frame[data_off..],
             pkt_base: Region::Packet.base() + data_off as u64,
@@ -50,13 +50,20 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
             pc: 0,
             wire_len: env.wire_len.unwrap_or(0).max(frame.len() as u32),
         };
-        input.write_ctx(&mut m.ctx[..m.ctx_size]);
-        if let Input::Skb { .. } = input {
-            let len = m.wire_len.saturating_sub(data_off as u32);
-            let _ = write_le(&mut m.ctx, skb::LEN as u64, 4, len as u64);
-            let _ = write_le(&mut m.ctx, skb::WIRE_LEN as u64, 4, m.wire_len as u64);
-        }
         m
+    }
+
+    /// Writes the context. Kept apart from [`Machine::new`] so that the
+    /// caller does it once the machine sits where it will run: writing the
+    /// fields and then moving the whole struct made the move's wide loads
+    /// wait on the fields' narrow stores, a large share of a short run.
+    pub(super) fn write_ctx(&mut self) {
+        self.input.write_ctx(&mut self.ctx[..self.ctx_size]);
+        if let Input::Skb { .. } = self.input {
+            let len = self.wire_len.saturating_sub(self.input.data_off() as u32);
+            let _ = write_le(&mut self.ctx, skb::LEN as u64, 4, len as u64);
+            let _ = write_le(&mut self.ctx, skb::WIRE_LEN as u64, 4, self.wire_len as u64);
+        }
     }
 
     /// The `N` packet bytes at `addr`, if they are all inside the packet.
