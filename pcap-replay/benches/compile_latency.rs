@@ -186,11 +186,5 @@ criterion_group! {
 }
 
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    // Not in `cargo test --benches` or when only listing benchmarks.
-    let args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|a| a == "--test" || a == "--list") {
-        paired();
-    }
+    common::criterion_then(benches, paired);
 }

@@ -156,12 +156,5 @@ criterion_group! {
 }
 
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    // Not in `cargo test --benches` (one quick run of each benchmark) or
-    // when only listing them.
-    let args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|a| a == "--test" || a == "--list") {
-        paired();
-    }
+    common::criterion_then(benches, paired);
 }

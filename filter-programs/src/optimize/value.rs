@@ -15,7 +15,7 @@ use crate::cbpf::{AluOp, Size};
 
 pub(super) type Vn = u32;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Val {
     Const(u32),
     /// `P[k:size]`, `k < 2^31`.
@@ -35,30 +35,6 @@ pub(super) enum Val {
     Alu(AluOp, Vn, Vn),
     Neg(Vn),
     Opaque(u32),
-}
-
-impl Val {
-    /// Every field in one integer, distinct for distinct values: hashing
-    /// it is one step instead of one per field.
-    fn packed(&self) -> u128 {
-        let (tag, a, b, c): (u32, u32, u32, u32) = match *self {
-            Val::Const(k) => (0, k, 0, 0),
-            Val::Abs { size, k } => (1, k, size as u32, 0),
-            Val::Ind { size, k, x } => (2, k, size as u32, x),
-            Val::Msh(k) => (3, k, 0, 0),
-            Val::Len => (4, 0, 0, 0),
-            Val::Alu(op, x, y) => (5, x, op as u32, y),
-            Val::Neg(x) => (6, x, 0, 0),
-            Val::Opaque(n) => (7, n, 0, 0),
-        };
-        (u128::from(tag) << 96) | (u128::from(a) << 64) | (u128::from(b) << 32) | u128::from(c)
-    }
-}
-
-impl std::hash::Hash for Val {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u128(self.packed());
-    }
 }
 
 /// Loads at or above this offset are not plain packet bytes: libpcap fails

@@ -195,3 +195,15 @@ pub fn paired_rounds(rounds: usize, mut ours: impl FnMut() -> f64, mut theirs: i
     }
     Paired { ours: median(&mut o), theirs: median(&mut t), ratio: median(&mut r) }
 }
+
+/// A bench's `main`: the Criterion groups, then `paired` (the side-by-side
+/// rounds), except under `cargo test --benches` (one quick run of each
+/// benchmark) or when only listing benchmarks.
+pub fn criterion_then(groups: fn(), paired: fn()) {
+    groups();
+    criterion::Criterion::default().configure_from_args().final_summary();
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--test" || a == "--list") {
+        paired();
+    }
+}
