@@ -4,6 +4,10 @@
 //!
 //! Run: `cargo bench -p pcap-replay --bench ebpf_vm`. One iteration runs one
 //! program over all packets; time / packets is the cost of one verdict.
+//! After Criterion, a paired measurement alternates our VM and rbpf's
+//! interpreter in short rounds and prints the median per-round ratio, which
+//! the machine's drift between Criterion's separate measurements of the two
+//! sides does not reach (`-- none` runs only that part).
 //!
 //! Why XDP: its translation reads the packet through direct packet access
 //! and calls no helper, which rbpf can run as it is. The socket
@@ -24,9 +28,9 @@ mod common;
 use std::hint::black_box;
 use std::time::Duration;
 
-use common::{ethernet_packets, ThreadCpuTime, EXPRESSIONS};
+use common::{ethernet_packets, paired_rounds, thread_cpu_now, ThreadCpuTime, EXPRESSIONS};
 use criterion::measurement::WallTime;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use filter_programs::codegen::{compile, LinkType, Options};
 use filter_programs::ebpf::insn::{to_bytes, Insn};
 use filter_programs::ebpf::vm::{Env, Input, Maps, Program};
@@ -78,6 +82,47 @@ fn ours(prog: &Program, maps: &mut Maps, env: &Env, frame: &[u8]) -> u64 {
     }
 }
 
+/// One XDP program as each side runs it.
+struct Sides {
+    prog: Program,
+    interp: rbpf::EbpfVmMbuff<'static>,
+    jit: rbpf::EbpfVmMbuff<'static>,
+    insns: usize,
+}
+
+fn sides(expr: &str) -> Sides {
+    let cbpf = compile(expr, &Options::new(LinkType::En10mb)).unwrap_or_else(|e| panic!("{expr}: {e}"));
+    let insns = translate(&cbpf, Target::xdp()).unwrap_or_else(|e| panic!("{expr}: {e}"));
+    let prog = Program::new(&insns).unwrap_or_else(|e| panic!("{expr}: {e}"));
+    // rbpf borrows the bytes for as long as the VM lives; one program per
+    // expression per bench run.
+    let bytes: &'static [u8] = for_rbpf(&insns).unwrap_or_else(|e| panic!("{expr}: rbpf cannot run it: {e}")).leak();
+    let interp = rbpf::EbpfVmMbuff::new(Some(bytes)).unwrap_or_else(|e| panic!("{expr}: rbpf: {e}"));
+    let mut jit = rbpf::EbpfVmMbuff::new(Some(bytes)).unwrap_or_else(|e| panic!("{expr}: rbpf: {e}"));
+    jit.jit_compile().unwrap_or_else(|e| panic!("{expr}: rbpf JIT: {e}"));
+    Sides { prog, interp, jit, insns: insns.len() }
+}
+
+/// One pass of our VM over all packets.
+fn ours_pass(prog: &Program, maps: &mut Maps, env: &Env, packets: &[Vec<u8>]) -> u64 {
+    let mut n = 0u64;
+    for pkt in packets {
+        n = n.wrapping_add(ours(prog, maps, env, black_box(pkt)));
+    }
+    n
+}
+
+/// One pass of rbpf's interpreter over all packets.
+fn rbpf_pass(interp: &rbpf::EbpfVmMbuff, packets: &[Vec<u8>]) -> u64 {
+    let mut n = 0u64;
+    let mut mbuff = [0u8; 16];
+    for pkt in packets {
+        mbuff_for(black_box(pkt), &mut mbuff);
+        n = n.wrapping_add(interp.execute_program(pkt, &mbuff).unwrap_or(u64::MAX));
+    }
+    n
+}
+
 fn ebpf_vm(c: &mut Criterion<ThreadCpuTime>) {
     // rbpf's JIT and `execute_program_jit` want mutable packet buffers.
     let mut packets: Vec<Vec<u8>> = ethernet_packets().into_iter().map(|(p, _)| p).collect();
@@ -91,14 +136,8 @@ fn ebpf_vm(c: &mut Criterion<ThreadCpuTime>) {
     let env = Env::default();
     let mut maps = Maps::new(&[], 1);
     for expr in EXPRESSIONS {
-        let cbpf = compile(expr, &Options::new(LinkType::En10mb)).unwrap_or_else(|e| panic!("{expr}: {e}"));
-        let insns = translate(&cbpf, Target::xdp()).unwrap_or_else(|e| panic!("{expr}: {e}"));
-        let prog = Program::new(&insns).unwrap_or_else(|e| panic!("{expr}: {e}"));
-        let bytes = for_rbpf(&insns).unwrap_or_else(|e| panic!("{expr}: rbpf cannot run it: {e}"));
-        let interp = rbpf::EbpfVmMbuff::new(Some(&bytes)).unwrap_or_else(|e| panic!("{expr}: rbpf: {e}"));
-        let mut jit = rbpf::EbpfVmMbuff::new(Some(&bytes)).unwrap_or_else(|e| panic!("{expr}: rbpf: {e}"));
-        jit.jit_compile().unwrap_or_else(|e| panic!("{expr}: rbpf JIT: {e}"));
-        eprintln!("{expr}: {} eBPF instructions", insns.len());
+        let Sides { prog, interp, jit, insns } = sides(expr);
+        eprintln!("{expr}: {insns} eBPF instructions");
 
         // Same verdicts, or the comparison means nothing. The interpreter
         // checks every access, so it runs first: the JIT checks none.
@@ -116,25 +155,9 @@ fn ebpf_vm(c: &mut Criterion<ThreadCpuTime>) {
         }
 
         group.bench_function(BenchmarkId::new("ours", expr), |b| {
-            b.iter(|| {
-                let mut n = 0u64;
-                for pkt in &packets {
-                    n = n.wrapping_add(ours(&prog, &mut maps, &env, black_box(pkt)));
-                }
-                n
-            })
+            b.iter(|| ours_pass(&prog, &mut maps, &env, &packets))
         });
-        group.bench_function(BenchmarkId::new("rbpf", expr), |b| {
-            b.iter(|| {
-                let mut n = 0u64;
-                let mut mbuff = [0u8; 16];
-                for pkt in &packets {
-                    mbuff_for(black_box(pkt), &mut mbuff);
-                    n = n.wrapping_add(interp.execute_program(pkt, &mbuff).unwrap_or(u64::MAX));
-                }
-                n
-            })
-        });
+        group.bench_function(BenchmarkId::new("rbpf", expr), |b| b.iter(|| rbpf_pass(&interp, &packets)));
         group.bench_function(BenchmarkId::new("rbpf-jit", expr), |b| {
             b.iter(|| {
                 let mut n = 0u64;
@@ -156,4 +179,43 @@ criterion_group! {
     config = Criterion::default().with_measurement(ThreadCpuTime(WallTime));
     targets = ebpf_vm
 }
-criterion_main!(benches);
+/// Rounds of the paired measurement, and passes over the packets per side
+/// in one round (a round takes a few milliseconds).
+const ROUNDS: usize = 200;
+const PASSES: u32 = 4;
+
+/// CPU time of `PASSES` runs of `pass`, in ns per packet.
+fn pass_ns(packets: usize, mut pass: impl FnMut() -> u64) -> f64 {
+    let start = thread_cpu_now();
+    let mut n = 0u64;
+    for _ in 0..PASSES {
+        n = n.wrapping_add(pass());
+    }
+    black_box(n);
+    thread_cpu_now().saturating_sub(start).as_nanos() as f64 / (f64::from(PASSES) * packets as f64)
+}
+
+/// Our VM and rbpf's interpreter back to back in each round (alternating
+/// which goes first); medians of each side and of the per-round ratios.
+fn paired() {
+    let packets: Vec<Vec<u8>> = ethernet_packets().into_iter().map(|(p, _)| p).collect();
+    println!("\npaired ({ROUNDS} rounds of {PASSES} passes over {} packets, thread CPU time):", packets.len());
+    println!("| expression | insns | ours (ns/packet) | rbpf (ns/packet) | ratio |");
+    println!("|---|---:|---:|---:|---:|");
+    let env = Env::default();
+    let mut maps = Maps::new(&[], 1);
+    for expr in EXPRESSIONS {
+        let s = sides(expr);
+        let n = packets.len();
+        let p = paired_rounds(
+            ROUNDS,
+            || pass_ns(n, || ours_pass(&s.prog, &mut maps, &env, &packets)),
+            || pass_ns(n, || rbpf_pass(&s.interp, &packets)),
+        );
+        println!("| `{expr}` | {} | {:.1} | {:.1} | {:.2} |", s.insns, p.ours, p.theirs, p.ratio);
+    }
+}
+
+fn main() {
+    common::criterion_then(benches, paired);
+}

@@ -175,25 +175,6 @@ impl<'a> Input<'a> {
         }
     }
 
-    /// The full pointer behind a load of a pointer field, if `off` is one.
-    pub fn pointer_field(&self, off: u64) -> Option<u64> {
-        let data = Region::Packet.base() + self.data_off() as u64;
-        let data_end = Region::Packet.base() + self.frame().len() as u64;
-        let off = u32::try_from(off).ok()?;
-        match self {
-            Input::Skb { .. } => match off {
-                skb::DATA | skb::DATA_META => Some(data),
-                skb::DATA_END => Some(data_end),
-                _ => None,
-            },
-            Input::Xdp { .. } => match off {
-                xdp::DATA | xdp::DATA_META => Some(data),
-                xdp::DATA_END => Some(data_end),
-                _ => None,
-            },
-        }
-    }
-
     /// Whether a program may store to this context byte range.
     pub fn writable(&self, off: u64, size: usize) -> bool {
         let end = off + size as u64;

@@ -5,8 +5,8 @@ use super::context::Input;
 use super::machine::{Machine, EINVAL, MAP_HANDLE};
 use super::maps::Maps;
 use super::memory::Region;
-use super::micro::Micro;
-use super::stack::Stack;
+use super::micro::{Load, Micro};
+use super::scratch::{Frame, Scratch};
 use super::{Env, VmError, MAX_FRAMES, STACK_SIZE};
 use crate::ebpf::insn::{AluOp, AtomicOp, CallTarget, Endian, JmpOp, Op, Operand, Pseudo};
 
@@ -23,12 +23,6 @@ fn x(reg: u8) -> usize {
     (reg & 15) as usize
 }
 
-#[derive(Clone, Copy, Default)]
-struct Frame {
-    ret: usize,
-    saved: [u64; 4],
-}
-
 /// Where the general path sends the run.
 enum Flow {
     Next(usize),
@@ -40,7 +34,7 @@ enum Flow {
 /// A run's state outside the registers.
 struct Run<'a, 'm, 's> {
     m: Machine<'a, 'm, 's>,
-    frames: [Frame; MAX_FRAMES],
+    frames: &'s mut [Frame; MAX_FRAMES],
     depth: usize,
     /// Budget units spent (see `Env::budget`), and the most allowed.
     spent: u64,
@@ -52,16 +46,15 @@ struct Run<'a, 'm, 's> {
 /// map names (see `MapKind::ProgArray`). Each program ends with the
 /// `FellOff` sentinel.
 pub(super) fn run(programs: &[&[Micro]], input: &Input, maps: &mut Maps, env: &Env) -> Result<u64, VmError> {
-    Stack::with(|stack| {
+    Scratch::with(|s| {
         let mut run = Run {
-            m: Machine::new(input, maps, stack, env),
-            frames: [Frame::default(); MAX_FRAMES],
+            m: Machine::new(input, maps, &mut s.stack, &mut s.ctx, env),
+            frames: &mut s.frames,
             depth: 0,
             spent: 0,
             budget: env.budget,
             tail_calls: 0,
         };
-        run.m.write_ctx();
         run.go(programs)
     })
 }
@@ -126,33 +119,49 @@ impl Run<'_, '_, '_> {
                     pc = if compare(op, wide, r[x(dst)], r[x(src)]) { target as usize } else { pc + 1 };
                     continue;
                 }
-                Micro::LdxB { dst, src, off } => {
-                    let addr = r[x(src)].wrapping_add(off as i64 as u64);
-                    r[x(dst)] = match self.m.packet::<1>(addr) {
-                        Some(b) => b[0] as u64,
-                        None => self.m.load(pc, addr, 1)?,
-                    };
+                Micro::Jmp32K { cmp, dst, k, target } => {
+                    pc = if cmp.holds(r[x(dst)] as u32, k) { target as usize } else { pc + 1 };
+                    continue;
                 }
-                Micro::LdxH { dst, src, off } => {
-                    let addr = r[x(src)].wrapping_add(off as i64 as u64);
-                    r[x(dst)] = match self.m.packet::<2>(addr) {
-                        Some(b) => u16::from_le_bytes(b) as u64,
-                        None => self.m.load(pc, addr, 2)?,
-                    };
+                Micro::LdxB { dst, src, off } => r[x(dst)] = self.ldx::<1>(pc, r[x(src)], off)?,
+                Micro::LdxH { dst, src, off } => r[x(dst)] = self.ldx::<2>(pc, r[x(src)], off)?,
+                Micro::LdxW { dst, src, off } => r[x(dst)] = self.ldx::<4>(pc, r[x(src)], off)?,
+                Micro::LdxDW { dst, src, off } => r[x(dst)] = self.ldx::<8>(pc, r[x(src)], off)?,
+                Micro::Check { dst, base, end, k, target } => {
+                    let v = r[x(base)].wrapping_add(k);
+                    r[x(dst)] = v;
+                    pc = if v > r[x(end)] { target as usize } else { pc + 3 };
+                    continue;
                 }
-                Micro::LdxW { dst, src, off } => {
-                    let addr = r[x(src)].wrapping_add(off as i64 as u64);
-                    r[x(dst)] = match self.m.packet::<4>(addr) {
-                        Some(b) => u32::from_le_bytes(b) as u64,
-                        None => self.m.load(pc, addr, 4)?,
-                    };
+                Micro::LdxHBe { dst, src, off } => {
+                    r[x(dst)] = (self.ldx::<2>(pc, r[x(src)], off)? as u16).swap_bytes() as u64;
+                    pc += 2;
+                    continue;
                 }
-                Micro::LdxDW { dst, src, off } => {
-                    let addr = r[x(src)].wrapping_add(off as i64 as u64);
-                    r[x(dst)] = match self.m.packet::<8>(addr) {
-                        Some(b) => u64::from_le_bytes(b),
-                        None => self.m.load(pc, addr, 8)?,
+                Micro::LdxWBe { dst, src, off } => {
+                    r[x(dst)] = (self.ldx::<4>(pc, r[x(src)], off)? as u32).swap_bytes() as u64;
+                    pc += 2;
+                    continue;
+                }
+                Micro::LdJmp { load, cmp, dst, src, off, k, target } => {
+                    let v = match load {
+                        Load::B => self.ldx::<1>(pc, r[x(src)], off)?,
+                        Load::HBe => (self.ldx::<2>(pc, r[x(src)], off)? as u16).swap_bytes() as u64,
+                        Load::WBe => (self.ldx::<4>(pc, r[x(src)], off)? as u32).swap_bytes() as u64,
                     };
+                    r[x(dst)] = v;
+                    pc = if cmp.holds(v as u32, k) { target as usize } else { pc + load.slots() };
+                    continue;
+                }
+                Micro::RetK { k } => {
+                    r[0] = k;
+                    match self.exit(&mut r) {
+                        Some(ret) => {
+                            pc = ret;
+                            continue;
+                        }
+                        None => return Ok(r[0]),
+                    }
                 }
                 Micro::Exit => match self.exit(&mut r) {
                     Some(ret) => {
@@ -184,6 +193,25 @@ impl Run<'_, '_, '_> {
             }
             pc += 1;
         }
+    }
+
+    /// `*(uN *)(base + off)`: a packet load in one subtraction and one
+    /// compare, a context pointer in three compares, anything else checked
+    /// against its region.
+    #[inline(always)]
+    fn ldx<const N: usize>(&mut self, pc: usize, base: u64, off: i16) -> Result<u64, VmError> {
+        let addr = base.wrapping_add(off as i64 as u64);
+        if let Some(b) = self.m.packet::<N>(addr) {
+            let mut w = [0u8; 8];
+            w[..N].copy_from_slice(&b);
+            return Ok(u64::from_le_bytes(w));
+        }
+        if N >= 4 {
+            if let Some(p) = self.m.pointer(addr) {
+                return Ok(p);
+            }
+        }
+        self.m.load(pc, addr, N)
     }
 
     /// Returns from a BPF-to-BPF call to the slot it gives, or `None` from

@@ -2,10 +2,10 @@
 //! stack and the maps, every access checked against its region; and the
 //! helpers.
 
-use super::context::{skb, Input};
+use super::context::{skb, xdp, Input};
 use super::maps::{MapKind, Maps};
 use super::memory::{read_le, write_le, Region};
-use super::stack::Stack;
+use super::scratch::Stack;
 use super::{Env, VmError};
 use crate::cbpf::skf::LoadBase;
 use crate::ebpf::insn::Size;
@@ -23,10 +23,16 @@ pub(super) struct Machine<'a, 'm, 's> {
     /// one subtraction and one bounds check.
     pkt: &'a [u8],
     pkt_base: u64,
+    /// The context offsets of `data`, `data_end` and `data_meta`, and the
+    /// pointers a 32- or 64-bit load of them gives (as after the kernel
+    /// verifier's rewrite): XDP programs read nothing else of the context.
+    pointers: [(u64, u64); 3],
     pub(super) maps: &'m mut Maps,
-    ctx: [u8; skb::SIZE],
-    ctx_size: usize,
     stack: &'s mut Stack,
+    /// The context's bytes, valid once `ctx_ready`: written on the first
+    /// access that needs them, since most runs need none.
+    ctx: &'s mut [u8; skb::SIZE],
+    ctx_ready: bool,
     prandom: u32,
     /// The slot running a helper, for its errors.
     pub(super) pc: usize,
@@ -35,35 +41,49 @@ pub(super) struct Machine<'a, 'm, 's> {
 }
 
 impl<'a, 'm, 's> Machine<'a, 'm, 's> {
-    pub(super) fn new(input: &'a Input<'a>, maps: &'m mut Maps, stack: &'s mut Stack, env: &Env) -> Self {
+    pub(super) fn new(
+        input: &'a Input<'a>,
+        maps: &'m mut Maps,
+        stack: &'s mut Stack,
+        ctx: &'s mut [u8; skb::SIZE],
+        env: &Env,
+    ) -> Self {
         let frame = input.frame();
         let data_off = input.data_off();
-        let m = Machine {
+        let data = Region::Packet.base() + data_off as u64;
+        let data_end = Region::Packet.base() + frame.len() as u64;
+        let offsets = match input {
+            Input::Skb { .. } => [skb::DATA, skb::DATA_END, skb::DATA_META],
+            Input::Xdp { .. } => [xdp::DATA, xdp::DATA_END, xdp::DATA_META],
+        };
+        Machine {
             input,
             pkt: &frame[data_off..],
-            pkt_base: Region::Packet.base() + data_off as u64,
+            pkt_base: data,
+            pointers: [(offsets[0] as u64, data), (offsets[1] as u64, data_end), (offsets[2] as u64, data)],
             maps,
-            ctx: [0; skb::SIZE],
-            ctx_size: input.ctx_size(),
             stack,
+            ctx,
+            ctx_ready: false,
             prandom: env.prandom_seed | 1,
             pc: 0,
             wire_len: env.wire_len.unwrap_or(0).max(frame.len() as u32),
-        };
-        m
+        }
     }
 
-    /// Writes the context. Kept apart from [`Machine::new`] so that the
-    /// caller does it once the machine sits where it will run: writing the
-    /// fields and then moving the whole struct made the move's wide loads
-    /// wait on the fields' narrow stores, a large share of a short run.
-    pub(super) fn write_ctx(&mut self) {
-        self.input.write_ctx(&mut self.ctx[..self.ctx_size]);
-        if let Input::Skb { .. } = self.input {
-            let len = self.wire_len.saturating_sub(self.input.data_off() as u32);
-            let _ = write_le(&mut self.ctx, skb::LEN as u64, 4, len as u64);
-            let _ = write_le(&mut self.ctx, skb::WIRE_LEN as u64, 4, self.wire_len as u64);
+    /// The context's bytes, written first if this run has not yet.
+    fn ctx(&mut self) -> &mut [u8] {
+        let size = self.input.ctx_size();
+        if !self.ctx_ready {
+            self.input.write_ctx(&mut self.ctx[..size]);
+            if let Input::Skb { .. } = self.input {
+                let len = self.wire_len.saturating_sub(self.input.data_off() as u32);
+                let _ = write_le(&mut self.ctx[..], skb::LEN as u64, 4, len as u64);
+                let _ = write_le(&mut self.ctx[..], skb::WIRE_LEN as u64, 4, self.wire_len as u64);
+            }
+            self.ctx_ready = true;
         }
+        &mut self.ctx[..size]
     }
 
     /// The `N` packet bytes at `addr`, if they are all inside the packet.
@@ -75,20 +95,37 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
         self.pkt.get(off..)?.first_chunk::<N>().copied()
     }
 
+    /// The pointer a 32- or 64-bit load at `addr` gives, if `addr` is one
+    /// of the context's pointer fields.
+    #[inline(always)]
+    pub(super) fn pointer(&self, addr: u64) -> Option<u64> {
+        let off = addr.wrapping_sub(Region::Ctx.base());
+        let [a, b, c] = self.pointers;
+        if off == a.0 {
+            Some(a.1)
+        } else if off == b.0 {
+            Some(b.1)
+        } else if off == c.0 {
+            Some(c.1)
+        } else {
+            None
+        }
+    }
+
     fn oob(pc: usize, addr: u64, size: usize, kind: &'static str) -> VmError {
         VmError::OutOfBounds { pc, addr, size, kind }
     }
 
-    pub(super) fn load(&self, pc: usize, addr: u64, size: usize) -> Result<u64, VmError> {
+    pub(super) fn load(&mut self, pc: usize, addr: u64, size: usize) -> Result<u64, VmError> {
         let v = match Region::of(addr) {
+            Some((Region::Ctx, off)) => match self.pointers.iter().find(|(o, _)| *o == off) {
+                Some(&(_, p)) if size >= 4 => Some(p),
+                _ => read_le(self.ctx(), off, size),
+            },
             Some((Region::Stack, off)) => read_le(&self.stack.bytes, off, size),
             Some((Region::Packet, off)) => {
                 off.checked_sub(self.pkt_base - Region::Packet.base()).and_then(|o| read_le(self.pkt, o, size))
             }
-            Some((Region::Ctx, off)) => match self.input.pointer_field(off) {
-                Some(p) if size >= 4 => Some(p),
-                _ => read_le(&self.ctx[..self.ctx_size], off, size),
-            },
             Some((Region::MapValue(i), off)) => self.maps.read(i as usize, off, size),
             None => None,
         };
@@ -101,9 +138,7 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
                 self.stack.dirty(off, size);
                 write_le(&mut self.stack.bytes, off, size, v)
             }
-            Some((Region::Ctx, off)) if self.input.writable(off, size) => {
-                write_le(&mut self.ctx[..self.ctx_size], off, size, v)
-            }
+            Some((Region::Ctx, off)) if self.input.writable(off, size) => write_le(self.ctx(), off, size, v),
             Some((Region::MapValue(i), off)) => self.maps.write(i as usize, off, size, v),
             // Packets are read-only here: no program we emit writes one.
             _ => None,
@@ -111,7 +146,7 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
         ok.ok_or_else(|| Self::oob(pc, addr, size, "store"))
     }
 
-    fn read_bytes(&self, addr: u64, len: usize) -> Result<Vec<u8>, VmError> {
+    fn read_bytes(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, VmError> {
         (0..len as u64).map(|i| self.load(self.pc, addr.wrapping_add(i), 1).map(|b| b as u8)).collect()
     }
 

@@ -17,6 +17,7 @@
 //!   the last instruction needs no check of its own.
 //!
 //! Everything rarer keeps its decoded [`Op`] and runs on the general path.
+//! Then [`super::fuse`] replaces common sequences with one op each.
 
 use crate::ebpf::insn::{AluOp, Endian, JmpOp, Op, Operand, Size};
 
@@ -110,6 +111,14 @@ pub(super) enum Micro {
         k: u64,
         target: u32,
     },
+    /// 32-bit compares with an immediate: `if (u32)dst op k goto target`
+    /// (how translated filters test the accumulator).
+    Jmp32K {
+        cmp: Cmp,
+        dst: u8,
+        k: u32,
+        target: u32,
+    },
     /// `if dst > src goto target`: the packet bounds check.
     JgtX {
         dst: u8,
@@ -152,12 +161,110 @@ pub(super) enum Micro {
         off: i16,
     },
     Exit,
+    // Fused sequences (see `super::fuse`); each runs as its slots would in
+    // turn and then goes on after the last of them. The slots after the
+    // first keep their own ops, so a jump into the middle of a sequence
+    // runs the rest of it as before.
+    /// `dst = base; dst += k; if dst > end goto target`: the bounds check
+    /// of direct packet access.
+    Check {
+        dst: u8,
+        base: u8,
+        end: u8,
+        k: u64,
+        target: u32,
+    },
+    /// A load and the byte swap of what it loaded (`ldxh` + `be16`,
+    /// `ldxw` + `be32`).
+    LdxHBe {
+        dst: u8,
+        src: u8,
+        off: i16,
+    },
+    LdxWBe {
+        dst: u8,
+        src: u8,
+        off: i16,
+    },
+    /// A load (and its swap), then a 32-bit compare of the loaded value.
+    LdJmp {
+        load: Load,
+        cmp: Cmp,
+        dst: u8,
+        src: u8,
+        off: i16,
+        k: u32,
+        target: u32,
+    },
+    /// `r0 = k; exit`.
+    RetK {
+        k: u64,
+    },
     /// Any other instruction, run by the general path.
     Op(Op),
     /// The second slot of an `LD_IMM64`, where no jump may land.
     Tail,
     /// One past the last slot.
     FellOff,
+}
+
+/// The unsigned compares a fast 32-bit jump makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Cmp {
+    Eq,
+    Ne,
+    Set,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+impl Cmp {
+    fn of(op: JmpOp) -> Option<Cmp> {
+        Some(match op {
+            JmpOp::Jeq => Cmp::Eq,
+            JmpOp::Jne => Cmp::Ne,
+            JmpOp::Jset => Cmp::Set,
+            JmpOp::Jgt => Cmp::Gt,
+            JmpOp::Jge => Cmp::Ge,
+            JmpOp::Jlt => Cmp::Lt,
+            JmpOp::Jle => Cmp::Le,
+            _ => return None,
+        })
+    }
+
+    #[inline(always)]
+    pub(super) fn holds(self, a: u32, k: u32) -> bool {
+        match self {
+            Cmp::Eq => a == k,
+            Cmp::Ne => a != k,
+            Cmp::Set => a & k != 0,
+            Cmp::Gt => a > k,
+            Cmp::Ge => a >= k,
+            Cmp::Lt => a < k,
+            Cmp::Le => a <= k,
+        }
+    }
+}
+
+/// The load a [`Micro::LdJmp`] starts with, and so the slots it covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Load {
+    /// `ldxb`: two slots with the jump.
+    B,
+    /// `ldxh` + `be16`, `ldxw` + `be32`: three slots with the jump.
+    HBe,
+    WBe,
+}
+
+impl Load {
+    pub(super) fn slots(self) -> usize {
+        match self {
+            Load::B => 2,
+            Load::HBe | Load::WBe => 3,
+        }
+    }
 }
 
 /// What an immediate operand means: sign-extended to 64 bits, then
@@ -171,8 +278,15 @@ fn extend(imm: i32, wide: bool) -> u64 {
 }
 
 /// The runnable form of decoded slots (`None` is the tail of an `LD_IMM64`),
-/// with the [`Micro::FellOff`] sentinel appended.
+/// with the [`Micro::FellOff`] sentinel appended, sequences fused.
 pub(super) fn compile(slots: &[Option<Op>]) -> Vec<Micro> {
+    let mut code = lower_all(slots);
+    super::fuse::fuse(&mut code);
+    code
+}
+
+/// Each slot lowered on its own, and the sentinel.
+pub(super) fn lower_all(slots: &[Option<Op>]) -> Vec<Micro> {
     // A fast jump's target: forward, inside the program, at an op's start.
     let forward = |pc: usize, off: i64| -> Option<u32> {
         let t = usize::try_from(pc as i64 + 1 + off).ok()?;
@@ -230,6 +344,10 @@ fn lower(op: Op, forward: impl Fn(i64) -> Option<u32>) -> Micro {
             };
             let dst = r(dst);
             match src {
+                Operand::Imm(i) if !wide => match Cmp::of(jop) {
+                    Some(cmp) => Micro::Jmp32K { cmp, dst, k: i as u32, target },
+                    None => Micro::JmpK { op: jop, wide, dst, k: extend(i, wide), target },
+                },
                 Operand::Imm(i) => {
                     let k = extend(i, wide);
                     match (jop, wide) {

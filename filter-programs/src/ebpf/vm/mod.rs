@@ -2,18 +2,19 @@
 //! filter, tc and XDP programs.
 //!
 //! Programs are lowered once into micro-ops (see `micro`); a run allocates
-//! nothing (registers and context live on the host stack, the stack is
-//! reused per thread, see `stack`). Every memory access goes through the
+//! nothing (registers live on the host stack; the stack, call frames and
+//! context bytes are reused per thread, see `scratch`). Every memory access goes through the
 //! region checks of [`memory`], so a wrong program gets a [`VmError`], never
 //! undefined behaviour, and every run has a budget that stops loops.
 
 pub mod context;
 mod exec;
+mod fuse;
 mod machine;
 pub mod maps;
 pub mod memory;
 mod micro;
-mod stack;
+mod scratch;
 
 pub use context::{Input, SkbMeta};
 pub use maps::{MapDef, MapKind, Maps};
@@ -83,11 +84,16 @@ pub struct Program {
 
 impl Program {
     pub fn new(insns: &[Insn]) -> Result<Program, DecodeError> {
+        Ok(Program { code: micro::compile(&Self::slots(insns)?) })
+    }
+
+    /// The decoded op starting at each slot (`None`: an `LD_IMM64` tail).
+    fn slots(insns: &[Insn]) -> Result<Vec<Option<Op>>, DecodeError> {
         let mut slots = vec![None; insns.len()];
         for (slot, op) in super::insn::decode_all(insns)? {
             slots[slot] = Some(op);
         }
-        Ok(Program { code: micro::compile(&slots) })
+        Ok(slots)
     }
 
     /// Slots, as in the instructions it was built from.
