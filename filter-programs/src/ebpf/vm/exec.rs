@@ -57,10 +57,15 @@ pub(super) fn run(programs: &[&[Micro]], input: &Input, maps: &mut Maps, env: &E
         };
         run.go(programs)
     })
+    .map_err(|e| *e)
 }
 
 impl Run<'_, '_, '_> {
-    fn go(&mut self, programs: &[&[Micro]]) -> Result<u64, VmError> {
+    /// The error is boxed so that the result comes back in two registers:
+    /// copying a wide `Result` out through the thread-local's closure after
+    /// its narrow field stores stalled on store forwarding, a large share of
+    /// a short run.
+    fn go(&mut self, programs: &[&[Micro]]) -> Result<u64, Box<VmError>> {
         const SENTINEL: &[Micro] = &[Micro::FellOff];
         let mut code: &[Micro] = programs.first().copied().unwrap_or(SENTINEL);
         let mut r: Regs = [0; 16];
@@ -153,6 +158,18 @@ impl Run<'_, '_, '_> {
                     pc = if cmp.holds(v as u32, k) { target as usize } else { pc + load.slots() };
                     continue;
                 }
+                Micro::MovKK { dst, dst2, k, k2 } => {
+                    r[x(dst)] = k as u64;
+                    r[x(dst2)] = k2 as u64;
+                    pc += 2;
+                    continue;
+                }
+                Micro::LdxWW { dst, dst2, src, off, off2 } => {
+                    r[x(dst)] = self.ldx::<4>(pc, r[x(src)], off)?;
+                    r[x(dst2)] = self.ldx::<4>(pc + 1, r[x(src)], off2)?;
+                    pc += 2;
+                    continue;
+                }
                 Micro::RetK { k } => {
                     r[0] = k;
                     match self.exit(&mut r) {
@@ -177,7 +194,7 @@ impl Run<'_, '_, '_> {
                         Flow::TailCall(p) => {
                             let Some(target) = programs.get(p) else {
                                 let what = format!("tail call to program {p}, which was not given");
-                                return Err(VmError::Unsupported { pc, what });
+                                return Err(Box::new(VmError::Unsupported { pc, what }));
                             };
                             code = target;
                             r[1] = Region::Ctx.base();
@@ -188,8 +205,8 @@ impl Run<'_, '_, '_> {
                 }
                 // Decoding sends no jump here, and execution never runs
                 // into it (`LD_IMM64` steps over it).
-                Micro::Tail => return Err(VmError::BadJump { pc }),
-                Micro::FellOff => return Err(VmError::FellOff { pc }),
+                Micro::Tail => return Err(Box::new(VmError::BadJump { pc })),
+                Micro::FellOff => return Err(Box::new(VmError::FellOff { pc })),
             }
             pc += 1;
         }

@@ -5,7 +5,8 @@
 //! (an indirect jump that the branch predictor often misses), so a filter
 //! runs about as fast as it dispatches. The translator's output repeats a
 //! few shapes: the bounds check before direct packet access, a load and
-//! its byte swap, a load and the compare that tests it, and `r0 = k; exit`.
+//! its byte swap, a load and the compare that tests it, `r0 = k; exit`, and
+//! the prologue's pairs of moves and of context loads.
 //!
 //! A fused op sits in the first slot of its sequence and does what the
 //! slots would do in turn: the same register writes, the same error at the
@@ -29,6 +30,8 @@ pub(super) fn fuse(code: &mut [Micro]) {
         let fused = match code[pc] {
             Micro::MovX { dst, src: base } => check(dst, base, next(1), next(2)),
             Micro::MovK { dst: 0, k } if matches!(next(1), Micro::Exit) => Some(Micro::RetK { k }),
+            Micro::MovK { dst, k } => moves(dst, k, next(1)),
+            Micro::LdxW { dst, src, off } => loads(dst, src, off, next(1)),
             Micro::LdxB { dst, src, off } => load_jump(Load::B, dst, src, off, next(1)),
             Micro::LdxHBe { dst, src, off } => load_jump(Load::HBe, dst, src, off, next(2)),
             Micro::LdxWBe { dst, src, off } => load_jump(Load::WBe, dst, src, off, next(2)),
@@ -54,6 +57,26 @@ fn check(dst: u8, base: u8, add: Micro, jump: Micro) -> Option<Micro> {
     match (add, jump) {
         (Micro::AddK { dst: a, k }, Micro::JgtX { dst: j, src: end, target }) if a == dst && j == dst => {
             Some(Micro::Check { dst, base, end, k, target })
+        }
+        _ => None,
+    }
+}
+
+/// `dst = k; dst2 = k2`, both constants 32-bit.
+fn moves(dst: u8, k: u64, second: Micro) -> Option<Micro> {
+    match second {
+        Micro::MovK { dst: dst2, k: k2 } => {
+            Some(Micro::MovKK { dst, dst2, k: u32::try_from(k).ok()?, k2: u32::try_from(k2).ok()? })
+        }
+        _ => None,
+    }
+}
+
+/// `dst = *(u32 *)(src + off); dst2 = *(u32 *)(src + off2)`, `dst` not `src`.
+fn loads(dst: u8, src: u8, off: i16, second: Micro) -> Option<Micro> {
+    match second {
+        Micro::LdxW { dst: dst2, src: s, off: off2 } if s == src && dst != src => {
+            Some(Micro::LdxWW { dst, dst2, src, off, off2 })
         }
         _ => None,
     }

@@ -196,6 +196,22 @@ pub(super) enum Micro {
         k: u32,
         target: u32,
     },
+    /// Two moves of constants that fit in 32 bits.
+    MovKK {
+        dst: u8,
+        dst2: u8,
+        k: u32,
+        k2: u32,
+    },
+    /// Two 32-bit loads from one base register that the first leaves alone
+    /// (a program's first reads of the context).
+    LdxWW {
+        dst: u8,
+        dst2: u8,
+        src: u8,
+        off: i16,
+        off2: i16,
+    },
     /// `r0 = k; exit`.
     RetK {
         k: u64,

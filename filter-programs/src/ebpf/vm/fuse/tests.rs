@@ -31,6 +31,7 @@ fn translated_filters_are_fused() {
     assert!(count(|m| matches!(m, Micro::Check { .. })) >= 4);
     assert!(count(|m| matches!(m, Micro::LdJmp { .. })) >= 4);
     assert!(count(|m| matches!(m, Micro::RetK { .. })) >= 2);
+    assert_eq!(count(|m| matches!(m, Micro::MovKK { .. } | Micro::LdxWW { .. })), 2, "the prologue");
     // `ldxh` + `be16` whose compare is not next to it (none here), or
     // folded into a compare.
     assert_eq!(count(|m| matches!(m, Micro::LdxH { .. })), 0);
@@ -70,6 +71,14 @@ fn a_jump_into_a_sequence_runs_its_rest() {
 /// with registers and operands that sometimes break the pattern.
 #[derive(Clone, Debug)]
 enum Piece {
+    /// Two 32-bit loads, from the context (r6) or the packet (r1).
+    LoadPair {
+        dst: u8,
+        dst2: u8,
+        src: u8,
+        off: i16,
+        off2: i16,
+    },
     Check {
         dst: u8,
         base: u8,
@@ -151,6 +160,8 @@ fn piece() -> impl Strategy<Value = Piece> {
         1 => (op, r(), prop_oneof![0i32..3, 0x0800i32..0x0802, any::<i32>()], any::<usize>())
             .prop_map(|(op, dst, k, to)| Piece::Jump32 { op, dst, k, to }),
         1 => (prop_oneof![Just(0u8), r()], 0i32..3).prop_map(|(dst, k)| Piece::Ret { dst, k }),
+        1 => (prop_oneof![Just(6u8), r()], prop_oneof![Just(6u8), r()], prop_oneof![Just(6u8), Just(1u8)], -2i16..30, -2i16..30)
+            .prop_map(|(dst, dst2, src, off, off2)| Piece::LoadPair { dst, dst2, src, off, off2 }),
         1 => (prop_oneof![Just(0u8), r()], any::<i32>()).prop_map(|(dst, k)| Piece::Mov { dst, k }),
     ]
 }
@@ -202,6 +213,10 @@ fn assemble(pieces: &[Piece]) -> Vec<Insn> {
                 ops.push((Op::Exit, None));
             }
             Piece::Mov { dst, k } => ops.push((mov(dst, Operand::Imm(k)), None)),
+            Piece::LoadPair { dst, dst2, src, off, off2 } => {
+                ops.push((Op::Ldx { size: Size::W, signed: false, dst: reg(dst), src: reg(src), off }, None));
+                ops.push((Op::Ldx { size: Size::W, signed: false, dst: reg(dst2), src: reg(src), off: off2 }, None));
+            }
         }
     }
     ops.push((mov(0, Operand::Imm(9)), None));
@@ -233,6 +248,7 @@ proptest! {
         let fused = Program::new(&insns).unwrap();
         let fused_ops = fused.code.iter().filter(|m| matches!(m,
             Micro::Check { .. } | Micro::LdxHBe { .. } | Micro::LdxWBe { .. } | Micro::LdJmp { .. } | Micro::RetK { .. }
+                | Micro::MovKK { .. } | Micro::LdxWW { .. }
         )).count();
         prop_assert_eq!(run(&fused, &frame), run(&unfused(&insns), &frame), "{} fused ops", fused_ops);
     }
