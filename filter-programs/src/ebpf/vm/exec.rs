@@ -148,14 +148,14 @@ impl Run<'_, '_, '_> {
                     pc += 2;
                     continue;
                 }
-                Micro::LdJmp { load, cmp, dst, src, off, k, target } => {
+                Micro::LdJmp { load, cmp, dst, src, slots, off, mask, k, target } => {
                     let v = match load {
-                        Load::B => self.ldx::<1>(pc, r[x(src)], off)?,
-                        Load::HBe => (self.ldx::<2>(pc, r[x(src)], off)? as u16).swap_bytes() as u64,
-                        Load::WBe => (self.ldx::<4>(pc, r[x(src)], off)? as u32).swap_bytes() as u64,
-                    };
-                    r[x(dst)] = v;
-                    pc = if cmp.holds(v as u32, k) { target as usize } else { pc + load.slots() };
+                        Load::B => self.ldx::<1>(pc, r[x(src)], off)? as u32,
+                        Load::HBe => (self.ldx::<2>(pc, r[x(src)], off)? as u16).swap_bytes() as u32,
+                        Load::WBe => (self.ldx::<4>(pc, r[x(src)], off)? as u32).swap_bytes(),
+                    } & mask;
+                    r[x(dst)] = v as u64;
+                    pc = if cmp.holds(v, k) { target as usize } else { pc + slots as usize };
                     continue;
                 }
                 Micro::MovKK { dst, dst2, k, k2 } => {

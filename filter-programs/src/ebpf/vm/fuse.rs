@@ -32,9 +32,9 @@ pub(super) fn fuse(code: &mut [Micro]) {
             Micro::MovK { dst: 0, k } if matches!(next(1), Micro::Exit) => Some(Micro::RetK { k }),
             Micro::MovK { dst, k } => moves(dst, k, next(1)),
             Micro::LdxW { dst, src, off } => loads(dst, src, off, next(1)),
-            Micro::LdxB { dst, src, off } => load_jump(Load::B, dst, src, off, next(1)),
-            Micro::LdxHBe { dst, src, off } => load_jump(Load::HBe, dst, src, off, next(2)),
-            Micro::LdxWBe { dst, src, off } => load_jump(Load::WBe, dst, src, off, next(2)),
+            Micro::LdxB { dst, src, off } => load_jump(Load::B, dst, src, off, &next),
+            Micro::LdxHBe { dst, src, off } => load_jump(Load::HBe, dst, src, off, &next),
+            Micro::LdxWBe { dst, src, off } => load_jump(Load::WBe, dst, src, off, &next),
             _ => None,
         };
         if let Some(op) = fused {
@@ -82,11 +82,18 @@ fn loads(dst: u8, src: u8, off: i16, second: Micro) -> Option<Micro> {
     }
 }
 
-/// A load into `dst`, then a 32-bit compare of `dst`.
-fn load_jump(load: Load, dst: u8, src: u8, off: i16, jump: Micro) -> Option<Micro> {
+/// A load into `dst`, maybe `dst &= mask`, then a 32-bit compare of `dst`.
+/// (The loaded value has no bits above 32, so a 64-bit `and` masks it as
+/// its low 32 bits would.)
+fn load_jump(load: Load, dst: u8, src: u8, off: i16, next: &impl Fn(usize) -> Micro) -> Option<Micro> {
+    let after = load.slots();
+    let (mask, jump, slots) = match next(after) {
+        Micro::AndK { dst: d, k } if d == dst => (k as u32, next(after + 1), after + 2),
+        jump => (u32::MAX, jump, after + 1),
+    };
     match jump {
         Micro::Jmp32K { cmp, dst: d, k, target } if d == dst => {
-            Some(Micro::LdJmp { load, cmp, dst, src, off, k, target })
+            Some(Micro::LdJmp { load, cmp, dst, src, slots: slots as u8, off, mask, k, target })
         }
         _ => None,
     }

@@ -186,13 +186,16 @@ pub(super) enum Micro {
         src: u8,
         off: i16,
     },
-    /// A load (and its swap), then a 32-bit compare of the loaded value.
+    /// A load (and its swap, and a mask), then a 32-bit compare of the
+    /// result, covering `slots` slots. Unmasked, `mask` is all ones.
     LdJmp {
         load: Load,
         cmp: Cmp,
         dst: u8,
         src: u8,
+        slots: u8,
         off: i16,
+        mask: u32,
         k: u32,
         target: u32,
     },
@@ -264,12 +267,12 @@ impl Cmp {
     }
 }
 
-/// The load a [`Micro::LdJmp`] starts with, and so the slots it covers.
+/// The load a [`Micro::LdJmp`] starts with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Load {
-    /// `ldxb`: two slots with the jump.
+    /// `ldxb`: one slot.
     B,
-    /// `ldxh` + `be16`, `ldxw` + `be32`: three slots with the jump.
+    /// `ldxh` + `be16`, `ldxw` + `be32`: two slots.
     HBe,
     WBe,
 }
@@ -277,8 +280,8 @@ pub(super) enum Load {
 impl Load {
     pub(super) fn slots(self) -> usize {
         match self {
-            Load::B => 2,
-            Load::HBe | Load::WBe => 3,
+            Load::B => 1,
+            Load::HBe | Load::WBe => 2,
         }
     }
 }

@@ -106,6 +106,8 @@ enum Piece {
         dst: u8,
         off: i16,
         swap: bool,
+        /// `dst &= k`, 64- or 32-bit, between the load and the compare.
+        mask: Option<(bool, i32)>,
         op: JmpOp,
         k: i32,
         to: usize,
@@ -139,16 +141,9 @@ fn piece() -> impl Strategy<Value = Piece> {
     ];
     let load_jump = (size.clone(), r(), -2i16..70, any::<bool>(), op.clone(), 0i32..4, any::<usize>()).prop_flat_map(
         |(size, dst, off, swap, op, k, to)| {
-            (proptest::option::weighted(0.2, r())).prop_map(move |other| Piece::LoadJump {
-                size,
-                dst,
-                off,
-                swap,
-                op,
-                k,
-                to,
-                other,
-            })
+            let mask = (any::<bool>(), prop_oneof![Just(-65536), Just(0xff), Just(0x1fff), Just(1), any::<i32>()]);
+            (proptest::option::weighted(0.2, r()), proptest::option::of(mask))
+                .prop_map(move |(other, mask)| Piece::LoadJump { size, dst, off, swap, mask, op, k, to, other })
         },
     );
     prop_oneof![
@@ -196,11 +191,14 @@ fn assemble(pieces: &[Piece]) -> Vec<Insn> {
                     ops.push((Op::End { dst: reg(s), endian: Endian::ToBe, bits }, None));
                 }
             }
-            Piece::LoadJump { size, dst, off, swap, op, k, to, other } => {
+            Piece::LoadJump { size, dst, off, swap, mask, op, k, to, other } => {
                 ops.push((Op::Ldx { size, signed: false, dst: reg(dst), src: reg(1), off }, None));
                 if swap {
                     let bits = if size == Size::W { 32 } else { 16 };
                     ops.push((Op::End { dst: reg(dst), endian: Endian::ToBe, bits }, None));
+                }
+                if let Some((wide, m)) = mask {
+                    ops.push((Op::Alu { wide, op: AluOp::And, dst: reg(dst), src: Operand::Imm(m) }, None));
                 }
                 let d = reg(other.unwrap_or(dst));
                 ops.push((Op::Jmp { wide: false, op, dst: d, src: Operand::Imm(k), off: 0 }, Some(to)));
