@@ -10,7 +10,9 @@ use crate::cbpf::Size;
 
 impl Gen<'_> {
     /// `vlan [ID]`. A dead or offline handle sees tags in the packet
-    /// bytes, so this is libpcap's test without BPF extensions.
+    /// bytes, so this is libpcap's test without BPF extensions, except for
+    /// the outermost tag with [`Options::vlan_ext`](super::Options) (see
+    /// `vlan_ext`).
     pub(super) fn vlan(&mut self, id: Option<u32>) -> Result<Cond, CompileError> {
         if self.label_depth > 0 {
             return Err(self.err("no VLAN match after MPLS"));
@@ -21,24 +23,45 @@ impl Gen<'_> {
                 self.lay.link.description()
             )));
         }
-        let b0 = self.linktype(ETHERTYPE_8021Q)?;
-        let b1 = self.linktype(ETHERTYPE_8021AD)?;
-        let b1 = self.b.or(b0, b1);
-        let b2 = self.linktype(ETHERTYPE_8021QINQ)?;
-        let mut c = self.b.or(b1, b2);
+        let c = if self.vlan_ext_applies() {
+            self.vlan_metadata(id)?
+        } else {
+            self.vlan_in_bytes(id)?
+        };
+        self.vlan_depth += 1;
+        Ok(c)
+    }
+
+    /// The tag is in the packet bytes: test its TPID (and VID), then move
+    /// everything after it 4 bytes on.
+    fn vlan_in_bytes(&mut self, id: Option<u32>) -> Result<Cond, CompileError> {
+        let mut c = self.vlan_tpid_test()?;
         if let Some(id) = id {
-            if id > 0x0fff {
-                return Err(self.err(format!("VLAN tag {id} greater than maximum {}", 0x0fff)));
-            }
-            let vid = self.mcmp(OffRel::LinkPl, 0, Size::H, id, 0x0fff);
+            let vid = self.vlan_vid_test(id)?;
             c = self.b.and(c, vid);
         }
         self.lay.linkpl.k = self.lay.linkpl.k.wrapping_add(4);
         if let Some(t) = &mut self.lay.linktype {
             t.k = t.k.wrapping_add(4);
         }
-        self.vlan_depth += 1;
         Ok(c)
+    }
+
+    /// 802.1Q, 802.1ad or the old QinQ TPID where the link type is.
+    pub(super) fn vlan_tpid_test(&mut self) -> Result<Cond, CompileError> {
+        let b0 = self.linktype(ETHERTYPE_8021Q)?;
+        let b1 = self.linktype(ETHERTYPE_8021AD)?;
+        let b1 = self.b.or(b0, b1);
+        let b2 = self.linktype(ETHERTYPE_8021QINQ)?;
+        Ok(self.b.or(b1, b2))
+    }
+
+    /// The VID in the tag's TCI, at the link payload.
+    pub(super) fn vlan_vid_test(&mut self, id: u32) -> Result<Cond, CompileError> {
+        if id > 0x0fff {
+            return Err(self.err(format!("VLAN tag {id} greater than maximum {}", 0x0fff)));
+        }
+        Ok(self.mcmp(OffRel::LinkPl, 0, Size::H, id, 0x0fff))
     }
 
     /// `mpls [LABEL]`: the first one tests the EtherType, later ones that

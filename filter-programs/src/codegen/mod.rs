@@ -39,6 +39,7 @@ mod resolver;
 #[cfg(test)]
 mod tests;
 mod tunnel;
+mod vlan_ext;
 
 use std::sync::Arc;
 
@@ -73,6 +74,15 @@ pub struct Options {
     /// are refused on link types without the field in the packet, as
     /// libpcap refuses them on a savefile.
     pub linux_ext: bool,
+    /// The program will run as a Linux socket filter on a live capture,
+    /// where the kernel has moved the outer VLAN tag into metadata: `vlan`
+    /// tests it through SKF_AD_VLAN_TAG_PRESENT/SKF_AD_VLAN_TAG, as libpcap
+    /// does on a live Linux handle (BPF_SPECIAL_VLAN_HANDLING). Other loads
+    /// then read the frame as the kernel hands it over, tag taken out, so
+    /// the program means what live `tcpdump -i` means, not the frame as
+    /// sent (translate it with `translate::Options::kernel_view`). Off (the
+    /// default), `vlan` reads the tag in the packet bytes.
+    pub vlan_ext: bool,
     /// Where host, network, Ethernet, service and protocol names come from.
     pub resolver: Arc<dyn Resolver>,
 }
@@ -84,6 +94,7 @@ impl PartialEq for Options {
             && self.netmask == o.netmask
             && self.optimize == o.optimize
             && self.linux_ext == o.linux_ext
+            && self.vlan_ext == o.vlan_ext
             && Arc::ptr_eq(&self.resolver, &o.resolver)
     }
 }
@@ -97,6 +108,7 @@ impl Options {
             netmask: None,
             optimize: true,
             linux_ext: false,
+            vlan_ext: false,
             resolver: Arc::new(BuiltinResolver),
         }
     }
@@ -111,6 +123,7 @@ pub fn compile(expr: &str, opts: &Options) -> Result<Vec<Insn>, CompileError> {
         None => g.b.ret(opts.snaplen),
         Some(e) => {
             let c = g.expr(e)?;
+            g.vlan_vloffset_init(c.head)?;
             g.b.finish(c, opts.snaplen)
         }
     };
@@ -160,6 +173,10 @@ pub(crate) struct Gen<'a> {
     /// MPLS labels and VLAN tags seen so far (source order).
     label_depth: u32,
     vlan_depth: u32,
+    /// A `vlan` took the metadata path, so the payload and link-type
+    /// offsets have run-time parts that start at 0 (libpcap's
+    /// `is_vlan_vloffset`).
+    vlan_vloffset: bool,
     /// libpcap's scratch-register allocator: a round-robin over M[0..16].
     regused: [bool; MEMWORDS as usize],
     curreg: usize,
@@ -176,6 +193,7 @@ impl<'a> Gen<'a> {
             lay: Layout::new(opts.linktype),
             label_depth: 0,
             vlan_depth: 0,
+            vlan_vloffset: false,
             regused: [false; MEMWORDS as usize],
             curreg: 0,
             span: Span::default(),

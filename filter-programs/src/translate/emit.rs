@@ -105,7 +105,8 @@ impl<'a> Emitter<'a> {
             Some((_, nomatch)) => nomatch,
             None => asm.label(),
         };
-        let kernel = ops.iter().any(|op| match *op {
+        let kernel = options.kernel_view
+            || ops.iter().any(|op| match *op {
             Op::LdAbs { k, .. } | Op::LdInd { k, .. } | Op::LdxMsh { k } => (k as i32) < 0,
             _ => false,
         });

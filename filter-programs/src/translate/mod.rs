@@ -127,6 +127,13 @@ pub struct Options {
     /// filter's `BPF_PROG_TEST_RUN` pulls the Ethernet header first, so a
     /// replay engine passes 14 to give `len` the same meaning.
     pub socket_len_offset: u32,
+    /// Read the program as the kernel's own converter does even when it
+    /// uses none of the kernel's special offsets: on the socket and tc
+    /// hooks, every load addresses the frame as the kernel hands it over,
+    /// outer VLAN tag moved into metadata. That is how live `tcpdump -i`
+    /// filters on Linux (`filterd capture --vlan-view tcpdump`); without
+    /// it such a program judges the frame as sent (see the module doc).
+    pub kernel_view: bool,
 }
 
 /// Translates a classic program for `target`.

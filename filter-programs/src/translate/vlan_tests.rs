@@ -246,6 +246,33 @@ fn kernel_mode_programs_keep_one_copy() {
     assert_eq!(vm(&insns, &t.sent, SkbMeta::default()), 0);
 }
 
+#[test]
+fn the_kernel_view_reads_the_frame_as_handed_over() {
+    // ldh [12]; jeq #0x800, accept, reject: `ip`.
+    let ip = [
+        C::new(0x28, 0, 0, 12),
+        C::new(0x15, 0, 1, 0x0800),
+        C::new(0x06, 0, 0, 1),
+        C::new(0x06, 0, 0, 0),
+    ];
+    let mut untagged = vec![0xaa; 60];
+    untagged[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let t = tag(&untagged, 0x8100, 5);
+    let kernel = Options { kernel_view: true, ..Options::default() };
+    for target in TARGETS {
+        let sent = translate(&ip, target).unwrap();
+        let live = translate_with(&ip, target, &kernel).unwrap();
+        let yes = target.verdict(1) as u64;
+        let no = target.verdict(0) as u64;
+        // The frame as sent has 0x8100 at 12; the kernel's view 0x0800.
+        assert_eq!(vm(&sent, &t.stripped(), t.meta()), no, "{target:?}");
+        assert_eq!(vm(&live, &t.stripped(), t.meta()), yes, "{target:?}");
+        // Untagged frames: one meaning.
+        assert_eq!(vm(&live, &untagged, SkbMeta::default()), yes, "{target:?}");
+        assert_eq!(vm(&sent, &untagged, SkbMeta::default()), yes, "{target:?}");
+    }
+}
+
 /// One packet load of every shape: `ld`/`ldh`/`ldb [k]`, `ld*[x + k]`,
 /// `ldxb 4*([k]&0xf)` and `len`.
 #[derive(Clone, Debug)]

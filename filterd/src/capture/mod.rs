@@ -14,7 +14,11 @@
 //! expression means what `tcpdump -r` makes of the written file. Live
 //! `tcpdump -i` differs there: its classic filter sees the frame without
 //! the tag (except for `vlan`), so e.g. `ip` also matches 802.1Q-tagged IPv4
-//! on Linux; `tests/filterd_capture.rs` pins down both.
+//! on Linux. [`VlanView::Tcpdump`] asks for that meaning instead: libpcap's
+//! live-handle code for `vlan` (the tag from metadata, see
+//! `codegen::Options::vlan_ext`), every other load on the frame as the
+//! kernel hands it over. The stored bytes are the frame as sent either way,
+//! as tcpdump's are. `tests/filterd_capture.rs` pins down both views.
 
 pub mod ring;
 pub mod summary;
@@ -23,6 +27,7 @@ pub mod writer;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use filter_programs::cbpf::Insn;
 use filter_programs::codegen::{self, LinkType};
 use filter_programs::translate::{self, Target};
 
@@ -51,6 +56,19 @@ pub enum CaptureError {
     LinkType { iface: String, hatype: u32 },
 }
 
+/// Which frame the filter judges when the kernel took the outer VLAN tag
+/// out of the bytes (see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum VlanView {
+    /// The frame as on the wire, tag in place, as `tcpdump -r` judges the
+    /// file: `ip` skips 802.1Q-tagged IPv4.
+    #[default]
+    Sent,
+    /// What live `tcpdump -i` judges on Linux: the outer tag taken out and
+    /// read only by `vlan`, so `ip` matches tagged IPv4 too.
+    Tcpdump,
+}
+
 /// What to capture.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -62,6 +80,7 @@ pub struct Options {
     pub count: Option<u64>,
     /// Put the interface in promiscuous mode (tcpdump's default).
     pub promisc: bool,
+    pub vlan_view: VlanView,
 }
 
 impl Options {
@@ -80,21 +99,38 @@ pub enum Sink<'a> {
     Summary(&'a mut dyn Write),
 }
 
-/// The eBPF socket program for `expression` on Ethernet: libpcap's
-/// classic program (whose accepting return is `snaplen`, which the kernel
-/// applies as the truncation) translated for `SO_ATTACH_BPF`.
+/// The eBPF socket program for `expression` on Ethernet: [`classic`]
+/// translated for `SO_ATTACH_BPF`.
 pub fn compile(
     expression: &str,
     snaplen: u32,
+    view: VlanView,
 ) -> Result<Vec<filter_programs::ebpf::insn::Insn>, CaptureError> {
+    let classic = classic(expression, snaplen, view)?;
+    let options = translate::Options {
+        kernel_view: view == VlanView::Tcpdump,
+        ..translate::Options::default()
+    };
+    Ok(translate::translate_with(&classic, Target::Socket, &options)?)
+}
+
+/// libpcap's classic program for `expression` on Ethernet, whose accepting
+/// return is `snaplen` (the kernel applies it as the truncation).
+///
+/// The `sent` view is the program for a capture file: it judges the frame
+/// as sent, and its translation reads the outer tag back from metadata.
+/// The `tcpdump` view is the program libpcap makes for a live Linux handle,
+/// whose `vlan` reads the tag from metadata, translated to read the frame
+/// as the kernel hands it over, tag taken out (`kernel_view`): how live
+/// tcpdump's filter runs.
+pub fn classic(expression: &str, snaplen: u32, view: VlanView) -> Result<Vec<Insn>, CaptureError> {
     let opts = codegen::Options {
         snaplen,
         linux_ext: true,
+        vlan_ext: view == VlanView::Tcpdump,
         ..codegen::Options::new(LinkType::En10mb)
     };
-    let classic =
-        codegen::compile(expression, &opts).map_err(|e| CaptureError::Compile(e.render()))?;
-    Ok(translate::translate(&classic, Target::Socket)?)
+    codegen::compile(expression, &opts).map_err(|e| CaptureError::Compile(e.render()))
 }
 
 /// The frame as it was on the wire: the tag put back after the MAC
@@ -148,7 +184,7 @@ impl Capture {
             }
         }
         let snaplen = opts.effective_snaplen();
-        let insns = compile(&opts.expression, snaplen)?;
+        let insns = compile(&opts.expression, snaplen, opts.vlan_view)?;
         let filter = SocketProgram::load(&insns, "filterd_capture")?;
         let ring = Ring::open(ifindex, &filter, snaplen, opts.promisc)?;
         Ok(Capture {
@@ -275,6 +311,7 @@ mod tests {
             snaplen,
             count: None,
             promisc: false,
+            vlan_view: VlanView::Sent,
         };
         assert_eq!(o(0).effective_snaplen(), MAX_SNAPLEN);
         assert_eq!(o(96).effective_snaplen(), 96);
@@ -283,7 +320,24 @@ mod tests {
 
     #[test]
     fn compile_errors_are_the_expression_errors() {
-        let e = compile("tcp port", 96).expect_err("incomplete");
+        let e = compile("tcp port", 96, VlanView::Sent).expect_err("incomplete");
         assert!(matches!(e, CaptureError::Compile(_)), "{e}");
     }
+
+    #[test]
+    fn the_tcpdump_view_is_libpcaps_live_program_read_as_the_kernel_does() {
+        let plain = |e| classic(e, MAX_SNAPLEN, VlanView::Sent).expect("sent");
+        let live = |e| classic(e, MAX_SNAPLEN, VlanView::Tcpdump).expect("tcpdump");
+        // `vlan` reads metadata in the live program only.
+        assert_ne!(live("vlan 10 and ip"), plain("vlan 10 and ip"));
+        // Without `vlan` the classic programs are one; the translations
+        // differ, as only the `sent` one puts the tag back.
+        for e in ["ip", "tcp port 80"] {
+            assert_eq!(live(e), plain(e), "{e:?}");
+            let sent = compile(e, MAX_SNAPLEN, VlanView::Sent).expect("sent");
+            let tcpdump = compile(e, MAX_SNAPLEN, VlanView::Tcpdump).expect("tcpdump");
+            assert!(tcpdump.len() < sent.len(), "{e:?}: {} vs {}", tcpdump.len(), sent.len());
+        }
+    }
+
 }

@@ -1,4 +1,4 @@
-//! `filterd capture -i IFACE [-w FILE] [-c COUNT] [-s SNAPLEN] EXPR`: a thin
+//! `filterd capture -i IFACE [-w FILE] [-c COUNT] [-s SNAPLEN] [--vlan-view VIEW] EXPR`: a thin
 //! layer over [`crate::capture`].
 
 use std::fs::File;
@@ -35,6 +35,15 @@ pub struct CaptureArgs {
     /// Do not put the interface into promiscuous mode.
     #[arg(short = 'p', long = "no-promiscuous-mode")]
     pub no_promisc: bool,
+    /// Which frame the filter judges on VLAN-tagged packets; files hold
+    /// the frame as sent either way.
+    #[arg(
+        long = "vlan-view",
+        value_enum,
+        value_name = "VIEW",
+        default_value = "sent"
+    )]
+    pub vlan_view: capture::VlanView,
     /// The filter expression (empty: every packet); words are joined with
     /// spaces, as tcpdump joins them.
     #[arg(value_name = "EXPR", trailing_var_arg = true)]
@@ -56,6 +65,7 @@ pub fn run(a: CaptureArgs, out: &mut dyn Write) -> Result<(), Failure> {
         snaplen: a.snaplen,
         count: a.count,
         promisc: !a.no_promisc,
+        vlan_view: a.vlan_view,
     };
     let stop = capture::stop_on_signals()
         .map_err(|e| fail(EXIT_ERROR, format!("signal handlers: {e}")))?;

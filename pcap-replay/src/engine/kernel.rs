@@ -43,6 +43,7 @@ impl KernelEngine {
             } else {
                 0
             },
+            ..Options::default()
         };
         let ebpf = translate_with(insns, target, &options)
             .map_err(|e| translate_error(name, program, e))?;
