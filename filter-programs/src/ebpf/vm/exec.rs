@@ -158,10 +158,28 @@ impl Run<'_, '_, '_> {
                     pc = if cmp.holds(v, k) { target as usize } else { pc + slots as usize };
                     continue;
                 }
+                Micro::JmpPair { dst, cmp, cmp2, k, target, k2, target2 } => {
+                    let v = r[x(dst)] as u32;
+                    pc = if cmp.holds(v, k) {
+                        target as usize
+                    } else if cmp2.holds(v, k2) {
+                        target2 as usize
+                    } else {
+                        pc + 2
+                    };
+                    continue;
+                }
                 Micro::MovKK { dst, dst2, k, k2 } => {
                     r[x(dst)] = k as u64;
                     r[x(dst2)] = k2 as u64;
                     pc += 2;
+                    continue;
+                }
+                Micro::MovXKK { d, s, dst, dst2, k, k2 } => {
+                    r[x(d)] = r[x(s)];
+                    r[x(dst)] = k as u64;
+                    r[x(dst2)] = k2 as u64;
+                    pc += 3;
                     continue;
                 }
                 Micro::LdxWW { dst, dst2, src, off, off2 } => {

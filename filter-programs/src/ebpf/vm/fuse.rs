@@ -6,7 +6,8 @@
 //! runs about as fast as it dispatches. The translator's output repeats a
 //! few shapes: the bounds check before direct packet access, a load and
 //! its byte swap, a load and the compare that tests it, `r0 = k; exit`, and
-//! the prologue's pairs of moves and of context loads.
+//! the prologue's pairs of moves and of context loads, and two compares of
+//! one register in a row.
 //!
 //! A fused op sits in the first slot of its sequence and does what the
 //! slots would do in turn: the same register writes, the same error at the
@@ -32,6 +33,12 @@ pub(super) fn fuse(code: &mut [Micro]) {
             Micro::MovK { dst: 0, k } if matches!(next(1), Micro::Exit) => Some(Micro::RetK { k }),
             Micro::MovK { dst, k } => moves(dst, k, next(1)),
             Micro::LdxW { dst, src, off } => loads(dst, src, off, next(1)),
+            Micro::Jmp32K { cmp, dst, k, target } => match next(1) {
+                Micro::Jmp32K { cmp: cmp2, dst: d, k: k2, target: target2 } if d == dst => {
+                    Some(Micro::JmpPair { dst, cmp, cmp2, k, target, k2, target2 })
+                }
+                _ => None,
+            },
             Micro::LdxB { dst, src, off } => load_jump(Load::B, dst, src, off, &next),
             Micro::LdxHBe { dst, src, off } => load_jump(Load::HBe, dst, src, off, &next),
             Micro::LdxWBe { dst, src, off } => load_jump(Load::WBe, dst, src, off, &next),
@@ -39,6 +46,12 @@ pub(super) fn fuse(code: &mut [Micro]) {
         };
         if let Some(op) = fused {
             code[pc] = op;
+        }
+    }
+    // A move before a pair of constant moves: the prologue's three.
+    for pc in 0..code.len().saturating_sub(1) {
+        if let (Micro::MovX { dst: d, src: s }, Micro::MovKK { dst, dst2, k, k2 }) = (code[pc], code[pc + 1]) {
+            code[pc] = Micro::MovXKK { d, s, dst, dst2, k, k2 };
         }
     }
 }

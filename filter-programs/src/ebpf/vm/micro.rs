@@ -199,8 +199,28 @@ pub(super) enum Micro {
         k: u32,
         target: u32,
     },
+    /// Two 32-bit compares of one register with constants, one after the
+    /// other (a switch on the EtherType or the protocol).
+    JmpPair {
+        dst: u8,
+        cmp: Cmp,
+        cmp2: Cmp,
+        k: u32,
+        target: u32,
+        k2: u32,
+        target2: u32,
+    },
     /// Two moves of constants that fit in 32 bits.
     MovKK {
+        dst: u8,
+        dst2: u8,
+        k: u32,
+        k2: u32,
+    },
+    /// `d = s`, then a [`Micro::MovKK`]: three slots.
+    MovXKK {
+        d: u8,
+        s: u8,
         dst: u8,
         dst2: u8,
         k: u32,

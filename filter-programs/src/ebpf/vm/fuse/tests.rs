@@ -31,10 +31,18 @@ fn translated_filters_are_fused() {
     assert!(count(|m| matches!(m, Micro::Check { .. })) >= 4);
     assert!(count(|m| matches!(m, Micro::LdJmp { .. })) >= 4);
     assert!(count(|m| matches!(m, Micro::RetK { .. })) >= 2);
-    assert_eq!(count(|m| matches!(m, Micro::MovKK { .. } | Micro::LdxWW { .. })), 2, "the prologue");
+    assert!(matches!(p.code[0], Micro::MovXKK { .. }), "{:?}", p.code[0]);
+    assert!(matches!(p.code[3], Micro::LdxWW { .. }), "{:?}", p.code[3]);
     // `ldxh` + `be16` whose compare is not next to it (none here), or
     // folded into a compare.
     assert_eq!(count(|m| matches!(m, Micro::LdxH { .. })), 0);
+}
+
+/// Fused ops fit in the slot size of the rest (a bigger `Micro` would
+/// make every program's code bigger).
+#[test]
+fn micro_ops_stay_small() {
+    assert!(std::mem::size_of::<Micro>() <= 24, "{}", std::mem::size_of::<Micro>());
 }
 
 /// A jump into the middle of a bounds check runs only the rest of it.
@@ -71,6 +79,15 @@ fn a_jump_into_a_sequence_runs_its_rest() {
 /// with registers and operands that sometimes break the pattern.
 #[derive(Clone, Debug)]
 enum Piece {
+    /// `d = s; a = ka; b = kb` (the prologue's shape).
+    Moves {
+        d: u8,
+        s: u8,
+        a: u8,
+        ka: i32,
+        b: u8,
+        kb: i32,
+    },
     /// Two 32-bit loads, from the context (r6) or the packet (r1).
     LoadPair {
         dst: u8,
@@ -146,7 +163,9 @@ fn piece() -> impl Strategy<Value = Piece> {
                 .prop_map(move |(other, mask)| Piece::LoadJump { size, dst, off, swap, mask, op, k, to, other })
         },
     );
+    let k = || prop_oneof![Just(0i32), Just(-1), any::<i32>()];
     prop_oneof![
+        1 => (r(), r(), r(), k(), r(), k()).prop_map(|(d, s, a, ka, b, kb)| Piece::Moves { d, s, a, ka, b, kb }),
         2 => load_jump,
         1 => (r(), r(), r(), r(), -4i32..70, any::<usize>())
             .prop_map(|(dst, base, add, end, k, to)| Piece::Check { dst, base, add, end, k, to }),
@@ -211,6 +230,11 @@ fn assemble(pieces: &[Piece]) -> Vec<Insn> {
                 ops.push((Op::Exit, None));
             }
             Piece::Mov { dst, k } => ops.push((mov(dst, Operand::Imm(k)), None)),
+            Piece::Moves { d, s, a, ka, b, kb } => {
+                ops.push((mov(d, Operand::Reg(reg(s))), None));
+                ops.push((mov(a, Operand::Imm(ka)), None));
+                ops.push((mov(b, Operand::Imm(kb)), None));
+            }
             Piece::LoadPair { dst, dst2, src, off, off2 } => {
                 ops.push((Op::Ldx { size: Size::W, signed: false, dst: reg(dst), src: reg(src), off }, None));
                 ops.push((Op::Ldx { size: Size::W, signed: false, dst: reg(dst2), src: reg(src), off: off2 }, None));
@@ -246,7 +270,7 @@ proptest! {
         let fused = Program::new(&insns).unwrap();
         let fused_ops = fused.code.iter().filter(|m| matches!(m,
             Micro::Check { .. } | Micro::LdxHBe { .. } | Micro::LdxWBe { .. } | Micro::LdJmp { .. } | Micro::RetK { .. }
-                | Micro::MovKK { .. } | Micro::LdxWW { .. }
+                | Micro::MovKK { .. } | Micro::MovXKK { .. } | Micro::LdxWW { .. } | Micro::JmpPair { .. }
         )).count();
         prop_assert_eq!(run(&fused, &frame), run(&unfused(&insns), &frame), "{} fused ops", fused_ops);
     }
