@@ -1,5 +1,5 @@
-//! `filterd capture -i IFACE [-w FILE] [-c COUNT] [-s SNAPLEN] [--vlan-view VIEW] EXPR`: a thin
-//! layer over [`crate::capture`].
+//! `filterd capture -i IFACE [-w FILE] [-c COUNT] [-s SNAPLEN]
+//! [--vlan-view VIEW] EXPR`: a thin layer over [`crate::capture`].
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -14,7 +14,8 @@ use crate::capture::{self, Capture, CaptureError, Sink, LINKTYPE_ETHERNET};
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
     filterd capture -i eth0 tcp port 443\n  \
-    filterd capture -i eth0 -c 100 -w web.pcapng 'tcp port 80 or tcp port 443'\n\n\
+    filterd capture -i eth0 -c 100 -w web.pcapng 'tcp port 80 or tcp port 443'\n  \
+    filterd capture -i eth0 --vlan-view tcpdump ip    # also 802.1Q-tagged IPv4, as tcpdump -i\n\n\
     The filter runs in the kernel as filterd's own eBPF socket program.\n\
     Files ending in .pcapng are written as pcapng, anything else as pcap.\n\
     Ctrl-C (or SIGTERM) stops the capture and flushes the file.")]
