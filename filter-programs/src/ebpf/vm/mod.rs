@@ -1,10 +1,12 @@
 //! A user-space eBPF interpreter with the kernel's semantics, for socket
 //! filter, tc and XDP programs.
 //!
-//! Programs are lowered once into micro-ops (see `micro`); a run allocates
-//! nothing (registers live on the host stack; the stack, call frames and
-//! context bytes are reused per thread, see `scratch`). Every memory access goes through the
-//! region checks of [`memory`], so a wrong program gets a [`VmError`], never
+//! Programs are lowered once into micro-ops (see `micro`), and the common
+//! sequences fused (see `fuse`). A run that ends with a verdict allocates
+//! nothing: registers live on the host stack; the stack, call frames and
+//! context bytes are reused per thread (see `scratch`). Only a failing run
+//! allocates, for its error. Every memory access goes through the region
+//! checks of [`memory`], so a wrong program gets a [`VmError`], never
 //! undefined behaviour, and every run has a budget that stops loops.
 
 pub mod context;
