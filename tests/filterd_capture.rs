@@ -177,6 +177,11 @@ fn readable_by_both(path: &Path, n: usize) {
     }
 }
 
+/// The frames (sequence number and kind) in `a` and not in `b`.
+fn only_in(a: &BTreeSet<u16>, b: &BTreeSet<u16>, by_seq: &BTreeMap<u16, &Frame>) -> Vec<String> {
+    a.difference(b).map(|k| format!("{k} {}", by_seq[k].kind)).collect()
+}
+
 /// Expressions and snap lengths. The `vlan` ones read the tag; the others
 /// meet tagged frames too (`ip`, `arp`, `ip6`, `tcp` run inside tags).
 const CASES: &[(&str, u32)] = &[
@@ -275,16 +280,11 @@ fn capture_records_what_tcpdump_records() {
             .into_iter()
             .filter(arrives)
             .collect();
-        let diff = |a: &BTreeSet<u16>, b: &BTreeSet<u16>| -> Vec<String> {
-            a.difference(b)
-                .map(|k| format!("{k} {}", by_seq[k].kind))
-                .collect()
-        };
         assert!(
             ours_set == as_sent,
             "{ctx}\nfilterd vs libpcap on the frame as sent: extra {:?}, missing {:?}",
-            diff(&ours_set, &as_sent),
-            diff(&as_sent, &ours_set)
+            only_in(&ours_set, &as_sent, &by_seq),
+            only_in(&as_sent, &ours_set, &by_seq)
         );
         let plain = |s: &BTreeSet<u16>| -> BTreeSet<u16> {
             s.iter().copied().filter(|q| !tagged(q)).collect()
@@ -466,16 +466,11 @@ fn tcpdump_view_records_what_tcpdump_records() {
         );
         let set = |p: &Packets| -> BTreeSet<u16> { p.keys().copied().collect() };
         let (live_set, tcpdump_set) = (set(&got), set(&want));
-        let diff = |a: &BTreeSet<u16>, b: &BTreeSet<u16>| -> Vec<String> {
-            a.difference(b)
-                .map(|k| format!("{k} {}", by_seq[k].kind))
-                .collect()
-        };
         assert!(
             live_set == tcpdump_set,
             "{ctx}\nfilterd --vlan-view tcpdump vs tcpdump -i: extra {:?}, missing {:?}",
-            diff(&live_set, &tcpdump_set),
-            diff(&tcpdump_set, &live_set)
+            only_in(&live_set, &tcpdump_set, &by_seq),
+            only_in(&tcpdump_set, &live_set, &by_seq)
         );
         // Byte for byte tcpdump's records: the frame as sent, cut to -s.
         assert_eq!(got, want, "{ctx}: stored packets differ from tcpdump's");
@@ -489,8 +484,8 @@ fn tcpdump_view_records_what_tcpdump_records() {
             assert!(
                 sent_set == oracle_sent,
                 "{ctx}\ndefault view vs libpcap on the frame as sent: extra {:?}, missing {:?}",
-                diff(&sent_set, &oracle_sent),
-                diff(&oracle_sent, &sent_set)
+                only_in(&sent_set, &oracle_sent, &by_seq),
+                only_in(&oracle_sent, &sent_set, &by_seq)
             );
             if sent_set != live_set {
                 views_differ.push(expr);

@@ -80,6 +80,7 @@ pub struct Options {
     pub count: Option<u64>,
     /// Put the interface in promiscuous mode (tcpdump's default).
     pub promisc: bool,
+    /// What the filter judges on VLAN-tagged frames.
     pub vlan_view: VlanView,
 }
 
@@ -339,5 +340,4 @@ mod tests {
             assert!(tcpdump.len() < sent.len(), "{e:?}: {} vs {}", tcpdump.len(), sent.len());
         }
     }
-
 }

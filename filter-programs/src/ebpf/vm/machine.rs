@@ -118,8 +118,8 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
 
     pub(super) fn load(&mut self, pc: usize, addr: u64, size: usize) -> Result<u64, VmError> {
         let v = match Region::of(addr) {
-            Some((Region::Ctx, off)) => match self.pointers.iter().find(|(o, _)| *o == off) {
-                Some(&(_, p)) if size >= 4 => Some(p),
+            Some((Region::Ctx, off)) => match self.pointer(addr) {
+                Some(p) if size >= 4 => Some(p),
                 _ => read_le(self.ctx(), off, size),
             },
             Some((Region::Stack, off)) => read_le(&self.stack.bytes, off, size),
