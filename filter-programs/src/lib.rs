@@ -7,6 +7,9 @@ pub mod codegen;
 pub mod ebpf;
 pub mod elf;
 pub mod expr;
+pub mod hook;
 pub mod optimize;
 pub mod ruleset;
 pub mod translate;
+
+pub use hook::Hook;

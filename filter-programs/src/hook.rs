@@ -1,0 +1,138 @@
+//! Where an eBPF program runs: the one name for the three attach points
+//! this toolkit compiles for. The translator, the checker, the ELF writer,
+//! the VM's engines, the kernel loader and the CLIs all speak of a hook
+//! through this type, so the kernel's program type, the section name that
+//! loaders read and the loop budget are decided once, here.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// An attach point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hook {
+    /// A socket filter (`SO_ATTACH_BPF`, and packet sockets):
+    /// `BPF_PROG_TYPE_SOCKET_FILTER`.
+    Socket,
+    /// eXpress Data Path, before the kernel allocates an skb:
+    /// `BPF_PROG_TYPE_XDP`.
+    Xdp,
+    /// A tc classifier in direct-action mode: `BPF_PROG_TYPE_SCHED_CLS`.
+    Tc,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 3] = [Hook::Socket, Hook::Xdp, Hook::Tc];
+
+    /// The short name the CLIs take and print: `socket`, `xdp`, `tc`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Socket => "socket",
+            Hook::Xdp => "xdp",
+            Hook::Tc => "tc",
+        }
+    }
+
+    /// The name in prose, as the kernel's documentation says it.
+    pub fn description(self) -> &'static str {
+        match self {
+            Hook::Socket => "socket filter",
+            Hook::Xdp => "XDP",
+            Hook::Tc => "tc classifier",
+        }
+    }
+
+    /// `BPF_PROG_TYPE_*` from `<linux/bpf.h>`.
+    pub fn prog_type(self) -> u32 {
+        match self {
+            Hook::Socket => 1,
+            Hook::Tc => 3,
+            Hook::Xdp => 6,
+        }
+    }
+
+    /// The ELF section our objects use: the exact names both aya and
+    /// libbpf accept (aya refuses `xdp/NAME` and `tc`).
+    pub fn section(self) -> &'static str {
+        match self {
+            Hook::Socket => "socket",
+            Hook::Xdp => "xdp",
+            Hook::Tc => "classifier",
+        }
+    }
+
+    /// The hook libbpf's section naming gives: `socket*`, `xdp*`, and
+    /// `classifier*`, `tc*` or `tcx*` for tc.
+    pub fn of_section(name: &str) -> Option<Hook> {
+        let head = name.split('/').next().unwrap_or(name);
+        let head = head.split('.').next().unwrap_or(head);
+        match head {
+            "socket" | "socket_filter" => Some(Hook::Socket),
+            "xdp" => Some(Hook::Xdp),
+            "classifier" | "tc" | "tcx" => Some(Hook::Tc),
+            _ => None,
+        }
+    }
+
+    /// Most turns a bounded loop (libpcap's `protochain`) may take on this
+    /// hook: what the kernel is known to walk within its complexity limit
+    /// here. The translator sets its loop counters to it and the checker
+    /// refuses larger ones.
+    pub fn loop_budget(self) -> u32 {
+        match self {
+            Hook::Xdp => 32,
+            Hook::Tc => 40,
+            Hook::Socket => 100,
+        }
+    }
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is not `socket`, `xdp` or `tc`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown hook {0:?}: expected socket, xdp or tc")]
+pub struct UnknownHook(pub String);
+
+impl FromStr for Hook {
+    type Err = UnknownHook;
+
+    fn from_str(s: &str) -> Result<Hook, UnknownHook> {
+        Hook::ALL
+            .into_iter()
+            .find(|h| h.name() == s)
+            .ok_or_else(|| UnknownHook(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for h in Hook::ALL {
+            assert_eq!(h.name().parse::<Hook>(), Ok(h));
+            assert_eq!(Hook::of_section(h.section()), Some(h));
+        }
+        assert!("classifier".parse::<Hook>().is_err());
+    }
+
+    #[test]
+    fn libbpf_section_names() {
+        assert_eq!(Hook::of_section("xdp/ingress"), Some(Hook::Xdp));
+        assert_eq!(Hook::of_section("tcx.ingress"), Some(Hook::Tc));
+        assert_eq!(Hook::of_section("socket_filter"), Some(Hook::Socket));
+        assert_eq!(Hook::of_section("kprobe/x"), None);
+    }
+
+    #[test]
+    fn kernel_program_types() {
+        assert_eq!(Hook::Socket.prog_type(), 1);
+        assert_eq!(Hook::Tc.prog_type(), 3);
+        assert_eq!(Hook::Xdp.prog_type(), 6);
+    }
+}
