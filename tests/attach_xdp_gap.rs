@@ -25,7 +25,7 @@ use filter_programs::ebpf::insn::{
 };
 use filter_programs::elf::{MapBtf, Object, Section, ValueLayout};
 use filterd::attach::{pin, Program, XdpHook, XdpMode};
-use filterd::classic::attach_classic_filter;
+use bpf_kernel::socket::attach_classic;
 
 struct PinScope(PathBuf);
 
@@ -174,7 +174,7 @@ fn flood(tag: &str, atomic: bool) -> Flood {
             cbpf::Insn::new(0x06, 0, 0, u32::MAX),
             cbpf::Insn::new(0x06, 0, 0, 0),
         ];
-        attach_classic_filter(rx.as_fd(), &only_ours).expect("filter");
+        attach_classic(rx.as_fd(), &only_ours).expect("filter");
         rx.bind_all(v1).expect("bind");
         let mut frame = vec![0xffu8; 6];
         frame.extend_from_slice(&SRC_OUI);

@@ -253,7 +253,7 @@ pub fn stats_counts(doc: &serde_json::Value) -> Vec<(String, u64, u64)> {
 /// The XDP program id the kernel reports on v1, if any.
 pub fn xdp_prog_id(ns: &Netns) -> Option<u32> {
     ns.enter(|| {
-        let links = filterd::attach::netlink::links().expect("netlink");
+        let links = bpf_kernel::netlink::links().expect("netlink");
         links
             .into_iter()
             .find(|l| l.name == "v1")

@@ -13,7 +13,8 @@ use filter_programs::ebpf::check::{check, check_with, Options, ProgKind};
 use filter_programs::ebpf::disasm::disassemble;
 use filter_programs::ebpf::insn::{AluOp, CallTarget, Insn, JmpOp, Op, Operand, Pseudo, Reg, Size};
 use filter_programs::translate::{translate, Target, TranslateError};
-use filterd::bpf::{load, LoadError, ProgType};
+use bpf_kernel::{load, LoadError};
+use filter_programs::Hook;
 use pcap_replay::libpcap::{self, CompileOptions};
 use proptest::prelude::*;
 
@@ -23,18 +24,18 @@ const TARGETS: [Target; 3] = [
     Target::Tc(filter_programs::translate::Actions::TC),
 ];
 
-fn prog_type(k: ProgKind) -> ProgType {
+fn hook(k: ProgKind) -> Hook {
     match k {
-        ProgKind::SocketFilter => ProgType::SocketFilter,
-        ProgKind::Xdp => ProgType::Xdp,
-        ProgKind::SchedCls => ProgType::SchedCls,
+        ProgKind::SocketFilter => Hook::Socket,
+        ProgKind::Xdp => Hook::Xdp,
+        ProgKind::SchedCls => Hook::Tc,
     }
 }
 
 /// The kernel's verdict; a load failure that is not the verifier's is a
 /// test failure, not a rejection.
 fn kernel_accepts(insns: &[Insn], kind: ProgKind) -> Result<(), String> {
-    match load(prog_type(kind), insns, "precheck") {
+    match load(hook(kind), insns, "precheck") {
         Ok(_) => Ok(()),
         Err(LoadError::Verifier { log, .. }) => {
             let tail: Vec<&str> = log.lines().rev().take(3).collect();

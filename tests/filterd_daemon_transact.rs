@@ -21,7 +21,7 @@ use support::*;
 /// The XDP program id on `name` in the test's namespace, if any.
 fn prog_on(ns: &Netns, name: &str) -> Option<u32> {
     ns.enter(|| {
-        filterd::attach::netlink::links()
+        bpf_kernel::netlink::links()
             .expect("netlink")
             .into_iter()
             .find(|l| l.name == name)

@@ -38,8 +38,8 @@ use std::time::{Duration, Instant};
 use e2e::{frames, net};
 use filter_programs::cbpf::{self, skf::SKF_NET_OFF};
 use filter_programs::translate::{translate, Target};
-use filterd::classic::attach_classic_filter;
-use filterd::socket::{self, SocketProgram};
+use bpf_kernel::socket::{self, attach_classic};
+use filterd::socket::SocketProgram;
 use frames::{seq_of, Frame};
 use net::{ifindex, Netns, PacketSocket, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID};
 use pcap_replay::libpcap::{self, CompileOptions};
@@ -205,7 +205,7 @@ fn round(progs: &[Compiled], frames: &[Frame]) -> Round {
     let mut socks = Vec::new();
     for p in progs {
         let classic = PacketSocket::new().expect("socket");
-        if let Err(e) = attach_classic_filter(classic.as_fd(), &p.classic) {
+        if let Err(e) = attach_classic(classic.as_fd(), &p.classic) {
             eprintln!(
                 "{:?}: the kernel refuses the classic program ({e}); skipped",
                 p.expr
@@ -538,7 +538,7 @@ fn udp_l3_filter_on_loopback() {
     prog.attach(rx.as_fd()).expect("attach ours");
     send_both(&rx);
     assert_eq!(heard(&rx), only_a, "our eBPF");
-    attach_classic_filter(rx.as_fd(), &classic).expect("attach classic");
+    attach_classic(rx.as_fd(), &classic).expect("attach classic");
     send_both(&rx);
     assert_eq!(heard(&rx), only_a, "kernel's converter");
     socket::detach(rx.as_fd()).expect("detach");

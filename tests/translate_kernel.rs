@@ -12,16 +12,17 @@ use filter_programs::cbpf::{Insn, Op};
 use filter_programs::ebpf::vm::{Env, Input, Maps, Program, SkbMeta};
 use filter_programs::cbpf::interp::Program as Classic;
 use filter_programs::translate::{max_loop_iterations, translate, Target, TranslateError};
-use filterd::bpf::{load, LoadError, ProgType};
+use bpf_kernel::{load, LoadError};
+use filter_programs::Hook;
 use pcap_replay::libpcap::{self, CompileOptions};
 
 const TARGETS: [Target; 3] = [Target::Socket, Target::Xdp(filter_programs::translate::Actions::XDP), Target::Tc(filter_programs::translate::Actions::TC)];
 
-fn prog_type(t: Target) -> ProgType {
+fn hook(t: Target) -> Hook {
     match t {
-        Target::Socket => ProgType::SocketFilter,
-        Target::Xdp(_) => ProgType::Xdp,
-        Target::Tc(_) => ProgType::SchedCls,
+        Target::Socket => Hook::Socket,
+        Target::Xdp(_) => Hook::Xdp,
+        Target::Tc(_) => Hook::Tc,
     }
 }
 
@@ -90,7 +91,7 @@ fn every_corpus_program_passes_the_verifier_on_every_target() {
                     continue;
                 }
             };
-            match load(prog_type(t), &insns, "corpus") {
+            match load(hook(t), &insns, "corpus") {
                 Ok(_) => loaded += 1,
                 Err(LoadError::Verifier { log, .. }) => {
                     let tail: Vec<&str> = log.lines().rev().take(4).map(|l| &l[..l.len().min(160)]).collect();
@@ -140,7 +141,7 @@ fn kernel_test_run_equals_vm_on_every_en10mb_packet() {
                 Err(TranslateError::Unsupported { .. }) => continue,
                 Err(e) => panic!("{expr:?} {}: {e}", t.name()),
             };
-            let kernel = match load(prog_type(t), &insns, "corpus") {
+            let kernel = match load(hook(t), &insns, "corpus") {
                 Ok(k) => k,
                 Err(e) => panic!("{expr:?} {} does not load (see the verifier test): {}", t.name(), short(&e.to_string())),
             };

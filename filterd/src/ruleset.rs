@@ -16,7 +16,7 @@ use filter_programs::ebpf::disasm::disassemble;
 use filter_programs::ruleset::compile::{Compiled, COUNTERS_MAP, PROGRAMS_MAP};
 use filter_programs::ruleset::dryrun::Counter;
 
-use crate::bpf::{self, TestRun};
+use bpf_kernel::TestRun;
 
 /// The entry program's name in the object (`filterd`).
 pub use filter_programs::ruleset::compile::PROGRAM;
@@ -114,7 +114,7 @@ impl LoadedRuleset {
     /// One `BPF_PROG_TEST_RUN` of the program on `frame`; counters count it.
     pub fn test_run(&self, frame: &[u8], repeat: u32) -> Result<TestRun, LoadError> {
         let fd = self.program_fd()?;
-        bpf::test_run(fd, frame, repeat).map_err(LoadError::TestRun)
+        bpf_kernel::test_run(fd, frame, repeat).map_err(LoadError::TestRun)
     }
 
     /// Counters summed over CPUs, in counter order (rules, then default).

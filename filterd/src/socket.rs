@@ -1,13 +1,13 @@
-//! eBPF socket filters on sockets the caller owns: `SO_ATTACH_BPF`,
-//! `SO_DETACH_BPF`, and replacing one filter with another.
+//! eBPF socket filters on sockets the caller owns: `SO_ATTACH_BPF`, and
+//! replacing one filter with another.
 //!
 //! [`SocketProgram`] goes through aya: the instructions are written as an
 //! ELF object in memory (`filter_programs::elf`), aya parses and loads it as
 //! a `SocketFilter`, and aya's `attach` does the `setsockopt`. aya has no
 //! way to adopt a program fd it did not load itself (only `from_pin`), so
-//! programs loaded raw with [`crate::bpf::load`] (what the corpus tests use,
+//! programs loaded raw with [`bpf_kernel::load`] (what the corpus tests use,
 //! for the verifier log on thousands of programs) are attached by
-//! [`attach_ebpf`], the one raw `setsockopt` here.
+//! [`bpf_kernel::socket::attach_ebpf`].
 //!
 //! # Replacing a filter has no unfiltered moment
 //!
@@ -24,21 +24,20 @@
 //! in `tests/socket_kernel_converter.rs` checks this under traffic.
 //!
 //! A socket has one filter slot: classic (`SO_ATTACH_FILTER`) and eBPF
-//! (`SO_ATTACH_BPF`) programs replace each other, and [`detach`] removes
-//! whichever is there. Dropping a [`SocketProgram`] closes our program fd
-//! but does not detach it: the socket holds its own reference.
+//! (`SO_ATTACH_BPF`) programs replace each other, and
+//! [`bpf_kernel::socket::detach`] removes whichever is there. Dropping a
+//! [`SocketProgram`] closes our program fd but does not detach it: the
+//! socket holds its own reference.
 //!
 //! The return value of a socket program is the number of bytes to keep:
 //! 0 drops the packet, anything at least its length keeps all of it.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 
 use aya::programs::{ProgramError, SocketFilter, SocketFilterError};
 use filter_programs::ebpf::insn::Insn;
 use filter_programs::elf::{self, ElfError, Object, Section};
-
-use crate::bpf::Loaded;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
@@ -127,36 +126,6 @@ impl SocketProgram {
     }
 }
 
-/// Attaches a program loaded raw with [`crate::bpf::load`] (program type
-/// `SocketFilter`) to `sock`, replacing any filter already there. aya
-/// cannot adopt such a program fd, hence this raw path.
-pub fn attach_ebpf(sock: BorrowedFd<'_>, prog: &Loaded) -> io::Result<()> {
-    let prog_fd: libc::c_int = prog.fd().as_raw_fd();
-    // SAFETY: the option value is a readable int of the size passed; the
-    // kernel takes its own reference on the program.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_BPF,
-            (&prog_fd as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Removes the filter of `sock`, eBPF or classic (`SO_DETACH_BPF` is the
-/// same option as `SO_DETACH_FILTER`). Fails with `ENOENT` when there is
-/// none.
-pub fn detach(sock: BorrowedFd<'_>) -> io::Result<()> {
-    SocketFilter::detach(sock).map_err(into_io)
-}
-
 /// Keeps the errno of a failed `setsockopt` visible to callers (ENOENT,
 /// EPERM for a locked filter, ...).
 fn into_io(e: ProgramError) -> io::Error {
@@ -171,7 +140,8 @@ fn into_io(e: ProgramError) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bpf::{self, ProgType};
+    use bpf_kernel::socket::{attach_ebpf, detach};
+    use filter_programs::Hook;
     use filter_programs::ebpf::asm::Asm;
     use filter_programs::ebpf::insn::{Operand, Reg};
     use std::net::UdpSocket;
@@ -217,8 +187,8 @@ mod tests {
         drop_all.attach(rx.as_fd()).expect("attach");
         assert!(!receives(&rx, &tx, b"one"), "drop_all drops");
 
-        let keep_all = bpf::load(ProgType::SocketFilter, &ret(-1), "keep_all").expect("raw load");
-        attach_ebpf(rx.as_fd(), &keep_all).expect("raw attach replaces");
+        let keep_all = bpf_kernel::load(Hook::Socket, &ret(-1), "keep_all").expect("raw load");
+        attach_ebpf(rx.as_fd(), keep_all.as_fd()).expect("raw attach replaces");
         assert!(receives(&rx, &tx, b"two"), "keep_all keeps");
 
         drop_all.replace(rx.as_fd()).expect("replace");

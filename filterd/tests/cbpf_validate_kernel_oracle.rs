@@ -11,7 +11,7 @@ use std::os::fd::AsFd;
 use e2e::gen::{self, edge};
 use filter_programs::cbpf::validate::{validate, RuleSet};
 use filter_programs::cbpf::Insn;
-use filterd::classic::attach_classic_filter;
+use bpf_kernel::socket::attach_classic;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 #[derive(Default, Debug)]
@@ -33,7 +33,7 @@ enum Kernel {
 
 fn kernel_verdict(prog: &[Insn]) -> Kernel {
     let sock = UdpSocket::bind("127.0.0.1:0").expect("a UDP socket on loopback");
-    match attach_classic_filter(sock.as_fd(), prog) {
+    match attach_classic(sock.as_fd(), prog) {
         Ok(()) => Kernel::Accepts,
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Kernel::Rejects,
         Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => Kernel::AcceptsButTooBig,

@@ -36,7 +36,8 @@ use filter_programs::codegen::{compile, LinkType, Options};
 use filter_programs::ebpf::insn::Insn;
 use filter_programs::translate::{translate, Target};
 
-use filterd::bpf::{load, ProgType};
+use bpf_kernel::load;
+use filter_programs::Hook;
 use pcap_replay::libpcap::{self, CompileOptions};
 
 /// The five expressions and the C file that means the same.
@@ -103,8 +104,8 @@ fn main() {
         let cbpf = compile(expr, &Options::new(LinkType::En10mb)).unwrap_or_else(|e| panic!("{expr}: {e}"));
         let ours_insns = translate(&cbpf, Target::xdp()).unwrap_or_else(|e| panic!("{expr}: {e}"));
         let c_insns = clang_xdp(&c_dir.join(c_file), &out_dir);
-        let ours = load(ProgType::Xdp, &ours_insns, "bench_ours").unwrap_or_else(|e| panic!("{expr}: {e}"));
-        let c = load(ProgType::Xdp, &c_insns, "bench_c").unwrap_or_else(|e| panic!("{c_file}: {e}"));
+        let ours = load(Hook::Xdp, &ours_insns, "bench_ours").unwrap_or_else(|e| panic!("{expr}: {e}"));
+        let c = load(Hook::Xdp, &c_insns, "bench_c").unwrap_or_else(|e| panic!("{c_file}: {e}"));
         let reference = libpcap::compile(expr, CompileOptions::new(1)).unwrap_or_else(|e| panic!("{expr}: {e}"));
         let mut matched = 0;
         for (n, pkt) in checked.iter().enumerate() {

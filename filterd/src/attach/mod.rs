@@ -68,11 +68,9 @@
 //! elsewhere. bpffs is mounted on `/sys/fs/bpf` when it is missing.
 
 pub mod error;
-pub mod netlink;
 pub mod pin;
 pub mod program;
 pub mod status;
-pub(crate) mod sys;
 pub mod tc;
 pub mod verifier;
 pub mod xdp;
@@ -145,7 +143,7 @@ impl Maps {
 /// The index of interface `name` in the calling thread's network
 /// namespace, or [`AttachError::NoInterface`].
 pub fn interface_index(name: &str) -> Result<u32, AttachError> {
-    sys::ifindex(name)
+    bpf_kernel::iface::index(name).ok_or_else(|| AttachError::NoInterface(name.to_string()))
 }
 
 /// The kernel's description of program `id`.

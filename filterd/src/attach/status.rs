@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use aya::programs::{SchedClassifier, TcAttachType};
 
-use super::{netlink, pin, sys, AttachError, Direction};
+use bpf_kernel::{link, netlink, obj};
+
+use super::{pin, AttachError, Direction};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attached {
@@ -46,8 +48,8 @@ fn filterd_pins() -> Result<HashMap<u32, PathBuf>, AttachError> {
             if let Some(id) = pinned_prog(&dir) {
                 out.insert(id, dir.clone());
             }
-            if let Ok(fd) = sys::obj_get(&dir.join("link")) {
-                if let Ok(info) = sys::link_info(fd.as_fd()) {
+            if let Ok(fd) = obj::get(&dir.join("link")) {
+                if let Ok(info) = link::info(fd.as_fd()) {
                     out.insert(info.prog_id, dir.clone());
                 }
             }

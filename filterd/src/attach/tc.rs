@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use aya::programs::tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle};
 use aya::programs::{Link, SchedClassifier, TcAttachType};
+use bpf_kernel::netlink::{self, CLSACT_EGRESS, CLSACT_INGRESS};
 
 use super::error::{errno_of, load_error, parse_object};
-use super::netlink::{self, CLSACT_EGRESS, CLSACT_INGRESS};
 use super::xdp::Outcome;
-use super::{pin, sys, AttachError, Maps, Program};
+use super::{interface_index, pin, AttachError, Maps, Program};
 
 /// filterd's slot in the clsact chain: the first priority, so it runs
 /// before filters other tools add with the kernel's default priorities.
@@ -188,7 +188,7 @@ impl TcHook {
         program: &Program,
         pin_dir: &Path,
     ) -> Result<TcHook, AttachError> {
-        let ifindex = sys::ifindex(ifname)?;
+        let ifindex = interface_index(ifname)?;
         let created = pin::prepare(pin_dir)?;
         match install(ifname, ifindex, direction, program, pin_dir) {
             Ok((mut ebpf, prog_id, outcome)) => Ok(TcHook {
@@ -214,7 +214,7 @@ impl TcHook {
         direction: Direction,
         pin_dir: &Path,
     ) -> Result<TcHook, AttachError> {
-        let ifindex = sys::ifindex(ifname)?;
+        let ifindex = interface_index(ifname)?;
         let path = pin_dir.join("prog");
         let info = aya::programs::ProgramInfo::from_pin(&path).map_err(|e| match errno_of(&e) {
             Some(libc::ENOENT) => AttachError::NotAttached(format!(
@@ -290,7 +290,7 @@ impl TcHook {
 /// the clsact qdisc once no filter of anyone is left under it (as after
 /// `tc qdisc del dev IFACE clsact`; one that still holds filters stays).
 pub fn detach(ifname: &str, direction: Direction, pin_dir: &Path) -> Result<(), AttachError> {
-    let ifindex = sys::ifindex(ifname)?;
+    let ifindex = interface_index(ifname)?;
     let attached = slot(ifindex, direction)?.is_some();
     let pinned = pin_dir.join("prog").exists();
     if !attached && !pinned {

@@ -10,7 +10,9 @@ use aya::programs::xdp::XdpLink;
 use aya::programs::Xdp;
 
 use super::error::{load_error, parse_object};
-use super::{netlink, pin, sys, AttachError, Maps, Program};
+use bpf_kernel::{iface, link, netlink, obj};
+
+use super::{interface_index, pin, AttachError, Maps, Program};
 
 /// Where XDP runs. `Auto` lets the kernel pick (native when the driver
 /// has it, generic otherwise).
@@ -72,14 +74,14 @@ pub struct XdpHook {
 /// holds nothing and is unpinned.
 fn pinned_link(dir: &Path, ifindex: u32) -> Result<Option<(FdLink, OwnedFd, u32)>, AttachError> {
     let path = dir.join("link");
-    let raw = match sys::obj_get(&path) {
+    let raw = match obj::get(&path) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
         Err(e) => return Err(AttachError::io(format!("opening {}", path.display()), e)),
     };
     let info =
-        sys::link_info(raw.as_fd()).map_err(|e| AttachError::io(path.display().to_string(), e))?;
-    if info.link_type != sys::BPF_LINK_TYPE_XDP {
+        link::info(raw.as_fd()).map_err(|e| AttachError::io(path.display().to_string(), e))?;
+    if info.link_type != link::BPF_LINK_TYPE_XDP {
         return Err(AttachError::Busy(format!(
             "{} is not an XDP link (type {})",
             path.display(),
@@ -152,7 +154,7 @@ impl XdpHook {
         program: &Program,
         pin_dir: &Path,
     ) -> Result<XdpHook, AttachError> {
-        let ifindex = sys::ifindex(ifname)?;
+        let ifindex = interface_index(ifname)?;
         let created = pin::prepare(pin_dir)?;
         let result = Self::attach_in(ifname, ifindex, mode, program, pin_dir);
         if result.is_err() {
@@ -223,7 +225,7 @@ impl XdpHook {
                 let pinned = fd.pin(&at).map_err(|e| {
                     undo_stage(AttachError::system(format!("pinning {}", at.display()), e))
                 })?;
-                let raw = match sys::obj_get(&at) {
+                let raw = match obj::get(&at) {
                     Ok(raw) => raw,
                     Err(e) => {
                         let _ = pin::unpin(&at);
@@ -238,7 +240,7 @@ impl XdpHook {
         };
         if let Err(e) = pin::commit(&staged, dir, "prog") {
             if outcome == Outcome::Attached {
-                let _ = sys::link_detach(link_fd.as_fd());
+                let _ = link::detach(link_fd.as_fd());
                 let _ = pin::unpin(&dir.join("link"));
             }
             return Err(undo_stage(e));
@@ -259,16 +261,16 @@ impl XdpHook {
     /// Adopts the link pinned at `pin_dir/link` (after a restart).
     pub fn from_pin(pin_dir: &Path) -> Result<XdpHook, AttachError> {
         let path = pin_dir.join("link");
-        let link_fd = sys::obj_get(&path).map_err(|e| match e.raw_os_error() {
+        let link_fd = obj::get(&path).map_err(|e| match e.raw_os_error() {
             Some(libc::ENOENT) => AttachError::NotAttached(format!(
                 "no filterd XDP link pinned at {}",
                 path.display()
             )),
             _ => AttachError::io(format!("opening {}", path.display()), e),
         })?;
-        let info = sys::link_info(link_fd.as_fd())
+        let info = link::info(link_fd.as_fd())
             .map_err(|e| AttachError::io(path.display().to_string(), e))?;
-        if info.link_type != sys::BPF_LINK_TYPE_XDP {
+        if info.link_type != link::BPF_LINK_TYPE_XDP {
             return Err(AttachError::NotAttached(format!(
                 "{} is not an XDP link",
                 path.display()
@@ -280,7 +282,7 @@ impl XdpHook {
                 path.display()
             )));
         }
-        let ifname = sys::ifname(info.ifindex).ok_or_else(|| {
+        let ifname = iface::name(info.ifindex).ok_or_else(|| {
             AttachError::NotAttached(format!(
                 "{}: interface index {} is not in this network namespace",
                 path.display(),
@@ -347,7 +349,7 @@ impl XdpHook {
     /// Detaches the program (even if another process holds the link) and
     /// removes the pins.
     pub fn detach(self) -> Result<(), AttachError> {
-        sys::link_detach(self.link_fd.as_fd())
+        link::detach(self.link_fd.as_fd())
             .map_err(|e| AttachError::io(format!("detaching XDP from {}", self.ifname), e))?;
         pin::unpin(&self.pin_dir.join("link"))?;
         pin::unpin(&self.pin_dir.join("prog"))?;

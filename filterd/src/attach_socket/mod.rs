@@ -1,5 +1,5 @@
 //! Filters on sockets an application owns (or takes from another process
-//! with [`pidfd::take`]), compiled for what that kind of socket sees.
+//! with [`bpf_kernel::pidfd::take`]), compiled for what that kind of socket sees.
 //!
 //! | socket                                   | the filter sees        | compiled as            |
 //! |------------------------------------------|------------------------|------------------------|
@@ -19,10 +19,8 @@
 //! Attaching replaces any filter already there in one step (see
 //! [`crate::socket`]); [`detach`] removes it.
 
-pub mod pidfd;
-
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 
 use filter_programs::cbpf;
 use filter_programs::codegen::{self, LinkType};
@@ -100,30 +98,10 @@ pub enum Context {
     Network { length_is_l3: bool },
 }
 
-fn sockopt_int(sock: BorrowedFd<'_>, opt: libc::c_int) -> io::Result<i32> {
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: v is writable for len bytes.
-    let rc = unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            opt,
-            (&mut v as *mut i32).cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        Ok(v)
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 impl SocketKind {
     pub fn of(sock: BorrowedFd<'_>) -> Result<SocketKind, AttachError> {
         let get = |opt, what| {
-            sockopt_int(sock, opt).map_err(|err| match err.raw_os_error() {
+            bpf_kernel::socket::int_option(sock, opt).map_err(|err| match err.raw_os_error() {
                 Some(libc::ENOTSOCK) => AttachError::NotASocket,
                 _ => AttachError::Io { what, err },
             })
@@ -270,7 +248,7 @@ pub fn attach(sock: BorrowedFd<'_>, filter: &Filter) -> Result<Attached, AttachE
 /// Removes the filter of `sock`; `Ok(false)` when it had none.
 pub fn detach(sock: BorrowedFd<'_>) -> Result<bool, AttachError> {
     SocketKind::of(sock)?;
-    match crate::socket::detach(sock) {
+    match bpf_kernel::socket::detach(sock) {
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
         Err(err) => Err(AttachError::Io {

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{fail, load_cbpf, Failure, EXIT_ERROR, EXIT_INVALID};
-use crate::attach_socket::{self, pidfd, AttachError, Context, Filter};
+use crate::attach_socket::{self, AttachError, Context, Filter};
+use bpf_kernel::pidfd;
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \

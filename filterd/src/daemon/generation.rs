@@ -150,7 +150,7 @@ impl Candidate {
             .map_err(|e| DaemonError::System(format!("map ids: {e}")))?
             .unwrap_or_default();
         for id in ids {
-            let Some(fd) = super::sys::dup_own_map(id)
+            let Some(fd) = bpf_kernel::map::dup_own(id)
                 .map_err(|e| DaemonError::System(format!("map {id}: {e}")))?
             else {
                 continue;

@@ -19,7 +19,9 @@ use filter_programs::ruleset::{Interface, Mode};
 
 use super::generation::{totals, xdp_of, Candidate, Generation, Totals};
 use super::state::{self, RuleInfo, State};
-use super::{sys, DaemonError};
+use bpf_kernel::{iface, link, obj};
+
+use super::DaemonError;
 use crate::attach::pin;
 
 /// How long a replaced program is kept counting before its counters are
@@ -69,7 +71,7 @@ fn aya_mode(mode: Mode) -> aya::programs::XdpMode {
 
 /// The mode the kernel reports for program `prog_id` on `ifindex`.
 fn running_mode(ifindex: u32, prog_id: u32) -> Option<&'static str> {
-    let links = crate::attach::netlink::links().ok()?;
+    let links = bpf_kernel::netlink::links().ok()?;
     let l = links.into_iter().find(|l| l.ifindex == ifindex)?;
     l.xdp.iter().find(|(_, id)| *id == prog_id).map(|(m, _)| *m)
 }
@@ -97,14 +99,14 @@ impl Enforced {
         pin_root: &Path,
         state_dir: &Path,
     ) -> Result<(Enforced, Start), DaemonError> {
-        let ifindex = sys::ifindex(&iface.name).ok_or_else(|| {
+        let ifindex = iface::index(&iface.name).ok_or_else(|| {
             DaemonError::Invalid(format!("interface {:?}: no such interface", iface.name))
         })?;
         let dir = pin_root.join(&iface.name);
         pin::prepare(&dir).map_err(|e| DaemonError::System(e.to_string()))?;
         let state_path = state::file_for(state_dir, pin_root, &iface.name);
         let link_path = dir.join("link");
-        let existing = match sys::obj_get(&link_path) {
+        let existing = match obj::get(&link_path) {
             Ok(fd) => Some(fd),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
             Err(e) => {
@@ -116,8 +118,8 @@ impl Enforced {
         };
         if let Some(fd) = existing {
             let info =
-                sys::link_info(fd.as_fd()).map_err(sys_err(link_path.display().to_string()))?;
-            if info.link_type != sys::BPF_LINK_TYPE_XDP {
+                link::info(fd.as_fd()).map_err(sys_err(link_path.display().to_string()))?;
+            if info.link_type != link::BPF_LINK_TYPE_XDP {
                 return Err(DaemonError::System(format!(
                     "{} is not an XDP link",
                     link_path.display()
@@ -187,7 +189,7 @@ impl Enforced {
             let _pinned = fd_link
                 .pin(&at)
                 .map_err(|e| DaemonError::System(format!("pinning {}: {e}", at.display())))?;
-            let fd = sys::obj_get(&at).map_err(sys_err(format!("opening {}", at.display())))?;
+            let fd = obj::get(&at).map_err(sys_err(format!("opening {}", at.display())))?;
             Ok((fd, prog_id))
         })();
         let (link_fd, prog_id) = match attached {
@@ -358,7 +360,7 @@ impl Enforced {
 
     /// Detaches the program and removes the pins and the state file.
     pub fn detach(self) -> Result<(), DaemonError> {
-        sys::link_detach(self.link_fd.as_fd())
+        link::detach(self.link_fd.as_fd())
             .map_err(sys_err(format!("detaching XDP from {}", self.ifname)))?;
         let _ = std::fs::remove_file(self.dir.join("link"));
         for g in self.retired.iter().chain(self.live.as_ref()) {
@@ -371,6 +373,6 @@ impl Enforced {
     }
 
     pub fn running_mode(&self) -> Option<&'static str> {
-        sys::ifindex(&self.ifname).and_then(|i| running_mode(i, self.prog_id))
+        iface::index(&self.ifname).and_then(|i| running_mode(i, self.prog_id))
     }
 }

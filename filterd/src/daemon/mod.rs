@@ -25,7 +25,6 @@ pub mod metrics;
 pub mod state;
 pub mod stats;
 pub mod swap;
-pub mod sys;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -107,7 +106,7 @@ fn prepare(path: &Path) -> Result<(Config, Vec<Candidate>), DaemonError> {
     let missing: Vec<String> = config
         .interfaces
         .iter()
-        .filter(|i| sys::ifindex(&i.name).is_none())
+        .filter(|i| bpf_kernel::iface::index(&i.name).is_none())
         .map(|i| format!("interface {:?}: no such interface on this host", i.name))
         .collect();
     if !missing.is_empty() {

@@ -18,7 +18,9 @@ use std::time::Instant;
 use super::generation::{xdp_of, Candidate, Generation};
 use super::iface::Enforced;
 use super::state::RuleInfo;
-use super::{sys, DaemonError};
+use bpf_kernel::{link, prog};
+
+use super::DaemonError;
 
 /// A new generation pinned beside the running one, not yet attached.
 pub struct Staged {
@@ -94,10 +96,10 @@ impl Enforced {
     pub fn commit(&mut self, mut staged: Staged) -> Result<Undo, DaemonError> {
         let previous = match self.live.as_mut().map(program_fd) {
             Some(Ok(fd)) => Some(fd),
-            _ => sys::prog_fd_by_id(self.prog_id).ok(),
+            _ => prog::fd_by_id(self.prog_id).ok(),
         };
         let updated = program_fd(&mut staged.gen).and_then(|fd| {
-            sys::link_update(self.link_fd.as_fd(), fd.as_fd()).map_err(|e| {
+            link::update(self.link_fd.as_fd(), fd.as_fd()).map_err(|e| {
                 DaemonError::System(format!("BPF_LINK_UPDATE on {}: {e}", self.ifname))
             })
         });
@@ -133,7 +135,7 @@ impl Enforced {
                 self.ifname, undo.prog_id
             ))
         })?;
-        sys::link_update(self.link_fd.as_fd(), prog.as_fd()).map_err(|e| {
+        link::update(self.link_fd.as_fd(), prog.as_fd()).map_err(|e| {
             DaemonError::System(format!(
                 "putting program {} back on {}: {e}",
                 undo.prog_id, self.ifname

@@ -95,7 +95,7 @@ pub fn time_pass(prog: BorrowedFd<'_>, packets: &[&[u8]], repeat: u32) -> Timing
     let (mut kernel, mut cpu) = (0f64, 0f64);
     for pkt in packets {
         let t = thread_cpu_now();
-        let r = filterd::bpf::test_run(prog, pkt, repeat).unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
+        let r = bpf_kernel::test_run(prog, pkt, repeat).unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
         cpu += (thread_cpu_now() - t).as_nanos() as f64 / repeat as f64;
         kernel += r.duration_ns as f64;
     }
@@ -123,14 +123,14 @@ pub fn race(progs: &[BorrowedFd<'_>], packets: &[&[u8]], repeat: u32, rounds: u3
 
 /// An XDP program that only returns `XDP_PASS`: what a test run costs
 /// before any filtering.
-pub fn pass_program() -> filterd::bpf::Loaded {
+pub fn pass_program() -> bpf_kernel::Loaded {
     use filter_programs::ebpf::asm::Asm;
     use filter_programs::ebpf::insn::{Operand, Reg};
     let mut a = Asm::new();
     a.mov64(Reg::R0, Operand::Imm(2));
     a.exit();
     let insns = a.assemble().expect("two instructions assemble");
-    filterd::bpf::load(filterd::bpf::ProgType::Xdp, &insns, "bench_pass").unwrap_or_else(|e| panic!("{e}"))
+    bpf_kernel::load(filter_programs::Hook::Xdp, &insns, "bench_pass").unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A numeric setting from the environment.

@@ -9,7 +9,8 @@
 
 use filter_programs::cbpf::Op;
 use filter_programs::translate::{translate_with, Options, Target};
-use filterd::bpf::{load, LoadError, Loaded, ProgType};
+use bpf_kernel::{load, LoadError, Loaded};
+use filter_programs::Hook;
 
 use super::ebpf::{matched, translate_error};
 use super::{Engine, EngineError, PacketRef, Verdict};
@@ -64,12 +65,12 @@ impl KernelEngine {
         target: Target,
         reads_len: bool,
     ) -> Result<KernelEngine, EngineError> {
-        let prog_type = match target {
-            Target::Socket => ProgType::SocketFilter,
-            Target::Xdp(_) => ProgType::Xdp,
-            Target::Tc(_) => ProgType::SchedCls,
+        let hook = match target {
+            Target::Socket => Hook::Socket,
+            Target::Xdp(_) => Hook::Xdp,
+            Target::Tc(_) => Hook::Tc,
         };
-        let prog = load(prog_type, ebpf, "pcap_replay").map_err(|e| match e {
+        let prog = load(hook, ebpf, "pcap_replay").map_err(|e| match e {
             LoadError::Verifier { log, .. } => EngineError::Invalid {
                 engine: name,
                 program: program.label.clone(),
@@ -96,7 +97,7 @@ pub fn probe() -> Result<(), String> {
     use filter_programs::ebpf::insn::Insn;
     // mov r0, 0; exit
     let insns = [Insn::new(0xb7, 0, 0, 0, 0), Insn::new(0x95, 0, 0, 0, 0)];
-    match load(ProgType::SocketFilter, &insns, "pcap_replay_probe") {
+    match load(Hook::Socket, &insns, "pcap_replay_probe") {
         Ok(_) => Ok(()),
         Err(LoadError::Syscall(e)) => Err(format!(
             "bpf() is not available here: {e} (needs root or CAP_BPF)"

@@ -26,11 +26,16 @@ pub enum TakeError {
     Other(&'static str, io::Error),
 }
 
-fn syscall_fd(rc: libc::c_long) -> Result<OwnedFd, io::Error> {
+/// The result of a syscall that returns a new descriptor, or its errno.
+///
+/// # Safety
+///
+/// `rc` is what such a syscall just returned, and nothing took it yet.
+unsafe fn syscall_fd(rc: libc::c_long) -> Result<OwnedFd, io::Error> {
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: the syscall returned a new descriptor that nobody else owns.
+    // SAFETY: by the contract, a new descriptor that nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(rc as libc::c_int) })
 }
 
@@ -41,7 +46,8 @@ pub fn open(pid: i32) -> Result<OwnedFd, TakeError> {
     }
     // SAFETY: pidfd_open takes a pid and flags; no memory is passed.
     let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    syscall_fd(rc).map_err(|e| match e.raw_os_error() {
+    // SAFETY: rc is pidfd_open's fresh result.
+    unsafe { syscall_fd(rc) }.map_err(|e| match e.raw_os_error() {
         Some(libc::ESRCH) => TakeError::NoSuchProcess(pid),
         Some(libc::ENOSYS) => TakeError::Unsupported("pidfd_open", "5.3"),
         _ => TakeError::Other("pidfd_open", e),
@@ -56,7 +62,8 @@ pub fn take(pid: i32, fd: i32) -> Result<OwnedFd, TakeError> {
     }
     // SAFETY: pidfd_getfd takes two descriptors and flags; no memory.
     let rc = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
-    syscall_fd(rc).map_err(|e| match e.raw_os_error() {
+    // SAFETY: rc is pidfd_getfd's fresh result.
+    unsafe { syscall_fd(rc) }.map_err(|e| match e.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => TakeError::NotAllowed(pid),
         Some(libc::EBADF) => TakeError::NoSuchFd { pid, fd },
         Some(libc::ESRCH) => TakeError::NoSuchProcess(pid),
@@ -77,9 +84,11 @@ mod tests {
             Err(TakeError::Unsupported(..)) => return, // an old kernel: nothing to test
             other => other.expect("own process"),
         };
-        // SAFETY: two valid descriptors; kcmp is not needed, fstat's inode is.
+        // Same device and inode: the same open file (kcmp is not needed).
+        // SAFETY: libc::stat is plain data, valid when zeroed.
         let (mut a, mut b): (libc::stat, libc::stat) =
             unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+        // SAFETY: two open descriptors and writable stat buffers.
         unsafe {
             assert_eq!(libc::fstat(sock.as_raw_fd(), &mut a), 0);
             assert_eq!(libc::fstat(copy.as_raw_fd(), &mut b), 0);
