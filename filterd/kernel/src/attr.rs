@@ -216,7 +216,10 @@ mod tests {
         assert_eq!(size_of::<GetFdByIdAttr>(), 12);
         // No implicit padding: each size is the sum of its fields.
         assert_eq!(size_of::<ObjAttr>(), 8 + 4 * 4);
-        assert_eq!(size_of::<TestRunAttr>(), 4 * 4 + 2 * 8 + 4 * 4 + 2 * 8 + 4 * 4);
+        assert_eq!(
+            size_of::<TestRunAttr>(),
+            4 * 4 + 2 * 8 + 4 * 4 + 2 * 8 + 4 * 4
+        );
         assert_eq!(size_of::<InfoByFdAttr>(), 16);
         assert_eq!(size_of::<LinkUpdateAttr>(), 16);
     }

@@ -37,7 +37,13 @@ struct RawLinkInfo {
 
 /// The type, program and (for XDP) interface of the link `fd`.
 pub fn info(fd: BorrowedFd<'_>) -> io::Result<LinkInfo> {
-    let mut info = RawLinkInfo { link_type: 0, id: 0, prog_id: 0, _pad: 0, per_type: [0; 60] };
+    let mut info = RawLinkInfo {
+        link_type: 0,
+        id: 0,
+        prog_id: 0,
+        _pad: 0,
+        per_type: [0; 60],
+    };
     let mut attr = InfoByFdAttr {
         bpf_fd: fd.as_raw_fd() as u32,
         info_len: std::mem::size_of::<RawLinkInfo>() as u32,
@@ -45,7 +51,11 @@ pub fn info(fd: BorrowedFd<'_>) -> io::Result<LinkInfo> {
     };
     // SAFETY: info points at info_len writable bytes, alive for the call.
     unsafe { sys_bpf(Cmd::ObjGetInfoByFd, &mut attr)? };
-    Ok(LinkInfo { link_type: info.link_type, prog_id: info.prog_id, ifindex: info.per_type[0] })
+    Ok(LinkInfo {
+        link_type: info.link_type,
+        prog_id: info.prog_id,
+        ifindex: info.per_type[0],
+    })
 }
 
 /// `BPF_LINK_UPDATE`: the link runs `prog` from now on. The kernel
@@ -62,7 +72,9 @@ pub fn update(link: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
 
 /// `BPF_LINK_DETACH`: detaches the link even while others hold it.
 pub fn detach(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let mut attr = LinkDetachAttr { link_fd: fd.as_raw_fd() as u32 };
+    let mut attr = LinkDetachAttr {
+        link_fd: fd.as_raw_fd() as u32,
+    };
     // SAFETY: the attr holds no addresses.
     unsafe { sys_bpf(Cmd::LinkDetach, &mut attr) }.map(|_| ())
 }

@@ -19,7 +19,10 @@ pub fn dup_own(id: u32) -> io::Result<Option<OwnedFd>> {
         let Ok(text) = std::fs::read_to_string(entry.path()) else {
             continue;
         };
-        if text.lines().any(|l| l.strip_prefix("map_id:").map(str::trim) == Some(want.as_str())) {
+        if text
+            .lines()
+            .any(|l| l.strip_prefix("map_id:").map(str::trim) == Some(want.as_str()))
+        {
             // SAFETY: fcntl on a descriptor number takes no memory; a
             // number closed meanwhile fails with EBADF.
             let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };

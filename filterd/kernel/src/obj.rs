@@ -12,14 +12,19 @@ use std::path::Path;
 use crate::attr::{addr, sys_bpf, sys_bpf_fd, Cmd, ObjAttr};
 
 fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
 /// Pins the object behind `fd` at `path`, which must be on bpffs and not
 /// exist yet.
 pub fn pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
     let c = c_path(path)?;
-    let mut attr = ObjAttr { pathname: addr(c.as_ptr()), bpf_fd: fd.as_raw_fd() as u32, ..ObjAttr::default() };
+    let mut attr = ObjAttr {
+        pathname: addr(c.as_ptr()),
+        bpf_fd: fd.as_raw_fd() as u32,
+        ..ObjAttr::default()
+    };
     // SAFETY: pathname points at a NUL-terminated string alive for the call.
     unsafe { sys_bpf(Cmd::ObjPin, &mut attr) }.map(|_| ())
 }
@@ -27,7 +32,10 @@ pub fn pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
 /// Opens the object pinned at `path`.
 pub fn get(path: &Path) -> io::Result<OwnedFd> {
     let c = c_path(path)?;
-    let mut attr = ObjAttr { pathname: addr(c.as_ptr()), ..ObjAttr::default() };
+    let mut attr = ObjAttr {
+        pathname: addr(c.as_ptr()),
+        ..ObjAttr::default()
+    };
     // SAFETY: pathname points at a NUL-terminated string alive for the
     // call; BPF_OBJ_GET returns a new fd.
     unsafe { sys_bpf_fd(Cmd::ObjGet, &mut attr) }
@@ -53,19 +61,39 @@ mod tests {
                 let c = CString::new(dir.as_os_str().as_bytes()).unwrap();
                 // SAFETY: unshare takes flags only. CLONE_NEWNS also
                 // unshares this thread's fs_struct, so its mounts are its own.
-                check(unsafe { libc::unshare(libc::CLONE_NEWNS) }, "unshare(CLONE_NEWNS)");
+                check(
+                    unsafe { libc::unshare(libc::CLONE_NEWNS) },
+                    "unshare(CLONE_NEWNS)",
+                );
                 // SAFETY: NUL-terminated strings; the flags make every
                 // mount private, so nothing mounted here propagates out.
                 let rc = unsafe {
-                    libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null())
+                    libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    )
                 };
                 check(rc, "making / private");
                 // SAFETY: NUL-terminated strings, no mount data.
-                let rc = unsafe { libc::mount(c"bpf".as_ptr(), c.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
+                let rc = unsafe {
+                    libc::mount(
+                        c"bpf".as_ptr(),
+                        c.as_ptr(),
+                        c"bpf".as_ptr(),
+                        0,
+                        std::ptr::null(),
+                    )
+                };
                 check(rc, "mounting bpffs");
                 f();
                 // SAFETY: a NUL-terminated path.
-                check(unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) }, "umount");
+                check(
+                    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) },
+                    "umount",
+                );
             });
         });
     }
@@ -87,7 +115,10 @@ mod tests {
             assert_eq!(again.raw_os_error(), Some(libc::EEXIST));
             drop(prog);
             let fd = get(&at).expect("opens the pin");
-            assert_eq!(crate::test_run(fd.as_fd(), &[0u8; 64], 1).unwrap().retval, 2);
+            assert_eq!(
+                crate::test_run(fd.as_fd(), &[0u8; 64], 1).unwrap().retval,
+                2
+            );
             let missing = get(&dir.join("none")).expect_err("nothing pinned there");
             assert_eq!(missing.raw_os_error(), Some(libc::ENOENT));
         });

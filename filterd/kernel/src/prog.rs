@@ -45,7 +45,9 @@ pub struct TestRun {
 /// `_` (what it accepts), NUL-terminated.
 fn prog_name(name: &str) -> [u8; 16] {
     let mut out = [0u8; 16];
-    let kept = name.bytes().filter(|b| b.is_ascii_alphanumeric() || *b == b'_');
+    let kept = name
+        .bytes()
+        .filter(|b| b.is_ascii_alphanumeric() || *b == b'_');
     for (d, s) in out.iter_mut().zip(kept.take(15)) {
         *d = s;
     }
@@ -127,13 +129,19 @@ pub fn test_run(prog: BorrowedFd<'_>, data: &[u8], repeat: u32) -> io::Result<Te
     // SAFETY: data_in points at data_size_in readable bytes alive for the
     // call; no output buffer is passed (data_out and ctx_* are zero).
     unsafe { sys_bpf(Cmd::ProgTestRun, &mut attr)? };
-    Ok(TestRun { retval: attr.retval, duration_ns: attr.duration })
+    Ok(TestRun {
+        retval: attr.retval,
+        duration_ns: attr.duration,
+    })
 }
 
 /// A new fd on the loaded program `id`; it keeps the program alive after
 /// whatever ran it lets go. Needs CAP_SYS_ADMIN.
 pub fn fd_by_id(id: u32) -> io::Result<OwnedFd> {
-    let mut attr = GetFdByIdAttr { id, ..GetFdByIdAttr::default() };
+    let mut attr = GetFdByIdAttr {
+        id,
+        ..GetFdByIdAttr::default()
+    };
     // SAFETY: the attr holds no addresses; the command returns a new fd.
     unsafe { sys_bpf_fd(Cmd::ProgGetFdById, &mut attr) }
 }
@@ -178,7 +186,10 @@ mod tests {
         let mut b = Asm::new();
         b.ldx(Size::W, Reg::R0, Reg::R10, 8);
         b.exit();
-        assert!(matches!(load(Hook::Xdp, &b.assemble().unwrap(), "bad"), Err(LoadError::Verifier { .. })));
+        assert!(matches!(
+            load(Hook::Xdp, &b.assemble().unwrap(), "bad"),
+            Err(LoadError::Verifier { .. })
+        ));
     }
 
     #[test]

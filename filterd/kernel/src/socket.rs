@@ -44,7 +44,15 @@ pub fn int_option(sock: BorrowedFd<'_>, opt: libc::c_int) -> io::Result<i32> {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: v is writable for len bytes, and len is a writable socklen_t.
-    let rc = unsafe { libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, opt, (&mut v as *mut libc::c_int).cast(), &mut len) };
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
     if rc == 0 {
         Ok(v)
     } else {
@@ -62,7 +70,10 @@ pub fn attach_classic(sock: BorrowedFd<'_>, prog: &[Insn]) -> io::Result<()> {
     let len = u16::try_from(prog.len()).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("classic program of {} instructions: at most 65535 can be passed", prog.len()),
+            format!(
+                "classic program of {} instructions: at most 65535 can be passed",
+                prog.len()
+            ),
         )
     })?;
     let fprog = libc::sock_fprog {
@@ -99,9 +110,18 @@ mod tests {
     #[test]
     fn a_udp_socket_says_what_it_is() {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("udp socket");
-        assert_eq!(int_option(sock.as_fd(), libc::SO_DOMAIN).ok(), Some(libc::AF_INET));
-        assert_eq!(int_option(sock.as_fd(), libc::SO_TYPE).ok(), Some(libc::SOCK_DGRAM));
-        assert_eq!(int_option(sock.as_fd(), libc::SO_PROTOCOL).ok(), Some(libc::IPPROTO_UDP));
+        assert_eq!(
+            int_option(sock.as_fd(), libc::SO_DOMAIN).ok(),
+            Some(libc::AF_INET)
+        );
+        assert_eq!(
+            int_option(sock.as_fd(), libc::SO_TYPE).ok(),
+            Some(libc::SOCK_DGRAM)
+        );
+        assert_eq!(
+            int_option(sock.as_fd(), libc::SO_PROTOCOL).ok(),
+            Some(libc::IPPROTO_UDP)
+        );
     }
 
     #[test]
@@ -166,10 +186,12 @@ mod tests {
         use filter_programs::ebpf::insn::Insn as EInsn;
         // mov r0, 0; exit: keeps no byte of any packet.
         let drop_all = [EInsn::new(0xb7, 0, 0, 0, 0), EInsn::new(0x95, 0, 0, 0, 0)];
-        let prog = crate::load(filter_programs::Hook::Socket, &drop_all, "drop_all").expect("loads");
+        let prog =
+            crate::load(filter_programs::Hook::Socket, &drop_all, "drop_all").expect("loads");
         let rx = UdpSocket::bind("127.0.0.1:0").expect("rx");
         let tx = UdpSocket::bind("127.0.0.1:0").expect("tx");
-        rx.set_read_timeout(Some(std::time::Duration::from_millis(200))).expect("timeout");
+        rx.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .expect("timeout");
         let to = rx.local_addr().expect("addr");
         let mut buf = [0u8; 16];
         attach_ebpf(rx.as_fd(), prog.as_fd()).expect("attach");

@@ -68,7 +68,11 @@ pub fn links() -> io::Result<Vec<Link>> {
         let Some(ifindex) = u32_at(&m, ifinfo::INDEX) else {
             continue;
         };
-        let mut link = Link { ifindex, name: String::new(), xdp: Vec::new() };
+        let mut link = Link {
+            ifindex,
+            name: String::new(),
+            xdp: Vec::new(),
+        };
         for (ty, val) in attributes(m.get(ifinfo::LEN..).unwrap_or_default()) {
             match ty {
                 IFLA_IFNAME => link.name = string(val),
@@ -122,13 +126,24 @@ pub fn delete_clsact(ifindex: u32) -> io::Result<bool> {
 /// [`CLSACT_EGRESS`]) of `ifindex`; empty without a clsact qdisc.
 pub fn filters(ifindex: u32, parent: u32) -> io::Result<Vec<Filter>> {
     let sock = Socket::open()?;
-    let replies = match sock.request(RTM_GETTFILTER, NLM_F_DUMP, &wire::tcmsg(ifindex, 0, parent), RTM_NEWTFILTER) {
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) => return Ok(Vec::new()),
+    let replies = match sock.request(
+        RTM_GETTFILTER,
+        NLM_F_DUMP,
+        &wire::tcmsg(ifindex, 0, parent),
+        RTM_NEWTFILTER,
+    ) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) => {
+            return Ok(Vec::new())
+        }
         r => r?,
     };
     // A dump lists each priority's chain head (no handle, no options)
     // before its filters; only real filters are reported.
-    Ok(replies.iter().filter_map(|m| filter(m)).filter(|f| f.handle != 0).collect())
+    Ok(replies
+        .iter()
+        .filter_map(|m| filter(m))
+        .filter(|f| f.handle != 0)
+        .collect())
 }
 
 /// One `RTM_NEWTFILTER` payload.
@@ -152,7 +167,8 @@ fn filter(m: &[u8]) -> Option<Filter> {
                         TCA_BPF_ID => f.prog_id = u32_at(v, 0..4),
                         TCA_BPF_NAME => f.name = Some(string(v)),
                         TCA_BPF_FLAGS => {
-                            f.direct_action = u32_at(v, 0..4).is_some_and(|x| x & TCA_BPF_FLAG_ACT_DIRECT != 0)
+                            f.direct_action =
+                                u32_at(v, 0..4).is_some_and(|x| x & TCA_BPF_FLAG_ACT_DIRECT != 0)
                         }
                         _ => {}
                     }
@@ -176,7 +192,11 @@ mod tests {
 
     #[test]
     fn xdp_state_one_mode_or_several() {
-        let one = [attr(IFLA_XDP_ATTACHED, &[2]), attr(IFLA_XDP_PROG_ID, &9u32.to_ne_bytes())].concat();
+        let one = [
+            attr(IFLA_XDP_ATTACHED, &[2]),
+            attr(IFLA_XDP_PROG_ID, &9u32.to_ne_bytes()),
+        ]
+        .concat();
         assert_eq!(xdp_state(&one), vec![("skb", 9)]);
         let multi = [
             attr(IFLA_XDP_ATTACHED, &[4]),

@@ -17,7 +17,13 @@ pub(super) struct Socket(OwnedFd);
 impl Socket {
     pub fn open() -> io::Result<Socket> {
         // SAFETY: plain socket(2), no memory passed.
-        let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -28,8 +34,21 @@ impl Socket {
     /// Sends message `kind` with `flags` and `body`, and returns the
     /// payloads of the replies of type `want`. A kernel error reply is the
     /// `Err`, with its errno.
-    pub fn request(&self, kind: u16, flags: u16, body: &[u8], want: u16) -> io::Result<Vec<Vec<u8>>> {
-        self.send(&Request { kind, flags: NLM_F_REQUEST | flags, seq: 1 }.emit(body))?;
+    pub fn request(
+        &self,
+        kind: u16,
+        flags: u16,
+        body: &[u8],
+        want: u16,
+    ) -> io::Result<Vec<Vec<u8>>> {
+        self.send(
+            &Request {
+                kind,
+                flags: NLM_F_REQUEST | flags,
+                seq: 1,
+            }
+            .emit(body),
+        )?;
         let mut out = Vec::new();
         let mut buf = vec![0u8; 1 << 16];
         loop {

@@ -91,7 +91,12 @@ impl<'a> Message<'a> {
             return Some(Err(Malformed));
         }
         let rest = &buf[align(len).min(buf.len())..];
-        Some(Ok((Message { buffer: &buf[..len] }, rest)))
+        Some(Ok((
+            Message {
+                buffer: &buf[..len],
+            },
+            rest,
+        )))
     }
 
     /// `nlmsg_type`.
@@ -120,7 +125,11 @@ impl Request {
     /// The whole message: header, then `body`.
     pub fn emit(&self, body: &[u8]) -> Vec<u8> {
         let mut msg = vec![0u8; header::LEN];
-        put(&mut msg, header::LENGTH, &((header::LEN + body.len()) as u32).to_ne_bytes());
+        put(
+            &mut msg,
+            header::LENGTH,
+            &((header::LEN + body.len()) as u32).to_ne_bytes(),
+        );
         put(&mut msg, header::TYPE, &self.kind.to_ne_bytes());
         put(&mut msg, header::FLAGS, &self.flags.to_ne_bytes());
         put(&mut msg, header::SEQ, &self.seq.to_ne_bytes());
@@ -153,7 +162,11 @@ pub(super) fn push_attribute(out: &mut Vec<u8>, ty: u16, value: &[u8]) {
     let start = out.len();
     out.resize(start + align(attr::LEN + value.len()), 0);
     let a = &mut out[start..];
-    put(a, attr::LENGTH, &((attr::LEN + value.len()) as u16).to_ne_bytes());
+    put(
+        a,
+        attr::LENGTH,
+        &((attr::LEN + value.len()) as u16).to_ne_bytes(),
+    );
     put(a, attr::TYPE, &ty.to_ne_bytes());
     a[attr::LEN..attr::LEN + value.len()].copy_from_slice(value);
 }
@@ -182,7 +195,12 @@ mod tests {
         let mut body = tcmsg(7, 0xffff_0000, 0xffff_fff1);
         push_attribute(&mut body, 1, b"clsact\0");
         assert_eq!(body.len(), 32, "tcmsg, then 4 + 7 bytes padded to 12");
-        let msg = Request { kind: 37, flags: 5, seq: 1 }.emit(&body);
+        let msg = Request {
+            kind: 37,
+            flags: 5,
+            seq: 1,
+        }
+        .emit(&body);
         let (m, rest) = Message::split(&msg).unwrap().unwrap();
         assert!(rest.is_empty());
         assert_eq!(m.kind(), 37);
@@ -194,7 +212,12 @@ mod tests {
 
     #[test]
     fn lengths_that_do_not_fit_are_refused() {
-        let mut msg = Request { kind: 2, flags: 0, seq: 1 }.emit(&(-1i32).to_ne_bytes());
+        let mut msg = Request {
+            kind: 2,
+            flags: 0,
+            seq: 1,
+        }
+        .emit(&(-1i32).to_ne_bytes());
         let (m, _) = Message::split(&msg).unwrap().unwrap();
         assert_eq!(m.errno(), 1);
         msg[0] = 200;
