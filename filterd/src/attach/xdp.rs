@@ -10,7 +10,7 @@ use aya::programs::xdp::XdpLink;
 use aya::programs::Xdp;
 
 use super::error::{load_error, parse_object};
-use bpf_kernel::{iface, link, netlink, obj};
+use bpf_kernel::{iface, netlink, obj};
 
 use super::{interface_index, pin, AttachError, Maps, Program};
 
@@ -80,8 +80,8 @@ fn pinned_link(dir: &Path, ifindex: u32) -> Result<Option<(FdLink, OwnedFd, u32)
         Err(e) => return Err(AttachError::io(format!("opening {}", path.display()), e)),
     };
     let info =
-        link::info(raw.as_fd()).map_err(|e| AttachError::io(path.display().to_string(), e))?;
-    if info.link_type != link::BPF_LINK_TYPE_XDP {
+        bpf_kernel::link::info(raw.as_fd()).map_err(|e| AttachError::io(path.display().to_string(), e))?;
+    if info.link_type != bpf_kernel::link::BPF_LINK_TYPE_XDP {
         return Err(AttachError::Busy(format!(
             "{} is not an XDP link (type {})",
             path.display(),
@@ -240,7 +240,7 @@ impl XdpHook {
         };
         if let Err(e) = pin::commit(&staged, dir, "prog") {
             if outcome == Outcome::Attached {
-                let _ = link::detach(link_fd.as_fd());
+                let _ = bpf_kernel::link::detach(link_fd.as_fd());
                 let _ = pin::unpin(&dir.join("link"));
             }
             return Err(undo_stage(e));
@@ -268,9 +268,9 @@ impl XdpHook {
             )),
             _ => AttachError::io(format!("opening {}", path.display()), e),
         })?;
-        let info = link::info(link_fd.as_fd())
+        let info = bpf_kernel::link::info(link_fd.as_fd())
             .map_err(|e| AttachError::io(path.display().to_string(), e))?;
-        if info.link_type != link::BPF_LINK_TYPE_XDP {
+        if info.link_type != bpf_kernel::link::BPF_LINK_TYPE_XDP {
             return Err(AttachError::NotAttached(format!(
                 "{} is not an XDP link",
                 path.display()
@@ -349,7 +349,7 @@ impl XdpHook {
     /// Detaches the program (even if another process holds the link) and
     /// removes the pins.
     pub fn detach(self) -> Result<(), AttachError> {
-        link::detach(self.link_fd.as_fd())
+        bpf_kernel::link::detach(self.link_fd.as_fd())
             .map_err(|e| AttachError::io(format!("detaching XDP from {}", self.ifname), e))?;
         pin::unpin(&self.pin_dir.join("link"))?;
         pin::unpin(&self.pin_dir.join("prog"))?;

@@ -19,7 +19,7 @@ use filter_programs::ruleset::{Interface, Mode};
 
 use super::generation::{totals, xdp_of, Candidate, Generation, Totals};
 use super::state::{self, RuleInfo, State};
-use bpf_kernel::{iface, link, obj};
+use bpf_kernel::{link, obj};
 
 use super::DaemonError;
 use crate::attach::pin;
@@ -99,7 +99,7 @@ impl Enforced {
         pin_root: &Path,
         state_dir: &Path,
     ) -> Result<(Enforced, Start), DaemonError> {
-        let ifindex = iface::index(&iface.name).ok_or_else(|| {
+        let ifindex = bpf_kernel::iface::index(&iface.name).ok_or_else(|| {
             DaemonError::Invalid(format!("interface {:?}: no such interface", iface.name))
         })?;
         let dir = pin_root.join(&iface.name);
@@ -373,6 +373,6 @@ impl Enforced {
     }
 
     pub fn running_mode(&self) -> Option<&'static str> {
-        iface::index(&self.ifname).and_then(|i| running_mode(i, self.prog_id))
+        bpf_kernel::iface::index(&self.ifname).and_then(|i| running_mode(i, self.prog_id))
     }
 }
