@@ -36,7 +36,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use aya::programs::{ProgramError, SocketFilter, SocketFilterError};
 use filter_programs::ebpf::insn::Insn;
-use filter_programs::elf::{self, ElfError, Object, Section};
+use filter_programs::elf::{self, ElfError, Object};
+use filter_programs::Hook;
 
 use crate::bpf::Loaded;
 
@@ -76,7 +77,7 @@ impl SocketProgram {
             return Err(SocketError::BadName(name.to_string()));
         }
         let bytes = elf::write(&Object {
-            section: Section::Socket,
+            hook: Hook::Socket,
             name: name.to_string(),
             insns: insns.to_vec(),
             maps: Vec::new(),

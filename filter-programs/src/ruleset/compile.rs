@@ -37,8 +37,9 @@ use super::{Action, Rule, Verdict};
 use crate::ebpf::asm::{Asm, Label};
 use crate::ebpf::insn::{AluOp, CallTarget, Endian, Insn, JmpOp, Op, Operand, Pseudo, Reg, Size};
 use crate::ebpf::vm::context::xdp;
-use crate::elf::{MapBtf, Part, Section, ValueLayout};
+use crate::elf::{MapBtf, Part, ValueLayout};
 use crate::translate::{self, Target, TranslateError};
+use crate::Hook;
 
 /// Ethernet types with a chain of their own.
 pub const DISPATCHED: [u16; 6] = [0x0800, 0x86dd, 0x0806, 0x8035, 0x8100, 0x88a8];
@@ -114,7 +115,7 @@ impl Compiled {
             max_entries: t.entries.len().max(1) as u32,
             value: ValueLayout::Opaque { key_size: KEY_SIZE as u32, value_size: 4 },
         }));
-        crate::elf::write_many(Section::Xdp, &parts, &maps, "GPL")
+        crate::elf::write_many(Hook::Xdp, &parts, &maps, "GPL")
     }
 }
 

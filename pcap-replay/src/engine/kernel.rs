@@ -9,6 +9,7 @@
 
 use filter_programs::cbpf::Op;
 use filter_programs::translate::{translate_with, Options, Target};
+use filter_programs::Hook;
 use filterd::bpf::{load, LoadError, Loaded, ProgType};
 
 use super::ebpf::{matched, translate_error};
@@ -38,7 +39,7 @@ impl KernelEngine {
             return Err(super::uncompiled(name, program));
         };
         let options = Options {
-            socket_len_offset: if target == Target::Socket {
+            socket_len_offset: if target.hook == Hook::Socket {
                 ETH_HLEN
             } else {
                 0
@@ -64,10 +65,10 @@ impl KernelEngine {
         target: Target,
         reads_len: bool,
     ) -> Result<KernelEngine, EngineError> {
-        let prog_type = match target {
-            Target::Socket => ProgType::SocketFilter,
-            Target::Xdp(_) => ProgType::Xdp,
-            Target::Tc(_) => ProgType::SchedCls,
+        let prog_type = match target.hook {
+            Hook::Socket => ProgType::SocketFilter,
+            Hook::Xdp => ProgType::Xdp,
+            Hook::Tc => ProgType::SchedCls,
         };
         let prog = load(prog_type, ebpf, "pcap_replay").map_err(|e| match e {
             LoadError::Verifier { log, .. } => EngineError::Invalid {

@@ -9,7 +9,8 @@ use super::cfg::Cfg;
 use super::ctx::{self, Helper};
 use super::state::State;
 use super::value::{self, Range, Val, MAX_VAR_OFF};
-use super::{CheckError, Options, ProgKind, Rule};
+use super::{CheckError, Options, Rule};
+use crate::Hook;
 use crate::ebpf::disasm::helper_name;
 use crate::ebpf::insn::{AluOp, CallTarget, JmpOp, Op, Operand, Reg, Size};
 
@@ -17,7 +18,7 @@ use crate::ebpf::insn::{AluOp, CallTarget, JmpOp, Op, Operand, Reg, Size};
 /// program the translator emits needs.
 const MAX_STEPS: usize = 2_000_000;
 
-pub(super) fn run(cfg: &Cfg, kind: ProgKind, opts: Options) -> Result<(), CheckError> {
+pub(super) fn run(cfg: &Cfg, kind: Hook, opts: Options) -> Result<(), CheckError> {
     let n = cfg.ops.len();
     let mut input: Vec<Option<State>> = vec![None; n];
     input[0] = Some(State::entry());
@@ -62,7 +63,7 @@ type Outs = [Option<State>; 2];
 
 struct Step<'a> {
     cfg: &'a Cfg,
-    kind: ProgKind,
+    kind: Hook,
     opts: Options,
     slot: usize,
     st: State,
@@ -379,7 +380,7 @@ impl Step<'_> {
                     access: if store.is_some() { "a write" } else { "a read" },
                     off: off as i64,
                     size: n,
-                    kind: self.kind.name(),
+                    kind: self.kind.description(),
                 };
                 let v = ctx::access(self.kind, off as i64, n, store.is_some()).ok_or_else(bad)?;
                 match store {
@@ -420,9 +421,9 @@ impl Step<'_> {
     }
 
     fn legacy_load(&mut self, op: Op) -> Result<(), Rule> {
-        if self.kind == ProgKind::Xdp {
+        if self.kind == Hook::Xdp {
             return Err(Rule::LegacyLoad {
-                kind: self.kind.name(),
+                kind: self.kind.description(),
             });
         }
         match self.read(Reg::R6)? {
@@ -455,7 +456,7 @@ impl Step<'_> {
             return Err(Rule::Helper {
                 id,
                 name,
-                kind: self.kind.name(),
+                kind: self.kind.description(),
             });
         }
         let arg = |reg: u8, why: &str| Rule::HelperArg {
