@@ -11,7 +11,8 @@ use std::process::{Command, Output};
 use e2e::net::Netns;
 use filter_programs::ebpf::asm::Asm;
 use filter_programs::ebpf::insn::{Operand, Reg};
-use filter_programs::elf::{self, Object, Section};
+use filter_programs::elf::{self, Object};
+use filter_programs::Hook;
 use serde_json::Value;
 
 /// The namespace and its filterd pin scope, removed on drop.
@@ -125,13 +126,13 @@ fn prog_tag(id: u64) -> Option<String> {
 }
 
 /// `r0 = r2; exit`: r2 is never written, which the verifier refuses.
-fn bad_object(section: Section) -> Vec<u8> {
+fn bad_object(hook: Hook) -> Vec<u8> {
     let mut a = Asm::new();
     a.mov64(Reg::R0, Operand::Reg(Reg::R2));
     a.exit();
     let insns = a.assemble().expect("assembles");
     elf::write(&Object {
-        section,
+        hook,
         name: "bad".into(),
         insns,
         maps: vec![],
@@ -303,7 +304,7 @@ fn cli_failures_are_clear_and_leave_nothing_attached() {
     let err = env.fails(1, &["attach", "xdp", "-i", "v1", "tcp", "port"]);
     assert!(err.contains("syntax error"), "{err}");
 
-    let bad = env.file("bad.o", &bad_object(Section::Xdp));
+    let bad = env.file("bad.o", &bad_object(Hook::Xdp));
     let err = env.fails(1, &["attach", "xdp", "-i", "v1", "--ebpf", &bad]);
     assert!(
         err.contains("the kernel verifier rejected the program"),
@@ -316,7 +317,7 @@ fn cli_failures_are_clear_and_leave_nothing_attached() {
         "{err}"
     );
     assert!(err.contains("kernel verifier log:"), "{err}");
-    let bad_tc = env.file("bad_tc.o", &bad_object(Section::Classifier));
+    let bad_tc = env.file("bad_tc.o", &bad_object(Hook::Tc));
     let err = env.fails(
         1,
         &[

@@ -23,7 +23,8 @@ use filter_programs::ebpf::asm::Asm;
 use filter_programs::ebpf::insn::{
     code, AtomicOp, CallTarget, JmpOp, Op, Operand, Pseudo, Reg, Size,
 };
-use filter_programs::elf::{MapBtf, Object, Section, ValueLayout};
+use filter_programs::elf::{MapBtf, Object, ValueLayout};
+use filter_programs::Hook;
 use filterd::attach::{pin, Program, XdpHook, XdpMode};
 use bpf_kernel::socket::attach_classic;
 
@@ -96,7 +97,7 @@ fn counting_program() -> Program {
         .position(|i| i.code == code::LD_IMM64)
         .expect("map load");
     Program::from_object(&Object {
-        section: Section::Xdp,
+        hook: Hook::Xdp,
         name: "count".into(),
         insns,
         maps: vec![MapBtf {

@@ -44,9 +44,10 @@ use std::time::{Duration, Instant};
 
 use e2e::frames::{self, seq_of, Frame};
 use e2e::net::{ifindex, Netns, PacketSocket};
-use filter_programs::codegen::{self, LinkType};
+use filter_programs::codegen::{self, Dlt};
 use filter_programs::translate::{translate, Target};
-use filterd::attach::{pin, Direction, HookKind, Program, Source, TcHook, XdpHook, XdpMode};
+use filter_programs::Hook;
+use filterd::attach::{pin, Direction, Program, Source, TcHook, XdpHook, XdpMode};
 use filterd::socket::SocketProgram;
 use pcap_replay::libpcap::{self, CompileOptions};
 
@@ -272,7 +273,7 @@ fn xdp_socket_and_tc_verdicts_match_libpcap_on_veth() {
             text,
             oracle: libpcap::compile(text, oracle_opts)
                 .unwrap_or_else(|e| panic!("libpcap {text:?}: {e}")),
-            ours: codegen::compile(text, &codegen::Options::new(LinkType::En10mb))
+            ours: codegen::compile(text, &codegen::Options::new(Dlt::En10mb))
                 .unwrap_or_else(|e| panic!("ours {text:?}: {}", e.render())),
         })
         .collect();
@@ -325,7 +326,7 @@ fn xdp_socket_and_tc_verdicts_match_libpcap_on_veth() {
             let mut hook: Option<XdpHook> = None;
             for e in &exprs {
                 let prog =
-                    Program::build(&Source::Cbpf(e.ours.clone()), HookKind::Xdp).expect("builds");
+                    Program::build(&Source::Cbpf(e.ours.clone()), Hook::Xdp).expect("builds");
                 match hook.as_mut() {
                     None => {
                         hook = Some(XdpHook::attach("v1", mode, &prog, &dir).expect("attach xdp"))
@@ -363,7 +364,7 @@ fn xdp_socket_and_tc_verdicts_match_libpcap_on_veth() {
         let mut vlan_diffs = BTreeSet::new();
         let (mut tc_checked, mut accepted, mut dropped) = (0, 0, 0);
         for e in &exprs {
-            let prog = Program::build(&Source::Cbpf(e.ours.clone()), HookKind::Tc).expect("builds");
+            let prog = Program::build(&Source::Cbpf(e.ours.clone()), Hook::Tc).expect("builds");
             match tc.as_mut() {
                 None => {
                     tc = Some(
@@ -374,7 +375,7 @@ fn xdp_socket_and_tc_verdicts_match_libpcap_on_veth() {
                 Some(h) => h.replace(&prog).expect("replace tc"),
             }
             let sock_prog = SocketProgram::load(
-                &translate(&e.ours, Target::Socket).expect("translates"),
+                &translate(&e.ours, Target::socket()).expect("translates"),
                 "verdict",
             )
             .expect("socket program loads");

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use filter_programs::codegen::{compile, LinkType, Options, Resolver};
+use filter_programs::codegen::{compile, Dlt, Options, Resolver};
 use pcap_replay::resolve::SystemResolver;
 
 fn tsv(name: &str) -> Vec<HashMap<String, String>> {
@@ -57,7 +57,7 @@ fn reject_suite_is_rejected() {
     let mut accepted = Vec::new();
     let mut panics = Vec::new();
     for r in tsv("reject.tsv") {
-        let Some(lt) = LinkType::from_name(&r["dlt"]) else {
+        let Some(lt) = Dlt::from_name(&r["dlt"]) else {
             continue;
         };
         if !r["skip"].is_empty() {
@@ -143,7 +143,7 @@ fn accept_suite_is_accepted() {
     let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut refused = Vec::new();
     for r in tsv("accept.tsv") {
-        let Some(lt) = LinkType::from_name(&r["dlt"]) else {
+        let Some(lt) = Dlt::from_name(&r["dlt"]) else {
             continue;
         };
         if !r["skip"].is_empty() || !ok.contains(&(r["id"].clone(), r["dlt"].clone())) {

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use e2e::corpus::{captures, expressions};
 use filter_programs::cbpf::interp::{KernelCtx, Program};
 use filter_programs::cbpf::Insn;
-use filter_programs::codegen::{compile, ErrorKind, LinkType, Options, Resolver};
+use filter_programs::codegen::{compile, ErrorKind, Dlt, Options, Resolver};
 use pcap_replay::resolve::SystemResolver;
 
 const SNAPLEN: i32 = 262_144;
@@ -103,7 +103,7 @@ fn ours(
         linux_ext: true,
         vlan_ext: true,
         resolver: Arc::clone(resolver),
-        ..Options::new(LinkType::En10mb)
+        ..Options::new(Dlt::En10mb)
     };
     compile(expr, &opts)
 }

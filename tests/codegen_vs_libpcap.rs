@@ -14,7 +14,7 @@ use std::sync::Arc;
 use e2e::corpus::{captures, expressions, Capture};
 use filter_programs::cbpf::interp::Program;
 use filter_programs::cbpf::text;
-use filter_programs::codegen::{compile, ErrorKind, LinkType, Options, Resolver, DEFAULT_SNAPLEN};
+use filter_programs::codegen::{compile, ErrorKind, Dlt, Options, Resolver, DEFAULT_SNAPLEN};
 use pcap_replay::libpcap::{self, CompileOptions};
 use pcap_replay::resolve::SystemResolver;
 
@@ -24,7 +24,7 @@ const EN10MB_FLOOR: usize = 522;
 /// libpcap 1.10's dead handle on Linux: Linux extensions on, this
 /// machine's names.
 fn options(
-    lt: LinkType,
+    lt: Dlt,
     snaplen: u32,
     netmask: Option<u32>,
     resolver: &Arc<dyn Resolver>,
@@ -64,7 +64,7 @@ fn codegen_matches_libpcap_on_corpus() {
     let mut unsupported_samples: BTreeMap<String, usize> = BTreeMap::new();
     let resolver: Arc<dyn Resolver> = Arc::new(SystemResolver::new());
     for e in expressions() {
-        let Some(lt) = LinkType::from_name(&e.dlt) else {
+        let Some(lt) = Dlt::from_name(&e.dlt) else {
             continue;
         };
         let Some(dlt) = libpcap::dlt_from_name(&e.dlt) else {
@@ -260,7 +260,7 @@ fn master_only_expressions_match_masters_program() {
         let (Some(dlt), Some(unopt)) = (v["dlt"].as_str(), v["unopt"].as_str()) else {
             continue;
         };
-        let (Some(lt), Some(dltv)) = (LinkType::from_name(dlt), libpcap::dlt_from_name(dlt)) else {
+        let (Some(lt), Some(dltv)) = (Dlt::from_name(dlt), libpcap::dlt_from_name(dlt)) else {
             continue;
         };
         // Default options only: no skip reason, flag, netmask or snaplen.
@@ -324,7 +324,7 @@ fn names_compile_as_libpcap() {
         "ip protochain tcp",
     ];
     let mut compared = 0;
-    for lt in [LinkType::En10mb, LinkType::Raw, LinkType::LinuxSll] {
+    for lt in [Dlt::En10mb, Dlt::Raw, Dlt::LinuxSll] {
         let dlt = lt.dlt();
         for expr in exprs {
             let lopts = CompileOptions {

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use e2e::corpus::expressions;
 use filter_programs::cbpf::Insn as CInsn;
-use filter_programs::ebpf::check::{check, check_with, Options, ProgKind};
+use filter_programs::ebpf::check::{check, check_with, Options};
 use filter_programs::ebpf::disasm::disassemble;
 use filter_programs::ebpf::insn::{AluOp, CallTarget, Insn, JmpOp, Op, Operand, Pseudo, Reg, Size};
 use filter_programs::translate::{translate, Target, TranslateError};
@@ -19,23 +19,15 @@ use pcap_replay::libpcap::{self, CompileOptions};
 use proptest::prelude::*;
 
 const TARGETS: [Target; 3] = [
-    Target::Socket,
-    Target::Xdp(filter_programs::translate::Actions::XDP),
-    Target::Tc(filter_programs::translate::Actions::TC),
+    Target::socket(),
+    Target::xdp(),
+    Target::tc(),
 ];
-
-fn hook(k: ProgKind) -> Hook {
-    match k {
-        ProgKind::SocketFilter => Hook::Socket,
-        ProgKind::Xdp => Hook::Xdp,
-        ProgKind::SchedCls => Hook::Tc,
-    }
-}
 
 /// The kernel's verdict; a load failure that is not the verifier's is a
 /// test failure, not a rejection.
-fn kernel_accepts(insns: &[Insn], kind: ProgKind) -> Result<(), String> {
-    match load(hook(kind), insns, "precheck") {
+fn kernel_accepts(insns: &[Insn], kind: Hook) -> Result<(), String> {
+    match load(kind, insns, "precheck") {
         Ok(_) => Ok(()),
         Err(LoadError::Verifier { log, .. }) => {
             let tail: Vec<&str> = log.lines().rev().take(3).collect();
@@ -75,12 +67,12 @@ fn corpus_programs() -> Vec<(String, Vec<CInsn>)> {
 }
 
 /// Every translation of every corpus program the hook supports.
-fn translations() -> Vec<(String, ProgKind, Vec<Insn>)> {
+fn translations() -> Vec<(String, Hook, Vec<Insn>)> {
     let mut out = Vec::new();
     for (name, prog) in corpus_programs() {
         for t in TARGETS {
             match translate(&prog, t) {
-                Ok(insns) => out.push((format!("{name} {}", t.name()), ProgKind::of(t), insns)),
+                Ok(insns) => out.push((format!("{name} {}", t.name()), t.hook, insns)),
                 Err(TranslateError::Unsupported { .. }) => {}
                 Err(e) => panic!("{name} {}: {e}", t.name()),
             }
@@ -159,7 +151,7 @@ fn broken_variants_fail_both() {
         return;
     }
     let nop = Op::Ja { off: 0 };
-    let mut cases: Vec<(&str, ProgKind, Vec<Insn>)> = Vec::new();
+    let mut cases: Vec<(&str, Hook, Vec<Insn>)> = Vec::new();
 
     // The bounds check compares against data instead of data_end.
     let mut v = tr(&ip(), Target::xdp());
@@ -185,7 +177,7 @@ fn broken_variants_fail_both() {
             off,
         },
     );
-    cases.push(("bounds check dropped", ProgKind::Xdp, v));
+    cases.push(("bounds check dropped", Hook::Xdp, v));
 
     // The bounds check proves one byte too few.
     let mut v = tr(&ip(), Target::xdp());
@@ -210,10 +202,10 @@ fn broken_variants_fail_both() {
             src: Operand::Imm(13),
         },
     );
-    cases.push(("bounds check too short", ProgKind::Xdp, v));
+    cases.push(("bounds check too short", Hook::Xdp, v));
 
     // The context copied from a register never written.
-    let mut v = tr(&ip(), Target::Socket);
+    let mut v = tr(&ip(), Target::socket());
     put(
         &mut v,
         0,
@@ -224,7 +216,7 @@ fn broken_variants_fail_both() {
             src: Operand::Reg(Reg::R3),
         },
     );
-    cases.push(("unwritten register read", ProgKind::SocketFilter, v));
+    cases.push(("unwritten register read", Hook::Socket, v));
 
     // A = 0 written into the frame pointer.
     let mut v = tr(&ip(), Target::tc());
@@ -238,7 +230,7 @@ fn broken_variants_fail_both() {
             src: Operand::Imm(0),
         },
     );
-    cases.push(("r10 written", ProgKind::SchedCls, v));
+    cases.push(("r10 written", Hook::Tc, v));
 
     // M[3] outside the stack, then misaligned.
     for (what, off) in [
@@ -246,7 +238,7 @@ fn broken_variants_fail_both() {
         ("stack above fp", 4),
         ("stack misaligned", -50),
     ] {
-        let mut v = tr(&mem_ret(), Target::Socket);
+        let mut v = tr(&mem_ret(), Target::socket());
         let s = find(&v, |op| matches!(op, Op::Ldx { src: Reg::R10, .. }));
         put(
             &mut v,
@@ -259,12 +251,12 @@ fn broken_variants_fail_both() {
                 off,
             },
         );
-        cases.push((what, ProgKind::SocketFilter, v));
+        cases.push((what, Hook::Socket, v));
     }
 
     // A conditional jump retargeted to the second half of an ld_imm64
     // (A = 0 and X = 0 become one `r7 = 0 ll`).
-    let mut v = tr(&ip(), Target::Socket);
+    let mut v = tr(&ip(), Target::socket());
     put(
         &mut v,
         1,
@@ -276,31 +268,31 @@ fn broken_variants_fail_both() {
         },
     );
     assert_eq!(
-        check(&v, ProgKind::SocketFilter),
+        check(&v, Hook::Socket),
         Ok(()),
         "the ld_imm64 form itself is fine"
     );
-    kernel_accepts(&v, ProgKind::SocketFilter).expect("the ld_imm64 form itself loads");
+    kernel_accepts(&v, Hook::Socket).expect("the ld_imm64 form itself loads");
     let s = find(&v, |op| matches!(op, Op::Jmp { .. }));
     v[s].off = 2 - (s as i16 + 1);
-    cases.push(("jump into ld_imm64", ProgKind::SocketFilter, v));
+    cases.push(("jump into ld_imm64", Hook::Socket, v));
 
     // The final exit dropped.
     let mut v = tr(&ip(), Target::xdp());
     v.pop();
-    cases.push(("missing exit", ProgKind::Xdp, v));
+    cases.push(("missing exit", Hook::Xdp, v));
 
     // bpf_xdp_get_buff_len on a socket, bpf_skb_load_bytes on XDP.
     let mut v = tr(&len_ret(), Target::xdp());
     let s = find(&v, |op| matches!(op, Op::Call(_)));
     put(&mut v, s, Op::Call(CallTarget::Helper(26)));
-    cases.push(("skb helper on xdp", ProgKind::Xdp, v));
+    cases.push(("skb helper on xdp", Hook::Xdp, v));
     let v = tr(&len_ret(), Target::xdp());
-    cases.push(("xdp program loaded as tc", ProgKind::SchedCls, v));
+    cases.push(("xdp program loaded as tc", Hook::Tc, v));
 
     // skb->len read from skb->data's slot (a socket filter may not) and
     // from xdp_md's egress_ifindex.
-    let mut v = tr(&len_ret(), Target::Socket);
+    let mut v = tr(&len_ret(), Target::socket());
     let s = find(&v, |op| matches!(op, Op::Ldx { src: Reg::R6, .. }));
     put(
         &mut v,
@@ -313,7 +305,7 @@ fn broken_variants_fail_both() {
             off: 76,
         },
     );
-    cases.push(("socket reads skb->data", ProgKind::SocketFilter, v));
+    cases.push(("socket reads skb->data", Hook::Socket, v));
     let mut v = tr(&ip(), Target::xdp());
     let s = find(&v, |op| {
         matches!(
@@ -336,10 +328,10 @@ fn broken_variants_fail_both() {
             off: 20,
         },
     );
-    cases.push(("xdp reads egress_ifindex", ProgKind::Xdp, v));
+    cases.push(("xdp reads egress_ifindex", Hook::Xdp, v));
 
     // Legacy packet loads on XDP.
-    cases.push(("ld_abs on xdp", ProgKind::Xdp, tr(&ip(), Target::Socket)));
+    cases.push(("ld_abs on xdp", Hook::Xdp, tr(&ip(), Target::socket())));
 
     let mut wrong = Vec::new();
     for (what, kind, v) in &cases {
@@ -365,12 +357,12 @@ fn broken_variants_fail_both() {
 
     // A read of a stack word never written: a root loader's kernel allows
     // it, and so does `check`; the strict option refuses it.
-    let mut v = tr(&mem_ret(), Target::Socket);
+    let mut v = tr(&mem_ret(), Target::socket());
     let s = find(&v, |op| matches!(op, Op::St { dst: Reg::R10, .. }));
     put(&mut v, s, nop);
-    assert_eq!(check(&v, ProgKind::SocketFilter), Ok(()));
-    assert_eq!(kernel_accepts(&v, ProgKind::SocketFilter), Ok(()));
-    assert!(check_with(&v, ProgKind::SocketFilter, Options { strict_stack: true }).is_err());
+    assert_eq!(check(&v, Hook::Socket), Ok(()));
+    assert_eq!(kernel_accepts(&v, Hook::Socket), Ok(()));
+    assert!(check_with(&v, Hook::Socket, Options { strict_stack: true }).is_err());
 }
 
 /// One field of one instruction changed.

@@ -254,7 +254,8 @@ fn translated_xdp_listing_matches_bpftool_xlated() {
         return;
     }
     use filter_programs::cbpf::Insn as C;
-    use filter_programs::elf::{write, Object, Section};
+    use filter_programs::elf::{write, Object};
+    use filter_programs::Hook;
     use filter_programs::translate::{translate, Target};
     // tcpdump -dd 'tcp dst port 80' (IPv4 part): absolute, indirect and msh loads.
     let prog = [
@@ -272,7 +273,7 @@ fn translated_xdp_listing_matches_bpftool_xlated() {
     ];
     let insns = translate(&prog, Target::xdp()).expect("translates");
     let obj = Object {
-        section: Section::Xdp,
+        hook: Hook::Xdp,
         name: "roundtrip".into(),
         insns: insns.clone(),
         maps: vec![],

@@ -7,7 +7,8 @@ use std::process::Command;
 
 use filter_programs::ebpf::asm::Asm;
 use filter_programs::ebpf::insn::{AluOp, AtomicOp, CallTarget, Insn, JmpOp, Op, Operand, Pseudo, Reg, Size};
-use filter_programs::elf::{write, MapBtf, Object, Section, ValueLayout};
+use filter_programs::elf::{write, MapBtf, Object, ValueLayout};
+use filter_programs::Hook;
 use filter_programs::translate::{translate, Target};
 use pcap_replay::libpcap::{self, CompileOptions};
 
@@ -38,7 +39,7 @@ fn counting_program(ret: i32) -> (Vec<Insn>, Vec<(usize, usize)>) {
     (a.assemble().unwrap(), vec![(map_slot, 0)])
 }
 
-fn object(section: Section, insns: Vec<Insn>, map_refs: Vec<(usize, usize)>) -> Vec<u8> {
+fn object(section: Hook, insns: Vec<Insn>, map_refs: Vec<(usize, usize)>) -> Vec<u8> {
     let maps = if map_refs.is_empty() {
         vec![]
     } else {
@@ -49,16 +50,16 @@ fn object(section: Section, insns: Vec<Insn>, map_refs: Vec<(usize, usize)>) -> 
             value: ValueLayout::U64Struct { name: "counter".into(), fields: vec!["packets".into()] },
         }]
     };
-    write(&Object { section, name: "filter".into(), insns, maps, map_refs, license: "GPL".into() }).expect("writes")
+    write(&Object { hook: section, name: "filter".into(), insns, maps, map_refs, license: "GPL".into() }).expect("writes")
 }
 
-fn all_objects() -> Vec<(&'static str, Section, Vec<u8>)> {
+fn all_objects() -> Vec<(&'static str, Hook, Vec<u8>)> {
     let mut v = Vec::new();
     for (section, target) in
-        [(Section::Socket, Target::Socket), (Section::Xdp, Target::xdp()), (Section::Classifier, Target::tc())]
+        [(Hook::Socket, Target::socket()), (Hook::Xdp, Target::xdp()), (Hook::Tc, Target::tc())]
     {
         v.push(("plain", section, object(section, tcp_port_80(target), vec![])));
-        let (insns, refs) = counting_program(if section == Section::Socket { 0xffff } else { 0 });
+        let (insns, refs) = counting_program(if section == Hook::Socket { 0xffff } else { 0 });
         v.push(("maps", section, object(section, insns, refs)));
     }
     v
@@ -85,9 +86,9 @@ fn aya_loads_every_object() {
         let mut ebpf = aya::Ebpf::load(&bytes).unwrap_or_else(|e| panic!("aya parses {kind} {section:?}: {e}"));
         let prog = ebpf.program_mut("filter").unwrap_or_else(|| panic!("{kind} {section:?}: no program"));
         let res = match section {
-            Section::Xdp => TryInto::<&mut aya::programs::Xdp>::try_into(prog).unwrap().load(),
-            Section::Socket => TryInto::<&mut aya::programs::SocketFilter>::try_into(prog).unwrap().load(),
-            Section::Classifier => TryInto::<&mut aya::programs::SchedClassifier>::try_into(prog).unwrap().load(),
+            Hook::Xdp => TryInto::<&mut aya::programs::Xdp>::try_into(prog).unwrap().load(),
+            Hook::Socket => TryInto::<&mut aya::programs::SocketFilter>::try_into(prog).unwrap().load(),
+            Hook::Tc => TryInto::<&mut aya::programs::SchedClassifier>::try_into(prog).unwrap().load(),
         };
         res.unwrap_or_else(|e| panic!("aya loads {kind} {section:?}: {e}"));
         if kind == "maps" {
@@ -152,7 +153,7 @@ fn iproute2_attaches_xdp_objects() {
     let (ok, text) = ns.ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
     assert!(ok, "veth: {text}");
     for (i, (kind, section, bytes)) in all_objects().into_iter().enumerate() {
-        if section != Section::Xdp {
+        if section != Hook::Xdp {
             continue;
         }
         let file = tmp(&format!("ip-{i}.o"));

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use e2e::frames::{self, seq_of};
 use e2e::net::{ifindex, Netns, PacketSocket};
-use filter_programs::elf::{self, Object, Section};
+use filter_programs::elf::{self, Object};
+use filter_programs::Hook;
 use filterd::attach_socket::{program_for, Filter, SocketKind};
 use pcap_replay::libpcap::{self, CompileOptions};
 
@@ -211,7 +212,7 @@ fn udp_server_gets_only_what_the_filter_passes() {
     };
     let insns = program_for(udp, &Filter::Expression("udp[8] = 0x42".into())).expect("compiles");
     let object = Object {
-        section: Section::Socket,
+        hook: Hook::Socket,
         name: "b_only".into(),
         insns,
         maps: vec![],

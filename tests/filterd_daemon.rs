@@ -65,7 +65,7 @@ fn twenty_rules_enforced_as_the_dry_run_predicts_with_matching_counters_and_metr
     std::fs::write(dirs.config(), &text).expect("config");
 
     // The prediction: the compiled program in our VM, checked rule by rule.
-    let config = ruleset::parse(&text).expect("valid config");
+    let config = filterd::daemon::config::parse(&text).expect("valid config");
     let compiled = ruleset::compile(&config.rules, ruleset::Verdict::Pass).expect("compiles");
     let mut dry = DryRun::new(&compiled, &config.rules, ruleset::Verdict::Pass).expect("dry run");
     let frames = frames::all();

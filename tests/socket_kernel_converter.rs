@@ -213,7 +213,7 @@ fn round(progs: &[Compiled], frames: &[Frame]) -> Round {
             socks.push(None);
             continue;
         }
-        let insns = translate(&p.classic, Target::Socket)
+        let insns = translate(&p.classic, Target::socket())
             .unwrap_or_else(|e| panic!("{:?}: translate: {e}", p.expr));
         let prog = SocketProgram::load(&insns, "conv")
             .unwrap_or_else(|e| panic!("{:?}: load: {e}", p.expr));
@@ -517,7 +517,7 @@ fn udp_l3_filter_on_loopback() {
     }
     let classic = only_from([127, 0, 0, 1]);
     let prog = SocketProgram::load(
-        &translate(&classic, Target::Socket).expect("translates"),
+        &translate(&classic, Target::socket()).expect("translates"),
         "udp_from_lo",
     )
     .expect("loads");
@@ -559,12 +559,12 @@ fn replace_never_lets_a_dropped_datagram_through() {
     drop_two[3].k = u32::MAX;
     let progs = [
         SocketProgram::load(
-            &translate(&keep_lo, Target::Socket).expect("translates"),
+            &translate(&keep_lo, Target::socket()).expect("translates"),
             "keep_lo",
         )
         .expect("loads"),
         SocketProgram::load(
-            &translate(&drop_two, Target::Socket).expect("translates"),
+            &translate(&drop_two, Target::socket()).expect("translates"),
             "drop_two",
         )
         .expect("loads"),

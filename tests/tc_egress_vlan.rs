@@ -22,11 +22,12 @@ use std::time::{Duration, Instant};
 
 use e2e::frames::{self, seq_of};
 use e2e::net::{ifindex, Netns, PacketSocket};
-use filter_programs::codegen::{self, LinkType};
+use filter_programs::codegen::{self, Dlt};
 use filter_programs::ebpf::asm::Asm;
 use filter_programs::ebpf::insn::{CallTarget, Op, Operand, Reg};
-use filter_programs::elf::{Object, Section};
-use filterd::attach::{pin, Direction, HookKind, Program, Source, TcHook};
+use filter_programs::elf::Object;
+use filter_programs::Hook;
+use filterd::attach::{pin, Direction, Program, Source, TcHook};
 use pcap_replay::libpcap::{self, CompileOptions};
 
 const EXPRESSIONS: &[&str] = &[
@@ -79,7 +80,7 @@ fn pusher(tag: [u8; 4], ifindex: i32) -> Program {
     a.push(Op::Call(CallTarget::Helper(HELPER_REDIRECT)));
     a.exit();
     Program::from_object(&Object {
-        section: Section::Classifier,
+        hook: Hook::Tc,
         name: "push".into(),
         insns: a.assemble().expect("assembles"),
         maps: vec![],
@@ -198,9 +199,9 @@ fn tc_egress_verdicts_match_libpcap_on_the_frame_as_sent_with_tags_in_metadata()
         for &text in EXPRESSIONS {
             let oracle = libpcap::compile(text, oracle_opts)
                 .unwrap_or_else(|e| panic!("libpcap {text:?}: {e}"));
-            let ours = codegen::compile(text, &codegen::Options::new(LinkType::En10mb))
+            let ours = codegen::compile(text, &codegen::Options::new(Dlt::En10mb))
                 .unwrap_or_else(|e| panic!("ours {text:?}: {}", e.render()));
-            let prog = Program::build(&Source::Cbpf(ours), HookKind::Tc).expect("builds");
+            let prog = Program::build(&Source::Cbpf(ours), Hook::Tc).expect("builds");
             match hook.as_mut() {
                 None => {
                     hook = Some(TcHook::attach("v0", Direction::Egress, &prog, &dir).expect("attach"))

@@ -11,20 +11,12 @@ use e2e::corpus::{captures, expressions, Capture};
 use filter_programs::cbpf::{Insn, Op};
 use filter_programs::ebpf::vm::{Env, Input, Maps, Program, SkbMeta};
 use filter_programs::cbpf::interp::Program as Classic;
-use filter_programs::translate::{max_loop_iterations, translate, Target, TranslateError};
+use filter_programs::translate::{translate, Target, TranslateError};
 use bpf_kernel::{load, LoadError};
 use filter_programs::Hook;
 use pcap_replay::libpcap::{self, CompileOptions};
 
-const TARGETS: [Target; 3] = [Target::Socket, Target::Xdp(filter_programs::translate::Actions::XDP), Target::Tc(filter_programs::translate::Actions::TC)];
-
-fn hook(t: Target) -> Hook {
-    match t {
-        Target::Socket => Hook::Socket,
-        Target::Xdp(_) => Hook::Xdp,
-        Target::Tc(_) => Hook::Tc,
-    }
-}
+const TARGETS: [Target; 3] = [Target::socket(), Target::xdp(), Target::tc()];
 
 /// Every distinct program libpcap compiles from the corpus, with the DLT
 /// and one expression that produced it.
@@ -58,12 +50,12 @@ fn corpus_programs() -> Vec<(String, String, Vec<Insn>)> {
 fn vm_input<'a>(t: Target, frame: &'a [u8]) -> Input<'a> {
     // A test run receives on the loopback device: address 0, ifindex 1.
     let meta = SkbMeta::from_ethernet(frame, [0; 6], 1);
-    match t {
+    match t.hook {
         // A socket filter's test run pulls the Ethernet header: skb->data
         // is the network header, as ARCHITECTURE.md records.
-        Target::Socket => Input::Skb { frame, data_off: 14, net_off: 14, meta },
-        Target::Tc(_) => Input::Skb { frame, data_off: 0, net_off: 14, meta },
-        Target::Xdp(_) => Input::Xdp { frame, ingress_ifindex: 1, rx_queue_index: 0 },
+        Hook::Socket => Input::Skb { frame, data_off: 14, net_off: 14, meta },
+        Hook::Tc => Input::Skb { frame, data_off: 0, net_off: 14, meta },
+        Hook::Xdp => Input::Xdp { frame, ingress_ifindex: 1, rx_queue_index: 0 },
     }
 }
 
@@ -91,7 +83,7 @@ fn every_corpus_program_passes_the_verifier_on_every_target() {
                     continue;
                 }
             };
-            match load(hook(t), &insns, "corpus") {
+            match load(t.hook, &insns, "corpus") {
                 Ok(_) => loaded += 1,
                 Err(LoadError::Verifier { log, .. }) => {
                     let tail: Vec<&str> = log.lines().rev().take(4).map(|l| &l[..l.len().min(160)]).collect();
@@ -141,7 +133,7 @@ fn kernel_test_run_equals_vm_on_every_en10mb_packet() {
                 Err(TranslateError::Unsupported { .. }) => continue,
                 Err(e) => panic!("{expr:?} {}: {e}", t.name()),
             };
-            let kernel = match load(hook(t), &insns, "corpus") {
+            let kernel = match load(t.hook, &insns, "corpus") {
                 Ok(k) => k,
                 Err(e) => panic!("{expr:?} {} does not load (see the verifier test): {}", t.name(), short(&e.to_string())),
             };
@@ -165,14 +157,14 @@ fn kernel_test_run_equals_vm_on_every_en10mb_packet() {
                 // libpcap's own interpreter on the same bytes, with `len` as
                 // the hook defines it: a socket test run's skb->len starts
                 // at the network header.
-                let len = match t {
-                    Target::Socket => frame.len() - 14,
+                let len = match t.hook {
+                    Hook::Socket => frame.len() - 14,
                     _ => frame.len(),
                 } as u32;
                 let oracle = (!uses_ancillary).then(|| {
                     // A run that takes more backward jumps than the hook's
-                    // loop budget rejects (see translate::max_loop_iterations).
-                    if has_back_edges && back_edges_taken(&classic, frame, len) > max_loop_iterations(t) {
+                    // loop budget rejects (see Hook::loop_budget).
+                    if has_back_edges && back_edges_taken(&classic, frame, len) > t.hook.loop_budget() {
                         return t.verdict(0) as u64;
                     }
                     t.verdict(libpcap::filter_validated(prog, frame, len)) as u64

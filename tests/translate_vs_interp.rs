@@ -16,6 +16,7 @@ use filter_programs::cbpf::skf::Ancillary;
 use filter_programs::cbpf::{Insn, Op};
 use filter_programs::ebpf::vm::{Env, Input, Maps, Program as Vm, SkbMeta};
 use filter_programs::translate::{translate, Actions, Target, TranslateError};
+use filter_programs::Hook;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -58,7 +59,7 @@ fn check(prog: &[Insn], frame: &[u8]) -> Result<bool, TestCaseError> {
     ctx.random = first_prandom(env.prandom_seed);
     let len = frame.len() as u32;
     let mut translated = false;
-    for target in [Target::Socket, Target::xdp(), Target::tc()] {
+    for target in [Target::socket(), Target::xdp(), Target::tc()] {
         let insns = match translate(prog, target) {
             Ok(i) => i,
             Err(TranslateError::Unsupported { .. }) => continue,
@@ -68,11 +69,11 @@ fn check(prog: &[Insn], frame: &[u8]) -> Result<bool, TestCaseError> {
         let vm = Vm::new(&insns).map_err(|e| TestCaseError::fail(e.to_string()))?;
         // The socket side runs as on an AF_PACKET socket: skb->data at
         // the MAC header, so `len` and packet offsets start there.
-        let input = match target {
-            Target::Xdp(_) => Input::Xdp { frame, ingress_ifindex: 1, rx_queue_index: 0 },
+        let input = match target.hook {
+            Hook::Xdp => Input::Xdp { frame, ingress_ifindex: 1, rx_queue_index: 0 },
             _ => Input::Skb { frame, data_off: 0, net_off: 14.min(frame.len()), meta },
         };
-        if matches!(target, Target::Xdp(_)) {
+        if target.hook == Hook::Xdp {
             ctx.dev = Some(NetDevice { ifindex: 1, hatype: 1 });
             ctx.queue_mapping = 0;
         }

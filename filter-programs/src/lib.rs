@@ -2,6 +2,8 @@
 //! classic BPF, eBPF and ELF objects out, plus the interpreters that define
 //! what those programs mean. Nothing here makes a syscall.
 
+#![forbid(unsafe_code)]
+
 pub mod cbpf;
 pub mod codegen;
 pub mod ebpf;

@@ -30,7 +30,7 @@ fn only_from_localhost() -> Vec<Insn> {
 
 fn main() -> anyhow::Result<()> {
     let server = UdpSocket::bind("127.0.0.1:0").context("bind server")?;
-    let insns = translate(&only_from_localhost(), Target::Socket)?;
+    let insns = translate(&only_from_localhost(), Target::socket())?;
     let prog = SocketProgram::load(&insns, "udp_from_lo").context("load (are you root?)")?;
     prog.attach(server.as_fd()).context("attach")?;
 

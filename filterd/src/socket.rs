@@ -37,7 +37,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use aya::programs::{ProgramError, SocketFilter, SocketFilterError};
 use filter_programs::ebpf::insn::Insn;
-use filter_programs::elf::{self, ElfError, Object, Section};
+use filter_programs::elf::{self, ElfError, Object};
+use filter_programs::Hook;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
@@ -75,7 +76,7 @@ impl SocketProgram {
             return Err(SocketError::BadName(name.to_string()));
         }
         let bytes = elf::write(&Object {
-            section: Section::Socket,
+            hook: Hook::Socket,
             name: name.to_string(),
             insns: insns.to_vec(),
             maps: Vec::new(),

@@ -26,7 +26,7 @@ use std::time::Duration;
 use common::{paired_rounds, thread_cpu_now, ThreadCpuTime, EXPRESSIONS};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use filter_programs::codegen::{compile, LinkType, Options, DEFAULT_SNAPLEN};
+use filter_programs::codegen::{compile, Dlt, Options, DEFAULT_SNAPLEN};
 use pcap_replay::libpcap::{self, CompileOptions};
 
 struct Job {
@@ -42,7 +42,7 @@ fn job(
     netmask: Option<u32>,
     optimize: bool,
 ) -> Option<Job> {
-    let lt = LinkType::from_name(dlt_name)?;
+    let lt = Dlt::from_name(dlt_name)?;
     let dlt = libpcap::dlt_from_name(dlt_name)?;
     let snaplen = snaplen.map_or(DEFAULT_SNAPLEN, |s| s as u32);
     let ours = Options {

@@ -31,7 +31,7 @@ use std::time::Duration;
 use common::{ethernet_packets, paired_rounds, thread_cpu_now, ThreadCpuTime, EXPRESSIONS};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use filter_programs::codegen::{compile, LinkType, Options};
+use filter_programs::codegen::{compile, Dlt, Options};
 use filter_programs::ebpf::insn::{to_bytes, Insn};
 use filter_programs::ebpf::vm::{Env, Input, Maps, Program};
 use filter_programs::translate::{translate, Target};
@@ -91,7 +91,7 @@ struct Sides {
 }
 
 fn sides(expr: &str) -> Sides {
-    let cbpf = compile(expr, &Options::new(LinkType::En10mb)).unwrap_or_else(|e| panic!("{expr}: {e}"));
+    let cbpf = compile(expr, &Options::new(Dlt::En10mb)).unwrap_or_else(|e| panic!("{expr}: {e}"));
     let insns = translate(&cbpf, Target::xdp()).unwrap_or_else(|e| panic!("{expr}: {e}"));
     let prog = Program::new(&insns).unwrap_or_else(|e| panic!("{expr}: {e}"));
     // rbpf borrows the bytes for as long as the VM lives; one program per

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{env_u32, ethernet_packets, pass_program, race_interleaved};
-use filter_programs::codegen::{compile, LinkType, Options};
+use filter_programs::codegen::{compile, Dlt, Options};
 use filter_programs::ebpf::insn::Insn;
 use filter_programs::translate::{translate, Target};
 
@@ -101,7 +101,7 @@ fn main() {
     let mut net_ratios = Vec::new();
     let mut sizes = Vec::new();
     for (expr, c_file) in FILTERS {
-        let cbpf = compile(expr, &Options::new(LinkType::En10mb)).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        let cbpf = compile(expr, &Options::new(Dlt::En10mb)).unwrap_or_else(|e| panic!("{expr}: {e}"));
         let ours_insns = translate(&cbpf, Target::xdp()).unwrap_or_else(|e| panic!("{expr}: {e}"));
         let c_insns = clang_xdp(&c_dir.join(c_file), &out_dir);
         let ours = load(Hook::Xdp, &ours_insns, "bench_ours").unwrap_or_else(|e| panic!("{expr}: {e}"));
@@ -116,7 +116,7 @@ fn main() {
             assert_eq!(got, want, "{expr}: packet {n}: C program {c_file} vs libpcap");
             matched += (want == 2) as usize;
         }
-        let socket = translate(&cbpf, Target::Socket).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        let socket = translate(&cbpf, Target::socket()).unwrap_or_else(|e| panic!("{expr}: {e}"));
         let libpcap_len = reference.len();
         sizes.push(format!(
             "| `{expr}` | {libpcap_len} | {} | {} | {} | {} |",

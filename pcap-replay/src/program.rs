@@ -6,6 +6,7 @@ use std::path::Path;
 use filter_programs::cbpf::{text, Insn};
 use filter_programs::ebpf::insn::Insn as EbpfInsn;
 use filter_programs::elf::read as elf;
+use filter_programs::Hook;
 
 /// A program, with how the reports name it.
 #[derive(Clone, Debug)]
@@ -25,39 +26,9 @@ pub enum Code {
     /// A pcap-filter expression, compiled for each link type met: by our
     /// compiler for our engines, by libpcap for the libpcap engine.
     Expr(String),
-    /// eBPF instructions from an ELF object, for one hook.
+    /// eBPF instructions from an ELF object, for the hook its section
+    /// names.
     Ebpf { insns: Vec<EbpfInsn>, hook: Hook },
-}
-
-/// The attach point an eBPF program was written for, from its ELF section.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hook {
-    Socket,
-    Xdp,
-    Tc,
-}
-
-impl Hook {
-    /// The hook libbpf's section naming gives: `socket*`, `xdp*`, and
-    /// `classifier*`, `tc*` or `tcx*` for tc.
-    pub fn of_section(name: &str) -> Option<Hook> {
-        let head = name.split('/').next().unwrap_or(name);
-        let head = head.split('.').next().unwrap_or(head);
-        match head {
-            "socket" | "socket_filter" => Some(Hook::Socket),
-            "xdp" => Some(Hook::Xdp),
-            "classifier" | "tc" | "tcx" => Some(Hook::Tc),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Hook::Socket => "socket",
-            Hook::Xdp => "xdp",
-            Hook::Tc => "tc",
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

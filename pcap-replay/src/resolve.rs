@@ -6,11 +6,11 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use filter_programs::codegen::{compile, LinkType, Options};
+//! use filter_programs::codegen::{compile, Dlt, Options};
 //! use pcap_replay::resolve::SystemResolver;
 //! let opts = Options {
 //!     resolver: Arc::new(SystemResolver::new()),
-//!     ..Options::new(LinkType::En10mb)
+//!     ..Options::new(Dlt::En10mb)
 //! };
 //! let prog = compile("host localhost", &opts).unwrap();
 //! # let _ = prog;

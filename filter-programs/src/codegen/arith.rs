@@ -4,7 +4,7 @@
 
 use super::block::Cond;
 use super::{CompileError, Gen, OffRel};
-use crate::cbpf::{AluOp, JmpOp, Op, Src};
+use crate::cbpf::{AluOp, JmpOp, Op, Size, Src};
 use crate::expr::ast::{Arith, ArithKind, ArithOp, RelOp, Relation};
 use crate::expr::qualifiers::Proto;
 
@@ -150,7 +150,6 @@ impl Gen<'_> {
         mut inst: Value,
         size: u32,
     ) -> Result<Value, CompileError> {
-        use crate::cbpf::Size;
         let reg = self.alloc_reg()?;
         self.free_reg(inst.reg);
         let size = match size {
@@ -160,19 +159,6 @@ impl Gen<'_> {
             _ => return Err(self.err("data size must be 1, 2, or 4")),
         };
         let nl = self.lay.linkpl.k.wrapping_add(self.lay.nl);
-        // Index plus the run-time part of the header offset, in X.
-        let indexed = |var: Option<Op>, reg: u32| match var {
-            Some(x) => vec![
-                x,
-                Op::LdMem { k: reg },
-                Op::Alu {
-                    op: AluOp::Add,
-                    src: Src::X,
-                },
-                Op::Tax,
-            ],
-            None => vec![Op::LdxMem { k: reg }],
-        };
         match proto {
             Proto::Radio => return Err(self.err("radio information not present in capture")),
             Proto::Link => {
@@ -210,44 +196,71 @@ impl Gen<'_> {
             | Proto::Igrp
             | Proto::Pim
             | Proto::Vrrp
-            | Proto::Carp => {
-                inst.stmts.extend(self.loadx_iphdrlen());
-                inst.stmts.extend([
-                    Op::LdMem { k: inst.reg },
-                    Op::Alu {
-                        op: AluOp::Add,
-                        src: Src::X,
-                    },
-                    Op::Tax,
-                    Op::LdInd { size, k: nl },
-                ]);
-                let p = self.proto_abbrev(proto)?;
-                let frag = self.ipfrag();
-                let mut b = self.b.and(p, frag);
-                if let Some(c) = inst.check.take() {
-                    b = self.b.and(c, b);
-                }
-                let ip = self.proto_abbrev(Proto::Ip)?;
-                inst.check = Some(self.b.and(ip, b));
-            }
-            Proto::Icmp6 => {
-                let mut b = self.proto_abbrev(Proto::Ip6)?;
-                if let Some(c) = inst.check.take() {
-                    b = self.b.and(c, b);
-                }
-                let nh = self.cmp(OffRel::LinkPl, 6, Size::B, super::consts::IPPROTO_ICMPV6);
-                inst.check = Some(self.b.and(b, nh));
-                let mut s = indexed(self.linkpl_varpart(), inst.reg);
-                s.push(Op::LdInd {
-                    size,
-                    k: nl.wrapping_add(40),
-                });
-                inst.stmts.extend(s);
-            }
+            | Proto::Carp => self.load_after_ipv4(proto, &mut inst, size, nl)?,
+            Proto::Icmp6 => self.load_icmp6(&mut inst, size, nl)?,
             _ => return Err(self.err("unsupported index operation")),
         }
         inst.reg = reg;
         inst.stmts.push(Op::St { k: reg });
         Ok(inst)
+    }
+
+    /// A transport protocol's field: after an IPv4 header of any length
+    /// (`X` = its length), in an unfragmented (first) IPv4 packet.
+    fn load_after_ipv4(&mut self, proto: Proto, inst: &mut Value, size: Size, nl: u32) -> Result<(), CompileError> {
+        inst.stmts.extend(self.loadx_iphdrlen());
+        inst.stmts.extend([
+            Op::LdMem { k: inst.reg },
+            Op::Alu {
+                op: AluOp::Add,
+                src: Src::X,
+            },
+            Op::Tax,
+            Op::LdInd { size, k: nl },
+        ]);
+        let p = self.proto_abbrev(proto)?;
+        let frag = self.ipfrag();
+        let mut b = self.b.and(p, frag);
+        if let Some(c) = inst.check.take() {
+            b = self.b.and(c, b);
+        }
+        let ip = self.proto_abbrev(Proto::Ip)?;
+        inst.check = Some(self.b.and(ip, b));
+        Ok(())
+    }
+
+    /// An ICMPv6 field: after the fixed IPv6 header, whose next header
+    /// must be ICMPv6.
+    fn load_icmp6(&mut self, inst: &mut Value, size: Size, nl: u32) -> Result<(), CompileError> {
+        let mut b = self.proto_abbrev(Proto::Ip6)?;
+        if let Some(c) = inst.check.take() {
+            b = self.b.and(c, b);
+        }
+        let nh = self.cmp(OffRel::LinkPl, 6, Size::B, super::consts::IPPROTO_ICMPV6);
+        inst.check = Some(self.b.and(b, nh));
+        let mut s = indexed(self.linkpl_varpart(), inst.reg);
+        s.push(Op::LdInd {
+            size,
+            k: nl.wrapping_add(40),
+        });
+        inst.stmts.extend(s);
+        Ok(())
+    }
+}
+
+/// Index plus the run-time part of the header offset (`var`), in X; the
+/// index is in scratch cell `reg`.
+fn indexed(var: Option<Op>, reg: u32) -> Vec<Op> {
+    match var {
+        Some(x) => vec![
+            x,
+            Op::LdMem { k: reg },
+            Op::Alu {
+                op: AluOp::Add,
+                src: Src::X,
+            },
+            Op::Tax,
+        ],
+        None => vec![Op::LdxMem { k: reg }],
     }
 }

@@ -2,7 +2,7 @@
 
 use super::block::Cond;
 use super::consts::*;
-use super::{CompileError, Gen, LinkType, OffRel};
+use super::{CompileError, Gen, Dlt, OffRel};
 use crate::cbpf::{JmpOp, Size, Src};
 use crate::expr::qualifiers::{Dir, Proto};
 
@@ -10,7 +10,7 @@ impl Gen<'_> {
     pub(super) fn broadcast(&mut self, p: Option<Proto>) -> Result<Cond, CompileError> {
         match p {
             None | Some(Proto::Link) => {
-                if self.lay.link != LinkType::En10mb {
+                if self.lay.link != Dlt::En10mb {
                     return Err(self.err("not a broadcast link"));
                 }
                 let check = self.prevlinkhdr_check();
@@ -35,7 +35,7 @@ impl Gen<'_> {
 
     pub(super) fn multicast(&mut self, p: Option<Proto>) -> Result<Cond, CompileError> {
         match p {
-            None | Some(Proto::Link) if self.lay.link == LinkType::En10mb => {
+            None | Some(Proto::Link) if self.lay.link == Dlt::En10mb => {
                 let check = self.prevlinkhdr_check();
                 let s = self.load(OffRel::LinkHdr, 0, Size::B);
                 let b = self.b.test(s, JmpOp::Jset, Src::K(1));

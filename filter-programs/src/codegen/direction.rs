@@ -3,7 +3,7 @@
 //! buffer through the kernel's ancillary loads.
 
 use super::block::Cond;
-use super::{CompileError, Gen, LinkType, OffRel};
+use super::{CompileError, Gen, Dlt, OffRel};
 use crate::cbpf::skf::{SKF_AD_IFINDEX, SKF_AD_OFF, SKF_AD_PKTTYPE};
 use crate::cbpf::Size;
 
@@ -25,8 +25,8 @@ impl Gen<'_> {
     pub(super) fn direction(&mut self, outbound: bool) -> Result<Cond, CompileError> {
         let what = if outbound { "outbound" } else { "inbound" };
         let out = match self.lay.link {
-            LinkType::LinuxSll => self.cmp(OffRel::LinkHdr, 0, Size::H, PACKET_OUTGOING),
-            LinkType::LinuxSll2 => self.cmp(OffRel::LinkHdr, 10, Size::B, PACKET_OUTGOING),
+            Dlt::LinuxSll => self.cmp(OffRel::LinkHdr, 0, Size::H, PACKET_OUTGOING),
+            Dlt::LinuxSll2 => self.cmp(OffRel::LinkHdr, 10, Size::B, PACKET_OUTGOING),
             _ => {
                 let k = self.ancillary(what, SKF_AD_PKTTYPE)?;
                 self.cmp(OffRel::LinkHdr, k, Size::H, PACKET_OUTGOING)
@@ -37,7 +37,7 @@ impl Gen<'_> {
 
     pub(super) fn ifindex(&mut self, index: u32) -> Result<Cond, CompileError> {
         Ok(match self.lay.link {
-            LinkType::LinuxSll2 => self.cmp(OffRel::LinkHdr, 4, Size::W, index),
+            Dlt::LinuxSll2 => self.cmp(OffRel::LinkHdr, 4, Size::W, index),
             _ => {
                 let k = self.ancillary("ifindex", SKF_AD_IFINDEX)?;
                 self.cmp(OffRel::LinkHdr, k, Size::W, index)

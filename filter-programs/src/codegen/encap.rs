@@ -5,7 +5,7 @@
 
 use super::block::Cond;
 use super::consts::*;
-use super::{CompileError, Gen, LinkType, Off, OffRel};
+use super::{CompileError, Gen, Dlt, Off, OffRel};
 use crate::cbpf::Size;
 
 impl Gen<'_> {
@@ -17,7 +17,7 @@ impl Gen<'_> {
         if self.label_depth > 0 {
             return Err(self.err("no VLAN match after MPLS"));
         }
-        if self.lay.link != LinkType::En10mb {
+        if self.lay.link != Dlt::En10mb {
             return Err(self.err(format!(
                 "no VLAN support for {}",
                 self.lay.link.description()
@@ -71,8 +71,8 @@ impl Gen<'_> {
             self.mcmp(OffRel::PrevMplsHdr, 2, Size::B, 0, 0x01)
         } else {
             match self.lay.link {
-                LinkType::En10mb => self.linktype(ETHERTYPE_MPLS)?,
-                LinkType::Ppp => self.linktype(PPP_MPLS_UCAST)?,
+                Dlt::En10mb => self.linktype(ETHERTYPE_MPLS)?,
+                Dlt::Ppp => self.linktype(PPP_MPLS_UCAST)?,
                 l => return Err(self.err(format!("no MPLS support for {}", l.description()))),
             }
         };
@@ -111,7 +111,7 @@ impl Gen<'_> {
             k: pl.k.wrapping_add(self.lay.nl).wrapping_add(6),
             reg: pl.reg,
         };
-        self.lay.push_linkhdr(LinkType::Ppp, hdr);
+        self.lay.push_linkhdr(Dlt::Ppp, hdr);
         self.lay.linktype = Some(hdr);
         self.lay.linkpl = Off {
             k: hdr.k.wrapping_add(2),

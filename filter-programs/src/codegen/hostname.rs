@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use super::block::Cond;
-use super::{CompileError, Gen, LinkType};
+use super::{CompileError, Gen, Dlt};
 use crate::expr::qualifiers::{Proto, Qualifiers};
 
 impl Gen<'_> {
@@ -72,7 +72,7 @@ impl Gen<'_> {
 
     /// `ether host NAME`, from the ethers database.
     fn ether_name(&mut self, name: &str, q: &Qualifiers) -> Result<Cond, CompileError> {
-        if self.lay.link != LinkType::En10mb {
+        if self.lay.link != Dlt::En10mb {
             return Err(self.err(
                 "only ethernet/FDDI/token ring/802.11/ATM LANE/Fibre Channel supports link-level host name",
             ));

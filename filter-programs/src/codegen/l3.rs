@@ -5,7 +5,7 @@ use std::net::Ipv6Addr;
 
 use super::block::Cond;
 use super::consts::*;
-use super::{CompileError, Gen, LinkType, OffRel};
+use super::{CompileError, Gen, Dlt, OffRel};
 use crate::cbpf::{JmpOp, Size, Src};
 use crate::expr::ast::Ipv4Lit;
 use crate::expr::names::{ethertype, llc_sap};
@@ -260,7 +260,7 @@ impl Gen<'_> {
     }
 
     pub(super) fn ehost(&mut self, mac: &[u8; 6], dir: Dir) -> Result<Cond, CompileError> {
-        if self.lay.link != LinkType::En10mb {
+        if self.lay.link != Dlt::En10mb {
             return Err(self.err(
                 "ethernet addresses supported only on ethernet/FDDI/token ring/802.11/ATM LANE/Fibre Channel",
             ));

@@ -3,7 +3,7 @@
 //! run-time part kept in a scratch cell (libpcap's `bpf_abs_offset`), and
 //! the loads relative to them.
 
-use super::{Gen, LinkType, OffRel};
+use super::{Gen, Dlt, OffRel};
 use crate::cbpf::{AluOp, Op, Size, Src};
 
 /// An absolute offset: `k`, plus `M[reg]` at run time when `reg` is set.
@@ -31,7 +31,7 @@ impl Off {
 /// order, as in libpcap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
-    pub link: LinkType,
+    pub link: Dlt,
     /// Start of the link-layer header.
     pub linkhdr: Off,
     /// The link-layer header before the last encapsulation was entered.
@@ -50,14 +50,14 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn new(link: LinkType) -> Layout {
+    pub fn new(link: Dlt) -> Layout {
         let (linktype, linkpl, nl_nosnap) = match link {
-            LinkType::En10mb => (Some(12), 14, 3),
-            LinkType::Null | LinkType::Loop => (Some(0), 4, 0),
-            LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => (None, 0, 0),
-            LinkType::LinuxSll => (Some(14), 16, 0),
-            LinkType::LinuxSll2 => (Some(0), 20, 0),
-            LinkType::Ppp => (Some(2), 4, 0),
+            Dlt::En10mb => (Some(12), 14, 3),
+            Dlt::Null | Dlt::Loop => (Some(0), 4, 0),
+            Dlt::Raw | Dlt::Ipv4 | Dlt::Ipv6 => (None, 0, 0),
+            Dlt::LinuxSll => (Some(14), 16, 0),
+            Dlt::LinuxSll2 => (Some(0), 20, 0),
+            Dlt::Ppp => (Some(2), 4, 0),
         };
         Layout {
             link,
@@ -72,7 +72,7 @@ impl Layout {
     }
 
     /// A new link layer starts at `hdr` (libpcap's `PUSH_LINKHDR`).
-    pub fn push_linkhdr(&mut self, link: LinkType, hdr: Off) {
+    pub fn push_linkhdr(&mut self, link: Dlt, hdr: Off) {
         self.prevlinkhdr = self.linkhdr;
         self.link = link;
         self.linkhdr = hdr;

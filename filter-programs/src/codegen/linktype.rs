@@ -6,9 +6,11 @@ use super::consts::*;
 use super::{CompileError, Gen, OffRel};
 use crate::cbpf::{JmpOp, Size};
 
-/// The link types code generation knows, with libpcap's DLT_ values.
+/// The link types code generation knows, as libpcap's DLT_ values name
+/// them (tcpdump's `-y`): what a program is compiled for, not the LINKTYPE_
+/// value a capture file's header holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LinkType {
+pub enum Dlt {
     /// BSD loopback: a 4-byte address family in host byte order.
     Null,
     /// Ethernet.
@@ -29,49 +31,49 @@ pub enum LinkType {
     Ppp,
 }
 
-impl LinkType {
+impl Dlt {
     /// The DLT_ value on Linux.
     pub fn dlt(self) -> i32 {
         match self {
-            LinkType::Null => 0,
-            LinkType::En10mb => 1,
-            LinkType::Raw => 12,
-            LinkType::Loop => 108,
-            LinkType::LinuxSll => 113,
-            LinkType::LinuxSll2 => 276,
-            LinkType::Ipv4 => 228,
-            LinkType::Ipv6 => 229,
-            LinkType::Ppp => 9,
+            Dlt::Null => 0,
+            Dlt::En10mb => 1,
+            Dlt::Raw => 12,
+            Dlt::Loop => 108,
+            Dlt::LinuxSll => 113,
+            Dlt::LinuxSll2 => 276,
+            Dlt::Ipv4 => 228,
+            Dlt::Ipv6 => 229,
+            Dlt::Ppp => 9,
         }
     }
 
     /// The link type of a DLT_ value (Linux numbering), if supported.
-    pub fn from_dlt(dlt: i32) -> Option<LinkType> {
+    pub fn from_dlt(dlt: i32) -> Option<Dlt> {
         [
-            LinkType::Null,
-            LinkType::En10mb,
-            LinkType::Raw,
-            LinkType::Loop,
-            LinkType::LinuxSll,
-            LinkType::LinuxSll2,
-            LinkType::Ipv4,
-            LinkType::Ipv6,
+            Dlt::Null,
+            Dlt::En10mb,
+            Dlt::Raw,
+            Dlt::Loop,
+            Dlt::LinuxSll,
+            Dlt::LinuxSll2,
+            Dlt::Ipv4,
+            Dlt::Ipv6,
         ]
         .into_iter()
         .find(|l| l.dlt() == dlt)
     }
 
     /// The link type of a libpcap DLT name (`EN10MB`, `RAW`, ...).
-    pub fn from_name(name: &str) -> Option<LinkType> {
+    pub fn from_name(name: &str) -> Option<Dlt> {
         Some(match name.to_ascii_uppercase().as_str() {
-            "NULL" => LinkType::Null,
-            "EN10MB" => LinkType::En10mb,
-            "RAW" => LinkType::Raw,
-            "LOOP" => LinkType::Loop,
-            "LINUX_SLL" => LinkType::LinuxSll,
-            "LINUX_SLL2" => LinkType::LinuxSll2,
-            "IPV4" => LinkType::Ipv4,
-            "IPV6" => LinkType::Ipv6,
+            "NULL" => Dlt::Null,
+            "EN10MB" => Dlt::En10mb,
+            "RAW" => Dlt::Raw,
+            "LOOP" => Dlt::Loop,
+            "LINUX_SLL" => Dlt::LinuxSll,
+            "LINUX_SLL2" => Dlt::LinuxSll2,
+            "IPV4" => Dlt::Ipv4,
+            "IPV6" => Dlt::Ipv6,
             _ => return None,
         })
     }
@@ -79,30 +81,30 @@ impl LinkType {
     /// libpcap's DLT name without the `DLT_` prefix.
     pub fn dlt_name(self) -> &'static str {
         match self {
-            LinkType::Null => "NULL",
-            LinkType::En10mb => "EN10MB",
-            LinkType::Raw => "RAW",
-            LinkType::Loop => "LOOP",
-            LinkType::LinuxSll => "LINUX_SLL",
-            LinkType::LinuxSll2 => "LINUX_SLL2",
-            LinkType::Ipv4 => "IPV4",
-            LinkType::Ipv6 => "IPV6",
-            LinkType::Ppp => "PPP",
+            Dlt::Null => "NULL",
+            Dlt::En10mb => "EN10MB",
+            Dlt::Raw => "RAW",
+            Dlt::Loop => "LOOP",
+            Dlt::LinuxSll => "LINUX_SLL",
+            Dlt::LinuxSll2 => "LINUX_SLL2",
+            Dlt::Ipv4 => "IPV4",
+            Dlt::Ipv6 => "IPV6",
+            Dlt::Ppp => "PPP",
         }
     }
 
     /// libpcap's description, as its error messages name the link type.
     pub fn description(self) -> &'static str {
         match self {
-            LinkType::Null => "BSD loopback",
-            LinkType::En10mb => "Ethernet",
-            LinkType::Raw => "Raw IP",
-            LinkType::Loop => "OpenBSD loopback",
-            LinkType::LinuxSll => "Linux cooked v1",
-            LinkType::LinuxSll2 => "Linux cooked v2",
-            LinkType::Ipv4 => "Raw IPv4",
-            LinkType::Ipv6 => "Raw IPv6",
-            LinkType::Ppp => "PPP",
+            Dlt::Null => "BSD loopback",
+            Dlt::En10mb => "Ethernet",
+            Dlt::Raw => "Raw IP",
+            Dlt::Loop => "OpenBSD loopback",
+            Dlt::LinuxSll => "Linux cooked v1",
+            Dlt::LinuxSll2 => "Linux cooked v2",
+            Dlt::Ipv4 => "Raw IPv4",
+            Dlt::Ipv6 => "Raw IPv6",
+            Dlt::Ppp => "PPP",
         }
     }
 }
@@ -130,20 +132,20 @@ impl Gen<'_> {
             return self.mpls_linktype(ll);
         }
         Ok(match self.lay.link {
-            LinkType::En10mb => self.ether_linktype(ll),
-            LinkType::LinuxSll => self.sll_linktype(ll),
-            LinkType::Raw => match ll {
+            Dlt::En10mb => self.ether_linktype(ll),
+            Dlt::LinuxSll => self.sll_linktype(ll),
+            Dlt::Raw => match ll {
                 ETHERTYPE_IP => self.mcmp(OffRel::LinkHdr, 0, Size::B, 0x40, 0xf0),
                 ETHERTYPE_IPV6 => self.mcmp(OffRel::LinkHdr, 0, Size::B, 0x60, 0xf0),
                 _ => self.uncond(false),
             },
-            LinkType::Ipv4 => self.uncond(ll == ETHERTYPE_IP),
-            LinkType::Ipv6 => self.uncond(ll == ETHERTYPE_IPV6),
-            LinkType::Ppp => self.cmp(OffRel::LinkType, 0, Size::H, ppp_type(ll)),
+            Dlt::Ipv4 => self.uncond(ll == ETHERTYPE_IP),
+            Dlt::Ipv6 => self.uncond(ll == ETHERTYPE_IPV6),
+            Dlt::Ppp => self.cmp(OffRel::LinkType, 0, Size::H, ppp_type(ll)),
             // libpcap 1.10 has no SLL2 case here: any value is compared
             // with the protocol field as an EtherType.
-            LinkType::LinuxSll2 => self.cmp(OffRel::LinkType, 0, Size::H, ll),
-            LinkType::Null | LinkType::Loop => {
+            Dlt::LinuxSll2 => self.cmp(OffRel::LinkType, 0, Size::H, ll),
+            Dlt::Null | Dlt::Loop => {
                 // The address family of a dead handle's host: AF_INET 2,
                 // AF_INET6 10 (Linux). DLT_NULL keeps it in host byte
                 // order, which libpcap matches as little-endian.
@@ -152,7 +154,7 @@ impl Gen<'_> {
                     ETHERTYPE_IPV6 => 10,
                     _ => return Ok(self.uncond(false)),
                 };
-                let v = if self.lay.link == LinkType::Null {
+                let v = if self.lay.link == Dlt::Null {
                     af.swap_bytes()
                 } else {
                     af

@@ -3,7 +3,7 @@
 
 use super::block::Cond;
 use super::consts::ETHERMTU;
-use super::{CompileError, Gen, LinkType, OffRel};
+use super::{CompileError, Gen, Dlt, OffRel};
 use crate::cbpf::{JmpOp, Size, Src};
 use crate::expr::names::LlcFrame;
 
@@ -17,7 +17,7 @@ const LLC_U_CMD_MASK: u32 = 0xef;
 impl Gen<'_> {
     /// "This frame has an 802.2 header."
     fn llc_header(&mut self) -> Result<Cond, CompileError> {
-        if self.lay.link != LinkType::En10mb {
+        if self.lay.link != Dlt::En10mb {
             return Err(self.err(format!(
                 "'llc' not supported for {}",
                 self.lay.link.description()

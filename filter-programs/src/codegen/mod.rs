@@ -10,10 +10,10 @@
 //! refused with [`ErrorKind::Unsupported`], never compiled approximately.
 //!
 //! ```
-//! use filter_programs::codegen::{compile, LinkType, Options};
-//! let prog = compile("ip", &Options::new(LinkType::En10mb)).unwrap();
+//! use filter_programs::codegen::{compile, Dlt, Options};
+//! let prog = compile("ip", &Options::new(Dlt::En10mb)).unwrap();
 //! assert_eq!(prog.len(), 4); // ldh [12]; jeq #0x800; ret #262144; ret #0
-//! let err = compile("vlan", &Options::new(LinkType::Raw)).unwrap_err();
+//! let err = compile("vlan", &Options::new(Dlt::Raw)).unwrap_err();
 //! assert!(err.render().contains("no VLAN support"));
 //! ```
 
@@ -50,7 +50,7 @@ use block::{Blocks, Cond};
 
 pub use error::{CompileError, ErrorKind};
 pub use layout::{Layout, Off};
-pub use linktype::LinkType;
+pub use linktype::Dlt;
 pub use resolver::{BuiltinResolver, Resolver, Transport};
 
 /// libpcap's default snapshot length (tcpdump's too).
@@ -58,7 +58,7 @@ pub const DEFAULT_SNAPLEN: u32 = 262_144;
 
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub linktype: LinkType,
+    pub linktype: Dlt,
     /// What an accepting program returns.
     pub snaplen: u32,
     /// The network mask for `ip broadcast`; `None` is libpcap's
@@ -101,7 +101,7 @@ impl PartialEq for Options {
 
 impl Options {
     /// tcpdump's defaults for a link type.
-    pub fn new(linktype: LinkType) -> Options {
+    pub fn new(linktype: Dlt) -> Options {
         Options {
             linktype,
             snaplen: DEFAULT_SNAPLEN,

@@ -67,6 +67,58 @@ impl Chain {
         }
         self.ops
     }
+    /// IPv6 options, routing and fragment headers: skip 8 * (len + 1) and
+    /// go `again`. Returns the last of their tests, whose "no" goes on to
+    /// the AH check.
+    fn ipv6_extensions(&mut self, nl: u32, reg: u32, again: usize, none: usize) -> usize {
+        let firsts = [IPPROTO_HOPOPTS, IPPROTO_DSTOPTS, IPPROTO_ROUTING, IPPROTO_FRAGMENT].map(|p| self.jeq(p));
+        for w in firsts.windows(2) {
+            self.target(w[0], None, Some(w[1]));
+        }
+        self.target(none, None, Some(firsts[0]));
+        let advance = self.push(Op::LdInd { size: Size::B, k: nl });
+        for j in firsts {
+            self.target(j, Some(advance), None);
+        }
+        self.push(Op::St { k: reg });
+        self.push(Op::LdInd { size: Size::B, k: nl.wrapping_add(1) });
+        self.alu(AluOp::Add, 1);
+        self.alu(AluOp::Mul, 8);
+        self.push(Op::Alu { op: AluOp::Add, src: Src::X });
+        self.push(Op::Tax);
+        self.push(Op::LdMem { k: reg });
+        self.back_to(again);
+        firsts[3]
+    }
+
+    /// ahcheck: an AH header is skipped by 4 * (len + 2), and the walk
+    /// goes `again`. Returns the AH test, whose "no" ends the walk.
+    fn ah(&mut self, nl: u32, reg: u32, again: usize, v6_last: Option<usize>) -> usize {
+        let ah = self.jeq(IPPROTO_AH);
+        if let Some(last) = v6_last {
+            self.target(last, None, Some(ah));
+        }
+        let txa = self.push(Op::Txa);
+        self.target(ah, Some(txa), None);
+        self.push(Op::LdInd { size: Size::B, k: nl });
+        self.push(Op::St { k: reg });
+        self.push(Op::Txa);
+        self.alu(AluOp::Add, 1);
+        self.push(Op::Tax);
+        self.push(Op::LdInd { size: Size::B, k: nl });
+        self.alu(AluOp::Add, 2);
+        self.alu(AluOp::Mul, 4);
+        self.push(Op::Tax);
+        self.push(Op::LdMem { k: reg });
+        self.back_to(again);
+        ah
+    }
+
+    /// The loop's back edge: `ja` to statement `again`.
+    fn back_to(&mut self, again: usize) {
+        let back = self.ops.len();
+        self.push(Op::Ja { k: (again as u32).wrapping_sub(back as u32 + 1) });
+    }
 }
 
 impl Gen<'_> {
@@ -114,76 +166,14 @@ impl Gen<'_> {
         let again = c.jeq(v);
         let none = c.jeq(IPPROTO_NONE);
         c.target(again, None, Some(none));
-        let mut v6_last = None;
-        if v6 {
-            // Options, routing and fragment headers: skip 8 * (len + 1).
-            let firsts = [
-                IPPROTO_HOPOPTS,
-                IPPROTO_DSTOPTS,
-                IPPROTO_ROUTING,
-                IPPROTO_FRAGMENT,
-            ]
-            .map(|p| c.jeq(p));
-            for w in firsts.windows(2) {
-                c.target(w[0], None, Some(w[1]));
-            }
-            c.target(none, None, Some(firsts[0]));
-            let advance = c.push(Op::LdInd {
-                size: Size::B,
-                k: nl,
-            });
-            for j in firsts {
-                c.target(j, Some(advance), None);
-            }
-            c.push(Op::St { k: reg });
-            c.push(Op::LdInd {
-                size: Size::B,
-                k: nl.wrapping_add(1),
-            });
-            c.alu(AluOp::Add, 1);
-            c.alu(AluOp::Mul, 8);
-            c.push(Op::Alu {
-                op: AluOp::Add,
-                src: Src::X,
-            });
-            c.push(Op::Tax);
-            c.push(Op::LdMem { k: reg });
-            let back = c.ops.len();
-            c.push(Op::Ja {
-                k: (again as u32).wrapping_sub(back as u32 + 1),
-            });
-            v6_last = Some(firsts[3]);
+        let v6_last = if v6 {
+            Some(c.ipv6_extensions(nl, reg, again, none))
         } else {
             let nop = c.alu(AluOp::Add, 0);
             c.target(none, None, Some(nop));
-        }
-        // ahcheck: an AH header is skipped by 4 * (len + 2).
-        let ah = c.jeq(IPPROTO_AH);
-        if let Some(last) = v6_last {
-            c.target(last, None, Some(ah));
-        }
-        let txa = c.push(Op::Txa);
-        c.target(ah, Some(txa), None);
-        c.push(Op::LdInd {
-            size: Size::B,
-            k: nl,
-        });
-        c.push(Op::St { k: reg });
-        c.push(Op::Txa);
-        c.alu(AluOp::Add, 1);
-        c.push(Op::Tax);
-        c.push(Op::LdInd {
-            size: Size::B,
-            k: nl,
-        });
-        c.alu(AluOp::Add, 2);
-        c.alu(AluOp::Mul, 4);
-        c.push(Op::Tax);
-        c.push(Op::LdMem { k: reg });
-        let back = c.ops.len();
-        c.push(Op::Ja {
-            k: (again as u32).wrapping_sub(back as u32 + 1),
-        });
+            None
+        };
+        let ah = c.ah(nl, reg, again, v6_last);
         let end = c.alu(AluOp::Add, 0);
         c.target(none, Some(end), None);
         c.target(ah, None, Some(end));

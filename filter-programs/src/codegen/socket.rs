@@ -67,7 +67,7 @@ mod tests {
     use super::*;
     use crate::cbpf::interp::Program;
     use crate::cbpf::kernel_ctx::KernelCtx;
-    use crate::codegen::{compile, LinkType, Options};
+    use crate::codegen::{compile, Dlt, Options};
 
     /// An IPv4 packet from `src` carrying UDP or TCP from port 5000 to `dport`.
     fn ipv4(src: [u8; 4], proto: u8, dport: u16, payload: &[u8]) -> Vec<u8> {
@@ -124,7 +124,7 @@ mod tests {
         ];
         let mut matched = 0;
         for e in exprs {
-            let raw = compile(e, &Options::new(LinkType::Raw)).expect(e);
+            let raw = compile(e, &Options::new(Dlt::Raw)).expect(e);
             let l3 = to_network_relative(&raw).expect("rewrite");
             assert_ne!(raw, l3, "{e}: nothing rewritten");
             let (a, b) = (
@@ -172,10 +172,10 @@ mod tests {
                 code: 0xff
             })
         );
-        let greater = compile("greater 100", &Options::new(LinkType::Raw)).expect("compiles");
+        let greater = compile("greater 100", &Options::new(Dlt::Raw)).expect("compiles");
         assert!(reads_length(&greater));
         assert!(!reads_length(
-            &compile("udp", &Options::new(LinkType::Raw)).expect("compiles")
+            &compile("udp", &Options::new(Dlt::Raw)).expect("compiles")
         ));
     }
 }

@@ -1,7 +1,7 @@
 //! Exact programs for simple expressions, against `tcpdump -d -O -y
 //! EN10MB` output (libpcap 1.10.3 without its optimizer), and the errors.
 
-use super::{compile, ErrorKind, LinkType, Options};
+use super::{compile, ErrorKind, Dlt, Options};
 use crate::cbpf::text;
 
 /// `tcpdump -d -O -y EN10MB EXPR` output, captured with tcpdump 4.99.3 /
@@ -109,7 +109,7 @@ fn unoptimized_programs_are_libpcaps_instruction_for_instruction() {
             expr,
             &Options {
                 optimize: false,
-                ..Options::new(LinkType::En10mb)
+                ..Options::new(Dlt::En10mb)
             },
         )
         .unwrap_or_else(|e| panic!("{expr}: {}", e.render()));
@@ -119,7 +119,7 @@ fn unoptimized_programs_are_libpcaps_instruction_for_instruction() {
 
 #[test]
 fn empty_filter_accepts_everything() {
-    let p = compile("", &Options::new(LinkType::Raw)).unwrap();
+    let p = compile("", &Options::new(Dlt::Raw)).unwrap();
     assert_eq!(p, text::parse("(000) ret #262144").unwrap());
 }
 
@@ -135,7 +135,7 @@ fn long_branches_get_trampolines() {
         &e,
         &Options {
             optimize: false,
-            ..Options::new(LinkType::En10mb)
+            ..Options::new(Dlt::En10mb)
         },
     )
     .unwrap();
@@ -148,56 +148,56 @@ fn long_branches_get_trampolines() {
 
 #[test]
 fn errors_are_libpcaps_with_a_caret() {
-    let cases: &[(&str, LinkType, &str)] = &[
-        ("vlan", LinkType::Raw, "no VLAN support for Raw IP"),
+    let cases: &[(&str, Dlt, &str)] = &[
+        ("vlan", Dlt::Raw, "no VLAN support for Raw IP"),
         (
             "mpls and vlan",
-            LinkType::En10mb,
+            Dlt::En10mb,
             "no VLAN match after MPLS",
         ),
         (
             "ether host 1:2:3:4:5:6",
-            LinkType::LinuxSll,
+            Dlt::LinuxSll,
             "ethernet addresses supported only on",
         ),
-        ("broadcast", LinkType::Raw, "not a broadcast link"),
-        ("ip broadcast", LinkType::En10mb, "netmask not known"),
-        ("tcp proto 6", LinkType::En10mb, "'tcp proto' is bogus"),
+        ("broadcast", Dlt::Raw, "not a broadcast link"),
+        ("ip broadcast", Dlt::En10mb, "netmask not known"),
+        ("tcp proto 6", Dlt::En10mb, "'tcp proto' is bogus"),
         (
             "ip6 host 10.0.0.1",
-            LinkType::En10mb,
+            Dlt::En10mb,
             "'ip6' modifier applied to ip host",
         ),
         (
             "net 10.0.0.1/8",
-            LinkType::En10mb,
+            Dlt::En10mb,
             "non-network bits set in \"10.0.0.1/8\"",
         ),
         (
             "host 10.0.0.0/8",
-            LinkType::En10mb,
+            Dlt::En10mb,
             "Mask syntax for networks only",
         ),
         (
             "ip[1:3] == 0",
-            LinkType::En10mb,
+            Dlt::En10mb,
             "data size must be 1, 2, or 4",
         ),
-        ("ip[0] / 0 == 1", LinkType::En10mb, "division by zero"),
+        ("ip[0] / 0 == 1", Dlt::En10mb, "division by zero"),
         (
             "vlan 4096",
-            LinkType::En10mb,
+            Dlt::En10mb,
             "VLAN tag 4096 greater than maximum 4095",
         ),
-        ("udp port ssh", LinkType::En10mb, "port 'ssh' is tcp"),
+        ("udp port ssh", Dlt::En10mb, "port 'ssh' is tcp"),
         (
             "port 70000",
-            LinkType::En10mb,
+            Dlt::En10mb,
             "illegal port number 70000 > 65535",
         ),
         (
             "mpls and arp host 1.2.3.4",
-            LinkType::En10mb,
+            Dlt::En10mb,
             "unsupported protocol over mpls",
         ),
     ];
@@ -213,11 +213,11 @@ fn errors_are_libpcaps_with_a_caret() {
 #[test]
 fn unsupported_primitives_say_so() {
     for expr in ["ifname eth0", "type data", "lane", "fisu"] {
-        let err = compile(expr, &Options::new(LinkType::En10mb)).expect_err(expr);
+        let err = compile(expr, &Options::new(Dlt::En10mb)).expect_err(expr);
         assert_eq!(err.kind, ErrorKind::Unsupported, "{expr}");
         assert!(err.render().contains("not yet supported"), "{expr}");
     }
-    let err = compile("tcp and (", &Options::new(LinkType::En10mb)).unwrap_err();
+    let err = compile("tcp and (", &Options::new(Dlt::En10mb)).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Parse);
 }
 
@@ -251,7 +251,7 @@ fn names_go_through_the_resolver() {
     let fixed = Options {
         optimize: false,
         resolver: std::sync::Arc::new(FixedNames),
-        ..Options::new(LinkType::En10mb)
+        ..Options::new(Dlt::En10mb)
     };
     let same = |a: &str, b: &str| {
         let pa = compile(a, &fixed).unwrap_or_else(|e| panic!("{a}: {}", e.render()));
@@ -271,7 +271,7 @@ fn names_go_through_the_resolver() {
     let err = compile("net nowhere", &fixed).unwrap_err();
     assert_eq!(err.message(), "unknown network 'nowhere'");
     // The default resolver knows no hosts and says so.
-    let err = compile("host localhost", &Options::new(LinkType::En10mb)).unwrap_err();
+    let err = compile("host localhost", &Options::new(Dlt::En10mb)).unwrap_err();
     assert_eq!(
         err.message(),
         "cannot resolve host name localhost: no resolver"
@@ -281,7 +281,7 @@ fn names_go_through_the_resolver() {
 
 #[test]
 fn linux_extensions_gate_metadata_primitives() {
-    let dead = Options::new(LinkType::En10mb);
+    let dead = Options::new(Dlt::En10mb);
     let err = compile("inbound", &dead).unwrap_err();
     assert_eq!(
         err.message(),
@@ -300,7 +300,7 @@ fn linux_extensions_gate_metadata_primitives() {
     // The cooked v2 header carries the interface index itself.
     let sll2 = Options {
         optimize: false,
-        ..Options::new(LinkType::LinuxSll2)
+        ..Options::new(Dlt::LinuxSll2)
     };
     let want =
         text::parse("(000) ld [4]\n(001) jeq #0x7 jt 2 jf 3\n(002) ret #262144\n(003) ret #0\n")

@@ -7,7 +7,7 @@
 
 use super::block::Cond;
 use super::consts::*;
-use super::{CompileError, Gen, LinkType, Off, OffRel};
+use super::{CompileError, Gen, Dlt, Off, OffRel};
 use crate::cbpf::{AluOp, JmpOp, Op, Size, Src};
 use crate::expr::qualifiers::Dir;
 
@@ -149,7 +149,7 @@ impl Gen<'_> {
         ]);
         let hdr = self.alloc_reg()?;
         self.lay.push_linkhdr(
-            LinkType::En10mb,
+            Dlt::En10mb,
             Off {
                 k: 0,
                 reg: Some(hdr),
@@ -197,7 +197,7 @@ impl Gen<'_> {
         let mut s = vec![add(udp_end), add(8)];
         let hdr = self.alloc_reg()?;
         self.lay.push_linkhdr(
-            LinkType::En10mb,
+            Dlt::En10mb,
             Off {
                 k: 0,
                 reg: Some(hdr),

@@ -2,7 +2,7 @@
 //! Linux handle, so with BPF_SPECIAL_VLAN_HANDLING), and what they mean to
 //! the kernel with the tag in metadata or in the bytes.
 
-use super::super::{compile, LinkType, Options};
+use super::super::{compile, Dlt, Options};
 use crate::cbpf::interp::{KernelCtx, Program};
 use crate::cbpf::text::{self, Format};
 
@@ -11,7 +11,7 @@ fn live(optimize: bool) -> Options {
         linux_ext: true,
         vlan_ext: true,
         optimize,
-        ..Options::new(LinkType::En10mb)
+        ..Options::new(Dlt::En10mb)
     }
 }
 
@@ -70,9 +70,9 @@ fn off_by_default_and_unchanged_without_vlan() {
     let dead = Options {
         optimize: false,
         linux_ext: true,
-        ..Options::new(LinkType::En10mb)
+        ..Options::new(Dlt::En10mb)
     };
-    assert!(!Options::new(LinkType::En10mb).vlan_ext);
+    assert!(!Options::new(Dlt::En10mb).vlan_ext);
     for expr in [
         "ip",
         "tcp port 80",
@@ -88,7 +88,7 @@ fn off_by_default_and_unchanged_without_vlan() {
         compile("geneve and vlan", &live(false))
     );
     assert_ne!(compile("vlan", &dead), compile("vlan", &live(false)));
-    assert_ne!(Options::new(LinkType::En10mb), live(true));
+    assert_ne!(Options::new(Dlt::En10mb), live(true));
 }
 
 #[test]

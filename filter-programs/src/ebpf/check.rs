@@ -21,7 +21,7 @@
 //!   translator emits (a 64-bit counter at a fixed stack slot, loaded,
 //!   tested for zero, decremented and stored right before the `goto`), the
 //!   counter set once to a constant no larger than the hook's budget
-//!   (`translate::max_loop_iterations`) and written nowhere else. Any other
+//!   ([`Hook::loop_budget`]) and written nowhere else. Any other
 //!   loop is refused: the verifier would have to walk it to see it end;
 //! - registers are read only after being written on every path (`r1` and
 //!   `r10` are set at entry; a helper call or legacy packet load clobbers
@@ -52,48 +52,7 @@ mod value;
 mod tests;
 
 use super::insn::{DecodeError, Insn};
-
-/// The program type a program is checked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ProgKind {
-    /// `BPF_PROG_TYPE_SOCKET_FILTER`
-    SocketFilter,
-    /// `BPF_PROG_TYPE_SCHED_CLS` (tc)
-    SchedCls,
-    /// `BPF_PROG_TYPE_XDP`
-    Xdp,
-}
-
-impl ProgKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ProgKind::SocketFilter => "socket filter",
-            ProgKind::SchedCls => "tc classifier",
-            ProgKind::Xdp => "XDP",
-        }
-    }
-
-    /// The kind the translator's target is loaded as.
-    pub fn of(target: crate::translate::Target) -> ProgKind {
-        match target {
-            crate::translate::Target::Socket => ProgKind::SocketFilter,
-            crate::translate::Target::Xdp(_) => ProgKind::Xdp,
-            crate::translate::Target::Tc(_) => ProgKind::SchedCls,
-        }
-    }
-
-    /// Most turns a bounded loop may take: the budget the translator gives
-    /// its loops, which is what the kernel is known to walk within its
-    /// complexity limit on this hook.
-    pub fn loop_budget(self) -> u32 {
-        use crate::translate::{max_loop_iterations, Target};
-        max_loop_iterations(match self {
-            ProgKind::SocketFilter => Target::Socket,
-            ProgKind::SchedCls => Target::tc(),
-            ProgKind::Xdp => Target::xdp(),
-        })
-    }
-}
+use crate::Hook;
 
 /// Choices where the kernel's answer depends on who loads the program.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -202,13 +161,13 @@ impl CheckError {
     }
 }
 
-/// Checks `insns` for `kind` as a privileged (root) loader's program.
-pub fn check(insns: &[Insn], kind: ProgKind) -> Result<(), CheckError> {
-    check_with(insns, kind, Options::default())
+/// Checks `insns` for `hook` as a privileged (root) loader's program.
+pub fn check(insns: &[Insn], hook: Hook) -> Result<(), CheckError> {
+    check_with(insns, hook, Options::default())
 }
 
-/// Checks `insns` for `kind` with the given loader-dependent choices.
-pub fn check_with(insns: &[Insn], kind: ProgKind, opts: Options) -> Result<(), CheckError> {
-    let prog = cfg::Cfg::build(insns, kind)?;
-    flow::run(&prog, kind, opts)
+/// Checks `insns` for `hook` with the given loader-dependent choices.
+pub fn check_with(insns: &[Insn], hook: Hook, opts: Options) -> Result<(), CheckError> {
+    let prog = cfg::Cfg::build(insns, hook)?;
+    flow::run(&prog, hook, opts)
 }

@@ -19,32 +19,14 @@ pub mod btf;
 pub mod read;
 
 use crate::ebpf::insn::{to_bytes, Insn};
+use crate::Hook;
 pub use btf::{MapBtf, ValueLayout, MAP_DEF_SIZE};
-
-/// Where the program goes; its ELF section name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Section {
-    Socket,
-    Xdp,
-    Classifier,
-}
-
-impl Section {
-    /// The exact names both aya and libbpf accept (aya refuses `xdp/NAME`
-    /// and `tc`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Section::Socket => "socket",
-            Section::Xdp => "xdp",
-            Section::Classifier => "classifier",
-        }
-    }
-}
 
 /// An object to write: one program and its maps.
 #[derive(Clone, Debug)]
 pub struct Object {
-    pub section: Section,
+    /// Where the program runs; its section is [`Hook::section`].
+    pub hook: Hook,
     /// The program's symbol name.
     pub name: String,
     pub insns: Vec<Insn>,
@@ -88,6 +70,12 @@ struct Shdr {
     entsize: u64,
 }
 
+impl Shdr {
+    fn new(name: u32, kind: u32, flags: u64, data: Vec<u8>, align: u64) -> Shdr {
+        Shdr { name, kind, flags, data, link: 0, info: 0, align, entsize: 0 }
+    }
+}
+
 struct Strtab(Vec<u8>);
 
 impl Strtab {
@@ -121,141 +109,177 @@ pub struct Part {
 /// Writes the object.
 pub fn write(obj: &Object) -> Result<Vec<u8>, ElfError> {
     let part = Part { name: obj.name.clone(), insns: obj.insns.clone(), map_refs: obj.map_refs.clone() };
-    write_many(obj.section, &[part], &obj.maps, &obj.license)
+    write_many(obj.hook, &[part], &obj.maps, &obj.license)
 }
 
 /// Writes several programs into one section, one function symbol each (as
 /// clang does for several functions with the same `SEC()`), sharing maps.
-pub fn write_many(section: Section, parts: &[Part], maps: &[MapBtf], license: &str) -> Result<Vec<u8>, ElfError> {
-    let mut insns = Vec::new();
-    let mut map_refs = Vec::new();
-    let mut symbols = Vec::new();
-    for p in parts {
-        if p.name.is_empty() || p.name.contains('\0') {
-            return Err(ElfError::BadName(p.name.clone()));
-        }
-        for &(slot, map) in &p.map_refs {
-            if p.insns.get(slot).map(|i| i.code) != Some(crate::ebpf::insn::code::LD_IMM64) {
-                return Err(ElfError::NotImm64 { slot });
-            }
-            if map >= maps.len() {
-                return Err(ElfError::NoSuchMap { slot, map, count: maps.len() });
-            }
-            map_refs.push((insns.len() + slot, map));
-        }
-        symbols.push((p.name.clone(), insns.len(), p.insns.len()));
-        insns.extend_from_slice(&p.insns);
-    }
-    let obj = Object { section, name: String::new(), insns, maps: maps.to_vec(), map_refs, license: license.into() };
-    for n in obj.maps.iter().map(|m| &m.name) {
-        if n.is_empty() || n.contains('\0') {
-            return Err(ElfError::BadName(n.clone()));
-        }
-    }
-    let has_maps = !obj.maps.is_empty();
-    let prog_sec = obj.section.name();
+pub fn write_many(hook: Hook, parts: &[Part], maps: &[MapBtf], license: &str) -> Result<Vec<u8>, ElfError> {
+    let code = Code::join(parts, maps)?;
+    let layout = Layout { has_maps: !maps.is_empty() };
     let mut strtab = Strtab(vec![0]);
-    // Section indices, fixed by the layout above.
-    let (i_prog, i_rel) = (2u16, 3u16);
-    let i_license = if has_maps { 4 } else { 3 };
-    let i_maps = i_license + 1;
-    let i_btf = if has_maps { i_maps + 1 } else { i_license + 1 };
-    let i_symtab = i_btf + 1;
+    let mut license = license.as_bytes().to_vec();
+    license.push(0);
+    let symtab = symtab(&mut strtab, layout, &code.symbols, license.len(), maps);
+    // The map symbols follow the null symbol, the programs and the license.
+    let rel = relocations(&code.map_refs, 2 + code.symbols.len() as u64);
+    let contents = Contents {
+        code: to_bytes(&code.insns),
+        rel,
+        license,
+        maps: vec![0; maps.len() * MAP_DEF_SIZE as usize],
+        btf: btf::maps_btf(maps),
+        symtab,
+    };
+    let mut sections = section_headers(hook, &mut strtab, layout, contents);
+    sections[0].data = strtab.0;
+    Ok(file(&sections))
+}
 
+/// The section indices of the layout in the module doc, which depend only
+/// on whether there are maps.
+#[derive(Clone, Copy)]
+struct Layout {
+    has_maps: bool,
+}
+
+impl Layout {
+    const PROG: u16 = 2;
+
+    fn license(self) -> u16 {
+        if self.has_maps {
+            4
+        } else {
+            3
+        }
+    }
+
+    /// Meaningful only with maps.
+    fn maps(self) -> u16 {
+        self.license() + 1
+    }
+
+    /// After the license, `.maps` (with maps) and `.BTF`.
+    fn symtab(self) -> u16 {
+        self.license() + if self.has_maps { 3 } else { 2 }
+    }
+}
+
+/// The programs laid end to end, as the one section holds them.
+struct Code {
+    insns: Vec<Insn>,
+    /// (slot in the section, index into the maps).
+    map_refs: Vec<(usize, usize)>,
+    /// (name, first slot, length in slots) of each program.
+    symbols: Vec<(String, usize, usize)>,
+}
+
+impl Code {
+    fn join(parts: &[Part], maps: &[MapBtf]) -> Result<Code, ElfError> {
+        let mut code = Code { insns: Vec::new(), map_refs: Vec::new(), symbols: Vec::new() };
+        for p in parts {
+            check_name(&p.name)?;
+            for &(slot, map) in &p.map_refs {
+                if p.insns.get(slot).map(|i| i.code) != Some(crate::ebpf::insn::code::LD_IMM64) {
+                    return Err(ElfError::NotImm64 { slot });
+                }
+                if map >= maps.len() {
+                    return Err(ElfError::NoSuchMap { slot, map, count: maps.len() });
+                }
+                code.map_refs.push((code.insns.len() + slot, map));
+            }
+            code.symbols.push((p.name.clone(), code.insns.len(), p.insns.len()));
+            code.insns.extend_from_slice(&p.insns);
+        }
+        for m in maps {
+            check_name(&m.name)?;
+        }
+        Ok(code)
+    }
+}
+
+fn check_name(name: &str) -> Result<(), ElfError> {
+    if name.is_empty() || name.contains('\0') {
+        return Err(ElfError::BadName(name.to_string()));
+    }
+    Ok(())
+}
+
+/// The symbol table: the null symbol, then the programs, the license and
+/// the maps, all global.
+fn symtab(
+    strtab: &mut Strtab,
+    layout: Layout,
+    programs: &[(String, usize, usize)],
+    license_len: usize,
+    maps: &[MapBtf],
+) -> Vec<u8> {
     let mut symtab = vec![0u8; 24];
-    for (name, start, len) in &symbols {
-        let prog_sym = sym(strtab.add(name), STT_FUNC, i_prog, *start as u64 * 8, *len as u64 * 8);
+    for (name, start, len) in programs {
+        let prog_sym = sym(strtab.add(name), STT_FUNC, Layout::PROG, *start as u64 * 8, *len as u64 * 8);
         symtab.extend_from_slice(&prog_sym);
     }
-    let mut license = obj.license.as_bytes().to_vec();
-    license.push(0);
-    symtab.extend_from_slice(&sym(strtab.add("_license"), STT_OBJECT, i_license, 0, license.len() as u64));
-    let first_map_sym = 2 + symbols.len() as u64;
-    for (i, m) in obj.maps.iter().enumerate() {
+    symtab.extend_from_slice(&sym(strtab.add("_license"), STT_OBJECT, layout.license(), 0, license_len as u64));
+    for (i, m) in maps.iter().enumerate() {
         let off = (i as u32 * MAP_DEF_SIZE) as u64;
-        symtab.extend_from_slice(&sym(strtab.add(&m.name), STT_OBJECT, i_maps, off, MAP_DEF_SIZE as u64));
+        symtab.extend_from_slice(&sym(strtab.add(&m.name), STT_OBJECT, layout.maps(), off, MAP_DEF_SIZE as u64));
     }
+    symtab
+}
+
+/// One `R_BPF_64_64` entry per map reference, to the map's symbol.
+fn relocations(map_refs: &[(usize, usize)], first_map_sym: u64) -> Vec<u8> {
     let mut rel = Vec::new();
-    for &(slot, map) in &obj.map_refs {
+    for &(slot, map) in map_refs {
         rel.extend_from_slice(&(slot as u64 * 8).to_le_bytes());
         rel.extend_from_slice(&(((first_map_sym + map as u64) << 32) | R_BPF_64_64).to_le_bytes());
     }
+    rel
+}
 
+/// What each section holds; `rel` and `maps` are written only with maps.
+struct Contents {
+    code: Vec<u8>,
+    rel: Vec<u8>,
+    license: Vec<u8>,
+    maps: Vec<u8>,
+    btf: Vec<u8>,
+    symtab: Vec<u8>,
+}
+
+/// The sections after the null one, in the layout's order. `.strtab`'s
+/// contents are left empty: its names are still being added here.
+fn section_headers(hook: Hook, strtab: &mut Strtab, layout: Layout, c: Contents) -> Vec<Shdr> {
+    let prog_sec = hook.section();
     let mut sections = vec![
-        Shdr { name: strtab.add(".strtab"), kind: SHT_STRTAB, flags: 0, data: vec![], link: 0, info: 0, align: 1, entsize: 0 },
-        Shdr {
-            name: strtab.add(prog_sec),
-            kind: SHT_PROGBITS,
-            flags: SHF_ALLOC | SHF_EXECINSTR,
-            data: to_bytes(&obj.insns),
-            link: 0,
-            info: 0,
-            align: 8,
-            entsize: 0,
-        },
+        Shdr::new(strtab.add(".strtab"), SHT_STRTAB, 0, vec![], 1),
+        Shdr::new(strtab.add(prog_sec), SHT_PROGBITS, SHF_ALLOC | SHF_EXECINSTR, c.code, 8),
     ];
-    if has_maps {
+    if layout.has_maps {
+        let name = strtab.add(&format!(".rel{prog_sec}"));
         sections.push(Shdr {
-            name: strtab.add(&format!(".rel{prog_sec}")),
-            kind: SHT_REL,
-            flags: 0,
-            data: rel,
-            link: i_symtab as u32,
-            info: i_prog as u32,
-            align: 8,
+            link: layout.symtab() as u32,
+            info: Layout::PROG as u32,
             entsize: 16,
+            ..Shdr::new(name, SHT_REL, 0, c.rel, 8)
         });
     }
-    sections.push(Shdr {
-        name: strtab.add("license"),
-        kind: SHT_PROGBITS,
-        flags: SHF_ALLOC | SHF_WRITE,
-        data: license,
-        link: 0,
-        info: 0,
-        align: 1,
-        entsize: 0,
-    });
-    if has_maps {
-        sections.push(Shdr {
-            name: strtab.add(".maps"),
-            kind: SHT_PROGBITS,
-            flags: SHF_ALLOC | SHF_WRITE,
-            data: vec![0; obj.maps.len() * MAP_DEF_SIZE as usize],
-            link: 0,
-            info: 0,
-            align: 8,
-            entsize: 0,
-        });
+    sections.push(Shdr::new(strtab.add("license"), SHT_PROGBITS, SHF_ALLOC | SHF_WRITE, c.license, 1));
+    if layout.has_maps {
+        sections.push(Shdr::new(strtab.add(".maps"), SHT_PROGBITS, SHF_ALLOC | SHF_WRITE, c.maps, 8));
     }
-    sections.push(Shdr {
-        name: strtab.add(".BTF"),
-        kind: SHT_PROGBITS,
-        flags: 0,
-        data: btf::maps_btf(&obj.maps),
-        link: 0,
-        info: 0,
-        align: 4,
-        entsize: 0,
-    });
-    sections.push(Shdr {
-        name: strtab.add(".symtab"),
-        kind: SHT_SYMTAB,
-        flags: 0,
-        data: symtab,
-        link: 1,
-        // Index of the first global symbol: all but the null one are global.
-        info: 1,
-        align: 8,
-        entsize: 24,
-    });
-    sections[0].data = strtab.0;
-    let _ = (i_rel, i_btf);
+    sections.push(Shdr::new(strtab.add(".BTF"), SHT_PROGBITS, 0, c.btf, 4));
+    let name = strtab.add(".symtab");
+    // info: the index of the first global symbol; all but the null one are.
+    sections.push(Shdr { link: 1, info: 1, entsize: 24, ..Shdr::new(name, SHT_SYMTAB, 0, c.symtab, 8) });
+    sections
+}
 
-    // Layout: header, section contents (aligned), section header table.
+/// The file: header, section contents (aligned), section header table.
+fn file(sections: &[Shdr]) -> Vec<u8> {
     let mut out = vec![0u8; 64];
     let mut offsets = Vec::new();
-    for s in &sections {
+    for s in sections {
         while out.len() as u64 % s.align.max(1) != 0 {
             out.push(0);
         }
@@ -280,8 +304,12 @@ pub fn write_many(section: Section, parts: &[Part], maps: &[MapBtf], license: &s
         h[56..64].copy_from_slice(&s.entsize.to_le_bytes());
         out.extend_from_slice(&h);
     }
-    let shnum = sections.len() as u16 + 1;
-    let hdr = &mut out[0..64];
+    out[0..64].copy_from_slice(&elf_header(shoff, sections.len() as u16 + 1));
+    out
+}
+
+fn elf_header(shoff: u64, shnum: u16) -> [u8; 64] {
+    let mut hdr = [0u8; 64];
     hdr[0..4].copy_from_slice(b"\x7fELF");
     hdr[4] = 2; // ELFCLASS64
     hdr[5] = 1; // ELFDATA2LSB
@@ -294,7 +322,7 @@ pub fn write_many(section: Section, parts: &[Part], maps: &[MapBtf], license: &s
     hdr[58..60].copy_from_slice(&64u16.to_le_bytes()); // e_shentsize
     hdr[60..62].copy_from_slice(&shnum.to_le_bytes());
     hdr[62..64].copy_from_slice(&1u16.to_le_bytes()); // e_shstrndx: .strtab
-    Ok(out)
+    hdr
 }
 
 #[cfg(test)]

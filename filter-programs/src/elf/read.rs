@@ -208,13 +208,14 @@ fn function_symbols(file: &[u8], shdrs: &[Shdr]) -> Result<Vec<(usize, u64, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::elf::{write, Object, Section};
+    use crate::elf::{write, Object};
+    use crate::Hook;
 
-    fn object(section: Section) -> Vec<u8> {
+    fn object(hook: Hook) -> Vec<u8> {
         // mov r0, 2; exit
         let insns = vec![Insn::new(0xb7, 0, 0, 0, 2), Insn::new(0x95, 0, 0, 0, 0)];
         write(&Object {
-            section,
+            hook,
             name: "filter".into(),
             insns,
             maps: vec![],
@@ -226,10 +227,10 @@ mod tests {
 
     #[test]
     fn reads_back_what_we_write() {
-        for section in [Section::Socket, Section::Xdp, Section::Classifier] {
-            let progs = programs(&object(section)).unwrap();
+        for hook in Hook::ALL {
+            let progs = programs(&object(hook)).unwrap();
             assert_eq!(progs.len(), 1);
-            assert_eq!(progs[0].name, section.name());
+            assert_eq!(progs[0].name, hook.section());
             assert_eq!(
                 progs[0].insns,
                 [Insn::new(0xb7, 0, 0, 0, 2), Insn::new(0x95, 0, 0, 0, 0)]
@@ -241,7 +242,7 @@ mod tests {
 
     #[test]
     fn bad_objects_are_errors_at_every_cut() {
-        let good = object(Section::Xdp);
+        let good = object(Hook::Xdp);
         assert_eq!(programs(b"MZ\0\0"), Err(ReadError::NotElf));
         let mut be = good.clone();
         be[5] = 2;

@@ -45,7 +45,7 @@ fn header_is_a_relocatable_bpf_object() {
     a.mov64(Reg::R0, Operand::Imm(2));
     a.exit();
     let obj = Object {
-        section: Section::Xdp,
+        hook: Hook::Xdp,
         name: "filter".into(),
         insns: a.assemble().unwrap(),
         maps: vec![],
@@ -71,7 +71,7 @@ fn map_references_are_relocated_to_the_map_symbol() {
     a.push(Op::LdImm64 { dst: Reg::R1, pseudo: Pseudo::None, src_reg: 0, imm: 0 });
     a.exit();
     let obj = Object {
-        section: Section::Classifier,
+        hook: Hook::Tc,
         name: "filter".into(),
         insns: a.assemble().unwrap(),
         maps: vec![counter_map()],
@@ -94,7 +94,7 @@ fn bad_references_are_errors() {
     let mut a = Asm::new();
     a.exit();
     let mut obj = Object {
-        section: Section::Socket,
+        hook: Hook::Socket,
         name: "f".into(),
         insns: a.assemble().unwrap(),
         maps: vec![counter_map()],

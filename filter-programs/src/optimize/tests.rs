@@ -4,12 +4,12 @@
 use super::optimize;
 use crate::cbpf::interp::Program;
 use crate::cbpf::{Insn, JmpOp, Op, RetVal, Size, Src};
-use crate::codegen::{compile, LinkType, Options};
+use crate::codegen::{compile, Dlt, Options};
 
 fn unopt(expr: &str) -> Vec<Insn> {
     let opts = Options {
         optimize: false,
-        ..Options::new(LinkType::En10mb)
+        ..Options::new(Dlt::En10mb)
     };
     compile(expr, &opts).expect("compiles")
 }

@@ -37,8 +37,9 @@ use super::{Action, Rule, Verdict};
 use crate::ebpf::asm::{Asm, Label};
 use crate::ebpf::insn::{AluOp, CallTarget, Endian, Insn, JmpOp, Op, Operand, Pseudo, Reg, Size};
 use crate::ebpf::vm::context::xdp;
-use crate::elf::{MapBtf, Part, Section, ValueLayout};
+use crate::elf::{MapBtf, Part, ValueLayout};
 use crate::translate::{self, Target, TranslateError};
+use crate::Hook;
 
 /// Ethernet types with a chain of their own.
 pub const DISPATCHED: [u16; 6] = [0x0800, 0x86dd, 0x0806, 0x8035, 0x8100, 0x88a8];
@@ -114,7 +115,7 @@ impl Compiled {
             max_entries: t.entries.len().max(1) as u32,
             value: ValueLayout::Opaque { key_size: KEY_SIZE as u32, value_size: 4 },
         }));
-        crate::elf::write_many(Section::Xdp, &parts, &maps, "GPL")
+        crate::elf::write_many(Hook::Xdp, &parts, &maps, "GPL")
     }
 }
 
@@ -249,116 +250,190 @@ fn program(
     let mut a = Asm::new();
     let tail_pass = a.label();
     let tail_drop = a.label();
-    let tail = |v: Verdict| if v == Verdict::Pass { tail_pass } else { tail_drop };
-
-    let mut chains: Vec<(String, Fact, Label)> = DISPATCHED
-        .iter()
-        .map(|t| (format!("ethertype {t:#06x}"), Fact::EtherType(*t), a.label()))
-        .collect();
-    chains.push(("other ethertypes".into(), Fact::EtherTypeNotIn(DISPATCHED.to_vec()), a.label()));
-    chains.push(("shorter than 14 bytes".into(), Fact::Short, a.label()));
-
-    // Prologue.
-    a.mov64(CTX, Operand::Reg(Reg::R1));
-    a.ldx(Size::W, Reg::R2, CTX, xdp::DATA as i16);
-    a.ldx(Size::W, Reg::R3, CTX, xdp::DATA_END as i16);
-    a.mov64(Reg::R1, Operand::Reg(Reg::R2));
-    a.alu64(AluOp::Add, Reg::R1, Operand::Imm(14));
-    let short = chains[chains.len() - 1].2;
-    let typed = a.label();
-    a.jmp(true, JmpOp::Jle, Reg::R1, Operand::Reg(Reg::R3), typed);
-    a.ja(short);
-    a.bind(typed);
-    a.ldx(Size::H, Reg::R7, Reg::R2, 12);
-    a.push(Op::End { dst: Reg::R7, endian: Endian::ToBe, bits: 16 });
-    for (i, t) in DISPATCHED.iter().enumerate() {
-        let skip = a.label();
-        a.jmp(false, JmpOp::Jne, Reg::R7, Operand::Imm(*t as i32), skip);
-        a.ja(chains[i].2);
-        a.bind(skip);
-    }
-    a.ja(chains[DISPATCHED.len()].2);
-
-    let default_index = rules.len() as i32;
+    let mut p = ProgramGen { a, rules, seg, default, next, fast, tail_pass, tail_drop };
+    let chains = p.chains();
+    p.prologue(&chains);
     let mut placed = Vec::new();
     for (name, fact, label) in &chains {
-        a.bind(*label);
-        let start = a.len();
-        // The fast path serves the IPv4 chain of every program.
-        let f = fast.filter(|_| *fact == Fact::EtherType(0x0800));
-        let decide = a.label();
-        if let Some(f) = f {
-            f.emit_lookups(&mut a);
+        p.a.bind(*label);
+        let start = p.a.len();
+        let count = p.chain(fact)?;
+        placed.push((name.clone(), count, p.a.len() - start));
+    }
+    p.counted_exit();
+    let insns = crate::ebpf::prune::unreachable(&p.a.assemble()?)?;
+    Ok((insns, placed))
+}
+
+/// The state of [`program`] while it emits.
+struct ProgramGen<'r> {
+    a: Asm,
+    rules: &'r [Rule],
+    seg: std::ops::Range<usize>,
+    default: Verdict,
+    next: Option<i32>,
+    fast: Option<&'r Fast>,
+    /// Where a deciding rule jumps, with its counter index in r8.
+    tail_pass: Label,
+    tail_drop: Label,
+}
+
+impl ProgramGen<'_> {
+    fn tail(&self, v: Verdict) -> Label {
+        if v == Verdict::Pass {
+            self.tail_pass
+        } else {
+            self.tail_drop
         }
+    }
+
+    /// The default's counter index: after the rules'.
+    fn default_index(&self) -> i32 {
+        self.rules.len() as i32
+    }
+
+    /// One chain per dispatched ethertype, then "other" and "short".
+    fn chains(&mut self) -> Vec<(String, Fact, Label)> {
+        let mut chains: Vec<(String, Fact, Label)> = DISPATCHED
+            .iter()
+            .map(|t| (format!("ethertype {t:#06x}"), Fact::EtherType(*t), self.a.label()))
+            .collect();
+        chains.push(("other ethertypes".into(), Fact::EtherTypeNotIn(DISPATCHED.to_vec()), self.a.label()));
+        chains.push(("shorter than 14 bytes".into(), Fact::Short, self.a.label()));
+        chains
+    }
+
+    /// The context to r6, then a jump to the frame's chain.
+    fn prologue(&mut self, chains: &[(String, Fact, Label)]) {
+        let a = &mut self.a;
+        a.mov64(CTX, Operand::Reg(Reg::R1));
+        a.ldx(Size::W, Reg::R2, CTX, xdp::DATA as i16);
+        a.ldx(Size::W, Reg::R3, CTX, xdp::DATA_END as i16);
+        a.mov64(Reg::R1, Operand::Reg(Reg::R2));
+        a.alu64(AluOp::Add, Reg::R1, Operand::Imm(14));
+        let short = chains[chains.len() - 1].2;
+        let typed = a.label();
+        a.jmp(true, JmpOp::Jle, Reg::R1, Operand::Reg(Reg::R3), typed);
+        a.ja(short);
+        a.bind(typed);
+        a.ldx(Size::H, Reg::R7, Reg::R2, 12);
+        a.push(Op::End { dst: Reg::R7, endian: Endian::ToBe, bits: 16 });
+        for (i, t) in DISPATCHED.iter().enumerate() {
+            let skip = a.label();
+            a.jmp(false, JmpOp::Jne, Reg::R7, Operand::Imm(*t as i32), skip);
+            a.ja(chains[i].2);
+            a.bind(skip);
+        }
+        a.ja(chains[DISPATCHED.len()].2);
+    }
+
+    /// The chain of frames `fact` holds for: the rules that can match
+    /// them, then the way on. Returns how many rules it placed.
+    fn chain(&mut self, fact: &Fact) -> Result<usize, CompileError> {
+        // The fast path serves the IPv4 chain of every program.
+        let f = self.fast.filter(|_| *fact == Fact::EtherType(0x0800));
+        let decide = self.a.label();
+        if let Some(f) = f {
+            f.emit_lookups(&mut self.a);
+        }
+        let count = self.chain_rules(fact, f, decide)?;
+        if let Some(f) = f {
+            self.after_fast_rules(f, fact, decide);
+        }
+        let after = self.a.label();
+        if let Some(f) = f {
+            self.a.ja(after);
+            self.a.bind(decide);
+            f.emit_decide(&mut self.a, (self.tail_pass, self.tail_drop));
+        }
+        self.a.bind(after);
+        self.chain_end();
+        Ok(count)
+    }
+
+    /// The segment's rules that can match frames `fact` holds for, in
+    /// order; with the fast path, a run of table rules is skipped when the
+    /// lookups found nothing, and a rule outside the tables first lets a
+    /// table rule before it decide.
+    fn chain_rules(&mut self, fact: &Fact, f: Option<&Fast>, decide: Label) -> Result<usize, CompileError> {
         let mut count = 0;
         let mut run_end: Option<Label> = None;
-        for i in seg.clone() {
-            let rule = &rules[i];
-            let Some(prog) = specialize(&rule.program, fact) else { continue };
+        for i in self.seg.clone() {
+            let Some(prog) = specialize(&self.rules[i].program, fact) else { continue };
             count += 1;
             if let Some(f) = f {
                 if f.in_table[i] {
                     if run_end.is_none() {
-                        let l = a.label();
-                        f.emit_if_looked_up(&mut a, l);
+                        let l = self.a.label();
+                        f.emit_if_looked_up(&mut self.a, l);
                         run_end = Some(l);
                     }
                 } else {
                     if let Some(l) = run_end.take() {
-                        a.bind(l);
+                        self.a.bind(l);
                     }
-                    f.emit_best_before(&mut a, Some(i), decide);
+                    f.emit_best_before(&mut self.a, Some(i), decide);
                 }
             }
-            let hit = a.label();
-            let next = a.label();
-            translate::inline(&mut a, &prog, Target::xdp(), hit, next)
-                .map_err(|source| CompileError::Rule { name: rule.name.clone(), source })?;
-            a.bind(hit);
-            match rule.action {
-                Action::Count => count_packet(&mut a, Operand::Imm(i as i32)),
-                Action::Pass | Action::Drop => {
-                    let v = if rule.action == Action::Pass { Verdict::Pass } else { Verdict::Drop };
-                    a.mov64(Reg::R8, Operand::Imm(i as i32));
-                    a.ja(tail(v));
-                }
-            }
-            a.bind(next);
+            self.rule(i, &prog)?;
         }
         if let Some(l) = run_end.take() {
-            a.bind(l);
+            self.a.bind(l);
         }
-        if let Some(f) = f {
-            // Later programs: only their rules outside the tables can come
-            // before a table rule that matched.
-            let later = (seg.end..rules.len())
-                .find(|&j| !f.in_table[j] && specialize(&rules[j].program, fact).is_some());
-            f.emit_best_before(&mut a, later, decide);
-            if later.is_none() {
-                let no_match = a.label();
-                f.emit_if_looked_up(&mut a, no_match);
-                let go_on = a.label();
-                a.ja(go_on);
-                a.bind(no_match);
-                a.mov64(Reg::R8, Operand::Imm(default_index));
-                a.ja(tail(default));
-                a.bind(go_on);
+        Ok(count)
+    }
+
+    /// Rule `i`, specialized to `prog`, inlined: no match falls through.
+    fn rule(&mut self, i: usize, prog: &[crate::cbpf::Insn]) -> Result<(), CompileError> {
+        let rule = &self.rules[i];
+        let hit = self.a.label();
+        let next = self.a.label();
+        translate::inline(&mut self.a, prog, Target::xdp(), hit, next)
+            .map_err(|source| CompileError::Rule { name: rule.name.clone(), source })?;
+        self.a.bind(hit);
+        match rule.action {
+            Action::Count => count_packet(&mut self.a, Operand::Imm(i as i32)),
+            Action::Pass | Action::Drop => {
+                let v = if rule.action == Action::Pass { Verdict::Pass } else { Verdict::Drop };
+                self.a.mov64(Reg::R8, Operand::Imm(i as i32));
+                self.a.ja(self.tail(v));
             }
         }
-        let after = a.label();
-        if f.is_some() {
-            a.ja(after);
-            a.bind(decide);
+        self.a.bind(next);
+        Ok(())
+    }
+
+    /// After the chain's rules, with the fast path: the table rule that
+    /// matched decides, unless a later program's rule outside the tables
+    /// may come first; with no such rule, nothing looked up means the
+    /// default.
+    fn after_fast_rules(&mut self, f: &Fast, fact: &Fact, decide: Label) {
+        // Later programs: only their rules outside the tables can come
+        // before a table rule that matched.
+        let rules = self.rules;
+        let later =
+            (self.seg.end..rules.len()).find(|&j| !f.in_table[j] && specialize(&rules[j].program, fact).is_some());
+        f.emit_best_before(&mut self.a, later, decide);
+        if later.is_none() {
+            let no_match = self.a.label();
+            f.emit_if_looked_up(&mut self.a, no_match);
+            let go_on = self.a.label();
+            self.a.ja(go_on);
+            self.a.bind(no_match);
+            self.a.mov64(Reg::R8, Operand::Imm(self.default_index()));
+            self.a.ja(self.tail(self.default));
+            self.a.bind(go_on);
         }
-        if let Some(f) = f {
-            f.emit_decide(&mut a, (tail_pass, tail_drop));
-        }
-        a.bind(after);
-        match next {
+    }
+
+    /// No rule decided: on to the next program, or the default.
+    fn chain_end(&mut self) {
+        match self.next {
             Some(k) => {
                 // Only a program array without program `k` fails the tail
                 // call; that is a loader bug, and XDP_ABORTED says so in the
                 // `xdp:xdp_exception` tracepoint rather than guessing.
+                let a = &mut self.a;
                 a.mov64(Reg::R1, Operand::Reg(CTX));
                 a.push(Op::LdImm64 { dst: Reg::R2, pseudo: Pseudo::MapFd, src_reg: 1, imm: PROGRAMS_MAP_INDEX });
                 a.mov64(Reg::R3, Operand::Imm(k));
@@ -367,26 +442,27 @@ fn program(
                 a.exit();
             }
             None => {
-                a.mov64(Reg::R8, Operand::Imm(default_index));
-                a.ja(tail(default));
+                self.a.mov64(Reg::R8, Operand::Imm(self.default_index()));
+                self.a.ja(self.tail(self.default));
             }
         }
-        placed.push((name.clone(), count, a.len() - start));
     }
 
-    let counted_exit = a.label();
-    a.bind(tail_pass);
-    a.mov64(Reg::R7, Operand::Imm(Verdict::Pass.xdp() as i32));
-    a.ja(counted_exit);
-    a.bind(tail_drop);
-    a.mov64(Reg::R7, Operand::Imm(Verdict::Drop.xdp() as i32));
-    a.bind(counted_exit);
-    count_packet(&mut a, Operand::Reg(Reg::R8));
-    a.mov64(Reg::R0, Operand::Reg(Reg::R7));
-    a.exit();
-
-    let insns = crate::ebpf::prune::unreachable(&a.assemble()?)?;
-    Ok((insns, placed))
+    /// `tail_pass` and `tail_drop`: count the packet against r8's counter
+    /// and return the verdict.
+    fn counted_exit(&mut self) {
+        let a = &mut self.a;
+        let counted_exit = a.label();
+        a.bind(self.tail_pass);
+        a.mov64(Reg::R7, Operand::Imm(Verdict::Pass.xdp() as i32));
+        a.ja(counted_exit);
+        a.bind(self.tail_drop);
+        a.mov64(Reg::R7, Operand::Imm(Verdict::Drop.xdp() as i32));
+        a.bind(counted_exit);
+        count_packet(a, Operand::Reg(Reg::R8));
+        a.mov64(Reg::R0, Operand::Reg(Reg::R7));
+        a.exit();
+    }
 }
 
 /// The program array's definition for `entries` programs.

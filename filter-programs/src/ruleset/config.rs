@@ -1,10 +1,6 @@
-//! The filterd config: TOML, validated whole.
+//! The rules of a filterd config: TOML, validated whole.
 //!
 //! ```toml
-//! [daemon]                      # optional
-//! pin = "/sys/fs/bpf/filterd"   # where programs, links and counters are pinned
-//! metrics = "127.0.0.1:9977"    # Prometheus endpoint; "" turns it off
-//!
 //! [[interface]]
 //! name = "eth0"
 //! mode = "skb"                  # skb | drv (default skb)
@@ -16,6 +12,11 @@
 //! action = "drop"               # pass | drop | count (count falls through)
 //! ```
 //!
+//! The same file holds the application's own settings in a table of its
+//! own (filterd's `[daemon]`: pin path, metrics address), which the
+//! compiler does not interpret: [`parse_with`] hands that table to the
+//! application's reader, which reports into the same [`Problems`].
+//!
 //! Every problem is collected before anything is reported, so one run of
 //! `filterd check` lists them all; a config with any error is never
 //! compiled, let alone loaded.
@@ -23,11 +24,12 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use toml::{Table, Value};
+pub use toml::Table;
+use toml::Value;
 
 use super::{Action, Verdict};
 use crate::cbpf::Insn;
-use crate::codegen::{self, LinkType};
+use crate::codegen::{self, Dlt};
 
 /// An XDP attach mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,21 +64,7 @@ pub struct Rule {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Daemon {
-    pub pin: String,
-    /// `None`: no metrics endpoint.
-    pub metrics: Option<String>,
-}
-
-impl Default for Daemon {
-    fn default() -> Daemon {
-        Daemon { pin: "/sys/fs/bpf/filterd".into(), metrics: Some("127.0.0.1:9977".into()) }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    pub daemon: Daemon,
     pub interfaces: Vec<Interface>,
     pub rules: Vec<Rule>,
 }
@@ -109,20 +97,23 @@ fn render(problems: &[Problem]) -> String {
     s
 }
 
-struct Collector(Vec<Problem>);
+/// The problems found so far, for the rules' reader and the application's.
+pub struct Problems(Vec<Problem>);
 
-impl Collector {
-    fn add(&mut self, place: &str, detail: impl Into<String>) {
+impl Problems {
+    pub fn add(&mut self, place: &str, detail: impl Into<String>) {
         self.0.push(Problem { place: place.to_string(), detail: detail.into() });
     }
 
-    fn unknown_keys(&mut self, place: &str, table: &Table, known: &[&str]) {
+    /// A problem for every key of `table` not in `known`.
+    pub fn unknown_keys(&mut self, place: &str, table: &Table, known: &[&str]) {
         for key in table.keys().filter(|k| !known.contains(&k.as_str())) {
             self.add(place, format!("unknown key `{key}` (expected one of: {})", known.join(", ")));
         }
     }
 
-    fn string(&mut self, place: &str, table: &Table, key: &str) -> Option<String> {
+    /// `table[key]` when it is a string; a problem when it is something else.
+    pub fn string(&mut self, place: &str, table: &Table, key: &str) -> Option<String> {
         match table.get(key) {
             None => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -167,35 +158,52 @@ impl Collector {
     }
 }
 
-/// Parses and validates a config. Expressions are compiled for Ethernet
-/// (XDP sees the frame from its MAC header).
+/// Parses and validates a config of rules and interfaces only. Expressions
+/// are compiled for Ethernet (XDP sees the frame from its MAC header).
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    parse_config(text, None)
+}
+
+/// [`parse`] for a config that may also hold the application's own
+/// top-level table `key` (filterd's `[daemon]`). When present, that table
+/// is handed to `read` after the top-level keys are checked and before
+/// the interfaces and rules, so that the problems `read` adds come in the
+/// same order as the others.
+pub fn parse_with(text: &str, key: &str, read: impl FnOnce(&Table, &mut Problems)) -> Result<Config, ConfigError> {
+    parse_config(text, Some((key, Box::new(read))))
+}
+
+type AppTable<'a> = (&'a str, Box<dyn FnOnce(&Table, &mut Problems) + 'a>);
+
+fn parse_config(text: &str, app: Option<AppTable<'_>>) -> Result<Config, ConfigError> {
     let root: Table = toml::from_str(text)
         .map_err(|e| ConfigError(vec![Problem { place: "syntax".into(), detail: e.to_string().trim_end().into() }]))?;
-    let mut c = Collector(Vec::new());
-    c.unknown_keys("config", &root, &["daemon", "interface", "rule"]);
-
-    let mut daemon = Daemon::default();
-    match root.get("daemon") {
-        None => {}
-        Some(Value::Table(t)) => {
-            c.unknown_keys("[daemon]", t, &["pin", "metrics"]);
-            if let Some(pin) = c.string("[daemon]", t, "pin") {
-                if !pin.starts_with('/') {
-                    c.add("[daemon]", format!("`pin` must be an absolute path, not {pin:?}"));
-                }
-                daemon.pin = pin;
-            }
-            if let Some(m) = c.string("[daemon]", t, "metrics") {
-                daemon.metrics = (!m.is_empty()).then_some(m);
-            }
+    let mut c = Problems(Vec::new());
+    let known: Vec<&str> = app.iter().map(|(key, _)| *key).chain(["interface", "rule"]).collect();
+    c.unknown_keys("config", &root, &known);
+    if let Some((key, read)) = app {
+        match root.get(key) {
+            None => {}
+            Some(Value::Table(t)) => read(t, &mut c),
+            Some(_) => c.add(key, format!("must be a table ([{key}])")),
         }
-        Some(_) => c.add("daemon", "must be a table ([daemon])"),
     }
+    let interfaces = interfaces(&root, &mut c);
+    let rules = rules(&root, &mut c);
+    if c.0.is_empty() && interfaces.is_empty() && rules.is_empty() {
+        c.add("config", "no [[interface]] and no [[rule]]: nothing to do");
+    }
+    if c.0.is_empty() {
+        Ok(Config { interfaces, rules })
+    } else {
+        Err(ConfigError(c.0))
+    }
+}
 
+fn interfaces(root: &Table, c: &mut Problems) -> Vec<Interface> {
     let mut interfaces = Vec::new();
     let mut seen = BTreeSet::new();
-    for (i, t) in c.tables(&root, "interface").into_iter().enumerate() {
+    for (i, t) in c.tables(root, "interface").into_iter().enumerate() {
         let place = format!("interface #{}", i + 1);
         c.unknown_keys(&place, t, &["name", "mode", "default"]);
         let Some(name) = c.string(&place, t, "name") else {
@@ -216,10 +224,13 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             c.choice(&place, t, "default", &[("pass", Verdict::Pass), ("drop", Verdict::Drop)], Verdict::Pass);
         interfaces.push(Interface { name, mode, default });
     }
+    interfaces
+}
 
+fn rules(root: &Table, c: &mut Problems) -> Vec<Rule> {
     let mut rules = Vec::new();
     let mut names = BTreeSet::new();
-    for (i, t) in c.tables(&root, "rule").into_iter().enumerate() {
+    for (i, t) in c.tables(root, "rule").into_iter().enumerate() {
         let numbered = format!("rule #{}", i + 1);
         let name = c.string(&numbered, t, "name");
         let place = match &name {
@@ -233,58 +244,49 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             Some(n) if !names.insert(n.clone()) => c.add(&place, "duplicate rule name"),
             _ => {}
         }
-        let action = match t.get("action") {
-            None => {
-                c.add(&place, "missing `action` (pass, drop or count)");
-                None
-            }
-            Some(_) => {
-                let before = c.0.len();
-                let a = c.choice(
-                    &place,
-                    t,
-                    "action",
-                    &[("pass", Action::Pass), ("drop", Action::Drop), ("count", Action::Count)],
-                    Action::Count,
-                );
-                (c.0.len() == before).then_some(a)
-            }
-        };
+        let action = action(&place, t, c);
         let expr = c.string(&place, t, "match");
-        let program = match &expr {
-            None if !t.contains_key("match") => {
-                c.add(&place, "missing `match` (a pcap-filter expression)");
-                None
-            }
-            None => None,
-            Some(e) if e.trim().is_empty() => {
-                // tcpdump takes an empty expression as "everything"; in a
-                // firewall rule that is far more likely a mistake.
-                c.add(&place, "`match` is empty (write `match = \"ip or not ip\"` to match everything)");
-                None
-            }
-            Some(e) => {
-                let opts = codegen::Options::new(LinkType::En10mb);
-                match codegen::compile(e, &opts) {
-                    Ok(p) => Some(p),
-                    Err(err) => {
-                        c.add(&place, format!("`match` does not compile:\n{}", err.render().trim_end()));
-                        None
-                    }
-                }
-            }
-        };
+        let program = program(&place, t, expr.as_deref(), c);
         if let (Some(name), Some(action), Some(expr), Some(program)) = (name, action, expr, program) {
             rules.push(Rule { name, expr, action, program });
         }
     }
-    if c.0.is_empty() && interfaces.is_empty() && rules.is_empty() {
-        c.add("config", "no [[interface]] and no [[rule]]: nothing to do");
+    rules
+}
+
+/// The rule's action, `None` when it is missing or not one of the three.
+fn action(place: &str, t: &Table, c: &mut Problems) -> Option<Action> {
+    if !t.contains_key("action") {
+        c.add(place, "missing `action` (pass, drop or count)");
+        return None;
     }
-    if c.0.is_empty() {
-        Ok(Config { daemon, interfaces, rules })
-    } else {
-        Err(ConfigError(c.0))
+    let before = c.0.len();
+    let actions = [("pass", Action::Pass), ("drop", Action::Drop), ("count", Action::Count)];
+    let a = c.choice(place, t, "action", &actions, Action::Count);
+    (c.0.len() == before).then_some(a)
+}
+
+/// The rule's `match` (`expr`, when it is a string) compiled.
+fn program(place: &str, t: &Table, expr: Option<&str>, c: &mut Problems) -> Option<Vec<Insn>> {
+    match expr {
+        None if !t.contains_key("match") => {
+            c.add(place, "missing `match` (a pcap-filter expression)");
+            None
+        }
+        None => None,
+        Some(e) if e.trim().is_empty() => {
+            // tcpdump takes an empty expression as "everything"; in a
+            // firewall rule that is far more likely a mistake.
+            c.add(place, "`match` is empty (write `match = \"ip or not ip\"` to match everything)");
+            None
+        }
+        Some(e) => match codegen::compile(e, &codegen::Options::new(Dlt::En10mb)) {
+            Ok(p) => Some(p),
+            Err(err) => {
+                c.add(place, format!("`match` does not compile:\n{}", err.render().trim_end()));
+                None
+            }
+        },
     }
 }
 
@@ -315,7 +317,6 @@ action = "drop"
         assert_eq!(c.interfaces, vec![Interface { name: "eth0".into(), mode: Mode::Skb, default: Verdict::Pass }]);
         assert_eq!(c.rules.len(), 2);
         assert_eq!(c.rules[1].action, Action::Drop);
-        assert_eq!(c.daemon, Daemon::default());
     }
 
     #[test]
@@ -366,6 +367,26 @@ actoin = "pass"
         let e = parse("[[rule]\nname = 1").unwrap_err();
         assert_eq!(e.0.len(), 1);
         assert!(e.0[0].detail.contains("line 1"), "{}", e.0[0].detail);
+    }
+
+    #[test]
+    fn an_application_table_is_handed_over_in_order() {
+        let text = "colour = 1\n[app]\nx = 1\n[[rule]]\nname = \"r\"\nmatch = \"tcp port\"\naction = \"drop\"\n";
+        let mut seen = None;
+        let e = parse_with(text, "app", |t, c| {
+            seen = Some(t.clone());
+            c.add("[app]", "read");
+        })
+        .unwrap_err();
+        assert!(seen.is_some_and(|t| t.contains_key("x")));
+        let places: Vec<&str> = e.0.iter().map(|p| p.place.as_str()).collect();
+        assert_eq!(places, ["config", "[app]", "rule \"r\""]);
+        assert!(e.0[0].detail.contains("expected one of: app, interface, rule"), "{e}");
+        let e = parse(text).unwrap_err();
+        assert!(e.to_string().contains("unknown key `app` (expected one of: interface, rule)"), "{e}");
+        let e = parse_with("app = 1\n[[rule]]\nname = \"r\"\nmatch = \"udp\"\naction = \"drop\"\n", "app", |_, _| {})
+            .unwrap_err();
+        assert_eq!(e.0[0].to_string(), "app: must be a table ([app])");
     }
 
     #[test]

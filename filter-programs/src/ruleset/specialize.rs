@@ -146,10 +146,10 @@ fn decide(fact: &Fact, op: JmpOp, k: u32) -> Option<bool> {
 mod tests {
     use super::*;
     use crate::cbpf::interp::Program;
-    use crate::codegen::{self, LinkType, Options};
+    use crate::codegen::{self, Dlt, Options};
 
     fn compile(expr: &str) -> Vec<Insn> {
-        codegen::compile(expr, &Options::new(LinkType::En10mb)).unwrap()
+        codegen::compile(expr, &Options::new(Dlt::En10mb)).unwrap()
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use super::blocks::{block_checks, reachable};
 use super::{Target, TranslateError};
+use crate::Hook;
 use crate::cbpf::{self, JmpOp as CJmp, Op, RetVal, Src};
 use crate::ebpf::asm::{Asm, Label};
 use crate::ebpf::insn::{AluOp, CallTarget, JmpOp, Op as E, Operand, Reg, Size};
@@ -29,19 +30,6 @@ pub(super) const MAX_PACKET_OFF: u64 = 0xffff;
 const HELPER_XDP_BUFF_LEN: i32 = 188;
 /// The back-edge budget's stack slot (8 bytes).
 const LOOP_COUNTER: i16 = -80;
-/// Most backward jumps one run may take (see `back_edge`): the verifier
-/// walks every turn of the loop, and its one-million-instruction budget
-/// covers about 100 turns of libpcap's `protochain` loop on a socket, 40 on
-/// tc (whose helper calls add states), and only about 40 under XDP, where
-/// each turn's packet-pointer checks multiply the states it must keep apart.
-pub fn max_loop_iterations(target: Target) -> u32 {
-    match target {
-        Target::Xdp(_) => 32,
-        Target::Tc(_) => 40,
-        Target::Socket => 100,
-    }
-}
-
 fn is_back_edge(i: usize, k: u32) -> bool {
     ((i as u32).wrapping_add(1).wrapping_add(k) as usize) <= i
 }
@@ -129,7 +117,7 @@ impl<'a> Emitter<'a> {
     }
 
     pub(super) fn is_xdp(&self) -> bool {
-        matches!(self.target, Target::Xdp(_))
+        self.target.hook == Hook::Xdp
     }
 
     pub(super) fn emit(mut self) -> Result<Asm, TranslateError> {
@@ -173,7 +161,7 @@ impl<'a> Emitter<'a> {
         }
         self.vlan_prologue();
         if self.ops.iter().enumerate().any(|(i, op)| matches!(op, Op::Ja { k } if is_back_edge(i, *k))) {
-            self.asm.mov64(Reg::R1, imm(max_loop_iterations(self.target)));
+            self.asm.mov64(Reg::R1, imm(self.target.hook.loop_budget()));
             self.asm.stx(Size::DW, Reg::R10, Reg::R1, LOOP_COUNTER);
         }
         // The verifier refuses reads of stack never written; classic BPF
@@ -284,7 +272,7 @@ impl<'a> Emitter<'a> {
             self.reload_data_end();
         } else {
             self.asm.ldx(Size::W, dst, CTX, skb::LEN as i16);
-            if matches!(self.target, Target::Socket) && self.options.socket_len_offset != 0 {
+            if self.target.hook == Hook::Socket && self.options.socket_len_offset != 0 {
                 self.asm.alu32(AluOp::Add, dst, imm(self.options.socket_len_offset));
             }
             if self.vlan {
@@ -378,12 +366,13 @@ impl<'a> Emitter<'a> {
             };
             return Ok(());
         }
-        match (val, self.target) {
-            (RetVal::K(k), t) => {
+        let t = self.target;
+        match (val, t.hook) {
+            (RetVal::K(k), _) => {
                 self.asm.mov32(Reg::R0, imm(t.verdict(k)));
             }
-            (RetVal::A, Target::Socket) => { self.asm.mov32(Reg::R0, Operand::Reg(A)); },
-            (RetVal::A, t) => {
+            (RetVal::A, Hook::Socket) => { self.asm.mov32(Reg::R0, Operand::Reg(A)); },
+            (RetVal::A, _) => {
                 self.asm.jmp(false, JmpOp::Jeq, A, imm(0), self.reject());
                 self.asm.mov32(Reg::R0, imm(t.verdict(1)));
             }

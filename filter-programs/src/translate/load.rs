@@ -1,7 +1,8 @@
 //! Packet and metadata loads.
 
 use super::emit::{imm, Emitter, A, CTX, DATA, DATA_END, MAX_PACKET_OFF, X};
-use super::{Target, TranslateError};
+use super::TranslateError;
+use crate::Hook;
 use crate::cbpf::skf::{Ancillary, LoadBase, SKF_LL_OFF};
 use crate::ebpf::insn::{AluOp, CallTarget, Endian, JmpOp, Op as E, Operand, Reg, Size};
 use crate::ebpf::vm::context::{skb, xdp};
@@ -27,7 +28,7 @@ impl Emitter<'_> {
         k: u32,
         dst: Reg,
     ) -> Result<(), TranslateError> {
-        match (LoadBase::of(k), self.target) {
+        match (LoadBase::of(k), self.target.hook) {
             (LoadBase::Ancillary(n), _) if dst == A => self.ancillary(i, n),
             (LoadBase::Ancillary(_), _) => {
                 Err(self.unsupported(i, "an ancillary load through ldxb 4*([k]&0xf)"))
@@ -37,17 +38,17 @@ impl Emitter<'_> {
                 Ok(())
             }
             (LoadBase::Packet(off), _) if self.vlan => self.load_abs_vlan(size, off, dst),
-            (LoadBase::Packet(off), _) | (LoadBase::LinkLayer(off), Target::Xdp(_)) => {
+            (LoadBase::Packet(off), _) | (LoadBase::LinkLayer(off), Hook::Xdp) => {
                 self.load_packet(size, off, dst)
             }
-            (LoadBase::Net(_), Target::Xdp(_)) => {
+            (LoadBase::Net(_), Hook::Xdp) => {
                 Err(self.unsupported(i, "a load relative to the network header (SKF_NET_OFF)"))
             }
-            (LoadBase::Net(n), Target::Tc(_)) => {
+            (LoadBase::Net(n), Hook::Tc) => {
                 self.asm.mov64(Reg::R2, imm(n));
                 self.skb_load_bytes(dst, size, Some(HDR_START_NET))
             }
-            (LoadBase::LinkLayer(n), Target::Tc(_)) => {
+            (LoadBase::LinkLayer(n), Hook::Tc) => {
                 self.asm.mov64(Reg::R2, imm(n));
                 self.skb_load_bytes(dst, size, Some(HDR_START_MAC))
             }
@@ -72,8 +73,8 @@ impl Emitter<'_> {
         off: u32,
         dst: Reg,
     ) -> Result<(), TranslateError> {
-        match self.target {
-            Target::Xdp(_) => {
+        match self.target.hook {
+            Hook::Xdp => {
                 // The block's bounds check has proven this range.
                 let end = off as u64 + size.bytes() as u64;
                 if end > MAX_PACKET_OFF {
@@ -83,14 +84,14 @@ impl Emitter<'_> {
                 self.asm.ldx(size, dst, DATA, off as i16);
                 self.swap(dst, size);
             }
-            Target::Tc(_) => {
+            Hook::Tc => {
                 self.asm.mov64(Reg::R2, imm(off));
                 self.skb_load_bytes(dst, size, None)?;
             }
-            Target::Socket if off >= SOCKET_MAX_OFF => {
+            Hook::Socket if off >= SOCKET_MAX_OFF => {
                 self.asm.ja(self.reject());
             }
-            Target::Socket => {
+            Hook::Socket => {
                 // Sockets read from the MAC header whatever skb->data is;
                 // the kernel's legacy load ends the program with 0 (no
                 // match) when the bytes are not there, as classic BPF does.
@@ -154,8 +155,8 @@ impl Emitter<'_> {
         small: bool,
     ) -> Result<(), TranslateError> {
         let n = size.bytes() as i32;
-        match self.target {
-            Target::Xdp(_) => {
+        match self.target.hook {
+            Hook::Xdp => {
                 self.asm.jmp(
                     true,
                     JmpOp::Jgt,
@@ -177,7 +178,7 @@ impl Emitter<'_> {
                 self.asm.ldx(size, dst, Reg::R3, 0);
                 self.swap(dst, size);
             }
-            Target::Socket => {
+            Hook::Socket => {
                 if !small {
                     self.asm.jmp(
                         true,
@@ -196,7 +197,7 @@ impl Emitter<'_> {
                     self.asm.mov32(dst, Operand::Reg(Reg::R0));
                 }
             }
-            Target::Tc(_) => {
+            Hook::Tc => {
                 // The helper takes a 32-bit offset: a wider sum must not
                 // wrap into the packet.
                 if !small {
@@ -232,8 +233,8 @@ impl Emitter<'_> {
         self.asm.mov32(Reg::R1, Operand::Reg(X));
         self.asm.alu32(AluOp::Add, Reg::R1, imm(k));
         self.asm.jmp(false, JmpOp::Jslt, Reg::R1, imm(0), neg);
-        match self.target {
-            Target::Socket => {
+        match self.target.hook {
+            Hook::Socket => {
                 self.asm
                     .jmp(false, JmpOp::Jgt, Reg::R1, imm(0xf_ffff), self.reject());
                 self.asm.push(E::LdInd {

@@ -48,45 +48,67 @@ mod emit;
 mod load;
 mod vlan;
 
-pub use emit::max_loop_iterations;
-
 use crate::cbpf::{self, validate, Op};
 use crate::ebpf::{self, asm::AsmError};
+use crate::Hook;
 
-/// Where the program will be attached.
+/// Where the program will be attached, and what it returns there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Target {
-    Socket,
-    Xdp(Actions),
-    Tc(Actions),
+pub struct Target {
+    pub hook: Hook,
+    /// Match and no match on XDP and tc; `None` on the socket hook, whose
+    /// program returns the classic program's value itself.
+    actions: Option<Actions>,
 }
 
 impl Target {
-    pub fn xdp() -> Target {
-        Target::Xdp(Actions::XDP)
+    /// `hook` with its default actions (`XDP_PASS`/`XDP_DROP`,
+    /// `TC_ACT_OK`/`TC_ACT_SHOT`).
+    pub const fn new(hook: Hook) -> Target {
+        let actions = match hook {
+            Hook::Socket => None,
+            Hook::Xdp => Some(Actions::XDP),
+            Hook::Tc => Some(Actions::TC),
+        };
+        Target { hook, actions }
     }
-    pub fn tc() -> Target {
-        Target::Tc(Actions::TC)
+    /// `hook` returning `actions`; a socket filter has none, and ignores them.
+    pub const fn with_actions(hook: Hook, actions: Actions) -> Target {
+        let mut t = Target::new(hook);
+        if t.actions.is_some() {
+            t.actions = Some(actions);
+        }
+        t
+    }
+    pub const fn socket() -> Target {
+        Target::new(Hook::Socket)
+    }
+    pub const fn xdp() -> Target {
+        Target::new(Hook::Xdp)
+    }
+    pub const fn tc() -> Target {
+        Target::new(Hook::Tc)
     }
     pub fn name(&self) -> &'static str {
-        match self {
-            Target::Socket => "socket",
-            Target::Xdp(_) => "xdp",
-            Target::Tc(_) => "tc",
-        }
+        self.hook.name()
+    }
+    /// The actions for a match and no match (`None` on the socket hook).
+    pub fn actions(&self) -> Option<Actions> {
+        self.actions
     }
     /// What the program returns when the classic program returns `ret`.
     pub fn verdict(&self, ret: u32) -> u32 {
-        match self {
-            Target::Socket => ret,
-            Target::Xdp(a) | Target::Tc(a) => {
-                if ret != 0 {
-                    a.on_match
-                } else {
-                    a.on_nomatch
-                }
-            }
+        match self.actions {
+            None => ret,
+            Some(a) if ret != 0 => a.on_match,
+            Some(a) => a.on_nomatch,
         }
+    }
+}
+
+impl From<Hook> for Target {
+    fn from(hook: Hook) -> Target {
+        Target::new(hook)
     }
 }
 

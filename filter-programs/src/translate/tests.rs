@@ -16,11 +16,11 @@ fn frame(ethertype: u16, len: usize) -> Vec<u8> {
 fn run(prog: &[C], target: Target, f: &[u8]) -> u64 {
     let insns = translate(prog, target).unwrap();
     let p = Program::new(&insns).unwrap();
-    let input = match target {
-        Target::Xdp(_) => Input::Xdp { frame: f, ingress_ifindex: 1, rx_queue_index: 0 },
+    let input = match target.hook {
+        Hook::Xdp => Input::Xdp { frame: f, ingress_ifindex: 1, rx_queue_index: 0 },
         // A socket's test run has skb->data at the network header.
-        Target::Socket => Input::Skb { frame: f, data_off: 14.min(f.len()), net_off: 14, meta: SkbMeta::default() },
-        Target::Tc(_) => Input::Skb { frame: f, data_off: 0, net_off: 14, meta: SkbMeta::default() },
+        Hook::Socket => Input::Skb { frame: f, data_off: 14.min(f.len()), net_off: 14, meta: SkbMeta::default() },
+        Hook::Tc => Input::Skb { frame: f, data_off: 0, net_off: 14, meta: SkbMeta::default() },
     };
     p.run(&input, &mut Maps::new(&[], 1), &Env::default()).unwrap()
 }
@@ -29,7 +29,7 @@ fn run(prog: &[C], target: Target, f: &[u8]) -> u64 {
 fn ip_on_every_target() {
     let v4 = frame(0x0800, 60);
     let v6 = frame(0x86dd, 60);
-    for t in [Target::Socket, Target::xdp(), Target::tc()] {
+    for t in [Target::socket(), Target::xdp(), Target::tc()] {
         assert_eq!(run(&ip(), t, &v4), t.verdict(262144) as u64, "{t:?}");
         assert_eq!(run(&ip(), t, &v6), t.verdict(0) as u64, "{t:?}");
         assert_eq!(run(&ip(), t, &v4[..13]), t.verdict(0) as u64, "{t:?} truncated");
@@ -53,7 +53,7 @@ fn division_by_zero_x_rejects() {
     // ldx #0; ld #5; div x; ret #7
     let prog = [C::new(0x01, 0, 0, 0), C::new(0x00, 0, 0, 5), C::new(0x3c, 0, 0, 0), C::new(0x06, 0, 0, 7)];
     let f = frame(0x0800, 60);
-    assert_eq!(run(&prog, Target::Socket, &f), 0);
+    assert_eq!(run(&prog, Target::socket(), &f), 0);
     assert_eq!(run(&prog, Target::xdp(), &f), Actions::XDP_DROP as u64);
 }
 
@@ -70,7 +70,7 @@ fn indirect_and_msh_loads() {
     let mut f = frame(0x0800, 60);
     f[14] = 0x45;
     f[14 + 20 + 2..14 + 20 + 4].copy_from_slice(&80u16.to_be_bytes());
-    for t in [Target::Socket, Target::xdp(), Target::tc()] {
+    for t in [Target::socket(), Target::xdp(), Target::tc()] {
         assert_eq!(run(&prog, t, &f), t.verdict(1) as u64, "{t:?}");
         assert_eq!(run(&prog, t, &f[..37]), t.verdict(0) as u64, "{t:?}");
     }
@@ -81,5 +81,5 @@ fn unsupported_ancillary_fields_are_errors() {
     let mark = [C::new(0x20, 0, 0, crate::cbpf::skf::Ancillary::Mark.k()), C::new(0x16, 0, 0, 0)];
     let err = translate(&mark, Target::xdp()).unwrap_err();
     assert!(err.to_string().contains("mark"), "{err}");
-    assert!(translate(&mark, Target::Socket).is_ok());
+    assert!(translate(&mark, Target::socket()).is_ok());
 }

@@ -7,11 +7,11 @@
 use super::*;
 use crate::cbpf::interp;
 use crate::cbpf::Insn as C;
-use crate::codegen::{self, LinkType};
+use crate::codegen::{self, Dlt};
 use crate::ebpf::vm::{Env, Input, Maps, Program, SkbMeta};
 use proptest::prelude::*;
 
-const TARGETS: [Target; 2] = [Target::Socket, Target::Tc(Actions::TC)];
+const TARGETS: [Target; 2] = [Target::socket(), Target::tc()];
 
 /// A frame with its outer tag in the bytes (offset 12).
 struct Tagged {
@@ -166,7 +166,7 @@ fn corpus_expressions_judge_the_frame_as_sent() {
             .map(String::from),
         )
         .collect();
-    let opts = codegen::Options::new(LinkType::En10mb);
+    let opts = codegen::Options::new(Dlt::En10mb);
     let (mut programs, mut pairs, mut accepted) = (0, 0, 0);
     for expr in &exprs {
         let Ok(classic) = codegen::compile(expr, &opts) else {
@@ -236,12 +236,12 @@ fn kernel_mode_programs_keep_one_copy() {
         C::new(0x16, 0, 0, 0),
     ];
     for prog in [&avail[..], &net[..]] {
-        let insns = translate(prog, Target::Socket).unwrap();
+        let insns = translate(prog, Target::socket()).unwrap();
         let text = crate::ebpf::disasm::disassemble(&insns).unwrap();
         assert!(!text.contains("(r6 +28)"), "reads vlan_proto:\n{text}");
     }
     let t = tag(&[0xaa; 60], 0x8100, 5);
-    let insns = translate(&avail, Target::Socket).unwrap();
+    let insns = translate(&avail, Target::socket()).unwrap();
     assert_eq!(vm(&insns, &t.stripped(), t.meta()), 1);
     assert_eq!(vm(&insns, &t.sent, SkbMeta::default()), 0);
 }
@@ -334,7 +334,7 @@ proptest! {
         value.push(C::new(0x16, 0, 0, 0));
         let v = interp::Program::new(&value).unwrap().run(&t.sent, t.sent.len() as u32);
         // Socket: `ret a` returns the value itself.
-        let insns = translate(&value, Target::Socket).unwrap();
+        let insns = translate(&value, Target::socket()).unwrap();
         prop_assert_eq!(vm(&insns, &t.stripped(), t.meta()), v as u64, "{:?} on {:02x?}", l, t.sent);
         prop_assert_eq!(vm(&insns, &t.sent, SkbMeta::default()), v as u64);
         // Both targets: the comparison with the right value, and a wrong one.

@@ -4,7 +4,7 @@
 //! # API (what the CLI and the daemon use)
 //!
 //! ```text
-//!  Program::build(&Source, HookKind) -> Program        pure: expression | cBPF | ELF -> ELF bytes
+//!  Program::build(&Source, Hook) -> Program            pure: expression | cBPF | ELF -> ELF bytes
 //!  Program::from_object(&elf::Object) -> Program       the daemon's own program (with maps)
 //!
 //!  XdpHook::attach(ifname, XdpMode, &Program, pin_dir) -> XdpHook   attach, or replace if pinned
@@ -76,7 +76,7 @@ pub mod verifier;
 pub mod xdp;
 
 pub use error::AttachError;
-pub use program::{HookKind, Program, Source};
+pub use program::{Program, Source};
 pub use tc::{Direction, TcHook};
 pub use xdp::{Outcome, XdpHook, XdpMode};
 

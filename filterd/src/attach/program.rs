@@ -3,34 +3,13 @@
 //! syscalls, so every input error is found before the kernel is touched.
 
 use filter_programs::cbpf;
-use filter_programs::codegen::{self, LinkType};
+use filter_programs::codegen::{self, Dlt};
 use filter_programs::ebpf::insn::{from_bytes, Insn};
-use filter_programs::elf::{self, Object, Section};
+use filter_programs::elf::{self, Object};
 use filter_programs::translate::{self, Target};
+use filter_programs::Hook;
 
 use super::AttachError;
-
-/// The hook a program is built for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HookKind {
-    Xdp,
-    Tc,
-}
-
-impl HookKind {
-    pub fn section(self) -> Section {
-        match self {
-            HookKind::Xdp => Section::Xdp,
-            HookKind::Tc => Section::Classifier,
-        }
-    }
-    fn target(self) -> Target {
-        match self {
-            HookKind::Xdp => Target::xdp(),
-            HookKind::Tc => Target::tc(),
-        }
-    }
-}
 
 /// Where the program comes from.
 #[derive(Clone, Debug)]
@@ -52,22 +31,22 @@ pub struct Program {
     /// The program's symbol: aya's name for it, and the kernel's (first 15
     /// characters).
     pub name: String,
-    pub section: Section,
+    pub hook: Hook,
     pub insns: Vec<Insn>,
 }
 
 impl Program {
-    pub fn build(source: &Source, hook: HookKind) -> Result<Program, AttachError> {
+    pub fn build(source: &Source, hook: Hook) -> Result<Program, AttachError> {
         let classic = match source {
             Source::Elf(bytes) => return Program::from_elf(bytes.clone(), hook),
             Source::Cbpf(prog) => prog.clone(),
-            Source::Expr(expr) => codegen::compile(expr, &codegen::Options::new(LinkType::En10mb))
+            Source::Expr(expr) => codegen::compile(expr, &codegen::Options::new(Dlt::En10mb))
                 .map_err(|e| AttachError::Invalid(e.render()))?,
         };
-        let insns = translate::translate(&classic, hook.target())
+        let insns = translate::translate(&classic, Target::new(hook))
             .map_err(|e| AttachError::Invalid(format!("translating for {hook:?}: {e}")))?;
         Program::from_object(&Object {
-            section: hook.section(),
+            hook,
             name: "filter".into(),
             insns,
             maps: vec![],
@@ -83,22 +62,22 @@ impl Program {
         Ok(Program {
             elf,
             name: obj.name.clone(),
-            section: obj.section,
+            hook: obj.hook,
             insns: obj.insns.clone(),
         })
     }
 
     /// Checks that `bytes` hold a program for `hook`, and finds its name
     /// and instructions.
-    pub fn from_elf(bytes: Vec<u8>, hook: HookKind) -> Result<Program, AttachError> {
+    pub fn from_elf(bytes: Vec<u8>, hook: Hook) -> Result<Program, AttachError> {
         let want = hook.section();
-        let (name, code) = find_program(&bytes, want.name()).map_err(AttachError::Invalid)?;
+        let (name, code) = find_program(&bytes, want).map_err(AttachError::Invalid)?;
         let insns = from_bytes(&code)
-            .map_err(|e| AttachError::Invalid(format!("section {}: {e}", want.name())))?;
+            .map_err(|e| AttachError::Invalid(format!("section {want}: {e}")))?;
         Ok(Program {
             elf: bytes,
             name,
-            section: want,
+            hook,
             insns,
         })
     }
@@ -198,7 +177,7 @@ mod tests {
 
     #[test]
     fn expressions_become_objects_for_each_hook() {
-        for hook in [HookKind::Xdp, HookKind::Tc] {
+        for hook in [Hook::Xdp, Hook::Tc] {
             let p = Program::build(&Source::Expr("tcp port 80".into()), hook).expect("builds");
             assert_eq!(p.name, "filter");
             let again = Program::from_elf(p.elf.clone(), hook).expect("reads back");
@@ -209,18 +188,18 @@ mod tests {
 
     #[test]
     fn wrong_hook_and_garbage_are_invalid() {
-        let p = Program::build(&Source::Expr("udp".into()), HookKind::Tc).expect("builds");
-        let e = Program::from_elf(p.elf.clone(), HookKind::Xdp).expect_err("no xdp section");
+        let p = Program::build(&Source::Expr("udp".into()), Hook::Tc).expect("builds");
+        let e = Program::from_elf(p.elf.clone(), Hook::Xdp).expect_err("no xdp section");
         assert!(e.to_string().contains("no `xdp` section"), "{e}");
         assert!(e.is_invalid_program());
         for bad in [&b""[..], b"\x7fELF", &p.elf[..100]] {
             assert!(matches!(
-                Program::from_elf(bad.to_vec(), HookKind::Tc),
+                Program::from_elf(bad.to_vec(), Hook::Tc),
                 Err(AttachError::Invalid(_))
             ));
         }
         let e =
-            Program::build(&Source::Expr("tcp port".into()), HookKind::Xdp).expect_err("syntax");
+            Program::build(&Source::Expr("tcp port".into()), Hook::Xdp).expect_err("syntax");
         assert!(e.is_invalid_program());
     }
 }

@@ -23,7 +23,7 @@ use std::io;
 use std::os::fd::BorrowedFd;
 
 use filter_programs::cbpf;
-use filter_programs::codegen::{self, LinkType};
+use filter_programs::codegen::{self, Dlt};
 use filter_programs::ebpf::insn::Insn as EbpfInsn;
 use filter_programs::translate::{self, Target};
 
@@ -151,9 +151,9 @@ fn classic_for(
     let prog = match filter {
         Filter::Expression(e) => {
             let link = if ctx == Context::LinkLayer {
-                LinkType::En10mb
+                Dlt::En10mb
             } else {
-                LinkType::Raw
+                Dlt::Raw
             };
             let opts = codegen::Options {
                 snaplen: KEEP_ALL,
@@ -187,7 +187,7 @@ pub fn program_for(kind: SocketKind, filter: &Filter) -> Result<Vec<EbpfInsn>, A
         return Ok(insns.clone());
     }
     let classic = classic_for(kind, ctx, filter)?;
-    Ok(translate::translate(&classic, Target::Socket)?)
+    Ok(translate::translate(&classic, Target::socket())?)
 }
 
 /// The socket filter of an ELF object: the one section named `socket*`, or

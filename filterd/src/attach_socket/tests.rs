@@ -4,7 +4,8 @@ use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
 use super::*;
-use filter_programs::elf::{self, Object, Section};
+use filter_programs::elf::{self, Object};
+use filter_programs::Hook;
 
 #[test]
 fn kinds_choose_their_context() {
@@ -86,18 +87,18 @@ fn objects_give_their_socket_section() {
         &Filter::Expression("udp".into()),
     )
     .expect("compiles");
-    let obj = |section| Object {
-        section,
+    let obj = |hook| Object {
+        hook,
         name: "filter".into(),
         insns: insns.clone(),
         maps: vec![],
         map_refs: vec![],
         license: "GPL".into(),
     };
-    let bytes = elf::write(&obj(Section::Socket)).expect("elf");
+    let bytes = elf::write(&obj(Hook::Socket)).expect("elf");
     assert_eq!(ebpf_from_object(&bytes).expect("socket section"), insns);
     // A single section of another name is still taken.
-    let bytes = elf::write(&obj(Section::Xdp)).expect("elf");
+    let bytes = elf::write(&obj(Hook::Xdp)).expect("elf");
     assert_eq!(ebpf_from_object(&bytes).expect("only section"), insns);
     assert!(matches!(
         ebpf_from_object(b"not an elf"),

@@ -28,7 +28,7 @@ use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use filter_programs::cbpf::Insn;
-use filter_programs::codegen::{self, LinkType};
+use filter_programs::codegen::{self, Dlt};
 use filter_programs::translate::{self, Target};
 
 use crate::socket::SocketProgram;
@@ -112,7 +112,7 @@ pub fn compile(
         kernel_view: view == VlanView::Tcpdump,
         ..translate::Options::default()
     };
-    Ok(translate::translate_with(&classic, Target::Socket, &options)?)
+    Ok(translate::translate_with(&classic, Target::socket(), &options)?)
 }
 
 /// libpcap's classic program for `expression` on Ethernet, whose accepting
@@ -129,7 +129,7 @@ pub fn classic(expression: &str, snaplen: u32, view: VlanView) -> Result<Vec<Ins
         snaplen,
         linux_ext: true,
         vlan_ext: view == VlanView::Tcpdump,
-        ..codegen::Options::new(LinkType::En10mb)
+        ..codegen::Options::new(Dlt::En10mb)
     };
     codegen::compile(expression, &opts).map_err(|e| CaptureError::Compile(e.render()))
 }

@@ -5,10 +5,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
+use filter_programs::Hook;
 
 use super::{fail, load_cbpf, Failure, EXIT_ERROR, EXIT_INVALID};
 use crate::attach::{
-    self, pin, status, tc, AttachError, Direction, HookKind, Outcome, Program, Source, TcHook,
+    self, pin, status, tc, AttachError, Direction, Outcome, Program, Source, TcHook,
     XdpHook, XdpMode,
 };
 
@@ -127,7 +128,7 @@ fn failure(e: AttachError) -> Failure {
     fail(code, e.to_string())
 }
 
-fn build(args: &ProgramArgs, hook: HookKind) -> Result<Program, Failure> {
+fn build(args: &ProgramArgs, hook: Hook) -> Result<Program, Failure> {
     let source = match (&args.cbpf, &args.ebpf) {
         (Some(path), _) => Source::Cbpf(load_cbpf(path)?),
         (None, Some(path)) => Source::Elf(
@@ -160,7 +161,7 @@ fn verb(o: Outcome) -> String {
 }
 
 pub fn run_xdp(a: XdpArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    let program = build(&a.program, HookKind::Xdp)?;
+    let program = build(&a.program, Hook::Xdp)?;
     // The interface is checked before the pin directory is derived from
     // its name, so a typo reads as a missing interface.
     attach::interface_index(&a.iface).map_err(failure)?;
@@ -186,7 +187,7 @@ pub fn run_xdp(a: XdpArgs, out: &mut dyn Write) -> Result<(), Failure> {
 }
 
 pub fn run_tc(a: TcArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    let program = build(&a.program, HookKind::Tc)?;
+    let program = build(&a.program, Hook::Tc)?;
     let direction = Direction::from(a.direction);
     attach::interface_index(&a.iface).map_err(failure)?;
     let dir = pin_dir(&a.pin, &a.iface, direction.hook_name())?;

@@ -7,14 +7,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use filter_programs::cbpf::{text, validate};
-use filter_programs::codegen::{self, LinkType};
-use filter_programs::ebpf::disasm::disassemble;
-use filter_programs::elf::{self, Object, Section};
-use filter_programs::translate::{self, Target};
 
 pub mod attach;
 pub mod attach_socket;
 pub mod capture;
+pub mod compile;
 pub mod daemon;
 pub mod rules;
 
@@ -68,47 +65,7 @@ pub enum Command {
     /// `classifier`, program symbol `filter`) that aya, `ip link ... obj`
     /// and `bpftool prog loadall` load, or prints the eBPF in bpftool's
     /// syntax (--format asm).
-    #[command(after_help = "Examples:\n  \
-        filterd compile tcp port 80 and not src net 10.0.0.0/8\n  \
-        filterd compile -dd -y RAW 'udp dst port 53'\n  \
-        filterd compile --target xdp -o web.o 'tcp dst port 443'\n  \
-        filterd compile --target socket --format asm --cbpf web.ddd")]
-    Compile {
-        /// The link type the program reads, as tcpdump -y names it.
-        #[arg(short = 'y', long = "linktype", default_value = "EN10MB", value_name = "LINKTYPE")]
-        linktype: String,
-        /// Output format of the classic program, as tcpdump's: -d (the
-        /// default) instructions, -dd C array lines, -ddd decimal numbers.
-        #[arg(short = 'd', action = clap::ArgAction::Count, conflicts_with = "target")]
-        dump: u8,
-        /// Optimization: -O0 turns the optimizer off (tcpdump's -O), -O1 is
-        /// the default.
-        #[arg(short = 'O', value_name = "LEVEL", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
-        opt_level: u8,
-        /// The network mask for `ip broadcast` (dotted quad).
-        #[arg(long, value_name = "MASK")]
-        netmask: Option<std::net::Ipv4Addr>,
-        /// The snap length an accepting program returns.
-        #[arg(short = 's', long, default_value_t = 262_144)]
-        snaplen: u32,
-        /// Translate a classic program (tcpdump -d, -dd or -ddd output; "-"
-        /// for stdin) instead of compiling an expression.
-        #[arg(long, value_name = "FILE", conflicts_with = "expression")]
-        cbpf: Option<PathBuf>,
-        /// The attach point: socket (SO_ATTACH_BPF), xdp or tc (cls_bpf, direct action).
-        #[arg(long, value_enum)]
-        target: Option<TargetArg>,
-        /// What to write for --target: an ELF object (-o) or eBPF text.
-        #[arg(long, value_enum, default_value_t = OutFormat::Elf, requires = "target")]
-        format: OutFormat,
-        /// Output file for --format elf.
-        #[arg(short = 'o', value_name = "OUT.o", requires = "target")]
-        output: Option<PathBuf>,
-        /// The filter expression; its words are joined with spaces, as
-        /// tcpdump joins them.
-        #[arg(value_name = "EXPR", trailing_var_arg = true)]
-        expression: Vec<String>,
-    },
+    Compile(compile::CompileArgs),
     /// Attach a filter to a socket of a running process, an XDP hook or tc.
     #[command(subcommand)]
     Attach(AttachCommand),
@@ -151,19 +108,6 @@ pub enum DetachCommand {
 pub enum Rules {
     Kernel,
     Libpcap,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum TargetArg {
-    Socket,
-    Xdp,
-    Tc,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum OutFormat {
-    Elf,
-    Asm,
 }
 
 pub fn read_input(path: &PathBuf) -> Result<String, String> {
@@ -215,74 +159,6 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             let _ = writeln!(out, "ok: {} instructions", prog.len());
             Ok(())
         }
-        Command::Compile {
-            linktype,
-            dump,
-            opt_level,
-            netmask,
-            snaplen,
-            cbpf,
-            target,
-            format,
-            output,
-            expression,
-        } => {
-            let prog = match cbpf {
-                Some(path) => load_cbpf(&path)?,
-                None => {
-                    let expr = expression.join(" ");
-                    let lt = LinkType::from_name(&linktype)
-                        .ok_or_else(|| fail(EXIT_ERROR, format!("-y {linktype}: unknown or unsupported link type")))?;
-                    let opts = codegen::Options {
-                        linktype: lt,
-                        snaplen,
-                        netmask: netmask.map(u32::from),
-                        optimize: opt_level > 0,
-                        ..codegen::Options::new(lt)
-                    };
-                    codegen::compile(&expr, &opts).map_err(|e| fail(EXIT_INVALID, e.render()))?
-                }
-            };
-            let Some(target) = target else {
-                let fmt = match dump {
-                    0 | 1 => text::Format::Asm,
-                    2 => text::Format::C,
-                    _ => text::Format::Decimal,
-                };
-                let _ = out.write_all(text::print(&prog, fmt).as_bytes());
-                return Ok(());
-            };
-            let (t, section) = match target {
-                TargetArg::Socket => (Target::Socket, Section::Socket),
-                TargetArg::Xdp => (Target::xdp(), Section::Xdp),
-                TargetArg::Tc => (Target::tc(), Section::Classifier),
-            };
-            let insns = translate::translate(&prog, t).map_err(|e| fail(EXIT_INVALID, e.to_string()))?;
-            tracing::debug!(classic = prog.len(), ebpf = insns.len(), target = t.name(), "translated");
-            match format {
-                OutFormat::Asm => {
-                    let text = disassemble(&insns).map_err(|e| fail(EXIT_ERROR, e.to_string()))?;
-                    let _ = out.write_all(text.as_bytes());
-                    Ok(())
-                }
-                OutFormat::Elf => {
-                    let Some(path) = output else {
-                        return Err(fail(EXIT_ERROR, "--format elf needs -o OUT.o (or use --format asm)"));
-                    };
-                    let obj = Object {
-                        section,
-                        name: "filter".into(),
-                        insns,
-                        maps: vec![],
-                        map_refs: vec![],
-                        license: "GPL".into(),
-                    };
-                    let bytes = elf::write(&obj).map_err(|e| fail(EXIT_ERROR, e.to_string()))?;
-                    std::fs::write(&path, bytes).map_err(|e| fail(EXIT_ERROR, format!("{}: {e}", path.display())))?;
-                    let _ = writeln!(out, "wrote {} (section {}, program filter)", path.display(), section.name());
-                    Ok(())
-                }
-            }
-        }
+        Command::Compile(a) => compile::run(a, out),
     }
 }

@@ -5,9 +5,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use filter_programs::ruleset::{self, compile, Config, Verdict};
+use filter_programs::ruleset::{compile, Verdict};
 
 use super::{fail, Failure, EXIT_ERROR, EXIT_INVALID};
+use crate::daemon::config::{self, Config};
 use crate::dryrun::{run_file, FileReport};
 use crate::ruleset::LoadedRuleset;
 
@@ -59,7 +60,7 @@ pub struct TestArgs {
 /// Reads and validates a config, reporting every problem at once.
 pub fn load_config(path: &Path) -> Result<Config, Failure> {
     let text = std::fs::read_to_string(path).map_err(|e| fail(EXIT_ERROR, format!("{}: {e}", path.display())))?;
-    ruleset::parse(&text).map_err(|e| fail(EXIT_INVALID, format!("{}: {e}", path.display())))
+    config::parse(&text).map_err(|e| fail(EXIT_INVALID, format!("{}: {e}", path.display())))
 }
 
 fn interface_exists(name: &str) -> bool {

@@ -18,6 +18,7 @@
 //! that gives them meaning (rule names, carried totals) under `/run/filterd`
 //! (see [`state`]).
 
+pub mod config;
 pub mod events;
 pub mod generation;
 pub mod iface;
@@ -31,7 +32,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use filter_programs::ruleset::{self, compile, Config};
+use filter_programs::ruleset::compile;
+
+use config::Config;
 
 use events::{Event, Events};
 use generation::Candidate;
@@ -95,7 +98,7 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 fn prepare(path: &Path) -> Result<(Config, Vec<Candidate>), DaemonError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| DaemonError::System(format!("{}: {e}", path.display())))?;
-    let config = ruleset::parse(&text)
+    let config = config::parse(&text)
         .map_err(|e| DaemonError::Invalid(format!("{}: {e}", path.display())))?;
     if config.interfaces.is_empty() {
         return Err(DaemonError::Invalid(format!(

@@ -7,6 +7,7 @@
 
 use filter_programs::ebpf::vm::{self, Env, Input, Maps, SkbMeta};
 use filter_programs::translate::{translate, Target, TranslateError};
+use filter_programs::Hook;
 
 use super::{Engine, EngineError, PacketRef, Verdict};
 use crate::program::{Code, Program};
@@ -40,9 +41,9 @@ pub(super) fn translate_error(
 
 /// Whether `ret` from a program for `target` is a match.
 pub(super) fn matched(target: Target, ret: u32) -> bool {
-    match target {
-        Target::Socket => ret != 0,
-        Target::Xdp(a) | Target::Tc(a) => ret == a.on_match,
+    match target.actions() {
+        None => ret != 0,
+        Some(a) => ret == a.on_match,
     }
 }
 
@@ -89,8 +90,8 @@ impl Engine for EbpfEngine {
         let frame = packet.data;
         // A packet socket and tc see the frame from its MAC header; the
         // network header follows a 14-byte Ethernet header.
-        let input = match self.target {
-            Target::Xdp(_) => Input::Xdp {
+        let input = match self.target.hook {
+            Hook::Xdp => Input::Xdp {
                 frame,
                 ingress_ifindex: 1,
                 rx_queue_index: 0,

@@ -2,7 +2,7 @@
 //! compiler (every engine but `libpcap`) or by libpcap itself (`libpcap`,
 //! the oracle), then run by the engine built for that code.
 
-use filter_programs::codegen::{self, LinkType as CgLinkType};
+use filter_programs::codegen::{self, Dlt};
 
 use super::{Engine, EngineError, EngineKind, PacketRef, Verdict};
 use crate::capture::LinkType;
@@ -36,7 +36,7 @@ impl ExprEngine {
             libpcap::compile(&self.expr, CompileOptions::new(lt.to_dlt()))
                 .map_err(|e| format!("libpcap: {e}"))?
         } else {
-            let cg = CgLinkType::from_dlt(lt.to_dlt())
+            let cg = Dlt::from_dlt(lt.to_dlt())
                 .ok_or_else(|| format!("link type {lt} is not supported by our compiler"))?;
             codegen::compile(&self.expr, &codegen::Options::new(cg)).map_err(|e| e.render())?
         };

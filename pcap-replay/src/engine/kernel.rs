@@ -39,7 +39,7 @@ impl KernelEngine {
             return Err(super::uncompiled(name, program));
         };
         let options = Options {
-            socket_len_offset: if target == Target::Socket {
+            socket_len_offset: if target.hook == Hook::Socket {
                 ETH_HLEN
             } else {
                 0
@@ -65,12 +65,7 @@ impl KernelEngine {
         target: Target,
         reads_len: bool,
     ) -> Result<KernelEngine, EngineError> {
-        let hook = match target {
-            Target::Socket => Hook::Socket,
-            Target::Xdp(_) => Hook::Xdp,
-            Target::Tc(_) => Hook::Tc,
-        };
-        let prog = load(hook, ebpf, "pcap_replay").map_err(|e| match e {
+        let prog = load(target.hook, ebpf, "pcap_replay").map_err(|e| match e {
             LoadError::Verifier { log, .. } => EngineError::Invalid {
                 engine: name,
                 program: program.label.clone(),

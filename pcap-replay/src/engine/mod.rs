@@ -16,8 +16,11 @@ mod plan;
 
 pub use plan::{plan, LeftOut, Plan};
 
+use filter_programs::translate::Target;
+use filter_programs::Hook;
+
 use crate::capture::LinkType;
-use crate::program::{Code, Hook, Program};
+use crate::program::{Code, Program};
 
 /// A packet as an engine sees it.
 #[derive(Clone, Copy, Debug)]
@@ -93,48 +96,62 @@ fn uncompiled(engine: &'static str, program: &Program) -> EngineError {
 }
 
 /// The engines a run may use, by name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EngineKind {
     /// Our classic BPF interpreter (filter_programs::cbpf::interp).
     Cbpf,
     /// libpcap's bpf_filter on the same instructions: the oracle.
     Libpcap,
-    /// The socket-filter translation in our eBPF VM.
-    EbpfSocket,
-    /// The XDP translation in our eBPF VM (match: XDP_PASS).
-    EbpfXdp,
-    /// The tc translation in our eBPF VM (match: TC_ACT_OK).
-    EbpfTc,
-    /// The socket-filter translation in the kernel (BPF_PROG_TEST_RUN; root).
-    KernelSocket,
-    /// The XDP translation in the kernel (BPF_PROG_TEST_RUN; root).
-    KernelXdp,
-    /// The tc translation in the kernel (BPF_PROG_TEST_RUN; root).
-    KernelTc,
+    /// The translation for a hook in our eBPF VM (`ebpf-socket`,
+    /// `ebpf-xdp`, `ebpf-tc`).
+    Ebpf(Hook),
+    /// The translation for a hook in the kernel, through
+    /// BPF_PROG_TEST_RUN (`kernel-socket`, `kernel-xdp`, `kernel-tc`).
+    Kernel(Hook),
 }
 
 impl EngineKind {
     pub const ALL: [EngineKind; 8] = [
         EngineKind::Cbpf,
         EngineKind::Libpcap,
-        EngineKind::EbpfSocket,
-        EngineKind::EbpfXdp,
-        EngineKind::EbpfTc,
-        EngineKind::KernelSocket,
-        EngineKind::KernelXdp,
-        EngineKind::KernelTc,
+        EngineKind::Ebpf(Hook::Socket),
+        EngineKind::Ebpf(Hook::Xdp),
+        EngineKind::Ebpf(Hook::Tc),
+        EngineKind::Kernel(Hook::Socket),
+        EngineKind::Kernel(Hook::Xdp),
+        EngineKind::Kernel(Hook::Tc),
     ];
 
     pub fn name(self) -> &'static str {
         match self {
             EngineKind::Cbpf => "cbpf",
             EngineKind::Libpcap => "libpcap",
-            EngineKind::EbpfSocket => "ebpf-socket",
-            EngineKind::EbpfXdp => "ebpf-xdp",
-            EngineKind::EbpfTc => "ebpf-tc",
-            EngineKind::KernelSocket => "kernel-socket",
-            EngineKind::KernelXdp => "kernel-xdp",
-            EngineKind::KernelTc => "kernel-tc",
+            EngineKind::Ebpf(Hook::Socket) => "ebpf-socket",
+            EngineKind::Ebpf(Hook::Xdp) => "ebpf-xdp",
+            EngineKind::Ebpf(Hook::Tc) => "ebpf-tc",
+            EngineKind::Kernel(Hook::Socket) => "kernel-socket",
+            EngineKind::Kernel(Hook::Xdp) => "kernel-xdp",
+            EngineKind::Kernel(Hook::Tc) => "kernel-tc",
+        }
+    }
+
+    /// What `--help` says of the engine.
+    fn help(self) -> &'static str {
+        match self {
+            EngineKind::Cbpf => "Our classic BPF interpreter (filter_programs::cbpf::interp)",
+            EngineKind::Libpcap => "libpcap's bpf_filter on the same instructions: the oracle",
+            EngineKind::Ebpf(Hook::Socket) => "The socket-filter translation in our eBPF VM",
+            EngineKind::Ebpf(Hook::Xdp) => "The XDP translation in our eBPF VM (match: XDP_PASS)",
+            EngineKind::Ebpf(Hook::Tc) => "The tc translation in our eBPF VM (match: TC_ACT_OK)",
+            EngineKind::Kernel(Hook::Socket) => {
+                "The socket-filter translation in the kernel (BPF_PROG_TEST_RUN; root)"
+            }
+            EngineKind::Kernel(Hook::Xdp) => {
+                "The XDP translation in the kernel (BPF_PROG_TEST_RUN; root)"
+            }
+            EngineKind::Kernel(Hook::Tc) => {
+                "The tc translation in the kernel (BPF_PROG_TEST_RUN; root)"
+            }
         }
     }
 
@@ -142,32 +159,21 @@ impl EngineKind {
     pub fn hook(self) -> Option<Hook> {
         match self {
             EngineKind::Cbpf | EngineKind::Libpcap => None,
-            EngineKind::EbpfSocket | EngineKind::KernelSocket => Some(Hook::Socket),
-            EngineKind::EbpfXdp | EngineKind::KernelXdp => Some(Hook::Xdp),
-            EngineKind::EbpfTc | EngineKind::KernelTc => Some(Hook::Tc),
+            EngineKind::Ebpf(hook) | EngineKind::Kernel(hook) => Some(hook),
         }
     }
 
     /// Whether the engine runs in the kernel (needs bpf()).
     pub fn is_kernel(self) -> bool {
-        matches!(
-            self,
-            EngineKind::KernelSocket | EngineKind::KernelXdp | EngineKind::KernelTc
-        )
+        matches!(self, EngineKind::Kernel(_))
     }
 
     /// Prepares this engine for `program`.
     pub fn build(self, program: &Program) -> Result<Box<dyn Engine>, EngineError> {
-        use filter_programs::translate::Target;
         let n = self.name();
         match &program.code {
             Code::Expr(text) => return Ok(Box::new(expr::ExprEngine::new(self, program, text))),
             Code::Ebpf { insns, hook } => {
-                let target = match hook {
-                    Hook::Socket => Target::Socket,
-                    Hook::Xdp => Target::xdp(),
-                    Hook::Tc => Target::tc(),
-                };
                 if self.hook() != Some(*hook) {
                     return Err(EngineError::Unsupported {
                         engine: n,
@@ -175,6 +181,7 @@ impl EngineKind {
                         reason: not_for_hook(self, *hook),
                     });
                 }
+                let target = Target::new(*hook);
                 return Ok(if self.is_kernel() {
                     // Whether the program reads the length cannot be told
                     // from eBPF, so truncated packets are always skipped.
@@ -190,17 +197,24 @@ impl EngineKind {
         Ok(match self {
             EngineKind::Cbpf => Box::new(cbpf::CbpfEngine::new(program)?),
             EngineKind::Libpcap => Box::new(libpcap::LibpcapEngine::new(program)?),
-            EngineKind::EbpfSocket => Box::new(ebpf::EbpfEngine::new(n, program, Target::Socket)?),
-            EngineKind::EbpfXdp => Box::new(ebpf::EbpfEngine::new(n, program, Target::xdp())?),
-            EngineKind::EbpfTc => Box::new(ebpf::EbpfEngine::new(n, program, Target::tc())?),
-            EngineKind::KernelSocket => {
-                Box::new(kernel::KernelEngine::new(n, program, Target::Socket)?)
+            EngineKind::Ebpf(hook) => {
+                Box::new(ebpf::EbpfEngine::new(n, program, Target::new(hook))?)
             }
-            EngineKind::KernelXdp => {
-                Box::new(kernel::KernelEngine::new(n, program, Target::xdp())?)
+            EngineKind::Kernel(hook) => {
+                Box::new(kernel::KernelEngine::new(n, program, Target::new(hook))?)
             }
-            EngineKind::KernelTc => Box::new(kernel::KernelEngine::new(n, program, Target::tc())?),
         })
+    }
+}
+
+/// `--engines` takes the engines by name.
+impl clap::ValueEnum for EngineKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &EngineKind::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()).help(self.help()))
     }
 }
 

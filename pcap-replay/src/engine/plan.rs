@@ -97,7 +97,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::program::Hook;
+    use filter_programs::Hook;
     use filter_programs::cbpf::Insn;
     use filter_programs::ebpf::insn::Insn as EInsn;
 
@@ -151,7 +151,7 @@ mod tests {
             },
         };
         let p = plan(&prog, None, &mut no_kernel).unwrap();
-        assert_eq!(p.kinds, [EngineKind::EbpfXdp]);
+        assert_eq!(p.kinds, [EngineKind::Ebpf(Hook::Xdp)]);
         let reasons: Vec<(&str, &str)> = p
             .left_out
             .iter()
@@ -166,11 +166,11 @@ mod tests {
         // Asked for by name, the classic engines are still left out.
         let p = plan(
             &prog,
-            Some(&[EngineKind::Cbpf, EngineKind::EbpfXdp]),
+            Some(&[EngineKind::Cbpf, EngineKind::Ebpf(Hook::Xdp)]),
             &mut no_kernel,
         )
         .unwrap();
-        assert_eq!(p.kinds, [EngineKind::EbpfXdp]);
+        assert_eq!(p.kinds, [EngineKind::Ebpf(Hook::Xdp)]);
         assert_eq!(p.left_out[0].reason, "no classic program");
         // Nothing left to run is an error.
         assert!(plan(&prog, Some(&[EngineKind::Libpcap]), &mut no_kernel).is_err());

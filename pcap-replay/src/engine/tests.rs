@@ -35,10 +35,7 @@ fn run(kind: EngineKind, program: &Program, data: &[u8], wire_len: u32) -> Optio
 }
 
 fn is_kernel(kind: EngineKind) -> bool {
-    matches!(
-        kind,
-        EngineKind::KernelSocket | EngineKind::KernelXdp | EngineKind::KernelTc
-    )
+    kind.is_kernel()
 }
 
 /// The engines this test may build: kernel ones need root.
@@ -54,7 +51,10 @@ fn kinds() -> Vec<EngineKind> {
 fn classic_ret(kind: EngineKind) -> bool {
     matches!(
         kind,
-        EngineKind::Cbpf | EngineKind::Libpcap | EngineKind::EbpfSocket | EngineKind::KernelSocket
+        EngineKind::Cbpf
+            | EngineKind::Libpcap
+            | EngineKind::Ebpf(Hook::Socket)
+            | EngineKind::Kernel(Hook::Socket)
     )
 }
 

@@ -179,33 +179,11 @@ fn replay_into<R: BufRead>(
     if result.linktype.is_none() {
         result.linktype = capture.linktype();
     }
-    let mut tracer = Tracer::new(program, options.trace);
-    let mut rets = Vec::with_capacity(engines.len());
-    // Asked once: an engine's name never changes.
-    let names: Vec<&'static str> = engines.iter().map(|e| e.name()).collect();
-    // With one engine there is nothing to compare.
-    let compared = engines.len() > 1;
+    let mut run = Run::new(program, engines, options);
     let mut started = false;
-    // A pcapng file names its link type and snap length in its first
-    // interface block, so sinks start at the first packet (or at the end).
-    let info = |c: &capture::CaptureReader<R>, lt: Option<LinkType>| CaptureInfo {
-        linktype: options.linktype.or(lt).or_else(|| c.linktype()),
-        snaplen: c.snaplen().unwrap_or(0),
-        nanosecond: c.nanosecond(),
-    };
-    // Sinks take an owned packet: copied only for them, into one buffer.
-    let blank = Packet {
-        index: 0,
-        offset: 0,
-        ts_ns: 0,
-        data: Vec::new(),
-        wire_len: 0,
-        linktype: LinkType::ETHERNET,
-    };
-    let mut owned = blank.clone();
     // The first packet is copied out so that the header can be read after
     // it (pcapng's comes with its first interface block).
-    let mut first = blank;
+    let mut first = blank_packet();
     loop {
         let packet = match capture.next_view() {
             None => break,
@@ -215,7 +193,7 @@ fn replay_into<R: BufRead>(
             }
             Some(Ok(p)) => p,
         };
-        let mut packet = if started {
+        let packet = if started {
             packet
         } else {
             packet.copy_into(&mut first);
@@ -223,18 +201,106 @@ fn replay_into<R: BufRead>(
                 first.linktype = lt;
             }
             if let Some(s) = sink.as_deref_mut() {
-                s.start(&info(&capture, Some(first.linktype)))?;
+                s.start(&capture_info(&capture, options, Some(first.linktype)))?;
             }
             started = true;
             first.view()
         };
-        if let Some(lt) = options.linktype {
+        if !run.packet(result, packet, sink.as_deref_mut())? {
+            return Ok(());
+        }
+    }
+    if !started {
+        if let Some(s) = sink {
+            s.start(&capture_info(&capture, options, None))?;
+        }
+    }
+    Ok(())
+}
+
+/// A pcapng file names its link type and snap length in its first
+/// interface block, so sinks start at the first packet (or at the end).
+fn capture_info<R: BufRead>(
+    c: &capture::CaptureReader<R>,
+    options: ReplayOptions,
+    lt: Option<LinkType>,
+) -> CaptureInfo {
+    CaptureInfo {
+        linktype: options.linktype.or(lt).or_else(|| c.linktype()),
+        snaplen: c.snaplen().unwrap_or(0),
+        nanosecond: c.nanosecond(),
+    }
+}
+
+fn blank_packet() -> Packet {
+    Packet {
+        index: 0,
+        offset: 0,
+        ts_ns: 0,
+        data: Vec::new(),
+        wire_len: 0,
+        linktype: LinkType::ETHERNET,
+    }
+}
+
+/// What running the engines on one packet after another needs.
+struct Run<'e> {
+    engines: &'e mut [Box<dyn Engine>],
+    /// Asked once: an engine's name never changes.
+    names: Vec<&'static str>,
+    rets: Vec<(&'static str, Verdict)>,
+    tracer: Tracer,
+    options: ReplayOptions,
+    /// Sinks take an owned packet: copied only for them, into one buffer.
+    owned: Packet,
+}
+
+impl<'e> Run<'e> {
+    fn new(program: &Program, engines: &'e mut [Box<dyn Engine>], options: ReplayOptions) -> Run<'e> {
+        Run {
+            names: engines.iter().map(|e| e.name()).collect(),
+            rets: Vec::with_capacity(engines.len()),
+            engines,
+            tracer: Tracer::new(program, options.trace),
+            options,
+            owned: blank_packet(),
+        }
+    }
+
+    /// Runs every engine on `packet`, compares their verdicts and hands
+    /// them to the sink. `Ok(false)`: an engine failed, which the result
+    /// records, and the file ends there.
+    fn packet(
+        &mut self,
+        result: &mut FileResult,
+        mut packet: PacketView<'_>,
+        sink: Option<&mut (dyn VerdictSink + '_)>,
+    ) -> std::io::Result<bool> {
+        if let Some(lt) = self.options.linktype {
             packet.linktype = lt;
         }
         if result.linktype != Some(packet.linktype) {
             note_linktype(result, &packet);
         }
-        rets.clear();
+        if !self.run_engines(result, &packet) {
+            return Ok(false);
+        }
+        result.packets += 1;
+        // With one engine there is nothing to compare.
+        if self.engines.len() > 1 {
+            compare(result, &packet, &self.rets, self.options.max_mismatches, &mut self.tracer);
+        }
+        if let Some(s) = sink {
+            packet.copy_into(&mut self.owned);
+            s.verdict(result, &self.owned, &self.rets)?;
+        }
+        Ok(true)
+    }
+
+    /// Each engine's verdict into `rets` and its count; `false` when one
+    /// fails.
+    fn run_engines(&mut self, result: &mut FileResult, packet: &PacketView<'_>) -> bool {
+        self.rets.clear();
         let view = PacketRef {
             data: packet.data,
             wire_len: packet.wire_len,
@@ -242,34 +308,21 @@ fn replay_into<R: BufRead>(
         };
         // `result.engines` lists the engines in this order.
         let counts = result.engines.0.iter_mut();
-        for ((engine, (_, count)), name) in engines.iter_mut().zip(counts).zip(&names) {
+        for ((engine, (_, count)), name) in self.engines.iter_mut().zip(counts).zip(&self.names) {
             match engine.run(&view) {
                 Ok(Some(v)) => {
                     count.matched += u64::from(v.matched);
-                    rets.push((*name, v));
+                    self.rets.push((*name, v));
                 }
                 Ok(None) => count.skipped += 1,
                 Err(e) => {
                     result.error = Some(format!("{}: packet {}: {e}", result.file, packet.index));
-                    return Ok(());
+                    return false;
                 }
             }
         }
-        result.packets += 1;
-        if compared {
-            compare(result, &packet, &rets, options.max_mismatches, &mut tracer);
-        }
-        if let Some(s) = sink.as_deref_mut() {
-            packet.copy_into(&mut owned);
-            s.verdict(result, &owned, &rets)?;
-        }
+        true
     }
-    if !started {
-        if let Some(s) = sink {
-            s.start(&info(&capture, None))?;
-        }
-    }
-    Ok(())
 }
 
 /// The result's link type is the first packet's; mixed link types in one

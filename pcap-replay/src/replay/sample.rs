@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use filter_programs::cbpf::interp::{self, TraceStep};
 use filter_programs::cbpf::text;
-use filter_programs::codegen::{self, LinkType as CgLinkType};
+use filter_programs::codegen::{self, Dlt};
 use serde::Serialize;
 
 use crate::capture::{LinkType, Packet};
@@ -96,7 +96,7 @@ impl Tracer {
             Source::Expr { expr, per_linktype } => per_linktype
                 .entry(lt)
                 .or_insert_with(|| {
-                    let cg = CgLinkType::from_dlt(lt.to_dlt())
+                    let cg = Dlt::from_dlt(lt.to_dlt())
                         .ok_or_else(|| format!("our compiler has no link type {lt}"))?;
                     let insns = codegen::compile(expr, &codegen::Options::new(cg))
                         .map_err(|e| e.render())?;

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use super::{CheckError, ProgKind, Rule};
+use super::{CheckError, Rule};
+use crate::Hook;
 use crate::ebpf::insn::{
     code, decode_all, AluOp, CallTarget, Insn, JmpOp, Op, Operand, Pseudo, Reg, Size,
 };
@@ -36,7 +37,7 @@ fn err(slot: usize, rule: Rule) -> CheckError {
 }
 
 impl Cfg {
-    pub(super) fn build(insns: &[Insn], kind: ProgKind) -> Result<Cfg, CheckError> {
+    pub(super) fn build(insns: &[Insn], kind: Hook) -> Result<Cfg, CheckError> {
         if insns.is_empty() {
             return Err(err(0, Rule::Empty));
         }
@@ -136,7 +137,7 @@ impl Cfg {
 
     /// Every backward jump must be a counted back edge; see the module doc
     /// of `check`.
-    fn loops(&mut self, kind: ProgKind) -> Result<(), CheckError> {
+    fn loops(&mut self, kind: Hook) -> Result<(), CheckError> {
         let targets = self.jump_targets();
         let mut counter: Option<Counter> = None;
         for j in 0..self.ops.len() {
@@ -202,7 +203,7 @@ impl Cfg {
                         off: c.off,
                         why: format!(
                             "it may be set only from a constant between 0 and {budget} (the {} loop budget)",
-                            kind.name()
+                            kind.description()
                         ),
                     }))
                 }

@@ -6,7 +6,7 @@
 //! (a field it does not model is refused, never guessed).
 
 use super::value::{Range, Val};
-use super::ProgKind;
+use crate::Hook;
 
 /// `[start, end)` byte ranges of `struct __sk_buff` fields.
 mod skb {
@@ -45,9 +45,9 @@ fn within(off: i64, (a, b): (i64, i64)) -> bool {
 
 /// The value a context access yields (for a write, `Some(_)` just means
 /// allowed), or `None` when the hook forbids it.
-pub(super) fn access(kind: ProgKind, off: i64, size: usize, write: bool) -> Option<Val> {
+pub(super) fn access(kind: Hook, off: i64, size: usize, write: bool) -> Option<Val> {
     match kind {
-        ProgKind::Xdp => {
+        Hook::Xdp => {
             let ok = (0..xdp::SIZE).contains(&off)
                 && off != xdp::EGRESS_IFINDEX
                 && !write
@@ -65,7 +65,7 @@ pub(super) fn access(kind: ProgKind, off: i64, size: usize, write: bool) -> Opti
                 _ => Val::Scalar(Range::bytes(4)),
             })
         }
-        ProgKind::SocketFilter => {
+        Hook::Socket => {
             let banned = [
                 skb::TC_CLASSID,
                 skb::DATA,
@@ -81,7 +81,7 @@ pub(super) fn access(kind: ProgKind, off: i64, size: usize, write: bool) -> Opti
             }
             skb_access(off, size, write)
         }
-        ProgKind::SchedCls => {
+        Hook::Tc => {
             let writable = [
                 skb::MARK,
                 skb::TC_INDEX,
@@ -150,13 +150,13 @@ pub(super) enum Helper {
 
 /// The helper with this id as this checker models it, and whether `kind`
 /// may call it; `None` for helpers it does not model.
-pub(super) fn helper(id: i32, kind: ProgKind) -> Option<(Helper, bool)> {
-    let skb = matches!(kind, ProgKind::SocketFilter | ProgKind::SchedCls);
+pub(super) fn helper(id: i32, kind: Hook) -> Option<(Helper, bool)> {
+    let skb = matches!(kind, Hook::Socket | Hook::Tc);
     Some(match id {
         7 | 8 => (Helper::NoArgs, true),
         26 => (Helper::LoadBytes { relative: false }, skb),
         68 => (Helper::LoadBytes { relative: true }, skb),
-        188 => (Helper::CtxOnly, kind == ProgKind::Xdp),
+        188 => (Helper::CtxOnly, kind == Hook::Xdp),
         _ => return None,
     })
 }

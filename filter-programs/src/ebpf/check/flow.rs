@@ -9,7 +9,8 @@ use super::cfg::Cfg;
 use super::ctx::{self, Helper};
 use super::state::State;
 use super::value::{self, Range, Val, MAX_VAR_OFF};
-use super::{CheckError, Options, ProgKind, Rule};
+use super::{CheckError, Options, Rule};
+use crate::Hook;
 use crate::ebpf::disasm::helper_name;
 use crate::ebpf::insn::{AluOp, CallTarget, JmpOp, Op, Operand, Reg, Size};
 
@@ -17,7 +18,7 @@ use crate::ebpf::insn::{AluOp, CallTarget, JmpOp, Op, Operand, Reg, Size};
 /// program the translator emits needs.
 const MAX_STEPS: usize = 2_000_000;
 
-pub(super) fn run(cfg: &Cfg, kind: ProgKind, opts: Options) -> Result<(), CheckError> {
+pub(super) fn run(cfg: &Cfg, kind: Hook, opts: Options) -> Result<(), CheckError> {
     let n = cfg.ops.len();
     let mut input: Vec<Option<State>> = vec![None; n];
     input[0] = Some(State::entry());
@@ -62,7 +63,7 @@ type Outs = [Option<State>; 2];
 
 struct Step<'a> {
     cfg: &'a Cfg,
-    kind: ProgKind,
+    kind: Hook,
     opts: Options,
     slot: usize,
     st: State,
@@ -328,71 +329,8 @@ impl Step<'_> {
             }
         }
         match base {
-            Val::Stack { off: b } => {
-                let at = b as i64 + off as i64;
-                if at < -512 || at + n as i64 > 0 {
-                    return Err(Rule::StackRange { off: at, size: n });
-                }
-                if at.rem_euclid(n as i64) != 0 {
-                    return Err(Rule::StackAlign { off: at, size: n });
-                }
-                if let Some(c) = &self.cfg.counter {
-                    let hits = at < c.off as i64 + 8 && at + n as i64 > c.off as i64;
-                    if store.is_some() && hits && !c.writers.contains(&self.slot) {
-                        return Err(Rule::LoopCounter {
-                            off: c.off,
-                            why: "written by an instruction other than the loop's own".into(),
-                        });
-                    }
-                    if c.loads.contains(&self.slot) && !self.st.stack_init(at, n) {
-                        return Err(Rule::LoopCounter {
-                            off: c.off,
-                            why: "read before it is set on every path".into(),
-                        });
-                    }
-                }
-                match store {
-                    Some(v) => {
-                        if v.is_pointer() && (n != 8 || at % 8 != 0) {
-                            return Err(Rule::Unsupported(
-                                "storing part of a pointer on the stack".into(),
-                            ));
-                        }
-                        self.st.stack_write(at, n, Some(v));
-                        Ok(v)
-                    }
-                    None => {
-                        if self.opts.strict_stack && !self.st.stack_init(at, n) {
-                            return Err(Rule::StackUninit { off: at, size: n });
-                        }
-                        self.st
-                            .stack_read(at, n, signed)
-                            .map_err(|_| Rule::PartialPointerFill { off: at })
-                    }
-                }
-            }
-            Val::Ctx { off: b } => {
-                if b != 0 {
-                    return Err(Rule::ModifiedCtx { off: b });
-                }
-                let bad = || Rule::CtxField {
-                    access: if store.is_some() { "a write" } else { "a read" },
-                    off: off as i64,
-                    size: n,
-                    kind: self.kind.name(),
-                };
-                let v = ctx::access(self.kind, off as i64, n, store.is_some()).ok_or_else(bad)?;
-                match store {
-                    Some(Val::Scalar(_)) => Ok(v),
-                    Some(_) => Err(Rule::Unsupported(
-                        "storing a pointer into the context".into(),
-                    )),
-                    None if signed => Err(Rule::Unsupported(
-                        "sign-extending loads from the context".into(),
-                    )),
-                    None => Ok(v),
-                }
-            }
+            Val::Stack { off: b } => self.stack_mem(b as i64 + off as i64, n, store, signed),
+            Val::Ctx { off: b } => self.ctx_mem(b, off, n, store, signed),
             Val::Pkt { off: b, range, .. } => {
                 let at = b as i64 + off as i64;
                 if at < 0 || at + n as i64 > range as i64 {
@@ -419,10 +357,78 @@ impl Step<'_> {
         }
     }
 
+    /// [`Self::mem`] on the stack, `n` bytes at `fp + at`.
+    fn stack_mem(&mut self, at: i64, n: usize, store: Option<Val>, signed: bool) -> Result<Val, Rule> {
+        if at < -512 || at + n as i64 > 0 {
+            return Err(Rule::StackRange { off: at, size: n });
+        }
+        if at.rem_euclid(n as i64) != 0 {
+            return Err(Rule::StackAlign { off: at, size: n });
+        }
+        if let Some(c) = &self.cfg.counter {
+            let hits = at < c.off as i64 + 8 && at + n as i64 > c.off as i64;
+            if store.is_some() && hits && !c.writers.contains(&self.slot) {
+                return Err(Rule::LoopCounter {
+                    off: c.off,
+                    why: "written by an instruction other than the loop's own".into(),
+                });
+            }
+            if c.loads.contains(&self.slot) && !self.st.stack_init(at, n) {
+                return Err(Rule::LoopCounter {
+                    off: c.off,
+                    why: "read before it is set on every path".into(),
+                });
+            }
+        }
+        match store {
+            Some(v) => {
+                if v.is_pointer() && (n != 8 || at % 8 != 0) {
+                    return Err(Rule::Unsupported(
+                        "storing part of a pointer on the stack".into(),
+                    ));
+                }
+                self.st.stack_write(at, n, Some(v));
+                Ok(v)
+            }
+            None => {
+                if self.opts.strict_stack && !self.st.stack_init(at, n) {
+                    return Err(Rule::StackUninit { off: at, size: n });
+                }
+                self.st
+                    .stack_read(at, n, signed)
+                    .map_err(|_| Rule::PartialPointerFill { off: at })
+            }
+        }
+    }
+
+    /// [`Self::mem`] in the context, `n` bytes at `off` from `ctx + b`.
+    fn ctx_mem(&mut self, b: i32, off: i16, n: usize, store: Option<Val>, signed: bool) -> Result<Val, Rule> {
+        if b != 0 {
+            return Err(Rule::ModifiedCtx { off: b });
+        }
+        let bad = || Rule::CtxField {
+            access: if store.is_some() { "a write" } else { "a read" },
+            off: off as i64,
+            size: n,
+            kind: self.kind.description(),
+        };
+        let v = ctx::access(self.kind, off as i64, n, store.is_some()).ok_or_else(bad)?;
+        match store {
+            Some(Val::Scalar(_)) => Ok(v),
+            Some(_) => Err(Rule::Unsupported(
+                "storing a pointer into the context".into(),
+            )),
+            None if signed => Err(Rule::Unsupported(
+                "sign-extending loads from the context".into(),
+            )),
+            None => Ok(v),
+        }
+    }
+
     fn legacy_load(&mut self, op: Op) -> Result<(), Rule> {
-        if self.kind == ProgKind::Xdp {
+        if self.kind == Hook::Xdp {
             return Err(Rule::LegacyLoad {
-                kind: self.kind.name(),
+                kind: self.kind.description(),
             });
         }
         match self.read(Reg::R6)? {
@@ -455,7 +461,7 @@ impl Step<'_> {
             return Err(Rule::Helper {
                 id,
                 name,
-                kind: self.kind.name(),
+                kind: self.kind.description(),
             });
         }
         let arg = |reg: u8, why: &str| Rule::HelperArg {

@@ -4,7 +4,7 @@ use crate::ebpf::asm::Asm;
 use crate::ebpf::insn::{AluOp, CallTarget, JmpOp, Op, Operand, Pseudo, Reg, Size};
 use crate::translate::{translate, Target};
 
-fn rule(insns: &[Insn], kind: ProgKind) -> Rule {
+fn rule(insns: &[Insn], kind: Hook) -> Rule {
     match check(insns, kind) {
         Err(e) => e.rule,
         Ok(()) => panic!(
@@ -64,9 +64,9 @@ fn translations_pass() {
         ],
     ];
     for p in &progs {
-        for t in [Target::Socket, Target::xdp(), Target::tc()] {
+        for t in [Target::socket(), Target::xdp(), Target::tc()] {
             let insns = translate(p, t).unwrap();
-            if let Err(e) = check(&insns, ProgKind::of(t)) {
+            if let Err(e) = check(&insns, t.hook) {
                 panic!(
                     "{t:?}: {e}\n{}",
                     crate::ebpf::disasm::disassemble(&insns).unwrap_or_default()
@@ -97,18 +97,18 @@ fn packet_reads_need_a_dominating_check() {
         a.exit();
         a.assemble().unwrap()
     };
-    assert_eq!(check(&good(14, 12), ProgKind::Xdp), Ok(()));
+    assert_eq!(check(&good(14, 12), Hook::Xdp), Ok(()));
     assert!(matches!(
-        rule(&good(13, 12), ProgKind::Xdp),
+        rule(&good(13, 12), Hook::Xdp),
         Rule::PacketRange { range: 13, .. }
     ));
     assert!(matches!(
-        rule(&good(14, -1), ProgKind::Xdp),
+        rule(&good(14, -1), Hook::Xdp),
         Rule::PacketRange { .. }
     ));
     // In a socket filter's context offset 0 is skb->len, a number.
     assert!(matches!(
-        rule(&good(14, 12), ProgKind::SocketFilter),
+        rule(&good(14, 12), Hook::Socket),
         Rule::BadPointer { reg: 9, .. }
     ));
 }
@@ -126,15 +126,15 @@ fn structural_rules() {
     let asm = |ops: Vec<Op>| -> Vec<Insn> { ops.iter().flat_map(|o| o.encode()).collect() };
     let mut p = exit0();
     p.push(Op::Exit);
-    assert_eq!(check(&asm(p.clone()), ProgKind::SocketFilter), Ok(()));
+    assert_eq!(check(&asm(p.clone()), Hook::Socket), Ok(()));
     // Missing exit.
     assert_eq!(
-        rule(&asm(exit0()), ProgKind::SocketFilter),
+        rule(&asm(exit0()), Hook::Socket),
         Rule::FallsOffEnd
     );
     // r0 not written.
     assert_eq!(
-        rule(&asm(vec![Op::Exit]), ProgKind::Xdp),
+        rule(&asm(vec![Op::Exit]), Hook::Xdp),
         Rule::UninitRegister { reg: 0 }
     );
     // Writing r10.
@@ -146,7 +146,7 @@ fn structural_rules() {
         src: Operand::Imm(8),
     });
     w.push(Op::Exit);
-    assert_eq!(rule(&asm(w), ProgKind::Xdp), Rule::FramePointerWrite);
+    assert_eq!(rule(&asm(w), Hook::Xdp), Rule::FramePointerWrite);
     // Jump into the middle of an ld_imm64.
     let j = vec![
         Op::Jmp {
@@ -165,15 +165,15 @@ fn structural_rules() {
         Op::Exit,
     ];
     assert_eq!(
-        rule(&asm(j), ProgKind::Xdp),
+        rule(&asm(j), Hook::Xdp),
         Rule::JumpIntoImm64 { target: 2 }
     );
     // Dead code, and an unguarded loop.
     let dead = vec![exit0()[0], Op::Exit, Op::Exit];
-    assert_eq!(check(&asm(dead), ProgKind::Xdp).unwrap_err().slot, 2);
+    assert_eq!(check(&asm(dead), Hook::Xdp).unwrap_err().slot, 2);
     let lp = vec![exit0()[0], Op::Ja { off: -1 }];
     assert!(matches!(
-        rule(&asm(lp), ProgKind::Xdp),
+        rule(&asm(lp), Hook::Xdp),
         Rule::UnboundedLoop { target: 1 }
     ));
 }
@@ -187,17 +187,17 @@ fn stack_rules() {
         a.exit();
         a.assemble().unwrap()
     };
-    assert_eq!(check(&prog(-8, Size::DW), ProgKind::Xdp), Ok(()));
+    assert_eq!(check(&prog(-8, Size::DW), Hook::Xdp), Ok(()));
     assert!(matches!(
-        rule(&prog(-516, Size::W), ProgKind::Xdp),
+        rule(&prog(-516, Size::W), Hook::Xdp),
         Rule::StackRange { .. }
     ));
     assert!(matches!(
-        rule(&prog(0, Size::W), ProgKind::Xdp),
+        rule(&prog(0, Size::W), Hook::Xdp),
         Rule::StackRange { .. }
     ));
     assert!(matches!(
-        rule(&prog(-6, Size::W), ProgKind::Xdp),
+        rule(&prog(-6, Size::W), Hook::Xdp),
         Rule::StackAlign { .. }
     ));
     // An unwritten read: fine for a privileged loader, not for a strict one.
@@ -205,8 +205,8 @@ fn stack_rules() {
     a.ldx(Size::W, Reg::R0, Reg::R10, -4);
     a.exit();
     let read = a.assemble().unwrap();
-    assert_eq!(check(&read, ProgKind::Xdp), Ok(()));
-    let strict = check_with(&read, ProgKind::Xdp, Options { strict_stack: true });
+    assert_eq!(check(&read, Hook::Xdp), Ok(()));
+    let strict = check_with(&read, Hook::Xdp, Options { strict_stack: true });
     assert!(matches!(
         strict.map_err(|e| e.rule),
         Err(Rule::StackUninit { off: -4, size: 4 })
@@ -221,14 +221,14 @@ fn helpers_and_context_per_hook() {
         a.exit();
         a.assemble().unwrap()
     };
-    assert_eq!(check(&call(7), ProgKind::Xdp), Ok(()));
-    assert_eq!(check(&call(188), ProgKind::Xdp), Ok(()));
+    assert_eq!(check(&call(7), Hook::Xdp), Ok(()));
+    assert_eq!(check(&call(188), Hook::Xdp), Ok(()));
     assert!(matches!(
-        rule(&call(188), ProgKind::SocketFilter),
+        rule(&call(188), Hook::Socket),
         Rule::Helper { id: 188, .. }
     ));
     assert!(matches!(
-        rule(&call(99), ProgKind::SocketFilter),
+        rule(&call(99), Hook::Socket),
         Rule::Unsupported(_)
     ));
     let load = |kind, off: i16, size| {
@@ -237,13 +237,13 @@ fn helpers_and_context_per_hook() {
         a.exit();
         check(&a.assemble().unwrap(), kind)
     };
-    assert_eq!(load(ProgKind::SocketFilter, 0, Size::W), Ok(()));
-    assert_eq!(load(ProgKind::SocketFilter, 2, Size::H), Ok(()));
-    assert!(load(ProgKind::SocketFilter, 2, Size::W).is_err());
-    assert!(load(ProgKind::SocketFilter, 72, Size::W).is_err()); // tc_classid
-    assert_eq!(load(ProgKind::SchedCls, 72, Size::W), Ok(()));
-    assert!(load(ProgKind::Xdp, 20, Size::W).is_err()); // egress_ifindex
-    assert!(load(ProgKind::Xdp, 12, Size::H).is_err());
+    assert_eq!(load(Hook::Socket, 0, Size::W), Ok(()));
+    assert_eq!(load(Hook::Socket, 2, Size::H), Ok(()));
+    assert!(load(Hook::Socket, 2, Size::W).is_err());
+    assert!(load(Hook::Socket, 72, Size::W).is_err()); // tc_classid
+    assert_eq!(load(Hook::Tc, 72, Size::W), Ok(()));
+    assert!(load(Hook::Xdp, 20, Size::W).is_err()); // egress_ifindex
+    assert!(load(Hook::Xdp, 12, Size::H).is_err());
 }
 
 #[test]
@@ -251,7 +251,7 @@ fn errors_read_well() {
     let mut a = Asm::new();
     a.mov32(Reg::R0, Operand::Reg(Reg::R3));
     a.exit();
-    let e = check(&a.assemble().unwrap(), ProgKind::Xdp).unwrap_err();
+    let e = check(&a.assemble().unwrap(), Hook::Xdp).unwrap_err();
     assert_eq!(
         e.to_string(),
         "slot 0: r3 is read before it is written on some path"

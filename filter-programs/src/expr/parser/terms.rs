@@ -66,6 +66,14 @@ impl Parser<'_> {
                 test: self.wlan()?,
             },
             _ if proto.is_some() => return Err(self.expected("a qualifier after the protocol")),
+            _ => self.unqualified(tok)?,
+        };
+        Ok((self.node(start, kind), None))
+    }
+
+    /// A primitive no protocol may qualify, starting at `tok`.
+    fn unqualified(&mut self, tok: Tok) -> PResult<ExprKind> {
+        Ok(match tok {
             Tok::Less => {
                 self.pos += 1;
                 ExprKind::Less(self.expect_num("a packet length after 'less'")?)
@@ -76,18 +84,7 @@ impl Parser<'_> {
             }
             Tok::Byte => {
                 self.pos += 1;
-                let offset = self.expect_num("a byte offset after 'byte'")?;
-                let op = match self.peek() {
-                    Some(Tok::Amp) => ByteOp::And,
-                    Some(Tok::Pipe) => ByteOp::Or,
-                    Some(Tok::Lt) => ByteOp::Lt,
-                    Some(Tok::Gt) => ByteOp::Gt,
-                    Some(Tok::Eq) => ByteOp::Eq,
-                    _ => return Err(self.expected("one of '&', '|', '<', '>', '=' after 'byte N'")),
-                };
-                self.pos += 1;
-                let value = self.expect_num("a byte value")?;
-                ExprKind::Byte { offset, op, value }
+                self.byte()?
             }
             Tok::Inbound => self.word(ExprKind::Inbound),
             Tok::Outbound => self.word(ExprKind::Outbound),
@@ -147,8 +144,23 @@ impl Parser<'_> {
                     "a filter primitive (e.g. 'host', 'port', 'tcp', 'ip[0] = 1') or '('",
                 ))
             }
+        })
+    }
+
+    /// `byte N OP V`, after `byte`.
+    fn byte(&mut self) -> PResult<ExprKind> {
+        let offset = self.expect_num("a byte offset after 'byte'")?;
+        let op = match self.peek() {
+            Some(Tok::Amp) => ByteOp::And,
+            Some(Tok::Pipe) => ByteOp::Or,
+            Some(Tok::Lt) => ByteOp::Lt,
+            Some(Tok::Gt) => ByteOp::Gt,
+            Some(Tok::Eq) => ByteOp::Eq,
+            _ => return Err(self.expected("one of '&', '|', '<', '>', '=' after 'byte N'")),
         };
-        Ok((self.node(start, kind), None))
+        self.pos += 1;
+        let value = self.expect_num("a byte value")?;
+        Ok(ExprKind::Byte { offset, op, value })
     }
 
     fn node(&self, start: Span, kind: ExprKind) -> Expr {

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 
 use super::super::micro::{self, Micro};
 use super::super::{Env, Input, Maps, Program, VmError};
-use crate::codegen::{compile, LinkType, Options};
+use crate::codegen::{compile, Dlt, Options};
 use crate::ebpf::insn::{AluOp, Endian, Insn, JmpOp, Op, Operand, Reg, Size};
 use crate::translate::{translate, Target};
 
@@ -25,7 +25,7 @@ fn reg(n: u8) -> Reg {
 /// The translator's output is what fusion is for: every kind fires on it.
 #[test]
 fn translated_filters_are_fused() {
-    let cbpf = compile("tcp port 80", &Options::new(LinkType::En10mb)).unwrap();
+    let cbpf = compile("tcp port 80", &Options::new(Dlt::En10mb)).unwrap();
     let p = Program::new(&translate(&cbpf, Target::xdp()).unwrap()).unwrap();
     let count = |f: fn(&Micro) -> bool| p.code.iter().filter(|m| f(m)).count();
     assert!(count(|m| matches!(m, Micro::Check { .. })) >= 4);
