@@ -1,6 +1,6 @@
 //! Compile latency, expression text to optimized classic BPF: our
 //! `codegen::compile` (parse, generate, optimize) against libpcap 1.10.3's
-//! `pcap_compile` (through `pcap_replay::libpcap::compile`, which opens a
+//! `pcap_compile` (through `libpcap_oracle::compile`, which opens a
 //! dead handle per call as any caller without a live capture must).
 //!
 //! Run: `cargo bench -p pcap-replay --bench compile_latency`.
@@ -27,7 +27,7 @@ use common::{paired_rounds, thread_cpu_now, ThreadCpuTime, EXPRESSIONS};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use filter_programs::codegen::{compile, LinkType, Options, DEFAULT_SNAPLEN};
-use pcap_replay::libpcap::{self, CompileOptions};
+use libpcap_oracle::{self as libpcap, CompileOptions};
 
 struct Job {
     expr: String,

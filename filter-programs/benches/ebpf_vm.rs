@@ -28,9 +28,10 @@ mod common;
 use std::hint::black_box;
 use std::time::Duration;
 
-use common::{ethernet_packets, paired_rounds, thread_cpu_now, ThreadCpuTime, EXPRESSIONS};
+use common::{paired_rounds, thread_cpu_now, ThreadCpuTime, EXPRESSIONS};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use e2e::bench::ethernet_packets;
 use filter_programs::codegen::{compile, LinkType, Options};
 use filter_programs::ebpf::insn::{to_bytes, Insn};
 use filter_programs::ebpf::vm::{Env, Input, Maps, Program};

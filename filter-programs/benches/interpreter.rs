@@ -26,7 +26,7 @@ use common::{paired_rounds, thread_cpu_now, ThreadCpuTime, EXPRESSIONS};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use filter_programs::cbpf::interp::Program;
-use pcap_replay::libpcap::{self, CompileOptions};
+use libpcap_oracle::{self as libpcap, CompileOptions};
 
 fn pcaps(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
@@ -78,13 +78,13 @@ fn interpreter(c: &mut Criterion<ThreadCpuTime>) {
     for expr in EXPRESSIONS {
         let insns = libpcap::compile(expr, CompileOptions::new(1))
             .unwrap_or_else(|e| panic!("{expr}: {e}"));
-        assert!(libpcap::validate(&insns));
+        let validated = libpcap::Validated::new(&insns).expect("bpf_validate accepts libpcap's program");
         let prog = Program::new(&insns).unwrap_or_else(|e| panic!("{expr}: {e}"));
         // Same verdicts, or the comparison means nothing.
         for (pkt, len) in &packets {
             assert_eq!(
                 prog.run(pkt, *len),
-                libpcap::filter_validated(&insns, pkt, *len),
+                validated.filter(pkt, *len),
                 "{expr}"
             );
         }
@@ -92,7 +92,7 @@ fn interpreter(c: &mut Criterion<ThreadCpuTime>) {
             b.iter(|| over(packets, |p, l| prog.run(p, l)))
         });
         group.bench_with_input(BenchmarkId::new("libpcap", expr), &packets, |b, packets| {
-            b.iter(|| over(packets, |p, l| libpcap::filter_validated(&insns, p, l)))
+            b.iter(|| over(packets, |p, l| validated.filter(p, l)))
         });
     }
     group.finish();
@@ -138,9 +138,10 @@ fn paired() {
     for expr in EXPRESSIONS {
         let insns = libpcap::compile(expr, CompileOptions::new(1))
             .unwrap_or_else(|e| panic!("{expr}: {e}"));
+        let validated = libpcap::Validated::new(&insns).expect("bpf_validate accepts libpcap's program");
         let prog = Program::new(&insns).unwrap_or_else(|e| panic!("{expr}: {e}"));
         let ours = |p: &[u8], l: u32| prog.run(p, l);
-        let theirs = |p: &[u8], l: u32| libpcap::filter_validated(&insns, p, l);
+        let theirs = |p: &[u8], l: u32| validated.filter(p, l);
         let p = paired_rounds(ROUNDS, || pass_ns(&packets, PASSES, ours), || pass_ns(&packets, PASSES, theirs));
         println!(
             "| `{expr}` | {:.1} | {:.1} | {:.2} |",

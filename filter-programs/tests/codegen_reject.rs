@@ -17,7 +17,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use filter_programs::codegen::{compile, LinkType, Options, Resolver};
-use pcap_replay::resolve::SystemResolver;
+use libpcap_oracle::resolve::SystemResolver;
 
 fn tsv(name: &str) -> Vec<HashMap<String, String>> {
     let path = e2e::corpus_dir().join("expressions").join(name);
@@ -124,7 +124,7 @@ fn reject_suite_is_rejected() {
 /// it reads nothing of the packet (no packet or length load), so its
 /// verdict is the same for every packet, and on one packet it is 0.
 fn libpcap_never_matches(dlt: &str, expr: &str) -> bool {
-    use pcap_replay::libpcap::{self, CompileOptions};
+    use libpcap_oracle::{self as libpcap, CompileOptions};
     let Some(d) = libpcap::dlt_from_name(dlt) else { return false };
     let opts = CompileOptions { dlt: d, snaplen: 262_144, optimize: true, netmask: 0xffff_ffff };
     let Ok(prog) = libpcap::compile(expr, opts) else { return false };

@@ -15,8 +15,8 @@ use e2e::corpus::{captures, expressions, Capture};
 use filter_programs::cbpf::interp::Program;
 use filter_programs::cbpf::text;
 use filter_programs::codegen::{compile, ErrorKind, LinkType, Options, Resolver, DEFAULT_SNAPLEN};
-use pcap_replay::libpcap::{self, CompileOptions};
-use pcap_replay::resolve::SystemResolver;
+use libpcap_oracle::{self as libpcap, CompileOptions};
+use libpcap_oracle::resolve::SystemResolver;
 
 /// Supported EN10MB corpus expressions, raised as the generator grows.
 const EN10MB_FLOOR: usize = 522;
@@ -137,7 +137,11 @@ fn codegen_matches_libpcap_on_corpus() {
         } else {
             None
         };
-        assert!(libpcap::validate(&unopt));
+        let unopt_validated =
+            libpcap::Validated::new(&unopt).expect("bpf_validate accepts libpcap's program");
+        let opt_validated = opt.as_deref().map(|o| {
+            libpcap::Validated::new(o).expect("bpf_validate accepts libpcap's program")
+        });
         let ours_unopt = compile(
             &e.expr,
             &Options {
@@ -166,11 +170,11 @@ fn codegen_matches_libpcap_on_corpus() {
         for cap in by_dlt.get(&dlt).map(Vec::as_slice).unwrap_or(&[]) {
             for (i, pkt) in cap.packets.iter().enumerate() {
                 let got = prog.run(&pkt.data, pkt.wirelen);
-                let want = libpcap::filter_validated(&unopt, &pkt.data, pkt.wirelen);
+                let want = unopt_validated.filter(&pkt.data, pkt.wirelen);
                 let complete = pkt.data.len() as u32 >= pkt.wirelen;
-                let alt = opt
+                let alt = opt_validated
                     .as_ref()
-                    .map(|o| libpcap::filter_validated(o, &pkt.data, pkt.wirelen));
+                    .map(|o| o.filter(&pkt.data, pkt.wirelen));
                 row.packets += 1;
                 row.accepted += usize::from(want != 0);
                 let ok = got == want || (!complete && alt == Some(got));

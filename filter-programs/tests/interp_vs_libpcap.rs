@@ -8,7 +8,7 @@
 use e2e::gen;
 use filter_programs::cbpf::interp::Program;
 use filter_programs::cbpf::{AluOp, Insn, JmpOp, Op, RetVal, Size, Src};
-use pcap_replay::libpcap;
+use libpcap_oracle as libpcap;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -35,12 +35,13 @@ fn runner() -> TestRunner {
 /// The property: both libpcap's validator and ours accept the program, and
 /// `run` (fused ops) and `trace` (plain ops) both return libpcap's value.
 fn same_verdict(prog: &[Insn], pkt: &[u8], wirelen: u32) -> Result<(), TestCaseError> {
+    let validated = libpcap::Validated::new(prog);
     prop_assert!(
-        libpcap::validate(prog),
+        validated.is_some(),
         "generator made a program bpf_validate refuses: {prog:?}"
     );
     let ours = Program::new(prog).map_err(|e| TestCaseError::fail(format!("Program::new: {e}")))?;
-    let theirs = libpcap::filter_validated(prog, pkt, wirelen);
+    let theirs = validated.expect("checked above").filter(pkt, wirelen);
     prop_assert_eq!(
         ours.run(pkt, wirelen),
         theirs,

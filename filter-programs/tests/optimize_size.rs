@@ -14,7 +14,7 @@ use e2e::corpus::expressions;
 use filter_programs::cbpf::interp::Program;
 use filter_programs::codegen::{compile, ErrorKind, LinkType, Options, DEFAULT_SNAPLEN};
 use filter_programs::optimize::optimize;
-use pcap_replay::libpcap::{self, CompileOptions};
+use libpcap_oracle::{self as libpcap, CompileOptions};
 
 /// The goal: no longer than libpcap's for at least this share.
 const GOAL_PERCENT: f64 = 95.0;

@@ -27,7 +27,7 @@ use filter_programs::cbpf::validate::{validate, RuleSet};
 use filter_programs::cbpf::Insn;
 use filter_programs::codegen::{compile, ErrorKind, LinkType, Options, DEFAULT_SNAPLEN};
 use filter_programs::optimize::optimize;
-use pcap_replay::libpcap;
+use libpcap_oracle as libpcap;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 

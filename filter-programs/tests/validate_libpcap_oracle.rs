@@ -5,7 +5,7 @@
 use e2e::gen::{self, edge};
 use filter_programs::cbpf::validate::{validate, RuleSet};
 use filter_programs::cbpf::Insn;
-use pcap_replay::libpcap;
+use libpcap_oracle as libpcap;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 #[derive(Default, Debug)]

@@ -31,13 +31,14 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{env_u32, ethernet_packets, pass_program, race_interleaved};
+use common::{env_u32, pass_program, race_interleaved};
+use e2e::bench::ethernet_packets;
 use filter_programs::codegen::{compile, LinkType, Options};
 use filter_programs::ebpf::insn::Insn;
 use filter_programs::translate::{translate, Target};
 
 use filterd::bpf::{load, ProgType};
-use pcap_replay::libpcap::{self, CompileOptions};
+use libpcap_oracle::{self as libpcap, CompileOptions};
 
 /// The five expressions and the C file that means the same.
 const FILTERS: [(&str, &str); 5] = [

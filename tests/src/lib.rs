@@ -3,6 +3,10 @@
 //!
 //! Each crate takes this as a dev-dependency, so the rules (fail loudly when
 //! the corpus is missing; skip kernel tests only when allowed) live once.
+//!
+//! This crate's own tests (`tests/tests/`) are the end-to-end ones: those
+//! that run the built binaries, or several crates together with the kernel.
+//! A test of one crate lives in that crate's `tests/`.
 
 use std::path::{Path, PathBuf};
 
@@ -66,6 +70,7 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+pub mod bench;
 pub mod corpus;
 pub mod gen;
 pub mod frames;

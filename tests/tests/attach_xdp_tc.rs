@@ -48,7 +48,7 @@ use filter_programs::codegen::{self, LinkType};
 use filter_programs::translate::{translate, Target};
 use filterd::attach::{pin, Direction, HookKind, Program, Source, TcHook, XdpHook, XdpMode};
 use filterd::socket::SocketProgram;
-use pcap_replay::libpcap::{self, CompileOptions};
+use libpcap_oracle::{self as libpcap, CompileOptions};
 
 const EXPRESSIONS: &[&str] = &[
     "",

@@ -25,7 +25,7 @@ use e2e::corpus::{captures, expressions};
 use filter_programs::cbpf::interp::{KernelCtx, Program};
 use filter_programs::cbpf::Insn;
 use filter_programs::codegen::{compile, ErrorKind, LinkType, Options, Resolver};
-use pcap_replay::resolve::SystemResolver;
+use libpcap_oracle::resolve::SystemResolver;
 
 const SNAPLEN: i32 = 262_144;
 

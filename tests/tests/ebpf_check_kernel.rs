@@ -14,7 +14,7 @@ use filter_programs::ebpf::disasm::disassemble;
 use filter_programs::ebpf::insn::{AluOp, CallTarget, Insn, JmpOp, Op, Operand, Pseudo, Reg, Size};
 use filter_programs::translate::{translate, Target, TranslateError};
 use filterd::bpf::{load, LoadError, ProgType};
-use pcap_replay::libpcap::{self, CompileOptions};
+use libpcap_oracle::{self as libpcap, CompileOptions};
 use proptest::prelude::*;
 
 const TARGETS: [Target; 3] = [

@@ -9,7 +9,7 @@ use filter_programs::ebpf::asm::Asm;
 use filter_programs::ebpf::insn::{AluOp, AtomicOp, CallTarget, Insn, JmpOp, Op, Operand, Pseudo, Reg, Size};
 use filter_programs::elf::{write, MapBtf, Object, Section, ValueLayout};
 use filter_programs::translate::{translate, Target};
-use pcap_replay::libpcap::{self, CompileOptions};
+use libpcap_oracle::{self as libpcap, CompileOptions};
 
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 

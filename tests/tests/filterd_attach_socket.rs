@@ -13,7 +13,7 @@ use e2e::frames::{self, seq_of};
 use e2e::net::{ifindex, Netns, PacketSocket};
 use filter_programs::elf::{self, Object, Section};
 use filterd::attach_socket::{program_for, Filter, SocketKind};
-use pcap_replay::libpcap::{self, CompileOptions};
+use libpcap_oracle::{self as libpcap, CompileOptions};
 
 /// A UDP server on 127.0.0.1 that prints its pid, socket fd and port, then
 /// every datagram it receives. A Unix socket and a pipe give the error

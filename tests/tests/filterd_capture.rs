@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use e2e::frames::{self, seq_of, Frame};
 use e2e::net::{ifindex, Netns, PacketSocket};
-use pcap_replay::libpcap::{self, CompileOptions};
+use libpcap_oracle::{self as libpcap, CompileOptions};
 
 /// One packet of a capture file: stored bytes and length on the wire.
 type Packets = BTreeMap<u16, (Vec<u8>, u32)>;

@@ -2,16 +2,15 @@
 //! dry run's, metrics, a bad reload keeps the running program, a `--keep`
 //! restart adopts the program with no gap, and the systemd unit verifies.
 
-#[path = "daemon_support.rs"]
-mod support;
+mod daemon_support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use daemon_support::*;
 use e2e::frames::{self, seq_of};
 use e2e::net::{ifindex, Netns, PacketSocket};
 use filter_programs::ruleset::{self, dryrun::DryRun};
-use support::*;
 
 const TWENTY: [(&str, &str, &str); 20] = [
     (

@@ -4,16 +4,15 @@
 //! before taps), every reload succeeds, and the counters (metrics and
 //! `filterd stats`) never go backwards.
 
-#[path = "daemon_support.rs"]
-mod support;
+mod daemon_support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use daemon_support::*;
 use e2e::frames::seq_of;
 use e2e::net::{ifindex, Netns, PacketSocket};
-use support::*;
 
 const RELOADS: usize = 200;
 /// The flood: at least this many frames, half of them forbidden, and on

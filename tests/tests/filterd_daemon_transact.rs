@@ -8,15 +8,14 @@
 //!   daemon's back, so `BPF_LINK_UPDATE` on it fails): v1 gets its old
 //!   program back through the link.
 
-#[path = "daemon_support.rs"]
-mod support;
+mod daemon_support;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use daemon_support::*;
 use e2e::net::Netns;
-use support::*;
 
 /// The XDP program id on `name` in the test's namespace, if any.
 fn prog_on(ns: &Netns, name: &str) -> Option<u32> {

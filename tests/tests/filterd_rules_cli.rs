@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use filter_programs::ruleset::{decide, Action, Verdict};
-use pcap_replay::libpcap::{self, CompileOptions};
+use libpcap_oracle::{self as libpcap, CompileOptions};
 
 fn filterd(args: &[&str]) -> Output {
     Command::new(e2e::bin("filterd")).args(args).output().expect("filterd runs")

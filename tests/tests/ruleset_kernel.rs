@@ -17,7 +17,7 @@ use e2e::corpus::{captures, expressions, Capture};
 use e2e::rng::Rng;
 use filter_programs::ruleset::{self, compile, decide, dryrun::DryRun, Action, Verdict};
 use filterd::ruleset::LoadedRuleset;
-use pcap_replay::libpcap::{self, CompileOptions};
+use libpcap_oracle::{self as libpcap, CompileOptions};
 
 const DLT_EN10MB: i32 = 1;
 

@@ -42,7 +42,7 @@ use filterd::classic::attach_classic_filter;
 use filterd::socket::{self, SocketProgram};
 use frames::{seq_of, Frame};
 use net::{ifindex, Netns, PacketSocket, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID};
-use pcap_replay::libpcap::{self, CompileOptions};
+use libpcap_oracle::{self as libpcap, CompileOptions};
 
 const EXPRESSIONS: &[&str] = &[
     "tcp port 80",

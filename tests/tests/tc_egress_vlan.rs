@@ -27,7 +27,7 @@ use filter_programs::ebpf::asm::Asm;
 use filter_programs::ebpf::insn::{CallTarget, Op, Operand, Reg};
 use filter_programs::elf::{Object, Section};
 use filterd::attach::{pin, Direction, HookKind, Program, Source, TcHook};
-use pcap_replay::libpcap::{self, CompileOptions};
+use libpcap_oracle::{self as libpcap, CompileOptions};
 
 const EXPRESSIONS: &[&str] = &[
     "",

@@ -13,7 +13,7 @@ use filter_programs::ebpf::vm::{Env, Input, Maps, Program, SkbMeta};
 use filter_programs::cbpf::interp::Program as Classic;
 use filter_programs::translate::{max_loop_iterations, translate, Target, TranslateError};
 use filterd::bpf::{load, LoadError, ProgType};
-use pcap_replay::libpcap::{self, CompileOptions};
+use libpcap_oracle::{self as libpcap, CompileOptions};
 
 const TARGETS: [Target; 3] = [Target::Socket, Target::Xdp(filter_programs::translate::Actions::XDP), Target::Tc(filter_programs::translate::Actions::TC)];
 
@@ -131,7 +131,7 @@ fn kernel_test_run_equals_vm_on_every_en10mb_packet() {
         let uses_ancillary = prog.iter().any(|i| {
             matches!(i.decode(), Ok(Op::LdAbs { k, .. }) if (k as i32) < 0)
         });
-        assert!(libpcap::validate(prog));
+        let validated = libpcap::Validated::new(prog).expect("bpf_validate accepts libpcap's program");
         let classic = Classic::new(prog).expect("libpcap's programs are valid");
         let has_back_edges = prog.iter().enumerate().any(|(pc, i)| is_back_edge(pc, i));
         for t in TARGETS {
@@ -174,7 +174,7 @@ fn kernel_test_run_equals_vm_on_every_en10mb_packet() {
                     if has_back_edges && back_edges_taken(&classic, frame, len) > max_loop_iterations(t) {
                         return t.verdict(0) as u64;
                     }
-                    t.verdict(libpcap::filter_validated(prog, frame, len)) as u64
+                    t.verdict(validated.filter(frame, len)) as u64
                 });
                 runs += 1;
                 if (v != Ok(k) || oracle.is_some_and(|o| o != k)) && mismatches.len() < 30 {

@@ -7,7 +7,6 @@
 //! listing of a translated XDP program matches `bpftool prog dump xlated`
 //! line for line except where the verifier rewrites context loads.
 
-#[path = "ebpf_clang_roundtrip/elf.rs"]
 mod elf;
 
 use std::path::{Path, PathBuf};

@@ -1,12 +1,25 @@
-//! The oracle: libpcap's own compiler, validator and interpreter, through FFI.
+//! libpcap as the oracle: its compiler (`pcap_compile`), validator
+//! (`bpf_validate`) and interpreter (`bpf_filter`), through FFI, and the
+//! system's names as libpcap resolves them ([`resolve`]).
+//!
+//! This is the workspace's one binding to libpcap: pcap-replay's `libpcap`
+//! engine, the compiler's tests and the benches all compare against it
+//! here, so the compiler stays pure and no application links libpcap for
+//! this.
 //!
 //! The `pcap` crate links libpcap and names link types, but its compile
 //! fixes the snap length and netmask, and its filter cannot say that the
 //! captured length is shorter than the wire length. The verdict tests need
 //! all three, so the few entry points are declared here.
+//!
+//! `bpf_filter` trusts its program: a jump past the end or a scratch index
+//! out of range would read out of bounds. So a program runs only as a
+//! [`Validated`], which only `bpf_validate` can make.
 
 use std::ffi::{c_char, c_int, c_uint, CStr, CString};
 use std::sync::Mutex;
+
+pub mod resolve;
 
 use filter_programs::cbpf::Insn;
 
@@ -15,6 +28,11 @@ pub const NETMASK_UNKNOWN: u32 = 0xffff_ffff;
 
 /// tcpdump's default snap length, and so the usual "match" return value.
 pub const DEFAULT_SNAPLEN: i32 = 262_144;
+
+// `bpf_filter` and `bpf_validate` read `struct bpf_insn` (u16 code, u8 jt,
+// u8 jf, u32 k); Insn is `#[repr(C)]` with those fields, and this checks it
+// keeps that size and alignment.
+const _: () = assert!(std::mem::size_of::<Insn>() == 8 && std::mem::align_of::<Insn>() == 4);
 
 #[repr(C)]
 struct BpfProgram {
@@ -104,11 +122,12 @@ pub fn compile(expr: &str, opts: CompileOptions) -> Result<Vec<Insn>, String> {
             .to_string_lossy()
             .into_owned())
     } else {
-        // SAFETY: on success bf_insns points at bf_len instructions with
-        // the layout of `struct bpf_insn`, which Insn repeats.
         let insns = if prog.bf_insns.is_null() {
             Vec::new()
         } else {
+            // SAFETY: on success bf_insns points at bf_len instructions with
+            // the layout of `struct bpf_insn`, which Insn repeats (checked
+            // above), and they live until pcap_freecode below.
             unsafe { std::slice::from_raw_parts(prog.bf_insns, prog.bf_len as usize) }.to_vec()
         };
         // SAFETY: prog came from a successful pcap_compile.
@@ -120,26 +139,55 @@ pub fn compile(expr: &str, opts: CompileOptions) -> Result<Vec<Insn>, String> {
     result
 }
 
-/// Runs `prog` with libpcap's interpreter, `bpf_filter`, on the captured
-/// bytes `pkt` of a packet whose wire length is `wirelen`: exactly what
-/// `pcap_offline_filter` does. Returns the filter's return value.
-///
-/// The program must pass [`validate`]: libpcap's interpreter trusts it.
-pub fn filter(prog: &[Insn], pkt: &[u8], wirelen: u32) -> u32 {
-    assert!(
-        validate(prog),
-        "libpcap::filter needs a program that bpf_validate accepts"
-    );
-    filter_validated(prog, pkt, wirelen)
+/// A classic BPF program that libpcap's `bpf_validate` accepted: the only
+/// form in which [`bpf_filter`](Validated::filter) runs one, since that
+/// interpreter trusts every jump and scratch index it is given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Validated {
+    insns: Box<[Insn]>,
 }
 
-/// [`filter`] without the validation, for hot loops over one program
-/// already checked with [`validate`].
-pub fn filter_validated(prog: &[Insn], pkt: &[u8], wirelen: u32) -> u32 {
-    // SAFETY: prog is a valid program (checked by the caller through
-    // bpf_validate, which bounds every jump and scratch index), and
-    // bpf_filter reads at most `buflen` bytes of pkt.
-    unsafe { bpf_filter(prog.as_ptr(), pkt.as_ptr(), wirelen, pkt.len() as c_uint) }
+impl Validated {
+    /// `prog`, if `bpf_validate` accepts it.
+    pub fn new(prog: &[Insn]) -> Option<Validated> {
+        validate(prog).then(|| Validated {
+            insns: prog.into(),
+        })
+    }
+
+    /// The instructions, as given to [`Validated::new`].
+    pub fn insns(&self) -> &[Insn] {
+        &self.insns
+    }
+
+    /// Runs the program with libpcap's interpreter, `bpf_filter`, on the
+    /// captured bytes `pkt` of a packet whose wire length is `wirelen`:
+    /// exactly what `pcap_offline_filter` does. Returns the filter's return
+    /// value.
+    pub fn filter(&self, pkt: &[u8], wirelen: u32) -> u32 {
+        // SAFETY: insns passed bpf_validate (the only way to build a
+        // Validated), which bounds every jump and scratch index and
+        // requires a final return; bpf_filter checks every packet load
+        // against `buflen`, so it reads at most pkt.len() bytes of pkt.
+        // `wirelen` only feeds `ld len`.
+        unsafe {
+            bpf_filter(
+                self.insns.as_ptr(),
+                pkt.as_ptr(),
+                wirelen,
+                pkt.len() as c_uint,
+            )
+        }
+    }
+}
+
+/// [`Validated::filter`] for a program checked on this one call: panics
+/// when `bpf_validate` refuses `prog`. For a loop over packets, build the
+/// [`Validated`] once.
+pub fn filter(prog: &[Insn], pkt: &[u8], wirelen: u32) -> u32 {
+    Validated::new(prog)
+        .expect("libpcap_oracle::filter needs a program that bpf_validate accepts")
+        .filter(pkt, wirelen)
 }
 
 /// libpcap's `bpf_validate`.
@@ -147,22 +195,25 @@ pub fn validate(prog: &[Insn]) -> bool {
     if prog.is_empty() || prog.len() > c_int::MAX as usize {
         return false;
     }
-    // SAFETY: reads prog.len() instructions.
+    // SAFETY: bpf_validate reads exactly `len` instructions, and prog has
+    // that many.
     unsafe { bpf_validate(prog.as_ptr(), prog.len() as c_int) != 0 }
 }
 
 /// The DLT_ value of a name such as `EN10MB` (what `-y` takes).
 pub fn dlt_from_name(name: &str) -> Option<i32> {
     let c = CString::new(name).ok()?;
-    // SAFETY: c is NUL-terminated.
+    // SAFETY: c is NUL-terminated and outlives the call.
     let v = unsafe { pcap_datalink_name_to_val(c.as_ptr()) };
     (v >= 0).then_some(v)
 }
 
 /// The name libpcap gives a DLT_ value.
 pub fn dlt_name(dlt: i32) -> Option<String> {
-    // SAFETY: returns a static string or null.
+    // SAFETY: takes any int; returns a static string or null.
     let p = unsafe { pcap_datalink_val_to_name(dlt) };
+    // SAFETY: non-null results point into libpcap's static, NUL-terminated
+    // name table.
     (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
 }
 
@@ -192,6 +243,19 @@ mod tests {
     fn compile_errors_are_libpcap_messages() {
         let err = compile("tcp port", CompileOptions::new(1)).unwrap_err();
         assert!(err.contains("syntax error"), "{err}");
+    }
+
+    #[test]
+    fn only_programs_bpf_validate_accepts_run() {
+        assert_eq!(Validated::new(&[]), None);
+        assert_eq!(Validated::new(&[Insn::new(0x28, 0, 0, 12)]), None); // no ret
+        // ja past the end.
+        let jump_out = [Insn::new(0x05, 0, 0, 5), Insn::new(0x06, 0, 0, 0)];
+        assert_eq!(Validated::new(&jump_out), None);
+        let accept = [Insn::new(0x06, 0, 0, 0xffff)];
+        let prog = Validated::new(&accept).unwrap();
+        assert_eq!(prog.insns(), &accept);
+        assert_eq!(prog.filter(&[], 60), 0xffff);
     }
 
     #[test]

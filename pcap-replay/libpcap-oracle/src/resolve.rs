@@ -4,10 +4,13 @@
 //! The compiler itself does no I/O; it asks a
 //! [`Resolver`](filter_programs::codegen::Resolver).
 //!
+//! It lives beside the oracle because a comparison with libpcap means
+//! something only when both compilers resolve the same names the same way.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use filter_programs::codegen::{compile, LinkType, Options};
-//! use pcap_replay::resolve::SystemResolver;
+//! use libpcap_oracle::resolve::SystemResolver;
 //! let opts = Options {
 //!     resolver: Arc::new(SystemResolver::new()),
 //!     ..Options::new(LinkType::En10mb)

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use e2e::corpus::{captures, expressions};
-use pcap_replay::libpcap::{self, CompileOptions, DEFAULT_SNAPLEN, NETMASK_UNKNOWN};
+use libpcap_oracle::{self as libpcap, CompileOptions, DEFAULT_SNAPLEN, NETMASK_UNKNOWN};
 
 const BEGIN: &str = "<!-- complete-packet-differences:begin -->";
 const END: &str = "<!-- complete-packet-differences:end -->";
@@ -58,13 +58,16 @@ fn find() -> Found {
         ) else {
             panic!("{} {:?}: libpcap no longer compiles it", e.dlt, e.expr);
         };
-        assert!(libpcap::validate(&unopt) && libpcap::validate(&opt));
+        let (Some(unopt), Some(opt)) = (libpcap::Validated::new(&unopt), libpcap::Validated::new(&opt))
+        else {
+            panic!("{} {:?}: libpcap's program fails bpf_validate", e.dlt, e.expr);
+        };
         compared += 1;
         for cap in caps.iter().filter(|c| c.dlt == dlt) {
             for (i, p) in cap.packets.iter().enumerate() {
                 runs += 1;
-                let u = libpcap::filter_validated(&unopt, &p.data, p.wirelen);
-                let o = libpcap::filter_validated(&opt, &p.data, p.wirelen);
+                let u = unopt.filter(&p.data, p.wirelen);
+                let o = opt.filter(&p.data, p.wirelen);
                 if u == o {
                     continue;
                 }

@@ -1,7 +1,9 @@
 //! Shared by the `filterd run` tests: a daemon started inside a test's
 //! network namespace (nsenter keeps the host's /sys, so its bpffs pins are
 //! visible to the test), its metrics and stats, and cleanup of its pins and
-//! state even when the test panics.
+//! state even when the test panics. A module of each of those tests (not
+//! of the support library) because it reaches filterd, which the library
+//! must not depend on.
 
 #![allow(dead_code)]
 
