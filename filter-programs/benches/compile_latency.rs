@@ -3,7 +3,7 @@
 //! `pcap_compile` (through `libpcap_oracle::compile`, which opens a
 //! dead handle per call as any caller without a live capture must).
 //!
-//! Run: `cargo bench -p pcap-replay --bench compile_latency`.
+//! Run: `cargo bench -p filter-programs --bench compile_latency`.
 //!
 //! - `corpus`: one iteration compiles every corpus expression (accept.tsv
 //!   and common.txt, every link type both compilers support, each with its

@@ -2,7 +2,7 @@
 //! interpreter and its x86_64 JIT, on the same XDP translations of typical
 //! expressions, over every packet of the corpus's Ethernet pcaps.
 //!
-//! Run: `cargo bench -p pcap-replay --bench ebpf_vm`. One iteration runs one
+//! Run: `cargo bench -p filter-programs --bench ebpf_vm`. One iteration runs one
 //! program over all packets; time / packets is the cost of one verdict.
 //! After Criterion, a paired measurement alternates our VM and rbpf's
 //! interpreter in short rounds and prints the median per-round ratio, which

@@ -2,7 +2,7 @@
 //! `bpf_filter` (what `pcap_offline_filter` runs), on the same programs
 //! (compiled by libpcap) over every packet of the corpus's Ethernet pcaps.
 //!
-//! Run: `cargo bench -p pcap-replay --bench interpreter`. Each benchmark
+//! Run: `cargo bench -p filter-programs --bench interpreter`. Each benchmark
 //! runs one program over all packets once per iteration; the throughput
 //! is in packets, so time / packets is the cost of one verdict.
 //!

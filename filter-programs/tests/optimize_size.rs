@@ -5,7 +5,7 @@
 //! instructions) that docs/OPTIMIZER.md records:
 //!
 //! ```text
-//! cargo test -p e2e --test optimize_size -- --nocapture
+//! cargo test -p filter-programs --test optimize_size -- --nocapture
 //! ```
 
 use std::collections::BTreeMap;

@@ -3,7 +3,7 @@
 //! with `clang -O2 -target bpf`), both run by the kernel through
 //! `BPF_PROG_TEST_RUN` with a repeat count, on the same corpus packets.
 //!
-//! Run (root): `cargo bench -p pcap-replay --bench kernel_xdp`.
+//! Run (root): `cargo bench -p filterd --bench kernel_xdp`.
 //! `BENCH_REPEAT` (default 200,000) sets the repeat count per packet and
 //! `BENCH_ROUNDS` (default 11) how many times each side runs; the medians
 //! are reported. The sides take turns packet by packet.

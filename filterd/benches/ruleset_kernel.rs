@@ -3,7 +3,7 @@
 //! each compiled to its one XDP program and run by the kernel through
 //! `BPF_PROG_TEST_RUN` with a repeat count.
 //!
-//! Run (root): `cargo bench -p pcap-replay --bench ruleset_kernel`.
+//! Run (root): `cargo bench -p filterd --bench ruleset_kernel`.
 //! `BENCH_REPEAT` (default 1,000,000) and `BENCH_ROUNDS` (default 5) as in
 //! the kernel_xdp bench; medians are reported.
 //!
@@ -37,7 +37,7 @@ const UDP: u8 = 17;
 const NOWHERE_SRC: [u8; 4] = [198, 51, 100, 7];
 const NOWHERE_DST: [u8; 4] = [203, 0, 113, 9];
 
-/// Rules of six shapes in turn, as `tests/ruleset_kernel.rs` draws them.
+/// Rules of six shapes in turn, as `tests/tests/ruleset_kernel.rs` draws them.
 fn typical_rules(n: usize, rng: &mut Rng) -> Vec<RuleSpec> {
     (0..n)
         .map(|i| {

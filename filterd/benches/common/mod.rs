@@ -24,11 +24,15 @@ pub fn time_pass(prog: BorrowedFd<'_>, packets: &[&[u8]], repeat: u32) -> Timing
     let (mut kernel, mut cpu) = (0f64, 0f64);
     for pkt in packets {
         let t = thread_cpu_now();
-        let r = filterd::bpf::test_run(prog, pkt, repeat).unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
+        let r = filterd::bpf::test_run(prog, pkt, repeat)
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
         cpu += (thread_cpu_now() - t).as_nanos() as f64 / repeat as f64;
         kernel += r.duration_ns as f64;
     }
-    Timing { kernel_ns: kernel / packets.len() as f64, cpu_ns: cpu / packets.len() as f64 }
+    Timing {
+        kernel_ns: kernel / packets.len() as f64,
+        cpu_ns: cpu / packets.len() as f64,
+    }
 }
 
 /// Medians over `rounds` passes, the sides interleaved so that a change in
@@ -46,7 +50,10 @@ pub fn race(progs: &[BorrowedFd<'_>], packets: &[&[u8]], repeat: u32, rounds: u3
     kernel
         .iter_mut()
         .zip(cpu.iter_mut())
-        .map(|(k, c)| Timing { kernel_ns: median(k), cpu_ns: median(c) })
+        .map(|(k, c)| Timing {
+            kernel_ns: median(k),
+            cpu_ns: median(c),
+        })
         .collect()
 }
 
@@ -59,19 +66,28 @@ pub fn pass_program() -> filterd::bpf::Loaded {
     a.mov64(Reg::R0, Operand::Imm(2));
     a.exit();
     let insns = a.assemble().expect("two instructions assemble");
-    filterd::bpf::load(filterd::bpf::ProgType::Xdp, &insns, "bench_pass").unwrap_or_else(|e| panic!("{e}"))
+    filterd::bpf::load(filterd::bpf::ProgType::Xdp, &insns, "bench_pass")
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A numeric setting from the environment.
 pub fn env_u32(name: &str, default: u32) -> u32 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// [`race`] interleaved per packet: each packet runs on every program in
 /// turn before the next packet, so the programs' calls are milliseconds
 /// apart and a change in the machine's load lands on all of them alike.
 /// Medians over `rounds` of the mean ns per run over the packets.
-pub fn race_interleaved(progs: &[BorrowedFd<'_>], packets: &[&[u8]], repeat: u32, rounds: u32) -> Vec<Timing> {
+pub fn race_interleaved(
+    progs: &[BorrowedFd<'_>],
+    packets: &[&[u8]],
+    repeat: u32,
+    rounds: u32,
+) -> Vec<Timing> {
     let mut kernel = vec![Vec::new(); progs.len()];
     let mut cpu = vec![Vec::new(); progs.len()];
     for _ in 0..rounds {
@@ -91,7 +107,9 @@ pub fn race_interleaved(progs: &[BorrowedFd<'_>], packets: &[&[u8]], repeat: u32
     kernel
         .iter_mut()
         .zip(cpu.iter_mut())
-        .map(|(k, c)| Timing { kernel_ns: median(k), cpu_ns: median(c) })
+        .map(|(k, c)| Timing {
+            kernel_ns: median(k),
+            cpu_ns: median(c),
+        })
         .collect()
 }
-

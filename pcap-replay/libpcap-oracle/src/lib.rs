@@ -16,10 +16,12 @@
 //! out of range would read out of bounds. So a program runs only as a
 //! [`Validated`], which only `bpf_validate` can make.
 
-use std::ffi::{c_char, c_int, c_uint, CStr, CString};
-use std::sync::Mutex;
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod resolve;
+
+use std::ffi::{c_char, c_int, c_uint, CStr, CString};
+use std::sync::Mutex;
 
 use filter_programs::cbpf::Insn;
 
@@ -150,9 +152,7 @@ pub struct Validated {
 impl Validated {
     /// `prog`, if `bpf_validate` accepts it.
     pub fn new(prog: &[Insn]) -> Option<Validated> {
-        validate(prog).then(|| Validated {
-            insns: prog.into(),
-        })
+        validate(prog).then(|| Validated { insns: prog.into() })
     }
 
     /// The instructions, as given to [`Validated::new`].
@@ -248,8 +248,9 @@ mod tests {
     #[test]
     fn only_programs_bpf_validate_accepts_run() {
         assert_eq!(Validated::new(&[]), None);
-        assert_eq!(Validated::new(&[Insn::new(0x28, 0, 0, 12)]), None); // no ret
-        // ja past the end.
+        // No final ret.
+        assert_eq!(Validated::new(&[Insn::new(0x28, 0, 0, 12)]), None);
+        // A ja past the end.
         let jump_out = [Insn::new(0x05, 0, 0, 5), Insn::new(0x06, 0, 0, 0)];
         assert_eq!(Validated::new(&jump_out), None);
         let accept = [Insn::new(0x06, 0, 0, 0xffff)];

@@ -11,7 +11,7 @@
 //! document's table from the current results:
 //!
 //! ```text
-//! LIBPCAP_DIFFERENCES_WRITE=1 cargo test -p e2e --test libpcap_differences
+//! LIBPCAP_DIFFERENCES_WRITE=1 cargo test -p libpcap-oracle --test libpcap_differences
 //! ```
 
 use std::collections::BTreeMap;
