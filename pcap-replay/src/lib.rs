@@ -4,8 +4,6 @@
 pub mod capture;
 pub mod cli;
 pub mod engine;
-pub mod libpcap;
 pub mod program;
 pub mod replay;
 pub mod report;
-pub mod resolve;

@@ -28,7 +28,7 @@
 //! inside the link with `BPF_LINK_UPDATE` (aya's `attach_to_link`), which
 //! the kernel does by publishing the new program pointer with
 //! `rcu_assign_pointer` (generic XDP and veth alike), so every packet runs
-//! the old program or the new one. `tests/attach_xdp_tc.rs`
+//! the old program or the new one. `tests/tests/attach_xdp_gap.rs`
 //! (`xdp_replace_under_flood_has_no_gap`) counts it.
 //!
 //! # tc: clsact, direct action, a fixed (priority, handle)
@@ -52,7 +52,7 @@
 //! place. On any failure the staging pin and the directories created for
 //! it are removed.
 //!
-//! # VLAN per hook (measured on veth, Linux 6.18; `tests/attach_xdp_tc.rs`)
+//! # VLAN per hook (measured on veth, Linux 6.18; `tests/tests/attach_xdp_tc.rs`)
 //!
 //! XDP runs on the frame as it came off the wire: an 802.1Q/802.1ad tag is
 //! still in the bytes (no device in these tests offloads tags on receive),

@@ -18,7 +18,7 @@
 //! live-handle code for `vlan` (the tag from metadata, see
 //! `codegen::Options::vlan_ext`), every other load on the frame as the
 //! kernel hands it over. The stored bytes are the frame as sent either way,
-//! as tcpdump's are. `tests/filterd_capture.rs` pins down both views.
+//! as tcpdump's are. `tests/tests/filterd_capture.rs` pins down both views.
 
 pub mod ring;
 pub mod summary;

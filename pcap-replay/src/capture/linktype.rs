@@ -30,7 +30,7 @@ impl LinkType {
 
     /// Whether libpcap knows this link type by name.
     pub fn is_known(self) -> bool {
-        crate::libpcap::dlt_name(self.to_dlt()).is_some()
+        libpcap_oracle::dlt_name(self.to_dlt()).is_some()
     }
 
     /// The DLT_ value libpcap's API uses for this link type.

@@ -11,7 +11,6 @@ use clap::Parser;
 
 use crate::capture::LinkType;
 use crate::engine::EngineKind;
-use crate::libpcap;
 use crate::replay::FileResult;
 
 pub use exec::execute;
@@ -132,7 +131,7 @@ pub fn parse_linktype(s: &str) -> Option<LinkType> {
     if let Ok(n) = s.parse::<u16>() {
         return Some(LinkType(n));
     }
-    libpcap::dlt_from_name(s).and_then(LinkType::from_dlt)
+    libpcap_oracle::dlt_from_name(s).and_then(LinkType::from_dlt)
 }
 
 /// Runs the command; the process exit code follows the outcome.

@@ -2,11 +2,11 @@
 //! compiler (every engine but `libpcap`) or by libpcap itself (`libpcap`,
 //! the oracle), then run by the engine built for that code.
 
+use libpcap_oracle::CompileOptions;
 use filter_programs::codegen::{self, Dlt};
 
 use super::{Engine, EngineError, EngineKind, PacketRef, Verdict};
 use crate::capture::LinkType;
-use crate::libpcap::{self, CompileOptions};
 use crate::program::{Code, Program};
 
 /// The engine built for one link type, or why none could be.
@@ -33,7 +33,7 @@ impl ExprEngine {
 
     fn build(&self, lt: LinkType) -> Result<Box<dyn Engine>, String> {
         let insns = if self.kind == EngineKind::Libpcap {
-            libpcap::compile(&self.expr, CompileOptions::new(lt.to_dlt()))
+            libpcap_oracle::compile(&self.expr, CompileOptions::new(lt.to_dlt()))
                 .map_err(|e| format!("libpcap: {e}"))?
         } else {
             let cg = Dlt::from_dlt(lt.to_dlt())

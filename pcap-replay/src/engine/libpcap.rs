@@ -1,13 +1,12 @@
 //! libpcap's interpreter, `bpf_filter`, on the program's instructions.
 
-use filter_programs::cbpf::Insn;
+use libpcap_oracle::Validated;
 
 use super::{Engine, EngineError, PacketRef, Verdict};
-use crate::libpcap;
 use crate::program::{Code, Program};
 
 pub struct LibpcapEngine {
-    insns: Vec<Insn>,
+    program: Validated,
 }
 
 impl LibpcapEngine {
@@ -15,18 +14,15 @@ impl LibpcapEngine {
         let Code::Cbpf(insns) = &program.code else {
             return Err(super::uncompiled("libpcap", program));
         };
-        // bpf_filter trusts its program; bpf_validate is what makes the
-        // unchecked call below sound.
-        if !libpcap::validate(insns) {
+        // bpf_filter trusts its program; only what bpf_validate accepts runs.
+        let Some(validated) = Validated::new(insns) else {
             return Err(EngineError::Invalid {
                 engine: "libpcap",
                 program: program.label.clone(),
                 reason: "bpf_validate refuses the program".into(),
             });
-        }
-        Ok(LibpcapEngine {
-            insns: insns.clone(),
-        })
+        };
+        Ok(LibpcapEngine { program: validated })
     }
 }
 
@@ -36,10 +32,8 @@ impl Engine for LibpcapEngine {
     }
 
     fn run(&mut self, packet: &PacketRef<'_>) -> Result<Option<Verdict>, EngineError> {
-        Ok(Some(Verdict::classic(libpcap::filter_validated(
-            &self.insns,
-            packet.data,
-            packet.wire_len,
-        ))))
+        Ok(Some(Verdict::classic(
+            self.program.filter(packet.data, packet.wire_len),
+        )))
     }
 }

@@ -3,13 +3,12 @@
 use std::fmt::Write;
 
 use crate::capture::LinkType;
-use crate::libpcap;
 use crate::replay::FileResult;
 
 /// The link type's libpcap name (`EN10MB`), or its number.
 fn linktype_name(lt: Option<LinkType>) -> String {
     match lt {
-        Some(lt) => libpcap::dlt_name(lt.to_dlt()).unwrap_or_else(|| lt.to_string()),
+        Some(lt) => libpcap_oracle::dlt_name(lt.to_dlt()).unwrap_or_else(|| lt.to_string()),
         None => "-".into(),
     }
 }

@@ -1,0 +1,268 @@
+//! libpcap as the oracle: its compiler (`pcap_compile`), validator
+//! (`bpf_validate`) and interpreter (`bpf_filter`), through FFI, and the
+//! system's names as libpcap resolves them ([`resolve`]).
+//!
+//! This is the workspace's one binding to libpcap: pcap-replay's `libpcap`
+//! engine, the compiler's tests and the benches all compare against it
+//! here, so the compiler stays pure and no application links libpcap for
+//! this.
+//!
+//! The `pcap` crate links libpcap and names link types, but its compile
+//! fixes the snap length and netmask, and its filter cannot say that the
+//! captured length is shorter than the wire length. The verdict tests need
+//! all three, so the few entry points are declared here.
+//!
+//! `bpf_filter` trusts its program: a jump past the end or a scratch index
+//! out of range would read out of bounds. So a program runs only as a
+//! [`Validated`], which only `bpf_validate` can make.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod resolve;
+
+use std::ffi::{c_char, c_int, c_uint, CStr, CString};
+use std::sync::Mutex;
+
+use filter_programs::cbpf::Insn;
+
+/// `PCAP_NETMASK_UNKNOWN`: what tcpdump passes when it knows no netmask.
+pub const NETMASK_UNKNOWN: u32 = 0xffff_ffff;
+
+/// tcpdump's default snap length, and so the usual "match" return value.
+pub const DEFAULT_SNAPLEN: i32 = 262_144;
+
+// `bpf_filter` and `bpf_validate` read `struct bpf_insn` (u16 code, u8 jt,
+// u8 jf, u32 k); Insn is `#[repr(C)]` with those fields, and this checks it
+// keeps that size and alignment.
+const _: () = assert!(std::mem::size_of::<Insn>() == 8 && std::mem::align_of::<Insn>() == 4);
+
+#[repr(C)]
+struct BpfProgram {
+    bf_len: c_uint,
+    bf_insns: *mut Insn,
+}
+
+#[repr(C)]
+struct PcapT {
+    _private: [u8; 0],
+}
+
+#[link(name = "pcap")]
+extern "C" {
+    fn pcap_open_dead(linktype: c_int, snaplen: c_int) -> *mut PcapT;
+    fn pcap_close(p: *mut PcapT);
+    fn pcap_compile(
+        p: *mut PcapT,
+        fp: *mut BpfProgram,
+        text: *const c_char,
+        optimize: c_int,
+        netmask: u32,
+    ) -> c_int;
+    fn pcap_freecode(fp: *mut BpfProgram);
+    fn pcap_geterr(p: *mut PcapT) -> *const c_char;
+    fn pcap_datalink_name_to_val(name: *const c_char) -> c_int;
+    fn pcap_datalink_val_to_name(dlt: c_int) -> *const c_char;
+    fn bpf_filter(prog: *const Insn, pkt: *const u8, wirelen: c_uint, buflen: c_uint) -> c_uint;
+    fn bpf_validate(prog: *const Insn, len: c_int) -> c_int;
+}
+
+/// libpcap's generated parser keeps no global state since 1.8, but its
+/// name-resolution and error paths have not always been reentrant; one
+/// compile at a time costs nothing next to what the tests run.
+static COMPILE_LOCK: Mutex<()> = Mutex::new(());
+
+/// Options of one `pcap_compile` call.
+#[derive(Clone, Copy, Debug)]
+pub struct CompileOptions {
+    /// A DLT_ value (what `pcap_datalink` returns), not a LINKTYPE_.
+    pub dlt: i32,
+    pub snaplen: i32,
+    pub optimize: bool,
+    pub netmask: u32,
+}
+
+impl CompileOptions {
+    /// tcpdump's defaults for a link type: snaplen 262144, optimizer on,
+    /// unknown netmask.
+    pub fn new(dlt: i32) -> CompileOptions {
+        CompileOptions {
+            dlt,
+            snaplen: DEFAULT_SNAPLEN,
+            optimize: true,
+            netmask: NETMASK_UNKNOWN,
+        }
+    }
+}
+
+/// Compiles `expr` with `pcap_compile` on a dead handle. The error is
+/// libpcap's own message.
+pub fn compile(expr: &str, opts: CompileOptions) -> Result<Vec<Insn>, String> {
+    let text = CString::new(expr).map_err(|_| "expression contains a NUL byte".to_string())?;
+    let _guard = COMPILE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: pcap_open_dead only allocates; a null return is handled.
+    let p = unsafe { pcap_open_dead(opts.dlt, opts.snaplen) };
+    if p.is_null() {
+        return Err("pcap_open_dead failed".into());
+    }
+    let mut prog = BpfProgram {
+        bf_len: 0,
+        bf_insns: std::ptr::null_mut(),
+    };
+    // SAFETY: p is a live handle, prog is writable, text is NUL-terminated.
+    let rc = unsafe {
+        pcap_compile(
+            p,
+            &mut prog,
+            text.as_ptr(),
+            opts.optimize as c_int,
+            opts.netmask,
+        )
+    };
+    let result = if rc != 0 {
+        // SAFETY: pcap_geterr returns the handle's NUL-terminated buffer.
+        Err(unsafe { CStr::from_ptr(pcap_geterr(p)) }
+            .to_string_lossy()
+            .into_owned())
+    } else {
+        let insns = if prog.bf_insns.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: on success bf_insns points at bf_len instructions with
+            // the layout of `struct bpf_insn`, which Insn repeats (checked
+            // above), and they live until pcap_freecode below.
+            unsafe { std::slice::from_raw_parts(prog.bf_insns, prog.bf_len as usize) }.to_vec()
+        };
+        // SAFETY: prog came from a successful pcap_compile.
+        unsafe { pcap_freecode(&mut prog) };
+        Ok(insns)
+    };
+    // SAFETY: p came from pcap_open_dead and is not used after this.
+    unsafe { pcap_close(p) };
+    result
+}
+
+/// A classic BPF program that libpcap's `bpf_validate` accepted: the only
+/// form in which [`bpf_filter`](Validated::filter) runs one, since that
+/// interpreter trusts every jump and scratch index it is given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Validated {
+    insns: Box<[Insn]>,
+}
+
+impl Validated {
+    /// `prog`, if `bpf_validate` accepts it.
+    pub fn new(prog: &[Insn]) -> Option<Validated> {
+        validate(prog).then(|| Validated { insns: prog.into() })
+    }
+
+    /// The instructions, as given to [`Validated::new`].
+    pub fn insns(&self) -> &[Insn] {
+        &self.insns
+    }
+
+    /// Runs the program with libpcap's interpreter, `bpf_filter`, on the
+    /// captured bytes `pkt` of a packet whose wire length is `wirelen`:
+    /// exactly what `pcap_offline_filter` does. Returns the filter's return
+    /// value.
+    pub fn filter(&self, pkt: &[u8], wirelen: u32) -> u32 {
+        // SAFETY: insns passed bpf_validate (the only way to build a
+        // Validated), which bounds every jump and scratch index and
+        // requires a final return; bpf_filter checks every packet load
+        // against `buflen`, so it reads at most pkt.len() bytes of pkt.
+        // `wirelen` only feeds `ld len`.
+        unsafe {
+            bpf_filter(
+                self.insns.as_ptr(),
+                pkt.as_ptr(),
+                wirelen,
+                pkt.len() as c_uint,
+            )
+        }
+    }
+}
+
+/// [`Validated::filter`] for a program checked on this one call: panics
+/// when `bpf_validate` refuses `prog`. For a loop over packets, build the
+/// [`Validated`] once.
+pub fn filter(prog: &[Insn], pkt: &[u8], wirelen: u32) -> u32 {
+    Validated::new(prog)
+        .expect("libpcap_oracle::filter needs a program that bpf_validate accepts")
+        .filter(pkt, wirelen)
+}
+
+/// libpcap's `bpf_validate`.
+pub fn validate(prog: &[Insn]) -> bool {
+    if prog.is_empty() || prog.len() > c_int::MAX as usize {
+        return false;
+    }
+    // SAFETY: bpf_validate reads exactly `len` instructions, and prog has
+    // that many.
+    unsafe { bpf_validate(prog.as_ptr(), prog.len() as c_int) != 0 }
+}
+
+/// The DLT_ value of a name such as `EN10MB` (what `-y` takes).
+pub fn dlt_from_name(name: &str) -> Option<i32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: c is NUL-terminated and outlives the call.
+    let v = unsafe { pcap_datalink_name_to_val(c.as_ptr()) };
+    (v >= 0).then_some(v)
+}
+
+/// The name libpcap gives a DLT_ value.
+pub fn dlt_name(dlt: i32) -> Option<String> {
+    // SAFETY: takes any int; returns a static string or null.
+    let p = unsafe { pcap_datalink_val_to_name(dlt) };
+    // SAFETY: non-null results point into libpcap's static, NUL-terminated
+    // name table.
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiles_and_filters_like_tcpdump() {
+        let en10mb = dlt_from_name("EN10MB").unwrap();
+        assert_eq!(en10mb, 1);
+        let prog = compile("ip", CompileOptions::new(en10mb)).unwrap();
+        // (000) ldh [12]; (001) jeq #0x800 jt 2 jf 3; (002) ret #262144; (003) ret #0
+        assert_eq!(prog.len(), 4);
+        assert_eq!(prog[0], Insn::new(0x28, 0, 0, 12));
+        let mut frame = [0u8; 34];
+        frame[12] = 0x08;
+        assert_eq!(filter(&prog, &frame, 34), 262_144);
+        frame[12] = 0x86;
+        assert_eq!(filter(&prog, &frame, 34), 0);
+        // Truncated before the ethertype: the load fails, the packet is rejected.
+        frame[12] = 0x08;
+        assert_eq!(filter(&prog, &frame[..13], 34), 0);
+    }
+
+    #[test]
+    fn compile_errors_are_libpcap_messages() {
+        let err = compile("tcp port", CompileOptions::new(1)).unwrap_err();
+        assert!(err.contains("syntax error"), "{err}");
+    }
+
+    #[test]
+    fn only_programs_bpf_validate_accepts_run() {
+        assert_eq!(Validated::new(&[]), None);
+        // No final ret.
+        assert_eq!(Validated::new(&[Insn::new(0x28, 0, 0, 12)]), None);
+        // A ja past the end.
+        let jump_out = [Insn::new(0x05, 0, 0, 5), Insn::new(0x06, 0, 0, 0)];
+        assert_eq!(Validated::new(&jump_out), None);
+        let accept = [Insn::new(0x06, 0, 0, 0xffff)];
+        let prog = Validated::new(&accept).unwrap();
+        assert_eq!(prog.insns(), &accept);
+        assert_eq!(prog.filter(&[], 60), 0xffff);
+    }
+
+    #[test]
+    fn bpf_validate_rejects_bad_programs() {
+        assert!(!validate(&[]));
+        assert!(!validate(&[Insn::new(0x28, 0, 0, 12)])); // no ret
+        assert!(validate(&[Insn::new(0x06, 0, 0, 0)]));
+    }
+}
