@@ -5,7 +5,7 @@
 use filter_programs::codegen::{self, LinkType as CgLinkType};
 
 use super::{Engine, EngineError, EngineKind, PacketRef, Verdict};
-use crate::capture::LinkType;
+use capfile::LinkType;
 use crate::libpcap::{self, CompileOptions};
 use crate::program::{Code, Program};
 

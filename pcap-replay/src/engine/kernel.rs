@@ -13,7 +13,7 @@ use filterd::bpf::{load, LoadError, Loaded, ProgType};
 
 use super::ebpf::{matched, translate_error};
 use super::{Engine, EngineError, PacketRef, Verdict};
-use crate::capture::LinkType;
+use capfile::LinkType;
 use crate::program::{Code, Program};
 
 /// What `eth_type_trans` pulls before a socket filter's test run: the

@@ -16,7 +16,7 @@ mod plan;
 
 pub use plan::{plan, LeftOut, Plan};
 
-use crate::capture::LinkType;
+use capfile::LinkType;
 use crate::program::{Code, Hook, Program};
 
 /// A packet as an engine sees it.

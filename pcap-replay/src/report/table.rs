@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::capture::LinkType;
+use capfile::LinkType;
 use crate::libpcap;
 use crate::replay::FileResult;
 

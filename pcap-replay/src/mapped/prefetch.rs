@@ -1,4 +1,5 @@
 //! A software stream prefetcher for records lent from a mapped file.
+//! [`super::Mapped`] runs it on every buffer it hands out.
 //!
 //! The hardware prefetcher stops at every 4 KiB page, and a mapped file's
 //! pages are scattered in physical memory, so reading small records in
@@ -19,7 +20,8 @@ pub struct Prefetcher {
 }
 
 impl Prefetcher {
-    /// Called with each record's data as it is lent.
+    /// Called with the bytes from the cursor on, before a record is lent
+    /// from them.
     #[inline]
     pub fn ahead(&mut self, at: &[u8]) {
         let here = at.as_ptr() as usize;
