@@ -6,19 +6,26 @@
 
 use std::path::{Path, PathBuf};
 
+use capfile::LinkType;
 use filter_programs::ruleset::{compile, Verdict};
-use filterd::dryrun::{run_file, run_frames, Each, DryRunFailure, FileReport};
+use filterd::dryrun::{run_file, run_frames, DryRunFailure, Each, FileReport};
 
 /// libpcap's reading, as `filterd test` did it before capfile.
-fn libpcap_frames(path: &Path, file: &str, each: &mut Each<'_>) -> Result<Option<String>, DryRunFailure> {
+fn libpcap_frames(
+    path: &Path,
+    file: &str,
+    each: &mut Each<'_>,
+) -> Result<Option<String>, DryRunFailure> {
     let mut cap = match pcap::Capture::from_file(path) {
         Ok(cap) => cap,
         Err(e) => return Ok(Some(format!("{file}: {e}"))),
     };
     let dlt = cap.get_datalink();
-    if dlt.0 != 1 {
+    if dlt.0 != LinkType::ETHERNET.to_dlt() {
         let name = dlt.get_name().unwrap_or_else(|_| dlt.0.to_string());
-        return Ok(Some(format!("{file}: link type {name} is not Ethernet; XDP programs see Ethernet frames")));
+        return Ok(Some(format!(
+            "{file}: link type {name} is not Ethernet; XDP programs see Ethernet frames"
+        )));
     }
     let mut n = 0;
     loop {
@@ -36,7 +43,10 @@ fn captures(dir: &Path, out: &mut Vec<PathBuf>) {
         let path = entry.expect("entry").path();
         if path.is_dir() {
             captures(&path, out);
-        } else if path.extension().is_some_and(|e| e == "pcap" || e == "pcapng") {
+        } else if path
+            .extension()
+            .is_some_and(|e| e == "pcap" || e == "pcapng")
+        {
             out.push(path);
         }
     }
@@ -53,7 +63,10 @@ fn outcome(r: &FileReport) -> serde_json::Value {
 fn the_dry_run_is_the_same_over_capfile_and_libpcap() {
     let config = filterd::cli::rules::load_config(&e2e::repo_root().join("configs/example.toml"))
         .unwrap_or_else(|_| panic!("configs/example.toml"));
-    let default = config.interfaces.first().map_or(Verdict::Pass, |i| i.default);
+    let default = config
+        .interfaces
+        .first()
+        .map_or(Verdict::Pass, |i| i.default);
     let compiled = compile(&config.rules, default).expect("compiles");
     let mut files = Vec::new();
     captures(&e2e::corpus_dir().join("pcaps"), &mut files);
@@ -64,9 +77,22 @@ fn the_dry_run_is_the_same_over_capfile_and_libpcap() {
     for path in &files {
         let file = path.display().to_string();
         let ours = run_file(path, &compiled, &config.rules, default, None).expect("dry run");
-        let theirs = run_frames(&file, |each| libpcap_frames(path, &file, each), &compiled, &config.rules, default, None)
-            .expect("dry run over libpcap");
-        assert_eq!(outcome(&ours), outcome(&theirs), "{file}: {:?} vs {:?}", ours.error, theirs.error);
+        let theirs = run_frames(
+            &file,
+            |each| libpcap_frames(path, &file, each),
+            &compiled,
+            &config.rules,
+            default,
+            None,
+        )
+        .expect("dry run over libpcap");
+        assert_eq!(
+            outcome(&ours),
+            outcome(&theirs),
+            "{file}: {:?} vs {:?}",
+            ours.error,
+            theirs.error
+        );
         // Both name a link type that is not Ethernet the same way.
         if let (Some(a), Some(b)) = (&ours.error, &theirs.error) {
             match (a.contains("is not Ethernet"), b.contains("is not Ethernet")) {

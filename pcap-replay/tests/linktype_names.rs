@@ -12,7 +12,12 @@ fn every_link_type_is_named_as_libpcap_names_it() {
     for v in 0..=u16::MAX {
         let lt = LinkType(v);
         let theirs = libpcap::dlt_name(lt.to_dlt());
-        assert_eq!(lt.name(), theirs.as_deref(), "link type {v} (DLT {})", lt.to_dlt());
+        assert_eq!(
+            lt.name(),
+            theirs.as_deref(),
+            "link type {v} (DLT {})",
+            lt.to_dlt()
+        );
         assert_eq!(lt.is_known(), theirs.is_some(), "link type {v}");
         known += usize::from(lt.is_known());
     }

@@ -22,7 +22,8 @@ fn format_follows_the_extension() {
 
 #[test]
 fn pcap_layout() {
-    let mut w = Writer::new(Vec::new(), Format::Pcap, LinkType::ETHERNET, 96, "v1").expect("header");
+    let mut w =
+        Writer::new(Vec::new(), Format::Pcap, LinkType::ETHERNET, 96, "v1").expect("header");
     w.write(&Record {
         ts_ns: 7_123_456_789,
         wire_len: 60,
@@ -33,15 +34,66 @@ fn pcap_layout() {
     assert_eq!(b.len(), 24 + 16 + 3);
     assert_eq!(u32_at(&b, 0), MAGIC_MICRO);
     assert_eq!((u32_at(&b, 16), u32_at(&b, 20)), (96, 1));
-    let rec = [u32_at(&b, 24), u32_at(&b, 28), u32_at(&b, 32), u32_at(&b, 36)];
+    let rec = [
+        u32_at(&b, 24),
+        u32_at(&b, 28),
+        u32_at(&b, 32),
+        u32_at(&b, 36),
+    ];
     assert_eq!(rec, [7, 123_456, 3, 60]);
     assert_eq!(&b[40..], &[1, 2, 3]);
 }
 
 #[test]
+fn pcapng_blocks_are_padded_and_lengths_match() {
+    let mut w = Writer::new(
+        Vec::new(),
+        Format::PcapNg,
+        LinkType::ETHERNET,
+        262_144,
+        "veth0",
+    )
+    .expect("header");
+    w.write(&Record {
+        ts_ns: 1_000_000_005,
+        wire_len: 64,
+        data: &[0xaa; 5],
+    })
+    .expect("rec");
+    let b = w.finish().expect("finish");
+    let mut at = 0;
+    let mut kinds = Vec::new();
+    while at < b.len() {
+        let (kind, total) = (u32_at(&b, at), u32_at(&b, at + 4) as usize);
+        assert_eq!(total % 4, 0);
+        assert_eq!(
+            u32_at(&b, at + total - 4) as usize,
+            total,
+            "trailing length"
+        );
+        kinds.push(kind);
+        if kind == EPB_TYPE {
+            let ts = (u64::from(u32_at(&b, at + 12)) << 32) | u64::from(u32_at(&b, at + 16));
+            assert_eq!(ts, 1_000_000_005);
+            assert_eq!((u32_at(&b, at + 20), u32_at(&b, at + 24)), (5, 64));
+            assert_eq!(total, 12 + 20 + 8);
+        }
+        at += total;
+    }
+    assert_eq!(at, b.len());
+    assert_eq!(kinds, [SHB_TYPE, IDB_TYPE, EPB_TYPE]);
+}
+
+#[test]
 fn pcapng_exact_bytes() {
-    let mut w = Writer::new(Vec::new(), Format::PcapNg, LinkType::ETHERNET, 262_144, "veth0")
-        .expect("header");
+    let mut w = Writer::new(
+        Vec::new(),
+        Format::PcapNg,
+        LinkType::ETHERNET,
+        262_144,
+        "veth0",
+    )
+    .expect("header");
     w.write(&Record {
         ts_ns: 1_000_000_005,
         wire_len: 64,

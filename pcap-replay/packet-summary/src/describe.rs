@@ -28,9 +28,10 @@ pub fn describe(linktype: LinkType, data: &[u8]) -> String {
             Layer::LinuxCooked { v2: false } => out.push("Linux cooked".into()),
             Layer::LinuxCooked { v2: true } => out.push("Linux cooked v2".into()),
             Layer::Loopback { family } => out.push(format!("loopback family {family}")),
-            Layer::Vlan { tpid, .. } | Layer::Arp { ethertype: tpid, .. }
-                if !named(tpid) =>
-            {
+            Layer::Vlan { tpid, .. }
+            | Layer::Arp {
+                ethertype: tpid, ..
+            } if !named(tpid) => {
                 out.push(ethertype(tpid));
                 break;
             }

@@ -50,7 +50,10 @@ fn raw_ipv6_udp_arp_and_truncation() {
     ];
     assert!(describe(LinkType::ETHERNET, &eth(0x0806, &arp))
         .ends_with("ARP op 1 10.0.0.1 (00:01:02:03:04:05) > 10.0.0.2 (00:00:00:00:00:00)"));
-    assert_eq!(describe(LinkType::ETHERNET, &[0; 5]), "Ethernet (truncated)");
+    assert_eq!(
+        describe(LinkType::ETHERNET, &[0; 5]),
+        "Ethernet (truncated)"
+    );
     let cut = eth(0x0800, &ipv4_tcp_syn()[..30]);
     assert!(
         describe(LinkType::ETHERNET, &cut).ends_with("TCP (truncated)"),
@@ -79,6 +82,16 @@ fn what_the_report_does_not_name_stops_it() {
         describe(LinkType::RAW, &v6),
         "IPv6 :: > :: hlim 255 plen 16, IP protocol 0 (Hopopt)"
     );
-    assert_eq!(describe(LinkType::ETHERNET, &eth(0x05dc, &[])).rsplit(", ").next(), Some("802.3 length 1500"));
-    assert_eq!(describe(LinkType::ETHERNET, &eth(0x05ff, &[])).rsplit(", ").next(), Some("802.3 length 1535"));
+    assert_eq!(
+        describe(LinkType::ETHERNET, &eth(0x05dc, &[]))
+            .rsplit(", ")
+            .next(),
+        Some("802.3 length 1500")
+    );
+    assert_eq!(
+        describe(LinkType::ETHERNET, &eth(0x05ff, &[]))
+            .rsplit(", ")
+            .next(),
+        Some("802.3 length 1535")
+    );
 }

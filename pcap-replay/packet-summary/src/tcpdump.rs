@@ -67,11 +67,18 @@ pub fn tcpdump_line(frame: &[u8], wire_len: u32, tag: Option<(u16, u16)>) -> Str
             }
             Layer::Arp { ethertype, packet } => {
                 let name = arp_name(*ethertype);
-                let (spa, tpa) = (packet.get_sender_proto_addr(), packet.get_target_proto_addr());
+                let (spa, tpa) = (
+                    packet.get_sender_proto_addr(),
+                    packet.get_target_proto_addr(),
+                );
                 let _ = match packet.get_operation() {
                     ArpOperations::Request => write!(w, "{name}, Request who-has {tpa} tell {spa}"),
                     ArpOperations::Reply => {
-                        write!(w, "{name}, Reply {spa} is-at {}", packet.get_sender_hw_addr())
+                        write!(
+                            w,
+                            "{name}, Reply {spa} is-at {}",
+                            packet.get_sender_hw_addr()
+                        )
                     }
                     op => write!(w, "{name}, op {} {spa} > {tpa}", op.0),
                 };
@@ -136,7 +143,11 @@ fn truncated(
     wire_len: u32,
 ) -> std::fmt::Result {
     let l4 = |w: &mut String, name: &str| match net {
-        Some(n) => write!(w, "{} {} > {}: {name} truncated, length {claimed}", n.name, n.src, n.dst),
+        Some(n) => write!(
+            w,
+            "{} {} > {}: {name} truncated, length {claimed}",
+            n.name, n.src, n.dst
+        ),
         None => write!(w, "{name} truncated, length {claimed}"),
     };
     match what {
@@ -162,21 +173,29 @@ fn truncated(
 fn transport_line(w: &mut String, net: &Net<'_>, layer: &Layer<'_>) -> std::fmt::Result {
     let Net { name, src, dst, .. } = net;
     let cut = |w: &mut String, what: &str, claimed: usize| {
-        write!(w, "{name} {src} > {dst}: {what} truncated, length {claimed}")
+        write!(
+            w,
+            "{name} {src} > {dst}: {what} truncated, length {claimed}"
+        )
     };
     match layer {
         Layer::Tcp { packet, claimed } => {
             // The header and payload as the IP header counts them.
-            let Some(t) = counted(packet.packet(), *claimed, TCP_MIN).and_then(TcpPacket::new) else {
+            let Some(t) = counted(packet.packet(), *claimed, TCP_MIN).and_then(TcpPacket::new)
+            else {
                 return cut(w, "TCP", *claimed);
             };
             let (sp, dp) = (t.get_source(), t.get_destination());
             let flags = tcp_flags(t.get_flags());
             let len = t.payload().len();
-            write!(w, "{name} {src}.{sp} > {dst}.{dp}: TCP [{flags}], length {len}")
+            write!(
+                w,
+                "{name} {src}.{sp} > {dst}.{dp}: TCP [{flags}], length {len}"
+            )
         }
         Layer::Udp { packet, claimed } => {
-            let Some(u) = counted(packet.packet(), *claimed, UDP_MIN).and_then(UdpPacket::new) else {
+            let Some(u) = counted(packet.packet(), *claimed, UDP_MIN).and_then(UdpPacket::new)
+            else {
                 return cut(w, "UDP", *claimed);
             };
             let (sp, dp, len) = (u.get_source(), u.get_destination(), u.payload().len());
@@ -184,12 +203,18 @@ fn transport_line(w: &mut String, net: &Net<'_>, layer: &Layer<'_>) -> std::fmt:
         }
         Layer::Icmp { packet, claimed } if *claimed >= ICMP_MIN => {
             let (t, c) = (packet.get_icmp_type().0, packet.get_icmp_code().0);
-            write!(w, "{name} {src} > {dst}: ICMP type {t} code {c}, length {claimed}")
+            write!(
+                w,
+                "{name} {src} > {dst}: ICMP type {t} code {c}, length {claimed}"
+            )
         }
         Layer::Icmp { claimed, .. } => cut(w, "ICMP", *claimed),
         Layer::Icmpv6 { packet, claimed } if *claimed >= ICMP_MIN => {
             let (t, c) = (packet.get_icmpv6_type().0, packet.get_icmpv6_code().0);
-            write!(w, "{name} {src} > {dst}: ICMP6 type {t} code {c}, length {claimed}")
+            write!(
+                w,
+                "{name} {src} > {dst}: ICMP6 type {t} code {c}, length {claimed}"
+            )
         }
         Layer::Icmpv6 { claimed, .. } => cut(w, "ICMP6", *claimed),
         Layer::Fragment { protocol, claimed } => match net.v4 {
@@ -203,7 +228,11 @@ fn transport_line(w: &mut String, net: &Net<'_>, layer: &Layer<'_>) -> std::fmt:
             None => write!(w, "{name} {src} > {dst}: frag, length {claimed}"),
         },
         Layer::Protocol { protocol, claimed } => {
-            write!(w, "{name} {src} > {dst}: ip-proto-{}, length {claimed}", protocol.0)
+            write!(
+                w,
+                "{name} {src} > {dst}: ip-proto-{}, length {claimed}",
+                protocol.0
+            )
         }
         _ => Ok(()),
     }

@@ -25,12 +25,10 @@ fn tcp_udp_arp_and_vlan_lines() {
     ];
     tcp.extend_from_slice(&[0xab; 7]);
     let l = tcpdump_line(&eth(0x0800, &v4(6, &tcp)), 61, None);
-    assert_eq!(
-        l,
-        "IP 10.0.0.1.80 > 10.0.0.2.1000: TCP [S.], length 7"
-    );
+    assert_eq!(l, "IP 10.0.0.1.80 > 10.0.0.2.1000: TCP [S.], length 7");
     let udp = [0, 53, 0x05, 0xdc, 0, 10, 0, 0, 1, 2];
-    let l = tcpdump_line(&eth(0x0800, &v4(17, &udp)),
+    let l = tcpdump_line(
+        &eth(0x0800, &v4(17, &udp)),
         60,
         Some((0x8100, 100 | (3 << 13))),
     );
@@ -41,10 +39,7 @@ fn tcp_udp_arp_and_vlan_lines() {
     let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 1, 2, 0x5e, 0, 0, 0, 9, 10, 0, 0, 1];
     arp.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
     let l = tcpdump_line(&eth(0x0806, &arp), 60, None);
-    assert_eq!(
-        l,
-        "ARP, Request who-has 10.0.0.2 tell 10.0.0.1, length 28"
-    );
+    assert_eq!(l, "ARP, Request who-has 10.0.0.2 tell 10.0.0.1, length 28");
 }
 
 #[test]
@@ -56,10 +51,7 @@ fn ipv6_extension_headers_are_skipped() {
     ip.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]); // hop-by-hop, then UDP
     ip.extend_from_slice(&udp);
     let l = tcpdump_line(&eth(0x86dd, &ip), 70, None);
-    assert_eq!(
-        l,
-        "IP6 2001:db8::1.53 > fe80::1.80: UDP, length 0"
-    );
+    assert_eq!(l, "IP6 2001:db8::1.53 > fe80::1.80: UDP, length 0");
 }
 
 #[test]

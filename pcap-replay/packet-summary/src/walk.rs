@@ -32,17 +32,27 @@ pub const ETH_P_8021AD: EtherType = EtherType(0x88a8);
 pub enum Layer<'a> {
     Ethernet(EthernetPacket<'a>),
     /// Linux cooked capture, v1 or v2 (the protocol field is walked on).
-    LinuxCooked { v2: bool },
+    LinuxCooked {
+        v2: bool,
+    },
     /// BSD loopback's address family.
-    Loopback { family: u32 },
+    Loopback {
+        family: u32,
+    },
     /// A VLAN tag whose tag protocol identifier was `tpid`.
-    Vlan { tpid: EtherType, tag: VlanPacket<'a> },
+    Vlan {
+        tpid: EtherType,
+        tag: VlanPacket<'a>,
+    },
     /// An 802.3 length where an EtherType would be.
     Length(u16),
     /// An EtherType the walk stops at.
     EtherType(EtherType),
     /// ARP or RARP, as `ethertype` says.
-    Arp { ethertype: EtherType, packet: ArpPacket<'a> },
+    Arp {
+        ethertype: EtherType,
+        packet: ArpPacket<'a>,
+    },
     /// The version nibble of an IP header is neither 4 nor 6.
     IpVersion(u8),
     /// No bytes where an IP header should be.
@@ -50,19 +60,46 @@ pub enum Layer<'a> {
     Ipv4(Ipv4Packet<'a>),
     Ipv6(Ipv6Packet<'a>),
     /// An IPv6 extension header of type `kind`, stepped over.
-    Ipv6Extension { kind: IpNextHeaderProtocol },
+    Ipv6Extension {
+        kind: IpNextHeaderProtocol,
+    },
     /// The payload of a fragment other than the first: no header to read.
-    Fragment { protocol: IpNextHeaderProtocol, claimed: usize },
-    Tcp { packet: TcpPacket<'a>, claimed: usize },
-    Udp { packet: UdpPacket<'a>, claimed: usize },
-    Icmp { packet: IcmpPacket<'a>, claimed: usize },
-    Icmpv6 { packet: Icmpv6Packet<'a>, claimed: usize },
+    Fragment {
+        protocol: IpNextHeaderProtocol,
+        claimed: usize,
+    },
+    Tcp {
+        packet: TcpPacket<'a>,
+        claimed: usize,
+    },
+    Udp {
+        packet: UdpPacket<'a>,
+        claimed: usize,
+    },
+    Icmp {
+        packet: IcmpPacket<'a>,
+        claimed: usize,
+    },
+    Icmpv6 {
+        packet: Icmpv6Packet<'a>,
+        claimed: usize,
+    },
     /// An IP payload of a protocol the walk does not decode.
-    Protocol { protocol: IpNextHeaderProtocol, claimed: usize },
+    Protocol {
+        protocol: IpNextHeaderProtocol,
+        claimed: usize,
+    },
     /// Too few bytes for the header of `what`: `len` were there.
-    Truncated { what: Proto, len: usize, claimed: usize },
+    Truncated {
+        what: Proto,
+        len: usize,
+        claimed: usize,
+    },
     /// A link type the walk does not know.
-    NotDecoded { linktype: LinkType, len: usize },
+    NotDecoded {
+        linktype: LinkType,
+        len: usize,
+    },
 }
 
 /// What a [`Layer::Truncated`] was cut short in.
@@ -259,18 +296,14 @@ fn transport<'a>(
         claimed,
     };
     out.push(match protocol {
-        P::Tcp => TcpPacket::new(bytes).map_or(cut(Proto::Tcp), |packet| Layer::Tcp {
-            packet,
-            claimed,
-        }),
-        P::Udp => UdpPacket::new(bytes).map_or(cut(Proto::Udp), |packet| Layer::Udp {
-            packet,
-            claimed,
-        }),
-        P::Icmp => IcmpPacket::new(bytes).map_or(cut(Proto::Icmp), |packet| Layer::Icmp {
-            packet,
-            claimed,
-        }),
+        P::Tcp => {
+            TcpPacket::new(bytes).map_or(cut(Proto::Tcp), |packet| Layer::Tcp { packet, claimed })
+        }
+        P::Udp => {
+            UdpPacket::new(bytes).map_or(cut(Proto::Udp), |packet| Layer::Udp { packet, claimed })
+        }
+        P::Icmp => IcmpPacket::new(bytes)
+            .map_or(cut(Proto::Icmp), |packet| Layer::Icmp { packet, claimed }),
         P::Icmpv6 => Icmpv6Packet::new(bytes).map_or(cut(Proto::Icmpv6), |packet| Layer::Icmpv6 {
             packet,
             claimed,

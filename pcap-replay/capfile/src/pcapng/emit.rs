@@ -84,7 +84,10 @@ impl SectionHeaderRepr {
         b.u16(self.major);
         b.u16(self.minor);
         b.u64(self.section_len as u64);
-        debug_assert_eq!(b.out.len() - b.start, wire::block::BODY_START + shb::OPTIONS);
+        debug_assert_eq!(
+            b.out.len() - b.start,
+            wire::block::BODY_START + shb::OPTIONS
+        );
         b.end();
     }
 }
