@@ -27,7 +27,11 @@ impl Prefetcher {
         let here = at.as_ptr() as usize;
         let until = here.wrapping_add(DISTANCE);
         // A new mapping window (or the first record): start again here.
-        if self.next < here || self.next > until {
+        // The last call left `next` on the first line at or past its
+        // `until`; a call from the same place (the readers ask for the
+        // buffer more than once per record) or a little further on finds
+        // it less than a line past the new `until`, and asks for nothing.
+        if self.next < here || self.next > until.saturating_add(LINE) {
             self.next = here & !(LINE - 1);
         }
         while self.next < until {
@@ -48,4 +52,35 @@ fn prefetch(addr: usize) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = addr;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_line_is_asked_for_once_however_often_the_buffer_is_asked() {
+        let buf = vec![0u8; 4 * DISTANCE];
+        let mut p = Prefetcher::default();
+        p.ahead(&buf[5..]);
+        let first = p.next;
+        assert!(first >= buf.as_ptr() as usize + 5 + DISTANCE);
+        // Again from the same place, and a few bytes on: nothing new, or
+        // one line.
+        p.ahead(&buf[5..]);
+        assert_eq!(p.next, first);
+        for at in 6..200 {
+            let before = p.next;
+            p.ahead(&buf[at..]);
+            assert!(
+                p.next - before <= LINE,
+                "at {at}: {} lines",
+                (p.next - before) / LINE
+            );
+        }
+        // A jump back (a new window) starts again.
+        p.ahead(&buf[..]);
+        let start = buf.as_ptr() as usize;
+        assert!(p.next >= start + DISTANCE && p.next < start + DISTANCE + LINE);
+    }
 }
