@@ -4,8 +4,15 @@
 //! program itself in our VM (`ruleset::dryrun`), which checks itself
 //! against the rules taken one by one; with a [`LoadedRuleset`] the kernel
 //! runs every packet too and must return the same action.
+//!
+//! Captures are read with `capfile`, as pcap-replay reads them; where a
+//! file holds what an XDP program never sees (another link type), reading
+//! stops as libpcap's reader stopped before.
 
+use std::fs::File;
 use std::path::Path;
+
+use capfile::LinkType;
 
 use filter_programs::ruleset::compile::Compiled;
 use filter_programs::ruleset::dryrun::{Counter, DryRun};
@@ -13,8 +20,6 @@ use filter_programs::ruleset::{Outcome, Rule, Verdict};
 use serde::Serialize;
 
 use crate::ruleset::LoadedRuleset;
-
-const DLT_EN10MB: i32 = 1;
 
 #[derive(Debug, Serialize)]
 pub struct RuleCount {
@@ -61,6 +66,9 @@ fn name_of(rules: &[Rule], i: Option<usize>) -> String {
     i.map_or_else(|| "default".to_string(), |i| rules[i].name.clone())
 }
 
+/// What a capture reader calls on each frame: its bytes and wire length.
+pub type Each<'a> = dyn FnMut(&[u8], u32) -> Result<(), DryRunFailure> + 'a;
+
 /// Runs one file.
 pub fn run_file(
     path: &Path,
@@ -70,6 +78,20 @@ pub fn run_file(
     kernel: Option<&LoadedRuleset>,
 ) -> Result<FileReport, DryRunFailure> {
     let file = path.display().to_string();
+    run_frames(&file, |each| each_frame(path, &file, each), compiled, rules, default, kernel)
+}
+
+/// [`run_file`] over the frames `frames` reads, which returns why it
+/// stopped early, if it did; `file` names the capture.
+pub fn run_frames(
+    file: &str,
+    frames: impl FnOnce(&mut Each<'_>) -> Result<Option<String>, DryRunFailure>,
+    compiled: &Compiled,
+    rules: &[Rule],
+    default: Verdict,
+    kernel: Option<&LoadedRuleset>,
+) -> Result<FileReport, DryRunFailure> {
+    let file = file.to_string();
     let mut report = FileReport {
         file: file.clone(),
         packets: 0,
@@ -89,50 +111,33 @@ pub fn run_file(
         Some(k) => Some(k.counters().map_err(|e| disagree(0, e.to_string()))?),
         None => None,
     };
-    match pcap::Capture::from_file(path) {
-        Err(e) => report.error = Some(format!("{file}: {e}")),
-        Ok(cap) if cap.get_datalink().0 != DLT_EN10MB => {
-            report.error = Some(format!(
-                "{file}: link type {} is not Ethernet; XDP programs see Ethernet frames",
-                cap.get_datalink().get_name().unwrap_or_else(|_| cap.get_datalink().0.to_string())
-            ));
+    report.error = frames(&mut |frame, wire| {
+        let index = report.packets;
+        let o: Outcome = dry.packet(frame, wire).map_err(|e| disagree(index, e.to_string()))?;
+        if let Some(k) = kernel.filter(|_| frame.len() >= 14) {
+            let ret = k.test_run(frame, 1).map_err(|e| disagree(index, e.to_string()))?.retval;
+            if ret != o.verdict.xdp() {
+                return Err(disagree(index, format!("the kernel returned {ret}, the dry run says {}", o.verdict.name())));
+            }
+            report.kernel_checked += 1;
+            kernel_expected[o.rule.unwrap_or(rules.len())] += 1;
+            for c in &o.counted {
+                kernel_expected[*c] += 1;
+            }
         }
-        Ok(mut cap) => loop {
-            let p = match cap.next_packet() {
-                Ok(p) => p,
-                Err(pcap::Error::NoMorePackets) => break,
-                Err(e) => {
-                    report.error = Some(format!("{file}: after packet {}: {e}", report.packets));
-                    break;
-                }
-            };
-            let index = report.packets;
-            let (frame, wire) = (p.data, p.header.len);
-            let o: Outcome = dry.packet(frame, wire).map_err(|e| disagree(index, e.to_string()))?;
-            if let Some(k) = kernel.filter(|_| frame.len() >= 14) {
-                let ret = k.test_run(frame, 1).map_err(|e| disagree(index, e.to_string()))?.retval;
-                if ret != o.verdict.xdp() {
-                    return Err(disagree(index, format!("the kernel returned {ret}, the dry run says {}", o.verdict.name())));
-                }
-                report.kernel_checked += 1;
-                kernel_expected[o.rule.unwrap_or(rules.len())] += 1;
-                for c in &o.counted {
-                    kernel_expected[*c] += 1;
-                }
-            }
-            report.packets += 1;
-            match o.verdict {
-                Verdict::Pass => report.passed += 1,
-                Verdict::Drop => report.dropped += 1,
-            }
-            report.verdicts.push(PacketVerdict {
-                index,
-                action: o.verdict.name(),
-                rule: name_of(rules, o.rule),
-                counted: o.counted.iter().map(|i| rules[*i].name.clone()).collect(),
-            });
-        },
-    }
+        report.packets += 1;
+        match o.verdict {
+            Verdict::Pass => report.passed += 1,
+            Verdict::Drop => report.dropped += 1,
+        }
+        report.verdicts.push(PacketVerdict {
+            index,
+            action: o.verdict.name(),
+            rule: name_of(rules, o.rule),
+            counted: o.counted.iter().map(|i| rules[*i].name.clone()).collect(),
+        });
+        Ok(())
+    })?;
     let counters = dry.counters();
     if let (Some(k), Some(base)) = (kernel, kernel_base.take()) {
         // The kernel counted only what it ran (its bytes are captured
@@ -159,4 +164,55 @@ pub fn run_file(
         })
         .collect();
     Ok(report)
+}
+
+/// Runs `each` on every frame of the capture at `path` (its bytes and
+/// wire length) while they are Ethernet. The message says why reading
+/// stopped early, if it did; `file` is what it calls the file.
+fn each_frame(
+    path: &Path,
+    file: &str,
+    each: &mut Each<'_>,
+) -> Result<Option<String>, DryRunFailure> {
+    let not_ethernet = |lt: LinkType| {
+        let name = lt.name().map_or_else(|| lt.to_dlt().to_string(), str::to_string);
+        format!("{file}: link type {name} is not Ethernet; XDP programs see Ethernet frames")
+    };
+    let input = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => return Ok(Some(format!("{file}: {e}"))),
+    };
+    let mut reader = match capfile::open(file, input) {
+        Ok(r) => r,
+        Err(e) => return Ok(Some(e.to_string())),
+    };
+    // A pcapng names its link type with its first interface, read with
+    // the blocks that follow the header.
+    if let Some(lt) = reader.linktype().filter(|lt| *lt != LinkType::ETHERNET) {
+        return Ok(Some(not_ethernet(lt)));
+    }
+    let mut packets = 0u64;
+    while let Some(next) = reader.next_view() {
+        let p = match next {
+            Ok(p) => p,
+            Err(e) => return Ok(Some(format!("{file}: after packet {packets}: byte {}: {}", e.offset, e.kind))),
+        };
+        if p.linktype != LinkType::ETHERNET {
+            // libpcap refuses a pcapng interface of another link type than
+            // the first one.
+            return Ok(Some(match packets {
+                0 => not_ethernet(p.linktype),
+                n => format!("{file}: after packet {n}: packet {n} has link type {}, the file's first interface Ethernet", p.linktype),
+            }));
+        }
+        each(p.data, p.wire_len)?;
+        packets += 1;
+    }
+    match reader.linktype() {
+        Some(lt) if lt != LinkType::ETHERNET => Ok(Some(not_ethernet(lt))),
+        // libpcap refuses a pcapng without an interface, which cannot
+        // hold a packet.
+        None => Ok(Some(format!("{file}: a pcapng without an interface description block"))),
+        Some(_) => Ok(None),
+    }
 }

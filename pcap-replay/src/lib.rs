@@ -1,9 +1,9 @@
 //! pcap-replay: run filter programs over captures in several engines and
 //! prove, packet by packet, that their verdicts agree.
 
-pub mod capture;
 pub mod cli;
 pub mod engine;
+pub mod mapped;
 pub mod program;
 pub mod replay;
 pub mod report;

@@ -11,6 +11,8 @@ use std::io::{BufWriter, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
+use capfile::{Format, LinkType, Record, Writer};
+
 const FRAME: usize = 1514;
 const PACKETS: u64 = 720_000;
 const LIMIT_KB: i64 = 100 * 1024;
@@ -46,23 +48,17 @@ fn a_capture_over_1_gb_replays_in_under_100_mb() {
     std::fs::create_dir_all(&dir.0).unwrap();
     let path = dir.0.join("large.pcap");
     let mut out = BufWriter::with_capacity(1 << 20, File::create(&path).unwrap());
-    let mut header = 0xa1b2_c3d4u32.to_le_bytes().to_vec();
-    header.extend(2u16.to_le_bytes());
-    header.extend(4u16.to_le_bytes());
-    for v in [0u32, 0, 65_535, 1] {
-        header.extend(v.to_le_bytes());
-    }
-    out.write_all(&header).unwrap();
+    let mut w = Writer::new(&mut out, Format::Pcap, LinkType::ETHERNET, 65_535, "").unwrap();
     let frames = [frame(0), frame(1)];
     for i in 0..PACKETS {
-        let mut rec = [0u8; 16];
-        rec[0..4].copy_from_slice(&((i / 1000) as u32).to_le_bytes());
-        rec[4..8].copy_from_slice(&((i % 1000) as u32 * 1000).to_le_bytes());
-        rec[8..12].copy_from_slice(&(FRAME as u32).to_le_bytes());
-        rec[12..16].copy_from_slice(&(FRAME as u32).to_le_bytes());
-        out.write_all(&rec).unwrap();
-        out.write_all(&frames[(i % 2) as usize]).unwrap();
+        w.write(&Record {
+            ts_ns: i / 1000 * 1_000_000_000 + i % 1000 * 1_000_000,
+            wire_len: FRAME as u32,
+            data: &frames[(i % 2) as usize],
+        })
+        .unwrap();
     }
+    w.finish().unwrap();
     out.flush().unwrap();
     drop(out);
     let size = std::fs::metadata(&path).unwrap().len();

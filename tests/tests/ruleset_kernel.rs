@@ -13,14 +13,12 @@
 
 use std::time::Instant;
 
+use capfile::LinkType;
 use e2e::corpus::{captures, expressions, Capture};
 use e2e::rng::Rng;
 use filter_programs::ruleset::{self, compile, decide, dryrun::DryRun, Action, Verdict};
 use filterd::ruleset::LoadedRuleset;
 use libpcap_oracle::{self as libpcap, CompileOptions};
-
-const DLT_EN10MB: i32 = 1;
-
 
 fn quoted(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
@@ -35,7 +33,7 @@ fn config_text(rules: &[(String, &'static str)], default: Verdict) -> String {
 }
 
 fn libpcap_program(expr: &str) -> Vec<filter_programs::cbpf::Insn> {
-    let opts = CompileOptions { dlt: DLT_EN10MB, snaplen: 262_144, optimize: true, netmask: 0xffff_ff00 };
+    let opts = CompileOptions { dlt: LinkType::ETHERNET.to_dlt(), snaplen: 262_144, optimize: true, netmask: 0xffff_ff00 };
     libpcap::compile(expr, opts).unwrap_or_else(|e| panic!("libpcap refuses {expr:?}: {e}"))
 }
 
@@ -78,7 +76,7 @@ fn dry_run_equals_kernel_and_libpcap_on_the_corpus() {
     if !e2e::kernel_available("ruleset_kernel") {
         return;
     }
-    let caps: Vec<Capture> = captures().into_iter().filter(|c| c.dlt == DLT_EN10MB).collect();
+    let caps: Vec<Capture> = captures().into_iter().filter(|c| c.dlt == LinkType::ETHERNET.to_dlt()).collect();
     let exprs: Vec<String> = expressions()
         .into_iter()
         .filter(|e| e.dlt == "EN10MB" && e.netmask.is_none())

@@ -3,8 +3,9 @@
 //!
 //! - [`ring`]: the TPACKET_V3 ring; the filter is attached before the socket
 //!   is bound, so no unfiltered packet is ever queued.
-//! - [`writer`]: pcap and pcapng files that tcpdump and Wireshark read.
-//! - [`summary`]: tcpdump-like one-line summaries when there is no file.
+//! - files: pcap and pcapng, written by `capfile` as tcpdump writes them;
+//! - without a file, one line per packet: the time, then
+//!   `packet_summary::tcpdump_line`.
 //!
 //! What a packet socket's filter sees: the kernel removes the outer VLAN
 //! tag before any tap runs and reports it beside the packet. Like libpcap
@@ -21,8 +22,6 @@
 //! as tcpdump's are. `tests/tests/filterd_capture.rs` pins down both views.
 
 pub mod ring;
-pub mod summary;
-pub mod writer;
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,14 +30,13 @@ use filter_programs::cbpf::Insn;
 use filter_programs::codegen::{self, Dlt};
 use filter_programs::translate::{self, Target};
 
+use capfile::{Record, Writer};
+
 use crate::socket::SocketProgram;
 pub use ring::{Packet, Ring, Stats, Tag};
-use writer::{Record, Writer};
 
 /// tcpdump's default and largest snapshot length.
 pub const MAX_SNAPLEN: u32 = 262_144;
-/// Ethernet's LINKTYPE_/DLT_ value.
-pub const LINKTYPE_ETHERNET: u16 = 1;
 /// Where the outer tag sits in an Ethernet frame: after both addresses.
 const TAG_OFFSET: usize = 12;
 
@@ -236,19 +234,33 @@ impl Capture {
 fn deliver(sink: &mut Sink<'_>, p: &Packet<'_>, snaplen: u32) -> io::Result<()> {
     match sink {
         Sink::File(w) => {
-            let (bytes, orig_len) = with_tag(p.data, p.len, p.tag, snaplen);
+            let (bytes, wire_len) = with_tag(p.data, p.len, p.tag, snaplen);
             w.write(&Record {
-                sec: p.sec,
-                nsec: p.nsec,
-                orig_len,
+                ts_ns: u64::from(p.sec) * 1_000_000_000 + u64::from(p.nsec),
+                wire_len,
                 data: &bytes,
             })
         }
         Sink::Summary(w) => {
             let tag = p.tag.map(|t| (t.tpid, t.tci));
-            writeln!(w, "{}", summary::line(p.sec, p.nsec, p.data, p.len, tag))
+            let line = packet_summary::tcpdump_line(p.data, p.len, tag);
+            writeln!(w, "{} {line}", time_of_day(p.sec, p.nsec))
         }
     }
+}
+
+/// `HH:MM:SS.micro` in local time, as tcpdump prints it.
+pub fn time_of_day(sec: u32, nsec: u32) -> String {
+    let t = libc::time_t::from(sec);
+    // SAFETY: tm is plain data; localtime_r writes it and reads only t.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    let (h, m, s) = if ok {
+        (tm.tm_hour as u32, tm.tm_min as u32, tm.tm_sec as u32)
+    } else {
+        ((sec / 3600) % 24, (sec / 60) % 60, sec % 60)
+    };
+    format!("{h:02}:{m:02}:{s:02}.{:06}", nsec / 1000)
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -302,6 +314,13 @@ mod tests {
             with_tag(&frame[..11], 60, tag, 100),
             (frame[..11].to_vec(), 60)
         );
+    }
+
+    #[test]
+    fn time_is_hh_mm_ss_micro() {
+        let t = time_of_day(3_600 * 5 + 61, 123_456_789);
+        assert_eq!(t.len(), "00:00:00.000000".len());
+        assert!(t.ends_with(":01.123456"), "{t}");
     }
 
     #[test]

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use capfile::{Format, LinkType, Writer};
+
 use super::{fail, Failure, EXIT_ERROR, EXIT_INVALID};
-use crate::capture::writer::{Format, Writer};
-use crate::capture::{self, Capture, CaptureError, Sink, LINKTYPE_ETHERNET};
+use crate::capture::{self, Capture, CaptureError, Sink};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
@@ -79,7 +80,7 @@ pub fn run(a: CaptureArgs, out: &mut dyn Write) -> Result<(), Failure> {
             let writer = Writer::new(
                 w,
                 Format::from_path(path),
-                LINKTYPE_ETHERNET,
+                LinkType::ETHERNET,
                 cap.snaplen(),
                 &a.iface,
             )

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::progress::{self, Progress};
 use super::{parse_linktype, Cli, Outcome};
-use crate::capture;
+use crate::mapped::Mapped;
 use crate::engine::{self, Engine, EngineKind, LeftOut};
 use crate::program::{self, Code, Program};
 use crate::replay::{replay_buffered, FileResult, ReplayOptions};
@@ -125,7 +125,7 @@ pub fn execute(cli: &Cli) -> Result<Outcome, String> {
     }
     let options = ReplayOptions {
         linktype,
-        capture: capture::Options {
+        capture: capfile::Options {
             strict_snaplen: true,
             known_linktypes_only: linktype.is_none(),
         },
@@ -263,7 +263,7 @@ fn replay_path(
         ))
     } else {
         match File::open(path) {
-            Ok(f) => match capture::Mapped::new(f) {
+            Ok(f) => match Mapped::new(f) {
                 Ok(m) => Source::Mapped(m),
                 Err(f) => Source::Stream(BufReader::with_capacity(STREAM_BUFFER, Box::new(f))),
             },
@@ -328,7 +328,7 @@ const STREAM_BUFFER: usize = 1 << 16;
 /// Where a capture's bytes come from: a regular file is mapped, anything
 /// else (standard input, a pipe, a device) is read.
 enum Source {
-    Mapped(capture::Mapped),
+    Mapped(Mapped),
     Stream(BufReader<Box<dyn io::Read>>),
 }
 

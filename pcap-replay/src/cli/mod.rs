@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::capture::LinkType;
+use capfile::LinkType;
 use crate::engine::EngineKind;
 use crate::replay::FileResult;
 

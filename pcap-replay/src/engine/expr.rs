@@ -6,7 +6,7 @@ use libpcap_oracle::CompileOptions;
 use filter_programs::codegen::{self, Dlt};
 
 use super::{Engine, EngineError, EngineKind, PacketRef, Verdict};
-use crate::capture::LinkType;
+use capfile::LinkType;
 use crate::program::{Code, Program};
 
 /// The engine built for one link type, or why none could be.

@@ -14,7 +14,7 @@ use filter_programs::Hook;
 
 use super::ebpf::{matched, translate_error};
 use super::{Engine, EngineError, PacketRef, Verdict};
-use crate::capture::LinkType;
+use capfile::LinkType;
 use crate::program::{Code, Program};
 
 /// What `eth_type_trans` pulls before a socket filter's test run: the

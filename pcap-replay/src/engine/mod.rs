@@ -19,7 +19,7 @@ pub use plan::{plan, LeftOut, Plan};
 use filter_programs::translate::Target;
 use filter_programs::Hook;
 
-use crate::capture::LinkType;
+use capfile::LinkType;
 use crate::program::{Code, Program};
 
 /// A packet as an engine sees it.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::capture::{self, LinkType, Packet, PacketView};
+use capfile::{LinkType, Packet, PacketView};
 use crate::engine::{Engine, LeftOut, PacketRef, Verdict};
 use crate::program::Program;
 use crate::report::{EngineMap, Matched, VerdictSink};
@@ -100,7 +100,7 @@ impl FileResult {
 pub struct ReplayOptions {
     /// Treat every packet as this link type, whatever the capture says.
     pub linktype: Option<LinkType>,
-    pub capture: capture::Options,
+    pub capture: capfile::Options,
     /// How many disagreeing packets to explain.
     pub max_mismatches: usize,
     /// Record our interpreter's instruction trace for those packets.
@@ -111,7 +111,7 @@ impl Default for ReplayOptions {
     fn default() -> Self {
         ReplayOptions {
             linktype: None,
-            capture: capture::Options::default(),
+            capture: capfile::Options::default(),
             max_mismatches: MISMATCH_SAMPLES,
             trace: false,
         }
@@ -143,7 +143,7 @@ pub fn replay<R: Read>(
     replay_buffered(file, reader, program, engines, options, Some(sink))
 }
 
-/// [`replay`] over a reader that buffers itself (a [`capture::Mapped`]
+/// [`replay`] over a reader that buffers itself (a [`crate::mapped::Mapped`]
 /// file, a `BufReader`), with the sink optional: without one, packets are
 /// never copied out of the reader's buffer.
 pub fn replay_buffered<R: BufRead>(
@@ -169,7 +169,7 @@ fn replay_into<R: BufRead>(
     options: ReplayOptions,
     mut sink: Option<&mut dyn VerdictSink>,
 ) -> std::io::Result<()> {
-    let mut capture = match capture::open_buffered(result.file.clone(), reader, options.capture) {
+    let mut capture = match capfile::open_buffered(result.file.clone(), reader, options.capture) {
         Ok(c) => c,
         Err(e) => {
             result.error = Some(e.to_string());
@@ -221,7 +221,7 @@ fn replay_into<R: BufRead>(
 /// A pcapng file names its link type and snap length in its first
 /// interface block, so sinks start at the first packet (or at the end).
 fn capture_info<R: BufRead>(
-    c: &capture::CaptureReader<R>,
+    c: &capfile::CaptureReader<R>,
     options: ReplayOptions,
     lt: Option<LinkType>,
 ) -> CaptureInfo {

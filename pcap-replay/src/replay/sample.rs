@@ -13,10 +13,10 @@ use filter_programs::cbpf::text;
 use filter_programs::codegen::{self, Dlt};
 use serde::Serialize;
 
-use crate::capture::{LinkType, Packet};
+use capfile::{LinkType, Packet};
 use crate::engine::Verdict;
 use crate::program::{Code, Program};
-use crate::report::{decode, EngineMap};
+use crate::report::EngineMap;
 
 /// How many leading bytes of the packet the report keeps for its dump.
 pub const HEAD_BYTES: usize = 256;
@@ -116,7 +116,7 @@ impl Tracer {
             ts_ns: packet.ts_ns,
             caplen: packet.data.len() as u32,
             wire_len: packet.wire_len,
-            decode: decode::decode(packet.linktype, &packet.data),
+            decode: packet_summary::describe(packet.linktype, &packet.data),
             rets: EngineMap(verdicts.iter().map(|(n, v)| (*n, v.ret)).collect()),
             matched: EngineMap(verdicts.iter().map(|(n, v)| (*n, v.matched)).collect()),
             loads: Vec::new(),

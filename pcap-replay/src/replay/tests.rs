@@ -2,6 +2,7 @@ use super::*;
 use crate::engine::{EngineError, EngineKind};
 use crate::program::Code;
 use crate::report::NdjsonVerdicts;
+use capfile::{Format, Record, Writer};
 use filter_programs::cbpf::Insn;
 
 /// Accepts every packet: disagrees with a real filter on purpose.
@@ -18,17 +19,18 @@ impl Engine for AcceptAll {
 
 /// Two Ethernet frames (IPv4, then ARP) and a truncated third record.
 fn capture() -> Vec<u8> {
-    let mut f = vec![
-        0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 1, 0, 0, 0,
-    ];
+    let mut w = Writer::new(Vec::new(), Format::Pcap, LinkType::ETHERNET, 262_144, "").unwrap();
     for ethertype in [[0x08, 0x00], [0x08, 0x06]] {
         let mut frame = [0u8; 14];
         frame[12..].copy_from_slice(&ethertype);
-        for x in [0u32, 0, 14, 60] {
-            f.extend(x.to_le_bytes());
-        }
-        f.extend(frame);
+        w.write(&Record {
+            ts_ns: 0,
+            wire_len: 60,
+            data: &frame,
+        })
+        .unwrap();
     }
+    let mut f = w.finish().unwrap();
     f.extend([0; 5]);
     f
 }

@@ -1,12 +1,11 @@
 //! What a run prints: the human table, the JSON summary, and the
 //! per-packet verdict lines.
 
-pub mod decode;
 mod mismatch;
 mod table;
 mod write;
 
-use crate::capture::Packet;
+use capfile::Packet;
 use crate::engine::Verdict;
 use crate::replay::CaptureInfo;
 use std::io::Write;

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::capture::LinkType;
+use capfile::LinkType;
 use crate::replay::FileResult;
 
 /// The link type's libpcap name (`EN10MB`), or its number.

@@ -1,5 +1,5 @@
 use super::*;
-use crate::capture::LinkType;
+use capfile::LinkType;
 use crate::engine::Verdict;
 use crate::replay::{FileResult, Mismatch};
 
@@ -63,8 +63,8 @@ fn json_report_has_the_documented_shape_and_order() {
     assert_eq!(v["results"][1]["error"], "boom");
 }
 
-fn packet(index: u64) -> crate::capture::Packet {
-    crate::capture::Packet {
+fn packet(index: u64) -> capfile::Packet {
+    capfile::Packet {
         index,
         offset: 0,
         ts_ns: 0,

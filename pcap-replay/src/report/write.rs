@@ -7,11 +7,9 @@
 
 use std::io::{self, Write};
 
-use crate::capture::pcap::{
-    FileHeader, FileHeaderRepr, LinkTypeField, RecordRepr, TsResolution, FILE_HEADER_LEN,
-    RECORD_HEADER_LEN,
-};
-use crate::capture::{ByteOrder, LinkType, Packet, MAX_CAPLEN};
+use capfile::pcap::{FileHeaderRepr, LinkTypeField, TsResolution};
+use capfile::{ByteOrder, LinkType, Packet, Record, Writer, MAX_CAPLEN};
+
 use crate::engine::Verdict;
 use crate::replay::{CaptureInfo, FileResult};
 
@@ -19,16 +17,17 @@ use super::VerdictSink;
 
 /// Writes matching packets as a pcap file.
 pub struct PcapWriter<W: Write> {
-    out: W,
-    header: Option<FileHeaderRepr>,
+    /// The output until the first capture's header is known.
+    pending: Option<W>,
+    file: Option<Writer<W>>,
     written: u64,
 }
 
 impl<W: Write> PcapWriter<W> {
     pub fn new(out: W) -> PcapWriter<W> {
         PcapWriter {
-            out,
-            header: None,
+            pending: Some(out),
+            file: None,
             written: 0,
         }
     }
@@ -38,8 +37,11 @@ impl<W: Write> PcapWriter<W> {
         self.written
     }
 
-    pub fn into_inner(self) -> W {
-        self.out
+    pub fn into_inner(self) -> Option<W> {
+        match self.file {
+            Some(f) => f.finish().ok(),
+            None => self.pending,
+        }
     }
 }
 
@@ -54,16 +56,17 @@ fn reference(rets: &[(&'static str, Verdict)]) -> Option<Verdict> {
 impl<W: Write> VerdictSink for PcapWriter<W> {
     fn start(&mut self, info: &CaptureInfo) -> io::Result<()> {
         let linktype = info.linktype.unwrap_or(LinkType::ETHERNET);
-        if let Some(h) = &self.header {
-            if h.linktype.linktype != linktype {
+        if let Some(f) = &self.file {
+            if f.linktype() != linktype {
                 let msg = format!(
                     "-w: link type {linktype} differs from the output file's {}",
-                    h.linktype.linktype
+                    f.linktype()
                 );
                 return Err(io::Error::new(io::ErrorKind::InvalidData, msg));
             }
             return Ok(());
         }
+        // The input's header, in little-endian order.
         let header = FileHeaderRepr {
             order: ByteOrder::Little,
             resolution: if info.nanosecond {
@@ -85,12 +88,11 @@ impl<W: Write> VerdictSink for PcapWriter<W> {
                 fcs_len: None,
             },
         };
-        let mut buf = [0u8; FILE_HEADER_LEN];
-        if let Some(mut view) = FileHeader::new_for_writing(&mut buf[..], ByteOrder::Little) {
-            header.emit(&mut view);
-        }
-        self.out.write_all(&buf)?;
-        self.header = Some(header);
+        let out = self
+            .pending
+            .take()
+            .ok_or_else(|| io::Error::other("-w: the output failed before"))?;
+        self.file = Some(Writer::pcap(out, header)?);
         Ok(())
     }
 
@@ -103,45 +105,36 @@ impl<W: Write> VerdictSink for PcapWriter<W> {
         if !reference(rets).is_some_and(|v| v.matched) {
             return Ok(());
         }
-        let Some(h) = &self.header else {
+        let Some(f) = &mut self.file else {
             return Err(io::Error::other("-w: a packet before the file header"));
         };
-        if packet.linktype != h.linktype.linktype {
+        if packet.linktype != f.linktype() {
             let msg = format!(
                 "-w: packet {} has link type {}, but the output file has {} (a pcap holds one link type)",
-                packet.index, packet.linktype, h.linktype.linktype
+                packet.index, packet.linktype, f.linktype()
             );
             return Err(io::Error::new(io::ErrorKind::InvalidData, msg));
         }
-        let secs = packet.ts_ns / 1_000_000_000;
-        let nanos = (packet.ts_ns % 1_000_000_000) as u32;
-        let rec = RecordRepr {
-            // pcap's seconds field is 32 bits wide.
-            ts_sec: secs as u32,
-            ts_frac: match h.resolution {
-                TsResolution::Nano => nanos,
-                TsResolution::Micro => nanos / 1_000,
-            },
-            caplen: packet.data.len() as u32,
-            orig_len: packet.wire_len,
-        };
-        let mut buf = [0u8; RECORD_HEADER_LEN];
-        rec.emit(&mut buf, h.order);
-        self.out.write_all(&buf)?;
-        self.out.write_all(&packet.data)?;
+        f.write(&Record {
+            ts_ns: packet.ts_ns,
+            wire_len: packet.wire_len,
+            data: &packet.data,
+        })?;
         self.written += 1;
         Ok(())
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        self.out.flush()
+        match &mut self.file {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture;
 
     fn packet(index: u64, len: usize) -> Packet {
         Packet {
@@ -196,8 +189,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(w.written(), 2);
-        let bytes = w.into_inner();
-        let c = capture::open("w.pcap", &bytes[..]).unwrap();
+        let bytes = w.into_inner().unwrap();
+        let c = capfile::open("w.pcap", &bytes[..]).unwrap();
         assert_eq!(c.snaplen(), Some(96));
         let got: Vec<Packet> = c.map(Result::unwrap).collect();
         assert_eq!(got.len(), 2);

@@ -19,7 +19,6 @@
 
 use std::io::BufRead;
 
-use super::prefetch::Prefetcher;
 use super::input::Input;
 use super::{
     ByteOrder, CaptureError, ErrorKind, LinkType, Options, Packet, PacketView, Part, MAX_CAPLEN,
@@ -44,8 +43,9 @@ mod field {
 pub const FILE_HEADER_LEN: usize = field::LINKTYPE.end;
 pub const RECORD_HEADER_LEN: usize = field::ORIG_LEN.end;
 
-const MAGIC_MICRO: u32 = 0xa1b2_c3d4;
-const MAGIC_NANO: u32 = 0xa1b2_3c4d;
+/// The magic numbers of a microsecond and a nanosecond file.
+pub const MAGIC_MICRO: u32 = 0xa1b2_c3d4;
+pub const MAGIC_NANO: u32 = 0xa1b2_3c4d;
 
 /// What the fractional part of a timestamp counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -277,7 +277,6 @@ pub struct Reader<R> {
     lent: usize,
     /// Where a record that straddles the input's buffer is copied.
     scratch: Packet,
-    prefetch: Prefetcher,
 }
 
 impl<R: BufRead> Reader<R> {
@@ -322,7 +321,6 @@ impl<R: BufRead> Reader<R> {
             done: false,
             lent: 0,
             scratch,
-            prefetch: Prefetcher::default(),
         })
     }
 
@@ -470,7 +468,6 @@ impl<R: BufRead> Reader<R> {
                 let data = self
                     .input
                     .buffered(RECORD_HEADER_LEN..RECORD_HEADER_LEN + keep)?;
-                self.prefetch.ahead(data);
                 self.lent = total;
                 self.index += 1;
                 self.done = false;

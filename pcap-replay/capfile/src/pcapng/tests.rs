@@ -1,6 +1,6 @@
 use super::wire::TsResol;
 use super::*;
-use crate::capture::{open, CaptureReader, Format};
+use crate::{open, CaptureReader, Format};
 
 /// Builds blocks in either byte order, padding bodies to 4 bytes.
 struct Builder {
@@ -36,7 +36,7 @@ impl Builder {
         self
     }
     fn shb(&mut self, major: u16, minor: u16) -> &mut Builder {
-        let mut body = self.u32(0x1a2b_3c4d).to_vec();
+        let mut body = self.u32(wire::BYTE_ORDER_MAGIC).to_vec();
         body.extend(self.u16(major));
         body.extend(self.u16(minor));
         body.extend([0xff; 8]);

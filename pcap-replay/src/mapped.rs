@@ -13,11 +13,19 @@
 //! not read, and a file cut shorter while it is read would fault (SIGBUS)
 //! on the missing pages, as any mapping does. Standard input and pipes
 //! cannot be mapped and keep the `read()` path.
+//!
+//! This is the one piece of capture reading with `unsafe` (the mapping),
+//! so it lives in the application and feeds `capfile`'s readers, which
+//! are safe, as any other `BufRead` does.
+
+mod prefetch;
 
 use std::fs::File;
 use std::io::{self, BufRead, Read};
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
+
+use prefetch::Prefetcher;
 
 /// Bytes mapped at a time: large enough that mapping costs nothing per
 /// packet, small enough that the mapped pages (counted in the resident
@@ -38,6 +46,7 @@ pub struct Mapped {
     map: Option<Window>,
     /// Offset in the file of the next byte to hand out.
     pos: u64,
+    prefetch: Prefetcher,
 }
 
 struct Window {
@@ -81,6 +90,7 @@ impl Mapped {
                 len: meta.len(),
                 map: None,
                 pos: 0,
+                prefetch: Prefetcher::default(),
             }),
             _ => Err(file),
         }
@@ -154,13 +164,18 @@ impl BufRead for Mapped {
             self.slide()?;
         }
         let pos = self.pos;
-        Ok(match &self.map {
+        let avail = match &self.map {
             Some(w) => usize::try_from(pos - w.at)
                 .ok()
                 .and_then(|from| w.bytes().get(from..))
                 .unwrap_or(&[]),
             None => &[],
-        })
+        };
+        // The readers lend records from here: keep the lines ahead coming.
+        if !avail.is_empty() {
+            self.prefetch.ahead(avail);
+        }
+        Ok(avail)
     }
 
     #[inline]

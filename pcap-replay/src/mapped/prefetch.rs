@@ -1,4 +1,5 @@
 //! A software stream prefetcher for records lent from a mapped file.
+//! [`super::Mapped`] runs it on every buffer it hands out.
 //!
 //! The hardware prefetcher stops at every 4 KiB page, and a mapped file's
 //! pages are scattered in physical memory, so reading small records in
@@ -19,13 +20,18 @@ pub struct Prefetcher {
 }
 
 impl Prefetcher {
-    /// Called with each record's data as it is lent.
+    /// Called with the bytes from the cursor on, before a record is lent
+    /// from them.
     #[inline]
     pub fn ahead(&mut self, at: &[u8]) {
         let here = at.as_ptr() as usize;
         let until = here.wrapping_add(DISTANCE);
         // A new mapping window (or the first record): start again here.
-        if self.next < here || self.next > until {
+        // The last call left `next` on the first line at or past its
+        // `until`; a call from the same place (the readers ask for the
+        // buffer more than once per record) or a little further on finds
+        // it less than a line past the new `until`, and asks for nothing.
+        if self.next < here || self.next > until.saturating_add(LINE) {
             self.next = here & !(LINE - 1);
         }
         while self.next < until {
@@ -46,4 +52,35 @@ fn prefetch(addr: usize) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = addr;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_line_is_asked_for_once_however_often_the_buffer_is_asked() {
+        let buf = vec![0u8; 4 * DISTANCE];
+        let mut p = Prefetcher::default();
+        p.ahead(&buf[5..]);
+        let first = p.next;
+        assert!(first >= buf.as_ptr() as usize + 5 + DISTANCE);
+        // Again from the same place, and a few bytes on: nothing new, or
+        // one line.
+        p.ahead(&buf[5..]);
+        assert_eq!(p.next, first);
+        for at in 6..200 {
+            let before = p.next;
+            p.ahead(&buf[at..]);
+            assert!(
+                p.next - before <= LINE,
+                "at {at}: {} lines",
+                (p.next - before) / LINE
+            );
+        }
+        // A jump back (a new window) starts again.
+        p.ahead(&buf[..]);
+        let start = buf.as_ptr() as usize;
+        assert!(p.next >= start + DISTANCE && p.next < start + DISTANCE + LINE);
+    }
 }

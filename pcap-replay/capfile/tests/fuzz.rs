@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use super::{open, pcap};
+use capfile::{open, pcap, MAX_CAPLEN};
 
 fn drain(bytes: &[u8]) -> usize {
     let Ok(reader) = open("fuzz", bytes) else {
@@ -14,7 +14,7 @@ fn drain(bytes: &[u8]) -> usize {
     for item in reader {
         match item {
             Ok(p) => {
-                assert!(p.data.len() <= super::MAX_CAPLEN as usize);
+                assert!(p.data.len() <= MAX_CAPLEN as usize);
                 packets += 1;
             }
             Err(e) => {

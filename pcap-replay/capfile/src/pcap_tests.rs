@@ -1,5 +1,5 @@
 use super::*;
-use crate::capture::{open, open_with, CaptureReader};
+use crate::{open, open_with, CaptureReader};
 
 /// A little-endian microsecond header: version 2.4, snaplen 65535, EN10MB.
 const LE_HEADER: [u8; 24] = [
@@ -303,7 +303,7 @@ fn unknown_linktypes_are_refused_only_when_asked() {
 /// straddle its edge.
 fn read_all_views(bytes: &[u8], capacity: usize) -> (Vec<Packet>, Option<CaptureError>) {
     let buffered = std::io::BufReader::with_capacity(capacity, bytes);
-    let mut reader = match crate::capture::open_buffered("t.pcap", buffered, Options::default()) {
+    let mut reader = match crate::open_buffered("t.pcap", buffered, Options::default()) {
         Ok(r) => r,
         Err(e) => return (vec![], Some(e)),
     };

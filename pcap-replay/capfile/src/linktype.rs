@@ -1,6 +1,8 @@
 //! Link types as capture files store them (LINKTYPE_ values), and the
 //! few places where they differ from the DLT_ values libpcap's API takes.
 
+mod names;
+
 use serde::Serialize;
 
 /// A LINKTYPE_ value: what the pcap header and a pcapng IDB say.
@@ -28,9 +30,15 @@ impl LinkType {
     pub const LINUX_SLL: LinkType = LinkType(113);
     pub const LINUX_SLL2: LinkType = LinkType(276);
 
+    /// The name libpcap gives this link type (that of its DLT_ value, such
+    /// as `EN10MB` or `RAW`), if it knows one.
+    pub fn name(self) -> Option<&'static str> {
+        dlt_name(self.to_dlt())
+    }
+
     /// Whether libpcap knows this link type by name.
     pub fn is_known(self) -> bool {
-        libpcap_oracle::dlt_name(self.to_dlt()).is_some()
+        self.name().is_some()
     }
 
     /// The DLT_ value libpcap's API uses for this link type.
@@ -50,6 +58,13 @@ impl LinkType {
     }
 }
 
+/// The name libpcap gives a DLT_ value (`pcap_datalink_val_to_name`).
+pub fn dlt_name(dlt: i32) -> Option<&'static str> {
+    let dlt = u16::try_from(dlt).ok()?;
+    let i = names::NAMES.binary_search_by_key(&dlt, |(v, _)| *v).ok()?;
+    Some(names::NAMES[i].1)
+}
+
 impl std::fmt::Display for LinkType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.0)
@@ -67,5 +82,17 @@ mod tests {
         assert_eq!(LinkType::ETHERNET.to_dlt(), 1);
         assert_eq!(LinkType::from_dlt(113), Some(LinkType::LINUX_SLL));
         assert_eq!(LinkType::from_dlt(-1), None);
+    }
+
+    #[test]
+    fn names_are_those_of_the_dlt_value() {
+        assert_eq!(LinkType::ETHERNET.name(), Some("EN10MB"));
+        // A file's RAW (101) is libpcap's DLT_RAW (12).
+        assert_eq!(LinkType::RAW.name(), Some("RAW"));
+        assert_eq!(LinkType(101).to_dlt(), 12);
+        assert_eq!(LinkType::LINUX_SLL2.name(), Some("LINUX_SLL2"));
+        assert!(!LinkType(60_000).is_known());
+        assert_eq!(dlt_name(-1), None);
+        assert!(names::NAMES.windows(2).all(|w| w[0].0 < w[1].0), "sorted");
     }
 }

@@ -15,7 +15,7 @@
 //!  PB   0 interface id (u16), 2 drops (u16), 4 ts high, 8 ts low, 12 caplen, 16 len, 20 data, options
 //! ```
 
-use crate::capture::{ByteOrder, ErrorKind, LinkType};
+use crate::{ByteOrder, ErrorKind, LinkType};
 
 pub type Field = std::ops::Range<usize>;
 
@@ -42,6 +42,7 @@ pub mod idb {
     pub const LINKTYPE: Field = 0..2;
     pub const SNAPLEN: Field = 4..8;
     pub const OPTIONS: usize = 8;
+    pub const OPT_NAME: u16 = 2;
     pub const OPT_TSRESOL: u16 = 9;
     pub const OPT_FCSLEN: u16 = 13;
     pub const OPT_TSOFFSET: u16 = 14;
@@ -79,7 +80,7 @@ pub const PB_TYPE: u32 = 2;
 pub const SPB_TYPE: u32 = 3;
 pub const EPB_TYPE: u32 = 6;
 pub const BYTE_ORDER_MAGIC: u32 = 0x1a2b_3c4d;
-const OPT_ENDOFOPT: u16 = 0;
+pub const OPT_ENDOFOPT: u16 = 0;
 
 /// A block body, read in the section's byte order. Every getter is
 /// bounds-checked by the `parse` functions below before use.
@@ -212,6 +213,24 @@ impl TsResol {
             TsResol::Pow2(n) if n > 63 => Err(ErrorKind::BadTsResol(v)),
             _ => Ok(r),
         }
+    }
+
+    /// The `if_tsresol` byte.
+    pub fn to_byte(self) -> u8 {
+        match self {
+            TsResol::Pow10(n) => n,
+            TsResol::Pow2(n) => 0x80 | n,
+        }
+    }
+
+    /// Timestamp units in `ns` nanoseconds, rounded down, saturating.
+    pub fn from_ns(self, ns: u64) -> u64 {
+        let units: u128 = match self {
+            TsResol::Pow10(n) if n <= 9 => u128::from(ns) / 10u128.pow(9 - u32::from(n)),
+            TsResol::Pow10(n) => u128::from(ns) * 10u128.pow(u32::from(n) - 9),
+            TsResol::Pow2(n) => (u128::from(ns) << n) / 1_000_000_000,
+        };
+        u64::try_from(units).unwrap_or(u64::MAX)
     }
 
     /// Nanoseconds in `units` timestamp units, saturating.

@@ -5,6 +5,7 @@
 //! the link type, snap length and timestamp units. Blocks of other types
 //! are skipped without being buffered.
 
+mod emit;
 pub mod wire;
 
 use std::io::BufRead;
@@ -15,6 +16,7 @@ use super::{
 };
 use wire::{block, Body, InterfaceRepr, PacketRepr, SectionHeaderRepr};
 
+pub use emit::emit_epb;
 pub use wire::SHB_TYPE;
 
 /// Longest block accepted: libpcap's cap, which bounds the memory one

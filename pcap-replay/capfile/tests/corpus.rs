@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-use super::{open, ErrorKind};
+use capfile::{open, ErrorKind};
 
 fn manifest() -> Vec<(String, String)> {
     let dir = e2e::corpus_dir().join("pcaps");

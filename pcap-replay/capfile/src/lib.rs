@@ -1,31 +1,34 @@
-//! Streaming capture readers: classic pcap and pcapng.
+//! Capture files, pure: classic pcap and pcapng, read and written.
 //!
-//! Ours rather than the `pcap` crate's so that every error names the file
-//! and the byte offset of the bad field, and so that a corrupt file still
-//! yields the packets before the fault. Each format is modelled as typed
-//! views over byte slices (`wire` types with named field offsets) and a
-//! `Repr` for the decoded header, as smoltcp does; the readers pull one
-//! record at a time from any `Read` (or `BufRead`, such as a [`Mapped`]
-//! file), never the whole file.
+//! Both tools of the workspace read and write captures (pcap-replay
+//! replays them, `filterd test` dry-runs them, `filterd capture` and
+//! `pcap-replay -w` write them), so the formats live once, here, and this
+//! is the only crate that knows their magic numbers. It makes no system
+//! call and has no `unsafe`: callers hand it any `Read`, `BufRead` or
+//! `Write` (pcap-replay hands it a file mapping of its own).
+//!
+//! Ours rather than libpcap's so that every error names the file and the
+//! byte offset of the bad field, and so that a corrupt file still yields
+//! the packets before the fault. Each format is modelled as typed views
+//! over byte slices (`wire` types with named field offsets) and a `Repr`
+//! for the decoded header, as smoltcp does; the readers pull one record at
+//! a time from any `Read` (or `BufRead`), never the whole file. The
+//! [`write`] module emits the same `Repr`s.
+
+#![forbid(unsafe_code)]
 
 mod error;
 mod input;
 mod linktype;
-mod mapped;
 pub mod pcap;
 pub mod pcapng;
-mod prefetch;
-
-#[cfg(test)]
-mod corpus_tests;
-#[cfg(test)]
-mod fuzz_tests;
+pub mod write;
 
 use std::io::{BufRead, BufReader, Read};
 
 pub use error::{CaptureError, ErrorKind, Part};
 pub use linktype::LinkType;
-pub use mapped::Mapped;
+pub use write::{Record, Writer};
 
 use input::Input;
 
@@ -96,6 +99,14 @@ pub enum ByteOrder {
 }
 
 impl ByteOrder {
+    /// This machine's order: what a capture written "in host order", as
+    /// tcpdump and `filterd capture` write, uses.
+    pub const NATIVE: ByteOrder = if cfg!(target_endian = "big") {
+        ByteOrder::Big
+    } else {
+        ByteOrder::Little
+    };
+
     /// Reads a u16 from the first 2 bytes of `b` (callers pass exact slices).
     pub fn u16(self, b: &[u8]) -> u16 {
         let a = [b[0], b[1]];
@@ -160,8 +171,9 @@ pub struct Options {
     /// length. By default such a record is cut to the snap length, as
     /// libpcap does (and libpcap's own test files rely on it).
     pub strict_snaplen: bool,
-    /// Refuse a link type that libpcap has no name for: no filter can be
-    /// compiled for it, so it means a corrupt or foreign file.
+    /// Refuse a link type that libpcap has no name for ([`LinkType::name`]):
+    /// no filter can be compiled for it, so it means a corrupt or foreign
+    /// file.
     pub known_linktypes_only: bool,
 }
 
@@ -188,7 +200,8 @@ pub fn open_with<R: Read>(
     )
 }
 
-/// [`open_with`] over a reader that buffers itself, such as [`Mapped`].
+/// [`open_with`] over a reader that buffers itself, such as a file
+/// mapping.
 pub fn open_buffered<R: BufRead>(
     name: impl Into<String>,
     reader: R,
