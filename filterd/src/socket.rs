@@ -61,7 +61,7 @@ pub struct SocketProgram {
 }
 
 impl SocketProgram {
-    /// Loads `insns` (the output of `translate(.., Target::Socket)` or any
+    /// Loads `insns` (the output of `translate(.., Target::socket())` or any
     /// socket filter) through the verifier. The verifier's log is in the
     /// error when it refuses.
     ///

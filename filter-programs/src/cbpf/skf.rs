@@ -87,7 +87,7 @@ impl Ancillary {
     /// the kernel knows.
     pub fn from_k(k: u32) -> Option<Ancillary> {
         let off = k.wrapping_sub(SKF_AD_OFF as u32);
-        if off >= SKF_AD_MAX || off % 4 != 0 {
+        if off >= SKF_AD_MAX || !off.is_multiple_of(4) {
             return None;
         }
         Ancillary::ALL.get((off / 4) as usize).copied()

@@ -430,7 +430,7 @@ impl fmt::Debug for Insn {
 
 /// Bytes to slots.
 pub fn from_bytes(bytes: &[u8]) -> Result<Vec<Insn>, DecodeError> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(DecodeError::Length { len: bytes.len() });
     }
     Ok(bytes

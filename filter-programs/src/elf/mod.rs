@@ -280,13 +280,13 @@ fn file(sections: &[Shdr]) -> Vec<u8> {
     let mut out = vec![0u8; 64];
     let mut offsets = Vec::new();
     for s in sections {
-        while out.len() as u64 % s.align.max(1) != 0 {
+        while !(out.len() as u64).is_multiple_of(s.align.max(1)) {
             out.push(0);
         }
         offsets.push(out.len() as u64);
         out.extend_from_slice(&s.data);
     }
-    while out.len() % 8 != 0 {
+    while !out.len().is_multiple_of(8) {
         out.push(0);
     }
     let shoff = out.len() as u64;

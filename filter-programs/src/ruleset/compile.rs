@@ -68,13 +68,17 @@ pub struct Compiled {
     pub counter_names: Vec<String>,
     /// Per chain, summed over programs: its name, the rules placed in it,
     /// and its length in assembler items (about instructions).
-    pub chains: Vec<(String, usize, usize)>,
+    pub chains: Vec<ChainSize>,
     /// The tuple tables of the IPv4 fast path (see `fast`), to be filled
     /// into hash maps `tuples_0`, `tuples_1`, ... before the program runs.
     pub tables: Vec<Table>,
     /// How many rules the fast path's tables hold (see `fast`).
     pub fast_rules: usize,
 }
+
+/// A chain's name, the rules placed in it, and its length in assembler
+/// items.
+pub type ChainSize = (String, usize, usize);
 
 /// One hash map of the fast path: keys of one shape to `index << 1 | drop`
 /// of the first rule with that key.
@@ -210,7 +214,7 @@ pub fn compile(rules: &[Rule], default: Verdict) -> Result<Compiled, CompileErro
     }
     let fast = Fast::new(rules);
     let mut programs = Vec::new();
-    let mut chains: Vec<(String, usize, usize)> = Vec::new();
+    let mut chains: Vec<ChainSize> = Vec::new();
     for (k, seg) in segments.iter().enumerate() {
         let last = k + 1 == segments.len();
         let f = (!fast.tables.is_empty()).then_some(&fast);
@@ -246,7 +250,7 @@ fn program(
     default: Verdict,
     next: Option<i32>,
     fast: Option<&Fast>,
-) -> Result<(Vec<Insn>, Vec<(String, usize, usize)>), CompileError> {
+) -> Result<(Vec<Insn>, Vec<ChainSize>), CompileError> {
     let mut a = Asm::new();
     let tail_pass = a.label();
     let tail_drop = a.label();

@@ -216,7 +216,7 @@ action = "pass"
                     8 if round % 4 == 0 => "icmp".to_string(),
                     _ => format!("{dir}net {net} and {proto}{dir}port {p}").replace("  ", " "),
                 };
-                let expr = expr.trim().replace("sctp port 53 and", "sctp port 53 and");
+                let expr = expr.trim();
                 let action = ["pass", "drop", "drop", "count"][rng.below(if round % 2 == 0 { 3 } else { 4 }) as usize];
                 text.push_str(&format!("[[rule]]\nname = \"r{i}\"\nmatch = \"{expr}\"\naction = \"{action}\"\n"));
             }

@@ -90,7 +90,7 @@ impl Term {
                 (None, x) | (x, None) => Some(x),
                 (Some((x, lx)), Some((y, ly))) => {
                     let l = lx.min(ly);
-                    (x & mask(l) == y & mask(l)).then(|| if lx >= ly { Some((x, lx)) } else { Some((y, ly)) })
+                    (x & mask(l) == y & mask(l)).then_some(if lx >= ly { Some((x, lx)) } else { Some((y, ly)) })
                 }
             }
         }

@@ -245,7 +245,7 @@ impl<'a> Emitter<'a> {
 
     /// A backward `ja` (libpcap's `protochain` loop). The verifier accepts
     /// a loop only when it can see it end, so each back edge spends one of
-    /// the hook's [`Hook::loop_budget`](crate::Hook::loop_budget); a packet that needs more rejects. libpcap's
+    /// [`Hook::loop_budget`]; a packet that needs more rejects. libpcap's
     /// loop walks one extension header per turn, and no real packet has
     /// that many.
     fn back_edge(&mut self, i: usize, k: u32) {

@@ -25,7 +25,12 @@ use super::{fail, load_cbpf, Failure, EXIT_ERROR, EXIT_INVALID};
     filterd compile --target socket --format asm --cbpf web.ddd")]
 pub struct CompileArgs {
     /// The link type the program reads, as tcpdump -y names it.
-    #[arg(short = 'y', long = "linktype", default_value = "EN10MB", value_name = "LINKTYPE")]
+    #[arg(
+        short = 'y',
+        long = "linktype",
+        default_value = "EN10MB",
+        value_name = "LINKTYPE"
+    )]
     pub linktype: String,
     /// Output format of the classic program, as tcpdump's: -d (the
     /// default) instructions, -dd C array lines, -ddd decimal numbers.

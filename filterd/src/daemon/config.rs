@@ -26,7 +26,10 @@ pub struct Daemon {
 
 impl Default for Daemon {
     fn default() -> Daemon {
-        Daemon { pin: "/sys/fs/bpf/filterd".into(), metrics: Some("127.0.0.1:9977".into()) }
+        Daemon {
+            pin: "/sys/fs/bpf/filterd".into(),
+            metrics: Some("127.0.0.1:9977".into()),
+        }
     }
 }
 
@@ -41,8 +44,14 @@ pub struct Config {
 /// Parses and validates a config, reporting every problem at once.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
     let mut daemon = Daemon::default();
-    let rules = parse_with(text, TABLE, |t, problems| read_daemon(t, problems, &mut daemon))?;
-    Ok(Config { daemon, interfaces: rules.interfaces, rules: rules.rules })
+    let rules = parse_with(text, TABLE, |t, problems| {
+        read_daemon(t, problems, &mut daemon)
+    })?;
+    Ok(Config {
+        daemon,
+        interfaces: rules.interfaces,
+        rules: rules.rules,
+    })
 }
 
 fn read_daemon(t: &Table, c: &mut Problems, daemon: &mut Daemon) {
@@ -50,7 +59,10 @@ fn read_daemon(t: &Table, c: &mut Problems, daemon: &mut Daemon) {
     c.unknown_keys(&place, t, &["pin", "metrics"]);
     if let Some(pin) = c.string(&place, t, "pin") {
         if !pin.starts_with('/') {
-            c.add(&place, format!("`pin` must be an absolute path, not {pin:?}"));
+            c.add(
+                &place,
+                format!("`pin` must be an absolute path, not {pin:?}"),
+            );
         }
         daemon.pin = pin;
     }
@@ -75,7 +87,13 @@ mod tests {
     #[test]
     fn the_daemon_table_is_read() {
         let c = parse(&format!("[daemon]\npin = \"/x\"\nmetrics = \"\"\n{RULE}")).unwrap();
-        assert_eq!(c.daemon, Daemon { pin: "/x".into(), metrics: None });
+        assert_eq!(
+            c.daemon,
+            Daemon {
+                pin: "/x".into(),
+                metrics: None
+            }
+        );
     }
 
     #[test]
@@ -84,9 +102,17 @@ mod tests {
         let e = parse(text).unwrap_err();
         let places: Vec<&str> = e.0.iter().map(|p| p.place.as_str()).collect();
         assert_eq!(places, ["config", "[daemon]", "[daemon]", "rule \"r\""]);
-        assert!(e.0[0].detail.contains("expected one of: daemon, interface, rule"), "{e}");
+        assert!(
+            e.0[0]
+                .detail
+                .contains("expected one of: daemon, interface, rule"),
+            "{e}"
+        );
         assert!(e.0[1].detail.contains("unknown key `port`"), "{e}");
-        assert!(e.0[2].detail.contains("`pin` must be an absolute path"), "{e}");
+        assert!(
+            e.0[2].detail.contains("`pin` must be an absolute path"),
+            "{e}"
+        );
         let e = parse(&format!("daemon = 1\n{RULE}")).unwrap_err();
         assert_eq!(e.0[0].to_string(), "daemon: must be a table ([daemon])");
     }

@@ -166,8 +166,17 @@ impl Cfg {
             self.loop_heads[t] = true;
         }
         let Some(mut c) = counter else { return Ok(()) };
+        self.counter_writes(&mut c, &targets, kind)?;
+        self.counter = Some(c);
+        Ok(())
+    }
+
+    /// Every store that touches the loop counter `c` must be the counter
+    /// being set from a constant within `kind`'s budget (or the loop's own
+    /// decrement, already in `c.writers`).
+    fn counter_writes(&self, c: &mut Counter, targets: &[bool], kind: Hook) -> Result<(), CheckError> {
         let budget = kind.loop_budget();
-        for s in 0..self.ops.len() {
+        for (s, &target) in targets.iter().enumerate() {
             let Some(Op::St { dst, off, size, .. } | Op::Stx { dst, off, size, .. }) = self.op(s)
             else {
                 continue;
@@ -191,7 +200,7 @@ impl Cfg {
                         dst,
                         src: Operand::Imm(v),
                     }),
-                ) if off == c.off && dst == src && !targets[s] => Some(v),
+                ) if off == c.off && dst == src && !target => Some(v),
                 _ => None,
             };
             match set {
@@ -209,7 +218,6 @@ impl Cfg {
                 }
             }
         }
-        self.counter = Some(c);
         Ok(())
     }
 
