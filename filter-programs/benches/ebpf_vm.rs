@@ -76,7 +76,11 @@ fn mbuff_for(frame: &[u8], mbuff: &mut [u8; 16]) {
 }
 
 fn ours(prog: &Program, maps: &mut Maps, env: &Env, frame: &[u8]) -> u64 {
-    let input = Input::Xdp { frame, ingress_ifindex: 0, rx_queue_index: 0 };
+    let input = Input::Xdp {
+        frame,
+        ingress_ifindex: 0,
+        rx_queue_index: 0,
+    };
     match prog.run(&input, maps, env) {
         Ok(v) => v,
         Err(e) => panic!("our VM: {e}"),
@@ -97,11 +101,21 @@ fn sides(expr: &str) -> Sides {
     let prog = Program::new(&insns).unwrap_or_else(|e| panic!("{expr}: {e}"));
     // rbpf borrows the bytes for as long as the VM lives; one program per
     // expression per bench run.
-    let bytes: &'static [u8] = for_rbpf(&insns).unwrap_or_else(|e| panic!("{expr}: rbpf cannot run it: {e}")).leak();
-    let interp = rbpf::EbpfVmMbuff::new(Some(bytes)).unwrap_or_else(|e| panic!("{expr}: rbpf: {e}"));
-    let mut jit = rbpf::EbpfVmMbuff::new(Some(bytes)).unwrap_or_else(|e| panic!("{expr}: rbpf: {e}"));
-    jit.jit_compile().unwrap_or_else(|e| panic!("{expr}: rbpf JIT: {e}"));
-    Sides { prog, interp, jit, insns: insns.len() }
+    let bytes: &'static [u8] = for_rbpf(&insns)
+        .unwrap_or_else(|e| panic!("{expr}: rbpf cannot run it: {e}"))
+        .leak();
+    let interp =
+        rbpf::EbpfVmMbuff::new(Some(bytes)).unwrap_or_else(|e| panic!("{expr}: rbpf: {e}"));
+    let mut jit =
+        rbpf::EbpfVmMbuff::new(Some(bytes)).unwrap_or_else(|e| panic!("{expr}: rbpf: {e}"));
+    jit.jit_compile()
+        .unwrap_or_else(|e| panic!("{expr}: rbpf JIT: {e}"));
+    Sides {
+        prog,
+        interp,
+        jit,
+        insns: insns.len(),
+    }
 }
 
 /// One pass of our VM over all packets.
@@ -127,7 +141,11 @@ fn rbpf_pass(interp: &rbpf::EbpfVmMbuff, packets: &[Vec<u8>]) -> u64 {
 fn ebpf_vm(c: &mut Criterion<ThreadCpuTime>) {
     // rbpf's JIT and `execute_program_jit` want mutable packet buffers.
     let mut packets: Vec<Vec<u8>> = ethernet_packets().into_iter().map(|(p, _)| p).collect();
-    assert!(packets.len() > 1000, "only {} Ethernet packets in the corpus", packets.len());
+    assert!(
+        packets.len() > 1000,
+        "only {} Ethernet packets in the corpus",
+        packets.len()
+    );
     let mut group = c.benchmark_group("ebpf_vm");
     group
         .throughput(Throughput::Elements(packets.len() as u64))
@@ -137,7 +155,12 @@ fn ebpf_vm(c: &mut Criterion<ThreadCpuTime>) {
     let env = Env::default();
     let mut maps = Maps::new(&[], 1);
     for expr in EXPRESSIONS {
-        let Sides { prog, interp, jit, insns } = sides(expr);
+        let Sides {
+            prog,
+            interp,
+            jit,
+            insns,
+        } = sides(expr);
         eprintln!("{expr}: {insns} eBPF instructions");
 
         // Same verdicts, or the comparison means nothing. The interpreter
@@ -146,19 +169,24 @@ fn ebpf_vm(c: &mut Criterion<ThreadCpuTime>) {
         for (n, pkt) in packets.iter_mut().enumerate() {
             let want = ours(&prog, &mut maps, &env, pkt);
             mbuff_for(pkt, &mut mbuff);
-            let got = interp.execute_program(pkt, &mbuff).unwrap_or_else(|e| panic!("{expr} packet {n}: {e}"));
+            let got = interp
+                .execute_program(pkt, &mbuff)
+                .unwrap_or_else(|e| panic!("{expr} packet {n}: {e}"));
             assert_eq!(got, want, "{expr} packet {n}: rbpf interpreter vs our VM");
             // SAFETY: the interpreter just ran this program on this packet
             // with every access checked; the JIT'd code makes the same
             // accesses (pointers from mbuff, which points into pkt).
-            let got = unsafe { jit.execute_program_jit(pkt, &mut mbuff) }.unwrap_or_else(|e| panic!("{expr}: {e}"));
+            let got = unsafe { jit.execute_program_jit(pkt, &mut mbuff) }
+                .unwrap_or_else(|e| panic!("{expr}: {e}"));
             assert_eq!(got, want, "{expr} packet {n}: rbpf JIT vs our VM");
         }
 
         group.bench_function(BenchmarkId::new("ours", expr), |b| {
             b.iter(|| ours_pass(&prog, &mut maps, &env, &packets))
         });
-        group.bench_function(BenchmarkId::new("rbpf", expr), |b| b.iter(|| rbpf_pass(&interp, &packets)));
+        group.bench_function(BenchmarkId::new("rbpf", expr), |b| {
+            b.iter(|| rbpf_pass(&interp, &packets))
+        });
         group.bench_function(BenchmarkId::new("rbpf-jit", expr), |b| {
             b.iter(|| {
                 let mut n = 0u64;
@@ -166,7 +194,9 @@ fn ebpf_vm(c: &mut Criterion<ThreadCpuTime>) {
                 for pkt in packets.iter_mut() {
                     mbuff_for(black_box(pkt), &mut mbuff);
                     // SAFETY: checked on these very packets above.
-                    n = n.wrapping_add(unsafe { jit.execute_program_jit(pkt, &mut mbuff) }.unwrap_or(u64::MAX));
+                    n = n.wrapping_add(
+                        unsafe { jit.execute_program_jit(pkt, &mut mbuff) }.unwrap_or(u64::MAX),
+                    );
                 }
                 n
             })
@@ -200,7 +230,10 @@ fn pass_ns(packets: usize, mut pass: impl FnMut() -> u64) -> f64 {
 /// which goes first); medians of each side and of the per-round ratios.
 fn paired() {
     let packets: Vec<Vec<u8>> = ethernet_packets().into_iter().map(|(p, _)| p).collect();
-    println!("\npaired ({ROUNDS} rounds of {PASSES} passes over {} packets, thread CPU time):", packets.len());
+    println!(
+        "\npaired ({ROUNDS} rounds of {PASSES} passes over {} packets, thread CPU time):",
+        packets.len()
+    );
     println!("| expression | insns | ours (ns/packet) | rbpf (ns/packet) | ratio |");
     println!("|---|---:|---:|---:|---:|");
     let env = Env::default();
@@ -213,7 +246,10 @@ fn paired() {
             || pass_ns(n, || ours_pass(&s.prog, &mut maps, &env, &packets)),
             || pass_ns(n, || rbpf_pass(&s.interp, &packets)),
         );
-        println!("| `{expr}` | {} | {:.1} | {:.1} | {:.2} |", s.insns, p.ours, p.theirs, p.ratio);
+        println!(
+            "| `{expr}` | {} | {:.1} | {:.1} | {:.2} |",
+            s.insns, p.ours, p.theirs, p.ratio
+        );
     }
 }
 

@@ -78,15 +78,12 @@ fn interpreter(c: &mut Criterion<ThreadCpuTime>) {
     for expr in EXPRESSIONS {
         let insns = libpcap::compile(expr, CompileOptions::new(1))
             .unwrap_or_else(|e| panic!("{expr}: {e}"));
-        let validated = libpcap::Validated::new(&insns).expect("bpf_validate accepts libpcap's program");
+        let validated =
+            libpcap::Validated::new(&insns).expect("bpf_validate accepts libpcap's program");
         let prog = Program::new(&insns).unwrap_or_else(|e| panic!("{expr}: {e}"));
         // Same verdicts, or the comparison means nothing.
         for (pkt, len) in &packets {
-            assert_eq!(
-                prog.run(pkt, *len),
-                validated.filter(pkt, *len),
-                "{expr}"
-            );
+            assert_eq!(prog.run(pkt, *len), validated.filter(pkt, *len), "{expr}");
         }
         group.bench_with_input(BenchmarkId::new("ours", expr), &packets, |b, packets| {
             b.iter(|| over(packets, |p, l| prog.run(p, l)))
@@ -138,11 +135,16 @@ fn paired() {
     for expr in EXPRESSIONS {
         let insns = libpcap::compile(expr, CompileOptions::new(1))
             .unwrap_or_else(|e| panic!("{expr}: {e}"));
-        let validated = libpcap::Validated::new(&insns).expect("bpf_validate accepts libpcap's program");
+        let validated =
+            libpcap::Validated::new(&insns).expect("bpf_validate accepts libpcap's program");
         let prog = Program::new(&insns).unwrap_or_else(|e| panic!("{expr}: {e}"));
         let ours = |p: &[u8], l: u32| prog.run(p, l);
         let theirs = |p: &[u8], l: u32| validated.filter(p, l);
-        let p = paired_rounds(ROUNDS, || pass_ns(&packets, PASSES, ours), || pass_ns(&packets, PASSES, theirs));
+        let p = paired_rounds(
+            ROUNDS,
+            || pass_ns(&packets, PASSES, ours),
+            || pass_ns(&packets, PASSES, theirs),
+        );
         println!(
             "| `{expr}` | {:.1} | {:.1} | {:.2} |",
             p.ours, p.theirs, p.ratio

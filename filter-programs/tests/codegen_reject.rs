@@ -72,10 +72,15 @@ fn reject_suite_is_rejected() {
         c.rows += 1;
         let by_optimizer = r["expected_error"] == "expression rejects all packets";
         match catch_unwind(AssertUnwindSafe(|| compile(&r["expression"], &opts))) {
-            Ok(Err(e)) if by_optimizer && e.message() == "expression rejects all packets" => c.optimizer += 1,
+            Ok(Err(e)) if by_optimizer && e.message() == "expression rejects all packets" => {
+                c.optimizer += 1
+            }
             Ok(Err(_)) if by_optimizer => {
                 c.accepted += 1;
-                accepted.push(format!("{} {:?}: refused, but not as rejecting all packets", r["dlt"], r["expression"]));
+                accepted.push(format!(
+                    "{} {:?}: refused, but not as rejecting all packets",
+                    r["dlt"], r["expression"]
+                ));
             }
             Ok(Err(_)) => c.rejected += 1,
             Ok(Ok(_)) => {
@@ -125,9 +130,18 @@ fn reject_suite_is_rejected() {
 /// verdict is the same for every packet, and on one packet it is 0.
 fn libpcap_never_matches(dlt: &str, expr: &str) -> bool {
     use libpcap_oracle::{self as libpcap, CompileOptions};
-    let Some(d) = libpcap::dlt_from_name(dlt) else { return false };
-    let opts = CompileOptions { dlt: d, snaplen: 262_144, optimize: true, netmask: 0xffff_ffff };
-    let Ok(prog) = libpcap::compile(expr, opts) else { return false };
+    let Some(d) = libpcap::dlt_from_name(dlt) else {
+        return false;
+    };
+    let opts = CompileOptions {
+        dlt: d,
+        snaplen: 262_144,
+        optimize: true,
+        netmask: 0xffff_ffff,
+    };
+    let Ok(prog) = libpcap::compile(expr, opts) else {
+        return false;
+    };
     e2e::corpus::reads_no_packet(&prog) && libpcap::filter(&prog, &[0u8; 64], 64) == 0
 }
 
@@ -165,7 +179,10 @@ fn accept_suite_is_accepted() {
         let c = counts.entry(r["dlt"].clone()).or_default();
         c.0 += 1;
         if flags.contains(&"opt_fails") {
-            let optimized = Options { optimize: true, ..opts.clone() };
+            let optimized = Options {
+                optimize: true,
+                ..opts.clone()
+            };
             match compile(&r["expression"], &optimized) {
                 Err(e) if e.message() == "expression rejects all packets" => {}
                 other => refused.push(format!(
@@ -178,8 +195,9 @@ fn accept_suite_is_accepted() {
         }
         match compile(&r["expression"], &opts) {
             Ok(_) => c.1 += 1,
-            Err(e) if e.message() == "expression rejects all packets"
-                && libpcap_never_matches(&r["dlt"], &r["expression"]) =>
+            Err(e)
+                if e.message() == "expression rejects all packets"
+                    && libpcap_never_matches(&r["dlt"], &r["expression"]) =>
             {
                 // libpcap's optimizer misses it, ours proves it: see
                 // docs/LIBPCAP_DIFFERENCES.md ("byte 8 & 5" on IPV4).

@@ -14,21 +14,16 @@ use std::sync::Arc;
 use e2e::corpus::{captures, expressions, Capture};
 use filter_programs::cbpf::interp::Program;
 use filter_programs::cbpf::text;
-use filter_programs::codegen::{compile, ErrorKind, Dlt, Options, Resolver, DEFAULT_SNAPLEN};
-use libpcap_oracle::{self as libpcap, CompileOptions};
+use filter_programs::codegen::{compile, Dlt, ErrorKind, Options, Resolver, DEFAULT_SNAPLEN};
 use libpcap_oracle::resolve::SystemResolver;
+use libpcap_oracle::{self as libpcap, CompileOptions};
 
 /// Supported EN10MB corpus expressions, raised as the generator grows.
 const EN10MB_FLOOR: usize = 522;
 
 /// libpcap 1.10's dead handle on Linux: Linux extensions on, this
 /// machine's names.
-fn options(
-    lt: Dlt,
-    snaplen: u32,
-    netmask: Option<u32>,
-    resolver: &Arc<dyn Resolver>,
-) -> Options {
+fn options(lt: Dlt, snaplen: u32, netmask: Option<u32>, resolver: &Arc<dyn Resolver>) -> Options {
     Options {
         snaplen,
         netmask,
@@ -90,13 +85,23 @@ fn codegen_matches_libpcap_on_corpus() {
                 // docs/LIBPCAP_DIFFERENCES.md): fine only if libpcap's own
                 // program provably matches nothing.
                 row.supported += 1;
-                let lopts = CompileOptions { dlt, snaplen: snaplen as i32, optimize: true, netmask: e.netmask.unwrap_or(0xffff_ffff) };
+                let lopts = CompileOptions {
+                    dlt,
+                    snaplen: snaplen as i32,
+                    optimize: true,
+                    netmask: e.netmask.unwrap_or(0xffff_ffff),
+                };
                 let theirs = libpcap::compile(&e.expr, lopts).expect("libpcap compiles it");
-                if e2e::corpus::reads_no_packet(&theirs) && libpcap::filter(&theirs, &[0u8; 64], 64) == 0 {
+                if e2e::corpus::reads_no_packet(&theirs)
+                    && libpcap::filter(&theirs, &[0u8; 64], 64) == 0
+                {
                     row.matching += 1;
                 } else {
                     row.mismatching += 1;
-                    mismatches.push(format!("{} {:?}: we say it rejects all packets, libpcap's program may match", e.dlt, e.expr));
+                    mismatches.push(format!(
+                        "{} {:?}: we say it rejects all packets, libpcap's program may match",
+                        e.dlt, e.expr
+                    ));
                 }
                 continue;
             }
@@ -139,9 +144,9 @@ fn codegen_matches_libpcap_on_corpus() {
         };
         let unopt_validated =
             libpcap::Validated::new(&unopt).expect("bpf_validate accepts libpcap's program");
-        let opt_validated = opt.as_deref().map(|o| {
-            libpcap::Validated::new(o).expect("bpf_validate accepts libpcap's program")
-        });
+        let opt_validated = opt
+            .as_deref()
+            .map(|o| libpcap::Validated::new(o).expect("bpf_validate accepts libpcap's program"));
         let ours_unopt = compile(
             &e.expr,
             &Options {

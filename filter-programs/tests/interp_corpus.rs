@@ -193,9 +193,8 @@ fn every_corpus_expression_matches_libpcap_on_every_packet() {
             };
             let insns = libpcap::compile(&case.expr, opts)
                 .unwrap_or_else(|e| panic!("{} {:?} optimize={optimize}: {e}", case.id, case.expr));
-            let validated = libpcap::Validated::new(&insns).unwrap_or_else(|| {
-                panic!("{}: libpcap's own program fails bpf_validate", case.id)
-            });
+            let validated = libpcap::Validated::new(&insns)
+                .unwrap_or_else(|| panic!("{}: libpcap's own program fails bpf_validate", case.id));
             let prog = Program::new(&insns)
                 .unwrap_or_else(|e| panic!("{} {:?}: Program::new: {e}", case.id, case.expr));
             programs += 1;

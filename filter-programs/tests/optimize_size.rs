@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use e2e::corpus::expressions;
 use filter_programs::cbpf::interp::Program;
-use filter_programs::codegen::{compile, ErrorKind, Dlt, Options, DEFAULT_SNAPLEN};
+use filter_programs::codegen::{compile, Dlt, ErrorKind, Options, DEFAULT_SNAPLEN};
 use filter_programs::optimize::optimize;
 use libpcap_oracle::{self as libpcap, CompileOptions};
 
@@ -26,8 +26,7 @@ fn optimized_length_vs_libpcap() {
     let mut worst: Vec<(i64, String, usize, usize)> = Vec::new();
     let (mut ours_total, mut theirs_total, mut unopt_total) = (0usize, 0usize, 0usize);
     for e in expressions().into_iter().filter(|e| e.optimize) {
-        let (Some(lt), Some(dlt)) = (Dlt::from_name(&e.dlt), libpcap::dlt_from_name(&e.dlt))
-        else {
+        let (Some(lt), Some(dlt)) = (Dlt::from_name(&e.dlt), libpcap::dlt_from_name(&e.dlt)) else {
             continue;
         };
         let snaplen = e.snaplen.map_or(DEFAULT_SNAPLEN, |s| s as u32);

@@ -25,7 +25,7 @@ use e2e::gen::{packet, program, valid_program};
 use filter_programs::cbpf::interp::Program;
 use filter_programs::cbpf::validate::{validate, RuleSet};
 use filter_programs::cbpf::Insn;
-use filter_programs::codegen::{compile, ErrorKind, Dlt, Options, DEFAULT_SNAPLEN};
+use filter_programs::codegen::{compile, Dlt, ErrorKind, Options, DEFAULT_SNAPLEN};
 use filter_programs::optimize::optimize;
 use libpcap_oracle as libpcap;
 use proptest::prelude::*;
@@ -126,8 +126,7 @@ fn corpus() {
     let mut table: BTreeMap<String, Row> = BTreeMap::new();
     let mut failures = Vec::new();
     for e in expressions() {
-        let (Some(lt), Some(dlt)) = (Dlt::from_name(&e.dlt), libpcap::dlt_from_name(&e.dlt))
-        else {
+        let (Some(lt), Some(dlt)) = (Dlt::from_name(&e.dlt), libpcap::dlt_from_name(&e.dlt)) else {
             continue;
         };
         let snaplen = e.snaplen.map_or(DEFAULT_SNAPLEN, |s| s as u32);

@@ -21,7 +21,10 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 fn cases() -> u32 {
-    std::env::var("FILTERD_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000)
+    std::env::var("FILTERD_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
 }
 
 fn uses_kernel_offsets(prog: &[Insn]) -> bool {
@@ -43,12 +46,18 @@ fn first_prandom(seed: u32) -> u32 {
 /// Checks one case on every target; false when no target could take the
 /// program (each hook refuses fields it does not have).
 fn check(prog: &[Insn], frame: &[u8]) -> Result<bool, TestCaseError> {
-    let classic = Classic::new(prog).map_err(|e| TestCaseError::fail(format!("generator made an invalid program: {e}")))?;
+    let classic = Classic::new(prog)
+        .map_err(|e| TestCaseError::fail(format!("generator made an invalid program: {e}")))?;
     let kernel_mode = uses_kernel_offsets(prog);
     // Each `ld #rand` draws a new number in the kernel and the VM, while the
     // reference context holds one: only one draw has a single answer.
     let random = Ancillary::Random.k();
-    if prog.iter().filter(|i| matches!(i.decode(), Ok(Op::LdAbs { k, .. }) if k == random)).count() > 1 {
+    if prog
+        .iter()
+        .filter(|i| matches!(i.decode(), Ok(Op::LdAbs { k, .. }) if k == random))
+        .count()
+        > 1
+    {
         return Ok(false);
     }
     let env = Env::default();
@@ -70,24 +79,53 @@ fn check(prog: &[Insn], frame: &[u8]) -> Result<bool, TestCaseError> {
         // The socket side runs as on an AF_PACKET socket: skb->data at
         // the MAC header, so `len` and packet offsets start there.
         let input = match target.hook {
-            Hook::Xdp => Input::Xdp { frame, ingress_ifindex: 1, rx_queue_index: 0 },
-            _ => Input::Skb { frame, data_off: 0, net_off: 14.min(frame.len()), meta },
+            Hook::Xdp => Input::Xdp {
+                frame,
+                ingress_ifindex: 1,
+                rx_queue_index: 0,
+            },
+            _ => Input::Skb {
+                frame,
+                data_off: 0,
+                net_off: 14.min(frame.len()),
+                meta,
+            },
         };
         if target.hook == Hook::Xdp {
-            ctx.dev = Some(NetDevice { ifindex: 1, hatype: 1 });
+            ctx.dev = Some(NetDevice {
+                ifindex: 1,
+                hatype: 1,
+            });
             ctx.queue_mapping = 0;
         }
-        let got = vm.run(&input, &mut Maps::new(&[], 1), &env).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let ret = if kernel_mode { classic.run_with(frame, len, &ctx) } else { classic.run(frame, len) };
+        let got = vm
+            .run(&input, &mut Maps::new(&[], 1), &env)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let ret = if kernel_mode {
+            classic.run_with(frame, len, &ctx)
+        } else {
+            classic.run(frame, len)
+        };
         let want = target.verdict(ret) as u64;
-        prop_assert_eq!(got, want, "{} on {} bytes: classic returned {}", target.name(), frame.len(), ret);
+        prop_assert_eq!(
+            got,
+            want,
+            "{} on {} bytes: classic returned {}",
+            target.name(),
+            frame.len(),
+            ret
+        );
     }
     Ok(translated)
 }
 
 #[test]
 fn translation_equals_interpreter_on_random_programs() {
-    let mut runner = TestRunner::new(Config { cases: cases(), failure_persistence: None, ..Config::default() });
+    let mut runner = TestRunner::new(Config {
+        cases: cases(),
+        failure_persistence: None,
+        ..Config::default()
+    });
     let checked = std::cell::Cell::new(0u32);
     runner
         .run(&(valid_program(), packet()), |(prog, (frame, _wire))| {
@@ -97,7 +135,15 @@ fn translation_equals_interpreter_on_random_programs() {
             Ok(())
         })
         .unwrap();
-    println!("translation vs interpreter: {} cases checked of {}", checked.get(), cases());
-    assert!(checked.get() > cases() * 9 / 10, "too many cases skipped: {}", checked.get());
+    println!(
+        "translation vs interpreter: {} cases checked of {}",
+        checked.get(),
+        cases()
+    );
+    assert!(
+        checked.get() > cases() * 9 / 10,
+        "too many cases skipped: {}",
+        checked.get()
+    );
     let _ = Actions::XDP;
 }

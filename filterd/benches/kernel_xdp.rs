@@ -31,8 +31,8 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use e2e::bench::ethernet_packets;
 use common::{env_u32, pass_program, race_interleaved};
+use e2e::bench::ethernet_packets;
 use filter_programs::codegen::{compile, Dlt, Options};
 use filter_programs::ebpf::insn::Insn;
 use filter_programs::translate::{translate, Target};
@@ -64,11 +64,25 @@ fn clang_xdp(src: &Path, out_dir: &Path) -> Vec<Insn> {
         .arg(&obj)
         .output()
         .unwrap_or_else(|e| panic!("cannot run clang ({e})"));
-    assert!(out.status.success(), "clang {}:\n{}", src.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "clang {}:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bytes = std::fs::read(&obj).unwrap_or_else(|e| panic!("{}: {e}", obj.display()));
-    let progs = filter_programs::elf::read::programs(&bytes).unwrap_or_else(|e| panic!("{}: {e}", obj.display()));
-    let xdp = progs.into_iter().find(|p| p.name == "xdp").unwrap_or_else(|| panic!("{}: no xdp section", src.display()));
-    assert_eq!(xdp.relocations, 0, "{}: the C programs use no maps", src.display());
+    let progs = filter_programs::elf::read::programs(&bytes)
+        .unwrap_or_else(|e| panic!("{}: {e}", obj.display()));
+    let xdp = progs
+        .into_iter()
+        .find(|p| p.name == "xdp")
+        .unwrap_or_else(|| panic!("{}: no xdp section", src.display()));
+    assert_eq!(
+        xdp.relocations,
+        0,
+        "{}: the C programs use no maps",
+        src.display()
+    );
     xdp.insns
 }
 
@@ -84,11 +98,23 @@ fn main() {
     std::fs::create_dir_all(&out_dir).unwrap_or_else(|e| panic!("{}: {e}", out_dir.display()));
 
     // The kernel's XDP test run refuses frames shorter than an Ethernet header.
-    let frames: Vec<Vec<u8>> = ethernet_packets().into_iter().map(|(p, _)| p).filter(|p| p.len() >= 14).collect();
+    let frames: Vec<Vec<u8>> = ethernet_packets()
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.len() >= 14)
+        .collect();
     let all: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
     let sample: Vec<&[u8]> = all.iter().copied().step_by(SAMPLE_EVERY).collect();
-    let crafted: Vec<Vec<u8>> = e2e::frames::all().into_iter().map(|f| f.bytes).filter(|p| p.len() >= 14).collect();
-    let checked: Vec<&[u8]> = all.iter().copied().chain(crafted.iter().map(Vec::as_slice)).collect();
+    let crafted: Vec<Vec<u8>> = e2e::frames::all()
+        .into_iter()
+        .map(|f| f.bytes)
+        .filter(|p| p.len() >= 14)
+        .collect();
+    let checked: Vec<&[u8]> = all
+        .iter()
+        .copied()
+        .chain(crafted.iter().map(Vec::as_slice))
+        .collect();
 
     let base = pass_program();
 
@@ -102,19 +128,31 @@ fn main() {
     let mut net_ratios = Vec::new();
     let mut sizes = Vec::new();
     for (expr, c_file) in FILTERS {
-        let cbpf = compile(expr, &Options::new(Dlt::En10mb)).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        let cbpf =
+            compile(expr, &Options::new(Dlt::En10mb)).unwrap_or_else(|e| panic!("{expr}: {e}"));
         let ours_insns = translate(&cbpf, Target::xdp()).unwrap_or_else(|e| panic!("{expr}: {e}"));
         let c_insns = clang_xdp(&c_dir.join(c_file), &out_dir);
-        let ours = load(Hook::Xdp, &ours_insns, "bench_ours").unwrap_or_else(|e| panic!("{expr}: {e}"));
+        let ours =
+            load(Hook::Xdp, &ours_insns, "bench_ours").unwrap_or_else(|e| panic!("{expr}: {e}"));
         let c = load(Hook::Xdp, &c_insns, "bench_c").unwrap_or_else(|e| panic!("{c_file}: {e}"));
-        let reference = libpcap::compile(expr, CompileOptions::new(1)).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        let reference = libpcap::compile(expr, CompileOptions::new(1))
+            .unwrap_or_else(|e| panic!("{expr}: {e}"));
         let mut matched = 0;
         for (n, pkt) in checked.iter().enumerate() {
             let want = Target::xdp().verdict(libpcap::filter(&reference, pkt, pkt.len() as u32));
-            let o = ours.test_run(pkt, 1).unwrap_or_else(|e| panic!("{expr}: {e}")).retval;
-            let got = c.test_run(pkt, 1).unwrap_or_else(|e| panic!("{c_file}: {e}")).retval;
+            let o = ours
+                .test_run(pkt, 1)
+                .unwrap_or_else(|e| panic!("{expr}: {e}"))
+                .retval;
+            let got = c
+                .test_run(pkt, 1)
+                .unwrap_or_else(|e| panic!("{c_file}: {e}"))
+                .retval;
             assert_eq!(o, want, "{expr}: packet {n}: our translation vs libpcap");
-            assert_eq!(got, want, "{expr}: packet {n}: C program {c_file} vs libpcap");
+            assert_eq!(
+                got, want,
+                "{expr}: packet {n}: C program {c_file} vs libpcap"
+            );
             matched += (want == 2) as usize;
         }
         let socket = translate(&cbpf, Target::socket()).unwrap_or_else(|e| panic!("{expr}: {e}"));
@@ -126,7 +164,12 @@ fn main() {
             ours_insns.len(),
             c_insns.len()
         ));
-        let t = race_interleaved(&[ours.fd().as_fd(), c.fd().as_fd(), base.fd().as_fd()], &sample, repeat, rounds);
+        let t = race_interleaved(
+            &[ours.fd().as_fd(), c.fd().as_fd(), base.fd().as_fd()],
+            &sample,
+            repeat,
+            rounds,
+        );
         let (o, cc, b) = (&t[0], &t[1], &t[2]);
         let net = (o.cpu_ns - b.cpu_ns) / (cc.cpu_ns - b.cpu_ns);
         net_ratios.push(net);
@@ -151,7 +194,9 @@ fn main() {
     }
     let _ = std::fs::remove_dir_all(&out_dir);
     println!("\ninstructions: classic (libpcap -O, ours) and eBPF (our socket and XDP translations, clang -O2 C)");
-    println!("| expression | libpcap cBPF | our cBPF | our socket eBPF | our XDP eBPF | C XDP eBPF |");
+    println!(
+        "| expression | libpcap cBPF | our cBPF | our socket eBPF | our XDP eBPF | C XDP eBPF |"
+    );
     println!("|---|---:|---:|---:|---:|---:|");
     for row in &sizes {
         println!("{row}");

@@ -41,21 +41,40 @@ const NOWHERE_DST: [u8; 4] = [203, 0, 113, 9];
 fn typical_rules(n: usize, rng: &mut Rng) -> Vec<RuleSpec> {
     (0..n)
         .map(|i| {
-            let (a, b, c) = (rng.below(256) as u8, rng.below(256) as u8, 1 + rng.below(254) as u8);
+            let (a, b, c) = (
+                rng.below(256) as u8,
+                rng.below(256) as u8,
+                1 + rng.below(254) as u8,
+            );
             let port = 1 + rng.below(65000) as u16;
             let (expr, frame) = match i % 6 {
-                0 => (format!("host 10.{a}.{b}.{c}"), (NOWHERE_SRC, [10, a, b, c], TCP, 9)),
+                0 => (
+                    format!("host 10.{a}.{b}.{c}"),
+                    (NOWHERE_SRC, [10, a, b, c], TCP, 9),
+                ),
                 1 => {
                     let second = 16 + b % 16;
-                    (format!("src net 172.{second}.{a}.0/24"), ([172, second, a, 1], NOWHERE_DST, TCP, 9))
+                    (
+                        format!("src net 172.{second}.{a}.0/24"),
+                        ([172, second, a, 1], NOWHERE_DST, TCP, 9),
+                    )
                 }
-                2 => (format!("tcp dst port {port}"), (NOWHERE_SRC, NOWHERE_DST, TCP, port)),
+                2 => (
+                    format!("tcp dst port {port}"),
+                    (NOWHERE_SRC, NOWHERE_DST, TCP, port),
+                ),
                 3 => (
                     format!("udp port {port} and dst net 192.168.{a}.0/24"),
                     (NOWHERE_SRC, [192, 168, a, 1], UDP, port),
                 ),
-                4 => (format!("tcp dst port {port} and src host 10.{a}.{b}.{c}"), ([10, a, b, c], NOWHERE_DST, TCP, port)),
-                _ => (format!("dst net 10.{a}.0.0/16 and tcp"), (NOWHERE_SRC, [10, a, 0, 1], TCP, 9)),
+                4 => (
+                    format!("tcp dst port {port} and src host 10.{a}.{b}.{c}"),
+                    ([10, a, b, c], NOWHERE_DST, TCP, port),
+                ),
+                _ => (
+                    format!("dst net 10.{a}.0.0/16 and tcp"),
+                    (NOWHERE_SRC, [10, a, 0, 1], TCP, 9),
+                ),
             };
             RuleSpec { expr, frame }
         })
@@ -67,7 +86,10 @@ fn config_text(rules: &[RuleSpec]) -> String {
     for (i, r) in rules.iter().enumerate() {
         // Mostly drops with a few passes, as a firewall's list looks.
         let action = if i % 10 == 9 { "pass" } else { "drop" };
-        t.push_str(&format!("\n[[rule]]\nname = \"r{i}\"\nmatch = \"{}\"\naction = \"{action}\"\n", r.expr));
+        t.push_str(&format!(
+            "\n[[rule]]\nname = \"r{i}\"\nmatch = \"{}\"\naction = \"{action}\"\n",
+            r.expr
+        ));
     }
     t
 }
@@ -108,18 +130,29 @@ fn main() {
     for n in SIZES {
         let rules = typical_rules(n, &mut Rng(0x5eed_0000_0000_0000 + n as u64));
         let cfg = ruleset::parse(&config_text(&rules)).unwrap_or_else(|e| panic!("{n} rules: {e}"));
-        let compiled = compile(&cfg.rules, Verdict::Pass).unwrap_or_else(|e| panic!("{n} rules: {e}"));
+        let compiled =
+            compile(&cfg.rules, Verdict::Pass).unwrap_or_else(|e| panic!("{n} rules: {e}"));
         let loaded = LoadedRuleset::load(&compiled).unwrap_or_else(|e| panic!("{n} rules: {e}"));
-        let mut dry = DryRun::new(&compiled, &cfg.rules, Verdict::Pass).unwrap_or_else(|e| panic!("{e}"));
+        let mut dry =
+            DryRun::new(&compiled, &cfg.rules, Verdict::Pass).unwrap_or_else(|e| panic!("{e}"));
         let frames = [
             ("none", frame((NOWHERE_SRC, NOWHERE_DST, TCP, 9))),
             ("first", frame(rules[0].frame)),
             ("last", frame(rules[n - 1].frame)),
         ];
         for (kind, f) in &frames {
-            let want = dry.packet(f, f.len() as u32).unwrap_or_else(|e| panic!("{e}"));
-            let got = loaded.test_run(f, 1).unwrap_or_else(|e| panic!("{e}")).retval;
-            assert_eq!(got, want.verdict.xdp(), "{n} rules, frame {kind}: kernel vs dry run");
+            let want = dry
+                .packet(f, f.len() as u32)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let got = loaded
+                .test_run(f, 1)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .retval;
+            assert_eq!(
+                got,
+                want.verdict.xdp(),
+                "{n} rules, frame {kind}: kernel vs dry run"
+            );
             match (*kind, want.rule) {
                 ("none", None) => {}
                 ("first", Some(0)) => {}
@@ -139,7 +172,8 @@ fn main() {
                 compiled.programs.len(),
                 compiled.tables.len(),
                 compiled.fast_rules,
-                want.rule.map_or("default".to_string(), |r| format!("rule {r}")),
+                want.rule
+                    .map_or("default".to_string(), |r| format!("rule {r}")),
                 t[0].cpu_ns,
                 t[0].kernel_ns,
                 t[1].cpu_ns,
@@ -147,9 +181,15 @@ fn main() {
         }
     }
     if let (Some(first), Some(last)) = (none_cpu.first(), none_cpu.last()) {
-        println!("no-match frame: 10,000 rules / 10 rules = {:.2} (goal <= 2)", last / first);
+        println!(
+            "no-match frame: 10,000 rules / 10 rules = {:.2} (goal <= 2)",
+            last / first
+        );
     }
     if let (Some(first), Some(last)) = (none_net.first(), none_net.last()) {
-        println!("no-match frame, test-run overhead (base) subtracted: {:.2}", last / first);
+        println!(
+            "no-match frame, test-run overhead (base) subtracted: {:.2}",
+            last / first
+        );
     }
 }

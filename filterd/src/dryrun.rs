@@ -59,7 +59,11 @@ pub struct FileReport {
 #[derive(Debug, thiserror::Error)]
 pub enum DryRunFailure {
     #[error("{file}: packet {index}: {message}")]
-    Disagree { file: String, index: u64, message: String },
+    Disagree {
+        file: String,
+        index: u64,
+        message: String,
+    },
 }
 
 fn name_of(rules: &[Rule], i: Option<usize>) -> String {
@@ -78,7 +82,14 @@ pub fn run_file(
     kernel: Option<&LoadedRuleset>,
 ) -> Result<FileReport, DryRunFailure> {
     let file = path.display().to_string();
-    run_frames(&file, |each| each_frame(path, &file, each), compiled, rules, default, kernel)
+    run_frames(
+        &file,
+        |each| each_frame(path, &file, each),
+        compiled,
+        rules,
+        default,
+        kernel,
+    )
 }
 
 /// [`run_file`] over the frames `frames` reads, which returns why it
@@ -102,7 +113,11 @@ pub fn run_frames(
         kernel_checked: 0,
         error: None,
     };
-    let disagree = |index, message: String| DryRunFailure::Disagree { file: file.clone(), index, message };
+    let disagree = |index, message: String| DryRunFailure::Disagree {
+        file: file.clone(),
+        index,
+        message,
+    };
     let mut dry = DryRun::new(compiled, rules, default).map_err(|e| disagree(0, e.to_string()))?;
     // What the kernel's counters must have moved by: the outcomes of the
     // frames it ran, per counter.
@@ -113,11 +128,22 @@ pub fn run_frames(
     };
     report.error = frames(&mut |frame, wire| {
         let index = report.packets;
-        let o: Outcome = dry.packet(frame, wire).map_err(|e| disagree(index, e.to_string()))?;
+        let o: Outcome = dry
+            .packet(frame, wire)
+            .map_err(|e| disagree(index, e.to_string()))?;
         if let Some(k) = kernel.filter(|_| frame.len() >= 14) {
-            let ret = k.test_run(frame, 1).map_err(|e| disagree(index, e.to_string()))?.retval;
+            let ret = k
+                .test_run(frame, 1)
+                .map_err(|e| disagree(index, e.to_string()))?
+                .retval;
             if ret != o.verdict.xdp() {
-                return Err(disagree(index, format!("the kernel returned {ret}, the dry run says {}", o.verdict.name())));
+                return Err(disagree(
+                    index,
+                    format!(
+                        "the kernel returned {ret}, the dry run says {}",
+                        o.verdict.name()
+                    ),
+                ));
             }
             report.kernel_checked += 1;
             kernel_expected[o.rule.unwrap_or(rules.len())] += 1;
@@ -142,13 +168,18 @@ pub fn run_frames(
     if let (Some(k), Some(base)) = (kernel, kernel_base.take()) {
         // The kernel counted only what it ran (its bytes are captured
         // lengths, so packets are compared, per counter).
-        let now = k.counters().map_err(|e| disagree(report.packets, e.to_string()))?;
+        let now = k
+            .counters()
+            .map_err(|e| disagree(report.packets, e.to_string()))?;
         for ((n, b), want) in now.iter().zip(&base).zip(&kernel_expected) {
             let moved = n.packets.wrapping_sub(b.packets);
             if moved != *want {
                 return Err(disagree(
                     report.packets,
-                    format!("the kernel counted {moved} packets for {}, the dry run {want}", n.name),
+                    format!(
+                        "the kernel counted {moved} packets for {}, the dry run {want}",
+                        n.name
+                    ),
                 ));
             }
         }
@@ -156,12 +187,21 @@ pub fn run_frames(
     report.rules = counters
         .into_iter()
         .enumerate()
-        .map(|(i, Counter { name, packets, bytes })| RuleCount {
-            action: rules.get(i).map_or(default.name(), |r| r.action.name()),
-            name,
-            packets,
-            bytes,
-        })
+        .map(
+            |(
+                i,
+                Counter {
+                    name,
+                    packets,
+                    bytes,
+                },
+            )| RuleCount {
+                action: rules.get(i).map_or(default.name(), |r| r.action.name()),
+                name,
+                packets,
+                bytes,
+            },
+        )
         .collect();
     Ok(report)
 }
@@ -175,7 +215,9 @@ fn each_frame(
     each: &mut Each<'_>,
 ) -> Result<Option<String>, DryRunFailure> {
     let not_ethernet = |lt: LinkType| {
-        let name = lt.name().map_or_else(|| lt.to_dlt().to_string(), str::to_string);
+        let name = lt
+            .name()
+            .map_or_else(|| lt.to_dlt().to_string(), str::to_string);
         format!("{file}: link type {name} is not Ethernet; XDP programs see Ethernet frames")
     };
     let input = match File::open(path) {
@@ -195,7 +237,12 @@ fn each_frame(
     while let Some(next) = reader.next_view() {
         let p = match next {
             Ok(p) => p,
-            Err(e) => return Ok(Some(format!("{file}: after packet {packets}: byte {}: {}", e.offset, e.kind))),
+            Err(e) => {
+                return Ok(Some(format!(
+                    "{file}: after packet {packets}: byte {}: {}",
+                    e.offset, e.kind
+                )))
+            }
         };
         if p.linktype != LinkType::ETHERNET {
             // libpcap refuses a pcapng interface of another link type than
@@ -212,7 +259,9 @@ fn each_frame(
         Some(lt) if lt != LinkType::ETHERNET => Ok(Some(not_ethernet(lt))),
         // libpcap refuses a pcapng without an interface, which cannot
         // hold a packet.
-        None => Ok(Some(format!("{file}: a pcapng without an interface description block"))),
+        None => Ok(Some(format!(
+            "{file}: a pcapng without an interface description block"
+        ))),
         Some(_) => Ok(None),
     }
 }

@@ -2,9 +2,9 @@
 //! builds on are in `bpf-kernel`; the compiler in `filter-programs` stays
 //! pure.
 
+pub mod attach;
 pub mod attach_socket;
 pub mod capture;
-pub mod attach;
 pub mod cli;
 pub mod daemon;
 pub mod dryrun;

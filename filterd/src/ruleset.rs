@@ -9,12 +9,12 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use aya::maps::{HashMap, PerCpuArray, ProgramArray};
-use filter_programs::ruleset::tuple::KEY_SIZE;
 use aya::programs::{ProgramError, Xdp};
 use aya::Ebpf;
 use filter_programs::ebpf::disasm::disassemble;
 use filter_programs::ruleset::compile::{Compiled, COUNTERS_MAP, PROGRAMS_MAP};
 use filter_programs::ruleset::dryrun::Counter;
+use filter_programs::ruleset::tuple::KEY_SIZE;
 
 use bpf_kernel::TestRun;
 
@@ -32,7 +32,11 @@ pub enum LoadError {
     /// The verifier's log, then our disassembly, so the two can be read
     /// side by side by instruction number.
     #[error("the kernel refused the ruleset program: {error}\n--- verifier log ---\n{log}\n--- program ---\n{disassembly}")]
-    Verifier { error: io::Error, log: String, disassembly: String },
+    Verifier {
+        error: io::Error,
+        log: String,
+        disassembly: String,
+    },
     #[error("loading the program: {0}")]
     Program(ProgramError),
     #[error("BPF_PROG_TEST_RUN: {0}")]
@@ -63,14 +67,23 @@ impl LoadedRuleset {
                 .try_into()
                 .map_err(|_| LoadError::Missing(name.clone()))?;
             xdp.load().map_err(|e| match e {
-                ProgramError::LoadError { io_error, verifier_log } => {
+                ProgramError::LoadError {
+                    io_error,
+                    verifier_log,
+                } => {
                     let (log, disassembly) = excerpt(&verifier_log.to_string(), insns);
-                    LoadError::Verifier { error: io_error, log: format!("program {name}:\n{log}"), disassembly }
+                    LoadError::Verifier {
+                        error: io_error,
+                        log: format!("program {name}:\n{log}"),
+                        disassembly,
+                    }
                 }
                 other => LoadError::Program(other),
             })?;
         }
-        let map = ebpf.take_map(PROGRAMS_MAP).ok_or_else(|| LoadError::Missing(PROGRAMS_MAP.into()))?;
+        let map = ebpf
+            .take_map(PROGRAMS_MAP)
+            .ok_or_else(|| LoadError::Missing(PROGRAMS_MAP.into()))?;
         let mut programs = ProgramArray::try_from(map)?;
         for (i, name) in names.iter().enumerate() {
             let xdp: &Xdp = ebpf
@@ -81,13 +94,19 @@ impl LoadedRuleset {
             programs.set(i as u32, xdp.fd().map_err(LoadError::Program)?, 0)?;
         }
         for table in &compiled.tables {
-            let map = ebpf.map_mut(&table.name).ok_or_else(|| LoadError::Missing(table.name.clone()))?;
+            let map = ebpf
+                .map_mut(&table.name)
+                .ok_or_else(|| LoadError::Missing(table.name.clone()))?;
             let mut hash: HashMap<_, [u8; KEY_SIZE], u32> = HashMap::try_from(map)?;
             for (key, value) in &table.entries {
                 hash.insert(key, value, 0)?;
             }
         }
-        Ok(LoadedRuleset { ebpf, programs, counter_names: compiled.counter_names.clone() })
+        Ok(LoadedRuleset {
+            ebpf,
+            programs,
+            counter_names: compiled.counter_names.clone(),
+        })
     }
 
     /// The program array chaining the programs (pin it to keep it filled
@@ -119,7 +138,10 @@ impl LoadedRuleset {
 
     /// Counters summed over CPUs, in counter order (rules, then default).
     pub fn counters(&self) -> Result<Vec<Counter>, LoadError> {
-        let map = self.ebpf.map(COUNTERS_MAP).ok_or_else(|| LoadError::Missing(COUNTERS_MAP.into()))?;
+        let map = self
+            .ebpf
+            .map(COUNTERS_MAP)
+            .ok_or_else(|| LoadError::Missing(COUNTERS_MAP.into()))?;
         let array: PerCpuArray<_, [u64; 2]> = PerCpuArray::try_from(map)?;
         read_counters(&array, &self.counter_names)
     }
@@ -136,7 +158,11 @@ pub fn read_counters<T: std::borrow::Borrow<aya::maps::MapData>>(
         .map(|(i, name)| {
             let values = array.get(&(i as u32), 0)?;
             let (packets, bytes) = values.iter().fold((0, 0), |(p, b), v| (p + v[0], b + v[1]));
-            Ok(Counter { name: name.clone(), packets, bytes })
+            Ok(Counter {
+                name: name.clone(),
+                packets,
+                bytes,
+            })
         })
         .collect()
 }
@@ -149,11 +175,21 @@ fn excerpt(log: &str, insns: &[filter_programs::ebpf::insn::Insn]) -> (String, S
     const AROUND: usize = 20;
     let lines: Vec<&str> = log.lines().collect();
     let tail = lines[lines.len().saturating_sub(LOG_LINES)..].join("\n");
-    let tail = if lines.len() > LOG_LINES { format!("... ({} earlier lines)\n{tail}", lines.len() - LOG_LINES) } else { tail };
+    let tail = if lines.len() > LOG_LINES {
+        format!("... ({} earlier lines)\n{tail}", lines.len() - LOG_LINES)
+    } else {
+        tail
+    };
     let text = disassemble(insns).unwrap_or_else(|e| format!("(not disassembled: {e})"));
     // The last instruction the verifier looked at: "N: (op) ...".
-    let at = lines.iter().rev().find_map(|l| l.split_once(": (").and_then(|(n, _)| n.trim().parse::<usize>().ok()));
-    let numbered = |l: &&str| l.split_once(':').and_then(|(n, _)| n.trim().parse::<usize>().ok());
+    let at = lines.iter().rev().find_map(|l| {
+        l.split_once(": (")
+            .and_then(|(n, _)| n.trim().parse::<usize>().ok())
+    });
+    let numbered = |l: &&str| {
+        l.split_once(':')
+            .and_then(|(n, _)| n.trim().parse::<usize>().ok())
+    };
     let dis = match at {
         Some(at) => text
             .lines()

@@ -142,9 +142,9 @@ fn into_io(e: ProgramError) -> io::Error {
 mod tests {
     use super::*;
     use bpf_kernel::socket::{attach_ebpf, detach};
-    use filter_programs::Hook;
     use filter_programs::ebpf::asm::Asm;
     use filter_programs::ebpf::insn::{Operand, Reg};
+    use filter_programs::Hook;
     use std::net::UdpSocket;
 
     fn ret(v: i32) -> Vec<Insn> {

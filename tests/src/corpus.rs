@@ -30,7 +30,13 @@ fn tsv(name: &str) -> Vec<HashMap<String, String>> {
     let header: Vec<&str> = lines.next().unwrap_or_default().split('\t').collect();
     lines
         .filter(|l| !l.is_empty())
-        .map(|l| header.iter().map(|h| h.to_string()).zip(l.split('\t').map(str::to_string)).collect())
+        .map(|l| {
+            header
+                .iter()
+                .map(|h| h.to_string())
+                .zip(l.split('\t').map(str::to_string))
+                .collect()
+        })
         .collect()
 }
 
@@ -65,7 +71,8 @@ pub fn expressions() -> Vec<CorpusExpr> {
             optimize: !r["flags"].split(',').any(|f| f == "opt_fails"),
         });
     }
-    let common = std::fs::read_to_string(corpus_dir().join("expressions/common.txt")).expect("common.txt");
+    let common =
+        std::fs::read_to_string(corpus_dir().join("expressions/common.txt")).expect("common.txt");
     for (n, line) in common.lines().enumerate() {
         let id = format!("common#{}", n + 1);
         if ok.contains(&("common".into(), id.clone(), "EN10MB".into())) {
@@ -80,7 +87,11 @@ pub fn expressions() -> Vec<CorpusExpr> {
             });
         }
     }
-    assert!(out.len() > 1500, "only {} corpus expressions compiled: is the corpus complete?", out.len());
+    assert!(
+        out.len() > 1500,
+        "only {} corpus expressions compiled: is the corpus complete?",
+        out.len()
+    );
     out
 }
 
@@ -118,18 +129,31 @@ pub fn captures() -> Vec<Capture> {
     files
         .into_iter()
         .map(|path| {
-            let mut cap = pcap::Capture::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let mut cap = pcap::Capture::from_file(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let dlt = cap.get_datalink().0;
             let mut packets = Vec::new();
             loop {
                 match cap.next_packet() {
-                    Ok(p) => packets.push(Packet { data: p.data.to_vec(), wirelen: p.header.len }),
+                    Ok(p) => packets.push(Packet {
+                        data: p.data.to_vec(),
+                        wirelen: p.header.len,
+                    }),
                     Err(pcap::Error::NoMorePackets) => break,
                     Err(e) => panic!("{}: {e}", path.display()),
                 }
             }
-            let name = path.strip_prefix(&root).unwrap_or(&path).display().to_string();
-            Capture { name, path, dlt, packets }
+            let name = path
+                .strip_prefix(&root)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            Capture {
+                name,
+                path,
+                dlt,
+                packets,
+            }
         })
         .collect()
 }

@@ -59,7 +59,10 @@ extern "C" {
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/<test>-<hash> -> target/<profile>/<name>
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let path = profile_dir.join(name);
     if !path.is_file() {
         panic!(
@@ -72,7 +75,7 @@ pub fn bin(name: &str) -> PathBuf {
 
 pub mod bench;
 pub mod corpus;
-pub mod gen;
 pub mod frames;
+pub mod gen;
 pub mod net;
 pub mod rng;

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use aya::maps::{Map, PerCpuArray};
+use bpf_kernel::socket::attach_classic;
 use e2e::frames::SRC_OUI;
 use e2e::net::{ifindex, Netns, PacketSocket};
 use filter_programs::cbpf;
@@ -26,7 +27,6 @@ use filter_programs::ebpf::insn::{
 use filter_programs::elf::{MapBtf, Object, ValueLayout};
 use filter_programs::Hook;
 use filterd::attach::{pin, Program, XdpHook, XdpMode};
-use bpf_kernel::socket::attach_classic;
 
 struct PinScope(PathBuf);
 

@@ -8,10 +8,10 @@
 use std::net::UdpSocket;
 use std::os::fd::AsFd;
 
+use bpf_kernel::socket::attach_classic;
 use e2e::gen::{self, edge};
 use filter_programs::cbpf::validate::{validate, RuleSet};
 use filter_programs::cbpf::Insn;
-use bpf_kernel::socket::attach_classic;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 #[derive(Default, Debug)]

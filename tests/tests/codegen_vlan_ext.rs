@@ -24,7 +24,7 @@ use std::sync::Arc;
 use e2e::corpus::{captures, expressions};
 use filter_programs::cbpf::interp::{KernelCtx, Program};
 use filter_programs::cbpf::Insn;
-use filter_programs::codegen::{compile, ErrorKind, Dlt, Options, Resolver};
+use filter_programs::codegen::{compile, Dlt, ErrorKind, Options, Resolver};
 use libpcap_oracle::resolve::SystemResolver;
 
 const SNAPLEN: i32 = 262_144;

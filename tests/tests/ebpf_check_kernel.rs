@@ -7,22 +7,18 @@
 
 use std::collections::BTreeSet;
 
+use bpf_kernel::{load, LoadError};
 use e2e::corpus::expressions;
 use filter_programs::cbpf::Insn as CInsn;
 use filter_programs::ebpf::check::{check, check_with, Options};
 use filter_programs::ebpf::disasm::disassemble;
 use filter_programs::ebpf::insn::{AluOp, CallTarget, Insn, JmpOp, Op, Operand, Pseudo, Reg, Size};
 use filter_programs::translate::{translate, Target, TranslateError};
-use bpf_kernel::{load, LoadError};
 use filter_programs::Hook;
 use libpcap_oracle::{self as libpcap, CompileOptions};
 use proptest::prelude::*;
 
-const TARGETS: [Target; 3] = [
-    Target::socket(),
-    Target::xdp(),
-    Target::tc(),
-];
+const TARGETS: [Target; 3] = [Target::socket(), Target::xdp(), Target::tc()];
 
 /// The kernel's verdict; a load failure that is not the verifier's is a
 /// test failure, not a rejection.

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use filter_programs::ebpf::asm::Asm;
-use filter_programs::ebpf::insn::{AluOp, AtomicOp, CallTarget, Insn, JmpOp, Op, Operand, Pseudo, Reg, Size};
+use filter_programs::ebpf::insn::{
+    AluOp, AtomicOp, CallTarget, Insn, JmpOp, Op, Operand, Pseudo, Reg, Size,
+};
 use filter_programs::elf::{write, MapBtf, Object, ValueLayout};
-use filter_programs::Hook;
 use filter_programs::translate::{translate, Target};
+use filter_programs::Hook;
 use libpcap_oracle::{self as libpcap, CompileOptions};
 
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
@@ -24,15 +26,32 @@ fn counting_program(ret: i32) -> (Vec<Insn>, Vec<(usize, usize)>) {
     let mut a = Asm::new();
     let out = a.label();
     a.mov64(Reg::R6, Operand::Reg(Reg::R1));
-    a.push(Op::St { size: Size::W, dst: Reg::R10, off: -4, imm: 0 });
+    a.push(Op::St {
+        size: Size::W,
+        dst: Reg::R10,
+        off: -4,
+        imm: 0,
+    });
     let map_slot = 2;
-    a.push(Op::LdImm64 { dst: Reg::R1, pseudo: Pseudo::None, src_reg: 0, imm: 0 });
+    a.push(Op::LdImm64 {
+        dst: Reg::R1,
+        pseudo: Pseudo::None,
+        src_reg: 0,
+        imm: 0,
+    });
     a.mov64(Reg::R2, Operand::Reg(Reg::R10));
     a.alu64(AluOp::Add, Reg::R2, Operand::Imm(-4));
     a.push(Op::Call(CallTarget::Helper(1)));
     a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(0), out);
     a.mov64(Reg::R1, Operand::Imm(1));
-    a.push(Op::Atomic { size: Size::DW, op: AtomicOp::Add, fetch: false, dst: Reg::R0, src: Reg::R1, off: 0 });
+    a.push(Op::Atomic {
+        size: Size::DW,
+        op: AtomicOp::Add,
+        fetch: false,
+        dst: Reg::R0,
+        src: Reg::R1,
+        off: 0,
+    });
     a.bind(out);
     a.mov64(Reg::R0, Operand::Imm(ret));
     a.exit();
@@ -47,18 +66,35 @@ fn object(section: Hook, insns: Vec<Insn>, map_refs: Vec<(usize, usize)>) -> Vec
             name: "counters".into(),
             map_type: BPF_MAP_TYPE_PERCPU_ARRAY,
             max_entries: 1,
-            value: ValueLayout::U64Struct { name: "counter".into(), fields: vec!["packets".into()] },
+            value: ValueLayout::U64Struct {
+                name: "counter".into(),
+                fields: vec!["packets".into()],
+            },
         }]
     };
-    write(&Object { hook: section, name: "filter".into(), insns, maps, map_refs, license: "GPL".into() }).expect("writes")
+    write(&Object {
+        hook: section,
+        name: "filter".into(),
+        insns,
+        maps,
+        map_refs,
+        license: "GPL".into(),
+    })
+    .expect("writes")
 }
 
 fn all_objects() -> Vec<(&'static str, Hook, Vec<u8>)> {
     let mut v = Vec::new();
-    for (section, target) in
-        [(Hook::Socket, Target::socket()), (Hook::Xdp, Target::xdp()), (Hook::Tc, Target::tc())]
-    {
-        v.push(("plain", section, object(section, tcp_port_80(target), vec![])));
+    for (section, target) in [
+        (Hook::Socket, Target::socket()),
+        (Hook::Xdp, Target::xdp()),
+        (Hook::Tc, Target::tc()),
+    ] {
+        v.push((
+            "plain",
+            section,
+            object(section, tcp_port_80(target), vec![]),
+        ));
         let (insns, refs) = counting_program(if section == Hook::Socket { 0xffff } else { 0 });
         v.push(("maps", section, object(section, insns, refs)));
     }
@@ -73,7 +109,11 @@ fn tmp(name: &str) -> PathBuf {
 
 fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -83,12 +123,21 @@ fn aya_loads_every_object() {
         return;
     }
     for (kind, section, bytes) in all_objects() {
-        let mut ebpf = aya::Ebpf::load(&bytes).unwrap_or_else(|e| panic!("aya parses {kind} {section:?}: {e}"));
-        let prog = ebpf.program_mut("filter").unwrap_or_else(|| panic!("{kind} {section:?}: no program"));
+        let mut ebpf = aya::Ebpf::load(&bytes)
+            .unwrap_or_else(|e| panic!("aya parses {kind} {section:?}: {e}"));
+        let prog = ebpf
+            .program_mut("filter")
+            .unwrap_or_else(|| panic!("{kind} {section:?}: no program"));
         let res = match section {
-            Hook::Xdp => TryInto::<&mut aya::programs::Xdp>::try_into(prog).unwrap().load(),
-            Hook::Socket => TryInto::<&mut aya::programs::SocketFilter>::try_into(prog).unwrap().load(),
-            Hook::Tc => TryInto::<&mut aya::programs::SchedClassifier>::try_into(prog).unwrap().load(),
+            Hook::Xdp => TryInto::<&mut aya::programs::Xdp>::try_into(prog)
+                .unwrap()
+                .load(),
+            Hook::Socket => TryInto::<&mut aya::programs::SocketFilter>::try_into(prog)
+                .unwrap()
+                .load(),
+            Hook::Tc => TryInto::<&mut aya::programs::SchedClassifier>::try_into(prog)
+                .unwrap()
+                .load(),
         };
         res.unwrap_or_else(|e| panic!("aya loads {kind} {section:?}: {e}"));
         if kind == "maps" {
@@ -100,7 +149,10 @@ fn aya_loads_every_object() {
 fn ensure_bpffs() -> PathBuf {
     let root = Path::new("/sys/fs/bpf");
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    if !mounts.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf")) {
+    if !mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf"))
+    {
         let (ok, text) = run(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]));
         assert!(ok, "mount bpffs: {text}");
     }
@@ -117,7 +169,11 @@ fn bpftool_loads_every_object() {
         let file = tmp(&format!("bpftool-{i}.o"));
         std::fs::write(&file, &bytes).unwrap();
         let pin = bpffs.join(format!("filterd-test-{}-{i}", std::process::id()));
-        let (ok, text) = run(Command::new("bpftool").arg("prog").arg("loadall").arg(&file).arg(&pin));
+        let (ok, text) = run(Command::new("bpftool")
+            .arg("prog")
+            .arg("loadall")
+            .arg(&file)
+            .arg(&pin));
         let _ = std::fs::remove_dir_all(&pin);
         assert!(ok, "bpftool prog loadall {kind} {section:?}: {text}");
     }
@@ -159,7 +215,17 @@ fn iproute2_attaches_xdp_objects() {
         let file = tmp(&format!("ip-{i}.o"));
         std::fs::write(&file, &bytes).unwrap();
         let f = file.to_str().unwrap();
-        let (ok, text) = ns.ip(&["link", "set", "dev", "v0", "xdpgeneric", "obj", f, "sec", "xdp"]);
+        let (ok, text) = ns.ip(&[
+            "link",
+            "set",
+            "dev",
+            "v0",
+            "xdpgeneric",
+            "obj",
+            f,
+            "sec",
+            "xdp",
+        ]);
         assert!(ok, "ip link set xdpgeneric obj ({kind}): {text}");
         let (_, shown) = ns.ip(&["link", "show", "dev", "v0"]);
         assert!(shown.contains("xdpgeneric"), "{shown}");

@@ -179,7 +179,9 @@ fn readable_by_both(path: &Path, n: usize) {
 
 /// The frames (sequence number and kind) in `a` and not in `b`.
 fn only_in(a: &BTreeSet<u16>, b: &BTreeSet<u16>, by_seq: &BTreeMap<u16, &Frame>) -> Vec<String> {
-    a.difference(b).map(|k| format!("{k} {}", by_seq[k].kind)).collect()
+    a.difference(b)
+        .map(|k| format!("{k} {}", by_seq[k].kind))
+        .collect()
 }
 
 /// Expressions and snap lengths. The `vlan` ones read the tag; the others

@@ -19,8 +19,15 @@ fn filterd(args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 fn tcpdump_ddd(expr: &str) -> String {
-    let out = Command::new("tcpdump").args(["-ddd", "-y", "EN10MB", expr]).output().expect("tcpdump (apt-get install tcpdump)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("tcpdump")
+        .args(["-ddd", "-y", "EN10MB", expr])
+        .output()
+        .expect("tcpdump (apt-get install tcpdump)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -34,23 +41,49 @@ fn validate_reports_ok_and_the_broken_rule_with_its_index() {
     let k = filterd(&["validate", "-"], Some(prog));
     assert_eq!(k.status.code(), Some(1));
     let err = String::from_utf8_lossy(&k.stderr);
-    assert!(err.contains("instruction 0") && err.contains("uninitialized scratch"), "{err}");
+    assert!(
+        err.contains("instruction 0") && err.contains("uninitialized scratch"),
+        "{err}"
+    );
     let l = filterd(&["validate", "--rules", "libpcap", "-"], Some(prog));
-    assert_eq!(l.status.code(), Some(0), "{}", String::from_utf8_lossy(&l.stderr));
+    assert_eq!(
+        l.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&l.stderr)
+    );
 }
 
 #[test]
 fn compile_prints_ebpf_and_writes_objects() {
     let prog = tcpdump_ddd("udp dst port 53");
-    let asm = filterd(&["compile", "--cbpf", "-", "--target", "xdp", "--format", "asm"], Some(&prog));
-    assert_eq!(asm.status.code(), Some(0), "{}", String::from_utf8_lossy(&asm.stderr));
+    let asm = filterd(
+        &[
+            "compile", "--cbpf", "-", "--target", "xdp", "--format", "asm",
+        ],
+        Some(&prog),
+    );
+    assert_eq!(
+        asm.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&asm.stderr)
+    );
     let text = String::from_utf8_lossy(&asm.stdout);
     assert!(text.starts_with("   0: (bf) r6 = r1\n"), "{text}");
     assert!(text.trim_end().ends_with("exit"), "{text}");
     let out = std::env::temp_dir().join(format!("filterd-cli-{}.o", std::process::id()));
     let o = out.to_str().unwrap();
-    let elf = filterd(&["compile", "--cbpf", "-", "--target", "tc", "-o", o], Some(&prog));
-    assert_eq!(elf.status.code(), Some(0), "{}", String::from_utf8_lossy(&elf.stderr));
+    let elf = filterd(
+        &["compile", "--cbpf", "-", "--target", "tc", "-o", o],
+        Some(&prog),
+    );
+    assert_eq!(
+        elf.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&elf.stderr)
+    );
     let bytes = std::fs::read(&out).unwrap();
     assert_eq!(&bytes[..4], b"\x7fELF");
     let _ = std::fs::remove_file(&out);
@@ -64,12 +97,29 @@ fn compile_prints_ebpf_and_writes_objects() {
 fn compile_expressions_like_tcpdump() {
     // Unoptimized, our code generator's output is libpcap's, instruction
     // for instruction, in all three dump formats.
-    for expr in ["tcp port 80 and not src net 10.0.0.0/8", "vlan 100 and udp", "ip6 and icmp6", "arp or rarp"] {
+    for expr in [
+        "tcp port 80 and not src net 10.0.0.0/8",
+        "vlan 100 and udp",
+        "ip6 and icmp6",
+        "arp or rarp",
+    ] {
         for fmt in ["-d", "-dd", "-ddd"] {
             let ours = filterd(&["compile", "-O0", fmt, expr], None);
-            assert_eq!(ours.status.code(), Some(0), "{expr}: {}", String::from_utf8_lossy(&ours.stderr));
-            let theirs = Command::new("tcpdump").args([fmt, "-O", "-y", "EN10MB", expr]).output().unwrap();
-            assert_eq!(String::from_utf8_lossy(&ours.stdout), String::from_utf8_lossy(&theirs.stdout), "{expr} {fmt}");
+            assert_eq!(
+                ours.status.code(),
+                Some(0),
+                "{expr}: {}",
+                String::from_utf8_lossy(&ours.stderr)
+            );
+            let theirs = Command::new("tcpdump")
+                .args([fmt, "-O", "-y", "EN10MB", expr])
+                .output()
+                .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&ours.stdout),
+                String::from_utf8_lossy(&theirs.stdout),
+                "{expr} {fmt}"
+            );
         }
     }
     // Words are joined as tcpdump joins them.
@@ -87,7 +137,10 @@ fn expression_errors_point_at_the_column() {
     let out = filterd(&["compile", "tcp and and udp"], None);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    let line = err.lines().find(|l| l.contains("tcp and and udp")).expect("the expression is shown");
+    let line = err
+        .lines()
+        .find(|l| l.contains("tcp and and udp"))
+        .expect("the expression is shown");
     let caret = err.lines().find(|l| l.contains('^')).expect("a caret line");
     // The caret sits under the second `and` (column 9 of the expression).
     let col = |l: &str, pat: &str| l.find(pat).unwrap();
@@ -96,7 +149,22 @@ fn expression_errors_point_at_the_column() {
 
 #[test]
 fn compile_expression_for_a_hook() {
-    let asm = filterd(&["compile", "--target", "xdp", "--format", "asm", "tcp dst port 443"], None);
-    assert_eq!(asm.status.code(), Some(0), "{}", String::from_utf8_lossy(&asm.stderr));
+    let asm = filterd(
+        &[
+            "compile",
+            "--target",
+            "xdp",
+            "--format",
+            "asm",
+            "tcp dst port 443",
+        ],
+        None,
+    );
+    assert_eq!(
+        asm.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&asm.stderr)
+    );
     assert!(String::from_utf8_lossy(&asm.stdout).contains("exit"));
 }

@@ -9,7 +9,10 @@ use filter_programs::ruleset::{decide, Action, Verdict};
 use libpcap_oracle::{self as libpcap, CompileOptions};
 
 fn filterd(args: &[&str]) -> Output {
-    Command::new(e2e::bin("filterd")).args(args).output().expect("filterd runs")
+    Command::new(e2e::bin("filterd"))
+        .args(args)
+        .output()
+        .expect("filterd runs")
 }
 
 fn write_config(name: &str, text: &str) -> PathBuf {
@@ -22,7 +25,11 @@ fn write_config(name: &str, text: &str) -> PathBuf {
 
 const RULES: &[(&str, &str, &str)] = &[
     ("web-count", "tcp port 80", "count"),
-    ("admin-ssh", "tcp dst port 22 and src net 10.0.0.0/8", "pass"),
+    (
+        "admin-ssh",
+        "tcp dst port 22 and src net 10.0.0.0/8",
+        "pass",
+    ),
     ("no-ssh", "tcp dst port 22", "drop"),
     ("ldp", "tcp port 646 or udp port 646", "pass"),
     ("icmp6", "icmp6", "count"),
@@ -34,7 +41,9 @@ const RULES: &[(&str, &str, &str)] = &[
 fn config(default: &str) -> String {
     let mut t = format!("[[interface]]\nname = \"lo\"\ndefault = \"{default}\"\n");
     for (name, expr, action) in RULES {
-        t.push_str(&format!("\n[[rule]]\nname = \"{name}\"\nmatch = \"{expr}\"\naction = \"{action}\"\n"));
+        t.push_str(&format!(
+            "\n[[rule]]\nname = \"{name}\"\nmatch = \"{expr}\"\naction = \"{action}\"\n"
+        ));
     }
     t
 }
@@ -49,7 +58,14 @@ fn check_lists_every_error_and_exits_1() {
     let out = filterd(&["check", "--no-kernel", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    for want in ["4 errors", "does not compile", "found the end of the expression", "duplicate rule name", "`match` is empty", "`action` is \"reject\""] {
+    for want in [
+        "4 errors",
+        "does not compile",
+        "found the end of the expression",
+        "duplicate rule name",
+        "`match` is empty",
+        "`action` is \"reject\"",
+    ] {
         assert!(err.contains(want), "missing {want:?} in\n{err}");
     }
     // Rules right, interface unknown: reported too (after the rules).
@@ -67,8 +83,16 @@ fn check_accepts_and_the_kernel_verifies() {
     let good = write_config("good.toml", &config("pass"));
     let out = filterd(&["check", good.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.starts_with("ok: 8 rules, 1 interfaces") && text.contains("verifier: accepted"), "{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("ok: 8 rules, 1 interfaces") && text.contains("verifier: accepted"),
+        "{text}"
+    );
 }
 
 /// The dry run's per-packet actions and per-rule counts equal libpcap's
@@ -77,12 +101,25 @@ fn check_accepts_and_the_kernel_verifies() {
 fn test_json_equals_libpcap_rule_by_rule_and_the_kernel() {
     let kernel = e2e::kernel_available("filterd_rules_cli");
     let data = e2e::repo_root().join("tests/data");
-    let pcaps: Vec<PathBuf> = ["icmpv6.pcap", "ldp-common-session.pcap", "print-flags.pcap", "OSPFv2_Capture_FINAL.pcapng"]
+    let pcaps: Vec<PathBuf> = [
+        "icmpv6.pcap",
+        "ldp-common-session.pcap",
+        "print-flags.pcap",
+        "OSPFv2_Capture_FINAL.pcapng",
+    ]
+    .iter()
+    .map(|f| data.join(f))
+    .collect();
+    let opts = CompileOptions {
+        dlt: 1,
+        snaplen: 262_144,
+        optimize: true,
+        netmask: 0xffff_ff00,
+    };
+    let progs: Vec<_> = RULES
         .iter()
-        .map(|f| data.join(f))
+        .map(|(_, e, _)| libpcap::compile(e, opts).unwrap())
         .collect();
-    let opts = CompileOptions { dlt: 1, snaplen: 262_144, optimize: true, netmask: 0xffff_ff00 };
-    let progs: Vec<_> = RULES.iter().map(|(_, e, _)| libpcap::compile(e, opts).unwrap()).collect();
     let actions: Vec<Action> = RULES
         .iter()
         .map(|(_, _, a)| match *a {
@@ -99,12 +136,24 @@ fn test_json_equals_libpcap_rule_by_rule_and_the_kernel() {
         }
         let cfg_s = cfg.to_str().unwrap().to_string();
         args.push(&cfg_s);
-        let pcap_s: Vec<String> = pcaps.iter().map(|p| p.to_str().unwrap().to_string()).collect();
+        let pcap_s: Vec<String> = pcaps
+            .iter()
+            .map(|p| p.to_str().unwrap().to_string())
+            .collect();
         args.extend(pcap_s.iter().map(String::as_str));
         let out = filterd(&args);
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let dv = if default == "pass" { Verdict::Pass } else { Verdict::Drop };
+        let dv = if default == "pass" {
+            Verdict::Pass
+        } else {
+            Verdict::Drop
+        };
         let mut total = 0;
         let mut hit = std::collections::BTreeSet::new();
         for (file, path) in doc["files"].as_array().unwrap().iter().zip(&pcaps) {
@@ -112,9 +161,16 @@ fn test_json_equals_libpcap_rule_by_rule_and_the_kernel() {
             let mut counts = vec![0u64; RULES.len() + 1];
             let mut i = 0;
             while let Ok(p) = cap.next_packet() {
-                let want = decide(&actions, dv, |r| libpcap::filter(&progs[r], p.data, p.header.len) != 0);
+                let want = decide(&actions, dv, |r| {
+                    libpcap::filter(&progs[r], p.data, p.header.len) != 0
+                });
                 let v = &file["verdicts"][i];
-                assert_eq!(v["action"], want.verdict.name(), "{} packet {i}", path.display());
+                assert_eq!(
+                    v["action"],
+                    want.verdict.name(),
+                    "{} packet {i}",
+                    path.display()
+                );
                 let rule = want.rule.map_or("default", |r| RULES[r].0);
                 assert_eq!(v["rule"], rule, "{} packet {i}", path.display());
                 let counted: Vec<&str> = want.counted.iter().map(|r| RULES[*r].0).collect();
@@ -127,7 +183,12 @@ fn test_json_equals_libpcap_rule_by_rule_and_the_kernel() {
                 i += 1;
             }
             assert_eq!(file["packets"], i as u64);
-            let got: Vec<u64> = file["rules"].as_array().unwrap().iter().map(|r| r["packets"].as_u64().unwrap()).collect();
+            let got: Vec<u64> = file["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["packets"].as_u64().unwrap())
+                .collect();
             assert_eq!(got, counts, "{}", path.display());
             if kernel {
                 assert!(file["kernel_checked"].as_u64().unwrap() > 0);
@@ -135,7 +196,10 @@ fn test_json_equals_libpcap_rule_by_rule_and_the_kernel() {
             total += i;
         }
         assert!(total >= 60, "only {total} packets");
-        assert!(hit.len() >= 4, "the captures decide by too few rules: {hit:?}");
+        assert!(
+            hit.len() >= 4,
+            "the captures decide by too few rules: {hit:?}"
+        );
     }
 }
 
@@ -143,9 +207,22 @@ fn test_json_equals_libpcap_rule_by_rule_and_the_kernel() {
 fn test_reports_a_damaged_capture_with_exit_2_and_keeps_what_it_read() {
     let cfg = write_config("cut.toml", &config("pass"));
     let cut = e2e::repo_root().join("tests/data/bad/cut-packet-data.pcap");
-    let out = filterd(&["test", "--json", cfg.to_str().unwrap(), cut.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = filterd(&[
+        "test",
+        "--json",
+        cfg.to_str().unwrap(),
+        cut.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(doc["files"][0]["error"].is_string());
-    assert_eq!(doc["files"][0]["packets"], 2, "the packets before the fault are reported");
+    assert_eq!(
+        doc["files"][0]["packets"], 2,
+        "the packets before the fault are reported"
+    );
 }

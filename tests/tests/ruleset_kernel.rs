@@ -25,15 +25,26 @@ fn quoted(s: &str) -> String {
 }
 
 fn config_text(rules: &[(String, &'static str)], default: Verdict) -> String {
-    let mut t = format!("[[interface]]\nname = \"lo\"\ndefault = \"{}\"\n", default.name());
+    let mut t = format!(
+        "[[interface]]\nname = \"lo\"\ndefault = \"{}\"\n",
+        default.name()
+    );
     for (i, (expr, action)) in rules.iter().enumerate() {
-        t.push_str(&format!("\n[[rule]]\nname = \"r{i}\"\nmatch = {}\naction = \"{action}\"\n", quoted(expr)));
+        t.push_str(&format!(
+            "\n[[rule]]\nname = \"r{i}\"\nmatch = {}\naction = \"{action}\"\n",
+            quoted(expr)
+        ));
     }
     t
 }
 
 fn libpcap_program(expr: &str) -> Vec<filter_programs::cbpf::Insn> {
-    let opts = CompileOptions { dlt: LinkType::ETHERNET.to_dlt(), snaplen: 262_144, optimize: true, netmask: 0xffff_ff00 };
+    let opts = CompileOptions {
+        dlt: LinkType::ETHERNET.to_dlt(),
+        snaplen: 262_144,
+        optimize: true,
+        netmask: 0xffff_ff00,
+    };
     libpcap::compile(expr, opts).unwrap_or_else(|e| panic!("libpcap refuses {expr:?}: {e}"))
 }
 
@@ -51,7 +62,9 @@ fn prove(config: &str, caps: &[Capture]) -> usize {
     for cap in caps {
         for (n, p) in cap.packets.iter().enumerate() {
             let len = p.data.len() as u32;
-            let want = decide(&actions, default, |i| libpcap::filter(&pcap_progs[i], &p.data, len) != 0);
+            let want = decide(&actions, default, |i| {
+                libpcap::filter(&pcap_progs[i], &p.data, len) != 0
+            });
             if p.data.len() < 14 {
                 // Checked against libpcap only (the kernel needs 14 bytes); a
                 // dry run would count it where the kernel cannot.
@@ -60,14 +73,29 @@ fn prove(config: &str, caps: &[Capture]) -> usize {
                 assert_eq!(got, want, "{} packet {n}", cap.name);
                 continue;
             }
-            let got = dry.packet(&p.data, len).unwrap_or_else(|e| panic!("{} packet {n}: {e}\n{config}", cap.name));
-            assert_eq!(got, want, "{} packet {n}: dry run vs libpcap rule by rule\n{config}", cap.name);
+            let got = dry
+                .packet(&p.data, len)
+                .unwrap_or_else(|e| panic!("{} packet {n}: {e}\n{config}", cap.name));
+            assert_eq!(
+                got, want,
+                "{} packet {n}: dry run vs libpcap rule by rule\n{config}",
+                cap.name
+            );
             let kernel = loaded.test_run(&p.data, 1).unwrap();
-            assert_eq!(kernel.retval, want.verdict.xdp(), "{} packet {n}: kernel vs libpcap\n{config}", cap.name);
+            assert_eq!(
+                kernel.retval,
+                want.verdict.xdp(),
+                "{} packet {n}: kernel vs libpcap\n{config}",
+                cap.name
+            );
             runs += 1;
         }
     }
-    assert_eq!(loaded.counters().unwrap(), dry.counters(), "counters after the run\n{config}");
+    assert_eq!(
+        loaded.counters().unwrap(),
+        dry.counters(),
+        "counters after the run\n{config}"
+    );
     runs
 }
 
@@ -76,12 +104,18 @@ fn dry_run_equals_kernel_and_libpcap_on_the_corpus() {
     if !e2e::kernel_available("ruleset_kernel") {
         return;
     }
-    let caps: Vec<Capture> = captures().into_iter().filter(|c| c.dlt == LinkType::ETHERNET.to_dlt()).collect();
+    let caps: Vec<Capture> = captures()
+        .into_iter()
+        .filter(|c| c.dlt == LinkType::ETHERNET.to_dlt())
+        .collect();
     let exprs: Vec<String> = expressions()
         .into_iter()
         .filter(|e| e.dlt == "EN10MB" && e.netmask.is_none())
         .map(|e| e.expr)
-        .filter(|e| !e.trim().is_empty() && ruleset::parse(&config_text(&[(e.clone(), "pass")], Verdict::Pass)).is_ok())
+        .filter(|e| {
+            !e.trim().is_empty()
+                && ruleset::parse(&config_text(&[(e.clone(), "pass")], Verdict::Pass)).is_ok()
+        })
         .collect();
     assert!(exprs.len() > 300, "only {} corpus expressions", exprs.len());
     let mut rng = Rng(0x5eed_1234_abcd_0001);
@@ -92,13 +126,23 @@ fn dry_run_equals_kernel_and_libpcap_on_the_corpus() {
         let rules: Vec<(String, &str)> = (0..n)
             .map(|_| {
                 let action = ["pass", "drop", "count"][rng.below(3) as usize];
-                (exprs[rng.below(exprs.len() as u64) as usize].clone(), action)
+                (
+                    exprs[rng.below(exprs.len() as u64) as usize].clone(),
+                    action,
+                )
             })
             .collect();
-        let default = if k % 2 == 0 { Verdict::Pass } else { Verdict::Drop };
+        let default = if k % 2 == 0 {
+            Verdict::Pass
+        } else {
+            Verdict::Drop
+        };
         runs += prove(&config_text(&rules, default), &caps);
     }
-    eprintln!("{rulesets} rulesets over {} captures: {runs} kernel test runs, all equal", caps.len());
+    eprintln!(
+        "{rulesets} rulesets over {} captures: {runs} kernel test runs, all equal",
+        caps.len()
+    );
 }
 
 /// Rules of the typical shapes (host, net, port and their combinations),
@@ -106,7 +150,11 @@ fn dry_run_equals_kernel_and_libpcap_on_the_corpus() {
 fn typical_rules(n: usize, rng: &mut Rng) -> Vec<(String, &'static str)> {
     (0..n)
         .map(|i| {
-            let (a, b, c) = (rng.below(256) as usize, rng.below(256) as usize, 1 + rng.below(254) as usize);
+            let (a, b, c) = (
+                rng.below(256) as usize,
+                rng.below(256) as usize,
+                1 + rng.below(254) as usize,
+            );
             let port = 1 + rng.below(65000) as usize;
             let expr = match i % 6 {
                 0 => format!("host 10.{a}.{b}.{c}"),
@@ -116,7 +164,14 @@ fn typical_rules(n: usize, rng: &mut Rng) -> Vec<(String, &'static str)> {
                 4 => format!("tcp dst port {port} and src host 10.{a}.{b}.{c}"),
                 _ => format!("dst net 10.{a}.0.0/16 and tcp"),
             };
-            (expr, if rng.below(10) as usize == 0 { "pass" } else { "drop" })
+            (
+                expr,
+                if rng.below(10) as usize == 0 {
+                    "pass"
+                } else {
+                    "drop"
+                },
+            )
         })
         .collect()
 }
@@ -142,7 +197,11 @@ fn ten_thousand_rules_load_and_agree() {
     let loaded = LoadedRuleset::load(&compiled).unwrap_or_else(|e| {
         let text = e.to_string();
         let lines: Vec<&str> = text.lines().collect();
-        panic!("{}\n...\n{}", lines[..lines.len().min(5)].join("\n"), lines[lines.len().saturating_sub(30)..].join("\n"))
+        panic!(
+            "{}\n...\n{}",
+            lines[..lines.len().min(5)].join("\n"),
+            lines[lines.len().saturating_sub(30)..].join("\n")
+        )
     });
     eprintln!(
         "10,000 rules: {} eBPF instructions, compiled in {compile_time:?}, verified and loaded in {:?}; chains {:?}",
@@ -150,8 +209,15 @@ fn ten_thousand_rules_load_and_agree() {
         t.elapsed(),
         compiled.chains
     );
-    assert_eq!(compiled.fast_rules, 10_000, "every rule of the common shapes is in the tuple tables");
-    assert!(compiled.tables.len() <= 12, "{} tables", compiled.tables.len());
+    assert_eq!(
+        compiled.fast_rules, 10_000,
+        "every rule of the common shapes is in the tuple tables"
+    );
+    assert!(
+        compiled.tables.len() <= 12,
+        "{} tables",
+        compiled.tables.len()
+    );
     // Frames aimed at rules near the start, the middle and the end.
     let mut dry = DryRun::new(&compiled, &cfg.rules, Verdict::Pass).unwrap();
     let mut hits = 0;
@@ -159,7 +225,12 @@ fn ten_thousand_rules_load_and_agree() {
         let frame = frame_for(&rules[i].0, &mut rng);
         let want = dry.packet(&frame, frame.len() as u32).unwrap();
         hits += want.rule.is_some() as usize;
-        assert_eq!(loaded.test_run(&frame, 1).unwrap().retval, want.verdict.xdp(), "frame for {}", rules[i].0);
+        assert_eq!(
+            loaded.test_run(&frame, 1).unwrap().retval,
+            want.verdict.xdp(),
+            "frame for {}",
+            rules[i].0
+        );
     }
     assert!(hits > 40, "only {hits} frames hit a rule");
     assert_eq!(loaded.counters().unwrap(), dry.counters());
@@ -184,10 +255,18 @@ fn frame_for(expr: &str, rng: &mut Rng) -> Vec<u8> {
     let mut src = [198, 51, 100, 7];
     let mut dst = [203, 0, 113, 9];
     if let Some(h) = after("host") {
-        if expr.starts_with("tcp") { src = addr(h) } else { dst = addr(h) }
+        if expr.starts_with("tcp") {
+            src = addr(h)
+        } else {
+            dst = addr(h)
+        }
     }
     if let Some(n) = after("net") {
-        if expr.contains("src net") { src = addr(n) } else { dst = addr(n) }
+        if expr.contains("src net") {
+            src = addr(n)
+        } else {
+            dst = addr(n)
+        }
     }
     let port: u16 = after("port").and_then(|p| p.parse().ok()).unwrap_or(9);
     let udp = expr.starts_with("udp");
@@ -231,15 +310,22 @@ fn heavy_rule_shapes_load_at_scale() {
         let config = config_text(&rules, Verdict::Pass);
         let cfg = ruleset::parse(&config).unwrap();
         let compiled = compile(&cfg.rules, Verdict::Pass).unwrap();
-        let loaded = LoadedRuleset::load(&compiled).unwrap_or_else(|e| panic!("shape {shape}: {e}"));
+        let loaded =
+            LoadedRuleset::load(&compiled).unwrap_or_else(|e| panic!("shape {shape}: {e}"));
         let mut dry = DryRun::new(&compiled, &cfg.rules, Verdict::Pass).unwrap();
         for i in (0..1_500).step_by(50) {
             let mut frame = frame_for(&rules[i].0, &mut rng);
             frame[22] = rng.below(256) as u8;
             let want = dry.packet(&frame, frame.len() as u32).unwrap();
-            assert_eq!(loaded.test_run(&frame, 1).unwrap().retval, want.verdict.xdp());
+            assert_eq!(
+                loaded.test_run(&frame, 1).unwrap().retval,
+                want.verdict.xdp()
+            );
         }
         assert_eq!(loaded.counters().unwrap(), dry.counters());
-        eprintln!("shape {shape}: 1,500 rules in {} programs", compiled.programs.len());
+        eprintln!(
+            "shape {shape}: 1,500 rules in {} programs",
+            compiled.programs.len()
+        );
     }
 }

@@ -35,14 +35,14 @@ use std::net::UdpSocket;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use bpf_kernel::socket::{self, attach_classic};
 use e2e::{frames, net};
 use filter_programs::cbpf::{self, skf::SKF_NET_OFF};
 use filter_programs::translate::{translate, Target};
-use bpf_kernel::socket::{self, attach_classic};
 use filterd::socket::SocketProgram;
 use frames::{seq_of, Frame};
-use net::{ifindex, Netns, PacketSocket, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID};
 use libpcap_oracle::{self as libpcap, CompileOptions};
+use net::{ifindex, Netns, PacketSocket, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID};
 
 const EXPRESSIONS: &[&str] = &[
     "tcp port 80",

@@ -7,12 +7,12 @@
 
 use std::collections::BTreeSet;
 
+use bpf_kernel::{load, LoadError};
 use e2e::corpus::{captures, expressions, Capture};
+use filter_programs::cbpf::interp::Program as Classic;
 use filter_programs::cbpf::{Insn, Op};
 use filter_programs::ebpf::vm::{Env, Input, Maps, Program, SkbMeta};
-use filter_programs::cbpf::interp::Program as Classic;
 use filter_programs::translate::{translate, Target, TranslateError};
-use bpf_kernel::{load, LoadError};
 use filter_programs::Hook;
 use libpcap_oracle::{self as libpcap, CompileOptions};
 
@@ -38,7 +38,8 @@ fn corpus_programs() -> Vec<(String, String, Vec<Insn>)> {
                 // compile_1.10.3.tsv says it compiled; only name resolution can differ.
                 continue;
             };
-            let key: Vec<(u16, u8, u8, u32)> = prog.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect();
+            let key: Vec<(u16, u8, u8, u32)> =
+                prog.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect();
             if seen.insert((e.dlt.clone(), key)) {
                 out.push((e.dlt.clone(), e.expr.clone(), prog));
             }
@@ -53,9 +54,23 @@ fn vm_input<'a>(t: Target, frame: &'a [u8]) -> Input<'a> {
     match t.hook {
         // A socket filter's test run pulls the Ethernet header: skb->data
         // is the network header, as ARCHITECTURE.md records.
-        Hook::Socket => Input::Skb { frame, data_off: 14, net_off: 14, meta },
-        Hook::Tc => Input::Skb { frame, data_off: 0, net_off: 14, meta },
-        Hook::Xdp => Input::Xdp { frame, ingress_ifindex: 1, rx_queue_index: 0 },
+        Hook::Socket => Input::Skb {
+            frame,
+            data_off: 14,
+            net_off: 14,
+            meta,
+        },
+        Hook::Tc => Input::Skb {
+            frame,
+            data_off: 0,
+            net_off: 14,
+            meta,
+        },
+        Hook::Xdp => Input::Xdp {
+            frame,
+            ingress_ifindex: 1,
+            rx_queue_index: 0,
+        },
     }
 }
 
@@ -86,8 +101,17 @@ fn every_corpus_program_passes_the_verifier_on_every_target() {
             match load(t.hook, &insns, "corpus") {
                 Ok(_) => loaded += 1,
                 Err(LoadError::Verifier { log, .. }) => {
-                    let tail: Vec<&str> = log.lines().rev().take(4).map(|l| &l[..l.len().min(160)]).collect();
-                    failures.push(format!("{dlt} {expr:?} {}: verifier: {}", t.name(), tail.join(" | ")));
+                    let tail: Vec<&str> = log
+                        .lines()
+                        .rev()
+                        .take(4)
+                        .map(|l| &l[..l.len().min(160)])
+                        .collect();
+                    failures.push(format!(
+                        "{dlt} {expr:?} {}: verifier: {}",
+                        t.name(),
+                        tail.join(" | ")
+                    ));
                 }
                 Err(e) => failures.push(format!("{dlt} {expr:?} {}: {e}", t.name())),
             }
@@ -100,7 +124,12 @@ fn every_corpus_program_passes_the_verifier_on_every_target() {
         programs.len(),
         TARGETS.len()
     );
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(programs.len() > 1100, "only {} programs", programs.len());
 }
 
@@ -109,11 +138,19 @@ fn kernel_test_run_equals_vm_on_every_en10mb_packet() {
     if !e2e::kernel_available("kernel_test_run_equals_vm_on_every_en10mb_packet") {
         return;
     }
-    let programs: Vec<_> = corpus_programs().into_iter().filter(|(d, _, _)| d == "EN10MB").collect();
+    let programs: Vec<_> = corpus_programs()
+        .into_iter()
+        .filter(|(d, _, _)| d == "EN10MB")
+        .collect();
     let caps: Vec<Capture> = captures().into_iter().filter(|c| c.dlt == 1).collect();
     let frames: Vec<(&str, usize, &[u8])> = caps
         .iter()
-        .flat_map(|c| c.packets.iter().enumerate().map(move |(i, p)| (c.name.as_str(), i, p.data.as_slice())))
+        .flat_map(|c| {
+            c.packets
+                .iter()
+                .enumerate()
+                .map(move |(i, p)| (c.name.as_str(), i, p.data.as_slice()))
+        })
         .collect();
     let mut runs = 0u64;
     let mut skipped = 0u64;
@@ -121,10 +158,11 @@ fn kernel_test_run_equals_vm_on_every_en10mb_packet() {
     let env = Env::default();
     for (_, expr, prog) in &programs {
         // Kernel-only fields mean nothing to libpcap's interpreter.
-        let uses_ancillary = prog.iter().any(|i| {
-            matches!(i.decode(), Ok(Op::LdAbs { k, .. }) if (k as i32) < 0)
-        });
-        let validated = libpcap::Validated::new(prog).expect("bpf_validate accepts libpcap's program");
+        let uses_ancillary = prog
+            .iter()
+            .any(|i| matches!(i.decode(), Ok(Op::LdAbs { k, .. }) if (k as i32) < 0));
+        let validated =
+            libpcap::Validated::new(prog).expect("bpf_validate accepts libpcap's program");
         let classic = Classic::new(prog).expect("libpcap's programs are valid");
         let has_back_edges = prog.iter().enumerate().any(|(pc, i)| is_back_edge(pc, i));
         for t in TARGETS {
@@ -135,7 +173,11 @@ fn kernel_test_run_equals_vm_on_every_en10mb_packet() {
             };
             let kernel = match load(t.hook, &insns, "corpus") {
                 Ok(k) => k,
-                Err(e) => panic!("{expr:?} {} does not load (see the verifier test): {}", t.name(), short(&e.to_string())),
+                Err(e) => panic!(
+                    "{expr:?} {} does not load (see the verifier test): {}",
+                    t.name(),
+                    short(&e.to_string())
+                ),
             };
             let vm = Program::new(&insns).expect("decodes");
             for (file, index, frame) in &frames {
@@ -164,7 +206,9 @@ fn kernel_test_run_equals_vm_on_every_en10mb_packet() {
                 let oracle = (!uses_ancillary).then(|| {
                     // A run that takes more backward jumps than the hook's
                     // loop budget rejects (see Hook::loop_budget).
-                    if has_back_edges && back_edges_taken(&classic, frame, len) > t.hook.loop_budget() {
+                    if has_back_edges
+                        && back_edges_taken(&classic, frame, len) > t.hook.loop_budget()
+                    {
                         return t.verdict(0) as u64;
                     }
                     t.verdict(validated.filter(frame, len)) as u64
@@ -186,7 +230,11 @@ fn kernel_test_run_equals_vm_on_every_en10mb_packet() {
         TARGETS.len(),
         mismatches.len()
     );
-    assert!(mismatches.is_empty(), "mismatches:\n{}", mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "mismatches:\n{}",
+        mismatches.join("\n")
+    );
     assert!(runs > 1_500_000, "only {runs} runs");
 }
 

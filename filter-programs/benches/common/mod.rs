@@ -63,7 +63,11 @@ pub struct Paired {
 /// Runs both sides back to back in each of `rounds` rounds, alternating
 /// which goes first, so that both see the same machine; each closure
 /// returns the time it measured. One untimed warm-up run of each first.
-pub fn paired_rounds(rounds: usize, mut ours: impl FnMut() -> f64, mut theirs: impl FnMut() -> f64) -> Paired {
+pub fn paired_rounds(
+    rounds: usize,
+    mut ours: impl FnMut() -> f64,
+    mut theirs: impl FnMut() -> f64,
+) -> Paired {
     ours();
     theirs();
     let (mut o, mut t, mut r) = (Vec::new(), Vec::new(), Vec::new());
@@ -79,7 +83,11 @@ pub fn paired_rounds(rounds: usize, mut ours: impl FnMut() -> f64, mut theirs: i
         t.push(b);
         r.push(a / b);
     }
-    Paired { ours: median(&mut o), theirs: median(&mut t), ratio: median(&mut r) }
+    Paired {
+        ours: median(&mut o),
+        theirs: median(&mut t),
+        ratio: median(&mut r),
+    }
 }
 
 /// A bench's `main`: the Criterion groups, then `paired` (the side-by-side
@@ -87,7 +95,9 @@ pub fn paired_rounds(rounds: usize, mut ours: impl FnMut() -> f64, mut theirs: i
 /// benchmark) or when only listing benchmarks.
 pub fn criterion_then(groups: fn(), paired: fn()) {
     groups();
-    criterion::Criterion::default().configure_from_args().final_summary();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
     let args: Vec<String> = std::env::args().collect();
     if !args.iter().any(|a| a == "--test" || a == "--list") {
         paired();

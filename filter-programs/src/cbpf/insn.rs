@@ -240,36 +240,68 @@ pub enum RetVal {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
     /// `A = P[k:size]`
-    LdAbs { size: Size, k: u32 },
+    LdAbs {
+        size: Size,
+        k: u32,
+    },
     /// `A = P[X + k:size]`
-    LdInd { size: Size, k: u32 },
+    LdInd {
+        size: Size,
+        k: u32,
+    },
     /// `A = k`
-    LdImm { k: u32 },
+    LdImm {
+        k: u32,
+    },
     /// `A = M[k]`
-    LdMem { k: u32 },
+    LdMem {
+        k: u32,
+    },
     /// `A = wire length`
     LdLen,
     /// `X = k`
-    LdxImm { k: u32 },
+    LdxImm {
+        k: u32,
+    },
     /// `X = M[k]`
-    LdxMem { k: u32 },
+    LdxMem {
+        k: u32,
+    },
     /// `X = wire length`
     LdxLen,
     /// `X = 4 * (P[k] & 0xf)`: the IPv4 header length idiom.
-    LdxMsh { k: u32 },
+    LdxMsh {
+        k: u32,
+    },
     /// `M[k] = A`
-    St { k: u32 },
+    St {
+        k: u32,
+    },
     /// `M[k] = X`
-    Stx { k: u32 },
+    Stx {
+        k: u32,
+    },
     /// `A = A op src`
-    Alu { op: AluOp, src: Src },
+    Alu {
+        op: AluOp,
+        src: Src,
+    },
     /// `A = -A`
     Neg,
     /// `pc += k`
-    Ja { k: u32 },
+    Ja {
+        k: u32,
+    },
     /// `pc += (A op src) ? jt : jf`
-    Jmp { op: JmpOp, src: Src, jt: u8, jf: u8 },
-    Ret { val: RetVal },
+    Jmp {
+        op: JmpOp,
+        src: Src,
+        jt: u8,
+        jf: u8,
+    },
+    Ret {
+        val: RetVal,
+    },
     /// `X = A`
     Tax,
     /// `A = X`
@@ -469,14 +501,33 @@ mod tests {
 
     #[test]
     fn well_known_codes() {
-        assert_eq!(Insn::new(0x28, 0, 0, 12).decode(), Ok(Op::LdAbs { size: Size::H, k: 12 }));
+        assert_eq!(
+            Insn::new(0x28, 0, 0, 12).decode(),
+            Ok(Op::LdAbs {
+                size: Size::H,
+                k: 12
+            })
+        );
         assert_eq!(Insn::new(0xb1, 0, 0, 14).decode(), Ok(Op::LdxMsh { k: 14 }));
-        assert_eq!(Insn::new(0x06, 0, 0, 262144).decode(), Ok(Op::Ret { val: RetVal::K(262144) }));
-        assert_eq!(Insn::new(0x16, 0, 0, 0).decode(), Ok(Op::Ret { val: RetVal::A }));
+        assert_eq!(
+            Insn::new(0x06, 0, 0, 262144).decode(),
+            Ok(Op::Ret {
+                val: RetVal::K(262144)
+            })
+        );
+        assert_eq!(
+            Insn::new(0x16, 0, 0, 0).decode(),
+            Ok(Op::Ret { val: RetVal::A })
+        );
         assert_eq!(Insn::new(0x87, 0, 0, 0).decode(), Ok(Op::Txa));
         assert_eq!(
             Insn::new(0x15, 0, 8, 0x86dd).decode(),
-            Ok(Op::Jmp { op: JmpOp::Jeq, src: Src::K(0x86dd), jt: 0, jf: 8 })
+            Ok(Op::Jmp {
+                op: JmpOp::Jeq,
+                src: Src::K(0x86dd),
+                jt: 0,
+                jf: 8
+            })
         );
         assert!(Insn::new(0x88, 0, 0, 0).decode().is_err()); // ldh len
         assert!(Insn::new(0x8c, 0, 0, 0).decode().is_err()); // neg x

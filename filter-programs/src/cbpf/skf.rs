@@ -174,6 +174,9 @@ mod tests {
         assert_eq!(LoadBase::of(0xffff_f000), LoadBase::Ancillary(0));
         assert_eq!(LoadBase::of(SKF_NET_OFF as u32 + 9), LoadBase::Net(9));
         assert_eq!(LoadBase::of(SKF_LL_OFF as u32), LoadBase::LinkLayer(0));
-        assert!(matches!(LoadBase::of(SKF_LL_OFF as u32 - 1), LoadBase::Invalid(_)));
+        assert!(matches!(
+            LoadBase::of(SKF_LL_OFF as u32 - 1),
+            LoadBase::Invalid(_)
+        ));
     }
 }

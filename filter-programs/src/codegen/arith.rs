@@ -207,7 +207,13 @@ impl Gen<'_> {
 
     /// A transport protocol's field: after an IPv4 header of any length
     /// (`X` = its length), in an unfragmented (first) IPv4 packet.
-    fn load_after_ipv4(&mut self, proto: Proto, inst: &mut Value, size: Size, nl: u32) -> Result<(), CompileError> {
+    fn load_after_ipv4(
+        &mut self,
+        proto: Proto,
+        inst: &mut Value,
+        size: Size,
+        nl: u32,
+    ) -> Result<(), CompileError> {
         inst.stmts.extend(self.loadx_iphdrlen());
         inst.stmts.extend([
             Op::LdMem { k: inst.reg },

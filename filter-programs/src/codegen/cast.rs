@@ -2,7 +2,7 @@
 
 use super::block::Cond;
 use super::consts::*;
-use super::{CompileError, Gen, Dlt, OffRel};
+use super::{CompileError, Dlt, Gen, OffRel};
 use crate::cbpf::{JmpOp, Size, Src};
 use crate::expr::qualifiers::{Dir, Proto};
 

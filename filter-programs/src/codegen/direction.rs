@@ -3,7 +3,7 @@
 //! buffer through the kernel's ancillary loads.
 
 use super::block::Cond;
-use super::{CompileError, Gen, Dlt, OffRel};
+use super::{CompileError, Dlt, Gen, OffRel};
 use crate::cbpf::skf::{SKF_AD_IFINDEX, SKF_AD_OFF, SKF_AD_PKTTYPE};
 use crate::cbpf::Size;
 

@@ -5,7 +5,7 @@
 
 use super::block::Cond;
 use super::consts::*;
-use super::{CompileError, Gen, Dlt, Off, OffRel};
+use super::{CompileError, Dlt, Gen, Off, OffRel};
 use crate::cbpf::Size;
 
 impl Gen<'_> {

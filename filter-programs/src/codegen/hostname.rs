@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use super::block::Cond;
-use super::{CompileError, Gen, Dlt};
+use super::{CompileError, Dlt, Gen};
 use crate::expr::qualifiers::{Proto, Qualifiers};
 
 impl Gen<'_> {

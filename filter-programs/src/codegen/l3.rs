@@ -5,7 +5,7 @@ use std::net::Ipv6Addr;
 
 use super::block::Cond;
 use super::consts::*;
-use super::{CompileError, Gen, Dlt, OffRel};
+use super::{CompileError, Dlt, Gen, OffRel};
 use crate::cbpf::{JmpOp, Size, Src};
 use crate::expr::ast::Ipv4Lit;
 use crate::expr::names::{ethertype, llc_sap};

@@ -3,7 +3,7 @@
 //! run-time part kept in a scratch cell (libpcap's `bpf_abs_offset`), and
 //! the loads relative to them.
 
-use super::{Gen, Dlt, OffRel};
+use super::{Dlt, Gen, OffRel};
 use crate::cbpf::{AluOp, Op, Size, Src};
 
 /// An absolute offset: `k`, plus `M[reg]` at run time when `reg` is set.

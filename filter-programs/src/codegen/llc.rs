@@ -3,7 +3,7 @@
 
 use super::block::Cond;
 use super::consts::ETHERMTU;
-use super::{CompileError, Gen, Dlt, OffRel};
+use super::{CompileError, Dlt, Gen, OffRel};
 use crate::cbpf::{JmpOp, Size, Src};
 use crate::expr::names::LlcFrame;
 

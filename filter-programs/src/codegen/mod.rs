@@ -28,7 +28,6 @@ mod encap;
 mod error;
 mod hostname;
 mod l3;
-pub mod socket;
 mod l4;
 mod layout;
 mod linktype;
@@ -36,6 +35,7 @@ mod llc;
 mod primitive;
 mod protochain;
 mod resolver;
+pub mod socket;
 #[cfg(test)]
 mod tests;
 mod tunnel;
@@ -137,9 +137,18 @@ pub fn compile(expr: &str, opts: &Options) -> Result<Vec<Insn>, CompileError> {
     // `not ip and ip`), and a tcpdump user has seen this error before.
     // With the optimizer off (-O0) the program compiles to `ret #0`.
     if let [only] = prog.as_slice() {
-        if only.decode() == Ok(crate::cbpf::Op::Ret { val: crate::cbpf::RetVal::K(0) }) {
+        if only.decode()
+            == Ok(crate::cbpf::Op::Ret {
+                val: crate::cbpf::RetVal::K(0),
+            })
+        {
             let span = Span::new(0, expr.trim_end().len());
-            return Err(CompileError::new(ErrorKind::Semantic, span, "expression rejects all packets", expr));
+            return Err(CompileError::new(
+                ErrorKind::Semantic,
+                span,
+                "expression rejects all packets",
+                expr,
+            ));
         }
     }
     Ok(prog)

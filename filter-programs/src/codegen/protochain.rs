@@ -71,20 +71,35 @@ impl Chain {
     /// go `again`. Returns the last of their tests, whose "no" goes on to
     /// the AH check.
     fn ipv6_extensions(&mut self, nl: u32, reg: u32, again: usize, none: usize) -> usize {
-        let firsts = [IPPROTO_HOPOPTS, IPPROTO_DSTOPTS, IPPROTO_ROUTING, IPPROTO_FRAGMENT].map(|p| self.jeq(p));
+        let firsts = [
+            IPPROTO_HOPOPTS,
+            IPPROTO_DSTOPTS,
+            IPPROTO_ROUTING,
+            IPPROTO_FRAGMENT,
+        ]
+        .map(|p| self.jeq(p));
         for w in firsts.windows(2) {
             self.target(w[0], None, Some(w[1]));
         }
         self.target(none, None, Some(firsts[0]));
-        let advance = self.push(Op::LdInd { size: Size::B, k: nl });
+        let advance = self.push(Op::LdInd {
+            size: Size::B,
+            k: nl,
+        });
         for j in firsts {
             self.target(j, Some(advance), None);
         }
         self.push(Op::St { k: reg });
-        self.push(Op::LdInd { size: Size::B, k: nl.wrapping_add(1) });
+        self.push(Op::LdInd {
+            size: Size::B,
+            k: nl.wrapping_add(1),
+        });
         self.alu(AluOp::Add, 1);
         self.alu(AluOp::Mul, 8);
-        self.push(Op::Alu { op: AluOp::Add, src: Src::X });
+        self.push(Op::Alu {
+            op: AluOp::Add,
+            src: Src::X,
+        });
         self.push(Op::Tax);
         self.push(Op::LdMem { k: reg });
         self.back_to(again);
@@ -100,12 +115,18 @@ impl Chain {
         }
         let txa = self.push(Op::Txa);
         self.target(ah, Some(txa), None);
-        self.push(Op::LdInd { size: Size::B, k: nl });
+        self.push(Op::LdInd {
+            size: Size::B,
+            k: nl,
+        });
         self.push(Op::St { k: reg });
         self.push(Op::Txa);
         self.alu(AluOp::Add, 1);
         self.push(Op::Tax);
-        self.push(Op::LdInd { size: Size::B, k: nl });
+        self.push(Op::LdInd {
+            size: Size::B,
+            k: nl,
+        });
         self.alu(AluOp::Add, 2);
         self.alu(AluOp::Mul, 4);
         self.push(Op::Tax);
@@ -117,7 +138,9 @@ impl Chain {
     /// The loop's back edge: `ja` to statement `again`.
     fn back_to(&mut self, again: usize) {
         let back = self.ops.len();
-        self.push(Op::Ja { k: (again as u32).wrapping_sub(back as u32 + 1) });
+        self.push(Op::Ja {
+            k: (again as u32).wrapping_sub(back as u32 + 1),
+        });
     }
 }
 

@@ -1,7 +1,7 @@
 //! Exact programs for simple expressions, against `tcpdump -d -O -y
 //! EN10MB` output (libpcap 1.10.3 without its optimizer), and the errors.
 
-use super::{compile, ErrorKind, Dlt, Options};
+use super::{compile, Dlt, ErrorKind, Options};
 use crate::cbpf::text;
 
 /// `tcpdump -d -O -y EN10MB EXPR` output, captured with tcpdump 4.99.3 /
@@ -150,11 +150,7 @@ fn long_branches_get_trampolines() {
 fn errors_are_libpcaps_with_a_caret() {
     let cases: &[(&str, Dlt, &str)] = &[
         ("vlan", Dlt::Raw, "no VLAN support for Raw IP"),
-        (
-            "mpls and vlan",
-            Dlt::En10mb,
-            "no VLAN match after MPLS",
-        ),
+        ("mpls and vlan", Dlt::En10mb, "no VLAN match after MPLS"),
         (
             "ether host 1:2:3:4:5:6",
             Dlt::LinuxSll,
@@ -178,11 +174,7 @@ fn errors_are_libpcaps_with_a_caret() {
             Dlt::En10mb,
             "Mask syntax for networks only",
         ),
-        (
-            "ip[1:3] == 0",
-            Dlt::En10mb,
-            "data size must be 1, 2, or 4",
-        ),
+        ("ip[1:3] == 0", Dlt::En10mb, "data size must be 1, 2, or 4"),
         ("ip[0] / 0 == 1", Dlt::En10mb, "division by zero"),
         (
             "vlan 4096",

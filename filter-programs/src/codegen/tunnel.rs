@@ -7,7 +7,7 @@
 
 use super::block::Cond;
 use super::consts::*;
-use super::{CompileError, Gen, Dlt, Off, OffRel};
+use super::{CompileError, Dlt, Gen, Off, OffRel};
 use crate::cbpf::{AluOp, JmpOp, Op, Size, Src};
 use crate::expr::qualifiers::Dir;
 

@@ -22,8 +22,16 @@ pub struct Label(usize);
 enum Item {
     Op(Op),
     /// A conditional jump whose `off` is filled in from the label.
-    Jmp { wide: bool, op: JmpOp, dst: Reg, src: Operand, to: Label },
-    Ja { to: Label },
+    Jmp {
+        wide: bool,
+        op: JmpOp,
+        dst: Reg,
+        src: Operand,
+        to: Label,
+    },
+    Ja {
+        to: Label,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -32,8 +40,14 @@ pub enum AsmError {
     Unbound(usize),
     #[error("label {0} is bound twice")]
     BoundTwice(usize),
-    #[error("jump at slot {slot} to label {label} is {distance} slots away, beyond a 16-bit offset")]
-    TooFar { slot: usize, label: usize, distance: i64 },
+    #[error(
+        "jump at slot {slot} to label {label} is {distance} slots away, beyond a 16-bit offset"
+    )]
+    TooFar {
+        slot: usize,
+        label: usize,
+        distance: i64,
+    },
 }
 
 /// The program under construction.
@@ -47,7 +61,12 @@ pub struct Asm {
 
 impl fmt::Debug for Asm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Asm({} items, {} labels)", self.items.len(), self.bound.len())
+        write!(
+            f,
+            "Asm({} items, {} labels)",
+            self.items.len(),
+            self.bound.len()
+        )
     }
 }
 
@@ -86,7 +105,13 @@ impl Asm {
 
     /// `if dst <op> src goto to` (64-bit compare when `wide`).
     pub fn jmp(&mut self, wide: bool, op: JmpOp, dst: Reg, src: Operand, to: Label) -> &mut Asm {
-        self.items.push(Item::Jmp { wide, op, dst, src, to });
+        self.items.push(Item::Jmp {
+            wide,
+            op,
+            dst,
+            src,
+            to,
+        });
         self
     }
 
@@ -99,22 +124,53 @@ impl Asm {
     // Shorthands for the forms code generators use most.
 
     pub fn mov64(&mut self, dst: Reg, src: Operand) -> &mut Asm {
-        self.push(Op::Alu { wide: true, op: AluOp::Mov, dst, src })
+        self.push(Op::Alu {
+            wide: true,
+            op: AluOp::Mov,
+            dst,
+            src,
+        })
     }
     pub fn mov32(&mut self, dst: Reg, src: Operand) -> &mut Asm {
-        self.push(Op::Alu { wide: false, op: AluOp::Mov, dst, src })
+        self.push(Op::Alu {
+            wide: false,
+            op: AluOp::Mov,
+            dst,
+            src,
+        })
     }
     pub fn alu32(&mut self, op: AluOp, dst: Reg, src: Operand) -> &mut Asm {
-        self.push(Op::Alu { wide: false, op, dst, src })
+        self.push(Op::Alu {
+            wide: false,
+            op,
+            dst,
+            src,
+        })
     }
     pub fn alu64(&mut self, op: AluOp, dst: Reg, src: Operand) -> &mut Asm {
-        self.push(Op::Alu { wide: true, op, dst, src })
+        self.push(Op::Alu {
+            wide: true,
+            op,
+            dst,
+            src,
+        })
     }
     pub fn ldx(&mut self, size: Size, dst: Reg, src: Reg, off: i16) -> &mut Asm {
-        self.push(Op::Ldx { size, signed: false, dst, src, off })
+        self.push(Op::Ldx {
+            size,
+            signed: false,
+            dst,
+            src,
+            off,
+        })
     }
     pub fn stx(&mut self, size: Size, dst: Reg, src: Reg, off: i16) -> &mut Asm {
-        self.push(Op::Stx { size, dst, src, off })
+        self.push(Op::Stx {
+            size,
+            dst,
+            src,
+            off,
+        })
     }
     pub fn exit(&mut self) -> &mut Asm {
         self.push(Op::Exit)
@@ -137,7 +193,12 @@ impl Asm {
         }
         start.push(slot);
         let target = |l: Label| -> Result<usize, AsmError> {
-            let item = self.bound.get(l.0).copied().flatten().ok_or(AsmError::Unbound(l.0))?;
+            let item = self
+                .bound
+                .get(l.0)
+                .copied()
+                .flatten()
+                .ok_or(AsmError::Unbound(l.0))?;
             Ok(start[item])
         };
         let mut out = Vec::with_capacity(slot);
@@ -145,18 +206,37 @@ impl Asm {
             let here = start[n];
             let rel = |l: Label| -> Result<i16, AsmError> {
                 let distance = target(l)? as i64 - (here as i64 + 1);
-                i16::try_from(distance).map_err(|_| AsmError::TooFar { slot: here, label: l.0, distance })
+                i16::try_from(distance).map_err(|_| AsmError::TooFar {
+                    slot: here,
+                    label: l.0,
+                    distance,
+                })
             };
             let op = match *item {
                 Item::Op(op) => op,
-                Item::Jmp { wide, op, dst, src, to } => Op::Jmp { wide, op, dst, src, off: rel(to)? },
+                Item::Jmp {
+                    wide,
+                    op,
+                    dst,
+                    src,
+                    to,
+                } => Op::Jmp {
+                    wide,
+                    op,
+                    dst,
+                    src,
+                    off: rel(to)?,
+                },
                 // Beyond 16 bits an unconditional jump becomes `gotol`
                 // (BPF_JMP32 | BPF_JA, 32-bit immediate, Linux 6.6+), so
                 // only programs that large need that kernel.
                 Item::Ja { to } => {
                     let distance = target(to)? as i64 - (here as i64 + 1);
-                    let off = i32::try_from(distance)
-                        .map_err(|_| AsmError::TooFar { slot: here, label: to.0, distance })?;
+                    let off = i32::try_from(distance).map_err(|_| AsmError::TooFar {
+                        slot: here,
+                        label: to.0,
+                        distance,
+                    })?;
                     if off.unsigned_abs() > NEAR {
                         // gotol: the verifier grows the program when it
                         // rewrites context accesses and helper calls, and a
@@ -187,7 +267,12 @@ mod tests {
         a.bind(top);
         a.mov64(Reg::R0, Operand::Imm(0));
         a.jmp(true, JmpOp::Jeq, Reg::R1, Operand::Imm(0), out);
-        a.push(Op::LdImm64 { dst: Reg::R2, pseudo: Pseudo::None, src_reg: 0, imm: 1 << 40 });
+        a.push(Op::LdImm64 {
+            dst: Reg::R2,
+            pseudo: Pseudo::None,
+            src_reg: 0,
+            imm: 1 << 40,
+        });
         a.jmp(true, JmpOp::Jne, Reg::R2, Operand::Reg(Reg::R1), top);
         a.bind(out);
         a.exit();
@@ -195,7 +280,16 @@ mod tests {
         assert_eq!(insns.len(), 6);
         let ops = decode_all(&insns).unwrap();
         // slot 1: jeq to slot 5 (exit): off = 5 - 2 = 3
-        assert_eq!(ops[1].1, Op::Jmp { wide: true, op: JmpOp::Jeq, dst: Reg::R1, src: Operand::Imm(0), off: 3 });
+        assert_eq!(
+            ops[1].1,
+            Op::Jmp {
+                wide: true,
+                op: JmpOp::Jeq,
+                dst: Reg::R1,
+                src: Operand::Imm(0),
+                off: 3
+            }
+        );
         // slot 4: jne back to slot 0: off = 0 - 5 = -5
         assert!(matches!(ops[3].1, Op::Jmp { off: -5, .. }));
     }

@@ -10,8 +10,8 @@
 use std::fmt::Write;
 
 use super::insn::{
-    decode_all, AluOp, AtomicOp, CallTarget, DecodeError, Endian, Insn, JmpOp, Op, Operand,
-    Pseudo, Reg, Size,
+    decode_all, AluOp, AtomicOp, CallTarget, DecodeError, Endian, Insn, JmpOp, Op, Operand, Pseudo,
+    Reg, Size,
 };
 
 /// Names of the helpers our programs call, as bpftool prints them.
@@ -63,7 +63,12 @@ fn mem(size: Size, base: Reg, off: i16) -> String {
 /// One instruction, without the `N: ` prefix.
 pub fn format_op(code: u8, op: &Op) -> String {
     let body = match *op {
-        Op::Alu { wide, op: AluOp::MovSx(bits), dst, src: Operand::Reg(s) } => {
+        Op::Alu {
+            wide,
+            op: AluOp::MovSx(bits),
+            dst,
+            src: Operand::Reg(s),
+        } => {
             format!("{} = (s{}){}", reg(wide, dst), bits, reg(wide, s))
         }
         Op::Alu { wide, op, dst, src } => match src {
@@ -79,7 +84,9 @@ pub fn format_op(code: u8, op: &Op) -> String {
             };
             format!("{dst} = {name}{bits} {dst}")
         }
-        Op::LdImm64 { dst, pseudo, imm, .. } => match pseudo {
+        Op::LdImm64 {
+            dst, pseudo, imm, ..
+        } => match pseudo {
             Pseudo::MapFd | Pseudo::MapIdx => format!("{dst} = map[fd:{imm}]"),
             Pseudo::MapValue | Pseudo::MapIdxValue => {
                 format!("{dst} = map[fd:{}][0]+{}", imm as u32, imm >> 32)
@@ -87,14 +94,45 @@ pub fn format_op(code: u8, op: &Op) -> String {
             _ => format!("{dst} = {imm:#x}"),
         },
         Op::LdAbs { size, imm } => format!("r0 = *({} *)skb[{}]", size.c_type(), imm),
-        Op::LdInd { size, src, imm } => format!("r0 = *({} *)skb[{} + {}]", size.c_type(), src, imm),
-        Op::Ldx { size, signed: false, dst, src, off } => format!("{dst} = {}", mem(size, src, off)),
-        Op::Ldx { size, signed: true, dst, src, off } => {
+        Op::LdInd { size, src, imm } => {
+            format!("r0 = *({} *)skb[{} + {}]", size.c_type(), src, imm)
+        }
+        Op::Ldx {
+            size,
+            signed: false,
+            dst,
+            src,
+            off,
+        } => format!("{dst} = {}", mem(size, src, off)),
+        Op::Ldx {
+            size,
+            signed: true,
+            dst,
+            src,
+            off,
+        } => {
             format!("{dst} = *(s{} *)({src} {off:+})", size.bytes() * 8)
         }
-        Op::St { size, dst, off, imm } => format!("{} = {}", mem(size, dst, off), imm),
-        Op::Stx { size, dst, src, off } => format!("{} = {}", mem(size, dst, off), src),
-        Op::Atomic { size, op, fetch, dst, src, off } => {
+        Op::St {
+            size,
+            dst,
+            off,
+            imm,
+        } => format!("{} = {}", mem(size, dst, off), imm),
+        Op::Stx {
+            size,
+            dst,
+            src,
+            off,
+        } => format!("{} = {}", mem(size, dst, off), src),
+        Op::Atomic {
+            size,
+            op,
+            fetch,
+            dst,
+            src,
+            off,
+        } => {
             let (name, sym) = match op {
                 AtomicOp::Add => ("add", "+="),
                 AtomicOp::Or => ("or", "|="),
@@ -106,20 +144,32 @@ pub fn format_op(code: u8, op: &Op) -> String {
             let wide = size == Size::DW;
             let (ty, rs) = (size.c_type(), reg(wide, src));
             match op {
-                AtomicOp::Xchg => format!("{rs} = atomic{}_xchg(({ty} *)({dst} {off:+}), {rs})", if wide { "64" } else { "" }),
+                AtomicOp::Xchg => format!(
+                    "{rs} = atomic{}_xchg(({ty} *)({dst} {off:+}), {rs})",
+                    if wide { "64" } else { "" }
+                ),
                 AtomicOp::CmpXchg => format!(
                     "{} = atomic{}_cmpxchg(({ty} *)({dst} {off:+}), {}, {rs})",
                     reg(wide, Reg::R0),
                     if wide { "64" } else { "" },
                     reg(wide, Reg::R0)
                 ),
-                _ if fetch => format!("{rs} = atomic{}_fetch_{name}(({ty} *)({dst} {off:+}), {rs})", if wide { "64" } else { "" }),
+                _ if fetch => format!(
+                    "{rs} = atomic{}_fetch_{name}(({ty} *)({dst} {off:+}), {rs})",
+                    if wide { "64" } else { "" }
+                ),
                 _ => format!("lock {} {sym} {rs}", mem(size, dst, off)),
             }
         }
         Op::Ja { off } if code == super::insn::code::JMP32 => format!("gotol pc{off:+}"),
         Op::Ja { off } => format!("goto pc{off:+}"),
-        Op::Jmp { wide, op, dst, src, off } => {
+        Op::Jmp {
+            wide,
+            op,
+            dst,
+            src,
+            off,
+        } => {
             let rhs = match src {
                 Operand::Reg(s) => reg(wide, s),
                 Operand::Imm(i) => format!("{:#x}", i),
@@ -127,7 +177,9 @@ pub fn format_op(code: u8, op: &Op) -> String {
             let sym = JmpOp::c_op(op);
             format!("if {} {} {} goto pc{:+}", reg(wide, dst), sym, rhs, off)
         }
-        Op::Call(CallTarget::Helper(id)) => format!("call {}#{}", helper_name(id).unwrap_or("unknown"), id),
+        Op::Call(CallTarget::Helper(id)) => {
+            format!("call {}#{}", helper_name(id).unwrap_or("unknown"), id)
+        }
         Op::Call(CallTarget::Local(rel)) => format!("call pc{rel:+}"),
         Op::Call(CallTarget::Kfunc(id)) => format!("call kernel-function#{id}"),
         Op::Exit => "exit".to_string(),
@@ -159,12 +211,39 @@ mod tests {
         a.jmp(true, JmpOp::Jne, Reg::R0, Operand::Imm(0x800), l);
         a.mov32(Reg::R0, Operand::Imm(1));
         a.alu64(AluOp::Add, Reg::R1, Operand::Imm(-8));
-        a.push(Op::End { dst: Reg::R0, endian: Endian::ToBe, bits: 16 });
-        a.push(Op::Stx { size: Size::W, dst: Reg::R10, src: Reg::R0, off: -4 });
-        a.push(Op::LdImm64 { dst: Reg::R1, pseudo: Pseudo::None, src_reg: 0, imm: 0x1122 });
+        a.push(Op::End {
+            dst: Reg::R0,
+            endian: Endian::ToBe,
+            bits: 16,
+        });
+        a.push(Op::Stx {
+            size: Size::W,
+            dst: Reg::R10,
+            src: Reg::R0,
+            off: -4,
+        });
+        a.push(Op::LdImm64 {
+            dst: Reg::R1,
+            pseudo: Pseudo::None,
+            src_reg: 0,
+            imm: 0x1122,
+        });
         a.push(Op::Call(CallTarget::Helper(26)));
-        a.push(Op::Jmp { wide: false, op: JmpOp::Jgt, dst: Reg::R2, src: Operand::Reg(Reg::R3), off: -1 });
-        a.push(Op::Atomic { size: Size::DW, op: AtomicOp::Add, fetch: false, dst: Reg::R1, src: Reg::R2, off: 0 });
+        a.push(Op::Jmp {
+            wide: false,
+            op: JmpOp::Jgt,
+            dst: Reg::R2,
+            src: Operand::Reg(Reg::R3),
+            off: -1,
+        });
+        a.push(Op::Atomic {
+            size: Size::DW,
+            op: AtomicOp::Add,
+            fetch: false,
+            dst: Reg::R1,
+            src: Reg::R2,
+            off: 0,
+        });
         a.bind(l);
         a.exit();
         let text = disassemble(&a.assemble().unwrap()).unwrap();

@@ -253,7 +253,10 @@ impl JmpOp {
         (JmpOp::Jsle, 0xd0),
     ];
     fn bits(self) -> u8 {
-        JmpOp::TABLE.iter().find(|(j, _)| *j == self).map_or(0, |(_, b)| *b)
+        JmpOp::TABLE
+            .iter()
+            .find(|(j, _)| *j == self)
+            .map_or(0, |(_, b)| *b)
     }
     fn from_bits(op: u8) -> Option<JmpOp> {
         JmpOp::TABLE.iter().find(|(_, b)| *b == op).map(|(j, _)| *j)
@@ -337,25 +340,80 @@ pub enum CallTarget {
 /// slots).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
-    Alu { wide: bool, op: AluOp, dst: Reg, src: Operand },
-    Neg { wide: bool, dst: Reg },
+    Alu {
+        wide: bool,
+        op: AluOp,
+        dst: Reg,
+        src: Operand,
+    },
+    Neg {
+        wide: bool,
+        dst: Reg,
+    },
     /// Byte swap; `bits` is 16, 32 or 64.
-    End { dst: Reg, endian: Endian, bits: u8 },
+    End {
+        dst: Reg,
+        endian: Endian,
+        bits: u8,
+    },
     /// `dst = imm64`, or a pseudo value the loader resolves.
-    LdImm64 { dst: Reg, pseudo: Pseudo, src_reg: u8, imm: u64 },
+    LdImm64 {
+        dst: Reg,
+        pseudo: Pseudo,
+        src_reg: u8,
+        imm: u64,
+    },
     /// Legacy packet loads (`r0 = ntohX(skb[imm])`, `skb[src + imm]`).
-    LdAbs { size: Size, imm: i32 },
-    LdInd { size: Size, src: Reg, imm: i32 },
+    LdAbs {
+        size: Size,
+        imm: i32,
+    },
+    LdInd {
+        size: Size,
+        src: Reg,
+        imm: i32,
+    },
     /// `dst = *(size *)(src + off)`, zero- or sign-extended.
-    Ldx { size: Size, signed: bool, dst: Reg, src: Reg, off: i16 },
+    Ldx {
+        size: Size,
+        signed: bool,
+        dst: Reg,
+        src: Reg,
+        off: i16,
+    },
     /// `*(size *)(dst + off) = imm`
-    St { size: Size, dst: Reg, off: i16, imm: i32 },
+    St {
+        size: Size,
+        dst: Reg,
+        off: i16,
+        imm: i32,
+    },
     /// `*(size *)(dst + off) = src`
-    Stx { size: Size, dst: Reg, src: Reg, off: i16 },
-    Atomic { size: Size, op: AtomicOp, fetch: bool, dst: Reg, src: Reg, off: i16 },
+    Stx {
+        size: Size,
+        dst: Reg,
+        src: Reg,
+        off: i16,
+    },
+    Atomic {
+        size: Size,
+        op: AtomicOp,
+        fetch: bool,
+        dst: Reg,
+        src: Reg,
+        off: i16,
+    },
     /// `goto +off` (JMP) or `gotol +imm` (JMP32).
-    Ja { off: i32 },
-    Jmp { wide: bool, op: JmpOp, dst: Reg, src: Operand, off: i16 },
+    Ja {
+        off: i32,
+    },
+    Jmp {
+        wide: bool,
+        op: JmpOp,
+        dst: Reg,
+        src: Operand,
+        off: i16,
+    },
     Call(CallTarget),
     Exit,
 }
@@ -388,7 +446,12 @@ pub enum DecodeError {
 
 impl Insn {
     pub fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
-        Insn { code, regs: (dst & 0xf) | (src << 4), off, imm }
+        Insn {
+            code,
+            regs: (dst & 0xf) | (src << 4),
+            off,
+            imm,
+        }
     }
     pub fn dst(&self) -> u8 {
         self.regs & 0xf
@@ -466,7 +529,13 @@ impl Op {
             Op::Alu { wide, op, dst, src } => {
                 let (s, sreg, imm) = reg_or_imm(src);
                 let (bits, off) = op.encoding();
-                one(Insn::new(class(wide, ALU64, ALU) | bits | s, dst.0, sreg, off, imm))
+                one(Insn::new(
+                    class(wide, ALU64, ALU) | bits | s,
+                    dst.0,
+                    sreg,
+                    off,
+                    imm,
+                ))
             }
             Op::Neg { wide, dst } => one(Insn::new(class(wide, ALU64, ALU) | 0x80, dst.0, 0, 0, 0)),
             Op::End { dst, endian, bits } => {
@@ -477,22 +546,56 @@ impl Op {
                 };
                 one(Insn::new(c, dst.0, 0, 0, bits as i32))
             }
-            Op::LdImm64 { dst, pseudo, src_reg, imm } => {
-                let src = if pseudo == Pseudo::None { src_reg } else { pseudo.bits() };
+            Op::LdImm64 {
+                dst,
+                pseudo,
+                src_reg,
+                imm,
+            } => {
+                let src = if pseudo == Pseudo::None {
+                    src_reg
+                } else {
+                    pseudo.bits()
+                };
                 vec![
                     Insn::new(LD_IMM64, dst.0, src, 0, imm as u32 as i32),
                     Insn::new(0, 0, 0, 0, (imm >> 32) as u32 as i32),
                 ]
             }
             Op::LdAbs { size, imm } => one(Insn::new(LD | ABS | size.bits(), 0, 0, 0, imm)),
-            Op::LdInd { size, src, imm } => one(Insn::new(LD | IND | size.bits(), 0, src.0, 0, imm)),
-            Op::Ldx { size, signed, dst, src, off } => {
+            Op::LdInd { size, src, imm } => {
+                one(Insn::new(LD | IND | size.bits(), 0, src.0, 0, imm))
+            }
+            Op::Ldx {
+                size,
+                signed,
+                dst,
+                src,
+                off,
+            } => {
                 let mode = if signed { MEMSX } else { MEM };
                 one(Insn::new(LDX | mode | size.bits(), dst.0, src.0, off, 0))
             }
-            Op::St { size, dst, off, imm } => one(Insn::new(ST | MEM | size.bits(), dst.0, 0, off, imm)),
-            Op::Stx { size, dst, src, off } => one(Insn::new(STX | MEM | size.bits(), dst.0, src.0, off, 0)),
-            Op::Atomic { size, op, fetch, dst, src, off } => {
+            Op::St {
+                size,
+                dst,
+                off,
+                imm,
+            } => one(Insn::new(ST | MEM | size.bits(), dst.0, 0, off, imm)),
+            Op::Stx {
+                size,
+                dst,
+                src,
+                off,
+            } => one(Insn::new(STX | MEM | size.bits(), dst.0, src.0, off, 0)),
+            Op::Atomic {
+                size,
+                op,
+                fetch,
+                dst,
+                src,
+                off,
+            } => {
                 let f = if fetch { FETCH } else { 0 };
                 let imm = match op {
                     AtomicOp::Add => f,
@@ -502,15 +605,33 @@ impl Op {
                     AtomicOp::Xchg => XCHG,
                     AtomicOp::CmpXchg => CMPXCHG,
                 };
-                one(Insn::new(STX | ATOMIC | size.bits(), dst.0, src.0, off, imm))
+                one(Insn::new(
+                    STX | ATOMIC | size.bits(),
+                    dst.0,
+                    src.0,
+                    off,
+                    imm,
+                ))
             }
             Op::Ja { off } => match i16::try_from(off) {
                 Ok(o) => one(Insn::new(JMP, 0, 0, o, 0)),
                 Err(_) => one(Insn::new(JMP32, 0, 0, 0, off)),
             },
-            Op::Jmp { wide, op, dst, src, off } => {
+            Op::Jmp {
+                wide,
+                op,
+                dst,
+                src,
+                off,
+            } => {
                 let (s, sreg, imm) = reg_or_imm(src);
-                one(Insn::new(class(wide, JMP, JMP32) | op.bits() | s, dst.0, sreg, off, imm))
+                one(Insn::new(
+                    class(wide, JMP, JMP32) | op.bits() | s,
+                    dst.0,
+                    sreg,
+                    off,
+                    imm,
+                ))
             }
             Op::Call(t) => {
                 let (src, imm) = match t {
@@ -528,14 +649,21 @@ impl Op {
     /// half of an `LD_IMM64`).
     pub fn decode(insns: &[Insn], slot: usize) -> Result<Op, DecodeError> {
         use code::*;
-        let i = insns.get(slot).copied().ok_or(DecodeError::TruncatedImm64 { slot })?;
+        let i = insns
+            .get(slot)
+            .copied()
+            .ok_or(DecodeError::TruncatedImm64 { slot })?;
         let c = i.code;
         let bad = || DecodeError::UnknownOpcode { slot, code: c };
         let reg = |n: u8| Reg::new(n).ok_or(DecodeError::BadRegister { slot, reg: n });
         let dst = reg(i.dst())?;
         let src_reg = reg(i.src());
         let operand = |c: u8| -> Result<Operand, DecodeError> {
-            Ok(if c & SRC_MASK == X { Operand::Reg(reg(i.src())?) } else { Operand::Imm(i.imm) })
+            Ok(if c & SRC_MASK == X {
+                Operand::Reg(reg(i.src())?)
+            } else {
+                Operand::Imm(i.imm)
+            })
         };
         let size = Size::from_bits(c);
         Ok(match c & CLASS_MASK {
@@ -553,11 +681,20 @@ impl Op {
                         if !matches!(i.imm, 16 | 32 | 64) {
                             return Err(bad());
                         }
-                        Op::End { dst, endian, bits: i.imm as u8 }
+                        Op::End {
+                            dst,
+                            endian,
+                            bits: i.imm as u8,
+                        }
                     }
                     op => {
                         let op = AluOp::decode(op, i.off).ok_or_else(bad)?;
-                        Op::Alu { wide, op, dst, src: operand(c)? }
+                        Op::Alu {
+                            wide,
+                            op,
+                            dst,
+                            src: operand(c)?,
+                        }
                     }
                 }
             }
@@ -580,32 +717,71 @@ impl Op {
                     EXIT if wide && c & SRC_MASK == K => Op::Exit,
                     op => {
                         let op = JmpOp::from_bits(op).ok_or_else(bad)?;
-                        Op::Jmp { wide, op, dst, src: operand(c)?, off: i.off }
+                        Op::Jmp {
+                            wide,
+                            op,
+                            dst,
+                            src: operand(c)?,
+                            off: i.off,
+                        }
                     }
                 }
             }
             LD => match c & MODE_MASK {
                 IMM if size == Size::DW => {
-                    let tail = insns.get(slot + 1).ok_or(DecodeError::TruncatedImm64 { slot })?;
+                    let tail = insns
+                        .get(slot + 1)
+                        .ok_or(DecodeError::TruncatedImm64 { slot })?;
                     if tail.code != 0 || tail.regs != 0 || tail.off != 0 {
                         return Err(DecodeError::BadImm64Tail { slot: slot + 1 });
                     }
                     let pseudo = *Pseudo::ALL.get(i.src() as usize).ok_or_else(bad)?;
                     let imm = (i.imm as u32 as u64) | ((tail.imm as u32 as u64) << 32);
-                    Op::LdImm64 { dst, pseudo, src_reg: i.src(), imm }
+                    Op::LdImm64 {
+                        dst,
+                        pseudo,
+                        src_reg: i.src(),
+                        imm,
+                    }
                 }
                 ABS if size != Size::DW => Op::LdAbs { size, imm: i.imm },
-                IND if size != Size::DW => Op::LdInd { size, src: src_reg?, imm: i.imm },
+                IND if size != Size::DW => Op::LdInd {
+                    size,
+                    src: src_reg?,
+                    imm: i.imm,
+                },
                 _ => return Err(bad()),
             },
             LDX => match c & MODE_MASK {
-                MEM => Op::Ldx { size, signed: false, dst, src: src_reg?, off: i.off },
-                MEMSX if size != Size::DW => Op::Ldx { size, signed: true, dst, src: src_reg?, off: i.off },
+                MEM => Op::Ldx {
+                    size,
+                    signed: false,
+                    dst,
+                    src: src_reg?,
+                    off: i.off,
+                },
+                MEMSX if size != Size::DW => Op::Ldx {
+                    size,
+                    signed: true,
+                    dst,
+                    src: src_reg?,
+                    off: i.off,
+                },
                 _ => return Err(bad()),
             },
-            ST if c & MODE_MASK == MEM => Op::St { size, dst, off: i.off, imm: i.imm },
+            ST if c & MODE_MASK == MEM => Op::St {
+                size,
+                dst,
+                off: i.off,
+                imm: i.imm,
+            },
             STX => match c & MODE_MASK {
-                MEM => Op::Stx { size, dst, src: src_reg?, off: i.off },
+                MEM => Op::Stx {
+                    size,
+                    dst,
+                    src: src_reg?,
+                    off: i.off,
+                },
                 ATOMIC if matches!(size, Size::W | Size::DW) => {
                     let fetch = i.imm & FETCH != 0;
                     let op = match i.imm {
@@ -619,7 +795,14 @@ impl Op {
                             _ => return Err(bad()),
                         },
                     };
-                    Op::Atomic { size, op, fetch, dst, src: src_reg?, off: i.off }
+                    Op::Atomic {
+                        size,
+                        op,
+                        fetch,
+                        dst,
+                        src: src_reg?,
+                        off: i.off,
+                    }
                 }
                 _ => return Err(bad()),
             },
@@ -655,67 +838,186 @@ mod tests {
     #[test]
     fn exact_bytes_of_common_instructions() {
         // r0 = *(u16 *)(r6 +12): ldxh, dst 0, src 6
-        let op = Op::Ldx { size: Size::H, signed: false, dst: Reg::R0, src: Reg::R6, off: 12 };
+        let op = Op::Ldx {
+            size: Size::H,
+            signed: false,
+            dst: Reg::R0,
+            src: Reg::R6,
+            off: 12,
+        };
         assert_eq!(to_bytes(&op.encode()), [0x69, 0x60, 12, 0, 0, 0, 0, 0]);
         // if r0 != 0x800 goto +3
-        let op = Op::Jmp { wide: true, op: JmpOp::Jne, dst: Reg::R0, src: Operand::Imm(0x800), off: 3 };
+        let op = Op::Jmp {
+            wide: true,
+            op: JmpOp::Jne,
+            dst: Reg::R0,
+            src: Operand::Imm(0x800),
+            off: 3,
+        };
         assert_eq!(to_bytes(&op.encode()), [0x55, 0x00, 3, 0, 0x00, 0x08, 0, 0]);
         // r1 = 0x1122334455667788 ll
-        let op = Op::LdImm64 { dst: Reg::R1, pseudo: Pseudo::None, src_reg: 0, imm: 0x1122_3344_5566_7788 };
+        let op = Op::LdImm64 {
+            dst: Reg::R1,
+            pseudo: Pseudo::None,
+            src_reg: 0,
+            imm: 0x1122_3344_5566_7788,
+        };
         assert_eq!(
             to_bytes(&op.encode()),
             [0x18, 0x01, 0, 0, 0x88, 0x77, 0x66, 0x55, 0, 0, 0, 0, 0x44, 0x33, 0x22, 0x11]
         );
         // r1 = map fd (src 1)
-        let op = Op::LdImm64 { dst: Reg::R1, pseudo: Pseudo::MapFd, src_reg: 1, imm: 0 };
+        let op = Op::LdImm64 {
+            dst: Reg::R1,
+            pseudo: Pseudo::MapFd,
+            src_reg: 1,
+            imm: 0,
+        };
         assert_eq!(op.encode()[0].regs, 0x11);
         assert_eq!(to_bytes(&Op::Exit.encode()), [0x95, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(to_bytes(&Op::Call(CallTarget::Helper(26)).encode()), [0x85, 0, 0, 0, 26, 0, 0, 0]);
+        assert_eq!(
+            to_bytes(&Op::Call(CallTarget::Helper(26)).encode()),
+            [0x85, 0, 0, 0, 26, 0, 0, 0]
+        );
     }
 
     #[test]
     fn every_class_round_trips() {
         let r = Reg::R3;
-        let ops = [AluOp::Add, AluOp::Sub, AluOp::Mul, AluOp::Div, AluOp::SDiv, AluOp::Or, AluOp::And,
-            AluOp::Lsh, AluOp::Rsh, AluOp::Mod, AluOp::SMod, AluOp::Xor, AluOp::Mov, AluOp::MovSx(8),
-            AluOp::MovSx(16), AluOp::MovSx(32), AluOp::Arsh];
+        let ops = [
+            AluOp::Add,
+            AluOp::Sub,
+            AluOp::Mul,
+            AluOp::Div,
+            AluOp::SDiv,
+            AluOp::Or,
+            AluOp::And,
+            AluOp::Lsh,
+            AluOp::Rsh,
+            AluOp::Mod,
+            AluOp::SMod,
+            AluOp::Xor,
+            AluOp::Mov,
+            AluOp::MovSx(8),
+            AluOp::MovSx(16),
+            AluOp::MovSx(32),
+            AluOp::Arsh,
+        ];
         for wide in [false, true] {
             for op in ops {
-                rt(Op::Alu { wide, op, dst: r, src: Operand::Imm(-7) });
-                rt(Op::Alu { wide, op, dst: r, src: Operand::Reg(Reg::R9) });
+                rt(Op::Alu {
+                    wide,
+                    op,
+                    dst: r,
+                    src: Operand::Imm(-7),
+                });
+                rt(Op::Alu {
+                    wide,
+                    op,
+                    dst: r,
+                    src: Operand::Reg(Reg::R9),
+                });
             }
             rt(Op::Neg { wide, dst: r });
             for (op, _) in JmpOp::TABLE {
-                rt(Op::Jmp { wide, op, dst: r, src: Operand::Imm(5), off: -2 });
-                rt(Op::Jmp { wide, op, dst: r, src: Operand::Reg(Reg::R1), off: 7 });
+                rt(Op::Jmp {
+                    wide,
+                    op,
+                    dst: r,
+                    src: Operand::Imm(5),
+                    off: -2,
+                });
+                rt(Op::Jmp {
+                    wide,
+                    op,
+                    dst: r,
+                    src: Operand::Reg(Reg::R1),
+                    off: 7,
+                });
             }
         }
         for endian in [Endian::ToLe, Endian::ToBe, Endian::Swap] {
             for bits in [16, 32, 64] {
-                rt(Op::End { dst: r, endian, bits });
+                rt(Op::End {
+                    dst: r,
+                    endian,
+                    bits,
+                });
             }
         }
         for size in [Size::B, Size::H, Size::W, Size::DW] {
-            rt(Op::Ldx { size, signed: false, dst: r, src: Reg::R10, off: -8 });
-            rt(Op::St { size, dst: Reg::R10, off: -16, imm: 9 });
-            rt(Op::Stx { size, dst: Reg::R10, src: r, off: -4 });
+            rt(Op::Ldx {
+                size,
+                signed: false,
+                dst: r,
+                src: Reg::R10,
+                off: -8,
+            });
+            rt(Op::St {
+                size,
+                dst: Reg::R10,
+                off: -16,
+                imm: 9,
+            });
+            rt(Op::Stx {
+                size,
+                dst: Reg::R10,
+                src: r,
+                off: -4,
+            });
             if size != Size::DW {
-                rt(Op::Ldx { size, signed: true, dst: r, src: Reg::R1, off: 2 });
+                rt(Op::Ldx {
+                    size,
+                    signed: true,
+                    dst: r,
+                    src: Reg::R1,
+                    off: 2,
+                });
                 rt(Op::LdAbs { size, imm: 12 });
-                rt(Op::LdInd { size, src: Reg::R7, imm: 14 });
+                rt(Op::LdInd {
+                    size,
+                    src: Reg::R7,
+                    imm: 14,
+                });
             }
         }
         for size in [Size::W, Size::DW] {
             for op in [AtomicOp::Add, AtomicOp::Or, AtomicOp::And, AtomicOp::Xor] {
                 for fetch in [false, true] {
-                    rt(Op::Atomic { size, op, fetch, dst: Reg::R1, src: Reg::R2, off: 0 });
+                    rt(Op::Atomic {
+                        size,
+                        op,
+                        fetch,
+                        dst: Reg::R1,
+                        src: Reg::R2,
+                        off: 0,
+                    });
                 }
             }
-            rt(Op::Atomic { size, op: AtomicOp::Xchg, fetch: true, dst: Reg::R1, src: Reg::R2, off: 8 });
-            rt(Op::Atomic { size, op: AtomicOp::CmpXchg, fetch: true, dst: Reg::R1, src: Reg::R2, off: 8 });
+            rt(Op::Atomic {
+                size,
+                op: AtomicOp::Xchg,
+                fetch: true,
+                dst: Reg::R1,
+                src: Reg::R2,
+                off: 8,
+            });
+            rt(Op::Atomic {
+                size,
+                op: AtomicOp::CmpXchg,
+                fetch: true,
+                dst: Reg::R1,
+                src: Reg::R2,
+                off: 8,
+            });
         }
         for pseudo in Pseudo::ALL {
-            rt(Op::LdImm64 { dst: Reg::R1, pseudo, src_reg: pseudo.bits(), imm: 0xdead_beef_0000_0042 });
+            rt(Op::LdImm64 {
+                dst: Reg::R1,
+                pseudo,
+                src_reg: pseudo.bits(),
+                imm: 0xdead_beef_0000_0042,
+            });
         }
         rt(Op::Ja { off: -3 });
         rt(Op::Ja { off: 100_000 });
@@ -730,9 +1032,9 @@ mod tests {
         let bad = [
             Insn::new(0xff, 0, 0, 0, 0),
             Insn::new(0x95, 11, 0, 0, 0),
-            Insn::new(0xd4, 0, 0, 0, 8),   // le8
-            Insn::new(0xbf, 0, 0, 3, 0),   // mov with off 3
-            Insn::new(0x18, 0, 9, 0, 0),   // unknown pseudo, and no tail
+            Insn::new(0xd4, 0, 0, 0, 8), // le8
+            Insn::new(0xbf, 0, 0, 3, 0), // mov with off 3
+            Insn::new(0x18, 0, 9, 0, 0), // unknown pseudo, and no tail
         ];
         for i in bad {
             assert!(Op::decode(&[i], 0).is_err(), "{i:?}");
@@ -744,7 +1046,18 @@ mod tests {
         assert!(from_bytes(&[0; 9]).is_err());
         for code in 0..=255u8 {
             for regs in [0x00, 0x21, 0xb0, 0x0b, 0xff] {
-                let _ = Op::decode(&[Insn { code, regs, off: 1, imm: 64 }, Insn::default()], 0);
+                let _ = Op::decode(
+                    &[
+                        Insn {
+                            code,
+                            regs,
+                            off: 1,
+                            imm: 64,
+                        },
+                        Insn::default(),
+                    ],
+                    0,
+                );
             }
         }
     }

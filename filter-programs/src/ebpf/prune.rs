@@ -9,7 +9,10 @@ use super::insn::{decode_all, CallTarget, DecodeError, Insn, Op};
 /// through calls this pass does not follow).
 pub fn unreachable(insns: &[Insn]) -> Result<Vec<Insn>, DecodeError> {
     let ops = decode_all(insns)?;
-    if ops.iter().any(|(_, op)| matches!(op, Op::Call(CallTarget::Local(_)))) {
+    if ops
+        .iter()
+        .any(|(_, op)| matches!(op, Op::Call(CallTarget::Local(_))))
+    {
         return Ok(insns.to_vec());
     }
     // Index of the op starting at each slot.
@@ -19,7 +22,10 @@ pub fn unreachable(insns: &[Insn]) -> Result<Vec<Insn>, DecodeError> {
     }
     let target = |slot: usize, op: &Op, off: i64| -> Option<usize> {
         let t = slot as i64 + op.slots() as i64 + off;
-        usize::try_from(t).ok().and_then(|t| at.get(t).copied()).filter(|n| *n != usize::MAX)
+        usize::try_from(t)
+            .ok()
+            .and_then(|t| at.get(t).copied())
+            .filter(|n| *n != usize::MAX)
     };
     let mut live = vec![false; ops.len()];
     let mut work = vec![0usize];
@@ -59,12 +65,24 @@ pub fn unreachable(insns: &[Insn]) -> Result<Vec<Insn>, DecodeError> {
             new_slot[t] as i64 - (new_slot[n] as i64 + op.slots() as i64)
         };
         let op = match *op {
-            Op::Ja { off } => Op::Ja { off: moved(off as i64) as i32 },
+            Op::Ja { off } => Op::Ja {
+                off: moved(off as i64) as i32,
+            },
             // A kept conditional jump only gets shorter: removed code lies
             // between it and its target or nowhere near.
-            Op::Jmp { wide, op: j, dst, src, off } => {
-                Op::Jmp { wide, op: j, dst, src, off: moved(off as i64) as i16 }
-            }
+            Op::Jmp {
+                wide,
+                op: j,
+                dst,
+                src,
+                off,
+            } => Op::Jmp {
+                wide,
+                op: j,
+                dst,
+                src,
+                off: moved(off as i64) as i16,
+            },
             other => other,
         };
         out.extend(op.encode());
@@ -92,12 +110,27 @@ mod tests {
         a.bind(end);
         a.exit();
         let out = unreachable(&a.assemble().unwrap()).unwrap();
-        let ops: Vec<Op> = decode_all(&out).unwrap().into_iter().map(|(_, o)| o).collect();
+        let ops: Vec<Op> = decode_all(&out)
+            .unwrap()
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect();
         assert_eq!(
             ops,
             vec![
-                Op::Jmp { wide: true, op: JmpOp::Jeq, dst: Reg::R1, src: Operand::Imm(0), off: 2 },
-                Op::Alu { wide: true, op: AluOp::Mov, dst: Reg::R0, src: Operand::Imm(1) },
+                Op::Jmp {
+                    wide: true,
+                    op: JmpOp::Jeq,
+                    dst: Reg::R1,
+                    src: Operand::Imm(0),
+                    off: 2
+                },
+                Op::Alu {
+                    wide: true,
+                    op: AluOp::Mov,
+                    dst: Reg::R0,
+                    src: Operand::Imm(1)
+                },
                 Op::Ja { off: 0 },
                 Op::Exit,
             ]

@@ -74,7 +74,11 @@ struct Builder {
 impl Builder {
     fn new() -> Builder {
         // String offset 0 is the empty name.
-        Builder { types: Vec::new(), strings: vec![0], count: 0 }
+        Builder {
+            types: Vec::new(),
+            strings: vec![0],
+            count: 0,
+        }
     }
 
     fn name(&mut self, s: &str) -> u32 {
@@ -147,7 +151,10 @@ pub fn maps_btf(maps: &[MapBtf]) -> Vec<u8> {
         let ty_arr = b.array(int, int, m.map_type);
         let ty_ptr = b.ptr(ty_arr);
         let (key_field, key_ptr, value_field, value_ptr) = match &m.value {
-            ValueLayout::Opaque { key_size, value_size } => {
+            ValueLayout::Opaque {
+                key_size,
+                value_size,
+            } => {
                 let k = b.array(int, int, *key_size);
                 let kp = b.ptr(k);
                 let v = b.array(int, int, *value_size);
@@ -157,8 +164,11 @@ pub fn maps_btf(maps: &[MapBtf]) -> Vec<u8> {
                 let kp = b.ptr(u32_t);
                 let value = match layout {
                     ValueLayout::U64Struct { name, fields } => {
-                        let members: Vec<(&str, u32, u32)> =
-                            fields.iter().enumerate().map(|(i, f)| (f.as_str(), u64_t, 64 * i as u32)).collect();
+                        let members: Vec<(&str, u32, u32)> = fields
+                            .iter()
+                            .enumerate()
+                            .map(|(i, f)| (f.as_str(), u64_t, 64 * i as u32))
+                            .collect();
                         b.structure(name, m.value.size(), &members)
                     }
                     _ => b.array(u8_t, int, m.value.size()),
@@ -171,14 +181,23 @@ pub fn maps_btf(maps: &[MapBtf]) -> Vec<u8> {
         let def = b.structure(
             "",
             MAP_DEF_SIZE,
-            &[("type", ty_ptr, 0), (key_field, key_ptr, 64), (value_field, value_ptr, 128), ("max_entries", max_ptr, 192)],
+            &[
+                ("type", ty_ptr, 0),
+                (key_field, key_ptr, 64),
+                (value_field, value_ptr, 128),
+                ("max_entries", max_ptr, 192),
+            ],
         );
         let vn = b.name(&m.name);
         vars.push(b.words(&[vn, KIND_VAR << 24, def, VAR_GLOBAL_ALLOCATED]));
     }
     if !maps.is_empty() {
         let n = b.name(".maps");
-        let mut w = vec![n, (KIND_DATASEC << 24) | vars.len() as u32, MAP_DEF_SIZE * vars.len() as u32];
+        let mut w = vec![
+            n,
+            (KIND_DATASEC << 24) | vars.len() as u32,
+            MAP_DEF_SIZE * vars.len() as u32,
+        ];
         for (i, v) in vars.iter().enumerate() {
             w.extend_from_slice(&[*v, MAP_DEF_SIZE * i as u32, MAP_DEF_SIZE]);
         }
@@ -196,7 +215,10 @@ mod tests {
         let btf = maps_btf(&[]);
         assert_eq!(&btf[..8], &[0x9f, 0xeb, 1, 0, 24, 0, 0, 0]);
         // type 1: "int", INT, 4 bytes, signed, 32 bits
-        assert_eq!(&btf[24..40], &[1, 0, 0, 0, 0, 0, 0, 1, 4, 0, 0, 0, 32, 0, 0, 1]);
+        assert_eq!(
+            &btf[24..40],
+            &[1, 0, 0, 0, 0, 0, 0, 1, 4, 0, 0, 0, 32, 0, 0, 1]
+        );
         let type_len = u32::from_le_bytes(btf[12..16].try_into().unwrap()) as usize;
         let strings = &btf[24 + type_len..];
         assert_eq!(&strings[..5], b"\0int\0");
@@ -208,7 +230,10 @@ mod tests {
             name: "counters".into(),
             map_type: 6,
             max_entries: 3,
-            value: ValueLayout::U64Struct { name: "counter".into(), fields: vec!["packets".into(), "bytes".into()] },
+            value: ValueLayout::U64Struct {
+                name: "counter".into(),
+                fields: vec!["packets".into(), "bytes".into()],
+            },
         };
         let btf = maps_btf(&[m]);
         let type_len = u32::from_le_bytes(btf[12..16].try_into().unwrap()) as usize;
@@ -216,6 +241,9 @@ mod tests {
         let ds = &btf[24 + type_len - 24..24 + type_len];
         let info = u32::from_le_bytes(ds[4..8].try_into().unwrap());
         assert_eq!(info, (KIND_DATASEC << 24) | 1);
-        assert_eq!(u32::from_le_bytes(ds[8..12].try_into().unwrap()), MAP_DEF_SIZE);
+        assert_eq!(
+            u32::from_le_bytes(ds[8..12].try_into().unwrap()),
+            MAP_DEF_SIZE
+        );
     }
 }

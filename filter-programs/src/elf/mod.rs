@@ -41,7 +41,11 @@ pub enum ElfError {
     #[error("map reference at slot {slot} is not an ld_imm64 instruction")]
     NotImm64 { slot: usize },
     #[error("map reference at slot {slot} names map {map}, but there are {count} maps")]
-    NoSuchMap { slot: usize, map: usize, count: usize },
+    NoSuchMap {
+        slot: usize,
+        map: usize,
+        count: usize,
+    },
     #[error("name {0:?} is empty or contains a NUL byte")]
     BadName(String),
 }
@@ -72,7 +76,16 @@ struct Shdr {
 
 impl Shdr {
     fn new(name: u32, kind: u32, flags: u64, data: Vec<u8>, align: u64) -> Shdr {
-        Shdr { name, kind, flags, data, link: 0, info: 0, align, entsize: 0 }
+        Shdr {
+            name,
+            kind,
+            flags,
+            data,
+            link: 0,
+            info: 0,
+            align,
+            entsize: 0,
+        }
     }
 }
 
@@ -108,15 +121,26 @@ pub struct Part {
 
 /// Writes the object.
 pub fn write(obj: &Object) -> Result<Vec<u8>, ElfError> {
-    let part = Part { name: obj.name.clone(), insns: obj.insns.clone(), map_refs: obj.map_refs.clone() };
+    let part = Part {
+        name: obj.name.clone(),
+        insns: obj.insns.clone(),
+        map_refs: obj.map_refs.clone(),
+    };
     write_many(obj.hook, &[part], &obj.maps, &obj.license)
 }
 
 /// Writes several programs into one section, one function symbol each (as
 /// clang does for several functions with the same `SEC()`), sharing maps.
-pub fn write_many(hook: Hook, parts: &[Part], maps: &[MapBtf], license: &str) -> Result<Vec<u8>, ElfError> {
+pub fn write_many(
+    hook: Hook,
+    parts: &[Part],
+    maps: &[MapBtf],
+    license: &str,
+) -> Result<Vec<u8>, ElfError> {
     let code = Code::join(parts, maps)?;
-    let layout = Layout { has_maps: !maps.is_empty() };
+    let layout = Layout {
+        has_maps: !maps.is_empty(),
+    };
     let mut strtab = Strtab(vec![0]);
     let mut license = license.as_bytes().to_vec();
     license.push(0);
@@ -176,7 +200,11 @@ struct Code {
 
 impl Code {
     fn join(parts: &[Part], maps: &[MapBtf]) -> Result<Code, ElfError> {
-        let mut code = Code { insns: Vec::new(), map_refs: Vec::new(), symbols: Vec::new() };
+        let mut code = Code {
+            insns: Vec::new(),
+            map_refs: Vec::new(),
+            symbols: Vec::new(),
+        };
         for p in parts {
             check_name(&p.name)?;
             for &(slot, map) in &p.map_refs {
@@ -184,11 +212,16 @@ impl Code {
                     return Err(ElfError::NotImm64 { slot });
                 }
                 if map >= maps.len() {
-                    return Err(ElfError::NoSuchMap { slot, map, count: maps.len() });
+                    return Err(ElfError::NoSuchMap {
+                        slot,
+                        map,
+                        count: maps.len(),
+                    });
                 }
                 code.map_refs.push((code.insns.len() + slot, map));
             }
-            code.symbols.push((p.name.clone(), code.insns.len(), p.insns.len()));
+            code.symbols
+                .push((p.name.clone(), code.insns.len(), p.insns.len()));
             code.insns.extend_from_slice(&p.insns);
         }
         for m in maps {
@@ -216,13 +249,31 @@ fn symtab(
 ) -> Vec<u8> {
     let mut symtab = vec![0u8; 24];
     for (name, start, len) in programs {
-        let prog_sym = sym(strtab.add(name), STT_FUNC, Layout::PROG, *start as u64 * 8, *len as u64 * 8);
+        let prog_sym = sym(
+            strtab.add(name),
+            STT_FUNC,
+            Layout::PROG,
+            *start as u64 * 8,
+            *len as u64 * 8,
+        );
         symtab.extend_from_slice(&prog_sym);
     }
-    symtab.extend_from_slice(&sym(strtab.add("_license"), STT_OBJECT, layout.license(), 0, license_len as u64));
+    symtab.extend_from_slice(&sym(
+        strtab.add("_license"),
+        STT_OBJECT,
+        layout.license(),
+        0,
+        license_len as u64,
+    ));
     for (i, m) in maps.iter().enumerate() {
         let off = (i as u32 * MAP_DEF_SIZE) as u64;
-        symtab.extend_from_slice(&sym(strtab.add(&m.name), STT_OBJECT, layout.maps(), off, MAP_DEF_SIZE as u64));
+        symtab.extend_from_slice(&sym(
+            strtab.add(&m.name),
+            STT_OBJECT,
+            layout.maps(),
+            off,
+            MAP_DEF_SIZE as u64,
+        ));
     }
     symtab
 }
@@ -253,7 +304,13 @@ fn section_headers(hook: Hook, strtab: &mut Strtab, layout: Layout, c: Contents)
     let prog_sec = hook.section();
     let mut sections = vec![
         Shdr::new(strtab.add(".strtab"), SHT_STRTAB, 0, vec![], 1),
-        Shdr::new(strtab.add(prog_sec), SHT_PROGBITS, SHF_ALLOC | SHF_EXECINSTR, c.code, 8),
+        Shdr::new(
+            strtab.add(prog_sec),
+            SHT_PROGBITS,
+            SHF_ALLOC | SHF_EXECINSTR,
+            c.code,
+            8,
+        ),
     ];
     if layout.has_maps {
         let name = strtab.add(&format!(".rel{prog_sec}"));
@@ -264,14 +321,31 @@ fn section_headers(hook: Hook, strtab: &mut Strtab, layout: Layout, c: Contents)
             ..Shdr::new(name, SHT_REL, 0, c.rel, 8)
         });
     }
-    sections.push(Shdr::new(strtab.add("license"), SHT_PROGBITS, SHF_ALLOC | SHF_WRITE, c.license, 1));
+    sections.push(Shdr::new(
+        strtab.add("license"),
+        SHT_PROGBITS,
+        SHF_ALLOC | SHF_WRITE,
+        c.license,
+        1,
+    ));
     if layout.has_maps {
-        sections.push(Shdr::new(strtab.add(".maps"), SHT_PROGBITS, SHF_ALLOC | SHF_WRITE, c.maps, 8));
+        sections.push(Shdr::new(
+            strtab.add(".maps"),
+            SHT_PROGBITS,
+            SHF_ALLOC | SHF_WRITE,
+            c.maps,
+            8,
+        ));
     }
     sections.push(Shdr::new(strtab.add(".BTF"), SHT_PROGBITS, 0, c.btf, 4));
     let name = strtab.add(".symtab");
     // info: the index of the first global symbol; all but the null one are.
-    sections.push(Shdr { link: 1, info: 1, entsize: 24, ..Shdr::new(name, SHT_SYMTAB, 0, c.symtab, 8) });
+    sections.push(Shdr {
+        link: 1,
+        info: 1,
+        entsize: 24,
+        ..Shdr::new(name, SHT_SYMTAB, 0, c.symtab, 8)
+    });
     sections
 }
 

@@ -25,7 +25,12 @@ fn sections(elf: &[u8]) -> Vec<(String, u32, usize, usize)> {
             let name_off = str_off + u32_at(h, 0) as usize;
             let end = elf[name_off..].iter().position(|b| *b == 0).unwrap();
             let name = String::from_utf8(elf[name_off..name_off + end].to_vec()).unwrap();
-            (name, u32_at(h, 4), u64_at(h, 24) as usize, u64_at(h, 32) as usize)
+            (
+                name,
+                u32_at(h, 4),
+                u64_at(h, 24) as usize,
+                u64_at(h, 32) as usize,
+            )
         })
         .collect()
 }
@@ -35,7 +40,10 @@ fn counter_map() -> MapBtf {
         name: "counters".into(),
         map_type: 6,
         max_entries: 4,
-        value: ValueLayout::U64Struct { name: "counter".into(), fields: vec!["packets".into(), "bytes".into()] },
+        value: ValueLayout::U64Struct {
+            name: "counter".into(),
+            fields: vec!["packets".into(), "bytes".into()],
+        },
     }
 }
 
@@ -68,7 +76,12 @@ fn header_is_a_relocatable_bpf_object() {
 fn map_references_are_relocated_to_the_map_symbol() {
     let mut a = Asm::new();
     a.mov64(Reg::R0, Operand::Imm(0));
-    a.push(Op::LdImm64 { dst: Reg::R1, pseudo: Pseudo::None, src_reg: 0, imm: 0 });
+    a.push(Op::LdImm64 {
+        dst: Reg::R1,
+        pseudo: Pseudo::None,
+        src_reg: 0,
+        imm: 0,
+    });
     a.exit();
     let obj = Object {
         hook: Hook::Tc,
@@ -81,11 +94,27 @@ fn map_references_are_relocated_to_the_map_symbol() {
     let elf = write(&obj).unwrap();
     let secs = sections(&elf);
     let names: Vec<&str> = secs.iter().map(|s| s.0.as_str()).collect();
-    assert_eq!(names, ["", ".strtab", "classifier", ".relclassifier", "license", ".maps", ".BTF", ".symtab"]);
+    assert_eq!(
+        names,
+        [
+            "",
+            ".strtab",
+            "classifier",
+            ".relclassifier",
+            "license",
+            ".maps",
+            ".BTF",
+            ".symtab"
+        ]
+    );
     let (_, kind, off, size) = secs[3].clone();
     assert_eq!((kind, size), (9, 16));
     assert_eq!(u64_at(&elf, off), 8, "r_offset: slot 1");
-    assert_eq!(u64_at(&elf, off + 8), (3 << 32) | 1, "symbol 3 (the map), R_BPF_64_64");
+    assert_eq!(
+        u64_at(&elf, off + 8),
+        (3 << 32) | 1,
+        "symbol 3 (the map), R_BPF_64_64"
+    );
     assert_eq!(secs[5].3, 32);
 }
 

@@ -110,14 +110,24 @@ impl Compiled {
             .programs
             .iter()
             .enumerate()
-            .map(|(i, insns)| Part { name: program_name(i), insns: insns.clone(), map_refs: map_refs(insns) })
+            .map(|(i, insns)| Part {
+                name: program_name(i),
+                insns: insns.clone(),
+                map_refs: map_refs(insns),
+            })
             .collect();
-        let mut maps = vec![counters_map(self.counter_names.len() as u32), programs_map(self.programs.len() as u32)];
+        let mut maps = vec![
+            counters_map(self.counter_names.len() as u32),
+            programs_map(self.programs.len() as u32),
+        ];
         maps.extend(self.tables.iter().map(|t| MapBtf {
             name: t.name.clone(),
             map_type: BPF_MAP_TYPE_HASH,
             max_entries: t.entries.len().max(1) as u32,
-            value: ValueLayout::Opaque { key_size: KEY_SIZE as u32, value_size: 4 },
+            value: ValueLayout::Opaque {
+                key_size: KEY_SIZE as u32,
+                value_size: 4,
+            },
         }));
         crate::elf::write_many(Hook::Xdp, &parts, &maps, "GPL")
     }
@@ -137,7 +147,11 @@ fn map_refs(insns: &[Insn]) -> Vec<(usize, usize)> {
         .map(|ops| {
             ops.into_iter()
                 .filter_map(|(slot, op)| match op {
-                    Op::LdImm64 { pseudo: Pseudo::MapFd, imm, .. } => Some((slot, imm as usize)),
+                    Op::LdImm64 {
+                        pseudo: Pseudo::MapFd,
+                        imm,
+                        ..
+                    } => Some((slot, imm as usize)),
                     _ => None,
                 })
                 .collect()
@@ -148,7 +162,10 @@ fn map_refs(insns: &[Insn]) -> Vec<(usize, usize)> {
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
     #[error("rule {name:?}: {source}")]
-    Rule { name: String, source: TranslateError },
+    Rule {
+        name: String,
+        source: TranslateError,
+    },
     #[error("assembling the ruleset program: {0}")]
     Asm(#[from] crate::ebpf::asm::AsmError),
     #[error("the assembled program does not decode: {0}")]
@@ -187,7 +204,9 @@ fn cost(rule: &Rule) -> usize {
     for (i, insn) in rule.program.iter().enumerate() {
         match insn.decode() {
             Ok(C::Jmp { .. } | C::LdAbs { .. } | C::LdInd { .. } | C::LdxMsh { .. }) => n += 1,
-            Ok(C::Ja { k }) if (i as u32).wrapping_add(1).wrapping_add(k) as usize <= i => looped = true,
+            Ok(C::Ja { k }) if (i as u32).wrapping_add(1).wrapping_add(k) as usize <= i => {
+                looped = true
+            }
             _ => {}
         }
     }
@@ -210,7 +229,10 @@ pub fn compile(rules: &[Rule], default: Verdict) -> Result<Compiled, CompileErro
     }
     segments.push(start..rules.len());
     if segments.len() > MAX_PROGRAMS {
-        return Err(CompileError::TooMany { rules: rules.len(), programs: segments.len() });
+        return Err(CompileError::TooMany {
+            rules: rules.len(),
+            programs: segments.len(),
+        });
     }
     let fast = Fast::new(rules);
     let mut programs = Vec::new();
@@ -218,7 +240,13 @@ pub fn compile(rules: &[Rule], default: Verdict) -> Result<Compiled, CompileErro
     for (k, seg) in segments.iter().enumerate() {
         let last = k + 1 == segments.len();
         let f = (!fast.tables.is_empty()).then_some(&fast);
-        let (insns, placed) = program(rules, seg.clone(), default, (!last).then_some(k as i32 + 1), f)?;
+        let (insns, placed) = program(
+            rules,
+            seg.clone(),
+            default,
+            (!last).then_some(k as i32 + 1),
+            f,
+        )?;
         programs.push(insns);
         for (n, (name, count, len)) in placed.into_iter().enumerate() {
             match chains.get_mut(n) {
@@ -236,10 +264,20 @@ pub fn compile(rules: &[Rule], default: Verdict) -> Result<Compiled, CompileErro
         .tables
         .iter()
         .enumerate()
-        .map(|(g, (_, entries))| Table { name: format!("tuples_{g}"), entries: entries.iter().map(|(k, v)| (*k, *v)).collect() })
+        .map(|(g, (_, entries))| Table {
+            name: format!("tuples_{g}"),
+            entries: entries.iter().map(|(k, v)| (*k, *v)).collect(),
+        })
         .collect();
     let fast_rules = fast.rules();
-    Ok(Compiled { programs, segments, counter_names, chains, tables, fast_rules })
+    Ok(Compiled {
+        programs,
+        segments,
+        counter_names,
+        chains,
+        tables,
+        fast_rules,
+    })
 }
 
 /// One program: the rules of `seg`, then a tail call to program `next`
@@ -254,7 +292,16 @@ fn program(
     let mut a = Asm::new();
     let tail_pass = a.label();
     let tail_drop = a.label();
-    let mut p = ProgramGen { a, rules, seg, default, next, fast, tail_pass, tail_drop };
+    let mut p = ProgramGen {
+        a,
+        rules,
+        seg,
+        default,
+        next,
+        fast,
+        tail_pass,
+        tail_drop,
+    };
     let chains = p.chains();
     p.prologue(&chains);
     let mut placed = Vec::new();
@@ -300,9 +347,19 @@ impl ProgramGen<'_> {
     fn chains(&mut self) -> Vec<(String, Fact, Label)> {
         let mut chains: Vec<(String, Fact, Label)> = DISPATCHED
             .iter()
-            .map(|t| (format!("ethertype {t:#06x}"), Fact::EtherType(*t), self.a.label()))
+            .map(|t| {
+                (
+                    format!("ethertype {t:#06x}"),
+                    Fact::EtherType(*t),
+                    self.a.label(),
+                )
+            })
             .collect();
-        chains.push(("other ethertypes".into(), Fact::EtherTypeNotIn(DISPATCHED.to_vec()), self.a.label()));
+        chains.push((
+            "other ethertypes".into(),
+            Fact::EtherTypeNotIn(DISPATCHED.to_vec()),
+            self.a.label(),
+        ));
         chains.push(("shorter than 14 bytes".into(), Fact::Short, self.a.label()));
         chains
     }
@@ -321,7 +378,11 @@ impl ProgramGen<'_> {
         a.ja(short);
         a.bind(typed);
         a.ldx(Size::H, Reg::R7, Reg::R2, 12);
-        a.push(Op::End { dst: Reg::R7, endian: Endian::ToBe, bits: 16 });
+        a.push(Op::End {
+            dst: Reg::R7,
+            endian: Endian::ToBe,
+            bits: 16,
+        });
         for (i, t) in DISPATCHED.iter().enumerate() {
             let skip = a.label();
             a.jmp(false, JmpOp::Jne, Reg::R7, Operand::Imm(*t as i32), skip);
@@ -359,11 +420,18 @@ impl ProgramGen<'_> {
     /// order; with the fast path, a run of table rules is skipped when the
     /// lookups found nothing, and a rule outside the tables first lets a
     /// table rule before it decide.
-    fn chain_rules(&mut self, fact: &Fact, f: Option<&Fast>, decide: Label) -> Result<usize, CompileError> {
+    fn chain_rules(
+        &mut self,
+        fact: &Fact,
+        f: Option<&Fast>,
+        decide: Label,
+    ) -> Result<usize, CompileError> {
         let mut count = 0;
         let mut run_end: Option<Label> = None;
         for i in self.seg.clone() {
-            let Some(prog) = specialize(&self.rules[i].program, fact) else { continue };
+            let Some(prog) = specialize(&self.rules[i].program, fact) else {
+                continue;
+            };
             count += 1;
             if let Some(f) = f {
                 if f.in_table[i] {
@@ -392,13 +460,21 @@ impl ProgramGen<'_> {
         let rule = &self.rules[i];
         let hit = self.a.label();
         let next = self.a.label();
-        translate::inline(&mut self.a, prog, Target::xdp(), hit, next)
-            .map_err(|source| CompileError::Rule { name: rule.name.clone(), source })?;
+        translate::inline(&mut self.a, prog, Target::xdp(), hit, next).map_err(|source| {
+            CompileError::Rule {
+                name: rule.name.clone(),
+                source,
+            }
+        })?;
         self.a.bind(hit);
         match rule.action {
             Action::Count => count_packet(&mut self.a, Operand::Imm(i as i32)),
             Action::Pass | Action::Drop => {
-                let v = if rule.action == Action::Pass { Verdict::Pass } else { Verdict::Drop };
+                let v = if rule.action == Action::Pass {
+                    Verdict::Pass
+                } else {
+                    Verdict::Drop
+                };
                 self.a.mov64(Reg::R8, Operand::Imm(i as i32));
                 self.a.ja(self.tail(v));
             }
@@ -415,8 +491,8 @@ impl ProgramGen<'_> {
         // Later programs: only their rules outside the tables can come
         // before a table rule that matched.
         let rules = self.rules;
-        let later =
-            (self.seg.end..rules.len()).find(|&j| !f.in_table[j] && specialize(&rules[j].program, fact).is_some());
+        let later = (self.seg.end..rules.len())
+            .find(|&j| !f.in_table[j] && specialize(&rules[j].program, fact).is_some());
         f.emit_best_before(&mut self.a, later, decide);
         if later.is_none() {
             let no_match = self.a.label();
@@ -439,10 +515,18 @@ impl ProgramGen<'_> {
                 // `xdp:xdp_exception` tracepoint rather than guessing.
                 let a = &mut self.a;
                 a.mov64(Reg::R1, Operand::Reg(CTX));
-                a.push(Op::LdImm64 { dst: Reg::R2, pseudo: Pseudo::MapFd, src_reg: 1, imm: PROGRAMS_MAP_INDEX });
+                a.push(Op::LdImm64 {
+                    dst: Reg::R2,
+                    pseudo: Pseudo::MapFd,
+                    src_reg: 1,
+                    imm: PROGRAMS_MAP_INDEX,
+                });
                 a.mov64(Reg::R3, Operand::Imm(k));
                 a.push(Op::Call(CallTarget::Helper(HELPER_TAIL_CALL)));
-                a.mov64(Reg::R0, Operand::Imm(crate::translate::Actions::XDP_ABORTED as i32));
+                a.mov64(
+                    Reg::R0,
+                    Operand::Imm(crate::translate::Actions::XDP_ABORTED as i32),
+                );
                 a.exit();
             }
             None => {
@@ -475,7 +559,10 @@ pub fn programs_map(entries: u32) -> MapBtf {
         name: PROGRAMS_MAP.into(),
         map_type: BPF_MAP_TYPE_PROG_ARRAY,
         max_entries: entries,
-        value: ValueLayout::Opaque { key_size: 4, value_size: 4 },
+        value: ValueLayout::Opaque {
+            key_size: 4,
+            value_size: 4,
+        },
     }
 }
 
@@ -485,7 +572,10 @@ pub fn counters_map(entries: u32) -> MapBtf {
         name: COUNTERS_MAP.into(),
         map_type: BPF_MAP_TYPE_PERCPU_ARRAY,
         max_entries: entries,
-        value: ValueLayout::U64Struct { name: "counter".into(), fields: vec!["packets".into(), "bytes".into()] },
+        value: ValueLayout::U64Struct {
+            name: "counter".into(),
+            fields: vec!["packets".into(), "bytes".into()],
+        },
     }
 }
 
@@ -496,10 +586,20 @@ fn count_packet(a: &mut Asm, key: Operand) {
     a.push(Op::Call(CallTarget::Helper(HELPER_XDP_BUFF_LEN)));
     a.mov64(Reg::R9, Operand::Reg(Reg::R0));
     match key {
-        Operand::Imm(k) => a.push(Op::St { size: Size::W, dst: Reg::R10, off: KEY_SLOT, imm: k }),
+        Operand::Imm(k) => a.push(Op::St {
+            size: Size::W,
+            dst: Reg::R10,
+            off: KEY_SLOT,
+            imm: k,
+        }),
         Operand::Reg(r) => a.stx(Size::W, Reg::R10, r, KEY_SLOT),
     };
-    a.push(Op::LdImm64 { dst: Reg::R1, pseudo: Pseudo::MapFd, src_reg: 1, imm: COUNTERS_MAP_INDEX });
+    a.push(Op::LdImm64 {
+        dst: Reg::R1,
+        pseudo: Pseudo::MapFd,
+        src_reg: 1,
+        imm: COUNTERS_MAP_INDEX,
+    });
     a.mov64(Reg::R2, Operand::Reg(Reg::R10));
     a.alu64(AluOp::Add, Reg::R2, Operand::Imm(KEY_SLOT as i32));
     a.push(Op::Call(CallTarget::Helper(HELPER_MAP_LOOKUP)));
@@ -522,18 +622,31 @@ mod tests {
     fn rules(exprs: &[&str]) -> Vec<Rule> {
         let mut t = String::new();
         for (i, e) in exprs.iter().enumerate() {
-            t.push_str(&format!("[[rule]]\nname = \"r{i}\"\nmatch = \"{e}\"\naction = \"drop\"\n"));
+            t.push_str(&format!(
+                "[[rule]]\nname = \"r{i}\"\nmatch = \"{e}\"\naction = \"drop\"\n"
+            ));
         }
         parse(&t).unwrap().rules
     }
 
     #[test]
     fn typical_rules_stay_small() {
-        let shapes = ["host 10.1.2.3", "src net 172.16.5.0/24", "tcp dst port 22", "udp port 53 and dst net 192.168.1.0/24", "tcp dst port 443 and src host 10.9.8.7", "dst net 10.3.0.0/16 and not udp"];
+        let shapes = [
+            "host 10.1.2.3",
+            "src net 172.16.5.0/24",
+            "tcp dst port 22",
+            "udp port 53 and dst net 192.168.1.0/24",
+            "tcp dst port 443 and src host 10.9.8.7",
+            "dst net 10.3.0.0/16 and not udp",
+        ];
         for s in shapes {
             let c = compile(&rules(&[s]), Verdict::Pass).unwrap();
             let base = compile(&[], Verdict::Pass).unwrap().len();
-            eprintln!("{s}: {} instructions; {:?}", c.len() - base, c.chains.iter().filter(|c| c.1 > 0).collect::<Vec<_>>());
+            eprintln!(
+                "{s}: {} instructions; {:?}",
+                c.len() - base,
+                c.chains.iter().filter(|c| c.1 > 0).collect::<Vec<_>>()
+            );
         }
     }
 }

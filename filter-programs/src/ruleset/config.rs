@@ -89,7 +89,11 @@ impl fmt::Display for Problem {
 pub struct ConfigError(pub Vec<Problem>);
 
 fn render(problems: &[Problem]) -> String {
-    let mut s = format!("{} error{} in the config", problems.len(), if problems.len() == 1 { "" } else { "s" });
+    let mut s = format!(
+        "{} error{} in the config",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
     for p in problems {
         s.push_str("\n\n");
         s.push_str(&p.to_string());
@@ -102,13 +106,22 @@ pub struct Problems(Vec<Problem>);
 
 impl Problems {
     pub fn add(&mut self, place: &str, detail: impl Into<String>) {
-        self.0.push(Problem { place: place.to_string(), detail: detail.into() });
+        self.0.push(Problem {
+            place: place.to_string(),
+            detail: detail.into(),
+        });
     }
 
     /// A problem for every key of `table` not in `known`.
     pub fn unknown_keys(&mut self, place: &str, table: &Table, known: &[&str]) {
         for key in table.keys().filter(|k| !known.contains(&k.as_str())) {
-            self.add(place, format!("unknown key `{key}` (expected one of: {})", known.join(", ")));
+            self.add(
+                place,
+                format!(
+                    "unknown key `{key}` (expected one of: {})",
+                    known.join(", ")
+                ),
+            );
         }
     }
 
@@ -118,19 +131,34 @@ impl Problems {
             None => None,
             Some(Value::String(s)) => Some(s.clone()),
             Some(v) => {
-                self.add(place, format!("`{key}` must be a string, not {}", v.type_str()));
+                self.add(
+                    place,
+                    format!("`{key}` must be a string, not {}", v.type_str()),
+                );
                 None
             }
         }
     }
 
-    fn choice<T: Copy>(&mut self, place: &str, table: &Table, key: &str, options: &[(&str, T)], default: T) -> T {
-        let Some(s) = self.string(place, table, key) else { return default };
+    fn choice<T: Copy>(
+        &mut self,
+        place: &str,
+        table: &Table,
+        key: &str,
+        options: &[(&str, T)],
+        default: T,
+    ) -> T {
+        let Some(s) = self.string(place, table, key) else {
+            return default;
+        };
         match options.iter().find(|(n, _)| *n == s) {
             Some((_, v)) => *v,
             None => {
                 let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-                self.add(place, format!("`{key}` is {s:?}, expected one of: {}", names.join(", ")));
+                self.add(
+                    place,
+                    format!("`{key}` is {s:?}, expected one of: {}", names.join(", ")),
+                );
                 default
             }
         }
@@ -151,7 +179,10 @@ impl Problems {
                 })
                 .collect(),
             Some(_) => {
-                self.add(key, format!("must be an array of tables, written [[{key}]]"));
+                self.add(
+                    key,
+                    format!("must be an array of tables, written [[{key}]]"),
+                );
                 vec![]
             }
         }
@@ -169,17 +200,29 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 /// is handed to `read` after the top-level keys are checked and before
 /// the interfaces and rules, so that the problems `read` adds come in the
 /// same order as the others.
-pub fn parse_with(text: &str, key: &str, read: impl FnOnce(&Table, &mut Problems)) -> Result<Config, ConfigError> {
+pub fn parse_with(
+    text: &str,
+    key: &str,
+    read: impl FnOnce(&Table, &mut Problems),
+) -> Result<Config, ConfigError> {
     parse_config(text, Some((key, Box::new(read))))
 }
 
 type AppTable<'a> = (&'a str, Box<dyn FnOnce(&Table, &mut Problems) + 'a>);
 
 fn parse_config(text: &str, app: Option<AppTable<'_>>) -> Result<Config, ConfigError> {
-    let root: Table = toml::from_str(text)
-        .map_err(|e| ConfigError(vec![Problem { place: "syntax".into(), detail: e.to_string().trim_end().into() }]))?;
+    let root: Table = toml::from_str(text).map_err(|e| {
+        ConfigError(vec![Problem {
+            place: "syntax".into(),
+            detail: e.to_string().trim_end().into(),
+        }])
+    })?;
     let mut c = Problems(Vec::new());
-    let known: Vec<&str> = app.iter().map(|(key, _)| *key).chain(["interface", "rule"]).collect();
+    let known: Vec<&str> = app
+        .iter()
+        .map(|(key, _)| *key)
+        .chain(["interface", "rule"])
+        .collect();
     c.unknown_keys("config", &root, &known);
     if let Some((key, read)) = app {
         match root.get(key) {
@@ -219,10 +262,25 @@ fn interfaces(root: &Table, c: &mut Problems) -> Vec<Interface> {
         if !seen.insert(name.clone()) {
             c.add(&place, "listed twice");
         }
-        let mode = c.choice(&place, t, "mode", &[("skb", Mode::Skb), ("drv", Mode::Drv)], Mode::Skb);
-        let default =
-            c.choice(&place, t, "default", &[("pass", Verdict::Pass), ("drop", Verdict::Drop)], Verdict::Pass);
-        interfaces.push(Interface { name, mode, default });
+        let mode = c.choice(
+            &place,
+            t,
+            "mode",
+            &[("skb", Mode::Skb), ("drv", Mode::Drv)],
+            Mode::Skb,
+        );
+        let default = c.choice(
+            &place,
+            t,
+            "default",
+            &[("pass", Verdict::Pass), ("drop", Verdict::Drop)],
+            Verdict::Pass,
+        );
+        interfaces.push(Interface {
+            name,
+            mode,
+            default,
+        });
     }
     interfaces
 }
@@ -247,8 +305,14 @@ fn rules(root: &Table, c: &mut Problems) -> Vec<Rule> {
         let action = action(&place, t, c);
         let expr = c.string(&place, t, "match");
         let program = program(&place, t, expr.as_deref(), c);
-        if let (Some(name), Some(action), Some(expr), Some(program)) = (name, action, expr, program) {
-            rules.push(Rule { name, expr, action, program });
+        if let (Some(name), Some(action), Some(expr), Some(program)) = (name, action, expr, program)
+        {
+            rules.push(Rule {
+                name,
+                expr,
+                action,
+                program,
+            });
         }
     }
     rules
@@ -261,7 +325,11 @@ fn action(place: &str, t: &Table, c: &mut Problems) -> Option<Action> {
         return None;
     }
     let before = c.0.len();
-    let actions = [("pass", Action::Pass), ("drop", Action::Drop), ("count", Action::Count)];
+    let actions = [
+        ("pass", Action::Pass),
+        ("drop", Action::Drop),
+        ("count", Action::Count),
+    ];
     let a = c.choice(place, t, "action", &actions, Action::Count);
     (c.0.len() == before).then_some(a)
 }
@@ -277,13 +345,19 @@ fn program(place: &str, t: &Table, expr: Option<&str>, c: &mut Problems) -> Opti
         Some(e) if e.trim().is_empty() => {
             // tcpdump takes an empty expression as "everything"; in a
             // firewall rule that is far more likely a mistake.
-            c.add(place, "`match` is empty (write `match = \"ip or not ip\"` to match everything)");
+            c.add(
+                place,
+                "`match` is empty (write `match = \"ip or not ip\"` to match everything)",
+            );
             None
         }
         Some(e) => match codegen::compile(e, &codegen::Options::new(Dlt::En10mb)) {
             Ok(p) => Some(p),
             Err(err) => {
-                c.add(place, format!("`match` does not compile:\n{}", err.render().trim_end()));
+                c.add(
+                    place,
+                    format!("`match` does not compile:\n{}", err.render().trim_end()),
+                );
                 None
             }
         },
@@ -314,7 +388,14 @@ action = "drop"
     #[test]
     fn the_example_parses() {
         let c = parse(EXAMPLE).unwrap();
-        assert_eq!(c.interfaces, vec![Interface { name: "eth0".into(), mode: Mode::Skb, default: Verdict::Pass }]);
+        assert_eq!(
+            c.interfaces,
+            vec![Interface {
+                name: "eth0".into(),
+                mode: Mode::Skb,
+                default: Verdict::Pass
+            }]
+        );
         assert_eq!(c.rules.len(), 2);
         assert_eq!(c.rules[1].action, Action::Drop);
     }
@@ -349,14 +430,25 @@ actoin = "pass"
         let places: Vec<&str> = e.0.iter().map(|p| p.place.as_str()).collect();
         assert_eq!(
             places,
-            ["config", "interface \"eth0\"", "rule \"a\"", "rule \"a\"", "rule \"empty\"", "rule \"typo\"", "rule \"typo\""]
+            [
+                "config",
+                "interface \"eth0\"",
+                "rule \"a\"",
+                "rule \"a\"",
+                "rule \"empty\"",
+                "rule \"typo\"",
+                "rule \"typo\""
+            ]
         );
         assert!(all.contains("unknown key `colour`"));
         assert!(all.contains("`mode` is \"turbo\""));
         assert!(all.contains("duplicate rule name"));
         // The expression's caret diagnostic comes along.
         let bad = &e.0[3].detail;
-        assert!(bad.contains("1 | tcp port") && bad.contains("found the end of the expression"), "{bad}");
+        assert!(
+            bad.contains("1 | tcp port") && bad.contains("found the end of the expression"),
+            "{bad}"
+        );
         assert!(all.contains("`match` is empty"));
         assert!(all.contains("unknown key `actoin`"));
         assert!(all.contains("missing `action`"));
@@ -381,11 +473,24 @@ actoin = "pass"
         assert!(seen.is_some_and(|t| t.contains_key("x")));
         let places: Vec<&str> = e.0.iter().map(|p| p.place.as_str()).collect();
         assert_eq!(places, ["config", "[app]", "rule \"r\""]);
-        assert!(e.0[0].detail.contains("expected one of: app, interface, rule"), "{e}");
+        assert!(
+            e.0[0]
+                .detail
+                .contains("expected one of: app, interface, rule"),
+            "{e}"
+        );
         let e = parse(text).unwrap_err();
-        assert!(e.to_string().contains("unknown key `app` (expected one of: interface, rule)"), "{e}");
-        let e = parse_with("app = 1\n[[rule]]\nname = \"r\"\nmatch = \"udp\"\naction = \"drop\"\n", "app", |_, _| {})
-            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("unknown key `app` (expected one of: interface, rule)"),
+            "{e}"
+        );
+        let e = parse_with(
+            "app = 1\n[[rule]]\nname = \"r\"\nmatch = \"udp\"\naction = \"drop\"\n",
+            "app",
+            |_, _| {},
+        )
+        .unwrap_err();
         assert_eq!(e.0[0].to_string(), "app: must be a table ([app])");
     }
 

@@ -27,7 +27,10 @@ pub enum DryRunError {
     #[error("the program returned {0}, which is neither XDP_PASS nor XDP_DROP")]
     BadReturn(u64),
     #[error("the program says {program}, the rules taken one by one say {reference}")]
-    Disagree { program: &'static str, reference: &'static str },
+    Disagree {
+        program: &'static str,
+        reference: &'static str,
+    },
 }
 
 pub struct DryRun {
@@ -38,16 +41,28 @@ pub struct DryRun {
 }
 
 impl DryRun {
-    pub fn new(compiled: &Compiled, rules: &[Rule], default: Verdict) -> Result<DryRun, DryRunError> {
-        let programs = compiled.programs.iter().map(|p| vm::Program::new(p)).collect::<Result<Vec<_>, _>>()?;
+    pub fn new(
+        compiled: &Compiled,
+        rules: &[Rule],
+        default: Verdict,
+    ) -> Result<DryRun, DryRunError> {
+        let programs = compiled
+            .programs
+            .iter()
+            .map(|p| vm::Program::new(p))
+            .collect::<Result<Vec<_>, _>>()?;
         let counters = MapDef {
             kind: MapKind::PerCpuArray,
             key_size: 4,
             value_size: 16,
             max_entries: compiled.counter_names.len() as u32,
         };
-        let chain =
-            MapDef { kind: MapKind::ProgArray, key_size: 4, value_size: 4, max_entries: programs.len() as u32 };
+        let chain = MapDef {
+            kind: MapKind::ProgArray,
+            key_size: 4,
+            value_size: 4,
+            max_entries: programs.len() as u32,
+        };
         let mut defs = vec![counters, chain];
         defs.extend(compiled.tables.iter().map(|t| MapDef {
             kind: MapKind::Hash,
@@ -76,13 +91,26 @@ impl DryRun {
 
     /// Runs one frame (`wire_len` counts bytes a capture cut off).
     pub fn packet(&mut self, frame: &[u8], wire_len: u32) -> Result<Outcome, DryRunError> {
-        let input = Input::Xdp { frame, ingress_ifindex: 1, rx_queue_index: 0 };
-        let env = Env { wire_len: Some(wire_len.max(frame.len() as u32)), ..Env::default() };
+        let input = Input::Xdp {
+            frame,
+            ingress_ifindex: 1,
+            rx_queue_index: 0,
+        };
+        let env = Env {
+            wire_len: Some(wire_len.max(frame.len() as u32)),
+            ..Env::default()
+        };
         let ret = vm::Program::run_chain(&self.programs, &input, &mut self.maps, &env)?;
-        let verdict = u32::try_from(ret).ok().and_then(Verdict::from_xdp).ok_or(DryRunError::BadReturn(ret))?;
+        let verdict = u32::try_from(ret)
+            .ok()
+            .and_then(Verdict::from_xdp)
+            .ok_or(DryRunError::BadReturn(ret))?;
         let outcome = self.reference.outcome(frame, wire_len);
         if outcome.verdict != verdict {
-            return Err(DryRunError::Disagree { program: verdict.name(), reference: outcome.verdict.name() });
+            return Err(DryRunError::Disagree {
+                program: verdict.name(),
+                reference: outcome.verdict.name(),
+            });
         }
         Ok(outcome)
     }
@@ -99,7 +127,11 @@ impl DryRun {
                     packets += u64::from_le_bytes(v[0..8].try_into().unwrap_or_default());
                     bytes += u64::from_le_bytes(v[8..16].try_into().unwrap_or_default());
                 }
-                Counter { name: name.clone(), packets, bytes }
+                Counter {
+                    name: name.clone(),
+                    packets,
+                    bytes,
+                }
             })
             .collect()
     }
@@ -163,7 +195,11 @@ action = "pass"
         let prog = compile(&c.rules, Verdict::Drop).unwrap();
         let mut d = DryRun::new(&prog, &c.rules, Verdict::Drop).unwrap();
         let cases: [(Vec<u8>, Verdict, Option<&str>); 5] = [
-            (tcp4([10, 1, 2, 3], 22, 60), Verdict::Pass, Some("admin-ssh")),
+            (
+                tcp4([10, 1, 2, 3], 22, 60),
+                Verdict::Pass,
+                Some("admin-ssh"),
+            ),
             (tcp4([11, 1, 2, 3], 22, 60), Verdict::Drop, Some("no-ssh")),
             (tcp4([11, 1, 2, 3], 80, 100), Verdict::Pass, Some("web")),
             (tcp4([11, 1, 2, 3], 25, 60), Verdict::Drop, None),
@@ -217,11 +253,18 @@ action = "pass"
                     _ => format!("{dir}net {net} and {proto}{dir}port {p}").replace("  ", " "),
                 };
                 let expr = expr.trim();
-                let action = ["pass", "drop", "drop", "count"][rng.below(if round % 2 == 0 { 3 } else { 4 }) as usize];
-                text.push_str(&format!("[[rule]]\nname = \"r{i}\"\nmatch = \"{expr}\"\naction = \"{action}\"\n"));
+                let action = ["pass", "drop", "drop", "count"]
+                    [rng.below(if round % 2 == 0 { 3 } else { 4 }) as usize];
+                text.push_str(&format!(
+                    "[[rule]]\nname = \"r{i}\"\nmatch = \"{expr}\"\naction = \"{action}\"\n"
+                ));
             }
             let c = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-            let default = if round % 2 == 0 { Verdict::Pass } else { Verdict::Drop };
+            let default = if round % 2 == 0 {
+                Verdict::Pass
+            } else {
+                Verdict::Drop
+            };
             let prog = compile(&c.rules, default).unwrap();
             let mut d = DryRun::new(&prog, &c.rules, default).unwrap();
             let mut want = vec![0u64; c.rules.len() + 1];
@@ -235,7 +278,14 @@ action = "pass"
                     f[20] = 0x00;
                     f[21] = 0x10; // fragment offset 16
                 }
-                let ip = |s: &str| s.split('/').next().unwrap().split('.').map(|o| o.parse::<u8>().unwrap()).collect::<Vec<u8>>();
+                let ip = |s: &str| {
+                    s.split('/')
+                        .next()
+                        .unwrap()
+                        .split('.')
+                        .map(|o| o.parse::<u8>().unwrap())
+                        .collect::<Vec<u8>>()
+                };
                 f[26..30].copy_from_slice(&ip(addrs[rng.below(4) as usize]));
                 f[30..34].copy_from_slice(&ip(addrs[rng.below(4) as usize]));
                 let l4 = 14 + 4 * ihl as usize;
@@ -251,7 +301,9 @@ action = "pass"
                     _ => f.len(),
                 };
                 f.truncate(cut.min(f.len()));
-                let o = d.packet(&f, f.len() as u32).unwrap_or_else(|e| panic!("{e}\n{text}\nframe {f:02x?}"));
+                let o = d
+                    .packet(&f, f.len() as u32)
+                    .unwrap_or_else(|e| panic!("{e}\n{text}\nframe {f:02x?}"));
                 tally(&mut want, &o);
             }
             assert_eq!(packets(&d), want, "counters\n{text}");
@@ -278,13 +330,19 @@ action = "pass"
     fn rules_outside_the_tables_keep_their_place() {
         let mut text = String::new();
         let mut rule = |name: String, expr: String, action: &str| {
-            text.push_str(&format!("[[rule]]\nname = \"{name}\"\nmatch = \"{expr}\"\naction = \"{action}\"\n"));
+            text.push_str(&format!(
+                "[[rule]]\nname = \"{name}\"\nmatch = \"{expr}\"\naction = \"{action}\"\n"
+            ));
         };
         rule("ssh-seen".into(), "tcp dst port 22".into(), "count");
         let host = |i: usize| format!("10.{}.{}.{}", i / 65536 % 256, i / 256 % 256, i % 256);
         let n = 2_400;
         for i in 0..n {
-            rule(format!("h{i}"), format!("src host {}", host(i)), if i % 3 == 0 { "pass" } else { "drop" });
+            rule(
+                format!("h{i}"),
+                format!("src host {}", host(i)),
+                if i % 3 == 0 { "pass" } else { "drop" },
+            );
             match i {
                 500 => rule("small".into(), "less 80".into(), "drop"),
                 1200 => rule("web-seen".into(), "tcp port 80".into(), "count"),
@@ -297,14 +355,23 @@ action = "pass"
         let prog = compile(&c.rules, Verdict::Pass).unwrap();
         assert!(prog.programs.len() > 1, "{} programs", prog.programs.len());
         // Every host rule, and `icmp` when its protocol is a table shape.
-        assert!(prog.fast_rules >= n && prog.fast_rules <= n + 1, "{} rules in the tables", prog.fast_rules);
+        assert!(
+            prog.fast_rules >= n && prog.fast_rules <= n + 1,
+            "{} rules in the tables",
+            prog.fast_rules
+        );
         let mut d = DryRun::new(&prog, &c.rules, Verdict::Pass).unwrap();
         let mut want = vec![0u64; c.rules.len() + 1];
         let mut rng = Rng(0xfeed_f00d);
         let mut decided_by = std::collections::BTreeSet::new();
         for k in 0..3_000usize {
             let i = rng.below(n as u64 + 200) as usize;
-            let src = [10, (i / 65536 % 256) as u8, (i / 256 % 256) as u8, (i % 256) as u8];
+            let src = [
+                10,
+                (i / 65536 % 256) as u8,
+                (i / 256 % 256) as u8,
+                (i % 256) as u8,
+            ];
             let port = [22u16, 80, 443][k % 3];
             let mut f = tcp4(src, port, 54 + rng.below(60) as usize);
             match k % 7 {
@@ -313,14 +380,22 @@ action = "pass"
                 2 => f.truncate(14 + rng.below(40) as usize),
                 _ => {}
             }
-            let o = d.packet(&f, f.len() as u32).unwrap_or_else(|e| panic!("{e}: frame {f:02x?}"));
+            let o = d
+                .packet(&f, f.len() as u32)
+                .unwrap_or_else(|e| panic!("{e}: frame {f:02x?}"));
             decided_by.insert(o.rule.map(|r| c.rules[r].name.clone()));
             tally(&mut want, &o);
         }
         assert_eq!(packets(&d), want);
         for name in ["small", "icmp"] {
-            assert!(decided_by.contains(&Some(name.to_string())), "no frame decided by {name}");
+            assert!(
+                decided_by.contains(&Some(name.to_string())),
+                "no frame decided by {name}"
+            );
         }
-        assert!(want[0] > 0 && want[c.rules.len() - 1] > 0, "count rules never counted");
+        assert!(
+            want[0] > 0 && want[c.rules.len() - 1] > 0,
+            "count rules never counted"
+        );
     }
 }

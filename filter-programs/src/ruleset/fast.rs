@@ -75,18 +75,31 @@ impl Fast {
             if r.action == Action::Count || specialize(&r.program, &ip).is_none() {
                 continue;
             }
-            let Some(terms) = tuple::terms(&r.expr) else { continue };
-            let new_shapes: BTreeSet<Shape> = terms.iter().map(|t| t.shape()).filter(|s| !tables.contains_key(s)).collect();
+            let Some(terms) = tuple::terms(&r.expr) else {
+                continue;
+            };
+            let new_shapes: BTreeSet<Shape> = terms
+                .iter()
+                .map(|t| t.shape())
+                .filter(|s| !tables.contains_key(s))
+                .collect();
             if tables.len() + new_shapes.len() > MAX_TABLES {
                 continue;
             }
             let value = ((i as u32) << 1) | (r.action == Action::Drop) as u32;
             for t in terms {
-                tables.entry(t.shape()).or_default().entry(t.key()).or_insert(value);
+                tables
+                    .entry(t.shape())
+                    .or_default()
+                    .entry(t.key())
+                    .or_insert(value);
             }
             in_table[i] = true;
         }
-        Fast { tables: tables.into_iter().collect(), in_table }
+        Fast {
+            tables: tables.into_iter().collect(),
+            in_table,
+        }
     }
 
     pub fn rules(&self) -> usize {
@@ -97,8 +110,18 @@ impl Fast {
     /// `best`, and falls through.
     pub fn emit_lookups(&self, a: &mut Asm) {
         let (l4chk, lookups, done) = (a.label(), a.label(), a.label());
-        a.push(Op::St { size: Size::W, dst: Reg::R10, off: F_OK, imm: 0 });
-        a.push(Op::St { size: Size::W, dst: Reg::R10, off: F_BEST, imm: NONE });
+        a.push(Op::St {
+            size: Size::W,
+            dst: Reg::R10,
+            off: F_OK,
+            imm: 0,
+        });
+        a.push(Op::St {
+            size: Size::W,
+            dst: Reg::R10,
+            off: F_BEST,
+            imm: NONE,
+        });
         a.ldx(Size::W, Reg::R2, CTX, xdp::DATA as i16);
         a.ldx(Size::W, Reg::R3, CTX, xdp::DATA_END as i16);
         a.mov64(Reg::R1, Operand::Reg(Reg::R2));
@@ -106,13 +129,22 @@ impl Fast {
         a.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Reg(Reg::R3), done);
         for (off, slot) in [(26, F_SRC), (30, F_DST)] {
             a.ldx(Size::W, Reg::R1, Reg::R2, off);
-            a.push(Op::End { dst: Reg::R1, endian: Endian::ToBe, bits: 32 });
+            a.push(Op::End {
+                dst: Reg::R1,
+                endian: Endian::ToBe,
+                bits: 32,
+            });
             a.stx(Size::W, Reg::R10, Reg::R1, slot);
         }
         a.ldx(Size::B, Reg::R4, Reg::R2, 23);
         a.stx(Size::W, Reg::R10, Reg::R4, F_PROTO);
         for slot in [F_L4, F_SPORT, F_DPORT] {
-            a.push(Op::St { size: Size::W, dst: Reg::R10, off: slot, imm: 0 });
+            a.push(Op::St {
+                size: Size::W,
+                dst: Reg::R10,
+                off: slot,
+                imm: 0,
+            });
         }
         for p in tuple::PORT_PROTOS {
             a.jmp(false, JmpOp::Jeq, Reg::R4, Operand::Imm(p as i32), l4chk);
@@ -121,7 +153,11 @@ impl Fast {
         a.bind(l4chk);
         // libpcap: not a fragment (offset 0), ports at 14 + 4 * IHL.
         a.ldx(Size::H, Reg::R1, Reg::R2, 20);
-        a.push(Op::End { dst: Reg::R1, endian: Endian::ToBe, bits: 16 });
+        a.push(Op::End {
+            dst: Reg::R1,
+            endian: Endian::ToBe,
+            bits: 16,
+        });
         a.alu32(AluOp::And, Reg::R1, Operand::Imm(0x1fff));
         a.jmp(false, JmpOp::Jne, Reg::R1, Operand::Imm(0), lookups);
         a.ldx(Size::B, Reg::R1, Reg::R2, 14);
@@ -133,15 +169,29 @@ impl Fast {
         a.jmp(true, JmpOp::Jgt, Reg::R4, Operand::Reg(Reg::R3), done);
         for (off, slot) in [(14, F_SPORT), (16, F_DPORT)] {
             a.ldx(Size::H, Reg::R1, Reg::R2, off);
-            a.push(Op::End { dst: Reg::R1, endian: Endian::ToBe, bits: 16 });
+            a.push(Op::End {
+                dst: Reg::R1,
+                endian: Endian::ToBe,
+                bits: 16,
+            });
             a.stx(Size::W, Reg::R10, Reg::R1, slot);
         }
-        a.push(Op::St { size: Size::W, dst: Reg::R10, off: F_L4, imm: 1 });
+        a.push(Op::St {
+            size: Size::W,
+            dst: Reg::R10,
+            off: F_L4,
+            imm: 1,
+        });
         a.bind(lookups);
         for (g, (shape, _)) in self.tables.iter().enumerate() {
             lookup(a, g, shape);
         }
-        a.push(Op::St { size: Size::W, dst: Reg::R10, off: F_OK, imm: 1 });
+        a.push(Op::St {
+            size: Size::W,
+            dst: Reg::R10,
+            off: F_OK,
+            imm: 1,
+        });
         a.bind(done);
     }
 
@@ -151,7 +201,13 @@ impl Fast {
         let on = a.label();
         a.ldx(Size::W, Reg::R1, Reg::R10, F_BEST);
         match limit {
-            Some(j) => a.jmp(true, JmpOp::Jge, Reg::R1, Operand::Imm(((j as u32) << 1) as i32), on),
+            Some(j) => a.jmp(
+                true,
+                JmpOp::Jge,
+                Reg::R1,
+                Operand::Imm(((j as u32) << 1) as i32),
+                on,
+            ),
             None => a.jmp(false, JmpOp::Jeq, Reg::R1, Operand::Imm(NONE), on),
         };
         a.ja(decide);
@@ -201,17 +257,40 @@ fn lookup(a: &mut Asm, g: usize, shape: &Shape) {
             }
             a.stx(Size::W, Reg::R10, Reg::R1, to);
         } else {
-            a.push(Op::St { size: Size::W, dst: Reg::R10, off: to, imm: 0 });
+            a.push(Op::St {
+                size: Size::W,
+                dst: Reg::R10,
+                off: to,
+                imm: 0,
+            });
         }
     };
-    let m = |l: Option<u8>| l.map_or(0, |l| if l == 0 { 0 } else { u32::MAX << (32 - l as u32) });
+    let m = |l: Option<u8>| {
+        l.map_or(0, |l| {
+            if l == 0 {
+                0
+            } else {
+                u32::MAX << (32 - l as u32)
+            }
+        })
+    };
     field(a, shape.src.is_some(), F_SRC, m(shape.src), F_KEY);
     field(a, shape.dst.is_some(), F_DST, m(shape.dst), F_KEY + 4);
     field(a, shape.proto, F_PROTO, u32::MAX, F_KEY + 8);
-    a.push(Op::St { size: Size::W, dst: Reg::R10, off: F_KEY + 12, imm: ports as i32 });
+    a.push(Op::St {
+        size: Size::W,
+        dst: Reg::R10,
+        off: F_KEY + 12,
+        imm: ports as i32,
+    });
     field(a, shape.sport, F_SPORT, u32::MAX, F_KEY + 16);
     field(a, shape.dport, F_DPORT, u32::MAX, F_KEY + 20);
-    a.push(Op::LdImm64 { dst: Reg::R1, pseudo: Pseudo::MapFd, src_reg: 1, imm: TABLES_MAP_INDEX + g as u64 });
+    a.push(Op::LdImm64 {
+        dst: Reg::R1,
+        pseudo: Pseudo::MapFd,
+        src_reg: 1,
+        imm: TABLES_MAP_INDEX + g as u64,
+    });
     a.mov64(Reg::R2, Operand::Reg(Reg::R10));
     a.alu64(AluOp::Add, Reg::R2, Operand::Imm(F_KEY as i32));
     a.push(Op::Call(CallTarget::Helper(HELPER_MAP_LOOKUP)));

@@ -87,7 +87,11 @@ pub struct Outcome {
 
 /// The meaning of a ruleset, computed the slow, obvious way: each rule's
 /// match verdict is asked for in order, through `matches(rule index)`.
-pub fn decide(actions: &[Action], default: Verdict, mut matches: impl FnMut(usize) -> bool) -> Outcome {
+pub fn decide(
+    actions: &[Action],
+    default: Verdict,
+    mut matches: impl FnMut(usize) -> bool,
+) -> Outcome {
     let mut counted = Vec::new();
     for (i, action) in actions.iter().enumerate() {
         if !matches(i) {
@@ -95,11 +99,27 @@ pub fn decide(actions: &[Action], default: Verdict, mut matches: impl FnMut(usiz
         }
         match action {
             Action::Count => counted.push(i),
-            Action::Pass => return Outcome { verdict: Verdict::Pass, rule: Some(i), counted },
-            Action::Drop => return Outcome { verdict: Verdict::Drop, rule: Some(i), counted },
+            Action::Pass => {
+                return Outcome {
+                    verdict: Verdict::Pass,
+                    rule: Some(i),
+                    counted,
+                }
+            }
+            Action::Drop => {
+                return Outcome {
+                    verdict: Verdict::Drop,
+                    rule: Some(i),
+                    counted,
+                }
+            }
         }
     }
-    Outcome { verdict: default, rule: None, counted }
+    Outcome {
+        verdict: default,
+        rule: None,
+        counted,
+    }
 }
 
 /// [`decide`] with each rule's own classic program run by our reference
@@ -115,13 +135,18 @@ impl Reference {
         Reference {
             // Rules come from `config::parse`, which compiled them with our
             // own code generator: they validate.
-            programs: rules.iter().map(|r| Program::new_unvalidated(&r.program)).collect(),
+            programs: rules
+                .iter()
+                .map(|r| Program::new_unvalidated(&r.program))
+                .collect(),
             actions: rules.iter().map(|r| r.action).collect(),
             default,
         }
     }
 
     pub fn outcome(&self, frame: &[u8], wire_len: u32) -> Outcome {
-        decide(&self.actions, self.default, |i| self.programs[i].run(frame, wire_len) != 0)
+        decide(&self.actions, self.default, |i| {
+            self.programs[i].run(frame, wire_len) != 0
+        })
     }
 }

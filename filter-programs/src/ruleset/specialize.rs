@@ -34,7 +34,10 @@ fn successors(ops: &[Op], i: usize, a: A, fact: &Fact) -> Vec<(usize, A)> {
         Op::Ret { .. } => vec![],
         Op::LdAbs { size, k } if fails_when_short(fact, k, size) => vec![],
         Op::LdxMsh { k } if fails_when_short(fact, k, Size::B) => vec![],
-        Op::LdAbs { size: Size::H, k: 12 } => vec![(i + 1, A::EtherType)],
+        Op::LdAbs {
+            size: Size::H,
+            k: 12,
+        } => vec![(i + 1, A::EtherType)],
         Op::LdAbs { .. }
         | Op::LdInd { .. }
         | Op::LdImm { .. }
@@ -76,7 +79,11 @@ enum A {
 /// or `None` when no packet of the chain can make it return non-zero.
 /// Unreachable instructions stay in place; the translator skips them.
 pub fn specialize(prog: &[Insn], fact: &Fact) -> Option<Vec<Insn>> {
-    let ops: Vec<Op> = prog.iter().map(|i| i.decode()).collect::<Result<_, _>>().ok()?;
+    let ops: Vec<Op> = prog
+        .iter()
+        .map(|i| i.decode())
+        .collect::<Result<_, _>>()
+        .ok()?;
     let n = ops.len();
     // Phase 1: what A holds at each reachable instruction, to a fixpoint
     // (libpcap's `protochain` loops). None: not reached.
@@ -89,7 +96,9 @@ pub fn specialize(prog: &[Insn], fact: &Fact) -> Option<Vec<Insn>> {
     while let Some(i) = work.pop() {
         let Some(a) = state[i] else { continue };
         for (to, out_a) in successors(&ops, i, a, fact) {
-            let Some(slot) = state.get_mut(to) else { continue };
+            let Some(slot) = state.get_mut(to) else {
+                continue;
+            };
             let merged = match *slot {
                 None => Some(out_a),
                 Some(b) if b == out_a => Some(b),
@@ -108,7 +117,12 @@ pub fn specialize(prog: &[Insn], fact: &Fact) -> Option<Vec<Insn>> {
         let Some(a) = state[i] else { continue };
         match ops[i] {
             Op::Ret { val } if val != RetVal::K(0) => can_match = true,
-            Op::Jmp { op, src: Src::K(k), jt, jf } if a == A::EtherType => {
+            Op::Jmp {
+                op,
+                src: Src::K(k),
+                jt,
+                jf,
+            } if a == A::EtherType => {
                 if let Some(taken) = decide(fact, op, k) {
                     let off = if taken { jt } else { jf };
                     out[i].jt = off;
@@ -137,7 +151,9 @@ fn decide(fact: &Fact, op: JmpOp, k: u32) -> Option<bool> {
                 JmpOp::Jset => a & k != 0,
             })
         }
-        Fact::EtherTypeNotIn(set) => (op == JmpOp::Jeq && set.iter().any(|t| *t as u32 == k)).then_some(false),
+        Fact::EtherTypeNotIn(set) => {
+            (op == JmpOp::Jeq && set.iter().any(|t| *t as u32 == k)).then_some(false)
+        }
         Fact::Short => None,
     }
 }

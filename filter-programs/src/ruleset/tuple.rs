@@ -55,7 +55,13 @@ fn mask(len: u8) -> u32 {
 }
 
 impl Term {
-    const ANY: Term = Term { src: None, dst: None, proto: None, sport: None, dport: None };
+    const ANY: Term = Term {
+        src: None,
+        dst: None,
+        proto: None,
+        sport: None,
+        dport: None,
+    };
 
     pub fn shape(&self) -> Shape {
         Shape {
@@ -90,7 +96,11 @@ impl Term {
                 (None, x) | (x, None) => Some(x),
                 (Some((x, lx)), Some((y, ly))) => {
                     let l = lx.min(ly);
-                    (x & mask(l) == y & mask(l)).then_some(if lx >= ly { Some((x, lx)) } else { Some((y, ly)) })
+                    (x & mask(l) == y & mask(l)).then_some(if lx >= ly {
+                        Some((x, lx))
+                    } else {
+                        Some((y, ly))
+                    })
                 }
             }
         }
@@ -121,7 +131,9 @@ impl Term {
         let port_ok = match (self.l4(), ports) {
             (false, _) => true,
             (true, None) => false,
-            (true, Some((s, d))) => self.sport.is_none_or(|p| p == s) && self.dport.is_none_or(|p| p == d),
+            (true, Some((s, d))) => {
+                self.sport.is_none_or(|p| p == s) && self.dport.is_none_or(|p| p == d)
+            }
         };
         pfx(self.src, src) && pfx(self.dst, dst) && self.proto.is_none_or(|p| p == proto) && port_ok
     }
@@ -130,7 +142,17 @@ impl Term {
 /// The key of a packet's fields under a shape (what the program builds).
 pub fn key_of(src: u32, dst: u32, proto: u8, l4: bool, sport: u16, dport: u16) -> [u8; KEY_SIZE] {
     let mut k = [0u8; KEY_SIZE];
-    for (i, v) in [src, dst, proto as u32, l4 as u32, sport as u32, dport as u32].iter().enumerate() {
+    for (i, v) in [
+        src,
+        dst,
+        proto as u32,
+        l4 as u32,
+        sport as u32,
+        dport as u32,
+    ]
+    .iter()
+    .enumerate()
+    {
         k[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
     }
     k
@@ -145,7 +167,10 @@ pub fn terms(expr: &str) -> Option<Vec<Term>> {
     for t in set {
         if t.l4() && t.proto.is_none() {
             for p in PORT_PROTOS {
-                out.insert(Term { proto: Some(p), ..t });
+                out.insert(Term {
+                    proto: Some(p),
+                    ..t
+                });
             }
         } else {
             out.insert(t);
@@ -174,7 +199,11 @@ fn dnf(e: &Expr) -> Option<BTreeSet<Term>> {
             a
         }
         ExprKind::ProtoAbbrev(Proto::Ip) => [Term::ANY].into(),
-        ExprKind::ProtoAbbrev(p) => [Term { proto: Some(proto_number(*p)?), ..Term::ANY }].into(),
+        ExprKind::ProtoAbbrev(p) => [Term {
+            proto: Some(proto_number(*p)?),
+            ..Term::ANY
+        }]
+        .into(),
         ExprKind::Primitive(p) => primitive(p)?,
         _ => return None,
     };
@@ -208,15 +237,33 @@ fn primitive(p: &Primitive) -> Option<BTreeSet<Term>> {
             if lit.octets == 4 && matches!(q.proto, None | Some(Proto::Ip)) =>
         {
             let a = lit.value?;
-            let t = |s, d| Term { src: s, dst: d, ..Term::ANY };
-            directed(q.dir, t(Some((a, 32)), None), t(None, Some((a, 32))), Some(t(Some((a, 32)), Some((a, 32)))))
+            let t = |s, d| Term {
+                src: s,
+                dst: d,
+                ..Term::ANY
+            };
+            directed(
+                q.dir,
+                t(Some((a, 32)), None),
+                t(None, Some((a, 32))),
+                Some(t(Some((a, 32)), Some((a, 32)))),
+            )
         }
         (Kind::Net, IdKind::Ipv4Prefix { addr, len })
             if addr.octets == 4 && len.value <= 32 && matches!(q.proto, None | Some(Proto::Ip)) =>
         {
             let (a, l) = (addr.value?, len.value as u8);
-            let t = |s, d| Term { src: s, dst: d, ..Term::ANY };
-            directed(q.dir, t(Some((a, l)), None), t(None, Some((a, l))), Some(t(Some((a, l)), Some((a, l)))))
+            let t = |s, d| Term {
+                src: s,
+                dst: d,
+                ..Term::ANY
+            };
+            directed(
+                q.dir,
+                t(Some((a, l)), None),
+                t(None, Some((a, l))),
+                Some(t(Some((a, l)), Some((a, l)))),
+            )
         }
         (Kind::Port, IdKind::Num(n)) if *n <= 0xffff => {
             let proto = match q.proto {
@@ -224,8 +271,18 @@ fn primitive(p: &Primitive) -> Option<BTreeSet<Term>> {
                 Some(p) => Some(proto_number(p)?),
             };
             let port = *n as u16;
-            let t = |s, d| Term { proto, sport: s, dport: d, ..Term::ANY };
-            directed(q.dir, t(Some(port), None), t(None, Some(port)), Some(t(Some(port), Some(port))))
+            let t = |s, d| Term {
+                proto,
+                sport: s,
+                dport: d,
+                ..Term::ANY
+            };
+            directed(
+                q.dir,
+                t(Some(port), None),
+                t(None, Some(port)),
+                Some(t(Some(port), Some(port))),
+            )
         }
         _ => None,
     }
@@ -238,16 +295,37 @@ mod tests {
     #[test]
     fn common_shapes_expand() {
         let t = terms("tcp dst port 22 and src net 10.0.0.0/8").unwrap();
-        assert_eq!(t, vec![Term { src: Some((0x0a00_0000, 8)), dst: None, proto: Some(6), sport: None, dport: Some(22) }]);
+        assert_eq!(
+            t,
+            vec![Term {
+                src: Some((0x0a00_0000, 8)),
+                dst: None,
+                proto: Some(6),
+                sport: None,
+                dport: Some(22)
+            }]
+        );
         assert_eq!(terms("host 10.1.2.3").unwrap().len(), 2);
         // (src or dst) x (sport or dport) x (tcp, udp, sctp)
         assert_eq!(terms("host 10.1.2.3 and port 53").unwrap().len(), 12);
         assert_eq!(terms("udp port 53 or tcp port 53").unwrap().len(), 4);
         // Contradictions vanish.
         assert_eq!(terms("tcp and udp").unwrap(), vec![]);
-        assert_eq!(terms("src host 10.0.0.1 and src host 10.0.0.2").unwrap(), vec![]);
+        assert_eq!(
+            terms("src host 10.0.0.1 and src host 10.0.0.2").unwrap(),
+            vec![]
+        );
         assert!(terms("icmp and port 22").is_none());
-        for other in ["not tcp", "ip6", "arp", "host ::1", "port ssh", "len > 100", "net 10", "tcp[13] = 2"] {
+        for other in [
+            "not tcp",
+            "ip6",
+            "arp",
+            "host ::1",
+            "port ssh",
+            "len > 100",
+            "net 10",
+            "tcp[13] = 2",
+        ] {
             assert!(terms(other).is_none(), "{other}");
         }
     }

@@ -2,11 +2,11 @@
 
 use super::blocks::{block_checks, reachable};
 use super::{Target, TranslateError};
-use crate::Hook;
 use crate::cbpf::{self, JmpOp as CJmp, Op, RetVal, Src};
 use crate::ebpf::asm::{Asm, Label};
 use crate::ebpf::insn::{AluOp, CallTarget, JmpOp, Op as E, Operand, Reg, Size};
 use crate::ebpf::vm::context::{skb, xdp};
+use crate::Hook;
 
 pub(super) const CTX: Reg = Reg::R6;
 pub(super) const A: Reg = Reg::R7;
@@ -77,8 +77,20 @@ impl<'a> Emitter<'a> {
 
     /// An emitter that appends to `asm` a fragment which jumps to `on_match`
     /// or `on_nomatch` instead of returning (see `translate::inline`).
-    pub(super) fn inline(ops: &'a [Op], target: Target, asm: Asm, on_match: Label, on_nomatch: Label) -> Emitter<'a> {
-        Emitter::with_asm(ops, target, super::Options::default(), asm, Some((on_match, on_nomatch)))
+    pub(super) fn inline(
+        ops: &'a [Op],
+        target: Target,
+        asm: Asm,
+        on_match: Label,
+        on_nomatch: Label,
+    ) -> Emitter<'a> {
+        Emitter::with_asm(
+            ops,
+            target,
+            super::Options::default(),
+            asm,
+            Some((on_match, on_nomatch)),
+        )
     }
 
     fn with_asm(
@@ -95,9 +107,9 @@ impl<'a> Emitter<'a> {
         };
         let kernel = options.kernel_view
             || ops.iter().any(|op| match *op {
-            Op::LdAbs { k, .. } | Op::LdInd { k, .. } | Op::LdxMsh { k } => (k as i32) < 0,
-            _ => false,
-        });
+                Op::LdAbs { k, .. } | Op::LdInd { k, .. } | Op::LdxMsh { k } => (k as i32) < 0,
+                _ => false,
+            });
         Emitter {
             ops,
             target,
@@ -113,7 +125,11 @@ impl<'a> Emitter<'a> {
     }
 
     pub(super) fn unsupported(&self, index: usize, what: impl Into<String>) -> TranslateError {
-        TranslateError::Unsupported { index, what: what.into(), target: self.target.name() }
+        TranslateError::Unsupported {
+            index,
+            what: what.into(),
+            target: self.target.name(),
+        }
     }
 
     pub(super) fn is_xdp(&self) -> bool {
@@ -134,7 +150,11 @@ impl<'a> Emitter<'a> {
 
     fn body(&mut self) -> Result<(), TranslateError> {
         let live = reachable(self.ops);
-        let needs = if self.is_xdp() { block_checks(self.ops, &live) } else { vec![None; self.ops.len()] };
+        let needs = if self.is_xdp() {
+            block_checks(self.ops, &live)
+        } else {
+            vec![None; self.ops.len()]
+        };
         for (i, op) in self.ops.iter().enumerate() {
             if !live[i] {
                 continue;
@@ -160,7 +180,12 @@ impl<'a> Emitter<'a> {
             self.reload_data_end();
         }
         self.vlan_prologue();
-        if self.ops.iter().enumerate().any(|(i, op)| matches!(op, Op::Ja { k } if is_back_edge(i, *k))) {
+        if self
+            .ops
+            .iter()
+            .enumerate()
+            .any(|(i, op)| matches!(op, Op::Ja { k } if is_back_edge(i, *k)))
+        {
             self.asm.mov64(Reg::R1, imm(self.target.hook.loop_budget()));
             self.asm.stx(Size::DW, Reg::R10, Reg::R1, LOOP_COUNTER);
         }
@@ -173,7 +198,12 @@ impl<'a> Emitter<'a> {
             }
         }
         for (k, _) in read.iter().enumerate().filter(|(_, r)| **r) {
-            self.asm.push(E::St { size: Size::W, dst: Reg::R10, off: scratch(k as u32), imm: 0 });
+            self.asm.push(E::St {
+                size: Size::W,
+                dst: Reg::R10,
+                off: scratch(k as u32),
+                imm: 0,
+            });
         }
     }
 
@@ -185,7 +215,13 @@ impl<'a> Emitter<'a> {
         }
         self.asm.mov64(Reg::R1, Operand::Reg(DATA));
         self.asm.alu64(AluOp::Add, Reg::R1, imm(end as u32));
-        self.asm.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Reg(DATA_END), self.reject());
+        self.asm.jmp(
+            true,
+            JmpOp::Jgt,
+            Reg::R1,
+            Operand::Reg(DATA_END),
+            self.reject(),
+        );
     }
 
     /// XDP: `DATA_END = ctx->data_end`, at the start and after each helper
@@ -213,18 +249,39 @@ impl<'a> Emitter<'a> {
     fn op(&mut self, i: usize, op: Op) -> Result<(), TranslateError> {
         let a = &mut self.asm;
         match op {
-            Op::LdImm { k } => { a.mov32(A, imm(k)); },
-            Op::LdxImm { k } => { a.mov32(X, imm(k)); },
-            Op::LdMem { k } => { a.ldx(Size::W, A, Reg::R10, scratch(k)); },
-            Op::LdxMem { k } => { a.ldx(Size::W, X, Reg::R10, scratch(k)); },
-            Op::St { k } => { a.stx(Size::W, Reg::R10, A, scratch(k)); },
-            Op::Stx { k } => { a.stx(Size::W, Reg::R10, X, scratch(k)); },
+            Op::LdImm { k } => {
+                a.mov32(A, imm(k));
+            }
+            Op::LdxImm { k } => {
+                a.mov32(X, imm(k));
+            }
+            Op::LdMem { k } => {
+                a.ldx(Size::W, A, Reg::R10, scratch(k));
+            }
+            Op::LdxMem { k } => {
+                a.ldx(Size::W, X, Reg::R10, scratch(k));
+            }
+            Op::St { k } => {
+                a.stx(Size::W, Reg::R10, A, scratch(k));
+            }
+            Op::Stx { k } => {
+                a.stx(Size::W, Reg::R10, X, scratch(k));
+            }
             Op::LdLen => self.len(A),
             Op::LdxLen => self.len(X),
             Op::Alu { op, src } => self.alu(op, src),
-            Op::Neg => { a.push(E::Neg { wide: false, dst: A }); },
-            Op::Tax => { a.mov32(X, Operand::Reg(A)); },
-            Op::Txa => { a.mov32(A, Operand::Reg(X)); },
+            Op::Neg => {
+                a.push(E::Neg {
+                    wide: false,
+                    dst: A,
+                });
+            }
+            Op::Tax => {
+                a.mov32(X, Operand::Reg(A));
+            }
+            Op::Txa => {
+                a.mov32(A, Operand::Reg(X));
+            }
             Op::Ja { k } if is_back_edge(i, k) => self.back_edge(i, k),
             Op::Ja { k } => {
                 let t = self.target_of(i, k as u64);
@@ -267,13 +324,15 @@ impl<'a> Emitter<'a> {
     fn len(&mut self, dst: Reg) {
         if self.is_xdp() {
             self.asm.mov64(Reg::R1, Operand::Reg(CTX));
-            self.asm.push(E::Call(CallTarget::Helper(HELPER_XDP_BUFF_LEN)));
+            self.asm
+                .push(E::Call(CallTarget::Helper(HELPER_XDP_BUFF_LEN)));
             self.asm.mov32(dst, Operand::Reg(Reg::R0));
             self.reload_data_end();
         } else {
             self.asm.ldx(Size::W, dst, CTX, skb::LEN as i16);
             if self.target.hook == Hook::Socket && self.options.socket_len_offset != 0 {
-                self.asm.alu32(AluOp::Add, dst, imm(self.options.socket_len_offset));
+                self.asm
+                    .alu32(AluOp::Add, dst, imm(self.options.socket_len_offset));
             }
             if self.vlan {
                 self.tag_len(Reg::R1);
@@ -299,8 +358,12 @@ impl<'a> Emitter<'a> {
         match src {
             // The verifier refuses constant shifts of 32 or more; a C
             // interpreter on x86 (libpcap's) shifts by the count mod 32.
-            Src::K(k) if matches!(op, C::Lsh | C::Rsh) => { self.asm.alu32(eop, A, imm(k & 31)); },
-            Src::K(k) => { self.asm.alu32(eop, A, imm(k)); },
+            Src::K(k) if matches!(op, C::Lsh | C::Rsh) => {
+                self.asm.alu32(eop, A, imm(k & 31));
+            }
+            Src::K(k) => {
+                self.asm.alu32(eop, A, imm(k));
+            }
             Src::X => {
                 match op {
                     // Classic BPF returns 0 on division by zero; eBPF would
@@ -342,8 +405,12 @@ impl<'a> Emitter<'a> {
             CJmp::Jset => (JmpOp::Jset, None),
         };
         match (jt, jf, inverse) {
-            (_, _, _) if jt == jf => { self.asm.ja(t); },
-            (0, _, Some(inv)) => { self.asm.jmp(false, inv, A, rhs, f); },
+            (_, _, _) if jt == jf => {
+                self.asm.ja(t);
+            }
+            (0, _, Some(inv)) => {
+                self.asm.jmp(false, inv, A, rhs, f);
+            }
             _ => {
                 self.asm.jmp(false, eop, A, rhs, t);
                 if jf != 0 {
@@ -362,7 +429,9 @@ impl<'a> Emitter<'a> {
                     self.asm.jmp(false, JmpOp::Jeq, A, imm(0), on_nomatch);
                     self.asm.ja(on_match)
                 }
-                RetVal::X => return Err(self.unsupported(i, "ret x (no interpreter implements it)")),
+                RetVal::X => {
+                    return Err(self.unsupported(i, "ret x (no interpreter implements it)"))
+                }
             };
             return Ok(());
         }
@@ -371,12 +440,16 @@ impl<'a> Emitter<'a> {
             (RetVal::K(k), _) => {
                 self.asm.mov32(Reg::R0, imm(t.verdict(k)));
             }
-            (RetVal::A, Hook::Socket) => { self.asm.mov32(Reg::R0, Operand::Reg(A)); },
+            (RetVal::A, Hook::Socket) => {
+                self.asm.mov32(Reg::R0, Operand::Reg(A));
+            }
             (RetVal::A, _) => {
                 self.asm.jmp(false, JmpOp::Jeq, A, imm(0), self.reject());
                 self.asm.mov32(Reg::R0, imm(t.verdict(1)));
             }
-            (RetVal::X, _) => return Err(self.unsupported(i, "ret x (no interpreter implements it)")),
+            (RetVal::X, _) => {
+                return Err(self.unsupported(i, "ret x (no interpreter implements it)"))
+            }
         }
         self.asm.exit();
         Ok(())

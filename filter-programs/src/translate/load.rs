@@ -2,10 +2,10 @@
 
 use super::emit::{imm, Emitter, A, CTX, DATA, DATA_END, MAX_PACKET_OFF, X};
 use super::TranslateError;
-use crate::Hook;
 use crate::cbpf::skf::{Ancillary, LoadBase, SKF_LL_OFF};
 use crate::ebpf::insn::{AluOp, CallTarget, Endian, JmpOp, Op as E, Operand, Reg, Size};
 use crate::ebpf::vm::context::{skb, xdp};
+use crate::Hook;
 
 const HELPER_PRANDOM: i32 = 7;
 const HELPER_CPU: i32 = 8;

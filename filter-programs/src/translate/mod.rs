@@ -127,8 +127,14 @@ impl Actions {
     pub const TC_ACT_OK: u32 = 0;
     pub const TC_ACT_SHOT: u32 = 2;
 
-    pub const XDP: Actions = Actions { on_match: Actions::XDP_PASS, on_nomatch: Actions::XDP_DROP };
-    pub const TC: Actions = Actions { on_match: Actions::TC_ACT_OK, on_nomatch: Actions::TC_ACT_SHOT };
+    pub const XDP: Actions = Actions {
+        on_match: Actions::XDP_PASS,
+        on_nomatch: Actions::XDP_DROP,
+    };
+    pub const TC: Actions = Actions {
+        on_match: Actions::TC_ACT_OK,
+        on_nomatch: Actions::TC_ACT_SHOT,
+    };
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -136,7 +142,11 @@ pub enum TranslateError {
     #[error("invalid classic program: {0}")]
     Invalid(#[from] validate::ValidateError),
     #[error("instruction {index}: {what} is not available on the {target} hook")]
-    Unsupported { index: usize, what: String, target: &'static str },
+    Unsupported {
+        index: usize,
+        what: String,
+        target: &'static str,
+    },
     #[error("assembling the eBPF failed: {0}")]
     Asm(#[from] AsmError),
 }
@@ -159,7 +169,10 @@ pub struct Options {
 }
 
 /// Translates a classic program for `target`.
-pub fn translate(prog: &[cbpf::Insn], target: Target) -> Result<Vec<ebpf::insn::Insn>, TranslateError> {
+pub fn translate(
+    prog: &[cbpf::Insn],
+    target: Target,
+) -> Result<Vec<ebpf::insn::Insn>, TranslateError> {
     translate_with(prog, target, &Options::default())
 }
 

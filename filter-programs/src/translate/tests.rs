@@ -4,7 +4,12 @@ use crate::ebpf::vm::{Env, Input, Maps, Program, SkbMeta};
 
 /// tcpdump -dd 'ip'
 fn ip() -> Vec<C> {
-    vec![C::new(0x28, 0, 0, 12), C::new(0x15, 0, 1, 0x800), C::new(0x06, 0, 0, 262144), C::new(0x06, 0, 0, 0)]
+    vec![
+        C::new(0x28, 0, 0, 12),
+        C::new(0x15, 0, 1, 0x800),
+        C::new(0x06, 0, 0, 262144),
+        C::new(0x06, 0, 0, 0),
+    ]
 }
 
 fn frame(ethertype: u16, len: usize) -> Vec<u8> {
@@ -17,12 +22,27 @@ fn run(prog: &[C], target: Target, f: &[u8]) -> u64 {
     let insns = translate(prog, target).unwrap();
     let p = Program::new(&insns).unwrap();
     let input = match target.hook {
-        Hook::Xdp => Input::Xdp { frame: f, ingress_ifindex: 1, rx_queue_index: 0 },
+        Hook::Xdp => Input::Xdp {
+            frame: f,
+            ingress_ifindex: 1,
+            rx_queue_index: 0,
+        },
         // A socket's test run has skb->data at the network header.
-        Hook::Socket => Input::Skb { frame: f, data_off: 14.min(f.len()), net_off: 14, meta: SkbMeta::default() },
-        Hook::Tc => Input::Skb { frame: f, data_off: 0, net_off: 14, meta: SkbMeta::default() },
+        Hook::Socket => Input::Skb {
+            frame: f,
+            data_off: 14.min(f.len()),
+            net_off: 14,
+            meta: SkbMeta::default(),
+        },
+        Hook::Tc => Input::Skb {
+            frame: f,
+            data_off: 0,
+            net_off: 14,
+            meta: SkbMeta::default(),
+        },
     };
-    p.run(&input, &mut Maps::new(&[], 1), &Env::default()).unwrap()
+    p.run(&input, &mut Maps::new(&[], 1), &Env::default())
+        .unwrap()
 }
 
 #[test]
@@ -32,26 +52,43 @@ fn ip_on_every_target() {
     for t in [Target::socket(), Target::xdp(), Target::tc()] {
         assert_eq!(run(&ip(), t, &v4), t.verdict(262144) as u64, "{t:?}");
         assert_eq!(run(&ip(), t, &v6), t.verdict(0) as u64, "{t:?}");
-        assert_eq!(run(&ip(), t, &v4[..13]), t.verdict(0) as u64, "{t:?} truncated");
+        assert_eq!(
+            run(&ip(), t, &v4[..13]),
+            t.verdict(0) as u64,
+            "{t:?} truncated"
+        );
     }
 }
 
 #[test]
 fn xdp_checks_bounds_once_per_block() {
     // ldh [12]; ldb [23]; ldh [20]; ret a  (one block)
-    let prog = [C::new(0x28, 0, 0, 12), C::new(0x30, 0, 0, 23), C::new(0x28, 0, 0, 20), C::new(0x16, 0, 0, 0)];
+    let prog = [
+        C::new(0x28, 0, 0, 12),
+        C::new(0x30, 0, 0, 23),
+        C::new(0x28, 0, 0, 20),
+        C::new(0x16, 0, 0, 0),
+    ];
     let insns = translate(&prog, Target::xdp()).unwrap();
     let text = crate::ebpf::disasm::disassemble(&insns).unwrap();
     assert_eq!(text.matches("goto").count(), 2, "{text}"); // one bounds check, one ret-a test
     let f = frame(0x0800, 60);
     assert_eq!(run(&prog, Target::xdp(), &f), Actions::XDP_PASS as u64);
-    assert_eq!(run(&prog, Target::xdp(), &f[..23]), Actions::XDP_DROP as u64);
+    assert_eq!(
+        run(&prog, Target::xdp(), &f[..23]),
+        Actions::XDP_DROP as u64
+    );
 }
 
 #[test]
 fn division_by_zero_x_rejects() {
     // ldx #0; ld #5; div x; ret #7
-    let prog = [C::new(0x01, 0, 0, 0), C::new(0x00, 0, 0, 5), C::new(0x3c, 0, 0, 0), C::new(0x06, 0, 0, 7)];
+    let prog = [
+        C::new(0x01, 0, 0, 0),
+        C::new(0x00, 0, 0, 5),
+        C::new(0x3c, 0, 0, 0),
+        C::new(0x06, 0, 0, 7),
+    ];
     let f = frame(0x0800, 60);
     assert_eq!(run(&prog, Target::socket(), &f), 0);
     assert_eq!(run(&prog, Target::xdp(), &f), Actions::XDP_DROP as u64);
@@ -78,7 +115,10 @@ fn indirect_and_msh_loads() {
 
 #[test]
 fn unsupported_ancillary_fields_are_errors() {
-    let mark = [C::new(0x20, 0, 0, crate::cbpf::skf::Ancillary::Mark.k()), C::new(0x16, 0, 0, 0)];
+    let mark = [
+        C::new(0x20, 0, 0, crate::cbpf::skf::Ancillary::Mark.k()),
+        C::new(0x16, 0, 0, 0),
+    ];
     let err = translate(&mark, Target::xdp()).unwrap_err();
     assert!(err.to_string().contains("mark"), "{err}");
     assert!(translate(&mark, Target::socket()).is_ok());

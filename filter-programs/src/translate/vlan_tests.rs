@@ -258,7 +258,10 @@ fn the_kernel_view_reads_the_frame_as_handed_over() {
     let mut untagged = vec![0xaa; 60];
     untagged[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
     let t = tag(&untagged, 0x8100, 5);
-    let kernel = Options { kernel_view: true, ..Options::default() };
+    let kernel = Options {
+        kernel_view: true,
+        ..Options::default()
+    };
     for target in TARGETS {
         let sent = translate(&ip, target).unwrap();
         let live = translate_with(&ip, target, &kernel).unwrap();

@@ -110,8 +110,14 @@ SEC("xdp") int signed_ops(struct xdp_md *ctx) {
 /// A directory of the calling test's own: the tests run in parallel and
 /// each removes its directory when done.
 fn scratch_dir() -> PathBuf {
-    let test = std::thread::current().name().unwrap_or("main").replace("::", "_");
-    let dir = std::env::temp_dir().join(format!("ebpf_clang_roundtrip_{}_{test}", std::process::id()));
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("main")
+        .replace("::", "_");
+    let dir = std::env::temp_dir().join(format!(
+        "ebpf_clang_roundtrip_{}_{test}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
@@ -254,8 +260,8 @@ fn translated_xdp_listing_matches_bpftool_xlated() {
     }
     use filter_programs::cbpf::Insn as C;
     use filter_programs::elf::{write, Object};
-    use filter_programs::Hook;
     use filter_programs::translate::{translate, Target};
+    use filter_programs::Hook;
     // tcpdump -dd 'tcp dst port 80' (IPv4 part): absolute, indirect and msh loads.
     let prog = [
         C::new(0x28, 0, 0, 12),

@@ -72,8 +72,8 @@ impl Program {
     pub fn from_elf(bytes: Vec<u8>, hook: Hook) -> Result<Program, AttachError> {
         let want = hook.section();
         let (name, code) = find_program(&bytes, want).map_err(AttachError::Invalid)?;
-        let insns = from_bytes(&code)
-            .map_err(|e| AttachError::Invalid(format!("section {want}: {e}")))?;
+        let insns =
+            from_bytes(&code).map_err(|e| AttachError::Invalid(format!("section {want}: {e}")))?;
         Ok(Program {
             elf: bytes,
             name,
@@ -198,8 +198,7 @@ mod tests {
                 Err(AttachError::Invalid(_))
             ));
         }
-        let e =
-            Program::build(&Source::Expr("tcp port".into()), Hook::Xdp).expect_err("syntax");
+        let e = Program::build(&Source::Expr("tcp port".into()), Hook::Xdp).expect_err("syntax");
         assert!(e.is_invalid_program());
     }
 }

@@ -79,8 +79,8 @@ fn pinned_link(dir: &Path, ifindex: u32) -> Result<Option<(FdLink, OwnedFd, u32)
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
         Err(e) => return Err(AttachError::io(format!("opening {}", path.display()), e)),
     };
-    let info =
-        bpf_kernel::link::info(raw.as_fd()).map_err(|e| AttachError::io(path.display().to_string(), e))?;
+    let info = bpf_kernel::link::info(raw.as_fd())
+        .map_err(|e| AttachError::io(path.display().to_string(), e))?;
     if info.link_type != bpf_kernel::link::BPF_LINK_TYPE_XDP {
         return Err(AttachError::Busy(format!(
             "{} is not an XDP link (type {})",

@@ -175,7 +175,9 @@ fn classic_for(
             if !length_is_l3 && filter_programs::codegen::socket::reads_length(&prog) {
                 return Err(AttachError::LengthOnTransport(kind));
             }
-            Ok(filter_programs::codegen::socket::to_network_relative(&prog)?)
+            Ok(filter_programs::codegen::socket::to_network_relative(
+                &prog,
+            )?)
         }
     }
 }

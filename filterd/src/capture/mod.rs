@@ -110,7 +110,11 @@ pub fn compile(
         kernel_view: view == VlanView::Tcpdump,
         ..translate::Options::default()
     };
-    Ok(translate::translate_with(&classic, Target::socket(), &options)?)
+    Ok(translate::translate_with(
+        &classic,
+        Target::socket(),
+        &options,
+    )?)
 }
 
 /// libpcap's classic program for `expression` on Ethernet, whose accepting
@@ -356,7 +360,12 @@ mod tests {
             assert_eq!(live(e), plain(e), "{e:?}");
             let sent = compile(e, MAX_SNAPLEN, VlanView::Sent).expect("sent");
             let tcpdump = compile(e, MAX_SNAPLEN, VlanView::Tcpdump).expect("tcpdump");
-            assert!(tcpdump.len() < sent.len(), "{e:?}: {} vs {}", tcpdump.len(), sent.len());
+            assert!(
+                tcpdump.len() < sent.len(),
+                "{e:?}: {} vs {}",
+                tcpdump.len(),
+                sent.len()
+            );
         }
     }
 }

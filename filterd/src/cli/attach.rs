@@ -9,8 +9,8 @@ use filter_programs::Hook;
 
 use super::{fail, load_cbpf, Failure, EXIT_ERROR, EXIT_INVALID};
 use crate::attach::{
-    self, pin, status, tc, AttachError, Direction, Outcome, Program, Source, TcHook,
-    XdpHook, XdpMode,
+    self, pin, status, tc, AttachError, Direction, Outcome, Program, Source, TcHook, XdpHook,
+    XdpMode,
 };
 
 /// The program to attach: an expression, or --cbpf, or --ebpf.

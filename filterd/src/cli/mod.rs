@@ -113,7 +113,8 @@ pub enum Rules {
 pub fn read_input(path: &PathBuf) -> Result<String, String> {
     if path.as_os_str() == "-" {
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| format!("stdin: {e}"))?;
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| format!("stdin: {e}"))?;
         return Ok(s);
     }
     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
@@ -127,7 +128,10 @@ pub struct Failure {
 }
 
 pub fn fail(code: i32, message: impl Into<String>) -> Failure {
-    Failure { code, message: message.into() }
+    Failure {
+        code,
+        message: message.into(),
+    }
 }
 
 pub fn load_cbpf(path: &PathBuf) -> Result<Vec<filter_programs::cbpf::Insn>, Failure> {
@@ -155,7 +159,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 Rules::Kernel => validate::RuleSet::Kernel,
                 Rules::Libpcap => validate::RuleSet::Libpcap,
             };
-            validate::validate(&prog, set).map_err(|e| fail(EXIT_INVALID, format!("{}: {e}", file.display())))?;
+            validate::validate(&prog, set)
+                .map_err(|e| fail(EXIT_INVALID, format!("{}: {e}", file.display())))?;
             let _ = writeln!(out, "ok: {} instructions", prog.len());
             Ok(())
         }

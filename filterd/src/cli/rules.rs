@@ -59,12 +59,15 @@ pub struct TestArgs {
 
 /// Reads and validates a config, reporting every problem at once.
 pub fn load_config(path: &Path) -> Result<Config, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| fail(EXIT_ERROR, format!("{}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| fail(EXIT_ERROR, format!("{}: {e}", path.display())))?;
     config::parse(&text).map_err(|e| fail(EXIT_INVALID, format!("{}: {e}", path.display())))
 }
 
 fn interface_exists(name: &str) -> bool {
-    let Ok(c) = std::ffi::CString::new(name) else { return false };
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return false;
+    };
     // SAFETY: a valid NUL-terminated string; the call only reads it.
     unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
 }
@@ -78,21 +81,29 @@ pub fn check(args: CheckArgs, out: &mut dyn Write) -> Result<(), Failure> {
         .map(|i| format!("interface {:?}: no such interface on this host", i.name))
         .collect();
     if !missing.is_empty() {
-        return Err(fail(EXIT_INVALID, format!("{}: {}", args.config.display(), missing.join("\n"))));
+        return Err(fail(
+            EXIT_INVALID,
+            format!("{}: {}", args.config.display(), missing.join("\n")),
+        ));
     }
     let defaults: Vec<Verdict> = if config.interfaces.is_empty() {
         vec![Verdict::Pass]
     } else {
         config.interfaces.iter().map(|i| i.default).collect()
     };
-    let compiled = compile(&config.rules, defaults[0]).map_err(|e| fail(EXIT_INVALID, e.to_string()))?;
+    let compiled =
+        compile(&config.rules, defaults[0]).map_err(|e| fail(EXIT_INVALID, e.to_string()))?;
     let _ = writeln!(
         out,
         "ok: {} rules, {} interfaces; {} XDP program{} of {} eBPF instructions",
         config.rules.len(),
         config.interfaces.len(),
         compiled.programs.len(),
-        if compiled.programs.len() == 1 { "" } else { "s (chained by tail calls)" },
+        if compiled.programs.len() == 1 {
+            ""
+        } else {
+            "s (chained by tail calls)"
+        },
         compiled.len()
     );
     for (chain, n, len) in &compiled.chains {
@@ -104,7 +115,10 @@ pub fn check(args: CheckArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let t = std::time::Instant::now();
     LoadedRuleset::load(&compiled).map_err(|e| match e {
         crate::ruleset::LoadError::Verifier { .. } => fail(EXIT_INVALID, e.to_string()),
-        other => fail(EXIT_ERROR, format!("{other} (run as root, or use --no-kernel)")),
+        other => fail(
+            EXIT_ERROR,
+            format!("{other} (run as root, or use --no-kernel)"),
+        ),
     })?;
     let _ = writeln!(out, "verifier: accepted in {} ms", t.elapsed().as_millis());
     Ok(())
@@ -117,14 +131,25 @@ pub fn test(args: TestArgs, out: &mut dyn Write) -> Result<(), Failure> {
             ifaces
                 .iter()
                 .find(|i| &i.name == name)
-                .ok_or_else(|| fail(EXIT_ERROR, format!("-i {name}: not an interface of the config")))?
+                .ok_or_else(|| {
+                    fail(
+                        EXIT_ERROR,
+                        format!("-i {name}: not an interface of the config"),
+                    )
+                })?
                 .default
         }
         (None, []) => Verdict::Pass,
         (None, [one]) => one.default,
-        (None, _) => return Err(fail(EXIT_ERROR, "the config lists several interfaces: pick one with -i")),
+        (None, _) => {
+            return Err(fail(
+                EXIT_ERROR,
+                "the config lists several interfaces: pick one with -i",
+            ))
+        }
     };
-    let compiled = compile(&config.rules, default).map_err(|e| fail(EXIT_INVALID, e.to_string()))?;
+    let compiled =
+        compile(&config.rules, default).map_err(|e| fail(EXIT_INVALID, e.to_string()))?;
     let kernel = if args.kernel {
         Some(LoadedRuleset::load(&compiled).map_err(|e| fail(EXIT_ERROR, e.to_string()))?)
     } else {
@@ -167,19 +192,45 @@ pub fn test(args: TestArgs, out: &mut dyn Write) -> Result<(), Failure> {
 }
 
 fn print_report(r: &FileReport, summary: bool, out: &mut dyn Write) {
-    let _ = writeln!(out, "{}: {} packets, {} passed, {} dropped", r.file, r.packets, r.passed, r.dropped);
+    let _ = writeln!(
+        out,
+        "{}: {} packets, {} passed, {} dropped",
+        r.file, r.packets, r.passed, r.dropped
+    );
     if !summary {
         for v in &r.verdicts {
-            let counted = if v.counted.is_empty() { String::new() } else { format!(" (counted: {})", v.counted.join(", ")) };
+            let counted = if v.counted.is_empty() {
+                String::new()
+            } else {
+                format!(" (counted: {})", v.counted.join(", "))
+            };
             let _ = writeln!(out, "  {:>6} {:<4} {}{counted}", v.index, v.action, v.rule);
         }
     }
-    let width = r.rules.iter().map(|c| c.name.len()).max().unwrap_or(4).max(4);
-    let _ = writeln!(out, "  {:<width$}  {:<6} {:>10} {:>12}", "rule", "action", "packets", "bytes");
+    let width = r
+        .rules
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(
+        out,
+        "  {:<width$}  {:<6} {:>10} {:>12}",
+        "rule", "action", "packets", "bytes"
+    );
     for c in &r.rules {
-        let _ = writeln!(out, "  {:<width$}  {:<6} {:>10} {:>12}", c.name, c.action, c.packets, c.bytes);
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {:<6} {:>10} {:>12}",
+            c.name, c.action, c.packets, c.bytes
+        );
     }
     if r.kernel_checked > 0 {
-        let _ = writeln!(out, "  kernel: {} packets run, every action equal", r.kernel_checked);
+        let _ = writeln!(
+            out,
+            "  kernel: {} packets run, every action equal",
+            r.kernel_checked
+        );
     }
 }

@@ -117,8 +117,7 @@ impl Enforced {
             }
         };
         if let Some(fd) = existing {
-            let info =
-                link::info(fd.as_fd()).map_err(sys_err(link_path.display().to_string()))?;
+            let info = link::info(fd.as_fd()).map_err(sys_err(link_path.display().to_string()))?;
             if info.link_type != link::BPF_LINK_TYPE_XDP {
                 return Err(DaemonError::System(format!(
                     "{} is not an XDP link",

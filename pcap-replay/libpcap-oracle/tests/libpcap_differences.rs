@@ -58,9 +58,14 @@ fn find() -> Found {
         ) else {
             panic!("{} {:?}: libpcap no longer compiles it", e.dlt, e.expr);
         };
-        let (Some(unopt), Some(opt)) = (libpcap::Validated::new(&unopt), libpcap::Validated::new(&opt))
-        else {
-            panic!("{} {:?}: libpcap's program fails bpf_validate", e.dlt, e.expr);
+        let (Some(unopt), Some(opt)) = (
+            libpcap::Validated::new(&unopt),
+            libpcap::Validated::new(&opt),
+        ) else {
+            panic!(
+                "{} {:?}: libpcap's program fails bpf_validate",
+                e.dlt, e.expr
+            );
         };
         compared += 1;
         for cap in caps.iter().filter(|c| c.dlt == dlt) {

@@ -11,8 +11,8 @@ use rayon::prelude::*;
 
 use super::progress::{self, Progress};
 use super::{parse_linktype, Cli, Outcome};
-use crate::mapped::Mapped;
 use crate::engine::{self, Engine, EngineKind, LeftOut};
+use crate::mapped::Mapped;
 use crate::program::{self, Code, Program};
 use crate::replay::{replay_buffered, FileResult, ReplayOptions};
 use crate::report::{

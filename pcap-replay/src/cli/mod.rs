@@ -9,9 +9,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use capfile::LinkType;
 use crate::engine::EngineKind;
 use crate::replay::FileResult;
+use capfile::LinkType;
 
 pub use exec::execute;
 

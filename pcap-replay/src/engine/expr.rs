@@ -2,12 +2,12 @@
 //! compiler (every engine but `libpcap`) or by libpcap itself (`libpcap`,
 //! the oracle), then run by the engine built for that code.
 
-use libpcap_oracle::CompileOptions;
 use filter_programs::codegen::{self, Dlt};
+use libpcap_oracle::CompileOptions;
 
 use super::{Engine, EngineError, EngineKind, PacketRef, Verdict};
-use capfile::LinkType;
 use crate::program::{Code, Program};
+use capfile::LinkType;
 
 /// The engine built for one link type, or why none could be.
 type Built = Result<Box<dyn Engine>, String>;

@@ -7,15 +7,15 @@
 //! cannot know a truncated packet's wire length, so a truncated packet is
 //! skipped too when the program reads `len`.
 
+use bpf_kernel::{load, LoadError, Loaded};
 use filter_programs::cbpf::Op;
 use filter_programs::translate::{translate_with, Options, Target};
-use bpf_kernel::{load, LoadError, Loaded};
 use filter_programs::Hook;
 
 use super::ebpf::{matched, translate_error};
 use super::{Engine, EngineError, PacketRef, Verdict};
-use capfile::LinkType;
 use crate::program::{Code, Program};
+use capfile::LinkType;
 
 /// What `eth_type_trans` pulls before a socket filter's test run: the
 /// program's `skb->len` starts after it.

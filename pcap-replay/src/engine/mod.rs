@@ -19,8 +19,8 @@ pub use plan::{plan, LeftOut, Plan};
 use filter_programs::translate::Target;
 use filter_programs::Hook;
 
-use capfile::LinkType;
 use crate::program::{Code, Program};
+use capfile::LinkType;
 
 /// A packet as an engine sees it.
 #[derive(Clone, Copy, Debug)]

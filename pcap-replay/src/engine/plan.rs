@@ -97,9 +97,9 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use filter_programs::Hook;
     use filter_programs::cbpf::Insn;
     use filter_programs::ebpf::insn::Insn as EInsn;
+    use filter_programs::Hook;
 
     fn classic() -> Program {
         Program {

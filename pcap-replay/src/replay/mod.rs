@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use capfile::{LinkType, Packet, PacketView};
 use crate::engine::{Engine, LeftOut, PacketRef, Verdict};
 use crate::program::Program;
 use crate::report::{EngineMap, Matched, VerdictSink};
+use capfile::{LinkType, Packet, PacketView};
 
 pub use sample::{Load, Mismatch, Tracer};
 
@@ -256,7 +256,11 @@ struct Run<'e> {
 }
 
 impl<'e> Run<'e> {
-    fn new(program: &Program, engines: &'e mut [Box<dyn Engine>], options: ReplayOptions) -> Run<'e> {
+    fn new(
+        program: &Program,
+        engines: &'e mut [Box<dyn Engine>],
+        options: ReplayOptions,
+    ) -> Run<'e> {
         Run {
             names: engines.iter().map(|e| e.name()).collect(),
             rets: Vec::with_capacity(engines.len()),
@@ -288,7 +292,13 @@ impl<'e> Run<'e> {
         result.packets += 1;
         // With one engine there is nothing to compare.
         if self.engines.len() > 1 {
-            compare(result, &packet, &self.rets, self.options.max_mismatches, &mut self.tracer);
+            compare(
+                result,
+                &packet,
+                &self.rets,
+                self.options.max_mismatches,
+                &mut self.tracer,
+            );
         }
         if let Some(s) = sink {
             packet.copy_into(&mut self.owned);

@@ -13,10 +13,10 @@ use filter_programs::cbpf::text;
 use filter_programs::codegen::{self, Dlt};
 use serde::Serialize;
 
-use capfile::{LinkType, Packet};
 use crate::engine::Verdict;
 use crate::program::{Code, Program};
 use crate::report::EngineMap;
+use capfile::{LinkType, Packet};
 
 /// How many leading bytes of the packet the report keeps for its dump.
 pub const HEAD_BYTES: usize = 256;

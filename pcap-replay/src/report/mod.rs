@@ -5,9 +5,9 @@ mod mismatch;
 mod table;
 mod write;
 
-use capfile::Packet;
 use crate::engine::Verdict;
 use crate::replay::CaptureInfo;
+use capfile::Packet;
 use std::io::Write;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};

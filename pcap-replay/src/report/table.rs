@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
-use capfile::LinkType;
 use crate::replay::FileResult;
+use capfile::LinkType;
 
 /// The link type's libpcap name (`EN10MB`), or its number.
 fn linktype_name(lt: Option<LinkType>) -> String {

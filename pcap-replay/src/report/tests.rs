@@ -1,7 +1,7 @@
 use super::*;
-use capfile::LinkType;
 use crate::engine::Verdict;
 use crate::replay::{FileResult, Mismatch};
+use capfile::LinkType;
 
 fn result(mismatches: u64, error: Option<&str>) -> FileResult {
     FileResult {

@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 
 use super::{CheckError, Rule};
-use crate::Hook;
 use crate::ebpf::insn::{
     code, decode_all, AluOp, CallTarget, Insn, JmpOp, Op, Operand, Pseudo, Reg, Size,
 };
+use crate::Hook;
 
 /// The counter of the translator's bounded loops.
 pub(super) struct Counter {
@@ -174,7 +174,12 @@ impl Cfg {
     /// Every store that touches the loop counter `c` must be the counter
     /// being set from a constant within `kind`'s budget (or the loop's own
     /// decrement, already in `c.writers`).
-    fn counter_writes(&self, c: &mut Counter, targets: &[bool], kind: Hook) -> Result<(), CheckError> {
+    fn counter_writes(
+        &self,
+        c: &mut Counter,
+        targets: &[bool],
+        kind: Hook,
+    ) -> Result<(), CheckError> {
         let budget = kind.loop_budget();
         for (s, &target) in targets.iter().enumerate() {
             let Some(Op::St { dst, off, size, .. } | Op::Stx { dst, off, size, .. }) = self.op(s)

@@ -10,9 +10,9 @@ use super::ctx::{self, Helper};
 use super::state::State;
 use super::value::{self, Range, Val, MAX_VAR_OFF};
 use super::{CheckError, Options, Rule};
-use crate::Hook;
 use crate::ebpf::disasm::helper_name;
 use crate::ebpf::insn::{AluOp, CallTarget, JmpOp, Op, Operand, Reg, Size};
+use crate::Hook;
 
 /// Instruction visits before the analysis gives up; far more than any
 /// program the translator emits needs.
@@ -358,7 +358,13 @@ impl Step<'_> {
     }
 
     /// [`Self::mem`] on the stack, `n` bytes at `fp + at`.
-    fn stack_mem(&mut self, at: i64, n: usize, store: Option<Val>, signed: bool) -> Result<Val, Rule> {
+    fn stack_mem(
+        &mut self,
+        at: i64,
+        n: usize,
+        store: Option<Val>,
+        signed: bool,
+    ) -> Result<Val, Rule> {
         if at < -512 || at + n as i64 > 0 {
             return Err(Rule::StackRange { off: at, size: n });
         }
@@ -402,7 +408,14 @@ impl Step<'_> {
     }
 
     /// [`Self::mem`] in the context, `n` bytes at `off` from `ctx + b`.
-    fn ctx_mem(&mut self, b: i32, off: i16, n: usize, store: Option<Val>, signed: bool) -> Result<Val, Rule> {
+    fn ctx_mem(
+        &mut self,
+        b: i32,
+        off: i16,
+        n: usize,
+        store: Option<Val>,
+        signed: bool,
+    ) -> Result<Val, Rule> {
         if b != 0 {
             return Err(Rule::ModifiedCtx { off: b });
         }

@@ -128,10 +128,7 @@ fn structural_rules() {
     p.push(Op::Exit);
     assert_eq!(check(&asm(p.clone()), Hook::Socket), Ok(()));
     // Missing exit.
-    assert_eq!(
-        rule(&asm(exit0()), Hook::Socket),
-        Rule::FallsOffEnd
-    );
+    assert_eq!(rule(&asm(exit0()), Hook::Socket), Rule::FallsOffEnd);
     // r0 not written.
     assert_eq!(
         rule(&asm(vec![Op::Exit]), Hook::Xdp),
@@ -164,10 +161,7 @@ fn structural_rules() {
         },
         Op::Exit,
     ];
-    assert_eq!(
-        rule(&asm(j), Hook::Xdp),
-        Rule::JumpIntoImm64 { target: 2 }
-    );
+    assert_eq!(rule(&asm(j), Hook::Xdp), Rule::JumpIntoImm64 { target: 2 });
     // Dead code, and an unguarded loop.
     let dead = vec![exit0()[0], Op::Exit, Op::Exit];
     assert_eq!(check(&asm(dead), Hook::Xdp).unwrap_err().slot, 2);

@@ -85,7 +85,9 @@ impl SkbMeta {
         } else {
             PACKET_HOST
         };
-        let ethertype = frame.get(12..14).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+        let ethertype = frame
+            .get(12..14)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
         let proto = if ethertype >= 0x0600 {
             ethertype
         } else if frame.get(14..16) == Some(&[0xff, 0xff]) {
@@ -111,9 +113,18 @@ pub enum Input<'a> {
     /// on; `data_off` is where `skb->data` points (the network header for a
     /// socket filter in a test run, 0 for tc), `net_off` where the network
     /// header starts.
-    Skb { frame: &'a [u8], data_off: usize, net_off: usize, meta: SkbMeta },
+    Skb {
+        frame: &'a [u8],
+        data_off: usize,
+        net_off: usize,
+        meta: SkbMeta,
+    },
     /// An XDP buffer: `frame` from the link-layer header on.
-    Xdp { frame: &'a [u8], ingress_ifindex: u32, rx_queue_index: u32 },
+    Xdp {
+        frame: &'a [u8],
+        ingress_ifindex: u32,
+        rx_queue_index: u32,
+    },
 }
 
 impl<'a> Input<'a> {
@@ -126,7 +137,9 @@ impl<'a> Input<'a> {
     /// Offset in `frame` of the first byte the program sees at `data`.
     pub fn data_off(&self) -> usize {
         match *self {
-            Input::Skb { frame, data_off, .. } => data_off.min(frame.len()),
+            Input::Skb {
+                frame, data_off, ..
+            } => data_off.min(frame.len()),
             Input::Xdp { .. } => 0,
         }
     }
@@ -165,7 +178,11 @@ impl<'a> Input<'a> {
                 put(skb::DATA_META, data as u32);
                 put(skb::WIRE_LEN, frame.len() as u32);
             }
-            Input::Xdp { ingress_ifindex, rx_queue_index, .. } => {
+            Input::Xdp {
+                ingress_ifindex,
+                rx_queue_index,
+                ..
+            } => {
                 put(xdp::DATA, data as u32);
                 put(xdp::DATA_END, data_end as u32);
                 put(xdp::DATA_META, data as u32);

@@ -45,7 +45,12 @@ struct Run<'a, 'm, 's> {
 /// Runs `programs[0]`; `bpf_tail_call` moves to the program a program-array
 /// map names (see `MapKind::ProgArray`). Each program ends with the
 /// `FellOff` sentinel.
-pub(super) fn run(programs: &[&[Micro]], input: &Input, maps: &mut Maps, env: &Env) -> Result<u64, VmError> {
+pub(super) fn run(
+    programs: &[&[Micro]],
+    input: &Input,
+    maps: &mut Maps,
+    env: &Env,
+) -> Result<u64, VmError> {
     Scratch::with(|s| {
         let mut run = Run {
             m: Machine::new(input, maps, &mut s.stack, &mut s.ctx, env),
@@ -85,7 +90,9 @@ impl Run<'_, '_, '_> {
                 Micro::LshK { dst, k } => r[x(dst)] <<= k,
                 Micro::RshK { dst, k } => r[x(dst)] >>= k,
                 Micro::AluK { op, wide, dst, k } => r[x(dst)] = alu(op, wide, r[x(dst)], k),
-                Micro::AluX { op, wide, dst, src } => r[x(dst)] = alu(op, wide, r[x(dst)], r[x(src)]),
+                Micro::AluX { op, wide, dst, src } => {
+                    r[x(dst)] = alu(op, wide, r[x(dst)], r[x(src)])
+                }
                 Micro::Be16 { dst } => r[x(dst)] = (r[x(dst)] as u16).swap_bytes() as u64,
                 Micro::Be32 { dst } => r[x(dst)] = (r[x(dst)] as u32).swap_bytes() as u64,
                 Micro::Ja { target } => {
@@ -93,49 +100,112 @@ impl Run<'_, '_, '_> {
                     continue;
                 }
                 Micro::JeqK { dst, k, target } => {
-                    pc = if r[x(dst)] == k { target as usize } else { pc + 1 };
+                    pc = if r[x(dst)] == k {
+                        target as usize
+                    } else {
+                        pc + 1
+                    };
                     continue;
                 }
                 Micro::JneK { dst, k, target } => {
-                    pc = if r[x(dst)] != k { target as usize } else { pc + 1 };
+                    pc = if r[x(dst)] != k {
+                        target as usize
+                    } else {
+                        pc + 1
+                    };
                     continue;
                 }
                 Micro::JgtK { dst, k, target } => {
-                    pc = if r[x(dst)] > k { target as usize } else { pc + 1 };
+                    pc = if r[x(dst)] > k {
+                        target as usize
+                    } else {
+                        pc + 1
+                    };
                     continue;
                 }
                 Micro::JgeK { dst, k, target } => {
-                    pc = if r[x(dst)] >= k { target as usize } else { pc + 1 };
+                    pc = if r[x(dst)] >= k {
+                        target as usize
+                    } else {
+                        pc + 1
+                    };
                     continue;
                 }
                 Micro::JsetK { dst, k, target } => {
-                    pc = if r[x(dst)] & k != 0 { target as usize } else { pc + 1 };
+                    pc = if r[x(dst)] & k != 0 {
+                        target as usize
+                    } else {
+                        pc + 1
+                    };
                     continue;
                 }
                 Micro::JgtX { dst, src, target } => {
-                    pc = if r[x(dst)] > r[x(src)] { target as usize } else { pc + 1 };
+                    pc = if r[x(dst)] > r[x(src)] {
+                        target as usize
+                    } else {
+                        pc + 1
+                    };
                     continue;
                 }
-                Micro::JmpK { op, wide, dst, k, target } => {
-                    pc = if compare(op, wide, r[x(dst)], k) { target as usize } else { pc + 1 };
+                Micro::JmpK {
+                    op,
+                    wide,
+                    dst,
+                    k,
+                    target,
+                } => {
+                    pc = if compare(op, wide, r[x(dst)], k) {
+                        target as usize
+                    } else {
+                        pc + 1
+                    };
                     continue;
                 }
-                Micro::JmpX { op, wide, dst, src, target } => {
-                    pc = if compare(op, wide, r[x(dst)], r[x(src)]) { target as usize } else { pc + 1 };
+                Micro::JmpX {
+                    op,
+                    wide,
+                    dst,
+                    src,
+                    target,
+                } => {
+                    pc = if compare(op, wide, r[x(dst)], r[x(src)]) {
+                        target as usize
+                    } else {
+                        pc + 1
+                    };
                     continue;
                 }
-                Micro::Jmp32K { cmp, dst, k, target } => {
-                    pc = if cmp.holds(r[x(dst)] as u32, k) { target as usize } else { pc + 1 };
+                Micro::Jmp32K {
+                    cmp,
+                    dst,
+                    k,
+                    target,
+                } => {
+                    pc = if cmp.holds(r[x(dst)] as u32, k) {
+                        target as usize
+                    } else {
+                        pc + 1
+                    };
                     continue;
                 }
                 Micro::LdxB { dst, src, off } => r[x(dst)] = self.ldx::<1>(pc, r[x(src)], off)?,
                 Micro::LdxH { dst, src, off } => r[x(dst)] = self.ldx::<2>(pc, r[x(src)], off)?,
                 Micro::LdxW { dst, src, off } => r[x(dst)] = self.ldx::<4>(pc, r[x(src)], off)?,
                 Micro::LdxDW { dst, src, off } => r[x(dst)] = self.ldx::<8>(pc, r[x(src)], off)?,
-                Micro::Check { dst, base, end, k, target } => {
+                Micro::Check {
+                    dst,
+                    base,
+                    end,
+                    k,
+                    target,
+                } => {
                     let v = r[x(base)].wrapping_add(k);
                     r[x(dst)] = v;
-                    pc = if v > r[x(end)] { target as usize } else { pc + 3 };
+                    pc = if v > r[x(end)] {
+                        target as usize
+                    } else {
+                        pc + 3
+                    };
                     continue;
                 }
                 Micro::LdxHBe { dst, src, off } => {
@@ -148,17 +218,41 @@ impl Run<'_, '_, '_> {
                     pc += 2;
                     continue;
                 }
-                Micro::LdJmp { load, cmp, dst, src, slots, off, mask, k, target } => {
+                Micro::LdJmp {
+                    load,
+                    cmp,
+                    dst,
+                    src,
+                    slots,
+                    off,
+                    mask,
+                    k,
+                    target,
+                } => {
                     let v = match load {
                         Load::B => self.ldx::<1>(pc, r[x(src)], off)? as u32,
-                        Load::HBe => (self.ldx::<2>(pc, r[x(src)], off)? as u16).swap_bytes() as u32,
+                        Load::HBe => {
+                            (self.ldx::<2>(pc, r[x(src)], off)? as u16).swap_bytes() as u32
+                        }
                         Load::WBe => (self.ldx::<4>(pc, r[x(src)], off)? as u32).swap_bytes(),
                     } & mask;
                     r[x(dst)] = v as u64;
-                    pc = if cmp.holds(v, k) { target as usize } else { pc + slots as usize };
+                    pc = if cmp.holds(v, k) {
+                        target as usize
+                    } else {
+                        pc + slots as usize
+                    };
                     continue;
                 }
-                Micro::JmpPair { dst, cmp, cmp2, k, target, k2, target2 } => {
+                Micro::JmpPair {
+                    dst,
+                    cmp,
+                    cmp2,
+                    k,
+                    target,
+                    k2,
+                    target2,
+                } => {
                     let v = r[x(dst)] as u32;
                     pc = if cmp.holds(v, k) {
                         target as usize
@@ -175,14 +269,27 @@ impl Run<'_, '_, '_> {
                     pc += 2;
                     continue;
                 }
-                Micro::MovXKK { d, s, dst, dst2, k, k2 } => {
+                Micro::MovXKK {
+                    d,
+                    s,
+                    dst,
+                    dst2,
+                    k,
+                    k2,
+                } => {
                     r[x(d)] = r[x(s)];
                     r[x(dst)] = k as u64;
                     r[x(dst2)] = k2 as u64;
                     pc += 3;
                     continue;
                 }
-                Micro::LdxWW { dst, dst2, src, off, off2 } => {
+                Micro::LdxWW {
+                    dst,
+                    dst2,
+                    src,
+                    off,
+                    off2,
+                } => {
                     r[x(dst)] = self.ldx::<4>(pc, r[x(src)], off)?;
                     r[x(dst2)] = self.ldx::<4>(pc + 1, r[x(src)], off2)?;
                     pc += 2;
@@ -287,7 +394,13 @@ impl Run<'_, '_, '_> {
         Ok(t)
     }
 
-    fn general(&mut self, op: Op, pc: usize, r: &mut Regs, code: &[Micro]) -> Result<Flow, VmError> {
+    fn general(
+        &mut self,
+        op: Op,
+        pc: usize,
+        r: &mut Regs,
+        code: &[Micro],
+    ) -> Result<Flow, VmError> {
         self.m.pc = pc;
         let next = pc + op.slots();
         match op {
@@ -297,10 +410,16 @@ impl Run<'_, '_, '_> {
             }
             Op::Neg { wide, dst } => {
                 let d = r[dst.index()];
-                r[dst.index()] = if wide { d.wrapping_neg() } else { (d as u32).wrapping_neg() as u64 };
+                r[dst.index()] = if wide {
+                    d.wrapping_neg()
+                } else {
+                    (d as u32).wrapping_neg() as u64
+                };
             }
             Op::End { dst, endian, bits } => r[dst.index()] = end(r[dst.index()], endian, bits),
-            Op::LdImm64 { dst, pseudo, imm, .. } => {
+            Op::LdImm64 {
+                dst, pseudo, imm, ..
+            } => {
                 r[dst.index()] = match pseudo {
                     Pseudo::None => imm,
                     Pseudo::MapFd | Pseudo::MapIdx => MAP_HANDLE | (imm as u32 as u64),
@@ -312,7 +431,10 @@ impl Run<'_, '_, '_> {
                         Region::MapValue(map as u8).base() + (imm >> 32)
                     }
                     Pseudo::BtfId | Pseudo::Func => {
-                        return Err(VmError::Unsupported { pc, what: format!("ld_imm64 with {pseudo:?}") })
+                        return Err(VmError::Unsupported {
+                            pc,
+                            what: format!("ld_imm64 with {pseudo:?}"),
+                        })
                     }
                 }
             }
@@ -328,23 +450,55 @@ impl Run<'_, '_, '_> {
                         r[0] = 0;
                         return Ok(Flow::Exit);
                     }
-                    None => return Err(VmError::Unsupported { pc, what: "legacy load in a subprogram".into() }),
+                    None => {
+                        return Err(VmError::Unsupported {
+                            pc,
+                            what: "legacy load in a subprogram".into(),
+                        })
+                    }
                 }
             }
-            Op::Ldx { size, signed, dst, src, off } => {
+            Op::Ldx {
+                size,
+                signed,
+                dst,
+                src,
+                off,
+            } => {
                 let addr = r[src.index()].wrapping_add(off as i64 as u64);
                 let v = self.m.load(pc, addr, size.bytes())?;
-                r[dst.index()] = if signed { sign_extend(v, size.bytes() * 8) } else { v };
+                r[dst.index()] = if signed {
+                    sign_extend(v, size.bytes() * 8)
+                } else {
+                    v
+                };
             }
-            Op::St { size, dst, off, imm } => {
+            Op::St {
+                size,
+                dst,
+                off,
+                imm,
+            } => {
                 let addr = r[dst.index()].wrapping_add(off as i64 as u64);
                 self.m.store(pc, addr, size.bytes(), imm as i64 as u64)?;
             }
-            Op::Stx { size, dst, src, off } => {
+            Op::Stx {
+                size,
+                dst,
+                src,
+                off,
+            } => {
                 let addr = r[dst.index()].wrapping_add(off as i64 as u64);
                 self.m.store(pc, addr, size.bytes(), r[src.index()])?;
             }
-            Op::Atomic { size, op, fetch, dst, src, off } => {
+            Op::Atomic {
+                size,
+                op,
+                fetch,
+                dst,
+                src,
+                off,
+            } => {
                 let addr = r[dst.index()].wrapping_add(off as i64 as u64);
                 let n = size.bytes();
                 let old = self.m.load(pc, addr, n)?;
@@ -367,7 +521,13 @@ impl Run<'_, '_, '_> {
                 }
             }
             Op::Ja { off } => return Ok(Flow::Next(self.jump(pc, off as i64, code)?)),
-            Op::Jmp { wide, op, dst, src, off } => {
+            Op::Jmp {
+                wide,
+                op,
+                dst,
+                src,
+                off,
+            } => {
                 let s = operand(r, src, wide);
                 if compare(op, wide, r[dst.index()], s) {
                     return Ok(Flow::Next(self.jump(pc, off as i64, code)?));
@@ -397,13 +557,19 @@ impl Run<'_, '_, '_> {
                 }
                 let target = Self::target(pc, rel as i64, code)?;
                 self.charge(1)?;
-                self.frames[self.depth] = Frame { ret: next, saved: [r[6], r[7], r[8], r[9]] };
+                self.frames[self.depth] = Frame {
+                    ret: next,
+                    saved: [r[6], r[7], r[8], r[9]],
+                };
                 self.depth += 1;
                 r[10] = Region::Stack.base() + ((self.depth + 1) * STACK_SIZE) as u64;
                 return Ok(Flow::Next(target));
             }
             Op::Call(CallTarget::Kfunc(id)) => {
-                return Err(VmError::Unsupported { pc, what: format!("kfunc call #{id}") })
+                return Err(VmError::Unsupported {
+                    pc,
+                    what: format!("kfunc call #{id}"),
+                })
             }
             Op::Exit => {
                 return Ok(match self.exit(r) {
@@ -499,8 +665,16 @@ fn end(d: u64, endian: Endian, bits: u8) -> u64 {
 }
 
 fn compare(op: JmpOp, wide: bool, d: u64, s: u64) -> bool {
-    let (d, s) = if wide { (d, s) } else { (d as u32 as u64, s as u32 as u64) };
-    let (sd, ss) = if wide { (d as i64, s as i64) } else { (d as u32 as i32 as i64, s as u32 as i32 as i64) };
+    let (d, s) = if wide {
+        (d, s)
+    } else {
+        (d as u32 as u64, s as u32 as u64)
+    };
+    let (sd, ss) = if wide {
+        (d as i64, s as i64)
+    } else {
+        (d as u32 as i32 as i64, s as u32 as i32 as i64)
+    };
     match op {
         JmpOp::Jeq => d == s,
         JmpOp::Jne => d != s,

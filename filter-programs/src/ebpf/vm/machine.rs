@@ -60,7 +60,11 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
             input,
             pkt: &frame[data_off..],
             pkt_base: data,
-            pointers: [(offsets[0] as u64, data), (offsets[1] as u64, data_end), (offsets[2] as u64, data)],
+            pointers: [
+                (offsets[0] as u64, data),
+                (offsets[1] as u64, data_end),
+                (offsets[2] as u64, data),
+            ],
             maps,
             stack,
             ctx,
@@ -79,7 +83,12 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
             if let Input::Skb { .. } = self.input {
                 let len = self.wire_len.saturating_sub(self.input.data_off() as u32);
                 let _ = write_le(&mut self.ctx[..], skb::LEN as u64, 4, len as u64);
-                let _ = write_le(&mut self.ctx[..], skb::WIRE_LEN as u64, 4, self.wire_len as u64);
+                let _ = write_le(
+                    &mut self.ctx[..],
+                    skb::WIRE_LEN as u64,
+                    4,
+                    self.wire_len as u64,
+                );
             }
             self.ctx_ready = true;
         }
@@ -113,7 +122,12 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
     }
 
     fn oob(pc: usize, addr: u64, size: usize, kind: &'static str) -> VmError {
-        VmError::OutOfBounds { pc, addr, size, kind }
+        VmError::OutOfBounds {
+            pc,
+            addr,
+            size,
+            kind,
+        }
     }
 
     pub(super) fn load(&mut self, pc: usize, addr: u64, size: usize) -> Result<u64, VmError> {
@@ -123,22 +137,30 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
                 _ => read_le(self.ctx(), off, size),
             },
             Some((Region::Stack, off)) => read_le(&self.stack.bytes, off, size),
-            Some((Region::Packet, off)) => {
-                off.checked_sub(self.pkt_base - Region::Packet.base()).and_then(|o| read_le(self.pkt, o, size))
-            }
+            Some((Region::Packet, off)) => off
+                .checked_sub(self.pkt_base - Region::Packet.base())
+                .and_then(|o| read_le(self.pkt, o, size)),
             Some((Region::MapValue(i), off)) => self.maps.read(i as usize, off, size),
             None => None,
         };
         v.ok_or_else(|| Self::oob(pc, addr, size, "load"))
     }
 
-    pub(super) fn store(&mut self, pc: usize, addr: u64, size: usize, v: u64) -> Result<(), VmError> {
+    pub(super) fn store(
+        &mut self,
+        pc: usize,
+        addr: u64,
+        size: usize,
+        v: u64,
+    ) -> Result<(), VmError> {
         let ok = match Region::of(addr) {
             Some((Region::Stack, off)) => {
                 self.stack.dirty(off, size);
                 write_le(&mut self.stack.bytes, off, size, v)
             }
-            Some((Region::Ctx, off)) if self.input.writable(off, size) => write_le(self.ctx(), off, size, v),
+            Some((Region::Ctx, off)) if self.input.writable(off, size) => {
+                write_le(self.ctx(), off, size, v)
+            }
             Some((Region::MapValue(i), off)) => self.maps.write(i as usize, off, size, v),
             // Packets are read-only here: no program we emit writes one.
             _ => None,
@@ -147,7 +169,9 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
     }
 
     fn read_bytes(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, VmError> {
-        (0..len as u64).map(|i| self.load(self.pc, addr.wrapping_add(i), 1).map(|b| b as u8)).collect()
+        (0..len as u64)
+            .map(|i| self.load(self.pc, addr.wrapping_add(i), 1).map(|b| b as u8))
+            .collect()
     }
 
     fn write_bytes(&mut self, addr: u64, bytes: &[u8]) -> Result<(), VmError> {
@@ -173,7 +197,9 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
             LoadBase::Ancillary(_) | LoadBase::Invalid(_) => return Ok(None),
         };
         let n = size.bytes();
-        let bytes = usize::try_from(start).ok().and_then(|s| frame.get(s..s.checked_add(n)?));
+        let bytes = usize::try_from(start)
+            .ok()
+            .and_then(|s| frame.get(s..s.checked_add(n)?));
         Ok(bytes.map(|b| b.iter().fold(0u64, |acc, x| (acc << 8) | *x as u64)))
     }
 
@@ -181,7 +207,10 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
     /// is a program array holding one at `index`.
     pub(super) fn tail_call_target(&self, map: u64, index: u64) -> Result<Option<usize>, VmError> {
         if map & !0xffff_ffff != MAP_HANDLE {
-            return Err(VmError::Unsupported { pc: self.pc, what: format!("map argument {map:#x} is not a map") });
+            return Err(VmError::Unsupported {
+                pc: self.pc,
+                what: format!("map argument {map:#x} is not a map"),
+            });
         }
         let map = (map & 0xffff_ffff) as usize;
         match self.maps.def(map) {
@@ -200,17 +229,26 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
         let pc = self.pc;
         let map_of = |h: u64| -> Result<usize, VmError> {
             if h & !0xffff_ffff != MAP_HANDLE {
-                return Err(VmError::Unsupported { pc, what: format!("map argument {h:#x} is not a map") });
+                return Err(VmError::Unsupported {
+                    pc,
+                    what: format!("map argument {h:#x} is not a map"),
+                });
             }
             Ok((h & 0xffff_ffff) as usize)
         };
         match id {
             1..=3 => {
                 let map = map_of(a[0])?;
-                let def = self.maps.def(map).ok_or(VmError::NoSuchMap { pc, map: map as u64 })?;
+                let def = self.maps.def(map).ok_or(VmError::NoSuchMap {
+                    pc,
+                    map: map as u64,
+                })?;
                 let key = self.read_bytes(a[1], def.key_size as usize)?;
                 Ok(match id {
-                    1 => self.maps.lookup(map, &key).map_or(0, |off| Region::MapValue(map as u8).base() + off),
+                    1 => self
+                        .maps
+                        .lookup(map, &key)
+                        .map_or(0, |off| Region::MapValue(map as u8).base() + off),
                     2 => {
                         let value = self.read_bytes(a[2], def.value_size as usize)?;
                         self.maps.update(map, &key, &value, a[3]) as u64
@@ -253,7 +291,10 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
     /// start header).
     fn skb_load_bytes(&mut self, id: i32, a: [u64; 5]) -> Result<u64, VmError> {
         let Input::Skb { frame, net_off, .. } = *self.input else {
-            return Err(VmError::Unsupported { pc: self.pc, what: format!("helper #{id} needs a socket buffer") });
+            return Err(VmError::Unsupported {
+                pc: self.pc,
+                what: format!("helper #{id} needs a socket buffer"),
+            });
         };
         let (off, to, len) = (a[1] as u32, a[2], a[3] as u32 as usize);
         let start = if id == 26 {
@@ -266,7 +307,9 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
                 _ => return Ok(EINVAL),
             }
         };
-        let src = start.and_then(|s| frame.get(s..s.checked_add(len)?)).map(<[u8]>::to_vec);
+        let src = start
+            .and_then(|s| frame.get(s..s.checked_add(len)?))
+            .map(<[u8]>::to_vec);
         match src {
             Some(bytes) => {
                 self.write_bytes(to, &bytes)?;

@@ -76,7 +76,11 @@ impl Maps {
                 }
             })
             .collect();
-        Maps { stores, ncpus, cpu: 0 }
+        Maps {
+            stores,
+            ncpus,
+            cpu: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -112,7 +116,11 @@ impl Maps {
 
     /// Byte offset of this CPU's value in `slot`, within the map's region.
     fn value_offset(&self, def: MapDef, slot: u32) -> u64 {
-        let copy = if def.kind.per_cpu() { self.cpu.min(self.ncpus - 1) } else { 0 };
+        let copy = if def.kind.per_cpu() {
+            self.cpu.min(self.ncpus - 1)
+        } else {
+            0
+        };
         (slot as u64 * self.copies(def) as u64 + copy as u64) * def.value_size as u64
     }
 
@@ -125,20 +133,26 @@ impl Maps {
 
     /// `bpf_map_update_elem` from a program (this CPU's copy).
     pub fn update(&mut self, map: usize, key: &[u8], value: &[u8], flags: u64) -> i64 {
-        let Some(def) = self.def(map) else { return EINVAL };
+        let Some(def) = self.def(map) else {
+            return EINVAL;
+        };
         if flags > BPF_EXIST {
             return EINVAL;
         }
         let existing = self.slot_of(map, key);
         let slot = match (def.kind, existing) {
             (MapKind::Array | MapKind::PerCpuArray, None) => return E2BIG,
-            (MapKind::Array | MapKind::PerCpuArray, Some(_)) if flags == BPF_NOEXIST => return EEXIST,
+            (MapKind::Array | MapKind::PerCpuArray, Some(_)) if flags == BPF_NOEXIST => {
+                return EEXIST
+            }
             (_, Some(_)) if flags == BPF_NOEXIST => return EEXIST,
             (_, Some(s)) => s,
             (_, None) if flags == BPF_EXIST => return ENOENT,
             (_, None) => {
                 let store = &mut self.stores[map];
-                let Some(s) = store.free.pop() else { return E2BIG };
+                let Some(s) = store.free.pop() else {
+                    return E2BIG;
+                };
                 store.keys.insert(key.to_vec(), s);
                 s
             }
@@ -152,7 +166,9 @@ impl Maps {
 
     /// `bpf_map_delete_elem`.
     pub fn delete(&mut self, map: usize, key: &[u8]) -> i64 {
-        let Some(def) = self.def(map) else { return EINVAL };
+        let Some(def) = self.def(map) else {
+            return EINVAL;
+        };
         if matches!(def.kind, MapKind::Array | MapKind::PerCpuArray) {
             return EINVAL;
         }
@@ -211,7 +227,12 @@ impl Maps {
         if s.def.kind != MapKind::ProgArray || index >= s.def.max_entries {
             return None;
         }
-        write_le(&mut s.values, index as u64 * s.def.value_size as u64, 4, program as u64 + 1)
+        write_le(
+            &mut s.values,
+            index as u64 * s.def.value_size as u64,
+            4,
+            program as u64 + 1,
+        )
     }
 
     pub fn values(&self, map: usize, key: &[u8]) -> Option<Vec<&[u8]>> {
@@ -221,7 +242,11 @@ impl Maps {
         let copies = self.copies(def) as usize;
         let base = slot as usize * copies * vs;
         let values = &self.stores[map].values;
-        Some((0..copies).map(|c| &values[base + c * vs..base + (c + 1) * vs]).collect())
+        Some(
+            (0..copies)
+                .map(|c| &values[base + c * vs..base + (c + 1) * vs])
+                .collect(),
+        )
     }
 }
 
@@ -231,7 +256,12 @@ mod tests {
 
     #[test]
     fn per_cpu_array_keeps_one_copy_per_cpu() {
-        let def = MapDef { kind: MapKind::PerCpuArray, key_size: 4, value_size: 8, max_entries: 2 };
+        let def = MapDef {
+            kind: MapKind::PerCpuArray,
+            key_size: 4,
+            value_size: 8,
+            max_entries: 2,
+        };
         let mut m = Maps::new(&[def], 2);
         let key = 1u32.to_le_bytes();
         m.cpu = 1;
@@ -247,7 +277,12 @@ mod tests {
 
     #[test]
     fn hash_update_flags_and_delete() {
-        let def = MapDef { kind: MapKind::Hash, key_size: 2, value_size: 4, max_entries: 1 };
+        let def = MapDef {
+            kind: MapKind::Hash,
+            key_size: 2,
+            value_size: 4,
+            max_entries: 1,
+        };
         let mut m = Maps::new(&[def], 1);
         assert_eq!(m.update(0, b"ab", &[1, 0, 0, 0], BPF_EXIST), ENOENT);
         assert_eq!(m.update(0, b"ab", &[1, 0, 0, 0], BPF_ANY), 0);

@@ -81,8 +81,14 @@ mod tests {
 
     #[test]
     fn addresses_split_back_into_regions() {
-        assert_eq!(Region::of(Region::Packet.base() + 14), Some((Region::Packet, 14)));
-        assert_eq!(Region::of(Region::MapValue(3).base() + 8), Some((Region::MapValue(3), 8)));
+        assert_eq!(
+            Region::of(Region::Packet.base() + 14),
+            Some((Region::Packet, 14))
+        );
+        assert_eq!(
+            Region::of(Region::MapValue(3).base() + 8),
+            Some((Region::MapValue(3), 8))
+        );
         assert_eq!(Region::of(0), None);
         assert_eq!(Region::of(Region::Ctx.base() | (1 << 32)), None);
     }

@@ -350,18 +350,34 @@ fn lower(op: Op, forward: impl Fn(i64) -> Option<u32>) -> Micro {
     // Register numbers are below 11 by construction of `Reg`.
     let r = |reg: crate::ebpf::insn::Reg| reg.index() as u8;
     match op {
-        Op::Alu { wide, op, dst, src: Operand::Imm(i) } => {
+        Op::Alu {
+            wide,
+            op,
+            dst,
+            src: Operand::Imm(i),
+        } => {
             let (dst, k) = (r(dst), extend(i, wide));
             match (op, wide) {
                 (AluOp::Mov, _) => Micro::MovK { dst, k },
                 (AluOp::Add, true) => Micro::AddK { dst, k },
                 (AluOp::And, _) => Micro::AndK { dst, k },
-                (AluOp::Lsh, true) => Micro::LshK { dst, k: (k & 63) as u32 },
-                (AluOp::Rsh, true) => Micro::RshK { dst, k: (k & 63) as u32 },
+                (AluOp::Lsh, true) => Micro::LshK {
+                    dst,
+                    k: (k & 63) as u32,
+                },
+                (AluOp::Rsh, true) => Micro::RshK {
+                    dst,
+                    k: (k & 63) as u32,
+                },
                 _ => Micro::AluK { op, wide, dst, k },
             }
         }
-        Op::Alu { wide, op, dst, src: Operand::Reg(s) } => {
+        Op::Alu {
+            wide,
+            op,
+            dst,
+            src: Operand::Reg(s),
+        } => {
             let (dst, src) = (r(dst), r(s));
             match (op, wide) {
                 (AluOp::Mov, true) => Micro::MovX { dst, src },
@@ -371,21 +387,46 @@ fn lower(op: Op, forward: impl Fn(i64) -> Option<u32>) -> Micro {
                 _ => Micro::AluX { op, wide, dst, src },
             }
         }
-        Op::End { dst, endian: Endian::ToBe, bits: 16 } => Micro::Be16 { dst: r(dst) },
-        Op::End { dst, endian: Endian::ToBe, bits: 32 } => Micro::Be32 { dst: r(dst) },
+        Op::End {
+            dst,
+            endian: Endian::ToBe,
+            bits: 16,
+        } => Micro::Be16 { dst: r(dst) },
+        Op::End {
+            dst,
+            endian: Endian::ToBe,
+            bits: 32,
+        } => Micro::Be32 { dst: r(dst) },
         Op::Ja { off } => match forward(off as i64) {
             Some(target) => Micro::Ja { target },
             None => Micro::Op(op),
         },
-        Op::Jmp { wide, op: jop, dst, src, off } => {
+        Op::Jmp {
+            wide,
+            op: jop,
+            dst,
+            src,
+            off,
+        } => {
             let Some(target) = forward(off as i64) else {
                 return Micro::Op(op);
             };
             let dst = r(dst);
             match src {
                 Operand::Imm(i) if !wide => match Cmp::of(jop) {
-                    Some(cmp) => Micro::Jmp32K { cmp, dst, k: i as u32, target },
-                    None => Micro::JmpK { op: jop, wide, dst, k: extend(i, wide), target },
+                    Some(cmp) => Micro::Jmp32K {
+                        cmp,
+                        dst,
+                        k: i as u32,
+                        target,
+                    },
+                    None => Micro::JmpK {
+                        op: jop,
+                        wide,
+                        dst,
+                        k: extend(i, wide),
+                        target,
+                    },
                 },
                 Operand::Imm(i) => {
                     let k = extend(i, wide);
@@ -395,16 +436,38 @@ fn lower(op: Op, forward: impl Fn(i64) -> Option<u32>) -> Micro {
                         (JmpOp::Jgt, true) => Micro::JgtK { dst, k, target },
                         (JmpOp::Jge, true) => Micro::JgeK { dst, k, target },
                         (JmpOp::Jset, true) => Micro::JsetK { dst, k, target },
-                        _ => Micro::JmpK { op: jop, wide, dst, k, target },
+                        _ => Micro::JmpK {
+                            op: jop,
+                            wide,
+                            dst,
+                            k,
+                            target,
+                        },
                     }
                 }
                 Operand::Reg(s) => match (jop, wide) {
-                    (JmpOp::Jgt, true) => Micro::JgtX { dst, src: r(s), target },
-                    _ => Micro::JmpX { op: jop, wide, dst, src: r(s), target },
+                    (JmpOp::Jgt, true) => Micro::JgtX {
+                        dst,
+                        src: r(s),
+                        target,
+                    },
+                    _ => Micro::JmpX {
+                        op: jop,
+                        wide,
+                        dst,
+                        src: r(s),
+                        target,
+                    },
                 },
             }
         }
-        Op::Ldx { size, signed: false, dst, src, off } => {
+        Op::Ldx {
+            size,
+            signed: false,
+            dst,
+            src,
+            off,
+        } => {
             let (dst, src) = (r(dst), r(src));
             match size {
                 Size::B => Micro::LdxB { dst, src, off },

@@ -31,7 +31,12 @@ pub const MAX_FRAMES: usize = 8;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VmError {
     #[error("slot {pc}: {kind} of {size} bytes at {addr:#x} is outside every region it may touch")]
-    OutOfBounds { pc: usize, addr: u64, size: usize, kind: &'static str },
+    OutOfBounds {
+        pc: usize,
+        addr: u64,
+        size: usize,
+        kind: &'static str,
+    },
     #[error("slot {pc}: jump lands outside the program or inside an ld_imm64")]
     BadJump { pc: usize },
     #[error("slot {pc}: program ran past its end without exit")]
@@ -72,7 +77,12 @@ pub struct Env {
 
 impl Default for Env {
     fn default() -> Env {
-        Env { budget: 1 << 20, ktime_ns: 0, prandom_seed: 0x2545_f491, wire_len: None }
+        Env {
+            budget: 1 << 20,
+            ktime_ns: 0,
+            prandom_seed: 0x2545_f491,
+            wire_len: None,
+        }
     }
 }
 
@@ -86,7 +96,9 @@ pub struct Program {
 
 impl Program {
     pub fn new(insns: &[Insn]) -> Result<Program, DecodeError> {
-        Ok(Program { code: micro::compile(&Self::slots(insns)?) })
+        Ok(Program {
+            code: micro::compile(&Self::slots(insns)?),
+        })
     }
 
     /// The decoded op starting at each slot (`None`: an `LD_IMM64` tail).
@@ -131,7 +143,12 @@ impl Program {
 
     /// Runs `programs[0]`, which may tail-call the others through a
     /// program-array map (see `MapKind::ProgArray`).
-    pub fn run_chain(programs: &[Program], input: &Input, maps: &mut Maps, env: &Env) -> Result<u64, VmError> {
+    pub fn run_chain(
+        programs: &[Program],
+        input: &Input,
+        maps: &mut Maps,
+        env: &Env,
+    ) -> Result<u64, VmError> {
         let code: Vec<&[micro::Micro]> = programs.iter().map(|p| p.code.as_slice()).collect();
         exec::run(&code, input, maps, env)
     }

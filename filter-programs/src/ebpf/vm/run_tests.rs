@@ -12,7 +12,11 @@ fn frame() -> Vec<u8> {
 }
 
 fn xdp(f: &[u8]) -> Input<'_> {
-    Input::Xdp { frame: f, ingress_ifindex: 3, rx_queue_index: 0 }
+    Input::Xdp {
+        frame: f,
+        ingress_ifindex: 3,
+        rx_queue_index: 0,
+    }
 }
 
 fn prog(a: &Asm) -> Program {
@@ -29,7 +33,12 @@ fn run(a: &Asm) -> Result<u64, VmError> {
 }
 
 fn st(a: &mut Asm, size: Size, off: i16, imm: i32) {
-    a.push(Op::St { size, dst: Reg::R10, off, imm });
+    a.push(Op::St {
+        size,
+        dst: Reg::R10,
+        off,
+        imm,
+    });
 }
 
 /// `r0 |= *(u64 *)(r10 + off)` for each offset.
@@ -108,7 +117,10 @@ fn no_run_sees_the_stack_bytes_of_an_earlier_one() {
     assert_eq!(run(&read), Ok(0), "after a run that wrote, then failed");
     // A different program, input and map set change nothing.
     let mut maps = Maps::new(&[], 2);
-    assert_eq!(prog(&write).run(&xdp(&f[..20]), &mut maps, &Env::default()), Ok(0));
+    assert_eq!(
+        prog(&write).run(&xdp(&f[..20]), &mut maps, &Env::default()),
+        Ok(0)
+    );
     assert_eq!(prog(&read).run(&xdp(&f), &mut maps, &Env::default()), Ok(0));
 }
 
@@ -138,7 +150,12 @@ fn with_jump(jump: Op) -> Asm {
     a.mov64(Reg::R0, Operand::Imm(3));
     a.push(jump); // slot 2
     a.exit(); // 3
-    a.push(Op::LdImm64 { dst: Reg::R2, pseudo: Pseudo::None, src_reg: 0, imm: 1 }); // 4-5
+    a.push(Op::LdImm64 {
+        dst: Reg::R2,
+        pseudo: Pseudo::None,
+        src_reg: 0,
+        imm: 1,
+    }); // 4-5
     a.exit(); // 6
     a
 }
@@ -150,23 +167,66 @@ fn bad_jump_targets_fail_when_taken_and_only_then() {
     for off in [2i16, 4, 37, -4] {
         let jumps = [
             Op::Ja { off: off as i32 },
-            Op::Jmp { wide: true, op: JmpOp::Jeq, dst: Reg::R1, src: Operand::Imm(7), off },
-            Op::Jmp { wide: false, op: JmpOp::Jle, dst: Reg::R1, src: Operand::Imm(7), off },
-            Op::Jmp { wide: true, op: JmpOp::Jgt, dst: Reg::R1, src: Operand::Reg(Reg::R0), off },
+            Op::Jmp {
+                wide: true,
+                op: JmpOp::Jeq,
+                dst: Reg::R1,
+                src: Operand::Imm(7),
+                off,
+            },
+            Op::Jmp {
+                wide: false,
+                op: JmpOp::Jle,
+                dst: Reg::R1,
+                src: Operand::Imm(7),
+                off,
+            },
+            Op::Jmp {
+                wide: true,
+                op: JmpOp::Jgt,
+                dst: Reg::R1,
+                src: Operand::Reg(Reg::R0),
+                off,
+            },
             Op::Call(CallTarget::Local(off as i32)),
         ];
         for jump in jumps {
-            assert_eq!(run(&with_jump(jump)), Err(VmError::BadJump { pc: 2 }), "{jump:?}");
+            assert_eq!(
+                run(&with_jump(jump)),
+                Err(VmError::BadJump { pc: 2 }),
+                "{jump:?}"
+            );
         }
-        let not_taken = Op::Jmp { wide: true, op: JmpOp::Jne, dst: Reg::R1, src: Operand::Imm(7), off };
+        let not_taken = Op::Jmp {
+            wide: true,
+            op: JmpOp::Jne,
+            dst: Reg::R1,
+            src: Operand::Imm(7),
+            off,
+        };
         assert_eq!(run(&with_jump(not_taken)), Ok(3), "{not_taken:?}");
     }
     // The same jumps to real slots: the ld_imm64's first slot, forward,
     // and slot 0, backward (a loop the budget ends).
-    let to_imm64 = Op::Jmp { wide: true, op: JmpOp::Jeq, dst: Reg::R1, src: Operand::Imm(7), off: 1 };
+    let to_imm64 = Op::Jmp {
+        wide: true,
+        op: JmpOp::Jeq,
+        dst: Reg::R1,
+        src: Operand::Imm(7),
+        off: 1,
+    };
     assert_eq!(run(&with_jump(to_imm64)), Ok(3));
     let back = Op::Ja { off: -3 };
-    assert_eq!(run_env(&with_jump(back), &Env { budget: 30, ..Env::default() }), Err(VmError::Budget(30)));
+    assert_eq!(
+        run_env(
+            &with_jump(back),
+            &Env {
+                budget: 30,
+                ..Env::default()
+            }
+        ),
+        Err(VmError::Budget(30))
+    );
 }
 
 #[test]
@@ -175,7 +235,12 @@ fn running_past_the_last_slot_falls_off() {
     a.mov64(Reg::R0, Operand::Imm(1));
     assert_eq!(run(&a), Err(VmError::FellOff { pc: 1 }));
     let mut b = Asm::new();
-    b.push(Op::LdImm64 { dst: Reg::R0, pseudo: Pseudo::None, src_reg: 0, imm: 1 });
+    b.push(Op::LdImm64 {
+        dst: Reg::R0,
+        pseudo: Pseudo::None,
+        src_reg: 0,
+        imm: 1,
+    });
     assert_eq!(run(&b), Err(VmError::FellOff { pc: 2 }));
     // A jump to the last slot, which is not an exit.
     let mut c = Asm::new();
@@ -186,7 +251,10 @@ fn running_past_the_last_slot_falls_off() {
     let empty = Program::new(&[]).unwrap();
     assert!(empty.is_empty());
     let f = frame();
-    assert_eq!(empty.run(&xdp(&f), &mut Maps::new(&[], 1), &Env::default()), Err(VmError::FellOff { pc: 0 }));
+    assert_eq!(
+        empty.run(&xdp(&f), &mut Maps::new(&[], 1), &Env::default()),
+        Err(VmError::FellOff { pc: 0 })
+    );
 }
 
 /// `r0 = 0; do r0 += 1 while (r0 < turns)`: the backward jump (slot 2 to
@@ -204,10 +272,19 @@ fn counting_loop(turns: i32) -> Asm {
 
 #[test]
 fn budget_counts_what_loops_go_back_over() {
-    let budget = |b| Env { budget: b, ..Env::default() };
+    let budget = |b| Env {
+        budget: b,
+        ..Env::default()
+    };
     assert_eq!(run_env(&counting_loop(10), &budget(18)), Ok(10));
-    assert_eq!(run_env(&counting_loop(10), &budget(17)), Err(VmError::Budget(17)));
-    assert_eq!(run_env(&counting_loop(100_000), &Env::default()), Ok(100_000));
+    assert_eq!(
+        run_env(&counting_loop(10), &budget(17)),
+        Err(VmError::Budget(17))
+    );
+    assert_eq!(
+        run_env(&counting_loop(100_000), &Env::default()),
+        Ok(100_000)
+    );
     // A forward-only program spends nothing, however long.
     let mut a = Asm::new();
     for _ in 0..100 {
@@ -228,7 +305,10 @@ fn budget_counts_calls() {
     a.exit();
     a.alu64(AluOp::Add, Reg::R0, Operand::Imm(1));
     a.exit();
-    let budget = |b| Env { budget: b, ..Env::default() };
+    let budget = |b| Env {
+        budget: b,
+        ..Env::default()
+    };
     assert_eq!(run_env(&a, &budget(3)), Ok(3));
     assert_eq!(run_env(&a, &budget(2)), Err(VmError::Budget(2)));
 }
@@ -237,10 +317,20 @@ fn budget_counts_calls() {
 /// fails; the others return their number plus 40.
 #[test]
 fn tail_calls_start_the_named_program() {
-    let def = MapDef { kind: MapKind::ProgArray, key_size: 4, value_size: 4, max_entries: 4 };
+    let def = MapDef {
+        kind: MapKind::ProgArray,
+        key_size: 4,
+        value_size: 4,
+        max_entries: 4,
+    };
     let entry = |index: i32| {
         let mut a = Asm::new();
-        a.push(Op::LdImm64 { dst: Reg::R2, pseudo: Pseudo::MapFd, src_reg: 1, imm: 0 });
+        a.push(Op::LdImm64 {
+            dst: Reg::R2,
+            pseudo: Pseudo::MapFd,
+            src_reg: 1,
+            imm: 0,
+        });
         a.mov64(Reg::R3, Operand::Imm(index));
         a.push(Op::Call(CallTarget::Helper(12)));
         a.mov64(Reg::R0, Operand::Imm(7));
@@ -261,7 +351,11 @@ fn tail_calls_start_the_named_program() {
         let mut maps = Maps::new(&[def], 1);
         maps.set_program(0, 0, 1).unwrap();
         maps.set_program(0, 1, 2).unwrap();
-        assert_eq!(Program::run_chain(&progs, &xdp(&f), &mut maps, &Env::default()), Ok(want), "index {index}");
+        assert_eq!(
+            Program::run_chain(&progs, &xdp(&f), &mut maps, &Env::default()),
+            Ok(want),
+            "index {index}"
+        );
     }
 }
 
@@ -269,21 +363,48 @@ fn tail_calls_start_the_named_program() {
 /// and every call spends budget.
 #[test]
 fn tail_calls_are_bounded() {
-    let progs = [MapDef { kind: MapKind::ProgArray, key_size: 4, value_size: 4, max_entries: 1 }];
-    let counter = MapDef { kind: MapKind::Array, key_size: 4, value_size: 8, max_entries: 1 };
+    let progs = [MapDef {
+        kind: MapKind::ProgArray,
+        key_size: 4,
+        value_size: 4,
+        max_entries: 1,
+    }];
+    let counter = MapDef {
+        kind: MapKind::Array,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 1,
+    };
     let mut a = Asm::new();
     let out = a.label();
     a.mov64(Reg::R6, Operand::Reg(Reg::R1));
     st(&mut a, Size::W, -4, 0);
-    a.push(Op::LdImm64 { dst: Reg::R1, pseudo: Pseudo::MapFd, src_reg: 1, imm: 1 });
+    a.push(Op::LdImm64 {
+        dst: Reg::R1,
+        pseudo: Pseudo::MapFd,
+        src_reg: 1,
+        imm: 1,
+    });
     a.mov64(Reg::R2, Operand::Reg(Reg::R10));
     a.alu64(AluOp::Add, Reg::R2, Operand::Imm(-4));
     a.push(Op::Call(CallTarget::Helper(1)));
     a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(0), out);
     a.mov64(Reg::R1, Operand::Imm(1));
-    a.push(Op::Atomic { size: Size::DW, op: AtomicOp::Add, fetch: false, dst: Reg::R0, src: Reg::R1, off: 0 });
+    a.push(Op::Atomic {
+        size: Size::DW,
+        op: AtomicOp::Add,
+        fetch: false,
+        dst: Reg::R0,
+        src: Reg::R1,
+        off: 0,
+    });
     a.mov64(Reg::R1, Operand::Reg(Reg::R6));
-    a.push(Op::LdImm64 { dst: Reg::R2, pseudo: Pseudo::MapFd, src_reg: 1, imm: 0 });
+    a.push(Op::LdImm64 {
+        dst: Reg::R2,
+        pseudo: Pseudo::MapFd,
+        src_reg: 1,
+        imm: 0,
+    });
     a.mov64(Reg::R3, Operand::Imm(0));
     a.push(Op::Call(CallTarget::Helper(12)));
     a.bind(out);
@@ -299,5 +420,11 @@ fn tail_calls_are_bounded() {
         (got, u64::from_le_bytes(v[0][..8].try_into().unwrap()))
     };
     assert_eq!(runs(&Env::default()), (Ok(2), 34));
-    assert_eq!(runs(&Env { budget: 10, ..Env::default() }), (Err(VmError::Budget(10)), 11));
+    assert_eq!(
+        runs(&Env {
+            budget: 10,
+            ..Env::default()
+        }),
+        (Err(VmError::Budget(10)), 11)
+    );
 }

@@ -45,8 +45,15 @@ thread_local! {
 impl Scratch {
     const fn new() -> Scratch {
         Scratch {
-            stack: Stack { bytes: [0; STACK_BYTES], lo: STACK_BYTES, hi: 0 },
-            frames: [Frame { ret: 0, saved: [0; 4] }; MAX_FRAMES],
+            stack: Stack {
+                bytes: [0; STACK_BYTES],
+                lo: STACK_BYTES,
+                hi: 0,
+            },
+            frames: [Frame {
+                ret: 0,
+                saved: [0; 4],
+            }; MAX_FRAMES],
             ctx: [0; skb::SIZE],
         }
     }

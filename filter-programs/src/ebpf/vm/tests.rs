@@ -1,7 +1,9 @@
 use super::memory::Region;
 use super::*;
 use crate::ebpf::asm::Asm;
-use crate::ebpf::insn::{AluOp, AtomicOp, CallTarget, Endian, JmpOp, Op, Operand, Pseudo, Reg, Size};
+use crate::ebpf::insn::{
+    AluOp, AtomicOp, CallTarget, Endian, JmpOp, Op, Operand, Pseudo, Reg, Size,
+};
 
 const XDP_DROP: u64 = 1;
 const XDP_PASS: u64 = 2;
@@ -13,7 +15,11 @@ fn frame(ethertype: u16, len: usize) -> Vec<u8> {
 }
 
 fn xdp(f: &[u8]) -> Input<'_> {
-    Input::Xdp { frame: f, ingress_ifindex: 3, rx_queue_index: 0 }
+    Input::Xdp {
+        frame: f,
+        ingress_ifindex: 3,
+        rx_queue_index: 0,
+    }
 }
 
 fn run(a: &Asm, input: &Input) -> Result<u64, VmError> {
@@ -33,7 +39,11 @@ fn xdp_is_ipv4(check: bool) -> Asm {
         a.jmp(true, JmpOp::Jgt, Reg::R4, Operand::Reg(Reg::R3), drop);
     }
     a.ldx(Size::H, Reg::R0, Reg::R2, 12);
-    a.push(Op::End { dst: Reg::R0, endian: Endian::ToBe, bits: 16 });
+    a.push(Op::End {
+        dst: Reg::R0,
+        endian: Endian::ToBe,
+        bits: 16,
+    });
     a.jmp(true, JmpOp::Jne, Reg::R0, Operand::Imm(0x800), drop);
     a.mov64(Reg::R0, Operand::Imm(XDP_PASS as i32));
     a.exit();
@@ -56,7 +66,17 @@ fn unchecked_packet_read_past_the_end_is_a_vm_error() {
     let a = xdp_is_ipv4(false);
     let short = frame(0x0800, 60);
     let err = run(&a, &xdp(&short[..13])).unwrap_err();
-    assert!(matches!(err, VmError::OutOfBounds { kind: "load", size: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            VmError::OutOfBounds {
+                kind: "load",
+                size: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -76,7 +96,12 @@ fn socket_filter_sees_data_at_the_network_header() {
     a.alu64(AluOp::Or, Reg::R0, Operand::Reg(Reg::R7));
     a.exit();
     let f = frame(0x0800, 60);
-    let input = Input::Skb { frame: &f, data_off: 14, net_off: 14, meta: SkbMeta::default() };
+    let input = Input::Skb {
+        frame: &f,
+        data_off: 14,
+        net_off: 14,
+        meta: SkbMeta::default(),
+    };
     // skb->len counts from skb->data: 46, as the kernel's test run shows.
     assert_eq!(run(&a, &input), Ok((0x0008u64 << 32) | 46));
 }
@@ -94,7 +119,12 @@ fn skb_load_bytes_out_of_range_zeroes_and_fails() {
     a.alu64(AluOp::Add, Reg::R0, Operand::Reg(Reg::R1));
     a.exit();
     let f = frame(0x0800, 60);
-    let input = Input::Skb { frame: &f, data_off: 0, net_off: 14, meta: SkbMeta::default() };
+    let input = Input::Skb {
+        frame: &f,
+        data_off: 0,
+        net_off: 14,
+        meta: SkbMeta::default(),
+    };
     assert_eq!(run(&a, &input), Ok(-14i64 as u64));
 }
 
@@ -103,25 +133,59 @@ trait Marker {
 }
 impl Marker for Asm {
     fn st_dw_marker(&mut self) {
-        self.push(Op::St { size: Size::DW, dst: Reg::R10, off: -8, imm: -1 });
+        self.push(Op::St {
+            size: Size::DW,
+            dst: Reg::R10,
+            off: -8,
+            imm: -1,
+        });
     }
 }
 
 #[test]
 fn per_cpu_counter_through_map_helpers() {
-    let def = MapDef { kind: MapKind::PerCpuArray, key_size: 4, value_size: 16, max_entries: 4 };
+    let def = MapDef {
+        kind: MapKind::PerCpuArray,
+        key_size: 4,
+        value_size: 16,
+        max_entries: 4,
+    };
     let mut a = Asm::new();
     let out = a.label();
-    a.push(Op::St { size: Size::W, dst: Reg::R10, off: -4, imm: 2 });
-    a.push(Op::LdImm64 { dst: Reg::R1, pseudo: Pseudo::MapFd, src_reg: 1, imm: 0 });
+    a.push(Op::St {
+        size: Size::W,
+        dst: Reg::R10,
+        off: -4,
+        imm: 2,
+    });
+    a.push(Op::LdImm64 {
+        dst: Reg::R1,
+        pseudo: Pseudo::MapFd,
+        src_reg: 1,
+        imm: 0,
+    });
     a.mov64(Reg::R2, Operand::Reg(Reg::R10));
     a.alu64(AluOp::Add, Reg::R2, Operand::Imm(-4));
     a.push(Op::Call(CallTarget::Helper(1)));
     a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(0), out);
     a.mov64(Reg::R1, Operand::Imm(1));
-    a.push(Op::Atomic { size: Size::DW, op: AtomicOp::Add, fetch: false, dst: Reg::R0, src: Reg::R1, off: 0 });
+    a.push(Op::Atomic {
+        size: Size::DW,
+        op: AtomicOp::Add,
+        fetch: false,
+        dst: Reg::R0,
+        src: Reg::R1,
+        off: 0,
+    });
     a.mov64(Reg::R1, Operand::Imm(60));
-    a.push(Op::Atomic { size: Size::DW, op: AtomicOp::Add, fetch: false, dst: Reg::R0, src: Reg::R1, off: 8 });
+    a.push(Op::Atomic {
+        size: Size::DW,
+        op: AtomicOp::Add,
+        fetch: false,
+        dst: Reg::R0,
+        src: Reg::R1,
+        off: 8,
+    });
     a.bind(out);
     a.mov64(Reg::R0, Operand::Imm(2));
     a.exit();
@@ -146,9 +210,15 @@ fn budget_stops_loops() {
     a.bind(top);
     a.ja(top);
     let p = Program::new(&a.assemble().unwrap()).unwrap();
-    let env = Env { budget: 1000, ..Env::default() };
+    let env = Env {
+        budget: 1000,
+        ..Env::default()
+    };
     let f = frame(0x0800, 60);
-    assert_eq!(p.run(&xdp(&f), &mut Maps::new(&[], 1), &env), Err(VmError::Budget(1000)));
+    assert_eq!(
+        p.run(&xdp(&f), &mut Maps::new(&[], 1), &env),
+        Err(VmError::Budget(1000))
+    );
 }
 
 #[test]
@@ -171,12 +241,27 @@ fn alu_edge_cases_follow_the_kernel() {
     ];
     for &(wide, op, d, imm, want) in cases {
         let mut a = Asm::new();
-        a.push(Op::LdImm64 { dst: Reg::R0, pseudo: Pseudo::None, src_reg: 0, imm: d });
+        a.push(Op::LdImm64 {
+            dst: Reg::R0,
+            pseudo: Pseudo::None,
+            src_reg: 0,
+            imm: d,
+        });
         a.mov64(Reg::R1, Operand::Imm(imm));
         if matches!(op, AluOp::MovSx(_)) {
-            a.push(Op::Alu { wide, op, dst: Reg::R0, src: Operand::Reg(Reg::R1) });
+            a.push(Op::Alu {
+                wide,
+                op,
+                dst: Reg::R0,
+                src: Operand::Reg(Reg::R1),
+            });
         } else {
-            a.push(Op::Alu { wide, op, dst: Reg::R0, src: Operand::Imm(imm) });
+            a.push(Op::Alu {
+                wide,
+                op,
+                dst: Reg::R0,
+                src: Operand::Imm(imm),
+            });
         }
         a.exit();
         let f = frame(0, 14);
@@ -188,7 +273,12 @@ fn alu_edge_cases_follow_the_kernel() {
 fn bpf_to_bpf_calls_get_their_own_frame() {
     let mut a = Asm::new();
     a.mov64(Reg::R6, Operand::Imm(5));
-    a.push(Op::St { size: Size::DW, dst: Reg::R10, off: -8, imm: 11 });
+    a.push(Op::St {
+        size: Size::DW,
+        dst: Reg::R10,
+        off: -8,
+        imm: 11,
+    });
     a.push(Op::Call(CallTarget::Local(4)));
     a.ldx(Size::DW, Reg::R1, Reg::R10, -8);
     a.alu64(AluOp::Add, Reg::R0, Operand::Reg(Reg::R1));
@@ -196,7 +286,12 @@ fn bpf_to_bpf_calls_get_their_own_frame() {
     a.exit();
     // subprogram: clobbers r6 and its own stack slot, returns 100
     a.mov64(Reg::R6, Operand::Imm(0));
-    a.push(Op::St { size: Size::DW, dst: Reg::R10, off: -8, imm: 0 });
+    a.push(Op::St {
+        size: Size::DW,
+        dst: Reg::R10,
+        off: -8,
+        imm: 0,
+    });
     a.mov64(Reg::R0, Operand::Imm(100));
     a.exit();
     let f = frame(0, 14);
@@ -206,14 +301,25 @@ fn bpf_to_bpf_calls_get_their_own_frame() {
 #[test]
 fn legacy_loads_end_the_program_on_failure() {
     let mut a = Asm::new();
-    a.push(Op::LdAbs { size: Size::H, imm: 12 });
+    a.push(Op::LdAbs {
+        size: Size::H,
+        imm: 12,
+    });
     a.exit();
     let f = frame(0x86dd, 60);
-    let at = |data_off| Input::Skb { frame: &f, data_off, net_off: 14, meta: SkbMeta::default() };
+    let at = |data_off| Input::Skb {
+        frame: &f,
+        data_off,
+        net_off: 14,
+        meta: SkbMeta::default(),
+    };
     assert_eq!(run(&a, &at(0)), Ok(0x86dd));
     assert_eq!(run(&a, &at(50)), Ok(0));
     let mut b = Asm::new();
-    b.push(Op::LdAbs { size: Size::B, imm: crate::cbpf::skf::SKF_LL_OFF + 13 });
+    b.push(Op::LdAbs {
+        size: Size::B,
+        imm: crate::cbpf::skf::SKF_LL_OFF + 13,
+    });
     b.exit();
     assert_eq!(run(&b, &at(14)), Ok(0xdd));
 }
@@ -222,10 +328,18 @@ fn legacy_loads_end_the_program_on_failure() {
 fn wild_pointers_never_reach_host_memory() {
     for addr in [0u64, 8, 0xffff_ffff_ffff_fff8, Region::Stack.base() + 4096] {
         let mut a = Asm::new();
-        a.push(Op::LdImm64 { dst: Reg::R1, pseudo: Pseudo::None, src_reg: 0, imm: addr });
+        a.push(Op::LdImm64 {
+            dst: Reg::R1,
+            pseudo: Pseudo::None,
+            src_reg: 0,
+            imm: addr,
+        });
         a.ldx(Size::DW, Reg::R0, Reg::R1, 0);
         a.exit();
         let f = frame(0, 14);
-        assert!(matches!(run(&a, &xdp(&f)), Err(VmError::OutOfBounds { .. })));
+        assert!(matches!(
+            run(&a, &xdp(&f)),
+            Err(VmError::OutOfBounds { .. })
+        ));
     }
 }

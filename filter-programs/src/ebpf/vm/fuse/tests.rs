@@ -10,11 +10,17 @@ use crate::ebpf::insn::{AluOp, Endian, Insn, JmpOp, Op, Operand, Reg, Size};
 use crate::translate::{translate, Target};
 
 fn unfused(insns: &[Insn]) -> Program {
-    Program { code: micro::lower_all(&Program::slots(insns).unwrap()) }
+    Program {
+        code: micro::lower_all(&Program::slots(insns).unwrap()),
+    }
 }
 
 fn run(p: &Program, frame: &[u8]) -> Result<u64, VmError> {
-    let input = Input::Xdp { frame, ingress_ifindex: 1, rx_queue_index: 0 };
+    let input = Input::Xdp {
+        frame,
+        ingress_ifindex: 1,
+        rx_queue_index: 0,
+    };
     p.run(&input, &mut Maps::new(&[], 1), &Env::default())
 }
 
@@ -42,7 +48,11 @@ fn translated_filters_are_fused() {
 /// make every program's code bigger).
 #[test]
 fn micro_ops_stay_small() {
-    assert!(std::mem::size_of::<Micro>() <= 24, "{}", std::mem::size_of::<Micro>());
+    assert!(
+        std::mem::size_of::<Micro>() <= 24,
+        "{}",
+        std::mem::size_of::<Micro>()
+    );
 }
 
 /// A jump into the middle of a bounds check runs only the rest of it.
@@ -52,23 +62,74 @@ fn a_jump_into_a_sequence_runs_its_rest() {
     // r1 += 7; if r1 > r4 goto two; r0 = 1; exit; two: r0 = 2; exit
     let program = |s: i32| {
         let ops = [
-            Op::Alu { wide: true, op: AluOp::Mov, dst: reg(3), src: Operand::Imm(100) },
-            Op::Alu { wide: true, op: AluOp::Mov, dst: reg(4), src: Operand::Imm(105) },
-            Op::Alu { wide: true, op: AluOp::Mov, dst: reg(1), src: Operand::Imm(0) },
-            Op::Jmp { wide: true, op: JmpOp::Jeq, dst: reg(5), src: Operand::Imm(s), off: 1 },
-            Op::Alu { wide: true, op: AluOp::Mov, dst: reg(1), src: Operand::Reg(reg(3)) },
-            Op::Alu { wide: true, op: AluOp::Add, dst: reg(1), src: Operand::Imm(7) },
-            Op::Jmp { wide: true, op: JmpOp::Jgt, dst: reg(1), src: Operand::Reg(reg(4)), off: 2 },
-            Op::Alu { wide: true, op: AluOp::Mov, dst: reg(0), src: Operand::Imm(1) },
+            Op::Alu {
+                wide: true,
+                op: AluOp::Mov,
+                dst: reg(3),
+                src: Operand::Imm(100),
+            },
+            Op::Alu {
+                wide: true,
+                op: AluOp::Mov,
+                dst: reg(4),
+                src: Operand::Imm(105),
+            },
+            Op::Alu {
+                wide: true,
+                op: AluOp::Mov,
+                dst: reg(1),
+                src: Operand::Imm(0),
+            },
+            Op::Jmp {
+                wide: true,
+                op: JmpOp::Jeq,
+                dst: reg(5),
+                src: Operand::Imm(s),
+                off: 1,
+            },
+            Op::Alu {
+                wide: true,
+                op: AluOp::Mov,
+                dst: reg(1),
+                src: Operand::Reg(reg(3)),
+            },
+            Op::Alu {
+                wide: true,
+                op: AluOp::Add,
+                dst: reg(1),
+                src: Operand::Imm(7),
+            },
+            Op::Jmp {
+                wide: true,
+                op: JmpOp::Jgt,
+                dst: reg(1),
+                src: Operand::Reg(reg(4)),
+                off: 2,
+            },
+            Op::Alu {
+                wide: true,
+                op: AluOp::Mov,
+                dst: reg(0),
+                src: Operand::Imm(1),
+            },
             Op::Exit,
-            Op::Alu { wide: true, op: AluOp::Mov, dst: reg(0), src: Operand::Imm(2) },
+            Op::Alu {
+                wide: true,
+                op: AluOp::Mov,
+                dst: reg(0),
+                src: Operand::Imm(2),
+            },
             Op::Exit,
         ];
         ops.iter().flat_map(Op::encode).collect::<Vec<_>>()
     };
     let frame = [0u8; 60];
     let fused = Program::new(&program(0)).unwrap();
-    assert!(matches!(fused.code[4], Micro::Check { .. }), "{:?}", fused.code[4]);
+    assert!(
+        matches!(fused.code[4], Micro::Check { .. }),
+        "{:?}",
+        fused.code[4]
+    );
     // r5 is 0: the jump skips `r1 = r3`, so r1 = 7, not above 105.
     assert_eq!(run(&fused, &frame), Ok(1));
     // Not taken: r1 = 107.
@@ -156,13 +217,42 @@ fn piece() -> impl Strategy<Value = Piece> {
         Just(JmpOp::Jle),
         Just(JmpOp::Jsgt),
     ];
-    let load_jump = (size.clone(), r(), -2i16..70, any::<bool>(), op.clone(), 0i32..4, any::<usize>()).prop_flat_map(
-        |(size, dst, off, swap, op, k, to)| {
-            let mask = (any::<bool>(), prop_oneof![Just(-65536), Just(0xff), Just(0x1fff), Just(1), any::<i32>()]);
-            (proptest::option::weighted(0.2, r()), proptest::option::of(mask))
-                .prop_map(move |(other, mask)| Piece::LoadJump { size, dst, off, swap, mask, op, k, to, other })
-        },
-    );
+    let load_jump = (
+        size.clone(),
+        r(),
+        -2i16..70,
+        any::<bool>(),
+        op.clone(),
+        0i32..4,
+        any::<usize>(),
+    )
+        .prop_flat_map(|(size, dst, off, swap, op, k, to)| {
+            let mask = (
+                any::<bool>(),
+                prop_oneof![
+                    Just(-65536),
+                    Just(0xff),
+                    Just(0x1fff),
+                    Just(1),
+                    any::<i32>()
+                ],
+            );
+            (
+                proptest::option::weighted(0.2, r()),
+                proptest::option::of(mask),
+            )
+                .prop_map(move |(other, mask)| Piece::LoadJump {
+                    size,
+                    dst,
+                    off,
+                    swap,
+                    mask,
+                    op,
+                    k,
+                    to,
+                    other,
+                })
+        });
     let k = || prop_oneof![Just(0i32), Just(-1), any::<i32>()];
     prop_oneof![
         1 => (r(), r(), r(), k(), r(), k()).prop_map(|(d, s, a, ka, b, kb)| Piece::Moves { d, s, a, ka, b, kb }),
@@ -184,46 +274,188 @@ fn piece() -> impl Strategy<Value = Piece> {
 /// pieces, then `r0 = 9; exit`. Jump targets are any later slot.
 fn assemble(pieces: &[Piece]) -> Vec<Insn> {
     let mut ops: Vec<(Op, Option<usize>)> = vec![
-        (Op::Alu { wide: true, op: AluOp::Mov, dst: reg(6), src: Operand::Reg(reg(1)) }, None),
-        (Op::Ldx { size: Size::W, signed: false, dst: reg(1), src: reg(6), off: 0 }, None),
-        (Op::Ldx { size: Size::W, signed: false, dst: reg(2), src: reg(6), off: 4 }, None),
-        (Op::Alu { wide: true, op: AluOp::Mov, dst: reg(3), src: Operand::Reg(reg(1)) }, None),
-        (Op::Alu { wide: true, op: AluOp::Add, dst: reg(3), src: Operand::Imm(14) }, None),
+        (
+            Op::Alu {
+                wide: true,
+                op: AluOp::Mov,
+                dst: reg(6),
+                src: Operand::Reg(reg(1)),
+            },
+            None,
+        ),
+        (
+            Op::Ldx {
+                size: Size::W,
+                signed: false,
+                dst: reg(1),
+                src: reg(6),
+                off: 0,
+            },
+            None,
+        ),
+        (
+            Op::Ldx {
+                size: Size::W,
+                signed: false,
+                dst: reg(2),
+                src: reg(6),
+                off: 4,
+            },
+            None,
+        ),
+        (
+            Op::Alu {
+                wide: true,
+                op: AluOp::Mov,
+                dst: reg(3),
+                src: Operand::Reg(reg(1)),
+            },
+            None,
+        ),
+        (
+            Op::Alu {
+                wide: true,
+                op: AluOp::Add,
+                dst: reg(3),
+                src: Operand::Imm(14),
+            },
+            None,
+        ),
     ];
-    let mov = |dst: u8, src: Operand| Op::Alu { wide: true, op: AluOp::Mov, dst: reg(dst), src };
+    let mov = |dst: u8, src: Operand| Op::Alu {
+        wide: true,
+        op: AluOp::Mov,
+        dst: reg(dst),
+        src,
+    };
     for p in pieces {
         match *p {
-            Piece::Check { dst, base, add, end, k, to } => {
+            Piece::Check {
+                dst,
+                base,
+                add,
+                end,
+                k,
+                to,
+            } => {
                 ops.push((mov(dst, Operand::Reg(reg(base))), None));
-                ops.push((Op::Alu { wide: true, op: AluOp::Add, dst: reg(add), src: Operand::Imm(k) }, None));
-                let jgt = Op::Jmp { wide: true, op: JmpOp::Jgt, dst: reg(dst), src: Operand::Reg(reg(end)), off: 0 };
+                ops.push((
+                    Op::Alu {
+                        wide: true,
+                        op: AluOp::Add,
+                        dst: reg(add),
+                        src: Operand::Imm(k),
+                    },
+                    None,
+                ));
+                let jgt = Op::Jmp {
+                    wide: true,
+                    op: JmpOp::Jgt,
+                    dst: reg(dst),
+                    src: Operand::Reg(reg(end)),
+                    off: 0,
+                };
                 ops.push((jgt, Some(to)));
             }
-            Piece::Load { size, dst, src, off, swap } => {
-                ops.push((Op::Ldx { size, signed: false, dst: reg(dst), src: reg(src), off }, None));
+            Piece::Load {
+                size,
+                dst,
+                src,
+                off,
+                swap,
+            } => {
+                ops.push((
+                    Op::Ldx {
+                        size,
+                        signed: false,
+                        dst: reg(dst),
+                        src: reg(src),
+                        off,
+                    },
+                    None,
+                ));
                 if let Some(s) = swap {
                     let bits = match size {
                         Size::B | Size::H => 16,
                         Size::W => 32,
                         Size::DW => 64,
                     };
-                    ops.push((Op::End { dst: reg(s), endian: Endian::ToBe, bits }, None));
+                    ops.push((
+                        Op::End {
+                            dst: reg(s),
+                            endian: Endian::ToBe,
+                            bits,
+                        },
+                        None,
+                    ));
                 }
             }
-            Piece::LoadJump { size, dst, off, swap, mask, op, k, to, other } => {
-                ops.push((Op::Ldx { size, signed: false, dst: reg(dst), src: reg(1), off }, None));
+            Piece::LoadJump {
+                size,
+                dst,
+                off,
+                swap,
+                mask,
+                op,
+                k,
+                to,
+                other,
+            } => {
+                ops.push((
+                    Op::Ldx {
+                        size,
+                        signed: false,
+                        dst: reg(dst),
+                        src: reg(1),
+                        off,
+                    },
+                    None,
+                ));
                 if swap {
                     let bits = if size == Size::W { 32 } else { 16 };
-                    ops.push((Op::End { dst: reg(dst), endian: Endian::ToBe, bits }, None));
+                    ops.push((
+                        Op::End {
+                            dst: reg(dst),
+                            endian: Endian::ToBe,
+                            bits,
+                        },
+                        None,
+                    ));
                 }
                 if let Some((wide, m)) = mask {
-                    ops.push((Op::Alu { wide, op: AluOp::And, dst: reg(dst), src: Operand::Imm(m) }, None));
+                    ops.push((
+                        Op::Alu {
+                            wide,
+                            op: AluOp::And,
+                            dst: reg(dst),
+                            src: Operand::Imm(m),
+                        },
+                        None,
+                    ));
                 }
                 let d = reg(other.unwrap_or(dst));
-                ops.push((Op::Jmp { wide: false, op, dst: d, src: Operand::Imm(k), off: 0 }, Some(to)));
+                ops.push((
+                    Op::Jmp {
+                        wide: false,
+                        op,
+                        dst: d,
+                        src: Operand::Imm(k),
+                        off: 0,
+                    },
+                    Some(to),
+                ));
             }
             Piece::Jump32 { op, dst, k, to } => {
-                ops.push((Op::Jmp { wide: false, op, dst: reg(dst), src: Operand::Imm(k), off: 0 }, Some(to)));
+                ops.push((
+                    Op::Jmp {
+                        wide: false,
+                        op,
+                        dst: reg(dst),
+                        src: Operand::Imm(k),
+                        off: 0,
+                    },
+                    Some(to),
+                ));
             }
             Piece::Ret { dst, k } => {
                 ops.push((mov(dst, Operand::Imm(k)), None));
@@ -235,9 +467,33 @@ fn assemble(pieces: &[Piece]) -> Vec<Insn> {
                 ops.push((mov(a, Operand::Imm(ka)), None));
                 ops.push((mov(b, Operand::Imm(kb)), None));
             }
-            Piece::LoadPair { dst, dst2, src, off, off2 } => {
-                ops.push((Op::Ldx { size: Size::W, signed: false, dst: reg(dst), src: reg(src), off }, None));
-                ops.push((Op::Ldx { size: Size::W, signed: false, dst: reg(dst2), src: reg(src), off: off2 }, None));
+            Piece::LoadPair {
+                dst,
+                dst2,
+                src,
+                off,
+                off2,
+            } => {
+                ops.push((
+                    Op::Ldx {
+                        size: Size::W,
+                        signed: false,
+                        dst: reg(dst),
+                        src: reg(src),
+                        off,
+                    },
+                    None,
+                ));
+                ops.push((
+                    Op::Ldx {
+                        size: Size::W,
+                        signed: false,
+                        dst: reg(dst2),
+                        src: reg(src),
+                        off: off2,
+                    },
+                    None,
+                ));
             }
         }
     }
@@ -248,9 +504,20 @@ fn assemble(pieces: &[Piece]) -> Vec<Insn> {
         .enumerate()
         .flat_map(|(i, (op, to))| {
             let op = match (*op, to) {
-                (Op::Jmp { wide, op, dst, src, .. }, Some(to)) => {
+                (
+                    Op::Jmp {
+                        wide, op, dst, src, ..
+                    },
+                    Some(to),
+                ) => {
                     let target = i + 1 + to % (n - i - 1);
-                    Op::Jmp { wide, op, dst, src, off: (target - i - 1) as i16 }
+                    Op::Jmp {
+                        wide,
+                        op,
+                        dst,
+                        src,
+                        off: (target - i - 1) as i16,
+                    }
                 }
                 (op, _) => op,
             };
