@@ -188,7 +188,7 @@ pub fn all() -> Vec<Frame> {
                 let (s, d, f) = (r.pick(&PORTS), r.pick(&PORTS), r.pick(&TCP_FLAGS));
                 (
                     6,
-                    tcp(s, d, f, (r.next() % 120) as usize),
+                    tcp(s, d, f, (r.next_u64() % 120) as usize),
                     format!("tcp {s}>{d} flags {f:#x}"),
                 )
             }
@@ -196,7 +196,7 @@ pub fn all() -> Vec<Frame> {
                 let (s, d) = (r.pick(&PORTS), r.pick(&PORTS));
                 (
                     17,
-                    udp(s, d, (r.next() % 200) as usize),
+                    udp(s, d, (r.next_u64() % 200) as usize),
                     format!("udp {s}>{d}"),
                 )
             }
@@ -205,15 +205,15 @@ pub fn all() -> Vec<Frame> {
                 (1, icmp(t, 0), format!("icmp type {t}"))
             }
         };
-        let frag = match r.next() % 8 {
+        let frag = match r.next_u64() % 8 {
             0 => 0x2000,       // MF, first fragment
             1 => 0x2000 | 185, // MF, later fragment
             2 => 64,           // last fragment
             3 | 4 => 0x4000,   // DF
             _ => 0,
         };
-        let options = if r.next().is_multiple_of(5) {
-            4 * (1 + (r.next() % 3) as usize)
+        let options = if r.next_u64().is_multiple_of(5) {
+            4 * (1 + (r.next_u64() % 3) as usize)
         } else {
             0
         };
@@ -248,7 +248,11 @@ pub fn all() -> Vec<Frame> {
             ),
             1 => (
                 17,
-                udp(r.pick(&PORTS), r.pick(&PORTS), (r.next() % 100) as usize),
+                udp(
+                    r.pick(&PORTS),
+                    r.pick(&PORTS),
+                    (r.next_u64() % 100) as usize,
+                ),
             ),
             _ => (58, icmp(r.pick(&[128u8, 129, 135, 136]), 0)),
         };

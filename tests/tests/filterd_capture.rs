@@ -237,6 +237,7 @@ fn oracle(expr: &str, frames: &[Frame], view: impl Fn(&Frame) -> Vec<u8>) -> BTr
 ///   BPF-extension VLAN code on a live Linux handle). So the two agree on
 ///   every untagged frame and on every frame for a `vlan` expression, and
 ///   on tagged frames otherwise tcpdump follows the untagged view.
+///
 /// A tagged frame too short for the tag and the inner EtherType never
 /// reaches a tap (`skb_vlan_untag`).
 #[test]

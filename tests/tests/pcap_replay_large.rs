@@ -27,7 +27,7 @@ fn frame(i: u64) -> Vec<u8> {
     f[22] = 64;
     f[23] = 6;
     f[34..36].copy_from_slice(&40_000u16.to_be_bytes());
-    let port: u16 = if i % 2 == 0 { 80 } else { 443 };
+    let port: u16 = if i.is_multiple_of(2) { 80 } else { 443 };
     f[36..38].copy_from_slice(&port.to_be_bytes());
     f[46] = 0x50;
     f
@@ -64,6 +64,8 @@ fn a_capture_over_1_gb_replays_in_under_100_mb() {
     let size = std::fs::metadata(&path).unwrap().len();
     assert!(size >= 1_000_000_000, "{size} bytes");
 
+    // Reaped with wait4 below, for its rusage.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(e2e::bin("pcap-replay"))
         .args(["-e", "tcp port 80", "--engines", "cbpf,libpcap", "--json"])
         .arg(&path)

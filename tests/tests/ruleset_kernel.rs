@@ -248,7 +248,7 @@ fn frame_for(expr: &str, rng: &mut Rng) -> Vec<u8> {
             o[i] = p.parse().unwrap_or(1);
         }
         if s.contains('/') {
-            o[3] = 1 + (rng.next() % 200) as u8;
+            o[3] = 1 + (rng.next_u64() % 200) as u8;
         }
         o
     };
