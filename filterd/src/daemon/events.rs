@@ -4,6 +4,11 @@
 //!
 //! The config's directory is watched rather than the file, since editors
 //! and config managers replace files by renaming a new one over them.
+//! Only a finished file counts: one closed after writing, or renamed into
+//! place, never one just created (it may still be half written). A burst
+//! of such events (an editor's save, a config manager's rename dance) is
+//! let settle before the change is reported, so the daemon reads the file
+//! once it is quiet.
 
 use std::ffi::{CString, OsString};
 use std::io;
@@ -11,6 +16,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::time::Duration;
+
+/// Quiet time after a change to the config before it is reported.
+pub const SETTLE: Duration = Duration::from_millis(150);
+/// Most settle rounds: a file rewritten without pause is still read.
+const MAX_SETTLE_ROUNDS: u32 = 10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -92,7 +102,7 @@ impl Events {
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         let c = CString::new(dir.as_os_str().as_bytes())
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let mask = libc::IN_CLOSE_WRITE | libc::IN_MOVED_TO | libc::IN_CREATE;
+        let mask = libc::IN_CLOSE_WRITE | libc::IN_MOVED_TO;
         // SAFETY: c is NUL-terminated; fd is an inotify instance.
         check(
             unsafe { libc::inotify_add_watch(fd, c.as_ptr(), mask) },
@@ -130,10 +140,28 @@ impl Events {
         self.read_signals(&mut out)?;
         if let Some(i) = &self.inotify {
             if self.read_inotify(i)? {
+                self.settle(i)?;
                 out.push(Event::ConfigChanged);
             }
         }
         Ok(out)
+    }
+
+    /// Waits until the config has had no new event for [`SETTLE`].
+    fn settle(&self, inotify: &OwnedFd) -> io::Result<()> {
+        for _ in 0..MAX_SETTLE_ROUNDS {
+            let mut fd = libc::pollfd {
+                fd: inotify.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one live pollfd.
+            let n = unsafe { libc::poll(&mut fd, 1, SETTLE.as_millis() as i32) };
+            if n <= 0 || !self.read_inotify(inotify)? {
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 
     fn read_signals(&self, out: &mut Vec<Event>) -> io::Result<()> {
@@ -204,5 +232,51 @@ impl Events {
                 return Ok(hit);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn changed(events: &Events) -> bool {
+        events
+            .wait(Duration::from_millis(300))
+            .unwrap()
+            .contains(&Event::ConfigChanged)
+    }
+
+    /// A config still being written is not reported; its close is, and so
+    /// is a finished file renamed over it.
+    #[test]
+    fn only_finished_files_are_changes() {
+        let dir = std::env::temp_dir().join(format!("filterd-events-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("filterd.toml");
+        let events = Events::new(&config).unwrap();
+
+        let mut half = std::fs::File::create(&config).unwrap();
+        half.write_all(b"[[interface]]\nname = ").unwrap();
+        assert!(
+            !changed(&events),
+            "a file still open for writing was reported"
+        );
+        half.write_all(b"\"eth0\"\n").unwrap();
+        drop(half);
+        assert!(
+            changed(&events),
+            "closing the written file was not reported"
+        );
+
+        let tmp = dir.join(".filterd.toml.new");
+        std::fs::write(&tmp, b"# new\n").unwrap();
+        assert!(!changed(&events), "another file's write was reported");
+        std::fs::rename(&tmp, &config).unwrap();
+        assert!(
+            changed(&events),
+            "a rename over the config was not reported"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,11 +1,24 @@
-//! Prometheus metrics over plain HTTP: one thread, one connection at a
-//! time (a scrape is small and rare), `GET /metrics`.
+//! Prometheus metrics over plain HTTP, `GET /metrics`.
+//!
+//! A scrape is small and rare, but the port is open to whoever can reach
+//! it, so a client gets a bounded share: each connection has one deadline
+//! for its whole request and response (a client that sends a byte a
+//! second cannot stretch it), and at most [`MAX_CONNECTIONS`] are served
+//! at once; more are closed at once rather than queued behind a slow one.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Time a connection has for its whole request and response.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 4;
+/// Longest request head read; a longer one is answered from what came.
+const MAX_REQUEST: usize = 8192;
 
 use super::Shared;
 
@@ -97,18 +110,32 @@ pub fn render(shared: &Shared) -> String {
     out
 }
 
-fn serve_one(mut stream: TcpStream, shared: &Mutex<Shared>) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+/// Reads a request head until its blank line, [`MAX_REQUEST`] bytes, the
+/// end of the stream or `deadline`, whichever comes first.
+fn read_request(stream: &mut TcpStream, deadline: Instant) -> io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request deadline passed",
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
         let n = stream.read(&mut chunk)?;
         if n == 0 {
             break;
         }
         buf.extend_from_slice(&chunk[..n]);
     }
+    Ok(buf)
+}
+
+fn serve_one(mut stream: TcpStream, shared: &Mutex<Shared>) -> io::Result<()> {
+    let deadline = Instant::now() + REQUEST_DEADLINE;
+    let buf = read_request(&mut stream, deadline)?;
     let request = String::from_utf8_lossy(&buf);
     let mut words = request.split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
@@ -131,24 +158,142 @@ fn serve_one(mut stream: TcpStream, shared: &Mutex<Shared>) -> std::io::Result<(
         "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
+    let left = deadline.saturating_duration_since(Instant::now());
+    stream.set_write_timeout(Some(left.max(Duration::from_millis(1))))?;
     stream.write_all(head.as_bytes())?;
     stream.write_all(body.as_bytes())
 }
 
-/// Serves metrics from `listener` on a thread of its own, logging with
+/// Counts a served connection for as long as it lives.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<AtomicUsize>) -> Option<Slot> {
+        let taken = active.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < MAX_CONNECTIONS).then_some(n + 1)
+        });
+        taken.ok().map(|_| Slot(Arc::clone(active)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Serves metrics from `listener` on a thread of its own, each connection
+/// on a thread of its own up to [`MAX_CONNECTIONS`], logging with
 /// `dispatch` (the daemon's subscriber is per thread).
 pub fn spawn(listener: TcpListener, shared: Arc<Mutex<Shared>>, dispatch: tracing::Dispatch) {
     std::thread::spawn(move || {
         let _log = tracing::dispatcher::set_default(&dispatch);
+        let active = Arc::new(AtomicUsize::new(0));
         for stream in listener.incoming() {
-            match stream {
-                Ok(s) => {
-                    if let Err(e) = serve_one(s, &shared) {
-                        tracing::debug!(error = %e, "metrics connection");
-                    }
+            let stream = match stream {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a metrics connection");
+                    continue;
                 }
-                Err(e) => tracing::warn!(error = %e, "accepting a metrics connection"),
-            }
+            };
+            let Some(slot) = Slot::take(&active) else {
+                tracing::debug!("metrics: {MAX_CONNECTIONS} connections busy, one refused");
+                continue;
+            };
+            let (shared, dispatch) = (Arc::clone(&shared), dispatch.clone());
+            std::thread::spawn(move || {
+                let _log = tracing::dispatcher::set_default(&dispatch);
+                let _slot = slot;
+                if let Err(e) = serve_one(stream, &shared) {
+                    tracing::debug!(error = %e, "metrics connection");
+                }
+            });
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpStream;
+
+    fn server() -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Shared {
+            interfaces: Vec::new(),
+            reloads: 3,
+            failures: 1,
+        };
+        spawn(
+            listener,
+            Arc::new(Mutex::new(shared)),
+            tracing::Dispatch::none(),
+        );
+        addr
+    }
+
+    fn scrape(addr: std::net::SocketAddr) -> String {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    /// A client that trickles its request is cut off at the deadline,
+    /// however often it sends, and never holds up a scrape meanwhile.
+    #[test]
+    fn a_slow_client_is_cut_off_and_holds_nobody_up() {
+        let addr = server();
+        let mut slow = TcpStream::connect(addr).unwrap();
+        let started = Instant::now();
+        let trickle = std::thread::spawn(move || {
+            for _ in 0..40 {
+                if slow.write_all(b"G").is_err() {
+                    return Instant::now();
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let mut rest = Vec::new();
+            let _ = slow.read_to_end(&mut rest);
+            Instant::now()
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let body = scrape(addr);
+        assert!(body.contains("filterd_reloads_total 3"), "{body}");
+        assert!(
+            started.elapsed() < REQUEST_DEADLINE,
+            "the scrape waited for the slow client"
+        );
+        let cut = trickle.join().unwrap().duration_since(started);
+        assert!(
+            cut < REQUEST_DEADLINE + Duration::from_secs(1),
+            "held for {cut:?}"
+        );
+    }
+
+    /// More idle connections than the cap: the extra ones are closed at
+    /// once, and once the idle ones time out the server answers again.
+    #[test]
+    fn connections_beyond_the_cap_are_closed() {
+        let addr = server();
+        let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut extra = TcpStream::connect(addr).unwrap();
+        extra
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let n = extra.read(&mut buf);
+        assert!(matches!(n, Ok(0)) || n.is_err_and(|e| e.kind() == io::ErrorKind::ConnectionReset));
+        std::thread::sleep(REQUEST_DEADLINE + Duration::from_millis(300));
+        assert!(scrape(addr).contains("200 OK"));
+        drop(idle);
+    }
 }
