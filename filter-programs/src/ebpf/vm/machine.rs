@@ -181,6 +181,16 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
         Ok(())
     }
 
+    /// Zeroes `len` bytes at `addr` without allocating them: `len` comes
+    /// from the program, and the first byte outside a writable region ends
+    /// the run long before a hostile length could cost anything.
+    fn write_zeros(&mut self, addr: u64, len: usize) -> Result<(), VmError> {
+        for i in 0..len {
+            self.store(self.pc, addr.wrapping_add(i as u64), 1, 0)?;
+        }
+        Ok(())
+    }
+
     /// `LD_ABS`/`LD_IND`: big-endian loads relative to `skb->data`, with the
     /// kernel's negative-offset bases. `None` ends the program with 0.
     pub(super) fn legacy_load(&self, size: Size, off: u32) -> Result<Option<u64>, VmError> {
@@ -316,7 +326,7 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
                 Ok(0)
             }
             None => {
-                self.write_bytes(to, &vec![0; len])?;
+                self.write_zeros(to, len)?;
                 Ok(EFAULT)
             }
         }
