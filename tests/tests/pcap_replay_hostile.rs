@@ -393,7 +393,7 @@ fn sigterm_ends_with_a_whole_output_and_exit_143() {
 
 #[test]
 fn w_dash_writes_the_capture_to_stdout() {
-    let child = Command::new(e2e::bin("pcap-replay"))
+    let mut child = Command::new(e2e::bin("pcap-replay"))
         .args([
             "-e",
             "tcp",
@@ -407,7 +407,7 @@ fn w_dash_writes_the_capture_to_stdout() {
         .unwrap();
     let tcpdump = Command::new("tcpdump")
         .args(["-n", "-r", "-"])
-        .stdin(child.stdout.unwrap())
+        .stdin(child.stdout.take().unwrap())
         .output()
         .unwrap();
     assert!(
@@ -418,7 +418,8 @@ fn w_dash_writes_the_capture_to_stdout() {
     assert_eq!(String::from_utf8_lossy(&tcpdump.stdout).lines().count(), 10);
     // The report went to stderr.
     let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.unwrap(), &mut err).unwrap();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
     assert!(
         err.contains("print-flags.pcap") && err.contains("agree"),
         "{err}"
