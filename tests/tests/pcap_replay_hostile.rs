@@ -286,6 +286,15 @@ fn w_refuses_to_overwrite_an_input() {
             "-w {out} changed the input"
         );
     }
+    // The input as standard input.
+    let o = Command::new(e2e::bin("pcap-replay"))
+        .args(["-e", "tcp", "-w", a_s, "-"])
+        .stdin(std::fs::File::open(&a).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is the input"));
+    assert_eq!(std::fs::read(&a).unwrap(), bytes);
     // Through the link as the input too.
     let o = replay(&["-e", "tcp", "-w", a_s, link.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));

@@ -33,14 +33,24 @@ pub fn check_not_an_input(out: &Path, inputs: &[PathBuf]) -> Result<(), String> 
     let Ok(meta) = fs::metadata(out) else {
         return Ok(());
     };
-    for input in inputs.iter().filter(|i| i.as_os_str() != "-") {
-        if let Ok(m) = fs::metadata(input) {
+    for input in inputs {
+        // Standard input may be the file itself (`- < a.pcap`).
+        let at = if input.as_os_str() == "-" {
+            Path::new("/dev/stdin")
+        } else {
+            input.as_path()
+        };
+        if let Ok(m) = fs::metadata(at) {
             if (m.dev(), m.ino()) == (meta.dev(), meta.ino()) && meta.is_file() {
                 return Err(format!(
                     "-w {}: it is the input {} (the same file); writing it would destroy the \
                      capture before it is read",
                     out.display(),
-                    input.display()
+                    if input.as_os_str() == "-" {
+                        "on standard input".to_string()
+                    } else {
+                        input.display().to_string()
+                    }
                 ));
             }
         }
