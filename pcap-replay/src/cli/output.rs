@@ -75,7 +75,8 @@ impl Output {
             Ok(p) => p,
             Err(_) => path.to_path_buf(),
         };
-        match fs::metadata(&dest) {
+        let old = fs::metadata(&dest);
+        match &old {
             Ok(m) if !m.is_file() => {
                 // A device or a FIFO: written as it is.
                 let f = OpenOptions::new().write(true).open(&dest).map_err(cannot)?;
@@ -102,6 +103,10 @@ impl Output {
             .create_new(true)
             .open(&tmp)
             .map_err(cannot)?;
+        // The file it replaces keeps its mode.
+        if let Ok(m) = &old {
+            let _ = f.set_permissions(m.permissions());
+        }
         let clone = f.try_clone().map_err(cannot)?;
         let out = Output {
             rename: Some((tmp, dest)),
