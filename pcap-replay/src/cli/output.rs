@@ -184,6 +184,15 @@ mod tests {
             3,
             "a temporary file is left"
         );
+        // A replaced file keeps its mode.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&out, fs::Permissions::from_mode(0o600)).unwrap();
+        let (o, sink) = Output::create(&out).unwrap();
+        o.commit(Some(sink)).unwrap();
+        assert_eq!(
+            fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 }
