@@ -7,3 +7,4 @@ pub mod mapped;
 pub mod program;
 pub mod replay;
 pub mod report;
+pub mod stop;

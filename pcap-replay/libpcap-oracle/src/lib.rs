@@ -13,17 +13,23 @@
 //! all three, so the few entry points are declared here.
 //!
 //! `bpf_filter` trusts its program: a jump past the end or a scratch index
-//! out of range would read out of bounds. So a program runs only as a
-//! [`Validated`], which only `bpf_validate` can make.
+//! out of range would read out of bounds, an opcode `bpf_validate` lets
+//! through but the interpreter does not implement (`ret x`, stray size or
+//! high bits) makes it `abort()`, and a backward `ja` can loop forever. So a
+//! program runs only as a [`Validated`], which needs `bpf_validate`, our
+//! validator under libpcap's rules, and only opcodes `bpf_filter`
+//! implements, and no loop without a way out.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod resolve;
 
 use std::ffi::{c_char, c_int, c_uint, CStr, CString};
+use std::fmt;
 use std::sync::Mutex;
 
-use filter_programs::cbpf::Insn;
+use filter_programs::cbpf::validate::{self as cbpf_validate, RuleSet};
+use filter_programs::cbpf::{Insn, Op, RetVal};
 
 /// `PCAP_NETMASK_UNKNOWN`: what tcpdump passes when it knows no netmask.
 pub const NETMASK_UNKNOWN: u32 = 0xffff_ffff;
@@ -141,18 +147,91 @@ pub fn compile(expr: &str, opts: CompileOptions) -> Result<Vec<Insn>, String> {
     result
 }
 
-/// A classic BPF program that libpcap's `bpf_validate` accepted: the only
-/// form in which [`bpf_filter`](Validated::filter) runs one, since that
-/// interpreter trusts every jump and scratch index it is given.
+/// A classic BPF program that libpcap's interpreter can run: the only form
+/// in which [`bpf_filter`](Validated::filter) runs one, since that
+/// interpreter trusts every jump and scratch index it is given and aborts
+/// on an opcode it does not implement.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Validated {
     insns: Box<[Insn]>,
 }
 
+/// Why a program may not run in `bpf_filter`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// The offending instruction (0-based), if one is to blame.
+    pub index: Option<usize>,
+    pub reason: String,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "instruction {i}: {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
+    }
+}
+
+impl std::error::Error for Refused {}
+
 impl Validated {
-    /// `prog`, if `bpf_validate` accepts it.
+    /// `prog`, if [`Validated::check`] accepts it.
     pub fn new(prog: &[Insn]) -> Option<Validated> {
-        validate(prog).then(|| Validated { insns: prog.into() })
+        Validated::check(prog).ok()
+    }
+
+    /// `prog`, if `bpf_filter` can run it without reading out of bounds or
+    /// aborting: our validator under libpcap's rules (which repeats
+    /// `bpf_validate`, with the reason), `bpf_validate` itself, and then
+    /// every opcode one that `bpf_filter` implements: `bpf_validate` looks
+    /// only at the class, mode and op bits, so it passes `ret x` and codes
+    /// with stray bits, on which `bpf_filter` calls `abort()`.
+    ///
+    /// A backward `ja` makes a loop, which libpcap's own compiler emits
+    /// (`ip6 protochain`) and `bpf_filter` runs without a step limit. A
+    /// loop with no way out (every instruction reachable from the start
+    /// must have a path to a `ret`) is refused; one with a way out runs as
+    /// it runs in tcpdump, which ends only if the packet leads it out.
+    pub fn check(prog: &[Insn]) -> Result<Validated, Refused> {
+        cbpf_validate::validate(prog, RuleSet::Libpcap).map_err(|e| Refused {
+            index: Some(e.index),
+            reason: e.rule.to_string(),
+        })?;
+        if !validate(prog) {
+            return Err(Refused {
+                index: None,
+                reason: "libpcap's bpf_validate refuses the program".into(),
+            });
+        }
+        for (i, insn) in prog.iter().enumerate() {
+            let aborts = match insn.decode() {
+                Err(_) => format!(
+                    "opcode {:#06x}: bpf_validate passes it (it checks only the class, mode and \
+                     op bits), but libpcap's bpf_filter does not implement it and would abort",
+                    insn.code
+                ),
+                Ok(Op::Ret { val: RetVal::X }) => "ret x: bpf_validate passes it, but libpcap's \
+                     bpf_filter does not implement it and would abort"
+                    .into(),
+                Ok(_) => continue,
+            };
+            return Err(Refused {
+                index: Some(i),
+                reason: aborts,
+            });
+        }
+        if let Some((i, target)) = endless_loop(prog) {
+            return Err(Refused {
+                index: Some(i),
+                reason: format!(
+                    "ja back to instruction {target} makes a loop with no way out (no path \
+                     from it reaches a ret), and libpcap's bpf_filter has no step limit, so \
+                     it would run forever"
+                ),
+            });
+        }
+        Ok(Validated { insns: prog.into() })
     }
 
     /// The instructions, as given to [`Validated::new`].
@@ -166,8 +245,9 @@ impl Validated {
     /// value.
     pub fn filter(&self, pkt: &[u8], wirelen: u32) -> u32 {
         // SAFETY: insns passed bpf_validate (the only way to build a
-        // Validated), which bounds every jump and scratch index and
-        // requires a final return; bpf_filter checks every packet load
+        // Validated is `check`), which bounds every jump and scratch index
+        // and requires a final return, and every opcode is one bpf_filter
+        // implements, so it never aborts; bpf_filter checks every packet load
         // against `buflen`, so it reads at most pkt.len() bytes of pkt.
         // `wirelen` only feeds `ld len`.
         unsafe {
@@ -182,12 +262,73 @@ impl Validated {
 }
 
 /// [`Validated::filter`] for a program checked on this one call: panics
-/// when `bpf_validate` refuses `prog`. For a loop over packets, build the
+/// when [`Validated::check`] refuses `prog`. For a loop over packets, build the
 /// [`Validated`] once.
 pub fn filter(prog: &[Insn], pkt: &[u8], wirelen: u32) -> u32 {
     Validated::new(prog)
-        .expect("libpcap_oracle::filter needs a program that bpf_validate accepts")
+        .expect("libpcap_oracle::filter needs a program that bpf_filter can run")
         .filter(pkt, wirelen)
+}
+
+/// The first backward `ja` (index and target), reachable from the start,
+/// from which no path leads to a `ret`: the jump that closes a loop with
+/// no way out. Every such loop has one, since only `ja` jumps backward.
+/// `prog` has passed `bpf_validate`, so every jump lands inside it.
+fn endless_loop(prog: &[Insn]) -> Option<(usize, usize)> {
+    let n = prog.len();
+    let succ = |i: usize| -> [Option<usize>; 2] {
+        let insn = prog[i];
+        match insn.decode() {
+            Ok(Op::Ret { .. }) => [None, None],
+            Ok(Op::Ja { k }) => [
+                Some((i as u32).wrapping_add(1).wrapping_add(k) as usize),
+                None,
+            ],
+            Ok(Op::Jmp { jt, jf, .. }) => {
+                [Some(i + 1 + usize::from(jt)), Some(i + 1 + usize::from(jf))]
+            }
+            _ => [Some(i + 1), None],
+        }
+    };
+    // Predecessors, then every instruction that can reach a ret.
+    let mut preds: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for i in 0..n {
+        for t in succ(i).into_iter().flatten().filter(|&t| t < n) {
+            preds[t].push(i);
+        }
+    }
+    let mut ends = vec![false; n];
+    let mut work: Vec<usize> = (0..n).filter(|&i| succ(i) == [None, None]).collect();
+    for &i in &work {
+        ends[i] = true;
+    }
+    while let Some(i) = work.pop() {
+        for &p in &preds[i] {
+            if !ends[p] {
+                ends[p] = true;
+                work.push(p);
+            }
+        }
+    }
+    // The first reachable instruction that cannot.
+    let mut seen = vec![false; n];
+    let mut work = vec![0usize];
+    seen[0] = true;
+    while let Some(i) = work.pop() {
+        for t in succ(i).into_iter().flatten().filter(|&t| t < n) {
+            if !seen[t] {
+                seen[t] = true;
+                work.push(t);
+            }
+        }
+    }
+    (0..n).find_map(|i| {
+        let [Some(t), None] = succ(i) else {
+            return None;
+        };
+        let closes = seen[i] && !ends[i] && t <= i && matches!(prog[i].decode(), Ok(Op::Ja { .. }));
+        closes.then_some((i, t))
+    })
 }
 
 /// libpcap's `bpf_validate`.
@@ -257,6 +398,69 @@ mod tests {
         let prog = Validated::new(&accept).unwrap();
         assert_eq!(prog.insns(), &accept);
         assert_eq!(prog.filter(&[], 60), 0xffff);
+    }
+
+    #[test]
+    fn programs_bpf_filter_would_abort_on_are_refused() {
+        // `ret x` (0x0e) and `ret #k` with a stray size bit (0x0e | 0x10 would
+        // be `ret a`, so 0x46): bpf_validate passes both, bpf_filter aborts.
+        for code in [0x0e_u16, 0x46, 0x106] {
+            let prog = [Insn::new(code, 0, 0, 1)];
+            assert!(validate(&prog), "{code:#x}: bpf_validate should pass it");
+            let err = Validated::check(&prog).unwrap_err();
+            assert_eq!(err.index, Some(0), "{code:#x}");
+            assert!(err.reason.contains("would abort"), "{err}");
+            assert_eq!(Validated::new(&prog), None);
+        }
+        // A stray bit on a load before a good ret.
+        let prog = [Insn::new(0x28 | 0x100, 0, 0, 12), Insn::new(0x06, 0, 0, 1)];
+        assert!(validate(&prog));
+        assert_eq!(Validated::check(&prog).unwrap_err().index, Some(0));
+    }
+
+    #[test]
+    fn loops_with_no_way_out_are_refused() {
+        // ja to itself (k = -1); a ja back over a load; two jas into each
+        // other's arms behind a forward jump.
+        for (prog, at) in [
+            (
+                vec![Insn::new(0x05, 0, 0, u32::MAX), Insn::new(0x06, 0, 0, 1)],
+                (0, 0),
+            ),
+            (
+                vec![
+                    Insn::new(0x30, 0, 0, 0),
+                    Insn::new(0x05, 0, 0, u32::MAX - 1),
+                    Insn::new(0x06, 0, 0, 1),
+                ],
+                (1, 0),
+            ),
+            (
+                vec![
+                    Insn::new(0x15, 0, 3, 0),            // jeq #0: 1 or 4
+                    Insn::new(0x05, 0, 0, 1),            // ja 3
+                    Insn::new(0x06, 0, 0, 0),            // ret (unreachable)
+                    Insn::new(0x05, 0, 0, u32::MAX - 2), // ja 1
+                    Insn::new(0x06, 0, 0, 1),
+                ],
+                (3, 1),
+            ),
+        ] {
+            assert!(validate(&prog), "{prog:?}");
+            let err = Validated::check(&prog).unwrap_err();
+            assert_eq!(err.index, Some(at.0), "{err}");
+            assert!(err.reason.contains("no way out"), "{err}");
+            assert!(
+                err.reason
+                    .contains(&format!("back to instruction {}", at.1)),
+                "{err}"
+            );
+        }
+        // A loop with a way out runs: libpcap's own protochain loop.
+        let prog = compile("ip6 protochain 6", CompileOptions::new(1)).unwrap();
+        assert!(prog.iter().any(|i| i.code == 0x05 && (i.k as i32) < 0));
+        let v = Validated::check(&prog).unwrap();
+        assert_eq!(v.filter(&[0u8; 60], 60), 0);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
+use super::output::{self, Output};
 use super::progress::{self, Progress};
 use super::{parse_linktype, Cli, Outcome};
 use crate::engine::{self, Engine, EngineKind, LeftOut};
@@ -70,7 +71,14 @@ fn load_programs(cli: &Cli) -> Result<Vec<Program>, String> {
     Ok(programs)
 }
 
-fn plan_all(cli: &Cli, programs: Vec<Program>) -> Result<Vec<Planned>, String> {
+/// Decides every program's engines. With `-y`, every packet has that
+/// link type, so an expression is compiled for it here: one that does not
+/// compile is an error before any capture is read.
+fn plan_all(
+    cli: &Cli,
+    programs: Vec<Program>,
+    linktype: Option<capfile::LinkType>,
+) -> Result<Vec<Planned>, String> {
     let requested = cli.engines.clone().map(|mut k| {
         dedup_in_order(&mut k);
         k
@@ -80,7 +88,7 @@ fn plan_all(cli: &Cli, programs: Vec<Program>) -> Result<Vec<Planned>, String> {
     programs
         .into_iter()
         .map(|program| {
-            let plan = engine::plan(&program, requested.as_deref(), &mut kernel)
+            let mut plan = engine::plan(&program, requested.as_deref(), &mut kernel)
                 .map_err(|e| e.to_string())?;
             let parse_error = match &program.code {
                 Code::Expr(e) => filter_programs::expr::parse(e)
@@ -88,6 +96,12 @@ fn plan_all(cli: &Cli, programs: Vec<Program>) -> Result<Vec<Planned>, String> {
                     .map(|err| format!("{}: {}", program.label, err.render())),
                 _ => None,
             };
+            if let (Some(lt), None) = (linktype, &parse_error) {
+                for e in plan.engines.iter_mut() {
+                    e.prepare(lt)
+                        .map_err(|e| format!("{}: {e}", program.label))?;
+                }
+            }
             Ok(Planned {
                 program,
                 kinds: plan.kinds,
@@ -117,7 +131,7 @@ pub fn execute(cli: &Cli) -> Result<Outcome, String> {
     if cli.write.is_some() && (programs.len() != 1 || cli.captures.len() != 1) {
         return Err("-w takes one program and one capture, as tcpdump -r IN -w OUT does".into());
     }
-    let planned = plan_all(cli, programs)?;
+    let planned = plan_all(cli, programs, linktype)?;
     for p in &planned {
         if let Some(e) = &p.parse_error {
             eprintln!("pcap-replay: error: {e}");
@@ -140,12 +154,12 @@ pub fn execute(cli: &Cli) -> Result<Outcome, String> {
             Some(BufWriter::new(f))
         }
     };
-    let writer = match &cli.write {
-        None => None,
+    let (output, writer) = match &cli.write {
+        None => (None, None),
         Some(path) => {
-            let f = File::create(path)
-                .map_err(|e| format!("{}: cannot create: {e}", path.display()))?;
-            Some(Mutex::new(PcapWriter::new(BufWriter::new(f))))
+            output::check_not_an_input(path, &cli.captures)?;
+            let (out, sink) = Output::create(path)?;
+            (Some(out), Some(Mutex::new(PcapWriter::new(sink))))
         }
     };
     let parts = PartFiles::new(cli.verdicts.as_deref());
@@ -202,13 +216,17 @@ pub fn execute(cli: &Cli) -> Result<Outcome, String> {
     if let Some(out) = verdicts.as_mut() {
         out.flush().map_err(|e| format!("writing verdicts: {e}"))?;
     }
-    if let Some(w) = writer {
+    if let (Some(w), Some(out)) = (writer, output) {
         let mut w = w
             .into_inner()
             .map_err(|_| "-w: a writer thread panicked".to_string())?;
         w.finish().map_err(|e| format!("-w: {e}"))?;
+        out.commit(w.into_inner())?;
     }
-    let outcome = Outcome { results };
+    let outcome = Outcome {
+        results,
+        interrupted: crate::stop::requested(),
+    };
     print_report(cli, &outcome).map_err(|e| format!("writing the report: {e}"))?;
     Ok(outcome)
 }
@@ -220,7 +238,7 @@ fn run_task(
     path: &Path,
     options: ReplayOptions,
     part: Option<&Path>,
-    writer: Option<&Mutex<PcapWriter<BufWriter<File>>>>,
+    writer: Option<&Mutex<PcapWriter<output::Sink>>>,
     progress: &Progress,
 ) -> Result<FileResult, String> {
     let name = path.display().to_string();
@@ -252,7 +270,7 @@ fn replay_path(
     engines: &mut [Box<dyn Engine>],
     options: ReplayOptions,
     part: Option<&Path>,
-    writer: Option<&Mutex<PcapWriter<BufWriter<File>>>>,
+    writer: Option<&Mutex<PcapWriter<output::Sink>>>,
     progress: &Progress,
 ) -> Result<FileResult, String> {
     let name = path.display().to_string();
@@ -385,7 +403,13 @@ fn print_report(cli: &Cli, outcome: &Outcome) -> io::Result<()> {
     if cli.quiet {
         return Ok(());
     }
-    let mut out = io::stdout().lock();
+    // With `-w -` the capture owns standard output; the report goes to
+    // standard error.
+    let mut out: Box<dyn Write> = if cli.write.as_deref() == Some(Path::new("-")) {
+        Box::new(io::stderr().lock())
+    } else {
+        Box::new(io::stdout().lock())
+    };
     let written = if cli.json {
         serde_json::to_writer(&mut out, &JsonReport::new(&outcome.results))
             .map_err(io::Error::from)

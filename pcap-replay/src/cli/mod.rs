@@ -1,6 +1,7 @@
 //! The command line: arguments (clap), the run, and the exit code.
 
 mod exec;
+mod output;
 pub mod progress;
 
 use std::io::{self, IsTerminal};
@@ -75,7 +76,9 @@ pub struct Cli {
 
     /// Write the packets that match (libpcap's verdict, else our
     /// interpreter's) to a pcap file, as `tcpdump -w` does. Takes one
-    /// program and one capture.
+    /// program and one capture, never the capture itself. The file appears
+    /// only once complete (written under a temporary name, then renamed);
+    /// `-` writes it to standard output, and the report goes to stderr.
     #[arg(short = 'w', value_name = "OUT.pcap")]
     pub write: Option<PathBuf>,
 
@@ -135,12 +138,18 @@ pub fn parse_linktype(s: &str) -> Option<LinkType> {
 }
 
 /// Runs the command; the process exit code follows the outcome.
+/// SIGINT and SIGTERM stop the run between packets; its outputs are
+/// finished and the exit code is 130 or 143 (see [`crate::stop`]).
 pub fn run(cli: &Cli) -> ExitCode {
+    crate::stop::install();
     match execute(cli) {
         Ok(outcome) => outcome.exit_code(),
         Err(message) => {
             eprintln!("pcap-replay: error: {message}");
-            ExitCode::from(2)
+            match crate::stop::requested() {
+                Some(sig) => ExitCode::from(128 + sig.clamp(0, 127) as u8),
+                None => ExitCode::from(2),
+            }
         }
     }
 }
@@ -149,11 +158,16 @@ pub fn run(cli: &Cli) -> ExitCode {
 #[derive(Debug)]
 pub struct Outcome {
     pub results: Vec<FileResult>,
+    /// The signal (SIGINT, SIGTERM) that stopped the run early.
+    pub interrupted: Option<i32>,
 }
 
 impl Outcome {
     pub fn exit_code(&self) -> ExitCode {
-        if self.results.iter().any(|r| r.error.is_some()) {
+        if let Some(sig) = self.interrupted {
+            // As a shell reports a process the signal killed: 130, 143.
+            ExitCode::from(128 + sig.clamp(0, 127) as u8)
+        } else if self.results.iter().any(|r| r.error.is_some()) {
             ExitCode::from(2)
         } else if self.results.iter().any(|r| r.mismatches > 0) {
             ExitCode::from(1)
@@ -193,7 +207,13 @@ mod tests {
 
     #[test]
     fn errors_outrank_mismatches_in_the_exit_code() {
-        let code = |results| Outcome { results }.exit_code();
+        let code = |results| {
+            Outcome {
+                results,
+                interrupted: None,
+            }
+            .exit_code()
+        };
         assert_eq!(code(vec![result(0, false)]), ExitCode::SUCCESS);
         assert_eq!(
             code(vec![result(0, false), result(3, false)]),
@@ -204,6 +224,11 @@ mod tests {
             ExitCode::from(2)
         );
         assert_eq!(code(vec![]), ExitCode::SUCCESS);
+        let stopped = Outcome {
+            results: vec![result(0, true)],
+            interrupted: Some(libc::SIGINT),
+        };
+        assert_eq!(stopped.exit_code(), ExitCode::from(130));
     }
 
     #[test]

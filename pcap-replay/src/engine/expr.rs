@@ -55,18 +55,7 @@ impl Engine for ExprEngine {
     }
 
     fn run(&mut self, packet: &PacketRef<'_>) -> Result<Option<Verdict>, EngineError> {
-        let at = match self
-            .per_linktype
-            .iter()
-            .position(|(lt, _)| *lt == packet.linktype)
-        {
-            Some(i) => i,
-            None => {
-                let built = self.build(packet.linktype);
-                self.per_linktype.push((packet.linktype, built));
-                self.per_linktype.len() - 1
-            }
-        };
+        let at = self.built_for(packet.linktype);
         let engine = self.kind.name();
         match self.per_linktype.get_mut(at).map(|(_, e)| e) {
             Some(Ok(inner)) => inner.run(packet),
@@ -79,6 +68,32 @@ impl Engine for ExprEngine {
                 engine,
                 reason: "no engine for this link type".into(),
             }),
+        }
+    }
+
+    fn prepare(&mut self, linktype: LinkType) -> Result<(), EngineError> {
+        let at = self.built_for(linktype);
+        match self.per_linktype.get(at).map(|(_, e)| e) {
+            Some(Err(reason)) => Err(EngineError::Invalid {
+                engine: self.kind.name(),
+                program: self.expr.clone(),
+                reason: reason.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl ExprEngine {
+    /// The index of the engine built for `lt` (built now if it is new).
+    fn built_for(&mut self, lt: LinkType) -> usize {
+        match self.per_linktype.iter().position(|(l, _)| *l == lt) {
+            Some(i) => i,
+            None => {
+                let built = self.build(lt);
+                self.per_linktype.push((lt, built));
+                self.per_linktype.len() - 1
+            }
         }
     }
 }

@@ -1,5 +1,14 @@
 //! libpcap's interpreter, `bpf_filter`, on the program's instructions.
+//!
+//! `bpf_filter` trusts its program, so the engine takes only what
+//! [`Validated`] lets through: our validator's verdict under libpcap's
+//! rules, then `bpf_validate`, then only opcodes `bpf_filter` implements
+//! (it aborts on `ret x` and on codes with stray bits, which
+//! `bpf_validate` passes), and no loop without a way out (`ja` back to
+//! itself), on which `bpf_filter` would run forever. A refused program
+//! leaves the engine out, with the reason.
 
+use filter_programs::cbpf::validate::{validate, RuleSet};
 use libpcap_oracle::Validated;
 
 use super::{Engine, EngineError, PacketRef, Verdict};
@@ -14,14 +23,17 @@ impl LibpcapEngine {
         let Code::Cbpf(insns) = &program.code else {
             return Err(super::uncompiled("libpcap", program));
         };
-        // bpf_filter trusts its program; only what bpf_validate accepts runs.
-        let Some(validated) = Validated::new(insns) else {
-            return Err(EngineError::Invalid {
-                engine: "libpcap",
-                program: program.label.clone(),
-                reason: "bpf_validate refuses the program".into(),
-            });
-        };
+        // What libpcap's validator refuses is invalid for every engine.
+        validate(insns, RuleSet::Libpcap).map_err(|e| EngineError::Invalid {
+            engine: "libpcap",
+            program: program.label.clone(),
+            reason: format!("bpf_validate refuses the program: {e}"),
+        })?;
+        let validated = Validated::check(insns).map_err(|e| EngineError::Unsupported {
+            engine: "libpcap",
+            program: program.label.clone(),
+            reason: format!("libpcap's bpf_filter cannot run it safely: {e}"),
+        })?;
         Ok(LibpcapEngine { program: validated })
     }
 }

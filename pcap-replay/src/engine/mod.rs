@@ -63,6 +63,15 @@ pub trait Engine: Send {
     /// `None` when the engine cannot run this packet (it is then left out
     /// of the comparison and counted as skipped).
     fn run(&mut self, packet: &PacketRef<'_>) -> Result<Option<Verdict>, EngineError>;
+
+    /// Gets ready for packets of `linktype`, so that what would fail at
+    /// the first packet (an expression that does not compile for it) fails
+    /// here, also for a capture with no packet. Engines built for one
+    /// program have nothing to do.
+    fn prepare(&mut self, linktype: LinkType) -> Result<(), EngineError> {
+        let _ = linktype;
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,11 @@
 //! engines only when bpf() works, and an engine that cannot take this
 //! program (a translation the hook does not support) is left out with its
 //! reason. A program an engine finds invalid is an error either way.
+//!
+//! The libpcap engine counts a program that `bpf_validate` passes but
+//! `bpf_filter` cannot run safely (`ret x`, an opcode with stray bits, a
+//! loop with no way out) as one it cannot take: left out by default, an error
+//! when `--engines` names it.
 
 use serde::Serialize;
 
@@ -137,6 +142,25 @@ mod tests {
         .unwrap();
         assert_eq!(p.kinds, kinds);
         assert!(p.left_out.is_empty() && !asked);
+    }
+
+    #[test]
+    fn libpcap_is_left_out_of_what_bpf_filter_cannot_run() {
+        // ret x: bpf_validate passes it, bpf_filter aborts on it.
+        let prog = Program {
+            label: "retx.ddd".into(),
+            expression: None,
+            code: Code::Cbpf(vec![Insn::new(0x0e, 0, 0, 0)]),
+        };
+        let p = plan(&prog, None, &mut no_kernel).unwrap();
+        assert!(!p.kinds.contains(&EngineKind::Libpcap));
+        assert_eq!(p.left_out[0].engine, "libpcap");
+        assert!(p.left_out[0].reason.contains("ret x"), "{:?}", p.left_out);
+        // Named, it is an error.
+        let err = plan(&prog, Some(&[EngineKind::Libpcap]), &mut no_kernel)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("ret x"), "{err}");
     }
 
     #[test]

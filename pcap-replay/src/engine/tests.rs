@@ -114,3 +114,37 @@ fn len_sees_the_wire_length() {
         }
     }
 }
+
+/// Programs libpcap's `bpf_validate` passes but its `bpf_filter` aborts or
+/// loops on: the libpcap engine refuses them as unsupported (left out by
+/// default), while our interpreter still runs them.
+#[test]
+fn libpcap_refuses_what_bpf_filter_cannot_run() {
+    let cases: [(&str, Vec<Insn>, &str); 3] = [
+        ("ret-x", vec![Insn::new(0x0e, 0, 0, 0)], "ret x"),
+        (
+            "stray",
+            vec![Insn::new(0x28 | 0x100, 0, 0, 12), Insn::new(0x06, 0, 0, 1)],
+            "opcode 0x0128",
+        ),
+        (
+            "self-jump",
+            vec![Insn::new(0x05, 0, 0, u32::MAX), Insn::new(0x06, 0, 0, 1)],
+            "no way out",
+        ),
+    ];
+    for (label, insns, why) in cases {
+        let p = Program {
+            label: label.into(),
+            expression: None,
+            code: Code::Cbpf(insns),
+        };
+        let err = EngineKind::Libpcap.build(&p).err().expect("refused");
+        assert!(
+            matches!(err, EngineError::Unsupported { .. }),
+            "{label}: {err}"
+        );
+        assert!(err.to_string().contains(why), "{label}: {err}");
+        assert!(EngineKind::Cbpf.build(&p).is_ok(), "{label}");
+    }
+}

@@ -185,6 +185,15 @@ fn replay_into<R: BufRead>(
     // it (pcapng's comes with its first interface block).
     let mut first = blank_packet();
     loop {
+        if let Some(sig) = crate::stop::requested() {
+            result.error = Some(format!(
+                "{}: interrupted by {} after {} packet(s)",
+                result.file,
+                crate::stop::name(sig),
+                result.packets
+            ));
+            break;
+        }
         let packet = match capture.next_view() {
             None => break,
             Some(Err(e)) => {
@@ -211,6 +220,15 @@ fn replay_into<R: BufRead>(
         }
     }
     if !started {
+        // No packet, so no engine compiled the expression: compile it for
+        // the capture's link type now, so that an error is still reported.
+        if result.error.is_none() {
+            if let Some(lt) = options.linktype.or_else(|| capture.linktype()) {
+                if let Some(err) = run.engines.iter_mut().find_map(|e| e.prepare(lt).err()) {
+                    result.error = Some(format!("{}: {err}", result.file));
+                }
+            }
+        }
         if let Some(s) = sink {
             s.start(&capture_info(&capture, options, None))?;
         }
