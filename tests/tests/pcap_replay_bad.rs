@@ -66,7 +66,7 @@ fn every_bad_file_exits_2_naming_file_and_offset_after_replaying_what_was_read()
 }
 
 #[test]
-fn caplen_over_snaplen_is_an_error_but_y_does_not_hide_unknown_faults() {
+fn y_replaces_an_unknown_link_type_and_a_good_file_runs_after_a_bad_one() {
     let data = e2e::repo_root().join("tests/data");
     // -y takes the place of an unknown link type, as tcpdump's does.
     let out = Command::new(e2e::bin("pcap-replay"))
@@ -100,14 +100,71 @@ fn caplen_over_snaplen_is_an_error_but_y_does_not_hide_unknown_faults() {
             "--engines",
             "cbpf",
             "--json",
-            "bad/caplen-over-snaplen.pcap",
+            "bad/cut-packet-data.pcap",
             "print-flags.pcap",
         ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["results"][0]["file"], "bad/caplen-over-snaplen.pcap");
+    assert_eq!(report["results"][0]["file"], "bad/cut-packet-data.pcap");
     assert_eq!(report["results"][1]["packets"], 10);
     assert!(report["results"][1]["error"].is_null());
+}
+
+/// A classic pcap record over the file's snap length is cut to it, as
+/// libpcap cuts it, not refused (issue 16: the issue that asked for the
+/// refusal was wrong). The third record is 120 bytes under a 96-byte snap
+/// length: every engine sees its first 96 bytes, with the wire length 120.
+#[test]
+fn caplen_over_snaplen_is_cut_like_libpcap_not_refused() {
+    let data = e2e::repo_root().join("tests/data");
+    let out = Command::new(e2e::bin("pcap-replay"))
+        .current_dir(&data)
+        .args([
+            "-e",
+            "ip",
+            "--engines",
+            "cbpf,libpcap,ebpf-xdp",
+            "--json",
+            "caplen-over-snaplen.pcap",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &report["results"][0];
+    assert!(r["error"].is_null(), "{r}");
+    assert_eq!(r["packets"], 3);
+    assert_eq!(r["mismatches"], 0);
+    for engine in ["cbpf", "libpcap", "ebpf-xdp"] {
+        assert_eq!(r["engines"][engine]["matched"], 3, "{engine}: {r}");
+    }
+    // The packet written out is the cut one.
+    let w = std::env::temp_dir().join(format!("caplen-cut-{}.pcap", std::process::id()));
+    let out = Command::new(e2e::bin("pcap-replay"))
+        .current_dir(&data)
+        .args(["-e", "ip", "-q", "-w"])
+        .arg(&w)
+        .arg("caplen-over-snaplen.pcap")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let packets: Vec<_> = capfile::open("w.pcap", std::fs::File::open(&w).unwrap())
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let _ = std::fs::remove_file(&w);
+    assert_eq!(packets.len(), 3);
+    assert_eq!((packets[2].data.len(), packets[2].wire_len), (96, 120));
 }

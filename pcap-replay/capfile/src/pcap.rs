@@ -20,9 +20,7 @@
 use std::io::BufRead;
 
 use super::input::Input;
-use super::{
-    ByteOrder, CaptureError, ErrorKind, LinkType, Options, Packet, PacketView, Part, MAX_CAPLEN,
-};
+use super::{ByteOrder, CaptureError, ErrorKind, LinkType, Options, Packet, PacketView, Part};
 
 mod field {
     pub type Field = std::ops::Range<usize>;
@@ -46,6 +44,9 @@ pub const RECORD_HEADER_LEN: usize = field::ORIG_LEN.end;
 /// The magic numbers of a microsecond and a nanosecond file.
 pub const MAGIC_MICRO: u32 = 0xa1b2_c3d4;
 pub const MAGIC_NANO: u32 = 0xa1b2_3c4d;
+
+/// The major version DG/UX tcpdump wrote (as 543.0).
+const DGUX_MAJOR: u16 = 543;
 
 /// What the fractional part of a timestamp counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,20 +76,18 @@ pub struct LinkTypeField {
     pub fcs_len: Option<u8>,
 }
 
-const LT_RESERVED: u32 = 0x0bff_0000;
 const LT_FCS_PRESENT: u32 = 0x0400_0000;
 
 impl LinkTypeField {
-    pub fn parse(raw: u32) -> Result<LinkTypeField, ErrorKind> {
-        if raw & LT_RESERVED != 0 {
-            return Err(ErrorKind::ReservedLinktypeBits(raw));
-        }
+    /// Decodes the field. Never fails: libpcap reads only the low 16 bits
+    /// as the link type and ignores the reserved ones, so we do too.
+    pub fn parse(raw: u32) -> LinkTypeField {
         // The FCS length is counted in 16-bit words.
         let fcs_len = (raw & LT_FCS_PRESENT != 0).then_some(((raw >> 28) as u8) * 2);
-        Ok(LinkTypeField {
+        LinkTypeField {
             linktype: LinkType(raw as u16),
             fcs_len,
-        })
+        }
     }
 
     pub fn to_raw(self) -> u32 {
@@ -182,8 +181,10 @@ impl FileHeaderRepr {
     /// Decodes a header; the error carries the offset of the bad field.
     pub fn parse<T: AsRef<[u8]>>(h: &FileHeader<T>) -> Result<FileHeaderRepr, (u64, ErrorKind)> {
         let (major, minor) = (h.version_major(), h.version_minor());
-        // 2.4 is current; 2.0-2.3 differ only in how lengths were written.
-        if major != 2 || minor > 4 {
+        // 2.4 is current; 2.0-2.3 differ only in how lengths were written,
+        // and DG/UX tcpdump wrote 543.0 with the lengths of 2.2 (libpcap
+        // reads all of these).
+        if !((major == 2 && minor <= 4) || (major == DGUX_MAJOR && minor == 0)) {
             let kind = ErrorKind::UnsupportedVersion {
                 format: "pcap",
                 major,
@@ -191,8 +192,7 @@ impl FileHeaderRepr {
             };
             return Err((field::VERSION_MAJOR.start as u64, kind));
         }
-        let linktype = LinkTypeField::parse(h.linktype_raw())
-            .map_err(|k| (field::LINKTYPE.start as u64, k))?;
+        let linktype = LinkTypeField::parse(h.linktype_raw());
         Ok(FileHeaderRepr {
             order: h.order(),
             resolution: h.resolution(),
@@ -219,14 +219,24 @@ impl FileHeaderRepr {
         h.put32(field::LINKTYPE, self.linktype.to_raw());
     }
 
-    /// The most bytes a record may keep: libpcap treats 0 and oversized
-    /// snap lengths as "the maximum".
+    /// The snap length libpcap reads the file with
+    /// ([`LinkType::adjust_snaplen`]): 0 or one over `i32::MAX` means the
+    /// link type's maximum.
+    pub fn snapshot(&self) -> u32 {
+        self.linktype.linktype.adjust_snaplen(self.snaplen)
+    }
+
+    /// The longest captured length a record may have: a longer one is an
+    /// error, as in libpcap ([`LinkType::max_snaplen`]).
+    pub fn max_caplen(&self) -> u32 {
+        self.linktype.linktype.max_snaplen()
+    }
+
+    /// The most bytes a record keeps: a record with more (but not over
+    /// [`FileHeaderRepr::max_caplen`]) is cut to this many, as libpcap cuts
+    /// it.
     pub fn effective_snaplen(&self) -> u32 {
-        if self.snaplen == 0 || self.snaplen > MAX_CAPLEN {
-            MAX_CAPLEN
-        } else {
-            self.snaplen
-        }
+        self.snapshot().min(self.max_caplen())
     }
 }
 
@@ -400,19 +410,22 @@ impl<R: BufRead> Reader<R> {
         let mut rec = RecordRepr::parse(hdr, self.header.order);
         // Before 2.3 the two lengths were written the other way round, and
         // some 2.3 writers did either.
-        let swapped = match self.header.version_minor {
-            0..=2 => true,
-            3 => rec.caplen > rec.orig_len,
+        // libpcap calls 2.3 MAYBE_SWAPPED: swapped when the captured
+        // length is the larger.
+        let swapped = match (self.header.version_major, self.header.version_minor) {
+            (DGUX_MAJOR, _) | (_, 0..=2) => true,
+            (_, 3) => rec.caplen > rec.orig_len,
             _ => false,
         };
         if swapped {
             std::mem::swap(&mut rec.caplen, &mut rec.orig_len);
         }
         let caplen_at = start + field::CAPLEN.start as u64;
-        if rec.caplen > MAX_CAPLEN {
+        let limit = self.header.max_caplen();
+        if rec.caplen > limit {
             let kind = ErrorKind::CaplenTooLarge {
                 caplen: rec.caplen,
-                limit: MAX_CAPLEN,
+                limit,
             };
             return Err(self.input.error_at(caplen_at, kind));
         }
