@@ -16,6 +16,7 @@ fn result(mismatches: u64, error: Option<&str>) -> FileResult {
                 Matched {
                     matched: 3,
                     skipped: 0,
+                    ..Default::default()
                 },
             ),
             (
@@ -23,6 +24,7 @@ fn result(mismatches: u64, error: Option<&str>) -> FileResult {
                 Matched {
                     matched: 3 + mismatches,
                     skipped: 0,
+                    ..Default::default()
                 },
             ),
         ]),
