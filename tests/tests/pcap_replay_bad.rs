@@ -168,3 +168,70 @@ fn caplen_over_snaplen_is_cut_like_libpcap_not_refused() {
     assert_eq!(packets.len(), 3);
     assert_eq!((packets[2].data.len(), packets[2].wire_len), (96, 120));
 }
+
+/// Issue 16: pcap-replay reads every capture of tcpdump's test suite (when
+/// a copy is present, see `e2e::tcpdump_tests`) as libpcap reads it: no
+/// capture error, and libpcap's packet count, where it used to refuse 21
+/// of them ("captured length N is over the snap length M") and end
+/// bigtcp-*.pcap with a kernel error. An accept-all classic program under
+/// `-y EN10MB` runs every packet whatever its link type.
+#[test]
+fn every_tcpdump_test_capture_reads_as_libpcap_reads_it() {
+    let Some(dir) = e2e::tcpdump_tests() else {
+        eprintln!("no copy of tcpdump's tests: skipped (set TCPDUMP_TESTS_DIR)");
+        return;
+    };
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.contains(".pcap"))
+        })
+        .collect();
+    files.sort();
+    let prog = std::env::temp_dir().join(format!("accept-all-{}.ddd", std::process::id()));
+    std::fs::write(&prog, "1\n6 0 0 262144\n").unwrap();
+    let out = Command::new(e2e::bin("pcap-replay"))
+        .arg("--cbpf")
+        .arg(&prog)
+        .args(["-y", "EN10MB", "--engines", "cbpf", "--json"])
+        .args(&files)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&prog);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results.len(), files.len());
+    let mut wrong = vec![];
+    for (path, r) in files.iter().zip(results) {
+        let mut cap =
+            pcap::Capture::from_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut n = 0u64;
+        while cap.next_packet().is_ok() {
+            n += 1;
+        }
+        if !r["error"].is_null() || r["packets"] != n || r["engines"]["cbpf"]["matched"] != n {
+            wrong.push(format!(
+                "{}: libpcap reads {n} packets; {r}",
+                path.display()
+            ));
+        }
+    }
+    e2e::remove_tcpdump_tests(&dir);
+    assert!(
+        wrong.is_empty(),
+        "{} of {} captures:\n{}",
+        wrong.len(),
+        files.len(),
+        wrong.join("\n")
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

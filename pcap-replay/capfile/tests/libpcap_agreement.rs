@@ -12,7 +12,6 @@
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// What a reader made of a file: its packets as (caplen, wire length,
 /// timestamp in ns, bytes), and whether it ended in an error.
@@ -151,52 +150,12 @@ fn captures_under(dir: &Path, into: &mut Vec<PathBuf>) {
     }
 }
 
-/// tcpdump's `tests` directory, if a copy is on this machine.
-fn tcpdump_tests() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("TCPDUMP_TESTS_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    let mirror = std::fs::read_dir("/work/.mirror")
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("the-tcpdump-group+tcpdump"))
-        })?;
-    let git_dir = [mirror.join("repo"), mirror.clone()]
-        .into_iter()
-        .find(|d| d.join("HEAD").is_file())?;
-    let out = std::env::temp_dir().join(format!("capfile-tcpdump-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&out).ok()?;
-    let archive = Command::new("git")
-        .arg("--git-dir")
-        .arg(&git_dir)
-        .args(["archive", "--format=tar", "HEAD", "tests"])
-        .output()
-        .ok()?;
-    if !archive.status.success() {
-        return None;
-    }
-    let mut tar = Command::new("tar")
-        .arg("-x")
-        .arg("-C")
-        .arg(&out)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .ok()?;
-    use std::io::Write;
-    tar.stdin.take()?.write_all(&archive.stdout).ok()?;
-    tar.wait().ok()?.success().then(|| out.join("tests"))
-}
-
 #[test]
 fn every_capture_reads_as_libpcap_reads_it() {
     let mut files = vec![];
     captures_under(&e2e::corpus_dir().join("pcaps"), &mut files);
     let corpus = files.len();
-    let tcpdump = tcpdump_tests();
+    let tcpdump = e2e::tcpdump_tests();
     if let Some(dir) = &tcpdump {
         captures_under(dir, &mut files);
     }
@@ -243,8 +202,8 @@ fn every_capture_reads_as_libpcap_reads_it() {
         .iter()
         .map(|(p, why)| format!("{}: {why}", p.display()))
         .collect();
-    if let Some(dir) = tcpdump.filter(|d| d.starts_with(std::env::temp_dir())) {
-        let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+    if let Some(dir) = &tcpdump {
+        e2e::remove_tcpdump_tests(dir);
     }
     assert!(corpus >= 80, "only {corpus} corpus captures");
     assert!(
