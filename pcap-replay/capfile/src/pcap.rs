@@ -45,6 +45,12 @@ pub const RECORD_HEADER_LEN: usize = field::ORIG_LEN.end;
 pub const MAGIC_MICRO: u32 = 0xa1b2_c3d4;
 pub const MAGIC_NANO: u32 = 0xa1b2_3c4d;
 
+/// The magic of Alexey Kuznetsov's patched libpcap: microseconds, and
+/// record headers of 24 bytes (8 more: interface index, protocol, packet
+/// type, padding), which libpcap reads and we skip.
+pub const MAGIC_KUZNETZOV: u32 = 0xa1b2_cd34;
+const KUZNETZOV_RECORD_HEADER_LEN: usize = 24;
+
 /// The major version DG/UX tcpdump wrote (as 543.0).
 const DGUX_MAJOR: u16 = 543;
 
@@ -58,7 +64,7 @@ pub enum TsResolution {
 /// The byte order and timestamp resolution a magic number announces.
 pub fn magic_kind(magic: [u8; 4]) -> Option<(ByteOrder, TsResolution)> {
     let kind = |v| match v {
-        MAGIC_MICRO => Some(TsResolution::Micro),
+        MAGIC_MICRO | MAGIC_KUZNETZOV => Some(TsResolution::Micro),
         MAGIC_NANO => Some(TsResolution::Nano),
         _ => None,
     };
@@ -287,6 +293,11 @@ pub struct Reader<R> {
     lent: usize,
     /// Where a record that straddles the input's buffer is copied.
     scratch: Packet,
+    /// Bytes of each record header: 16, or 24 in a Kuznetsov file.
+    record_len: usize,
+    /// The most bytes a record keeps ([`FileHeaderRepr::effective_snaplen`],
+    /// 14 more for a Kuznetsov Ethernet file, as libpcap allows).
+    snaplen: u32,
 }
 
 impl<R: BufRead> Reader<R> {
@@ -323,10 +334,24 @@ impl<R: BufRead> Reader<R> {
             wire_len: 0,
             linktype: header.linktype.linktype,
         };
+        let patched =
+            [u32::from_le_bytes(magic), u32::from_be_bytes(magic)].contains(&MAGIC_KUZNETZOV);
+        let mut snaplen = header.effective_snaplen();
+        if patched && header.linktype.linktype == LinkType::ETHERNET {
+            // libpcap assumes such a capture was made in cooked mode, with
+            // a 14-byte Ethernet header made up on top of the snap length.
+            snaplen = (header.snapshot().min(i32::MAX as u32 - 14) + 14).min(header.max_caplen());
+        }
         Ok(Reader {
             input,
             header,
             options,
+            record_len: if patched {
+                KUZNETZOV_RECORD_HEADER_LEN
+            } else {
+                RECORD_HEADER_LEN
+            },
+            snaplen,
             index: 0,
             done: false,
             lent: 0,
@@ -370,7 +395,17 @@ impl<R: BufRead> Reader<R> {
             return Err(self.input.error_at(start, kind));
         }
         let rec = self.check_record(&hdr, start)?;
-        let snaplen = self.header.effective_snaplen();
+        let extra = (self.record_len - RECORD_HEADER_LEN) as u64;
+        let skipped = self.input.skip(extra)?;
+        if skipped < extra {
+            let kind = ErrorKind::Truncated {
+                what: Part::RecordHeader,
+                need: self.record_len as u64,
+                got: RECORD_HEADER_LEN as u64 + skipped,
+            };
+            return Err(self.input.error_at(start, kind));
+        }
+        let snaplen = self.snaplen;
         let data_at = self.input.offset();
         match self
             .input
@@ -429,7 +464,7 @@ impl<R: BufRead> Reader<R> {
             };
             return Err(self.input.error_at(caplen_at, kind));
         }
-        let snaplen = self.header.effective_snaplen();
+        let snaplen = self.snaplen;
         if rec.caplen > snaplen && self.options.strict_snaplen {
             let kind = ErrorKind::CaplenOverSnaplen {
                 caplen: rec.caplen,
@@ -445,7 +480,7 @@ impl<R: BufRead> Reader<R> {
             file = self.input.name(),
             offset = start,
             caplen,
-            snaplen = self.header.effective_snaplen(),
+            snaplen = self.snaplen,
             "captured length over the snap length; keeping the first snaplen bytes, as libpcap does"
         );
     }
@@ -468,9 +503,10 @@ impl<R: BufRead> Reader<R> {
         if let Some((hdr, avail)) = self.input.peek::<RECORD_HEADER_LEN>()? {
             let rec = self.check_record(&hdr, start)?;
             let caplen = rec.caplen as usize;
-            let total = RECORD_HEADER_LEN + caplen;
+            let head = self.record_len;
+            let total = head + caplen;
             if avail >= total {
-                let snaplen = self.header.effective_snaplen();
+                let snaplen = self.snaplen;
                 if rec.caplen > snaplen {
                     self.warn_cut(start, rec.caplen);
                 }
@@ -478,9 +514,7 @@ impl<R: BufRead> Reader<R> {
                 let index = self.index;
                 let ts_ns = rec.ts_ns(self.header.resolution);
                 let linktype = self.header.linktype.linktype;
-                let data = self
-                    .input
-                    .buffered(RECORD_HEADER_LEN..RECORD_HEADER_LEN + keep)?;
+                let data = self.input.buffered(head..head + keep)?;
                 self.lent = total;
                 self.index += 1;
                 self.done = false;

@@ -447,3 +447,57 @@ fn lent_packets_match_copied_ones_wherever_the_buffer_ends() {
         }
     }
 }
+
+/// Kuznetsov's patched libpcap (magic a1b2cd34): 24-byte record headers,
+/// read as libpcap reads them, with 14 bytes more snap length for
+/// Ethernet (libpcap assumes a cooked capture with a made-up header).
+#[test]
+fn kuznetsov_files_have_longer_record_headers() {
+    let mut file = LE_HEADER.to_vec();
+    file[..4].copy_from_slice(&MAGIC_KUZNETZOV.to_le_bytes());
+    file[16..20].copy_from_slice(&60u32.to_le_bytes());
+    let patched = |data: &[u8]| {
+        let mut r = Vec::new();
+        for x in [7u32, 5, data.len() as u32, data.len() as u32] {
+            r.extend_from_slice(&x.to_le_bytes());
+        }
+        r.extend_from_slice(&[0xee; 8]); // ifindex, protocol, pkt_type, pad
+        r.extend_from_slice(data);
+        r
+    };
+    file.extend(patched(&[1; 74]));
+    file.extend(patched(&[2; 80]));
+    let (packets, err) = read_all(&file);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(packets.len(), 2);
+    assert_eq!(packets[0].data, [1; 74]);
+    assert_eq!(packets[0].ts_ns, 7_000_005_000);
+    assert_eq!((packets[1].data.len(), packets[1].wire_len), (74, 80));
+    assert_eq!(packets[1].offset, 24 + 24 + 74);
+    // libpcap reads the same.
+    let path = std::env::temp_dir().join(format!("kuznetsov-{}.pcap", std::process::id()));
+    std::fs::write(&path, &file).unwrap();
+    let mut cap =
+        ::pcap::Capture::from_file_with_precision(&path, ::pcap::Precision::Nano).unwrap();
+    for p in &packets {
+        let lp = cap.next_packet().unwrap();
+        assert_eq!((lp.data, lp.header.len), (&p.data[..], p.wire_len));
+        assert_eq!(lp.header.ts.tv_usec as u64, p.ts_ns % 1_000_000_000);
+    }
+    assert!(cap.next_packet().is_err());
+    drop(cap);
+    let _ = std::fs::remove_file(&path);
+    // Cut inside the 8 extra header bytes.
+    let mut cut = file[..24 + 24 + 74 + 20].to_vec();
+    cut.truncate(24 + 24 + 74 + 20);
+    expect_err(&cut, 1, 24 + 24 + 74, |k| {
+        matches!(
+            k,
+            ErrorKind::Truncated {
+                what: Part::RecordHeader,
+                need: 24,
+                got: 20
+            }
+        )
+    });
+}
