@@ -235,3 +235,46 @@ fn every_tcpdump_test_capture_reads_as_libpcap_reads_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A file that cuts every record says so once, not once per record.
+#[test]
+fn cut_records_are_reported_once_per_file() {
+    let path = std::env::temp_dir().join(format!("cut-every-record-{}.pcap", std::process::id()));
+    let mut out = std::fs::File::create(&path).unwrap();
+    let mut w = capfile::Writer::new(
+        &mut out,
+        capfile::Format::Pcap,
+        capfile::LinkType::ETHERNET,
+        20,
+        "",
+    )
+    .unwrap();
+    for i in 0..3u64 {
+        let mut frame = vec![0u8; 60];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[14] = 0x45;
+        w.write(&capfile::Record {
+            ts_ns: i,
+            wire_len: 60,
+            data: &frame,
+        })
+        .unwrap();
+    }
+    w.finish().unwrap();
+    let out = Command::new(e2e::bin("pcap-replay"))
+        .args(["-e", "ip", "--engines", "cbpf,libpcap", "--json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["results"][0]["packets"], 3);
+    assert_eq!(report["results"][0]["engines"]["libpcap"]["matched"], 3);
+    assert_eq!(
+        stderr.matches("over the snap length").count(),
+        1,
+        "{stderr}"
+    );
+}

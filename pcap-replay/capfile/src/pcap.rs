@@ -298,6 +298,8 @@ pub struct Reader<R> {
     /// The most bytes a record keeps ([`FileHeaderRepr::effective_snaplen`],
     /// 14 more for a Kuznetsov Ethernet file, as libpcap allows).
     snaplen: u32,
+    /// Whether a cut record has been reported.
+    warned_cut: bool,
 }
 
 impl<R: BufRead> Reader<R> {
@@ -352,6 +354,7 @@ impl<R: BufRead> Reader<R> {
                 RECORD_HEADER_LEN
             },
             snaplen,
+            warned_cut: false,
             index: 0,
             done: false,
             lent: 0,
@@ -475,13 +478,20 @@ impl<R: BufRead> Reader<R> {
         Ok(rec)
     }
 
-    fn warn_cut(&self, start: u64, caplen: u32) {
+    /// Says once per file that records are cut: a file may cut every
+    /// record, and one line per record would drown the output.
+    fn warn_cut(&mut self, start: u64, caplen: u32) {
+        if self.warned_cut {
+            return;
+        }
+        self.warned_cut = true;
         tracing::warn!(
             file = self.input.name(),
             offset = start,
             caplen,
             snaplen = self.snaplen,
-            "captured length over the snap length; keeping the first snaplen bytes, as libpcap does"
+            "captured length over the snap length; keeping the first snaplen bytes, as libpcap \
+             does (said once per file)"
         );
     }
 
