@@ -73,6 +73,62 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// tcpdump's `tests` directory (its test captures, `*.pcap*`), if a copy is
+/// on this machine: `TCPDUMP_TESTS_DIR`, or a git mirror of
+/// the-tcpdump-group/tcpdump under `/work/.mirror/` unpacked into a
+/// temporary directory (remove it with [`remove_tcpdump_tests`]). Nothing
+/// of tcpdump's is committed here.
+pub fn tcpdump_tests() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("TCPDUMP_TESTS_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let mirror = std::fs::read_dir("/work/.mirror")
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("the-tcpdump-group+tcpdump"))
+        })?;
+    let git_dir = [mirror.join("repo"), mirror.clone()]
+        .into_iter()
+        .find(|d| d.join("HEAD").is_file())?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let out = std::env::temp_dir().join(format!("tcpdump-tests-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&out).ok()?;
+    let archive = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(&git_dir)
+        .args(["archive", "--format=tar", "HEAD", "tests"])
+        .output()
+        .ok()?;
+    if !archive.status.success() {
+        return None;
+    }
+    let mut tar = std::process::Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(&out)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    use std::io::Write;
+    tar.stdin.take()?.write_all(&archive.stdout).ok()?;
+    tar.wait().ok()?.success().then(|| out.join("tests"))
+}
+
+/// Removes a copy [`tcpdump_tests`] unpacked (not a `TCPDUMP_TESTS_DIR`).
+pub fn remove_tcpdump_tests(dir: &Path) {
+    if std::env::var_os("TCPDUMP_TESTS_DIR").is_none() && dir.starts_with(std::env::temp_dir()) {
+        if let Some(parent) = dir.parent() {
+            let _ = std::fs::remove_dir_all(parent);
+        }
+    }
+}
+
 pub mod bench;
 pub mod corpus;
 pub mod frames;

@@ -29,14 +29,18 @@ pub enum ErrorKind {
         major: u16,
         minor: u16,
     },
-    #[error("link type field {0:#010x} has reserved bits set")]
-    ReservedLinktypeBits(u32),
     #[error("captured length {caplen} is over the {limit}-byte limit")]
     CaplenTooLarge { caplen: u32, limit: u32 },
     #[error("captured length {caplen} is over the snap length {snaplen}")]
     CaplenOverSnaplen { caplen: u32, snaplen: u32 },
     #[error("unknown link type {0} (libpcap has no name for it; -y LINKTYPE overrides it)")]
     UnknownLinkType(u16),
+    #[error("pcapng section's byte order differs from the first section's (libpcap refuses this)")]
+    SectionByteOrderChanged,
+    #[error("pcapng file has no interface description block")]
+    NoInterfaces,
+    #[error("pcapng interface option {code}: {why}")]
+    BadInterfaceOption { code: u16, why: &'static str },
     #[error("unknown pcapng byte-order magic {0:#010x}")]
     BadByteOrderMagic(u32),
     #[error("pcapng block length {0} is not a multiple of 4 in 12..={max}", max = super::pcapng::MAX_BLOCK_LEN)]

@@ -32,9 +32,10 @@ pub use write::{Record, Writer};
 
 use input::Input;
 
-/// Largest captured length accepted: libpcap's limit for almost every
-/// link type (`MAXIMUM_SNAPLEN`). A larger one means a corrupt file, and
-/// refusing it keeps one bad length from allocating gigabytes.
+/// Largest captured length accepted for almost every link type: libpcap's
+/// `MAXIMUM_SNAPLEN` ([`LinkType::max_snaplen`] gives the few larger ones).
+/// A larger one means a corrupt file, and refusing it keeps one bad length
+/// from allocating gigabytes.
 pub const MAX_CAPLEN: u32 = 262_144;
 
 /// One packet as read from a capture.
@@ -167,9 +168,12 @@ pub enum CaptureReader<R: BufRead> {
 /// How strictly to read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Options {
-    /// Refuse a record whose captured length is over the file's snap
-    /// length. By default such a record is cut to the snap length, as
-    /// libpcap does (and libpcap's own test files rely on it).
+    /// Refuse a classic pcap record whose captured length is over the
+    /// file's snap length. By default such a record is cut to the snap
+    /// length, as libpcap does ("read up to the snapshot length, discard
+    /// the rest"), and tcpdump's own test files rely on it; so this is off
+    /// in both tools. (In pcapng, libpcap refuses such a record, and so do
+    /// we, whatever this says.)
     pub strict_snaplen: bool,
     /// Refuse a link type that libpcap has no name for ([`LinkType::name`]):
     /// no filter can be compiled for it, so it means a corrupt or foreign

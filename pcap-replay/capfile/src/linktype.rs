@@ -5,6 +5,8 @@ mod names;
 
 use serde::Serialize;
 
+use crate::MAX_CAPLEN;
+
 /// A LINKTYPE_ value: what the pcap header and a pcapng IDB say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
@@ -49,6 +51,31 @@ impl LinkType {
             .map_or(i32::from(self.0), |(_, dlt)| *dlt)
     }
 
+    /// The longest captured length a reader accepts for this link type, as
+    /// libpcap 1.10 does (`max_snaplen_for_dlt`): [`MAX_CAPLEN`] for almost
+    /// every type, more for those whose records are larger by nature (D-Bus
+    /// messages, EBHSCR traces, USBPcap transfers).
+    pub fn max_snaplen(self) -> u32 {
+        match self.to_dlt() {
+            231 => 128 * 1024 * 1024, // DBUS
+            279 => 8 * 1024 * 1024,   // EBHSCR
+            249 => 1024 * 1024,       // USBPCAP
+            _ => MAX_CAPLEN,
+        }
+    }
+
+    /// The snap length libpcap reads a file with, given the one its header
+    /// (or interface) announces: 0, or one over `i32::MAX`, means this link
+    /// type's maximum (`pcap_adjust_snapshot`); any other is kept as is,
+    /// even when over the maximum.
+    pub fn adjust_snaplen(self, snaplen: u32) -> u32 {
+        if snaplen == 0 || snaplen > i32::MAX as u32 {
+            self.max_snaplen()
+        } else {
+            snaplen
+        }
+    }
+
     /// The link type a file stores for a DLT_ value.
     pub fn from_dlt(dlt: i32) -> Option<LinkType> {
         if let Some((lt, _)) = LINKTYPE_TO_DLT.iter().find(|(_, d)| *d == dlt) {
@@ -82,6 +109,20 @@ mod tests {
         assert_eq!(LinkType::ETHERNET.to_dlt(), 1);
         assert_eq!(LinkType::from_dlt(113), Some(LinkType::LINUX_SLL));
         assert_eq!(LinkType::from_dlt(-1), None);
+    }
+
+    #[test]
+    fn maximum_capture_length_is_per_link_type_as_in_libpcap() {
+        assert_eq!(LinkType::ETHERNET.max_snaplen(), 262_144);
+        assert_eq!(LinkType(231).max_snaplen(), 128 << 20);
+        assert_eq!(LinkType(279).max_snaplen(), 8 << 20);
+        assert_eq!(LinkType(249).max_snaplen(), 1 << 20);
+        assert_eq!(LinkType::ETHERNET.adjust_snaplen(0), 262_144);
+        assert_eq!(LinkType(231).adjust_snaplen(0), 128 << 20);
+        assert_eq!(LinkType::ETHERNET.adjust_snaplen(96), 96);
+        // Over the maximum but a valid int: kept, as libpcap keeps it.
+        assert_eq!(LinkType::ETHERNET.adjust_snaplen(1 << 20), 1 << 20);
+        assert_eq!(LinkType::ETHERNET.adjust_snaplen(0x8000_0000), 262_144);
     }
 
     #[test]

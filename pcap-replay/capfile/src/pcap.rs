@@ -20,9 +20,7 @@
 use std::io::BufRead;
 
 use super::input::Input;
-use super::{
-    ByteOrder, CaptureError, ErrorKind, LinkType, Options, Packet, PacketView, Part, MAX_CAPLEN,
-};
+use super::{ByteOrder, CaptureError, ErrorKind, LinkType, Options, Packet, PacketView, Part};
 
 mod field {
     pub type Field = std::ops::Range<usize>;
@@ -47,6 +45,15 @@ pub const RECORD_HEADER_LEN: usize = field::ORIG_LEN.end;
 pub const MAGIC_MICRO: u32 = 0xa1b2_c3d4;
 pub const MAGIC_NANO: u32 = 0xa1b2_3c4d;
 
+/// The magic of Alexey Kuznetsov's patched libpcap: microseconds, and
+/// record headers of 24 bytes (8 more: interface index, protocol, packet
+/// type, padding), which libpcap reads and we skip.
+pub const MAGIC_KUZNETZOV: u32 = 0xa1b2_cd34;
+const KUZNETZOV_RECORD_HEADER_LEN: usize = 24;
+
+/// The major version DG/UX tcpdump wrote (as 543.0).
+const DGUX_MAJOR: u16 = 543;
+
 /// What the fractional part of a timestamp counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TsResolution {
@@ -57,7 +64,7 @@ pub enum TsResolution {
 /// The byte order and timestamp resolution a magic number announces.
 pub fn magic_kind(magic: [u8; 4]) -> Option<(ByteOrder, TsResolution)> {
     let kind = |v| match v {
-        MAGIC_MICRO => Some(TsResolution::Micro),
+        MAGIC_MICRO | MAGIC_KUZNETZOV => Some(TsResolution::Micro),
         MAGIC_NANO => Some(TsResolution::Nano),
         _ => None,
     };
@@ -75,20 +82,18 @@ pub struct LinkTypeField {
     pub fcs_len: Option<u8>,
 }
 
-const LT_RESERVED: u32 = 0x0bff_0000;
 const LT_FCS_PRESENT: u32 = 0x0400_0000;
 
 impl LinkTypeField {
-    pub fn parse(raw: u32) -> Result<LinkTypeField, ErrorKind> {
-        if raw & LT_RESERVED != 0 {
-            return Err(ErrorKind::ReservedLinktypeBits(raw));
-        }
+    /// Decodes the field. Never fails: libpcap reads only the low 16 bits
+    /// as the link type and ignores the reserved ones, so we do too.
+    pub fn parse(raw: u32) -> LinkTypeField {
         // The FCS length is counted in 16-bit words.
         let fcs_len = (raw & LT_FCS_PRESENT != 0).then_some(((raw >> 28) as u8) * 2);
-        Ok(LinkTypeField {
+        LinkTypeField {
             linktype: LinkType(raw as u16),
             fcs_len,
-        })
+        }
     }
 
     pub fn to_raw(self) -> u32 {
@@ -182,8 +187,10 @@ impl FileHeaderRepr {
     /// Decodes a header; the error carries the offset of the bad field.
     pub fn parse<T: AsRef<[u8]>>(h: &FileHeader<T>) -> Result<FileHeaderRepr, (u64, ErrorKind)> {
         let (major, minor) = (h.version_major(), h.version_minor());
-        // 2.4 is current; 2.0-2.3 differ only in how lengths were written.
-        if major != 2 || minor > 4 {
+        // 2.4 is current; 2.0-2.3 differ only in how lengths were written,
+        // and DG/UX tcpdump wrote 543.0 with the lengths of 2.2 (libpcap
+        // reads all of these).
+        if !((major == 2 && minor <= 4) || (major == DGUX_MAJOR && minor == 0)) {
             let kind = ErrorKind::UnsupportedVersion {
                 format: "pcap",
                 major,
@@ -191,8 +198,7 @@ impl FileHeaderRepr {
             };
             return Err((field::VERSION_MAJOR.start as u64, kind));
         }
-        let linktype = LinkTypeField::parse(h.linktype_raw())
-            .map_err(|k| (field::LINKTYPE.start as u64, k))?;
+        let linktype = LinkTypeField::parse(h.linktype_raw());
         Ok(FileHeaderRepr {
             order: h.order(),
             resolution: h.resolution(),
@@ -219,14 +225,24 @@ impl FileHeaderRepr {
         h.put32(field::LINKTYPE, self.linktype.to_raw());
     }
 
-    /// The most bytes a record may keep: libpcap treats 0 and oversized
-    /// snap lengths as "the maximum".
+    /// The snap length libpcap reads the file with
+    /// ([`LinkType::adjust_snaplen`]): 0 or one over `i32::MAX` means the
+    /// link type's maximum.
+    pub fn snapshot(&self) -> u32 {
+        self.linktype.linktype.adjust_snaplen(self.snaplen)
+    }
+
+    /// The longest captured length a record may have: a longer one is an
+    /// error, as in libpcap ([`LinkType::max_snaplen`]).
+    pub fn max_caplen(&self) -> u32 {
+        self.linktype.linktype.max_snaplen()
+    }
+
+    /// The most bytes a record keeps: a record with more (but not over
+    /// [`FileHeaderRepr::max_caplen`]) is cut to this many, as libpcap cuts
+    /// it.
     pub fn effective_snaplen(&self) -> u32 {
-        if self.snaplen == 0 || self.snaplen > MAX_CAPLEN {
-            MAX_CAPLEN
-        } else {
-            self.snaplen
-        }
+        self.snapshot().min(self.max_caplen())
     }
 }
 
@@ -277,6 +293,13 @@ pub struct Reader<R> {
     lent: usize,
     /// Where a record that straddles the input's buffer is copied.
     scratch: Packet,
+    /// Bytes of each record header: 16, or 24 in a Kuznetsov file.
+    record_len: usize,
+    /// The most bytes a record keeps ([`FileHeaderRepr::effective_snaplen`],
+    /// 14 more for a Kuznetsov Ethernet file, as libpcap allows).
+    snaplen: u32,
+    /// Whether a cut record has been reported.
+    warned_cut: bool,
 }
 
 impl<R: BufRead> Reader<R> {
@@ -313,10 +336,25 @@ impl<R: BufRead> Reader<R> {
             wire_len: 0,
             linktype: header.linktype.linktype,
         };
+        let patched =
+            [u32::from_le_bytes(magic), u32::from_be_bytes(magic)].contains(&MAGIC_KUZNETZOV);
+        let mut snaplen = header.effective_snaplen();
+        if patched && header.linktype.linktype == LinkType::ETHERNET {
+            // libpcap assumes such a capture was made in cooked mode, with
+            // a 14-byte Ethernet header made up on top of the snap length.
+            snaplen = (header.snapshot().min(i32::MAX as u32 - 14) + 14).min(header.max_caplen());
+        }
         Ok(Reader {
             input,
             header,
             options,
+            record_len: if patched {
+                KUZNETZOV_RECORD_HEADER_LEN
+            } else {
+                RECORD_HEADER_LEN
+            },
+            snaplen,
+            warned_cut: false,
             index: 0,
             done: false,
             lent: 0,
@@ -360,7 +398,17 @@ impl<R: BufRead> Reader<R> {
             return Err(self.input.error_at(start, kind));
         }
         let rec = self.check_record(&hdr, start)?;
-        let snaplen = self.header.effective_snaplen();
+        let extra = (self.record_len - RECORD_HEADER_LEN) as u64;
+        let skipped = self.input.skip(extra)?;
+        if skipped < extra {
+            let kind = ErrorKind::Truncated {
+                what: Part::RecordHeader,
+                need: self.record_len as u64,
+                got: RECORD_HEADER_LEN as u64 + skipped,
+            };
+            return Err(self.input.error_at(start, kind));
+        }
+        let snaplen = self.snaplen;
         let data_at = self.input.offset();
         match self
             .input
@@ -400,23 +448,26 @@ impl<R: BufRead> Reader<R> {
         let mut rec = RecordRepr::parse(hdr, self.header.order);
         // Before 2.3 the two lengths were written the other way round, and
         // some 2.3 writers did either.
-        let swapped = match self.header.version_minor {
-            0..=2 => true,
-            3 => rec.caplen > rec.orig_len,
+        // libpcap calls 2.3 MAYBE_SWAPPED: swapped when the captured
+        // length is the larger.
+        let swapped = match (self.header.version_major, self.header.version_minor) {
+            (DGUX_MAJOR, _) | (_, 0..=2) => true,
+            (_, 3) => rec.caplen > rec.orig_len,
             _ => false,
         };
         if swapped {
             std::mem::swap(&mut rec.caplen, &mut rec.orig_len);
         }
         let caplen_at = start + field::CAPLEN.start as u64;
-        if rec.caplen > MAX_CAPLEN {
+        let limit = self.header.max_caplen();
+        if rec.caplen > limit {
             let kind = ErrorKind::CaplenTooLarge {
                 caplen: rec.caplen,
-                limit: MAX_CAPLEN,
+                limit,
             };
             return Err(self.input.error_at(caplen_at, kind));
         }
-        let snaplen = self.header.effective_snaplen();
+        let snaplen = self.snaplen;
         if rec.caplen > snaplen && self.options.strict_snaplen {
             let kind = ErrorKind::CaplenOverSnaplen {
                 caplen: rec.caplen,
@@ -427,13 +478,20 @@ impl<R: BufRead> Reader<R> {
         Ok(rec)
     }
 
-    fn warn_cut(&self, start: u64, caplen: u32) {
+    /// Says once per file that records are cut: a file may cut every
+    /// record, and one line per record would drown the output.
+    fn warn_cut(&mut self, start: u64, caplen: u32) {
+        if self.warned_cut {
+            return;
+        }
+        self.warned_cut = true;
         tracing::warn!(
             file = self.input.name(),
             offset = start,
             caplen,
-            snaplen = self.header.effective_snaplen(),
-            "captured length over the snap length; keeping the first snaplen bytes, as libpcap does"
+            snaplen = self.snaplen,
+            "captured length over the snap length; keeping the first snaplen bytes, as libpcap \
+             does (said once per file)"
         );
     }
 
@@ -455,9 +513,10 @@ impl<R: BufRead> Reader<R> {
         if let Some((hdr, avail)) = self.input.peek::<RECORD_HEADER_LEN>()? {
             let rec = self.check_record(&hdr, start)?;
             let caplen = rec.caplen as usize;
-            let total = RECORD_HEADER_LEN + caplen;
+            let head = self.record_len;
+            let total = head + caplen;
             if avail >= total {
-                let snaplen = self.header.effective_snaplen();
+                let snaplen = self.snaplen;
                 if rec.caplen > snaplen {
                     self.warn_cut(start, rec.caplen);
                 }
@@ -465,9 +524,7 @@ impl<R: BufRead> Reader<R> {
                 let index = self.index;
                 let ts_ns = rec.ts_ns(self.header.resolution);
                 let linktype = self.header.linktype.linktype;
-                let data = self
-                    .input
-                    .buffered(RECORD_HEADER_LEN..RECORD_HEADER_LEN + keep)?;
+                let data = self.input.buffered(head..head + keep)?;
                 self.lent = total;
                 self.index += 1;
                 self.done = false;

@@ -181,11 +181,12 @@ fn errors_carry_offsets() {
             }
         )
     });
+    // Reserved link type bits are no error: libpcap ignores them (and 90
+    // of tcpdump's test captures set the FCS bits).
     let mut v = LE_HEADER;
     v[22] = 0x30;
-    expect_err(&v, 0, 20, |k| {
-        matches!(k, ErrorKind::ReservedLinktypeBits(0x0030_0001))
-    });
+    let reader = open("t.pcap", &v[..]).unwrap();
+    assert_eq!(reader.linktype(), Some(LinkType::ETHERNET));
 
     let mut file = LE_HEADER.to_vec();
     file.extend(record_le(1, 0, &[1, 2, 3], 3));
@@ -256,6 +257,97 @@ fn caplen_over_snaplen_is_cut_like_libpcap_or_refused_when_strict() {
         }
     ));
     assert!(reader.next().is_none(), "iteration ends after an error");
+}
+
+/// libpcap's rules for the snap length: 0, or one over `i32::MAX`, is the
+/// link type's maximum; a captured length over the maximum is an error
+/// whatever the snap length; one over the snap length (but within the
+/// maximum) is cut to it; and the maximum is larger for a few link types.
+#[test]
+fn snap_length_and_maximum_follow_libpcap() {
+    let big = vec![0xabu8; 300_000];
+    let header = |snaplen: u32, linktype: u32| {
+        let mut h = LE_HEADER.to_vec();
+        h[16..20].copy_from_slice(&snaplen.to_le_bytes());
+        h[20..24].copy_from_slice(&linktype.to_le_bytes());
+        h
+    };
+    for snaplen in [0, 0x8000_0000, u32::MAX] {
+        let mut file = header(snaplen, 1);
+        file.extend(record_le(1, 0, &big[..70_000], 70_000));
+        let (packets, err) = read_all(&file);
+        assert!(err.is_none(), "snaplen {snaplen}: {err:?}");
+        assert_eq!(packets[0].data.len(), 70_000);
+    }
+    // Over the maximum (but a valid int): kept, and it cuts nothing, but
+    // a record over 256 KiB is still refused, after the ones before it.
+    let mut file = header(1 << 20, 1);
+    file.extend(record_le(1, 0, &big[..100], 100));
+    file.extend(record_le(1, 0, &big, 300_000));
+    let (packets, err) = read_all(&file);
+    assert_eq!(packets.len(), 1);
+    let err = err.expect("over the maximum");
+    assert!(matches!(
+        err.kind,
+        ErrorKind::CaplenTooLarge {
+            caplen: 300_000,
+            limit: 262_144
+        }
+    ));
+    // D-Bus (231) allows 128 MiB: 300,000 bytes read whole.
+    let mut file = header(0, 231);
+    file.extend(record_le(1, 0, &big, 300_000));
+    let (packets, err) = read_all(&file);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(packets[0].data.len(), 300_000);
+    // ... and cut to a D-Bus snap length over 256 KiB.
+    let mut file = header(280_000, 231);
+    file.extend(record_le(1, 0, &big, 300_000));
+    let (packets, _) = read_all(&file);
+    assert_eq!(
+        (packets[0].data.len(), packets[0].wire_len),
+        (280_000, 300_000)
+    );
+}
+
+/// Version 2.3 is libpcap's MAYBE_SWAPPED: the lengths are swapped only
+/// when the captured one is the larger; DG/UX's 543.0 is always swapped.
+#[test]
+fn version_2_3_swaps_only_when_caplen_is_larger_and_dgux_always() {
+    let mut file = LE_HEADER.to_vec();
+    file[6] = 3;
+    file.extend(record_le(1, 0, &[1, 2], 9)); // caplen 2 <= len 9: as is
+    for x in [2u32, 0, 60, 3] {
+        file.extend_from_slice(&x.to_le_bytes()); // caplen 60 > len 3: swapped
+    }
+    file.extend_from_slice(&[5, 6, 7]);
+    let (packets, err) = read_all(&file);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!((packets[0].data.len(), packets[0].wire_len), (2, 9));
+    assert_eq!((packets[1].data.len(), packets[1].wire_len), (3, 60));
+
+    let mut file = LE_HEADER.to_vec();
+    file[4..6].copy_from_slice(&543u16.to_le_bytes());
+    file[6] = 0;
+    for x in [1u32, 0, 100, 2] {
+        file.extend_from_slice(&x.to_le_bytes());
+    }
+    file.extend_from_slice(&[5, 6]);
+    let (packets, err) = read_all(&file);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!((packets[0].data.len(), packets[0].wire_len), (2, 100));
+    file[4..6].copy_from_slice(&543u16.to_le_bytes());
+    file[6] = 1;
+    expect_err(&file, 0, 4, |k| {
+        matches!(
+            k,
+            ErrorKind::UnsupportedVersion {
+                major: 543,
+                minor: 1,
+                ..
+            }
+        )
+    });
 }
 
 #[test]
@@ -354,4 +446,58 @@ fn lent_packets_match_copied_ones_wherever_the_buffer_ends() {
             );
         }
     }
+}
+
+/// Kuznetsov's patched libpcap (magic a1b2cd34): 24-byte record headers,
+/// read as libpcap reads them, with 14 bytes more snap length for
+/// Ethernet (libpcap assumes a cooked capture with a made-up header).
+#[test]
+fn kuznetsov_files_have_longer_record_headers() {
+    let mut file = LE_HEADER.to_vec();
+    file[..4].copy_from_slice(&MAGIC_KUZNETZOV.to_le_bytes());
+    file[16..20].copy_from_slice(&60u32.to_le_bytes());
+    let patched = |data: &[u8]| {
+        let mut r = Vec::new();
+        for x in [7u32, 5, data.len() as u32, data.len() as u32] {
+            r.extend_from_slice(&x.to_le_bytes());
+        }
+        r.extend_from_slice(&[0xee; 8]); // ifindex, protocol, pkt_type, pad
+        r.extend_from_slice(data);
+        r
+    };
+    file.extend(patched(&[1; 74]));
+    file.extend(patched(&[2; 80]));
+    let (packets, err) = read_all(&file);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(packets.len(), 2);
+    assert_eq!(packets[0].data, [1; 74]);
+    assert_eq!(packets[0].ts_ns, 7_000_005_000);
+    assert_eq!((packets[1].data.len(), packets[1].wire_len), (74, 80));
+    assert_eq!(packets[1].offset, 24 + 24 + 74);
+    // libpcap reads the same.
+    let path = std::env::temp_dir().join(format!("kuznetsov-{}.pcap", std::process::id()));
+    std::fs::write(&path, &file).unwrap();
+    let mut cap =
+        ::pcap::Capture::from_file_with_precision(&path, ::pcap::Precision::Nano).unwrap();
+    for p in &packets {
+        let lp = cap.next_packet().unwrap();
+        assert_eq!((lp.data, lp.header.len), (&p.data[..], p.wire_len));
+        assert_eq!(lp.header.ts.tv_usec as u64, p.ts_ns % 1_000_000_000);
+    }
+    assert!(cap.next_packet().is_err());
+    drop(cap);
+    let _ = std::fs::remove_file(&path);
+    // Cut inside the 8 extra header bytes.
+    let mut cut = file[..24 + 24 + 74 + 20].to_vec();
+    cut.truncate(24 + 24 + 74 + 20);
+    expect_err(&cut, 1, 24 + 24 + 74, |k| {
+        matches!(
+            k,
+            ErrorKind::Truncated {
+                what: Part::RecordHeader,
+                need: 24,
+                got: 20
+            }
+        )
+    });
 }

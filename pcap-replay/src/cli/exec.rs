@@ -140,7 +140,9 @@ pub fn execute(cli: &Cli) -> Result<Outcome, String> {
     let options = ReplayOptions {
         linktype,
         capture: capfile::Options {
-            strict_snaplen: true,
+            // Read as libpcap reads: a classic pcap record over the snap
+            // length is cut to it (issue 16).
+            strict_snaplen: false,
             known_linktypes_only: linktype.is_none(),
         },
         max_mismatches: cli.max_mismatches,

@@ -195,6 +195,7 @@ mod tests {
                 Matched {
                     matched: 0,
                     skipped: 0,
+                    ..Default::default()
                 },
             )]),
             mismatches,

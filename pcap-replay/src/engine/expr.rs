@@ -19,6 +19,8 @@ pub struct ExprEngine {
     /// The engine for each link type met, or why there is none. A capture
     /// has one or a few link types, so a list beats a hash per packet.
     per_linktype: Vec<(LinkType, Built)>,
+    /// The entry of `per_linktype` that ran the last packet.
+    last: usize,
 }
 
 impl ExprEngine {
@@ -28,6 +30,7 @@ impl ExprEngine {
             label: program.label.clone(),
             expr: expr.to_string(),
             per_linktype: Vec::new(),
+            last: 0,
         }
     }
 
@@ -54,11 +57,21 @@ impl Engine for ExprEngine {
         self.kind.name()
     }
 
+    fn skip_reason(&self) -> super::Skip {
+        match self.per_linktype.get(self.last) {
+            Some((_, Ok(inner))) => inner.skip_reason(),
+            _ => super::Skip::Refused,
+        }
+    }
+
     fn run(&mut self, packet: &PacketRef<'_>) -> Result<Option<Verdict>, EngineError> {
         let at = self.built_for(packet.linktype);
         let engine = self.kind.name();
         match self.per_linktype.get_mut(at).map(|(_, e)| e) {
-            Some(Ok(inner)) => inner.run(packet),
+            Some(Ok(inner)) => {
+                self.last = at;
+                inner.run(packet)
+            }
             Some(Err(reason)) => Err(EngineError::Invalid {
                 engine,
                 program: self.expr.clone(),

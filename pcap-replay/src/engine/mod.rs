@@ -72,6 +72,60 @@ pub trait Engine: Send {
         let _ = linktype;
         Ok(())
     }
+
+    /// Why the last packet `run` returned `None` for was skipped.
+    fn skip_reason(&self) -> Skip {
+        Skip::Refused
+    }
+}
+
+/// Why an engine left a packet out: the JSON's `skipped_reasons` keys and
+/// the table's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// A kernel test run takes only Ethernet frames.
+    NotEthernet,
+    /// Shorter than an Ethernet header.
+    Runt,
+    /// Cut short in the capture, and the program reads the wire length,
+    /// which the kernel cannot be told.
+    Truncated,
+    /// Longer than the kernel's test run takes (for XDP, one buffer).
+    TooLarge,
+    /// Refused by the kernel's test run for another reason (EINVAL).
+    Refused,
+}
+
+impl Skip {
+    pub const ALL: [Skip; 5] = [
+        Skip::NotEthernet,
+        Skip::Runt,
+        Skip::Truncated,
+        Skip::TooLarge,
+        Skip::Refused,
+    ];
+
+    /// The JSON key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Skip::NotEthernet => "not_ethernet",
+            Skip::Runt => "runt",
+            Skip::Truncated => "truncated",
+            Skip::TooLarge => "too_large",
+            Skip::Refused => "refused",
+        }
+    }
+
+    /// The table's words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Skip::NotEthernet => "not Ethernet",
+            Skip::Runt => "shorter than an Ethernet header",
+            Skip::Truncated => "truncated, and the program reads the wire length",
+            Skip::TooLarge => "too large for the kernel's test run",
+            Skip::Refused => "refused by the kernel's test run",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -65,6 +65,7 @@ impl FileResult {
                             Matched {
                                 matched: 0,
                                 skipped: 0,
+                                ..Default::default()
                             },
                         )
                     })
@@ -342,7 +343,10 @@ impl<'e> Run<'e> {
                     count.matched += u64::from(v.matched);
                     self.rets.push((*name, v));
                 }
-                Ok(None) => count.skipped += 1,
+                Ok(None) => {
+                    count.skipped += 1;
+                    count.skipped_reasons.add(engine.skip_reason());
+                }
                 Err(e) => {
                     result.error = Some(format!("{}: packet {}: {e}", result.file, packet.index));
                     return false;

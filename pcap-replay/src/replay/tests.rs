@@ -71,14 +71,16 @@ fn counts_mismatches_and_keeps_packets_before_a_fault() {
                 "libpcap",
                 Matched {
                     matched: 1,
-                    skipped: 0
+                    skipped: 0,
+                    ..Default::default()
                 }
             ),
             (
                 "accept-all",
                 Matched {
                     matched: 2,
-                    skipped: 0
+                    skipped: 0,
+                    ..Default::default()
                 }
             )
         ]

@@ -5,7 +5,7 @@ mod mismatch;
 mod table;
 mod write;
 
-use crate::engine::Verdict;
+use crate::engine::{Skip, Verdict};
 use crate::replay::CaptureInfo;
 use capfile::Packet;
 use std::io::Write;
@@ -34,7 +34,7 @@ impl<T: Serialize> Serialize for EngineMap<T> {
 }
 
 /// One engine's count in a result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Matched {
     pub matched: u64,
     /// Packets this engine could not run (a kernel test run takes only
@@ -42,6 +42,44 @@ pub struct Matched {
     /// Present only when non-zero.
     #[serde(skip_serializing_if = "is_zero")]
     pub skipped: u64,
+    /// `skipped` by reason, as `{"runt": 2, "too_large": 1}`; present
+    /// only when something was skipped.
+    #[serde(skip_serializing_if = "SkipCounts::is_empty")]
+    pub skipped_reasons: SkipCounts,
+}
+
+/// Skipped packets counted by [`Skip`] reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkipCounts([u64; Skip::ALL.len()]);
+
+impl SkipCounts {
+    pub fn add(&mut self, why: Skip) {
+        let i = Skip::ALL.iter().position(|s| *s == why).unwrap_or(0);
+        self.0[i] += 1;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|n| *n == 0)
+    }
+
+    /// The reasons with a count, in [`Skip::ALL`]'s order.
+    pub fn iter(&self) -> impl Iterator<Item = (Skip, u64)> + '_ {
+        Skip::ALL
+            .iter()
+            .zip(self.0)
+            .filter(|(_, n)| *n > 0)
+            .map(|(s, n)| (*s, n))
+    }
+}
+
+impl Serialize for SkipCounts {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        for (why, n) in self.iter() {
+            map.serialize_entry(why.key(), &n)?;
+        }
+        map.end()
+    }
 }
 
 fn is_zero(n: &u64) -> bool {

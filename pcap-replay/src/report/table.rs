@@ -119,10 +119,17 @@ fn render_program(out: &mut String, results: &[FileResult]) {
             );
         }
         for (engine, count) in r.engines.0.iter().filter(|(_, c)| c.skipped > 0) {
+            let why: Vec<String> = count
+                .skipped_reasons
+                .iter()
+                .map(|(why, n)| format!("{n} {}", why.describe()))
+                .collect();
             let _ = writeln!(
                 out,
-                "  skipped: {} {engine}: {} packet(s) it cannot run, left out of the comparison",
-                r.file, count.skipped
+                "  skipped: {} {engine}: {} packet(s) it cannot run, left out of the comparison ({})",
+                r.file,
+                count.skipped,
+                why.join(", ")
             );
         }
         if let Some(e) = &r.error {

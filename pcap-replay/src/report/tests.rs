@@ -16,6 +16,7 @@ fn result(mismatches: u64, error: Option<&str>) -> FileResult {
                 Matched {
                     matched: 3,
                     skipped: 0,
+                    ..Default::default()
                 },
             ),
             (
@@ -23,6 +24,7 @@ fn result(mismatches: u64, error: Option<&str>) -> FileResult {
                 Matched {
                     matched: 3 + mismatches,
                     skipped: 0,
+                    ..Default::default()
                 },
             ),
         ]),
@@ -185,4 +187,33 @@ fn each_expression_gets_its_own_table() {
     let table = render_table(&[a.clone(), a, b]);
     assert_eq!(table.matches("program -e\n").count(), 2, "{table}");
     assert!(table.contains("expression tcp\n") && table.contains("expression udp\n"));
+}
+
+/// Skips are counted by reason: JSON `skipped_reasons` (only when some
+/// packet was skipped) and the reasons in words on the table's line.
+#[test]
+fn skipped_packets_carry_their_reasons() {
+    let mut r = result(0, None);
+    let count = &mut r.engines.0[1].1;
+    for why in [Skip::TooLarge, Skip::Runt, Skip::TooLarge] {
+        count.skipped += 1;
+        count.skipped_reasons.add(why);
+    }
+    let results = [r];
+    let json = serde_json::to_string(&JsonReport::new(&results)).unwrap();
+    assert!(
+        json.contains(
+            r#""libpcap":{"matched":3,"skipped":3,"skipped_reasons":{"runt":1,"too_large":2}}"#
+        ),
+        "{json}"
+    );
+    assert!(json.contains(r#""cbpf":{"matched":3}"#), "{json}");
+    let table = render_table(&results);
+    assert!(
+        table.contains(
+            "  skipped: a.pcap libpcap: 3 packet(s) it cannot run, left out of the comparison \
+             (1 shorter than an Ethernet header, 2 too large for the kernel's test run)\n"
+        ),
+        "{table}"
+    );
 }

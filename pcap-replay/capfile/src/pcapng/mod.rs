@@ -11,17 +11,24 @@ pub mod wire;
 use std::io::BufRead;
 
 use super::input::Input;
-use super::{
-    ByteOrder, CaptureError, ErrorKind, LinkType, Options, Packet, PacketView, Part, MAX_CAPLEN,
-};
+use super::{ByteOrder, CaptureError, ErrorKind, LinkType, Options, Packet, PacketView, Part};
 use wire::{block, Body, InterfaceRepr, PacketRepr, SectionHeaderRepr};
 
 pub use emit::emit_epb;
 pub use wire::SHB_TYPE;
 
 /// Longest block accepted: libpcap's cap, which bounds the memory one
-/// corrupt length can claim.
+/// corrupt length can claim. Like libpcap, a reader raises it for a link
+/// type with a larger maximum capture length ([`max_block_len_for`]).
 pub const MAX_BLOCK_LEN: u32 = 16 * 1024 * 1024;
+
+/// Longest block accepted once the first interface has `linktype`: an EPB
+/// holding a packet of that type's maximum length and 128 KiB of options,
+/// as libpcap counts, when that is over [`MAX_BLOCK_LEN`].
+pub fn max_block_len_for(linktype: LinkType) -> u32 {
+    let epb = (block::MIN_LEN + wire::epb::DATA) as u32 + 128 * 1024;
+    MAX_BLOCK_LEN.max(linktype.max_snaplen().saturating_add(epb))
+}
 
 /// Reads the packets of a pcapng file one at a time.
 pub struct Reader<R> {
@@ -30,6 +37,8 @@ pub struct Reader<R> {
     interfaces: Vec<InterfaceRepr>,
     first_linktype: Option<LinkType>,
     first_snaplen: Option<u32>,
+    /// Longest block accepted ([`max_block_len_for`]).
+    max_block: u32,
     options: Options,
     index: u64,
     done: bool,
@@ -62,7 +71,7 @@ impl<R: BufRead> Reader<R> {
         magic: [u8; 4],
         options: Options,
     ) -> Result<Reader<R>, CaptureError> {
-        let raw = read_block(&mut input, ByteOrder::Little, Some(magic))?
+        let raw = read_block(&mut input, ByteOrder::Little, Some(magic), MAX_BLOCK_LEN)?
             .ok_or_else(|| input.error_at(0, ErrorKind::Empty))?;
         let section = parse_section(&input, &raw)?;
         tracing::debug!(?section, "pcapng section");
@@ -72,6 +81,7 @@ impl<R: BufRead> Reader<R> {
             interfaces: Vec::new(),
             first_linktype: None,
             first_snaplen: None,
+            max_block: MAX_BLOCK_LEN,
             options,
             index: 0,
             done: false,
@@ -113,14 +123,25 @@ impl<R: BufRead> Reader<R> {
 
     fn next_packet(&mut self) -> Result<Option<Packet>, CaptureError> {
         loop {
-            let Some(raw) = read_block(&mut self.input, self.section.order, None)? else {
+            let Some(raw) = read_block(&mut self.input, self.section.order, None, self.max_block)?
+            else {
+                if self.first_linktype.is_none() {
+                    // libpcap cannot open a file without an interface.
+                    let at = self.input.offset();
+                    return Err(self.input.error_at(at, ErrorKind::NoInterfaces));
+                }
                 return Ok(None);
             };
             let body = raw.body(self.section.order);
             let at = |e| self.input.error_at(raw.start, e);
             let repr = match raw.kind {
                 wire::SHB_TYPE => {
-                    self.section = parse_section(&self.input, &raw)?;
+                    let section = parse_later_section(&self.input, &raw)?;
+                    if section.order != self.section.order {
+                        let kind = ErrorKind::SectionByteOrderChanged;
+                        return Err(self.input.error_at(raw.start + 8, kind));
+                    }
+                    self.section = section;
                     self.interfaces.clear();
                     continue;
                 }
@@ -131,9 +152,14 @@ impl<R: BufRead> Reader<R> {
                         let field = (block::BODY_START + wire::idb::LINKTYPE.start) as u64;
                         return Err(self.input.error_at(raw.start + field, kind));
                     }
-                    self.first_snaplen.get_or_insert(idb.snaplen);
-                    tracing::debug!(interface = self.interfaces.len(), ?idb, "pcapng interface");
+                    // libpcap 1.10 takes one link type and snap length per
+                    // file, the first interface's, and refuses an interface
+                    // with others; we read each interface with its own, so
+                    // such files (which libpcap cannot read) still read.
                     self.first_linktype.get_or_insert(idb.linktype);
+                    self.first_snaplen.get_or_insert(idb.snaplen);
+                    self.max_block = self.max_block.max(max_block_len_for(idb.linktype));
+                    tracing::debug!(interface = self.interfaces.len(), ?idb, "pcapng interface");
                     self.interfaces.push(idb);
                     continue;
                 }
@@ -165,40 +191,32 @@ impl<R: BufRead> Reader<R> {
                 };
                 self.input.error_at(raw.start, kind)
             })?;
-        let snaplen = match iface.snaplen {
-            0 => MAX_CAPLEN,
-            n => n.min(MAX_CAPLEN),
-        };
+        // The interface's snap length as libpcap adjusts it: 0, or one over
+        // i32::MAX, is the link type's maximum.
+        let snaplen = iface.linktype.adjust_snaplen(iface.snaplen);
         let mut data = repr.data;
-        if repr.timestamp.is_none() {
-            // An SPB stores no captured length: it is what fits the snap
-            // length and the wire length, the rest is padding.
-            let caplen = repr.orig_len.min(snaplen) as usize;
-            data = &data[..caplen.min(data.len())];
-        }
-        let caplen = data.len() as u32;
         // The caplen field sits at the same place in EPB and PB.
         let caplen_at = raw.start + (block::BODY_START + wire::epb::CAPLEN.start) as u64;
-        if caplen > MAX_CAPLEN {
-            let kind = ErrorKind::CaplenTooLarge {
-                caplen,
-                limit: MAX_CAPLEN,
-            };
-            return Err(self.input.error_at(caplen_at, kind));
-        }
-        if caplen > snaplen {
-            if self.options.strict_snaplen {
-                let kind = ErrorKind::CaplenOverSnaplen { caplen, snaplen };
-                return Err(self.input.error_at(caplen_at, kind));
+        if repr.timestamp.is_none() {
+            // An SPB stores no captured length: it is the wire length cut
+            // to the snap length, and the block must hold that much.
+            let caplen = repr.orig_len.min(snaplen);
+            if caplen as usize > data.len() {
+                let kind = ErrorKind::CaplenPastBlock {
+                    block: repr.block,
+                    caplen,
+                    room: data.len(),
+                };
+                return Err(self.input.error_at(raw.start, kind));
             }
-            tracing::warn!(
-                file = self.input.name(),
-                offset = raw.start,
-                caplen,
-                snaplen,
-                "captured length over the snap length; keeping the first snaplen bytes, as libpcap does"
-            );
-            data = &data[..snaplen as usize];
+            data = &data[..caplen as usize];
+        }
+        let caplen = data.len() as u32;
+        // Unlike classic pcap, libpcap refuses a pcapng packet longer than
+        // the snap length rather than cutting it.
+        if caplen > snaplen {
+            let kind = ErrorKind::CaplenOverSnaplen { caplen, snaplen };
+            return Err(self.input.error_at(caplen_at, kind));
         }
         let packet = Packet {
             index: self.index,
@@ -213,9 +231,28 @@ impl<R: BufRead> Reader<R> {
     }
 }
 
+/// Decodes the first section header, which must have a version libpcap
+/// reads.
 fn parse_section<R: BufRead>(
     input: &Input<R>,
     raw: &RawBlock,
+) -> Result<SectionHeaderRepr, CaptureError> {
+    decode_section(input, raw, SectionHeaderRepr::parse)
+}
+
+/// Decodes a section header after the first: libpcap requires only its
+/// major version there (the caller checks the byte order).
+fn parse_later_section<R: BufRead>(
+    input: &Input<R>,
+    raw: &RawBlock,
+) -> Result<SectionHeaderRepr, CaptureError> {
+    decode_section(input, raw, SectionHeaderRepr::parse_any_minor)
+}
+
+fn decode_section<R: BufRead>(
+    input: &Input<R>,
+    raw: &RawBlock,
+    parse: fn(wire::Body<'_>) -> Result<SectionHeaderRepr, ErrorKind>,
 ) -> Result<SectionHeaderRepr, CaptureError> {
     let err = |off: usize, e| input.error_at(raw.start + off as u64, e);
     let magic = raw.bytes.get(8..12).ok_or_else(|| {
@@ -231,16 +268,18 @@ fn parse_section<R: BufRead>(
     })?;
     let order =
         wire::byte_order_of([magic[0], magic[1], magic[2], magic[3]]).map_err(|e| err(8, e))?;
-    SectionHeaderRepr::parse(raw.body(order)).map_err(|e| err(block::BODY_START, e))
+    parse(raw.body(order)).map_err(|e| err(block::BODY_START, e))
 }
 
-/// Reads one whole block. `None` at a clean end of file. A section header
+/// Reads one whole block of at most `max_len` bytes. `None` at a clean
+/// end of file. A section header
 /// tells its own byte order, so it is read in that order whatever `order`
 /// says; `magic` is its type field when the caller has already read it.
 fn read_block<R: BufRead>(
     input: &mut Input<R>,
     order: ByteOrder,
     magic: Option<[u8; 4]>,
+    max_len: u32,
 ) -> Result<Option<RawBlock>, CaptureError> {
     let start = input.offset() - if magic.is_some() { 4 } else { 0 };
     let mut head = [0u8; 12];
@@ -281,7 +320,7 @@ fn read_block<R: BufRead>(
     } else {
         block::MIN_LEN as u32
     };
-    if len < min || !len.is_multiple_of(4) || len > MAX_BLOCK_LEN {
+    if len < min || !len.is_multiple_of(4) || len > max_len {
         return Err(input.error_at(start + 4, ErrorKind::BadBlockLength(len)));
     }
     let known = matches!(

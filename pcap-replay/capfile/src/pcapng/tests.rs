@@ -199,12 +199,11 @@ fn simple_and_obsolete_packet_blocks() {
 }
 
 #[test]
-fn new_section_resets_interfaces_and_byte_order() {
+fn new_section_resets_interfaces_but_may_not_change_byte_order() {
+    // A new section in the same byte order forgets the interfaces.
     let mut b = Builder::new(ByteOrder::Little);
     b.idb(1, 0, &[]).epb(0, 0, &[1], 1);
-    let mut second = Builder::new(ByteOrder::Big);
-    second.epb(0, 0, &[2], 1);
-    b.out.extend(second.out);
+    b.shb(1, 0).epb(0, 0, &[2], 1);
     let (packets, err) = read_all(&b.out);
     assert_eq!(packets.len(), 1);
     let err = err.unwrap();
@@ -212,6 +211,197 @@ fn new_section_resets_interfaces_and_byte_order() {
         matches!(err.kind, ErrorKind::UnknownInterface { id: 0, count: 0 }),
         "{err}"
     );
+    // One in the other byte order is refused, as libpcap refuses it.
+    let mut b = Builder::new(ByteOrder::Little);
+    b.idb(1, 0, &[]).epb(0, 0, &[1], 1);
+    let at = b.out.len() as u64;
+    let mut second = Builder::new(ByteOrder::Big);
+    second.idb(1, 0, &[]).epb(0, 0, &[2], 1);
+    b.out.extend(second.out);
+    let (packets, err) = read_all(&b.out);
+    assert_eq!(packets.len(), 1);
+    let err = err.unwrap();
+    assert_eq!(err.offset, at + 8);
+    assert!(
+        matches!(err.kind, ErrorKind::SectionByteOrderChanged),
+        "{err}"
+    );
+    // A later section's minor version is not checked (libpcap checks only
+    // the major one there); its options are never read.
+    let mut b = Builder::new(ByteOrder::Little);
+    b.idb(1, 0, &[]).epb(0, 0, &[1], 1);
+    b.shb(1, 7).idb(1, 0, &[]).epb(0, 0, &[2], 1);
+    let (packets, err) = read_all(&b.out);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(packets.len(), 2);
+    let mut b = Builder::new(ByteOrder::Little);
+    b.idb(1, 0, &[]).epb(0, 0, &[1], 1).shb(2, 0);
+    let (packets, err) = read_all(&b.out);
+    assert_eq!(packets.len(), 1);
+    assert!(matches!(
+        err.unwrap().kind,
+        ErrorKind::UnsupportedVersion { major: 2, .. }
+    ));
+}
+
+/// libpcap 1.10's pcapng rules: a packet over its interface's snap length
+/// is an error (not cut, unlike classic pcap); a snap length of 0 is the
+/// link type's maximum; an SPB's captured length is its wire length cut to
+/// the snap length, and the block must hold it.
+#[test]
+fn pcapng_snap_length_rules_follow_libpcap() {
+    let mut b = Builder::new(ByteOrder::Little);
+    b.idb(1, 4, &[]).epb(0, 0, &[1, 2, 3, 4], 9);
+    let epb_at = b.out.len() as u64;
+    b.epb(0, 0, &[1, 2, 3, 4, 5], 9);
+    let (packets, err) = read_all(&b.out);
+    assert_eq!(packets.len(), 1);
+    let err = err.unwrap();
+    assert_eq!(err.offset, epb_at + 8 + 12);
+    assert!(
+        matches!(
+            err.kind,
+            ErrorKind::CaplenOverSnaplen {
+                caplen: 5,
+                snaplen: 4
+            }
+        ),
+        "{err}"
+    );
+    // Snap length 0 means the link type's maximum: a 300,000-byte D-Bus
+    // message (maximum 128 MiB) reads; an Ethernet one (256 KiB) does not.
+    let big = vec![7u8; 300_000];
+    let mut b = Builder::new(ByteOrder::Little);
+    b.idb(231, 0, &[]).epb(0, 0, &big, 300_000);
+    let (packets, err) = read_all(&b.out);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(packets[0].data.len(), 300_000);
+    let mut b = Builder::new(ByteOrder::Little);
+    b.idb(1, 0, &[]).epb(0, 0, &big, 300_000);
+    let (packets, err) = read_all(&b.out);
+    assert!(packets.is_empty());
+    assert!(matches!(
+        err.unwrap().kind,
+        ErrorKind::CaplenOverSnaplen {
+            caplen: 300_000,
+            snaplen: 262_144
+        }
+    ));
+    // A snap length over the maximum is kept, as libpcap keeps it.
+    let mut b = Builder::new(ByteOrder::Little);
+    b.idb(1, 1 << 20, &[]).epb(0, 0, &big, 300_000);
+    let (packets, err) = read_all(&b.out);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(packets[0].data.len(), 300_000);
+    // An SPB whose wire length (cut to the snap length) the block cannot
+    // hold is an error.
+    let mut b = Builder::new(ByteOrder::Little);
+    b.idb(1, 0, &[]);
+    b.block(wire::SPB_TYPE, &[9, 0, 0, 0, 1, 2, 3, 4]);
+    let (packets, err) = read_all(&b.out);
+    assert!(packets.is_empty());
+    assert!(matches!(
+        err.unwrap().kind,
+        ErrorKind::CaplenPastBlock {
+            caplen: 9,
+            room: 4,
+            ..
+        }
+    ));
+}
+
+/// A D-Bus interface raises the block size limit, as libpcap raises it:
+/// a 20 MiB message reads; the same block under Ethernet is refused.
+#[test]
+fn block_limit_grows_with_the_link_types_maximum() {
+    let big = vec![1u8; 20 << 20];
+    let mut b = Builder::new(ByteOrder::Little);
+    b.idb(231, 0, &[]).epb(0, 0, &big, 20 << 20);
+    let (packets, err) = read_all(&b.out);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(packets[0].data.len(), 20 << 20);
+    let mut b = Builder::new(ByteOrder::Little);
+    b.idb(1, 1 << 30, &[]).epb(0, 0, &big, 20 << 20);
+    let (_, err) = read_all(&b.out);
+    assert!(matches!(err.unwrap().kind, ErrorKind::BadBlockLength(_)));
+}
+
+/// Interface options as libpcap reads them: unknown ones skipped, the
+/// list ends at opt_endofopt (whatever follows), and if_tsresol and
+/// if_tsoffset must have their sizes and come once.
+#[test]
+fn interface_options_follow_libpcap() {
+    let read = |options: &[(u16, &[u8])]| {
+        let mut b = Builder::new(ByteOrder::Little);
+        b.idb(1, 0, options).epb(0, 1_000, &[1], 1);
+        read_all(&b.out)
+    };
+    let (packets, err) = read(&[(0x7777, &[1, 2, 3]), (9, &[3])]);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(packets[0].ts_ns, 1_000_000_000);
+    // After opt_endofopt nothing is read, not even a bad option.
+    let (packets, err) = read(&[(0, &[]), (9, &[1, 2])]);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(packets[0].ts_ns, 1_000_000);
+    for (options, why) in [
+        (&[(9u16, &[3u8, 3][..])][..], "if_tsresol is not 1 byte"),
+        (
+            &[(9, &[3][..]), (9, &[3][..])][..],
+            "if_tsresol comes twice",
+        ),
+        (&[(14, &[0; 4][..])][..], "if_tsoffset is not 8 bytes"),
+        (
+            &[(14, &[0; 8][..]), (14, &[0; 8][..])][..],
+            "if_tsoffset comes twice",
+        ),
+        (&[(0, &[1][..])][..], "opt_endofopt has a length"),
+    ] {
+        let (packets, err) = read(options);
+        assert!(packets.is_empty());
+        let err = err.unwrap();
+        assert!(
+            matches!(err.kind, ErrorKind::BadInterfaceOption { why: w, .. } if w == why),
+            "{err}"
+        );
+    }
+    // An option running past the block (its padded value included).
+    let mut b = Builder::new(ByteOrder::Little);
+    b.block(
+        wire::IDB_TYPE,
+        &[1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 5, 0, 1, 2, 3, 4],
+    );
+    b.epb(0, 0, &[1], 1);
+    let (packets, err) = read_all(&b.out);
+    assert!(packets.is_empty());
+    assert!(matches!(
+        err.unwrap().kind,
+        ErrorKind::OptionPastBlock { code: 2, len: 5 }
+    ));
+    // Section header options are never read: junk there is no error.
+    let mut b = Builder {
+        order: ByteOrder::Little,
+        out: vec![],
+    };
+    let mut shb = wire::BYTE_ORDER_MAGIC.to_le_bytes().to_vec();
+    shb.extend([1, 0, 0, 0]);
+    shb.extend([0xff; 8]);
+    shb.extend([3, 0, 200, 0, 1, 2, 3, 4]);
+    b.block(SHB_TYPE, &shb).idb(1, 0, &[]).epb(0, 0, &[1], 1);
+    let (packets, err) = read_all(&b.out);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(packets.len(), 1);
+}
+
+/// libpcap cannot open a pcapng file without an interface: the end of
+/// such a file is an error, not an empty capture.
+#[test]
+fn a_file_without_interfaces_is_an_error() {
+    let b = Builder::new(ByteOrder::Little);
+    let (packets, err) = read_all(&b.out);
+    assert!(packets.is_empty());
+    let err = err.unwrap();
+    assert_eq!(err.offset, b.out.len() as u64);
+    assert!(matches!(err.kind, ErrorKind::NoInterfaces), "{err}");
 }
 
 #[test]

@@ -108,14 +108,6 @@ impl<'a> Body<'a> {
         }
         Ok(())
     }
-
-    /// The options from byte `at` of the body to its end.
-    pub fn options(&self, at: usize) -> OptionIter<'a> {
-        OptionIter {
-            bytes: self.bytes.get(at..).unwrap_or(&[]),
-            order: self.order,
-        }
-    }
 }
 
 /// The byte order a section header's magic announces.
@@ -129,35 +121,6 @@ pub fn byte_order_of(magic: [u8; 4]) -> Result<ByteOrder, ErrorKind> {
     }
 }
 
-/// Iterates `(code, value)` over an option list, stopping at opt_endofopt.
-pub struct OptionIter<'a> {
-    bytes: &'a [u8],
-    order: ByteOrder,
-}
-
-impl<'a> Iterator for OptionIter<'a> {
-    type Item = Result<(u16, &'a [u8]), ErrorKind>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        // Fewer than 4 bytes left is padding, not an option.
-        if self.bytes.len() < 4 {
-            return None;
-        }
-        let code = self.order.u16(&self.bytes[0..2]);
-        let len = self.order.u16(&self.bytes[2..4]);
-        if code == OPT_ENDOFOPT {
-            return None;
-        }
-        let padded = (usize::from(len) + 3) & !3;
-        let Some(value) = self.bytes.get(4..4 + usize::from(len)) else {
-            self.bytes = &[];
-            return Some(Err(ErrorKind::OptionPastBlock { code, len }));
-        };
-        self.bytes = self.bytes.get(4 + padded..).unwrap_or(&[]);
-        Some(Ok((code, value)))
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SectionHeaderRepr {
     pub order: ByteOrder,
@@ -168,11 +131,27 @@ pub struct SectionHeaderRepr {
 }
 
 impl SectionHeaderRepr {
+    /// Decodes the file's first section header. Its options are not read:
+    /// libpcap reads none, so none can make the file unreadable.
     pub fn parse(body: Body<'_>) -> Result<SectionHeaderRepr, ErrorKind> {
+        let repr = Self::parse_any_minor(body)?;
+        // 1.2 was written by a few tools for a while and means the same.
+        if !(repr.minor == 0 || repr.minor == 2) {
+            return Err(ErrorKind::UnsupportedVersion {
+                format: "pcapng",
+                major: repr.major,
+                minor: repr.minor,
+            });
+        }
+        Ok(repr)
+    }
+
+    /// Decodes a later section's header: libpcap checks only its major
+    /// version there.
+    pub fn parse_any_minor(body: Body<'_>) -> Result<SectionHeaderRepr, ErrorKind> {
         body.need("section header", shb::OPTIONS)?;
         let (major, minor) = (body.u16(shb::MAJOR), body.u16(shb::MINOR));
-        // 1.2 was written by a few tools for a while and means the same.
-        if major != 1 || !(minor == 0 || minor == 2) {
+        if major != 1 {
             return Err(ErrorKind::UnsupportedVersion {
                 format: "pcapng",
                 major,
@@ -180,9 +159,6 @@ impl SectionHeaderRepr {
             });
         }
         let section_len = body.order.u64(&body.bytes[shb::SECTION_LEN]) as i64;
-        for opt in body.options(shb::OPTIONS) {
-            opt?;
-        }
         Ok(SectionHeaderRepr {
             order: body.order,
             major,
@@ -192,7 +168,6 @@ impl SectionHeaderRepr {
     }
 }
 
-/// What `if_tsresol` says one timestamp unit is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TsResol {
     /// 10^-n seconds.
@@ -265,20 +240,51 @@ impl InterfaceRepr {
             tsoffset: 0,
             fcs_len: None,
         };
-        for opt in body.options(idb::OPTIONS) {
-            match opt? {
-                (idb::OPT_TSRESOL, [v, ..]) => repr.tsresol = TsResol::parse(*v)?,
-                (idb::OPT_FCSLEN, [v, ..]) => repr.fcs_len = Some(*v),
-                (idb::OPT_TSOFFSET, v) if v.len() >= 8 => {
-                    repr.tsoffset = body.order.u64(v) as i64;
+        // Options as libpcap reads them: each header and padded value must
+        // fit the block; the end-of-options option ends them (the rest is
+        // not read); if_tsresol and if_tsoffset must have their sizes and
+        // come once; any other option is skipped.
+        let mut rest = body.bytes.get(idb::OPTIONS..).unwrap_or(&[]);
+        let (mut saw_tsresol, mut saw_tsoffset) = (false, false);
+        let bad = |code, why| Err(ErrorKind::BadInterfaceOption { code, why });
+        while !rest.is_empty() {
+            if rest.len() < 4 {
+                return Err(ErrorKind::BlockTooShort {
+                    block: "interface description",
+                    len: body.bytes.len(),
+                    need: body.bytes.len() - rest.len() + 4,
+                });
+            }
+            let code = body.order.u16(&rest[0..2]);
+            let len = body.order.u16(&rest[2..4]);
+            let padded = (usize::from(len) + 3) & !3;
+            let Some(value) = rest.get(4..4 + padded) else {
+                return Err(ErrorKind::OptionPastBlock { code, len });
+            };
+            let value = &value[..usize::from(len)];
+            rest = &rest[4 + padded..];
+            match code {
+                OPT_ENDOFOPT if len != 0 => return bad(code, "opt_endofopt has a length"),
+                OPT_ENDOFOPT => break,
+                idb::OPT_TSRESOL if len != 1 => return bad(code, "if_tsresol is not 1 byte"),
+                idb::OPT_TSRESOL if saw_tsresol => return bad(code, "if_tsresol comes twice"),
+                idb::OPT_TSRESOL => {
+                    saw_tsresol = true;
+                    repr.tsresol = TsResol::parse(value[0])?;
                 }
+                idb::OPT_TSOFFSET if len != 8 => return bad(code, "if_tsoffset is not 8 bytes"),
+                idb::OPT_TSOFFSET if saw_tsoffset => return bad(code, "if_tsoffset comes twice"),
+                idb::OPT_TSOFFSET => {
+                    saw_tsoffset = true;
+                    repr.tsoffset = body.order.u64(value) as i64;
+                }
+                idb::OPT_FCSLEN => repr.fcs_len = value.first().copied(),
                 _ => {}
             }
         }
         Ok(repr)
     }
 
-    /// Nanoseconds since the epoch of a timestamp in this interface's units.
     pub fn ts_ns(&self, units: u64) -> u64 {
         let ns = self.tsresol.to_ns(units);
         let offset = self.tsoffset.saturating_mul(1_000_000_000);
