@@ -56,7 +56,22 @@ impl Gen<'_> {
         })
     }
 
+    /// Evaluates `a` in libpcap's order (left operand, right operand,
+    /// operation). A chain of binary operations is walked in a loop, as
+    /// `1 + 1 + ...` may be any length; recursion happens only at a right
+    /// operand, a negation or an index, which the parser bounds.
     fn value(&mut self, a: &Arith) -> Result<Value, CompileError> {
+        let (first, rest) = a.left_spine();
+        let mut acc = self.operand(first)?;
+        for (op, rhs, span) in rest {
+            let a1 = self.value(rhs)?;
+            acc = self.binary(op, acc, a1, span)?;
+        }
+        Ok(acc)
+    }
+
+    /// A value that is not a binary operation.
+    fn operand(&mut self, a: &Arith) -> Result<Value, CompileError> {
         match &a.kind {
             ArithKind::Num(v) => {
                 let reg = self.alloc_reg()?;
@@ -80,10 +95,9 @@ impl Gen<'_> {
                     .extend([Op::LdMem { k: v.reg }, Op::Neg, Op::St { k: v.reg }]);
                 Ok(v)
             }
-            ArithKind::Binary { op, lhs, rhs } => {
-                let a0 = self.value(lhs)?;
-                let a1 = self.value(rhs)?;
-                self.binary(*op, a0, a1, a.span)
+            ArithKind::Binary { .. } => {
+                // `value` takes binary operations apart first.
+                self.value(a)
             }
             ArithKind::Load { proto, index, size } => {
                 let inst = self.value(index)?;

@@ -44,7 +44,7 @@ mod vlan_ext;
 use std::sync::Arc;
 
 use crate::cbpf::{Insn, JmpOp, Op, Size, Src, MEMWORDS};
-use crate::expr::ast::{Expr, ExprKind};
+use crate::expr::ast::{Conn, Expr, ExprKind};
 use crate::expr::Span;
 use block::{Blocks, Cond};
 
@@ -209,18 +209,25 @@ impl<'a> Gen<'a> {
         }
     }
 
+    /// Compiles `e` in source order. An `and`/`or` chain is walked in a
+    /// loop (it may be 100,000 terms long); recursion happens only at a
+    /// `not` or a parenthesized operand, which the parser bounds.
     fn expr(&mut self, e: &Expr) -> Result<Cond, CompileError> {
+        let (first, rest) = e.left_spine();
+        let mut acc = self.expr_operand(first)?;
+        for (conn, rhs) in rest {
+            let b = self.expr(rhs)?;
+            acc = match conn {
+                Conn::And => self.b.and(acc, b),
+                Conn::Or => self.b.or(acc, b),
+            };
+        }
+        Ok(acc)
+    }
+
+    /// An operand that is not an `and`/`or`.
+    fn expr_operand(&mut self, e: &Expr) -> Result<Cond, CompileError> {
         match &e.kind {
-            ExprKind::And(a, b) => {
-                let a = self.expr(a)?;
-                let b = self.expr(b)?;
-                Ok(self.b.and(a, b))
-            }
-            ExprKind::Or(a, b) => {
-                let a = self.expr(a)?;
-                let b = self.expr(b)?;
-                Ok(self.b.or(a, b))
-            }
             ExprKind::Not(a) => {
                 let a = self.expr(a)?;
                 Ok(self.b.not(a))

@@ -3,6 +3,13 @@
 //! blocks: qualifier inheritance is resolved (`port 80 or 443` holds two
 //! port primitives), `host (a or b)` is an `Or` of two host primitives, and
 //! `and`/`or` are binary, left-associative, in source order.
+//!
+//! A chain `a and b and c ...` is a left-deep tree as deep as the chain is
+//! long (100,000 terms are a valid filter), so nothing walks the tree by
+//! recursing into the left operand: walkers follow the left spine in a loop
+//! ([`Expr::left_spine`], [`Arith::left_spine`]) and recurse only into the
+//! other children, whose depth the parser bounds (parentheses, `not`,
+//! unary minus). Dropping a tree is iterative too (the `Drop` impls below).
 
 use std::net::Ipv6Addr;
 
@@ -20,6 +27,70 @@ pub struct Ast {
 pub struct Expr {
     pub kind: ExprKind,
     pub span: Span,
+}
+
+/// `and` or `or`: the connectives that chain without nesting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Conn {
+    And,
+    Or,
+}
+
+impl Expr {
+    /// The `and`/`or` chain this node heads: its leftmost operand that is
+    /// not itself an `and`/`or`, and the nodes of the chain from the
+    /// bottom up, each with its connective and right operand. A walk that
+    /// handles `first`, then each `(conn, rhs)` in order, visits the tree
+    /// in source order without recursing along the chain.
+    pub fn left_spine(&self) -> (&Expr, Vec<(Conn, &Expr)>) {
+        let mut rest = Vec::new();
+        let mut cur = self;
+        loop {
+            match &cur.kind {
+                ExprKind::And(a, b) => {
+                    rest.push((Conn::And, &**b));
+                    cur = a;
+                }
+                ExprKind::Or(a, b) => {
+                    rest.push((Conn::Or, &**b));
+                    cur = a;
+                }
+                _ => break,
+            }
+        }
+        rest.reverse();
+        (cur, rest)
+    }
+}
+
+impl Drop for Expr {
+    /// Frees the tree with an explicit stack: the derived drop would
+    /// recurse once per node of an `and`/`or` chain.
+    fn drop(&mut self) {
+        let mut stack = Vec::new();
+        take_children(&mut self.kind, &mut stack);
+        while let Some(mut e) = stack.pop() {
+            take_children(&mut e.kind, &mut stack);
+            // `e` is now a leaf (or holds only `Arith`, which drops the
+            // same way) and is dropped here.
+        }
+    }
+}
+
+fn take_children(kind: &mut ExprKind, stack: &mut Vec<Expr>) {
+    if matches!(
+        kind,
+        ExprKind::And(..) | ExprKind::Or(..) | ExprKind::Not(..)
+    ) {
+        match std::mem::replace(kind, ExprKind::Inbound) {
+            ExprKind::And(a, b) | ExprKind::Or(a, b) => {
+                stack.push(*a);
+                stack.push(*b);
+            }
+            ExprKind::Not(a) => stack.push(*a),
+            _ => {}
+        }
+    }
 }
 
 /// A number as written (after named constants are replaced by values).
@@ -198,6 +269,50 @@ pub enum RelOp {
 pub struct Arith {
     pub kind: ArithKind,
     pub span: Span,
+}
+
+impl Arith {
+    /// The chain of binary operations this node heads, as
+    /// [`Expr::left_spine`]: the leftmost operand that is not a binary
+    /// operation, then each node from the bottom up as
+    /// `(op, rhs, span of the node)`.
+    pub fn left_spine(&self) -> (&Arith, Vec<(ArithOp, &Arith, Span)>) {
+        let mut rest = Vec::new();
+        let mut cur = self;
+        while let ArithKind::Binary { op, lhs, rhs } = &cur.kind {
+            rest.push((*op, &**rhs, cur.span));
+            cur = lhs;
+        }
+        rest.reverse();
+        (cur, rest)
+    }
+}
+
+impl Drop for Arith {
+    /// Iterative, as [`Expr`]'s: `1 + 1 + ...` is a left-deep tree.
+    fn drop(&mut self) {
+        let mut stack = Vec::new();
+        take_arith_children(&mut self.kind, &mut stack);
+        while let Some(mut a) = stack.pop() {
+            take_arith_children(&mut a.kind, &mut stack);
+        }
+    }
+}
+
+fn take_arith_children(kind: &mut ArithKind, stack: &mut Vec<Arith>) {
+    if matches!(
+        kind,
+        ArithKind::Binary { .. } | ArithKind::Neg(..) | ArithKind::Load { .. }
+    ) {
+        match std::mem::replace(kind, ArithKind::Len) {
+            ArithKind::Binary { lhs, rhs, .. } => {
+                stack.push(*lhs);
+                stack.push(*rhs);
+            }
+            ArithKind::Neg(x) | ArithKind::Load { index: x, .. } => stack.push(*x),
+            _ => {}
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -61,9 +61,16 @@ fn best_rule(rest: &[u8]) -> Option<(Rule, usize)> {
     // The address shapes only start with a hex digit (or ':' for IPv6), and
     // IPv6 and malformed MACs need a ':' early on; skipping hopeless
     // patterns keeps the scanner fast.
+    // Scanned only where an address may start: at every `-` of a long
+    // run of them (`- - - 1`, unary minuses) it would rescan the rest of
+    // the run, quadratic in the input.
+    let may_start_addr = c.is_ascii_hexdigit() || c == b':';
     let addr_run = &rest[..rest
         .iter()
-        .take_while(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'-' | b'x' | b'X'))
+        .take_while(|b| {
+            may_start_addr
+                && (b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'-' | b'x' | b'X'))
+        })
         .count()];
     // Each address pattern matches only inside `addr_run`, and each needs
     // a separator in it, except the bare 12-digit MAC.

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::ast::{Arith, ArithKind, ArithOp, Ast, Expr, ExprKind, IdKind, RelOp};
+use super::ast::{Arith, ArithKind, ArithOp, Ast, Conn, Expr, ExprKind, IdKind, RelOp};
 
 impl Ast {
     pub fn to_sexp(&self) -> String {
@@ -22,19 +22,27 @@ impl Expr {
     }
 }
 
+/// Writes `e`; an `and`/`or` chain in a loop (see [`Expr::left_spine`]):
+/// all its openings top down, the first operand, then each right operand
+/// and closing bottom up.
 fn write_expr(s: &mut String, e: &Expr) {
+    let (first, rest) = e.left_spine();
+    for (conn, _) in rest.iter().rev() {
+        s.push_str(match conn {
+            Conn::And => "(and ",
+            Conn::Or => "(or ",
+        });
+    }
+    write_operand(s, first);
+    for (_, rhs) in rest {
+        s.push(' ');
+        write_expr(s, rhs);
+        s.push(')');
+    }
+}
+
+fn write_operand(s: &mut String, e: &Expr) {
     match &e.kind {
-        ExprKind::And(a, b) | ExprKind::Or(a, b) => {
-            s.push_str(if matches!(e.kind, ExprKind::And(..)) {
-                "(and "
-            } else {
-                "(or "
-            });
-            write_expr(s, a);
-            s.push(' ');
-            write_expr(s, b);
-            s.push(')');
-        }
         ExprKind::Not(a) => {
             s.push_str("(not ");
             write_expr(s, a);
@@ -93,7 +101,36 @@ fn write_id(s: &mut String, id: &IdKind) {
     };
 }
 
+/// Writes `a`, a chain of binary operations in a loop as [`write_expr`].
 fn write_arith(s: &mut String, a: &Arith) {
+    let (first, rest) = a.left_spine();
+    for (op, _, _) in rest.iter().rev() {
+        let _ = write!(s, "({} ", op_text(*op));
+    }
+    write_arith_operand(s, first);
+    for (_, rhs, _) in rest {
+        s.push(' ');
+        write_arith(s, rhs);
+        s.push(')');
+    }
+}
+
+fn op_text(op: ArithOp) -> &'static str {
+    match op {
+        ArithOp::Add => "+",
+        ArithOp::Sub => "-",
+        ArithOp::Mul => "*",
+        ArithOp::Div => "/",
+        ArithOp::Mod => "%",
+        ArithOp::And => "&",
+        ArithOp::Or => "|",
+        ArithOp::Xor => "^",
+        ArithOp::Shl => "<<",
+        ArithOp::Shr => ">>",
+    }
+}
+
+fn write_arith_operand(s: &mut String, a: &Arith) {
     match &a.kind {
         ArithKind::Num(n) => {
             let _ = write!(s, "{n}");
@@ -112,24 +149,6 @@ fn write_arith(s: &mut String, a: &Arith) {
             write_arith(s, x);
             s.push(')');
         }
-        ArithKind::Binary { op, lhs, rhs } => {
-            let op = match op {
-                ArithOp::Add => "+",
-                ArithOp::Sub => "-",
-                ArithOp::Mul => "*",
-                ArithOp::Div => "/",
-                ArithOp::Mod => "%",
-                ArithOp::And => "&",
-                ArithOp::Or => "|",
-                ArithOp::Xor => "^",
-                ArithOp::Shl => "<<",
-                ArithOp::Shr => ">>",
-            };
-            let _ = write!(s, "({op} ");
-            write_arith(s, lhs);
-            s.push(' ');
-            write_arith(s, rhs);
-            s.push(')');
-        }
+        ArithKind::Binary { .. } => write_arith(s, a),
     }
 }

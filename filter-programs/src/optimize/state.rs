@@ -14,6 +14,12 @@ pub(super) const A: Loc = 0;
 pub(super) const X: Loc = 1;
 pub(super) const NLOCS: usize = 2 + MEMWORDS as usize;
 
+/// Most facts one state keeps. Knowing less is always sound (a branch is
+/// left undecided), and without a bound a chain of `n` tests keeps `n`
+/// facts in each of `n` states: `host a or host b or ...` with 20,000
+/// hosts needed tens of gigabytes.
+pub(super) const MAX_FACTS: usize = 64;
+
 /// `lhs op rhs` evaluated to `holds` on every path to this point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) struct Fact {
@@ -250,6 +256,9 @@ impl State {
             rhs: self.src(src, vals),
             holds,
         };
+        if self.facts.len() >= MAX_FACTS {
+            return;
+        }
         if let Err(i) = self.facts.binary_search(&f) {
             let (before, after) = self.facts.split_at(i);
             self.facts = before.iter().chain([&f]).chain(after).copied().collect();

@@ -121,3 +121,53 @@ fn and_then_jeq_zero_becomes_jset() {
         })
     );
 }
+
+#[test]
+fn facts_per_state_are_bounded() {
+    // `host a or host b or ...`'s false path learns one fact per test; the
+    // state keeps at most MAX_FACTS of them, so the analysis's memory is
+    // linear in the program, not quadratic.
+    use super::state::{State, MAX_FACTS};
+    use super::value::Values;
+    let mut vals = Values::default();
+    let mut s = State::entry(&mut vals);
+    s.step(
+        &mut vals,
+        Op::LdAbs {
+            size: Size::W,
+            k: 26,
+        },
+    );
+    for k in 0..10 * MAX_FACTS as u32 {
+        s.assume(&mut vals, JmpOp::Jeq, Src::K(k), false);
+    }
+    assert_eq!(s.facts.len(), MAX_FACTS);
+    // What it kept still decides.
+    assert_eq!(s.decide(&mut vals, JmpOp::Jeq, Src::K(0)), Some(false));
+    assert_eq!(s.decide(&mut vals, JmpOp::Jeq, Src::K(100_000)), None);
+}
+
+#[test]
+fn fact_bound_keeps_verdicts_on_a_long_or_list() {
+    // Past MAX_FACTS hosts the later tests are not decided from earlier
+    // ones; the program still means the same on every probe.
+    let text = (0..300)
+        .map(|i| format!("host 10.0.{}.{}", i / 256, i % 256))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let u = unopt(&text);
+    let o = optimize(&u);
+    assert!(o.len() <= u.len());
+    let (pu, po) = (Program::new_unvalidated(&u), Program::new_unvalidated(&o));
+    let mut pkt = vec![0u8; 60];
+    pkt[12] = 0x08;
+    for i in 0..400u32 {
+        for at in [26, 30] {
+            pkt[26..34].fill(0);
+            pkt[at..at + 4].copy_from_slice(&[10, 0, (i / 256) as u8, (i % 256) as u8]);
+            let want = pu.run(&pkt, 60);
+            assert_eq!(want != 0, i < 300, "host index {i} at {at}");
+            assert_eq!(want, po.run(&pkt, 60), "host index {i} at {at}");
+        }
+    }
+}

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::expr::ast::{Expr, ExprKind, IdKind, Primitive};
+use crate::expr::ast::{Conn, Expr, ExprKind, IdKind, Primitive};
 use crate::expr::qualifiers::{Dir, Kind, Proto};
 
 /// IP protocol numbers whose ports `port` reads.
@@ -179,25 +179,39 @@ pub fn terms(expr: &str) -> Option<Vec<Term>> {
     (out.len() <= MAX_TERMS).then(|| out.into_iter().collect())
 }
 
+/// An `and`/`or` chain is walked in a loop (see `Expr::left_spine`), so a
+/// chain of any length costs no stack.
 fn dnf(e: &Expr) -> Option<BTreeSet<Term>> {
-    let set = match &e.kind {
-        ExprKind::And(a, b) => {
-            let (a, b) = (dnf(a)?, dnf(b)?);
-            let mut out = BTreeSet::new();
-            for x in &a {
-                for y in &b {
-                    if let Some(t) = x.and(y) {
-                        out.insert(t);
+    let (first, rest) = e.left_spine();
+    let mut acc = dnf_operand(first)?;
+    for (conn, rhs) in rest {
+        let b = dnf(rhs)?;
+        acc = match conn {
+            Conn::And => {
+                let mut out = BTreeSet::new();
+                for x in &acc {
+                    for y in &b {
+                        if let Some(t) = x.and(y) {
+                            out.insert(t);
+                        }
                     }
                 }
+                out
             }
-            out
+            Conn::Or => {
+                acc.extend(b);
+                acc
+            }
+        };
+        if acc.len() > MAX_TERMS {
+            return None;
         }
-        ExprKind::Or(a, b) => {
-            let mut a = dnf(a)?;
-            a.extend(dnf(b)?);
-            a
-        }
+    }
+    Some(acc)
+}
+
+fn dnf_operand(e: &Expr) -> Option<BTreeSet<Term>> {
+    let set = match &e.kind {
         ExprKind::ProtoAbbrev(Proto::Ip) => [Term::ANY].into(),
         ExprKind::ProtoAbbrev(p) => [Term {
             proto: Some(proto_number(*p)?),

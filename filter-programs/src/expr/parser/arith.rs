@@ -95,15 +95,13 @@ impl Parser<'_> {
             }
             Some(Tok::LParen) => {
                 self.pos += 1;
-                let inner = self.arith_expr(0)?;
+                let mut inner = self.arith_expr(0)?;
                 self.expect(
                     &Tok::RParen,
                     &format!("')' to close the '(' at column {}", start.start + 1),
                 )?;
-                Ok(Arith {
-                    kind: inner.kind,
-                    span: self.since(start),
-                })
+                inner.span = self.since(start);
+                Ok(inner)
             }
             Some(Tok::Pname(proto)) if self.peek_at(1) == Some(&Tok::LBracket) => {
                 self.pos += 2;

@@ -75,7 +75,10 @@ type PResult<T> = Result<T, ParseError>;
 
 /// Deepest nesting of parentheses, `not`s and unary minuses accepted.
 /// Real filters stay far below; the limit keeps recursion off the end of
-/// the stack (libpcap's parser has a similar limit).
+/// the stack in the parser and in every later walk of the tree, which
+/// recurse only at these nestings (`and`/`or` and arithmetic chains of any
+/// length are walked in loops). libpcap's parser stack has a limit too
+/// (bison's 10,000 entries); see docs/LIBPCAP_DIFFERENCES.md.
 const MAX_DEPTH: usize = 200;
 
 pub(super) fn parse_tokens(src: &str, toks: Vec<Token>) -> PResult<Ast> {
@@ -317,9 +320,15 @@ impl Parser<'_> {
         ParseError::new(
             ErrorKind::Syntax,
             self.here(),
-            format!("expression nested too deeply (more than {MAX_DEPTH} levels)"),
+            format!(
+                "expression too deeply nested: more than {MAX_DEPTH} levels; the limit is {MAX_DEPTH}"
+            ),
         )
-        .with_label("here")
+        .with_label("one level too deep here")
+        .with_help(
+            "parentheses, 'not', unary '-', packet-field indexes and '%'/'^' each nest a level; \
+             'and'/'or' chains and other arithmetic chains of any length do not",
+        )
     }
 
     fn parse_item(&mut self, ctx: Ctx, mode: Mode, first_in_group: bool) -> PResult<Item> {
@@ -425,21 +434,21 @@ impl Parser<'_> {
     fn group_rest(&mut self, first: Item, open: Span, ctx: Ctx, mode: Mode) -> PResult<Group> {
         match first {
             Item::Term(e, q) => {
-                let (e, _) = self.expr_tail(e, q)?;
-                let span = self.close(open)?;
-                Ok(Group::Expr(Expr { kind: e.kind, span }))
+                let (mut e, _) = self.expr_tail(e, q)?;
+                e.span = self.close(open)?;
+                Ok(Group::Expr(e))
             }
             Item::Id(e) => {
-                let e = self.id_list_tail(e, ctx)?;
-                let span = self.close(open)?;
-                Ok(Group::IdList(Expr { kind: e.kind, span }))
+                let mut e = self.id_list_tail(e, ctx)?;
+                e.span = self.close(open)?;
+                Ok(Group::IdList(e))
             }
             Item::Num(n) => {
                 if mode != Mode::Term && matches!(self.peek(), Some(Tok::And | Tok::Or)) {
                     let first = self.num_id(n, ctx)?;
-                    let e = self.id_list_tail(first, ctx)?;
-                    let span = self.close(open)?;
-                    return Ok(Group::IdList(Expr { kind: e.kind, span }));
+                    let mut e = self.id_list_tail(first, ctx)?;
+                    e.span = self.close(open)?;
+                    return Ok(Group::IdList(e));
                 }
                 let span = self.close(open)?;
                 Ok(Group::Num(Num {
@@ -447,9 +456,9 @@ impl Parser<'_> {
                     span,
                 }))
             }
-            Item::Arith(a) => {
-                let span = self.close(open)?;
-                Ok(Group::Arith(Arith { kind: a.kind, span }))
+            Item::Arith(mut a) => {
+                a.span = self.close(open)?;
+                Ok(Group::Arith(a))
             }
         }
     }

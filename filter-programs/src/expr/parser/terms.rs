@@ -253,15 +253,9 @@ impl Parser<'_> {
             quals: Some(quals),
             inherited: false,
         };
-        let id = self.parse_id(ctx, &what)?;
-        let span = start.to(id.span);
-        Ok((
-            Expr {
-                kind: id.kind,
-                span,
-            },
-            Some(quals),
-        ))
+        let mut id = self.parse_id(ctx, &what)?;
+        id.span = start.to(id.span);
+        Ok((id, Some(quals)))
     }
 
     /// An optional `pnum`: a number, possibly in parentheses.
