@@ -93,9 +93,14 @@ fn the_dry_run_is_the_same_over_capfile_and_libpcap() {
             ours.error,
             theirs.error
         );
-        // Both name a link type that is not Ethernet the same way.
+        // Both name a link type that is not Ethernet the same way, but for
+        // the file whose link type field has reserved bits set: libpcap
+        // 1.10.3 names the whole field, capfile the link type in its low
+        // 16 bits (the upper bits are the FCS length and flags).
         if let (Some(a), Some(b)) = (&ours.error, &theirs.error) {
+            let reserved_bits = file.ends_with("linktype-reserved-field-not-zero.pcap");
             match (a.contains("is not Ethernet"), b.contains("is not Ethernet")) {
+                (true, true) if reserved_bits => {}
                 (true, _) => assert_eq!(a, b),
                 (false, true) => refused_whole.push(path.file_name().expect("name").to_owned()),
                 (false, false) => {}
@@ -104,9 +109,9 @@ fn the_dry_run_is_the_same_over_capfile_and_libpcap() {
         ran += usize::from(ours.packets > 0);
         refused += usize::from(ours.error.is_some());
     }
-    // libpcap reads the savefile whose link type field has reserved bits
-    // set, then finds no Ethernet in it; capfile refuses the field.
-    assert_eq!(refused_whole, ["linktype-reserved-field-not-zero.pcap"]);
+    // Every capture libpcap reads and finds not Ethernet, capfile reads
+    // and finds not Ethernet too (none is refused whole instead).
+    assert!(refused_whole.is_empty(), "{refused_whole:?}");
     // Most of the corpus is Ethernet; the rest is refused.
     assert!(ran >= 50 && refused >= 20, "{ran} run, {refused} refused");
 }
