@@ -12,29 +12,13 @@
 //! optimizer proved the filter never matches) must give that same error:
 //! ours raises it when our optimizer reduces the program to `ret #0`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use e2e::corpus::tsv;
 use filter_programs::codegen::{compile, Dlt, Options, Resolver};
 use libpcap_oracle::resolve::SystemResolver;
-
-fn tsv(name: &str) -> Vec<HashMap<String, String>> {
-    let path = e2e::corpus_dir().join("expressions").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split('\t').collect();
-    lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            header
-                .iter()
-                .map(|h| h.to_string())
-                .zip(l.split('\t').map(str::to_string))
-                .collect()
-        })
-        .collect()
-}
 
 fn netmask(s: &str) -> Option<u32> {
     s.parse::<std::net::Ipv4Addr>().ok().map(u32::from)

@@ -23,7 +23,9 @@ pub struct CorpusExpr {
     pub optimize: bool,
 }
 
-fn tsv(name: &str) -> Vec<HashMap<String, String>> {
+/// The rows of one of the corpus's `expressions/*.tsv` tables, each keyed
+/// by its header's column names.
+pub fn tsv(name: &str) -> Vec<HashMap<String, String>> {
     let path = corpus_dir().join("expressions").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut lines = text.lines();
