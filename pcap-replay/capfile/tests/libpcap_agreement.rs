@@ -7,129 +7,18 @@
 //! suite when a copy is present: `TCPDUMP_TESTS_DIR` names its `tests`
 //! directory, else a git mirror of the-tcpdump-group/tcpdump under
 //! `/work/.mirror/` is unpacked into a temporary directory. Nothing of
-//! tcpdump's is committed here.
+//! tcpdump's is committed here. The comparison itself is
+//! `fuzz_checks::capture`'s, which the `capture_read` fuzz target uses.
 
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-/// What a reader made of a file: its packets as (caplen, wire length,
-/// timestamp in ns, bytes), and whether it ended in an error.
-#[derive(Debug, PartialEq)]
-struct Reading {
-    packets: Vec<(u32, u32, i128, Vec<u8>)>,
-    error: Option<String>,
-}
+use fuzz_checks::capture::{difference, libpcap_reading, reading_of, signed_fields, Reading};
 
 fn ours(path: &Path) -> Reading {
-    let mut reading = Reading {
-        packets: vec![],
-        error: None,
-    };
     let file = BufReader::new(File::open(path).unwrap());
-    let reader = match capfile::open(path.display().to_string(), file) {
-        Ok(r) => r,
-        Err(e) => {
-            reading.error = Some(e.to_string());
-            return reading;
-        }
-    };
-    for item in reader {
-        match item {
-            Ok(p) => {
-                reading
-                    .packets
-                    .push((p.data.len() as u32, p.wire_len, i128::from(p.ts_ns), p.data))
-            }
-            Err(e) => {
-                reading.error = Some(e.to_string());
-                break;
-            }
-        }
-    }
-    reading
-}
-
-fn libpcap(path: &Path) -> Reading {
-    let mut reading = Reading {
-        packets: vec![],
-        error: None,
-    };
-    let mut cap = match pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano) {
-        Ok(c) => c,
-        Err(e) => {
-            reading.error = Some(e.to_string());
-            return reading;
-        }
-    };
-    loop {
-        match cap.next_packet() {
-            Ok(p) => {
-                let ts = i128::from(p.header.ts.tv_sec) * 1_000_000_000
-                    + i128::from(p.header.ts.tv_usec);
-                reading
-                    .packets
-                    .push((p.header.caplen, p.header.len, ts, p.data.to_vec()));
-            }
-            Err(pcap::Error::NoMorePackets) => break,
-            Err(e) => {
-                reading.error = Some(e.to_string());
-                break;
-            }
-        }
-    }
-    reading
-}
-
-/// Whether a timestamp difference (ours less libpcap's) is only libpcap
-/// 1.10's reading of a classic pcap record's 32-bit seconds or fraction
-/// field as signed (`bpf_int32`): a field with its top bit set reads 2^32
-/// units lower there. We read them unsigned, as the format's definition
-/// says and later libpcap reads them (tcpdump's `time_2106*.pcap` test
-/// exactly that); a `u64` of nanoseconds has no negative times.
-fn signed_fields(d: i128) -> bool {
-    let wrap = 1i128 << 32;
-    // The seconds field wraps by 2^32 s; the fraction by 2^32 ns in a
-    // nanosecond file, or 2^32 us in a microsecond one.
-    [0, wrap * 1_000_000_000]
-        .into_iter()
-        .flat_map(|sec| [0, wrap, wrap * 1_000].map(|frac| sec + frac))
-        .any(|k| k != 0 && k == d)
-}
-
-/// How our reading of a file differs from libpcap's, if it does.
-fn difference(ours: &Reading, theirs: &Reading) -> Option<String> {
-    let n = ours.packets.len().min(theirs.packets.len());
-    for i in 0..n {
-        let (a, b) = (&ours.packets[i], &theirs.packets[i]);
-        if a.0 != b.0 || a.1 != b.1 {
-            return Some(format!(
-                "packet {i}: caplen/len {}/{} vs libpcap's {}/{}",
-                a.0, a.1, b.0, b.1
-            ));
-        }
-        if a.2 != b.2 && !signed_fields(a.2 - b.2) {
-            return Some(format!(
-                "packet {i}: timestamp {} vs libpcap's {}",
-                a.2, b.2
-            ));
-        }
-        if a.3 != b.3 {
-            let at = a.3.iter().zip(&b.3).position(|(x, y)| x != y);
-            return Some(format!("packet {i}: bytes differ at {at:?}"));
-        }
-    }
-    if ours.packets.len() != theirs.packets.len() || ours.error.is_some() != theirs.error.is_some()
-    {
-        return Some(format!(
-            "{} packets then {:?}, libpcap: {} packets then {:?}",
-            ours.packets.len(),
-            ours.error,
-            theirs.packets.len(),
-            theirs.error
-        ));
-    }
-    None
+    reading_of(&path.display().to_string(), file)
 }
 
 fn captures_under(dir: &Path, into: &mut Vec<PathBuf>) {
@@ -164,7 +53,7 @@ fn every_capture_reads_as_libpcap_reads_it() {
     let mut errors_alike = 0;
     let mut signed_ts = vec![];
     for path in &files {
-        let (a, b) = (ours(path), libpcap(path));
+        let (a, b) = (ours(path), libpcap_reading(path));
         if a.error.is_some() && b.error.is_some() {
             errors_alike += 1;
             eprintln!(

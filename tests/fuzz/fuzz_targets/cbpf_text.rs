@@ -1,0 +1,5 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    fuzz_checks::run(fuzz_checks::target("cbpf_text").expect("a known target"), data)
+});
