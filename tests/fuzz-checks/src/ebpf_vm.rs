@@ -21,6 +21,8 @@ const JMP32: u8 = 0x06;
 const LDX: u8 = 0x61; // class LDX, mode MEM; | size
 const ST: u8 = 0x62;
 const STX: u8 = 0x63;
+/// The loop counter's stack slot.
+const COUNTER: i16 = -512;
 const SIZES: [u8; 4] = [0x00, 0x08, 0x10, 0x18];
 const X: u8 = 0x08;
 /// add sub mul div or and lsh rsh neg mod xor mov arsh
@@ -31,9 +33,9 @@ const ALU_OPS: [u8; 13] = [
 const JMP_OPS: [u8; 11] = [
     0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0xa0, 0xb0, 0xc0, 0xd0,
 ];
-/// map_lookup_elem, ktime_get_ns, get_prandom_u32, get_smp_processor_id,
-/// skb_load_bytes, xdp_get_buff_len, and one the VM does not know.
-const HELPERS: [i32; 7] = [1, 5, 7, 8, 26, 188, 1000];
+/// get_prandom_u32, get_smp_processor_id, xdp_get_buff_len (each called
+/// with r1 = ctx), and one the checker does not know.
+const HELPERS: [i32; 4] = [7, 8, 188, 1000];
 
 fn imm(d: u8) -> i32 {
     match d >> 6 {
@@ -53,36 +55,35 @@ fn packet_fields(hook: Hook) -> (i16, i16) {
 }
 
 /// The program the input describes: the first byte picks the hook, each
-/// following 4 bytes one choice; r6 keeps the context.
+/// following 4 bytes one choice.
 pub fn program(data: &[u8]) -> (Hook, Vec<Insn>) {
     let hook = Hook::ALL[data.first().copied().unwrap_or(0) as usize % 3];
     let (pdata, pend) = packet_fields(hook);
+    // r6 = ctx; the others but r1 = 0 (the checker refuses reads of
+    // registers never written, which would end most programs early); the
+    // loop counter at fp-512 = 4 (the only loops the checker takes are the
+    // translator's, counted down in one stack slot).
     let mut p = vec![Insn::new(ALU64 | 0xb0 | X, 6, 1, 0, 0)];
+    p.extend([0, 2, 3, 4, 7, 8, 9].map(|r| Insn::new(ALU64 | 0xb0, r, 0, 0, 0)));
+    p.push(Insn::new(ALU64 | 0xb0, 5, 0, 0, 4));
+    p.push(Insn::new(STX | 0x18, 10, 5, COUNTER, 0));
+    let body = p.len();
     for c in data.get(1..).unwrap_or(&[]).chunks_exact(4) {
         let (a, b, r, d) = (c[0], c[1], c[2], c[3]);
         let (dst, src) = (r % 10, (r >> 4) % 11);
         let x = if a & 0x80 != 0 { X } else { 0 };
         match a % 12 {
-            0 | 1 => p.push(Insn::new(
-                ALU64 | ALU_OPS[b as usize % 13] | x,
-                dst,
-                src,
-                0,
-                imm(d),
-            )),
-            2 => p.push(Insn::new(
-                ALU32 | ALU_OPS[b as usize % 13] | x,
-                dst,
-                src,
-                0,
-                imm(d),
-            )),
+            0..=2 => {
+                let class = if a % 12 == 2 { ALU32 } else { ALU64 };
+                let op = ALU_OPS[b as usize % 13];
+                p.push(operation(class | op, x, dst, src, imm(d)));
+            }
             3 => {
                 let off = i16::from(d as i8);
                 p.push(Insn::new(LDX | SIZES[b as usize % 4], dst, src, off, 0));
             }
             4 => {
-                let off = -8 * (i16::from(d % 64) + 1);
+                let off = -8 * (i16::from(d % 63) + 1);
                 let size = SIZES[b as usize % 4];
                 match a & 0x80 {
                     0 => p.push(Insn::new(ST | size, 10, 0, off, imm(b))),
@@ -92,16 +93,46 @@ pub fn program(data: &[u8]) -> (Hook, Vec<Insn>) {
             5 => {
                 let class = if a & 0x40 != 0 { JMP32 } else { JMP };
                 let op = JMP_OPS[b as usize % 11];
+                p.push(Insn {
+                    off: i16::from(d % 8),
+                    ..operation(class | op, x, dst, src, imm(d))
+                });
+            }
+            6 => {
+                // The counted back edge: r5 = counter; if r5 == 0 leave;
+                // counter = r5 - 1; goto back.
+                p.push(Insn::new(LDX | 0x18, 5, 10, COUNTER, 0));
+                p.push(Insn::new(JMP | 0x10, 5, 0, 3, 0));
+                p.push(Insn::new(ALU64 | 0x10, 5, 0, 0, 1));
+                p.push(Insn::new(STX | 0x18, 10, 5, COUNTER, 0));
+                p.push(Insn::new(JMP, 0, 0, -(i16::from(d % 16) + 5), 0));
+            }
+            7 if b & 1 == 0 => {
+                p.push(Insn::new(ALU64 | 0xb0 | X, 1, 6, 0, 0));
                 p.push(Insn::new(
-                    class | op | x,
-                    dst,
-                    src,
-                    i16::from(d % 8),
-                    imm(d),
+                    JMP | 0x80,
+                    0,
+                    0,
+                    0,
+                    HELPERS[(b >> 1) as usize % 4],
                 ));
             }
-            6 => p.push(Insn::new(JMP, 0, 0, -(i16::from(d % 8) + 1), 0)),
-            7 => p.push(Insn::new(JMP | 0x80, 0, 0, 0, HELPERS[b as usize % 7])),
+            7 => {
+                // bpf_skb_load_bytes[_relative](ctx, d, fp-64, n[, start]).
+                p.push(Insn::new(ALU64 | 0xb0 | X, 1, 6, 0, 0));
+                p.push(Insn::new(ALU64 | 0xb0, 2, 0, 0, imm(d)));
+                p.push(Insn::new(ALU64 | 0xb0 | X, 3, 10, 0, 0));
+                p.push(Insn::new(ALU64, 3, 0, 0, -64));
+                p.push(Insn::new(ALU64 | 0xb0, 4, 0, 0, i32::from(r % 64)));
+                p.push(Insn::new(ALU64 | 0xb0, 5, 0, 0, i32::from(b >> 7)));
+                p.push(Insn::new(
+                    JMP | 0x80,
+                    0,
+                    0,
+                    0,
+                    if b & 2 == 0 { 26 } else { 68 },
+                ));
+            }
             8 => {
                 // r2 = data; r3 = data_end; if r2 + n > r3 skip the load.
                 let n = i32::from(d % 64) + 1;
@@ -114,6 +145,8 @@ pub fn program(data: &[u8]) -> (Hook, Vec<Insn>) {
                 p.push(Insn::new(LDX | size, dst, 2, i16::from(d % 64), 0));
             }
             9 => {
+                // if dst != imm goto +2; r0 = imm; exit
+                p.push(Insn::new(JMP | 0x50, dst, 0, 2, imm(b)));
                 p.push(Insn::new(ALU64 | 0xb0, 0, 0, 0, imm(d)));
                 p.push(Insn::new(JMP | 0x90, 0, 0, 0, 0));
             }
@@ -126,7 +159,31 @@ pub fn program(data: &[u8]) -> (Hook, Vec<Insn>) {
     }
     p.push(Insn::new(ALU64 | 0xb0, 0, 0, 0, 0));
     p.push(Insn::new(JMP | 0x90, 0, 0, 0, 0));
+    // Keep every jump inside the program: past the end goes to the final
+    // exit, before the body to its start.
+    let last = p.len() as i64 - 1;
+    for i in 0..p.len() {
+        let (class, op) = (p[i].code & 0x07, p[i].code & 0xf0);
+        if (class == JMP || class == JMP32) && op != 0x80 && op != 0x90 {
+            let target = (i as i64 + 1 + i64::from(p[i].off)).clamp(body as i64, last);
+            p[i].off = (target - i as i64 - 1) as i16;
+        }
+    }
     (hook, p)
+}
+
+/// An ALU or jump operation with the fields the kernel wants zero zeroed:
+/// no immediate with a register source, no source register with a
+/// constant, neither for a negation.
+fn operation(code: u8, x: u8, dst: u8, src: u8, imm: i32) -> Insn {
+    let alu = code & 0x07 == ALU64 || code & 0x07 == ALU32;
+    if alu && code & 0xf0 == 0x80 {
+        Insn::new(code, dst, 0, 0, 0)
+    } else if x != 0 {
+        Insn::new(code | X, dst, src, 0, 0)
+    } else {
+        Insn::new(code, dst, 0, 0, imm)
+    }
 }
 
 pub fn check(data: &[u8]) -> Outcome {
@@ -186,4 +243,35 @@ pub fn run_accepted(prog: &[Insn], hook: Hook) -> Outcome {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The target is only worth its CPU if many of its programs get past
+    /// the checker into the VM.
+    #[test]
+    fn the_generator_makes_programs_the_checker_accepts() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let (mut accepted, n) = (0, 5000);
+        for i in 0..n {
+            let len = 1 + 4 * (i % 12);
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let (hook, prog) = program(&data);
+            if checker(&prog, hook).is_ok() {
+                accepted += 1;
+                run_accepted(&prog, hook).unwrap();
+            }
+        }
+        eprintln!("{accepted} of {n} generated programs accepted");
+        assert!(accepted * 5 > n, "only {accepted} of {n} accepted");
+    }
 }
