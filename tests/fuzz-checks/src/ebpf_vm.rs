@@ -162,11 +162,11 @@ pub fn program(data: &[u8]) -> (Hook, Vec<Insn>) {
     // Keep every jump inside the program: past the end goes to the final
     // exit, before the body to its start.
     let last = p.len() as i64 - 1;
-    for i in 0..p.len() {
-        let (class, op) = (p[i].code & 0x07, p[i].code & 0xf0);
+    for (i, insn) in p.iter_mut().enumerate() {
+        let (class, op) = (insn.code & 0x07, insn.code & 0xf0);
         if (class == JMP || class == JMP32) && op != 0x80 && op != 0x90 {
-            let target = (i as i64 + 1 + i64::from(p[i].off)).clamp(body as i64, last);
-            p[i].off = (target - i as i64 - 1) as i16;
+            let target = (i as i64 + 1 + i64::from(insn.off)).clamp(body as i64, last);
+            insn.off = (target - i as i64 - 1) as i16;
         }
     }
     (hook, p)
