@@ -404,6 +404,26 @@ fn a_file_without_interfaces_is_an_error() {
     assert!(matches!(err.kind, ErrorKind::NoInterfaces), "{err}");
 }
 
+/// As libpcap 1.10: only the first section header's trailer goes
+/// unchecked (it has its own reading path there); a later one's is checked.
+#[test]
+fn the_first_section_headers_trailer_is_not_checked() {
+    let mut b = Builder::new(ByteOrder::Little);
+    b.idb(1, 0, &[]).epb(0, 0, &[1, 2, 3, 4], 4);
+    let mut first = b.out.clone();
+    first[24] = 0xbe; // the SHB's trailer (its total length is 28)
+    let (p, e) = read_all(&first);
+    assert_eq!((p.len(), e.map(|e| e.to_string())), (1, None));
+
+    let mut two = b.out.clone();
+    let mut second = b.out[..28].to_vec();
+    second[24] = 0xbe;
+    two.extend(second);
+    let (p, e) = read_all(&two);
+    let e = e.expect("a later section header's trailer is checked");
+    assert_eq!((p.len(), e.offset), (1, b.out.len() as u64 + 24));
+}
+
 #[test]
 fn block_errors_have_offsets() {
     let mut b = Builder::new(ByteOrder::Little);
