@@ -208,14 +208,19 @@ impl TsResol {
         u64::try_from(units).unwrap_or(u64::MAX)
     }
 
-    /// Nanoseconds in `units` timestamp units, saturating.
-    pub fn to_ns(self, units: u64) -> u64 {
-        let ns: u128 = match self {
+    /// Nanoseconds in `units` timestamp units, rounded down (exact: at
+    /// most 2^64 * 10^9, far inside a u128).
+    pub fn to_ns(self, units: u64) -> u128 {
+        match self {
             TsResol::Pow10(n) if n <= 9 => u128::from(units) * 10u128.pow(9 - u32::from(n)),
-            TsResol::Pow10(n) => u128::from(units) / 10u128.pow(u32::from(n) - 9),
-            TsResol::Pow2(n) => (u128::from(units) * 1_000_000_000) >> n,
-        };
-        u64::try_from(ns).unwrap_or(u64::MAX)
+            // Units finer than 10^-38 s: every u64 count is under 1 ns.
+            TsResol::Pow10(n) => 10u128
+                .checked_pow(u32::from(n) - 9)
+                .map_or(0, |d| u128::from(units) / d),
+            TsResol::Pow2(n) => (u128::from(units) * 1_000_000_000)
+                .checked_shr(u32::from(n))
+                .unwrap_or(0),
+        }
     }
 }
 
@@ -285,10 +290,12 @@ impl InterfaceRepr {
         Ok(repr)
     }
 
+    /// Nanoseconds since 1970, computed exactly and then clamped to what a
+    /// `u64` holds (1970 to 2554); libpcap keeps a 64-bit `tv_sec`, so it
+    /// differs only for times outside that span.
     pub fn ts_ns(&self, units: u64) -> u64 {
-        let ns = self.tsresol.to_ns(units);
-        let offset = self.tsoffset.saturating_mul(1_000_000_000);
-        ns.saturating_add_signed(offset)
+        let ns = self.tsresol.to_ns(units) as i128 + i128::from(self.tsoffset) * 1_000_000_000;
+        ns.clamp(0, i128::from(u64::MAX)) as u64
     }
 }
 
