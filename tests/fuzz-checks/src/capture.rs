@@ -97,13 +97,15 @@ pub fn signed_fields(d: i128) -> bool {
         .any(|k| k != 0 && k == d)
 }
 
-/// Whether our timestamp is libpcap's clamped to what a `u64` of
-/// nanoseconds since 1970 holds (years 1970 to 2554): a pcapng interface
-/// with coarse units or an offset can name times outside that, which
-/// libpcap keeps in a 64-bit `tv_sec` (found by the `capture_read` fuzz
-/// target; docs/LIBPCAP_DIFFERENCES.md).
+/// Whether both readings are outside what a `u64` of nanoseconds since
+/// 1970 holds (years 1970 to 2554), where ours is clamped to an end: a
+/// pcapng interface with coarse units or a large offset can name such
+/// times, which libpcap computes in 64-bit `tv_sec` arithmetic that may
+/// itself wrap (found by the `capture_read` fuzz target;
+/// docs/LIBPCAP_DIFFERENCES.md).
 pub fn saturated(ours: i128, libpcap: i128) -> bool {
-    (ours == i128::from(u64::MAX) && libpcap > ours) || (ours == 0 && libpcap < 0)
+    let max = i128::from(u64::MAX);
+    (ours == 0 || ours == max) && !(0..=max).contains(&libpcap)
 }
 
 /// How our reading differs from libpcap's, if it does.
