@@ -99,7 +99,7 @@ fn check(prog: &[Insn], frame: &[u8]) -> Result<bool, TestCaseError> {
             ctx.queue_mapping = 0;
         }
         let got = vm
-            .run(&input, &mut Maps::new(&[], 1), &env)
+            .run(&input, &mut Maps::default(), &env)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let ret = if kernel_mode {
             classic.run_with(frame, len, &ctx)

@@ -22,6 +22,8 @@ pub enum DryRunError {
     Decode(#[from] crate::ebpf::insn::DecodeError),
     #[error("the compiled program failed in the VM: {0}")]
     Vm(#[from] vm::VmError),
+    #[error("the VM refuses the program's maps: {0}")]
+    Maps(#[from] vm::MapError),
     #[error("filling table {0} failed")]
     Table(String),
     #[error("the program returned {0}, which is neither XDP_PASS nor XDP_DROP")]
@@ -70,7 +72,7 @@ impl DryRun {
             value_size: 4,
             max_entries: t.entries.len().max(1) as u32,
         }));
-        let mut maps = Maps::new(&defs, 1);
+        let mut maps = Maps::new(&defs, 1)?;
         for i in 0..programs.len() {
             maps.set_program(1, i as u32, i);
         }

@@ -7,7 +7,9 @@
 //! context bytes are reused per thread (see `scratch`). Only a failing run
 //! allocates, for its error. Every memory access goes through the region
 //! checks of [`memory`], so a wrong program gets a [`VmError`], never
-//! undefined behaviour, and every run has a budget that stops loops.
+//! undefined behaviour, and every run has a budget that stops loops. Maps
+//! are checked against the VM's limits before anything is allocated for
+//! them (see [`maps`]).
 
 pub mod context;
 mod exec;
@@ -19,7 +21,7 @@ mod micro;
 mod scratch;
 
 pub use context::{Input, SkbMeta};
-pub use maps::{MapDef, MapKind, Maps};
+pub use maps::{MapDef, MapError, MapKind, Maps};
 
 use super::insn::{DecodeError, Insn, Op, Pseudo};
 

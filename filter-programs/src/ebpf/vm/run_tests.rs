@@ -25,7 +25,7 @@ fn prog(a: &Asm) -> Program {
 
 fn run_env(a: &Asm, env: &Env) -> Result<u64, VmError> {
     let f = frame();
-    prog(a).run(&xdp(&f), &mut Maps::new(&[], 1), env)
+    prog(a).run(&xdp(&f), &mut Maps::default(), env)
 }
 
 fn run(a: &Asm) -> Result<u64, VmError> {
@@ -116,7 +116,7 @@ fn no_run_sees_the_stack_bytes_of_an_earlier_one() {
     assert!(matches!(run(&fail), Err(VmError::OutOfBounds { .. })));
     assert_eq!(run(&read), Ok(0), "after a run that wrote, then failed");
     // A different program, input and map set change nothing.
-    let mut maps = Maps::new(&[], 2);
+    let mut maps = Maps::default();
     assert_eq!(
         prog(&write).run(&xdp(&f[..20]), &mut maps, &Env::default()),
         Ok(0)
@@ -252,7 +252,7 @@ fn running_past_the_last_slot_falls_off() {
     assert!(empty.is_empty());
     let f = frame();
     assert_eq!(
-        empty.run(&xdp(&f), &mut Maps::new(&[], 1), &Env::default()),
+        empty.run(&xdp(&f), &mut Maps::default(), &Env::default()),
         Err(VmError::FellOff { pc: 0 })
     );
 }
@@ -348,7 +348,7 @@ fn tail_calls_start_the_named_program() {
     let f = frame();
     for (index, want) in [(0, 41), (1, 42), (2, 7), (9, 7)] {
         let progs = [entry(index), leaf(1), leaf(2)];
-        let mut maps = Maps::new(&[def], 1);
+        let mut maps = Maps::new(&[def], 1).unwrap();
         maps.set_program(0, 0, 1).unwrap();
         maps.set_program(0, 1, 2).unwrap();
         assert_eq!(
@@ -413,7 +413,7 @@ fn tail_calls_are_bounded() {
     let p = [prog(&a)];
     let f = frame();
     let runs = |env: &Env| {
-        let mut maps = Maps::new(&[progs[0], counter], 1);
+        let mut maps = Maps::new(&[progs[0], counter], 1).unwrap();
         maps.set_program(0, 0, 0).unwrap();
         let got = Program::run_chain(&p, &xdp(&f), &mut maps, env);
         let v = maps.values(1, &0u32.to_le_bytes()).unwrap();

@@ -21,7 +21,7 @@ fn run(p: &Program, frame: &[u8]) -> Result<u64, VmError> {
         ingress_ifindex: 1,
         rx_queue_index: 0,
     };
-    p.run(&input, &mut Maps::new(&[], 1), &Env::default())
+    p.run(&input, &mut Maps::default(), &Env::default())
 }
 
 fn reg(n: u8) -> Reg {
