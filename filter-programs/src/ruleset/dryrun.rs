@@ -98,8 +98,14 @@ impl DryRun {
             ingress_ifindex: 1,
             rx_queue_index: 0,
         };
+        // The kernel verifies each program of the chain within its
+        // complexity limit, the VM's default budget; so the dry run allows
+        // each program that much. (A chain of the longest programs the
+        // segment budget makes runs to about a million instructions.)
+        let per_program = Env::default().budget;
         let env = Env {
             wire_len: Some(wire_len.max(frame.len() as u32)),
+            budget: per_program.saturating_mul(self.programs.len() as u64),
             ..Env::default()
         };
         let ret = vm::Program::run_chain(&self.programs, &input, &mut self.maps, &env)?;

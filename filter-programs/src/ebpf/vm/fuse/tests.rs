@@ -10,8 +10,11 @@ use crate::ebpf::insn::{AluOp, Endian, Insn, JmpOp, Op, Operand, Reg, Size};
 use crate::translate::{translate, Target};
 
 fn unfused(insns: &[Insn]) -> Program {
+    let slots = Program::slots(insns).unwrap();
+    let rest = super::super::functions::rest(&slots);
     Program {
-        code: micro::lower_all(&Program::slots(insns).unwrap()),
+        code: micro::lower_all(&slots, &rest),
+        rest,
     }
 }
 
