@@ -153,7 +153,7 @@ fn ebpf_vm(c: &mut Criterion<ThreadCpuTime>) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     let env = Env::default();
-    let mut maps = Maps::new(&[], 1);
+    let mut maps = Maps::default();
     for expr in EXPRESSIONS {
         let Sides {
             prog,
@@ -237,7 +237,7 @@ fn paired() {
     println!("| expression | insns | ours (ns/packet) | rbpf (ns/packet) | ratio |");
     println!("|---|---:|---:|---:|---:|");
     let env = Env::default();
-    let mut maps = Maps::new(&[], 1);
+    let mut maps = Maps::default();
     for expr in EXPRESSIONS {
         let s = sides(expr);
         let n = packets.len();

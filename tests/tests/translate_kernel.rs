@@ -195,7 +195,7 @@ fn kernel_test_run_equals_vm_on_every_en10mb_packet() {
                     }
                     Err(e) => panic!("test run: {e}"),
                 };
-                let v = vm.run(&vm_input(t, frame), &mut Maps::new(&[], 1), &env);
+                let v = vm.run(&vm_input(t, frame), &mut Maps::default(), &env);
                 // libpcap's own interpreter on the same bytes, with `len` as
                 // the hook defines it: a socket test run's skb->len starts
                 // at the network header.

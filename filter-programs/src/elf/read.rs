@@ -6,6 +6,12 @@
 //! program with relocations refers to maps or to other sections, which a
 //! caller that only runs instructions must refuse). Every offset and size
 //! from the file is bounds-checked; bad input is an error, never a panic.
+//!
+//! Nor can a file make the reader allocate or scan much more than it
+//! holds: headers may point at the same bytes many times over, so what the
+//! reader keeps (instructions, names, function entries) is charged against
+//! the file's length, a name is at most [`MAX_NAME`] bytes, and there is
+//! one symbol table, read once.
 
 use crate::ebpf::insn::{from_bytes, Insn};
 
@@ -20,6 +26,8 @@ const EHDR_LEN: usize = 64;
 const SHDR_LEN: usize = 64;
 const SYM_LEN: usize = 24;
 const REL_LEN: usize = 16;
+/// Longest section or function name kept: the kernel's `KSYM_NAME_LEN`.
+pub const MAX_NAME: usize = 512;
 
 /// One section of executable code.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +65,17 @@ pub enum ReadError {
     BadInsn { name: String, reason: String },
     #[error("section header size {0} is not 64")]
     BadShentsize(u16),
+    #[error(
+        "{what}: the name at byte {offset} of its string table is longer than {MAX_NAME} bytes"
+    )]
+    LongName { what: String, offset: u32 },
+    #[error("more than one symbol table")]
+    SymbolTables,
+    #[error(
+        "the sections and symbols to read take more than the file's {len} bytes \
+         (headers that point at the same bytes)"
+    )]
+    Repeated { len: usize },
 }
 
 fn u16_at(b: &[u8], o: usize) -> u16 {
@@ -96,11 +115,39 @@ fn slice<'a>(file: &'a [u8], offset: u64, len: u64, what: &str) -> Result<&'a [u
     file.get(start..end).ok_or_else(oob)
 }
 
-/// The NUL-terminated name at `offset` of a string table.
-fn name_at(strtab: &[u8], offset: u32) -> String {
+/// The NUL-terminated name at `offset` of a string table (`what` names
+/// its owner for the error), scanning at most [`MAX_NAME`] bytes for the
+/// NUL.
+fn name_at(strtab: &[u8], offset: u32, what: impl Fn() -> String) -> Result<String, ReadError> {
     let tail = strtab.get(offset as usize..).unwrap_or(&[]);
-    let end = tail.iter().position(|b| *b == 0).unwrap_or(tail.len());
-    String::from_utf8_lossy(&tail[..end]).into_owned()
+    let head = &tail[..tail.len().min(MAX_NAME + 1)];
+    let end = match head.iter().position(|b| *b == 0) {
+        Some(end) => end,
+        None if tail.len() <= MAX_NAME => tail.len(),
+        None => {
+            return Err(ReadError::LongName {
+                what: what(),
+                offset,
+            })
+        }
+    };
+    Ok(String::from_utf8_lossy(&tail[..end]).into_owned())
+}
+
+/// Bytes the reader may still keep: the file's length to begin with.
+struct Allowance {
+    left: usize,
+    len: usize,
+}
+
+impl Allowance {
+    fn take(&mut self, n: usize) -> Result<(), ReadError> {
+        self.left = self
+            .left
+            .checked_sub(n)
+            .ok_or(ReadError::Repeated { len: self.len })?;
+        Ok(())
+    }
 }
 
 /// Every non-empty executable section of the object, in file order.
@@ -146,61 +193,78 @@ pub fn programs(file: &[u8]) -> Result<Vec<ProgSection>, ReadError> {
         Some(s) => slice(file, s.offset, s.size, "section name table")?,
         None => &[][..],
     };
-    let names: Vec<String> = shdrs.iter().map(|s| name_at(shstrtab, s.name)).collect();
-    let functions = function_symbols(file, &shdrs)?;
+    let code = |s: &Shdr| s.kind == SHT_PROGBITS && s.flags & SHF_EXECINSTR != 0 && s.size > 0;
+    let mut keep = Allowance {
+        left: file.len(),
+        len: file.len(),
+    };
+    let mut functions = function_symbols(file, &shdrs, code, &mut keep)?;
+    let mut relocations = vec![0usize; shdrs.len()];
+    for r in shdrs.iter().filter(|r| r.kind == SHT_REL) {
+        if let Some(n) = relocations.get_mut(r.info as usize) {
+            *n = n.saturating_add((r.size / REL_LEN as u64) as usize);
+        }
+    }
     let mut out = Vec::new();
     for (i, s) in shdrs.iter().enumerate() {
-        if s.kind != SHT_PROGBITS || s.flags & SHF_EXECINSTR == 0 || s.size == 0 {
+        if !code(s) {
             continue;
         }
-        let name = names[i].clone();
+        let name = name_at(shstrtab, s.name, || format!("section {i}"))?;
         let bytes = slice(file, s.offset, s.size, &format!("section {name}"))?;
         if bytes.len() % 8 != 0 {
             return Err(ReadError::Ragged { name, size: s.size });
         }
+        keep.take(name.len() + bytes.len())?;
         let insns = from_bytes(bytes).map_err(|e| ReadError::BadInsn {
             name: name.clone(),
             reason: e.to_string(),
         })?;
-        let relocations = shdrs
-            .iter()
-            .filter(|r| r.kind == SHT_REL && r.info as usize == i)
-            .map(|r| (r.size / REL_LEN as u64) as usize)
-            .sum();
-        let mut funcs: Vec<(u64, String)> = functions
-            .iter()
-            .filter(|(shndx, _, _)| *shndx == i)
-            .map(|(_, v, n)| (*v, n.clone()))
-            .collect();
-        funcs.sort();
         out.push(ProgSection {
             name,
             insns,
-            functions: funcs.into_iter().map(|(_, n)| n).collect(),
-            relocations,
+            functions: std::mem::take(&mut functions[i])
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect(),
+            relocations: relocations[i],
         });
     }
     Ok(out)
 }
 
-/// (section index, value, name) of every function symbol.
-fn function_symbols(file: &[u8], shdrs: &[Shdr]) -> Result<Vec<(usize, u64, String)>, ReadError> {
-    let mut out = Vec::new();
-    for s in shdrs.iter().filter(|s| s.kind == SHT_SYMTAB) {
-        let syms = slice(file, s.offset, s.size, "symbol table")?;
-        let strtab = match shdrs.get(s.link as usize) {
-            Some(t) => slice(file, t.offset, t.size, "symbol name table")?,
-            None => &[][..],
-        };
-        for sym in syms.chunks_exact(SYM_LEN) {
-            if sym[4] & 0xf == STT_FUNC {
-                out.push((
-                    u16_at(sym, 6) as usize,
-                    u64_at(sym, 8),
-                    name_at(strtab, u32_at(sym, 0)),
-                ));
-            }
+/// The function symbols in each section that `code` accepts, by value,
+/// from the (one) symbol table.
+fn function_symbols(
+    file: &[u8],
+    shdrs: &[Shdr],
+    code: impl Fn(&Shdr) -> bool,
+    keep: &mut Allowance,
+) -> Result<Vec<Vec<(u64, String)>>, ReadError> {
+    let mut out = vec![Vec::new(); shdrs.len()];
+    let mut tables = shdrs.iter().filter(|s| s.kind == SHT_SYMTAB);
+    let Some(s) = tables.next() else {
+        return Ok(out);
+    };
+    if tables.next().is_some() {
+        return Err(ReadError::SymbolTables);
+    }
+    let syms = slice(file, s.offset, s.size, "symbol table")?;
+    let strtab = match shdrs.get(s.link as usize) {
+        Some(t) => slice(file, t.offset, t.size, "symbol name table")?,
+        None => &[][..],
+    };
+    for (n, sym) in syms.chunks_exact(SYM_LEN).enumerate() {
+        let shndx = u16_at(sym, 6) as usize;
+        if sym[4] & 0xf != STT_FUNC || !shdrs.get(shndx).is_some_and(&code) {
+            continue;
         }
+        let name = name_at(strtab, u32_at(sym, 0), || format!("symbol {n}"))?;
+        keep.take(SYM_LEN + name.len())?;
+        out[shndx].push((u64_at(sym, 8), name));
+    }
+    for f in &mut out {
+        f.sort();
     }
     Ok(out)
 }
@@ -262,5 +326,108 @@ mod tests {
             programs(&good[..good.len() - 1]),
             Err(ReadError::OutOfBounds { .. })
         ));
+    }
+
+    /// A section header: (name offset, type, flags, offset, size, link).
+    type Header = (u32, u32, u64, u64, u64, u32);
+
+    /// An ELF object of `body` (at byte 64) and the headers (after a null
+    /// one), whose section 1 names the sections.
+    fn raw(body: &[u8], headers: &[Header]) -> Vec<u8> {
+        let mut f = object(Hook::Xdp)[..64].to_vec();
+        f.extend_from_slice(body);
+        let shoff = f.len() as u64;
+        f[40..48].copy_from_slice(&shoff.to_le_bytes());
+        f[60..62].copy_from_slice(&(headers.len() as u16 + 1).to_le_bytes());
+        f[62..64].copy_from_slice(&1u16.to_le_bytes());
+        f.extend_from_slice(&[0; 64]);
+        for &(name, kind, flags, offset, size, link) in headers {
+            let mut h = [0u8; 64];
+            h[0..4].copy_from_slice(&name.to_le_bytes());
+            h[4..8].copy_from_slice(&kind.to_le_bytes());
+            h[8..16].copy_from_slice(&flags.to_le_bytes());
+            h[24..32].copy_from_slice(&offset.to_le_bytes());
+            h[32..40].copy_from_slice(&size.to_le_bytes());
+            h[40..44].copy_from_slice(&link.to_le_bytes());
+            f.extend_from_slice(&h);
+        }
+        f
+    }
+
+    const STRTAB: u32 = 3;
+    const CODE: (u32, u64) = (SHT_PROGBITS, SHF_EXECINSTR);
+
+    /// `mov r0, 2; exit`, then a string table of `name` between NULs.
+    fn code_and_name(name: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&[0xb7, 0, 0, 0, 2, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]);
+        body.push(0);
+        body.extend_from_slice(name);
+        body.push(0);
+        body
+    }
+
+    #[test]
+    fn names_are_at_most_512_bytes() {
+        for (len, ok) in [(512, true), (513, false)] {
+            let body = code_and_name(&vec![b'x'; len]);
+            let f = raw(
+                &body,
+                &[
+                    (0, STRTAB, 0, 64 + 16, body.len() as u64 - 16, 0),
+                    (1, CODE.0, CODE.1, 64, 16, 0),
+                ],
+            );
+            match programs(&f) {
+                Ok(p) if ok => assert_eq!(p[0].name.len(), len),
+                got => assert_eq!(
+                    got.unwrap_err().to_string(),
+                    "section 2: the name at byte 1 of its string table is longer than 512 bytes"
+                ),
+            }
+        }
+    }
+
+    /// 2,000 headers of one 16-byte program named `xdp`: the reader keeps
+    /// 38,000 bytes of a 128,000-byte file. 2,000 headers of a 64,000-byte
+    /// program would make it keep 128 MB of a 192 KB file.
+    #[test]
+    fn repeated_headers_cannot_multiply_what_is_kept() {
+        let body = code_and_name(b"xdp");
+        let mut headers = vec![(0, STRTAB, 0, 64 + 16, 5, 0)];
+        headers.extend([(1, CODE.0, CODE.1, 64, 16, 0); 2000]);
+        let progs = programs(&raw(&body, &headers)).unwrap();
+        assert_eq!(progs.len(), 2000);
+        let mut long = vec![0u8; 64_000];
+        for insn in long.chunks_exact_mut(8) {
+            insn[0] = 0x95;
+        }
+        let mut headers = vec![(0, STRTAB, 0, 65, 1, 0)];
+        headers.extend([(0, CODE.0, CODE.1, 64, 64_000, 0); 2000]);
+        let f = raw(&long, &headers);
+        assert_eq!(
+            programs(&f).unwrap_err().to_string(),
+            format!(
+                "the sections and symbols to read take more than the file's {} bytes \
+                 (headers that point at the same bytes)",
+                f.len()
+            )
+        );
+    }
+
+    #[test]
+    fn one_symbol_table() {
+        let body = code_and_name(b"xdp");
+        let symtab = (0, SHT_SYMTAB, 0, 64, 0, 1);
+        let f = raw(
+            &body,
+            &[
+                (0, STRTAB, 0, 64 + 16, 5, 0),
+                (1, CODE.0, CODE.1, 64, 16, 0),
+                symtab,
+                symtab,
+            ],
+        );
+        assert_eq!(programs(&f), Err(ReadError::SymbolTables));
     }
 }

@@ -22,6 +22,8 @@ pub enum DryRunError {
     Decode(#[from] crate::ebpf::insn::DecodeError),
     #[error("the compiled program failed in the VM: {0}")]
     Vm(#[from] vm::VmError),
+    #[error("the VM refuses the program's maps: {0}")]
+    Maps(#[from] vm::MapError),
     #[error("filling table {0} failed")]
     Table(String),
     #[error("the program returned {0}, which is neither XDP_PASS nor XDP_DROP")]
@@ -70,7 +72,7 @@ impl DryRun {
             value_size: 4,
             max_entries: t.entries.len().max(1) as u32,
         }));
-        let mut maps = Maps::new(&defs, 1);
+        let mut maps = Maps::new(&defs, 1)?;
         for i in 0..programs.len() {
             maps.set_program(1, i as u32, i);
         }
@@ -96,8 +98,14 @@ impl DryRun {
             ingress_ifindex: 1,
             rx_queue_index: 0,
         };
+        // The kernel verifies each program of the chain within its
+        // complexity limit, the VM's default budget; so the dry run allows
+        // each program that much. (A chain of the longest programs the
+        // segment budget makes runs to about a million instructions.)
+        let per_program = Env::default().budget;
         let env = Env {
             wire_len: Some(wire_len.max(frame.len() as u32)),
+            budget: per_program.saturating_mul(self.programs.len() as u64),
             ..Env::default()
         };
         let ret = vm::Program::run_chain(&self.programs, &input, &mut self.maps, &env)?;

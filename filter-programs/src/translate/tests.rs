@@ -41,7 +41,7 @@ fn run(prog: &[C], target: Target, f: &[u8]) -> u64 {
             meta: SkbMeta::default(),
         },
     };
-    p.run(&input, &mut Maps::new(&[], 1), &Env::default())
+    p.run(&input, &mut Maps::default(), &Env::default())
         .unwrap()
 }
 

@@ -59,7 +59,7 @@ fn run_vm(p: &Program, frame: &[u8], meta: SkbMeta) -> u64 {
         net_off: 14,
         meta,
     };
-    p.run(&input, &mut Maps::new(&[], 1), &Env::default())
+    p.run(&input, &mut Maps::default(), &Env::default())
         .expect("runs")
 }
 

@@ -76,7 +76,7 @@ impl EbpfEngine {
             name,
             target,
             vm,
-            maps: Maps::new(&[], 1),
+            maps: Maps::default(),
         })
     }
 }

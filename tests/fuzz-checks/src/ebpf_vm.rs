@@ -232,7 +232,7 @@ pub fn run_accepted(prog: &[Insn], hook: Hook) -> Outcome {
                 meta: SkbMeta::from_ethernet(&frame, [0; 6], 1),
             },
         };
-        match vm.run(&input, &mut Maps::new(&[], 1), &env) {
+        match vm.run(&input, &mut Maps::default(), &env) {
             Err(e) if is_fault(&e) => {
                 return Err(format!(
                     "{} program the checker accepts faults: {e}",

@@ -118,7 +118,7 @@ pub fn check(prog: &[Insn], frame: &[u8]) -> Result<bool, String> {
             ctx.queue_mapping = 0;
         }
         let got = vm
-            .run(&input, &mut Maps::new(&[], 1), &env)
+            .run(&input, &mut Maps::default(), &env)
             .map_err(|e| format!("{}: {e}", target.name()))?;
         let ret = if kernel_mode {
             classic.run_with(frame, len, &ctx)

@@ -14,6 +14,14 @@ use crate::ebpf::insn::{AluOp, AtomicOp, CallTarget, Endian, JmpOp, Op, Operand,
 const MAX_TAIL_CALLS: u32 = 33;
 const HELPER_TAIL_CALL: i32 = 12;
 
+/// One program as a run sees it: its micro-ops, and what the budget
+/// charges at each slot (see `functions::rest`).
+#[derive(Clone, Copy)]
+pub(super) struct Code<'p> {
+    pub(super) ops: &'p [Micro],
+    pub(super) rest: &'p [u32],
+}
+
 /// Registers r0-r10 live in 16 entries so that an index masked with 15 is
 /// in bounds without a check; micro-ops only name r0-r10.
 type Regs = [u64; 16];
@@ -46,7 +54,7 @@ struct Run<'a, 'm, 's> {
 /// map names (see `MapKind::ProgArray`). Each program ends with the
 /// `FellOff` sentinel.
 pub(super) fn run(
-    programs: &[&[Micro]],
+    programs: &[Code<'_>],
     input: &Input,
     maps: &mut Maps,
     env: &Env,
@@ -70,9 +78,15 @@ impl Run<'_, '_, '_> {
     /// copying a wide `Result` out through the thread-local's closure after
     /// its narrow field stores stalled on store forwarding, a large share of
     /// a short run.
-    fn go(&mut self, programs: &[&[Micro]]) -> Result<u64, Box<VmError>> {
-        const SENTINEL: &[Micro] = &[Micro::FellOff];
-        let mut code: &[Micro] = programs.first().copied().unwrap_or(SENTINEL);
+    fn go(&mut self, programs: &[Code<'_>]) -> Result<u64, Box<VmError>> {
+        const SENTINEL: Code = Code {
+            ops: &[Micro::FellOff],
+            rest: &[0],
+        };
+        let mut prog = programs.first().copied().unwrap_or(SENTINEL);
+        self.charge(prog.rest[0] as u64)?;
+        // The loop indexes the ops alone.
+        let mut code = prog.ops;
         let mut r: Regs = [0; 16];
         r[1] = Region::Ctx.base();
         r[10] = Region::Stack.base() + STACK_SIZE as u64;
@@ -313,15 +327,17 @@ impl Run<'_, '_, '_> {
                     None => return Ok(r[0]),
                 },
                 Micro::Op(op) => {
-                    match self.general(op, pc, &mut r, code)? {
+                    match self.general(op, pc, &mut r, prog)? {
                         Flow::Next(next) => pc = next,
                         Flow::Exit => return Ok(r[0]),
                         Flow::TailCall(p) => {
-                            let Some(target) = programs.get(p) else {
+                            let Some(&target) = programs.get(p) else {
                                 let what = format!("tail call to program {p}, which was not given");
                                 return Err(Box::new(VmError::Unsupported { pc, what }));
                             };
-                            code = target;
+                            self.charge(target.rest[0] as u64)?;
+                            prog = target;
+                            code = prog.ops;
                             r[1] = Region::Ctx.base();
                             pc = 0;
                         }
@@ -384,23 +400,29 @@ impl Run<'_, '_, '_> {
         }
     }
 
-    /// A taken jump the micro-ops left alone: backward (charged to the
-    /// budget), or bad.
-    fn jump(&mut self, pc: usize, off: i64, code: &[Micro]) -> Result<usize, VmError> {
-        let t = Self::target(pc, off, code)?;
+    /// A taken jump the micro-ops left alone: backward (charged the slots
+    /// it goes back over), into another function (charged the rest of that
+    /// function), or bad.
+    fn jump(&mut self, pc: usize, off: i64, code: Code) -> Result<usize, VmError> {
+        let t = Self::target(pc, off, code.ops)?;
         if t <= pc {
             self.charge((pc + 1 - t) as u64)?;
+        } else {
+            self.forward(pc, t, code)?;
         }
         Ok(t)
     }
 
-    fn general(
-        &mut self,
-        op: Op,
-        pc: usize,
-        r: &mut Regs,
-        code: &[Micro],
-    ) -> Result<Flow, VmError> {
+    /// A move forward from `pc` to `next`: if it leaves `pc`'s function,
+    /// it pays for the rest of the function it enters.
+    fn forward(&mut self, pc: usize, next: usize, code: Code) -> Result<(), VmError> {
+        if next - pc >= code.rest[pc] as usize {
+            self.charge(code.rest[next] as u64)?;
+        }
+        Ok(())
+    }
+
+    fn general(&mut self, op: Op, pc: usize, r: &mut Regs, code: Code) -> Result<Flow, VmError> {
         self.m.pc = pc;
         let next = pc + op.slots();
         match op {
@@ -538,8 +560,9 @@ impl Run<'_, '_, '_> {
                 // context; on failure the caller carries on.
                 match self.m.tail_call_target(r[2], r[3])? {
                     Some(p) if self.tail_calls < MAX_TAIL_CALLS && self.depth == 0 => {
+                        // The new program's entry function is paid for
+                        // where it is known, in the loop.
                         self.tail_calls += 1;
-                        self.charge(1)?;
                         return Ok(Flow::TailCall(p));
                     }
                     _ => r[0] = EINVAL,
@@ -547,7 +570,9 @@ impl Run<'_, '_, '_> {
                 r[1..=5].fill(0xdead_beef_dead_beef);
             }
             Op::Call(CallTarget::Helper(id)) => {
-                r[0] = self.m.helper(id, [r[1], r[2], r[3], r[4], r[5]])?;
+                let args = [r[1], r[2], r[3], r[4], r[5]];
+                self.charge(self.m.helper_cost(id, args))?;
+                r[0] = self.m.helper(id, args)?;
                 // Caller-saved registers hold garbage after a call.
                 r[1..=5].fill(0xdead_beef_dead_beef);
             }
@@ -555,8 +580,11 @@ impl Run<'_, '_, '_> {
                 if self.depth + 1 >= MAX_FRAMES {
                     return Err(VmError::CallDepth { pc });
                 }
-                let target = Self::target(pc, rel as i64, code)?;
-                self.charge(1)?;
+                let target = Self::target(pc, rel as i64, code.ops)?;
+                // The callee's whole function; and, when the call is its
+                // function's last op, what the return runs into.
+                self.charge(code.rest[target] as u64)?;
+                self.forward(pc, next, code)?;
                 self.frames[self.depth] = Frame {
                     ret: next,
                     saved: [r[6], r[7], r[8], r[9]],
@@ -578,6 +606,7 @@ impl Run<'_, '_, '_> {
                 })
             }
         }
+        self.forward(pc, next, code)?;
         Ok(Flow::Next(next))
     }
 }

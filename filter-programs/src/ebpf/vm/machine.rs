@@ -235,6 +235,26 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
         Ok(self.maps.program_at(map, index as u32))
     }
 
+    /// What a helper call spends of the budget besides its own slot: one
+    /// unit per 8 bytes it may copy, as the loads and stores doing it
+    /// would. The lengths come from the program (a map's key and value,
+    /// `len`) and the VM copies byte by byte, so without this a loop of
+    /// calls could run far longer than its instructions say.
+    pub(super) fn helper_cost(&self, id: i32, a: [u64; 5]) -> u64 {
+        let bytes = match id {
+            1..=3 => {
+                let def = self.maps.def((a[0] & 0xffff_ffff) as usize);
+                def.map_or(0, |d| match id {
+                    2 => d.key_size as u64 + d.value_size as u64,
+                    _ => d.key_size as u64,
+                })
+            }
+            26 | 68 | 189 => a[3] as u32 as u64,
+            _ => 0,
+        };
+        bytes.div_ceil(8)
+    }
+
     pub(super) fn helper(&mut self, id: i32, a: [u64; 5]) -> Result<u64, VmError> {
         let pc = self.pc;
         let map_of = |h: u64| -> Result<usize, VmError> {

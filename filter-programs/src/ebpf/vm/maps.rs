@@ -1,8 +1,19 @@
 //! User-space maps for the VM: arrays and hashes, plain or per CPU, with
 //! the kernel's helper semantics (lookup gives a pointer into the value,
 //! update honours `BPF_ANY`/`BPF_NOEXIST`/`BPF_EXIST`).
+//!
+//! Definitions are checked against [`limits`] before anything is
+//! allocated. Arrays are allocated whole; a hash map grows one entry at a
+//! time as keys are added, never past `max_entries`.
+
+mod limits;
 
 use std::collections::HashMap;
+
+pub use limits::{
+    MapError, HASH_ENTRY_OVERHEAD, MAX_KEY_SIZE, MAX_MAPS, MAX_PERCPU_VALUE_SIZE, MAX_TOTAL_BYTES,
+    MAX_VALUE_SIZE,
+};
 
 use super::memory::{read_le, write_le};
 
@@ -43,10 +54,12 @@ const EINVAL: i64 = -22;
 #[derive(Clone, Debug)]
 struct Store {
     def: MapDef,
-    /// `max_entries` slots of `copies` values of `value_size` bytes.
+    /// Slots of `copies` values of `value_size` bytes: `max_entries` of
+    /// them in an array; in a hash, as many as it has ever held at once.
     values: Vec<u8>,
     /// Hash maps: key bytes to slot.
     keys: HashMap<Vec<u8>, u32>,
+    /// Hash maps: slots whose key was deleted, for reuse.
     free: Vec<u32>,
 }
 
@@ -60,27 +73,44 @@ pub struct Maps {
     pub cpu: u32,
 }
 
+/// No maps, one CPU: what a program that references none runs with.
+impl Default for Maps {
+    fn default() -> Maps {
+        Maps {
+            stores: Vec::new(),
+            ncpus: 1,
+            cpu: 0,
+        }
+    }
+}
+
 impl Maps {
-    pub fn new(defs: &[MapDef], ncpus: u32) -> Maps {
+    /// The maps `defs` define, per-CPU ones with `ncpus` copies of each
+    /// value; or, before anything is allocated, why the VM refuses them.
+    pub fn new(defs: &[MapDef], ncpus: u32) -> Result<Maps, MapError> {
         let ncpus = ncpus.max(1);
+        limits::check(defs, ncpus)?;
         let stores = defs
             .iter()
             .map(|&def| {
-                let copies = if def.kind.per_cpu() { ncpus } else { 1 } as usize;
-                let bytes = def.max_entries as usize * copies * def.value_size as usize;
+                let values = match def.kind {
+                    MapKind::Hash | MapKind::PerCpuHash => Vec::new(),
+                    // Checked: at most `MAX_TOTAL_BYTES`.
+                    _ => vec![0; limits::full_size(&def, ncpus) as usize],
+                };
                 Store {
                     def,
-                    values: vec![0; bytes],
+                    values,
                     keys: HashMap::new(),
-                    free: (0..def.max_entries).rev().collect(),
+                    free: Vec::new(),
                 }
             })
             .collect();
-        Maps {
+        Ok(Maps {
             stores,
             ncpus,
             cpu: 0,
-        }
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -149,12 +179,19 @@ impl Maps {
             (_, Some(s)) => s,
             (_, None) if flags == BPF_EXIST => return ENOENT,
             (_, None) => {
+                let entry = self.copies(def) as usize * def.value_size as usize;
                 let store = &mut self.stores[map];
-                let Some(s) = store.free.pop() else {
-                    return E2BIG;
+                let slot = match store.free.pop() {
+                    Some(s) => s,
+                    None if store.keys.len() < def.max_entries as usize => {
+                        let s = (store.values.len() / entry) as u32;
+                        store.values.resize(store.values.len() + entry, 0);
+                        s
+                    }
+                    None => return E2BIG,
                 };
-                store.keys.insert(key.to_vec(), s);
-                s
+                store.keys.insert(key.to_vec(), slot);
+                slot
             }
         };
         let off = self.value_offset(def, slot) as usize;
@@ -262,7 +299,7 @@ mod tests {
             value_size: 8,
             max_entries: 2,
         };
-        let mut m = Maps::new(&[def], 2);
+        let mut m = Maps::new(&[def], 2).unwrap();
         let key = 1u32.to_le_bytes();
         m.cpu = 1;
         let off = m.lookup(0, &key).unwrap();
@@ -283,7 +320,7 @@ mod tests {
             value_size: 4,
             max_entries: 1,
         };
-        let mut m = Maps::new(&[def], 1);
+        let mut m = Maps::new(&[def], 1).unwrap();
         assert_eq!(m.update(0, b"ab", &[1, 0, 0, 0], BPF_EXIST), ENOENT);
         assert_eq!(m.update(0, b"ab", &[1, 0, 0, 0], BPF_ANY), 0);
         assert_eq!(m.update(0, b"ab", &[2, 0, 0, 0], BPF_NOEXIST), EEXIST);
@@ -292,5 +329,54 @@ mod tests {
         assert_eq!(m.delete(0, b"ab"), 0);
         assert_eq!(m.lookup(0, b"ab"), None);
         assert_eq!(m.update(0, b"cd", &[2, 0, 0, 0], BPF_ANY), 0);
+    }
+
+    /// A hash takes memory for the keys it holds, never for more than
+    /// `max_entries`, and reuses a deleted key's slot.
+    #[test]
+    fn hashes_grow_up_to_max_entries() {
+        let def = MapDef {
+            kind: MapKind::PerCpuHash,
+            key_size: 4,
+            value_size: 8,
+            max_entries: 3,
+        };
+        let mut m = Maps::new(&[def], 2).unwrap();
+        assert_eq!(m.stores[0].values.len(), 0);
+        for k in 0..3u32 {
+            assert_eq!(m.update(0, &k.to_le_bytes(), &[7; 8], BPF_ANY), 0);
+            assert_eq!(m.stores[0].values.len(), (k as usize + 1) * 16);
+        }
+        assert_eq!(m.update(0, &3u32.to_le_bytes(), &[7; 8], BPF_ANY), E2BIG);
+        assert_eq!(m.delete(0, &1u32.to_le_bytes()), 0);
+        assert_eq!(m.update(0, &3u32.to_le_bytes(), &[9; 8], BPF_ANY), 0);
+        assert_eq!(m.stores[0].values.len(), 48);
+        assert_eq!(
+            m.values(0, &3u32.to_le_bytes()).unwrap(),
+            [&[9; 8], &[0; 8]]
+        );
+        assert_eq!(m.update(0, &4u32.to_le_bytes(), &[7; 8], BPF_ANY), E2BIG);
+        // A value pointer stays inside the entries that exist.
+        let off = m.lookup(0, &3u32.to_le_bytes()).unwrap();
+        assert_eq!(m.read(0, off, 8), Some(0x0909_0909_0909_0909));
+        assert_eq!(m.read(0, 48, 8), None);
+    }
+
+    /// The definition an ELF object could declare to take the process
+    /// down is refused before any allocation.
+    #[test]
+    fn huge_definitions_are_refused_before_allocation() {
+        for kind in [MapKind::Array, MapKind::Hash, MapKind::PerCpuArray] {
+            let def = MapDef {
+                kind,
+                key_size: 4,
+                value_size: 0x7fff,
+                max_entries: u32::MAX,
+            };
+            assert!(
+                matches!(Maps::new(&[def], 64), Err(MapError::TooBig { .. })),
+                "{kind:?}"
+            );
+        }
     }
 }

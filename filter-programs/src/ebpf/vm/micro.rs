@@ -9,10 +9,14 @@
 //!   swaps, compares against a constant, loads) get a variant each, so one
 //!   dispatch runs them.
 //! - Jump targets are resolved and checked here. Only a forward jump to a
-//!   real instruction becomes a fast jump: a bad target keeps its [`Op`]
-//!   and fails with `BadJump` when taken, as always, and a backward jump
-//!   keeps its `Op` too, because backward jumps are what the run's budget
-//!   counts (see `Env::budget`).
+//!   real instruction of the jump's own function (see [`super::functions`])
+//!   becomes a fast jump: a bad target keeps its [`Op`] and fails with
+//!   `BadJump` when taken, as always, and a backward jump or one into
+//!   another function keeps its `Op` too, because those are what the run's
+//!   budget counts (see `Env::budget`). For the same reason the last op of
+//!   a function that may run on into the next one keeps its `Op`: the
+//!   general path pays for the function it enters. Fast ops, fused or not,
+//!   never leave their function, so they need no budget.
 //! - The program ends with a [`Micro::FellOff`] sentinel, so running past
 //!   the last instruction needs no check of its own.
 //!
@@ -317,28 +321,37 @@ fn extend(imm: i32, wide: bool) -> u64 {
 }
 
 /// The runnable form of decoded slots (`None` is the tail of an `LD_IMM64`),
-/// with the [`Micro::FellOff`] sentinel appended, sequences fused.
-pub(super) fn compile(slots: &[Option<Op>]) -> Vec<Micro> {
-    let mut code = lower_all(slots);
+/// with the [`Micro::FellOff`] sentinel appended, sequences fused. `rest`
+/// is [`super::functions::rest`] of the same slots.
+pub(super) fn compile(slots: &[Option<Op>], rest: &[u32]) -> Vec<Micro> {
+    let mut code = lower_all(slots, rest);
     super::fuse::fuse(&mut code);
     code
 }
 
 /// Each slot lowered on its own, and the sentinel.
-pub(super) fn lower_all(slots: &[Option<Op>]) -> Vec<Micro> {
-    // A fast jump's target: forward, inside the program, at an op's start.
+pub(super) fn lower_all(slots: &[Option<Op>], rest: &[u32]) -> Vec<Micro> {
+    // A fast jump's target: forward, inside the program, at an op's start,
+    // in the jump's function.
     let forward = |pc: usize, off: i64| -> Option<u32> {
         let t = usize::try_from(pc as i64 + 1 + off).ok()?;
         match slots.get(t) {
-            Some(Some(_)) if t > pc => u32::try_from(t).ok(),
+            Some(Some(_)) if t > pc && t - pc < rest[pc] as usize => u32::try_from(t).ok(),
             _ => None,
         }
+    };
+    // The function's last op, when it may go on into the next function
+    // (into the sentinel it only fails).
+    let runs_on = |pc: usize, op: Op| {
+        let next = pc + op.slots();
+        next - pc == rest[pc] as usize && next < slots.len() && !matches!(op, Op::Exit)
     };
     let mut code: Vec<Micro> = slots
         .iter()
         .enumerate()
         .map(|(pc, slot)| match *slot {
             None => Micro::Tail,
+            Some(op) if runs_on(pc, op) => Micro::Op(op),
             Some(op) => lower(op, |off| forward(pc, off)),
         })
         .collect();

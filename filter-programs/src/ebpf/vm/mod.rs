@@ -7,10 +7,13 @@
 //! context bytes are reused per thread (see `scratch`). Only a failing run
 //! allocates, for its error. Every memory access goes through the region
 //! checks of [`memory`], so a wrong program gets a [`VmError`], never
-//! undefined behaviour, and every run has a budget that stops loops.
+//! undefined behaviour, and every run has a budget: a bound on the
+//! instructions it executes (see [`Env::budget`]). Maps are checked against
+//! the VM's limits before anything is allocated for them (see [`maps`]).
 
 pub mod context;
 mod exec;
+mod functions;
 mod fuse;
 mod machine;
 pub mod maps;
@@ -19,7 +22,7 @@ mod micro;
 mod scratch;
 
 pub use context::{Input, SkbMeta};
-pub use maps::{MapDef, MapKind, Maps};
+pub use maps::{MapDef, MapError, MapKind, Maps};
 
 use super::insn::{DecodeError, Insn, Op, Pseudo};
 
@@ -56,13 +59,36 @@ pub enum VmError {
 /// Per-run settings that are not part of the packet.
 #[derive(Clone, Copy, Debug)]
 pub struct Env {
-    /// How much looping one run may do. Every taken backward jump spends
-    /// the slots it goes back over (from its target through the jump: one
-    /// pass of the loop it closes), and every BPF-to-BPF call and tail call
-    /// spends 1; a run that spends more fails with [`VmError::Budget`].
-    /// Code that only runs forward spends nothing, so for a loop this is
-    /// about the instructions its turns execute, while straight-line code
-    /// (at most the program's length per call) is not counted at all.
+    /// The most instructions one run may execute; a run that could go past
+    /// it fails with [`VmError::Budget`]. The default, `1 << 20`
+    /// (1,048,576), is the kernel verifier's complexity limit: the most
+    /// instructions it walks for one program.
+    ///
+    /// Nothing is counted per instruction. A run spends, in advance:
+    /// - a function's length when it enters the function: the entry
+    ///   function's when it starts, the callee's on every BPF-to-BPF call,
+    ///   the new program's entry function's on a tail call (a function runs
+    ///   from slot 0 or a call's target to the next such slot or the end);
+    /// - the rest of a function that a forward jump or a fall-through
+    ///   enters from another one (the kernel refuses such programs; the VM
+    ///   runs them, so they pay);
+    /// - the slots every taken backward jump goes back over, from its
+    ///   target through the jump;
+    /// - for a helper that copies bytes (map keys and values,
+    ///   `bpf_skb_load_bytes`), one per 8 bytes it may copy.
+    ///
+    /// Why that bounds what runs: within one activation of a function, pc
+    /// goes down only at a backward jump. So every run of a slot after its
+    /// first follows a taken backward jump over the slot since its last
+    /// run, a different jump for each rerun. A first run follows such a
+    /// jump too, or else the activation reached the slot going forward
+    /// from where it last entered the slot's function: a stretch it paid
+    /// for. So executed ≤ lengths paid + Σ spans ≤ spent.
+    ///
+    /// A program of N slots that only runs forward spends N, whichever way
+    /// its branches go: a typical translated filter, under 100. A function
+    /// longer than the budget fails every run that enters it, as the
+    /// kernel refuses to load a program of more than 1M instructions.
     pub budget: u64,
     /// What `bpf_ktime_get_ns` returns.
     pub ktime_ns: u64,
@@ -92,13 +118,25 @@ impl Default for Env {
 #[derive(Clone, Debug)]
 pub struct Program {
     code: Vec<micro::Micro>,
+    /// What the budget charges at each slot (see [`functions::rest`]).
+    rest: Vec<u32>,
 }
 
 impl Program {
     pub fn new(insns: &[Insn]) -> Result<Program, DecodeError> {
+        let slots = Self::slots(insns)?;
+        let rest = functions::rest(&slots);
         Ok(Program {
-            code: micro::compile(&Self::slots(insns)?),
+            code: micro::compile(&slots, &rest),
+            rest,
         })
+    }
+
+    fn view(&self) -> exec::Code<'_> {
+        exec::Code {
+            ops: &self.code,
+            rest: &self.rest,
+        }
     }
 
     /// The decoded op starting at each slot (`None`: an `LD_IMM64` tail).
@@ -138,7 +176,7 @@ impl Program {
 
     /// Runs once; returns r0 at the final `exit`.
     pub fn run(&self, input: &Input, maps: &mut Maps, env: &Env) -> Result<u64, VmError> {
-        exec::run(&[&self.code], input, maps, env)
+        exec::run(&[self.view()], input, maps, env)
     }
 
     /// Runs `programs[0]`, which may tail-call the others through a
@@ -149,7 +187,7 @@ impl Program {
         maps: &mut Maps,
         env: &Env,
     ) -> Result<u64, VmError> {
-        let code: Vec<&[micro::Micro]> = programs.iter().map(|p| p.code.as_slice()).collect();
+        let code: Vec<exec::Code> = programs.iter().map(Program::view).collect();
         exec::run(&code, input, maps, env)
     }
 }

@@ -25,7 +25,7 @@ fn prog(a: &Asm) -> Program {
 
 fn run_env(a: &Asm, env: &Env) -> Result<u64, VmError> {
     let f = frame();
-    prog(a).run(&xdp(&f), &mut Maps::new(&[], 1), env)
+    prog(a).run(&xdp(&f), &mut Maps::default(), env)
 }
 
 fn run(a: &Asm) -> Result<u64, VmError> {
@@ -116,7 +116,7 @@ fn no_run_sees_the_stack_bytes_of_an_earlier_one() {
     assert!(matches!(run(&fail), Err(VmError::OutOfBounds { .. })));
     assert_eq!(run(&read), Ok(0), "after a run that wrote, then failed");
     // A different program, input and map set change nothing.
-    let mut maps = Maps::new(&[], 2);
+    let mut maps = Maps::default();
     assert_eq!(
         prog(&write).run(&xdp(&f[..20]), &mut maps, &Env::default()),
         Ok(0)
@@ -252,13 +252,14 @@ fn running_past_the_last_slot_falls_off() {
     assert!(empty.is_empty());
     let f = frame();
     assert_eq!(
-        empty.run(&xdp(&f), &mut Maps::new(&[], 1), &Env::default()),
+        empty.run(&xdp(&f), &mut Maps::default(), &Env::default()),
         Err(VmError::FellOff { pc: 0 })
     );
 }
 
-/// `r0 = 0; do r0 += 1 while (r0 < turns)`: the backward jump (slot 2 to
-/// slot 1) spends 2 per turn after the first.
+/// `r0 = 0; do r0 += 1 while (r0 < turns)`: 4 slots, spent when the run
+/// starts, then the backward jump (slot 2 to slot 1) spends 2 per turn
+/// after the first.
 fn counting_loop(turns: i32) -> Asm {
     let mut a = Asm::new();
     let top = a.label();
@@ -270,33 +271,51 @@ fn counting_loop(turns: i32) -> Asm {
     a
 }
 
-#[test]
-fn budget_counts_what_loops_go_back_over() {
-    let budget = |b| Env {
+fn budget(b: u64) -> Env {
+    Env {
         budget: b,
         ..Env::default()
-    };
-    assert_eq!(run_env(&counting_loop(10), &budget(18)), Ok(10));
+    }
+}
+
+#[test]
+fn budget_counts_what_loops_go_back_over() {
+    assert_eq!(run_env(&counting_loop(10), &budget(22)), Ok(10));
     assert_eq!(
-        run_env(&counting_loop(10), &budget(17)),
-        Err(VmError::Budget(17))
+        run_env(&counting_loop(10), &budget(21)),
+        Err(VmError::Budget(21))
     );
     assert_eq!(
         run_env(&counting_loop(100_000), &Env::default()),
         Ok(100_000)
     );
-    // A forward-only program spends nothing, however long.
+    // The default: 1 << 20 executed instructions; 2 per turn.
+    assert_eq!(
+        run_env(&counting_loop(600_000), &Env::default()),
+        Err(VmError::Budget(1 << 20))
+    );
+}
+
+/// A program that only runs forward spends its length, whichever way its
+/// branches go: the budget is paid before the instructions run.
+#[test]
+fn a_forward_program_spends_its_length() {
     let mut a = Asm::new();
+    let out = a.label();
+    a.jmp(true, JmpOp::Jeq, Reg::R1, Operand::Imm(0), out);
     for _ in 0..100 {
         a.alu64(AluOp::Add, Reg::R0, Operand::Imm(1));
     }
+    a.bind(out);
     a.exit();
-    assert_eq!(run_env(&a, &budget(0)), Ok(100));
+    assert_eq!(run_env(&a, &budget(102)), Ok(100));
+    assert_eq!(run_env(&a, &budget(101)), Err(VmError::Budget(101)));
 }
 
 #[test]
 fn budget_counts_calls() {
-    // Three calls of a subprogram that returns r0 + 1.
+    // Three calls of a subprogram that returns r0 + 1: 5 slots, then 2
+    // for each call.
     let mut a = Asm::new();
     a.mov64(Reg::R0, Operand::Imm(0));
     for i in 0..3 {
@@ -305,12 +324,178 @@ fn budget_counts_calls() {
     a.exit();
     a.alu64(AluOp::Add, Reg::R0, Operand::Imm(1));
     a.exit();
-    let budget = |b| Env {
-        budget: b,
-        ..Env::default()
+    assert_eq!(run_env(&a, &budget(11)), Ok(3));
+    assert_eq!(run_env(&a, &budget(10)), Err(VmError::Budget(10)));
+}
+
+/// A loop that calls a long straight-line subprogram: each call pays for
+/// the subprogram. When calls spent 1, this ran about 200,000 turns of
+/// 1,005 instructions under the default budget (2 * 10^8 instructions,
+/// seconds) before it stopped; now it stops after 1,043 turns.
+#[test]
+fn budget_bounds_a_loop_of_calls() {
+    const SUB: i32 = 1_000;
+    let counter = MapDef {
+        kind: MapKind::Array,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 1,
     };
-    assert_eq!(run_env(&a, &budget(3)), Ok(3));
-    assert_eq!(run_env(&a, &budget(2)), Err(VmError::Budget(2)));
+    let mut a = Asm::new();
+    let top = a.label();
+    // r7 = &counter[0]; r6 = 0; do { sub(); counter[0] = ++r6 } while (r6 < 2^30)
+    a.push(Op::LdImm64 {
+        dst: Reg::R7,
+        pseudo: Pseudo::MapValue,
+        src_reg: 2,
+        imm: 0,
+    });
+    a.mov64(Reg::R6, Operand::Imm(0));
+    a.bind(top);
+    a.push(Op::Call(CallTarget::Local(5)));
+    a.alu64(AluOp::Add, Reg::R6, Operand::Imm(1));
+    a.push(Op::Stx {
+        size: Size::DW,
+        dst: Reg::R7,
+        src: Reg::R6,
+        off: 0,
+    });
+    a.jmp(true, JmpOp::Jlt, Reg::R6, Operand::Imm(1 << 30), top);
+    a.mov64(Reg::R0, Operand::Reg(Reg::R6));
+    a.exit();
+    // sub: slot 9
+    for _ in 0..SUB {
+        a.alu64(AluOp::Add, Reg::R0, Operand::Imm(1));
+    }
+    a.exit();
+    let p = prog(&a);
+    let mut maps = Maps::new(&[counter], 1).unwrap();
+    let f = frame();
+    let start = std::time::Instant::now();
+    let got = p.run(&xdp(&f), &mut maps, &Env::default());
+    let took = start.elapsed();
+    assert_eq!(got, Err(VmError::Budget(1 << 20)));
+    let v = maps.values(0, &0u32.to_le_bytes()).unwrap();
+    let turns = u64::from_le_bytes(v[0][..8].try_into().unwrap());
+    // Each turn pays 1,001 for the call and 4 for the jump back: the run
+    // stops after (2^20 - 9) / 1,005 turns, having executed no more than
+    // it paid for.
+    assert_eq!(turns, (1 << 20) / 1_005);
+    assert!(turns * (SUB as u64 + 5) <= 1 << 20);
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+}
+
+/// A helper that copies bytes spends budget for them: a loop of map
+/// updates with a 64 KiB value stops after 7 turns of a 65,536 budget.
+/// When a helper call spent 1, it would have copied 400 MB first.
+#[test]
+fn helpers_spend_for_what_they_copy() {
+    let big = MapDef {
+        kind: MapKind::Array,
+        key_size: 4,
+        value_size: 1 << 16,
+        max_entries: 1,
+    };
+    let counter = MapDef {
+        value_size: 8,
+        ..big
+    };
+    let value_of = |dst, map| Op::LdImm64 {
+        dst,
+        pseudo: Pseudo::MapValue,
+        src_reg: 2,
+        imm: map,
+    };
+    let mut a = Asm::new();
+    let top = a.label();
+    // do { bpf_map_update_elem(&big, &0, &big[0], 0); counter[0] = ++r6 } while (r6 < 1000)
+    a.mov64(Reg::R6, Operand::Imm(0));
+    st(&mut a, Size::W, -4, 0);
+    a.push(value_of(Reg::R7, 0));
+    a.push(value_of(Reg::R8, 1));
+    a.bind(top);
+    a.push(Op::LdImm64 {
+        dst: Reg::R1,
+        pseudo: Pseudo::MapFd,
+        src_reg: 1,
+        imm: 0,
+    });
+    a.mov64(Reg::R2, Operand::Reg(Reg::R10));
+    a.alu64(AluOp::Add, Reg::R2, Operand::Imm(-4));
+    a.mov64(Reg::R3, Operand::Reg(Reg::R7));
+    a.mov64(Reg::R4, Operand::Imm(0));
+    a.push(Op::Call(CallTarget::Helper(2)));
+    a.alu64(AluOp::Add, Reg::R6, Operand::Imm(1));
+    a.push(Op::Stx {
+        size: Size::DW,
+        dst: Reg::R8,
+        src: Reg::R6,
+        off: 0,
+    });
+    a.jmp(true, JmpOp::Jlt, Reg::R6, Operand::Imm(1000), top);
+    a.exit();
+    let mut maps = Maps::new(&[big, counter], 1).unwrap();
+    let f = frame();
+    let got = prog(&a).run(&xdp(&f), &mut maps, &budget(1 << 16));
+    assert_eq!(got, Err(VmError::Budget(1 << 16)));
+    let v = maps.values(1, &0u32.to_le_bytes()).unwrap();
+    // Each turn: (4 + 65,536) / 8 bytes copied, rounded up, and 11 slots.
+    assert_eq!(u64::from_le_bytes(v[0][..8].try_into().unwrap()), 7);
+}
+
+/// Slot 0 calls `f`, which runs on into `g` (whose start another call
+/// names) by a jump or by falling through: the run pays for the part of
+/// `g` it enters.
+#[test]
+fn entering_another_function_pays_for_it() {
+    const G: usize = 50;
+    let program = |jump: bool| {
+        let mut a = Asm::new();
+        a.push(Op::Call(CallTarget::Local(2))); // 0: f
+        a.exit(); // 1
+        a.push(Op::Call(CallTarget::Local(2))); // 2: g, never run
+        a.mov64(Reg::R0, Operand::Imm(1)); // 3: f
+        if jump {
+            a.push(Op::Ja { off: 2 }); // 4: to slot 7, the third of g
+        } else {
+            a.alu64(AluOp::Add, Reg::R0, Operand::Imm(1)); // 4
+        }
+        for _ in 0..G - 1 {
+            a.alu64(AluOp::Add, Reg::R0, Operand::Imm(1)); // 5..: g
+        }
+        a.exit();
+        prog(&a)
+    };
+    let f = frame();
+    let run = |p: &Program, b| p.run(&xdp(&f), &mut Maps::default(), &budget(b));
+    // main (3 slots), f (2) and g from slot 7 (G - 2).
+    let jumps = program(true);
+    assert_eq!(run(&jumps, G as u64 + 3), Ok(G as u64 - 2));
+    assert_eq!(
+        run(&jumps, G as u64 + 2),
+        Err(VmError::Budget(G as u64 + 2))
+    );
+    // main, f and all of g; f's last op is left to the general path.
+    let falls = program(false);
+    assert!(matches!(falls.code[4], micro::Micro::Op(_)));
+    assert_eq!(run(&falls, G as u64 + 5), Ok(G as u64 + 1));
+    assert_eq!(
+        run(&falls, G as u64 + 4),
+        Err(VmError::Budget(G as u64 + 4))
+    );
+}
+
+/// A call that ends its function returns into the next one: the call
+/// pays for that too. Executed: slots 0, 2, 1, 3, 1.
+#[test]
+fn a_return_into_the_next_function_pays_for_it() {
+    let mut a = Asm::new();
+    a.push(Op::Call(CallTarget::Local(1))); // 0: main is this slot alone
+    a.exit(); // 1: a function (slot 2 calls it)
+    a.push(Op::Call(CallTarget::Local(-2))); // 2: f
+    a.exit(); // 3
+    assert_eq!(run_env(&a, &budget(5)), Ok(0));
+    assert_eq!(run_env(&a, &budget(4)), Err(VmError::Budget(4)));
 }
 
 /// Program 0 tail-calls `progs[index]` through map 0 and returns 7 if that
@@ -348,7 +533,7 @@ fn tail_calls_start_the_named_program() {
     let f = frame();
     for (index, want) in [(0, 41), (1, 42), (2, 7), (9, 7)] {
         let progs = [entry(index), leaf(1), leaf(2)];
-        let mut maps = Maps::new(&[def], 1);
+        let mut maps = Maps::new(&[def], 1).unwrap();
         maps.set_program(0, 0, 1).unwrap();
         maps.set_program(0, 1, 2).unwrap();
         assert_eq!(
@@ -360,7 +545,7 @@ fn tail_calls_start_the_named_program() {
 }
 
 /// A program that tail-calls itself: the 34th call fails, as in the kernel,
-/// and every call spends budget.
+/// and every call spends the program's length.
 #[test]
 fn tail_calls_are_bounded() {
     let progs = [MapDef {
@@ -413,18 +598,15 @@ fn tail_calls_are_bounded() {
     let p = [prog(&a)];
     let f = frame();
     let runs = |env: &Env| {
-        let mut maps = Maps::new(&[progs[0], counter], 1);
+        let mut maps = Maps::new(&[progs[0], counter], 1).unwrap();
         maps.set_program(0, 0, 0).unwrap();
         let got = Program::run_chain(&p, &xdp(&f), &mut maps, env);
         let v = maps.values(1, &0u32.to_le_bytes()).unwrap();
         (got, u64::from_le_bytes(v[0][..8].try_into().unwrap()))
     };
     assert_eq!(runs(&Env::default()), (Ok(2), 34));
-    assert_eq!(
-        runs(&Env {
-            budget: 10,
-            ..Env::default()
-        }),
-        (Err(VmError::Budget(10)), 11)
-    );
+    // Three runs fit, the third tail call does not.
+    let len = p[0].len() as u64;
+    let b = 3 * len + len / 2;
+    assert_eq!(runs(&budget(b)), (Err(VmError::Budget(b)), 3));
 }

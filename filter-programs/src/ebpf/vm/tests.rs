@@ -24,7 +24,7 @@ fn xdp(f: &[u8]) -> Input<'_> {
 
 fn run(a: &Asm, input: &Input) -> Result<u64, VmError> {
     let p = Program::new(&a.assemble().unwrap()).unwrap();
-    p.run(input, &mut Maps::new(&[], 1), &Env::default())
+    p.run(input, &mut Maps::default(), &Env::default())
 }
 
 /// The shape of every XDP filter: bounds check, then direct packet loads.
@@ -191,7 +191,7 @@ fn per_cpu_counter_through_map_helpers() {
     a.exit();
     let p = Program::new(&a.assemble().unwrap()).unwrap();
     assert_eq!(p.map_count(), 1);
-    let mut maps = Maps::new(&[def], 2);
+    let mut maps = Maps::new(&[def], 2).unwrap();
     let f = frame(0x0800, 60);
     for cpu in [0, 1, 1] {
         maps.cpu = cpu;
@@ -216,7 +216,7 @@ fn budget_stops_loops() {
     };
     let f = frame(0x0800, 60);
     assert_eq!(
-        p.run(&xdp(&f), &mut Maps::new(&[], 1), &env),
+        p.run(&xdp(&f), &mut Maps::default(), &env),
         Err(VmError::Budget(1000))
     );
 }

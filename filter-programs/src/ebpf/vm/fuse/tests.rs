@@ -10,8 +10,11 @@ use crate::ebpf::insn::{AluOp, Endian, Insn, JmpOp, Op, Operand, Reg, Size};
 use crate::translate::{translate, Target};
 
 fn unfused(insns: &[Insn]) -> Program {
+    let slots = Program::slots(insns).unwrap();
+    let rest = super::super::functions::rest(&slots);
     Program {
-        code: micro::lower_all(&Program::slots(insns).unwrap()),
+        code: micro::lower_all(&slots, &rest),
+        rest,
     }
 }
 
@@ -21,7 +24,7 @@ fn run(p: &Program, frame: &[u8]) -> Result<u64, VmError> {
         ingress_ifindex: 1,
         rx_queue_index: 0,
     };
-    p.run(&input, &mut Maps::new(&[], 1), &Env::default())
+    p.run(&input, &mut Maps::default(), &Env::default())
 }
 
 fn reg(n: u8) -> Reg {
