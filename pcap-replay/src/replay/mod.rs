@@ -144,8 +144,8 @@ pub fn replay<R: Read>(
     replay_buffered(file, reader, program, engines, options, Some(sink))
 }
 
-/// [`replay`] over a reader that buffers itself (a [`crate::mapped::Mapped`]
-/// file, a `BufReader`), with the sink optional: without one, packets are
+/// [`replay`] over a reader that buffers itself (a
+/// [`crate::file_reader::FileReader`], a `BufReader`), with the sink optional: without one, packets are
 /// never copied out of the reader's buffer.
 pub fn replay_buffered<R: BufRead>(
     file: &str,
