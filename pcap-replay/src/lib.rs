@@ -7,4 +7,3 @@ pub mod file_reader;
 pub mod program;
 pub mod replay;
 pub mod report;
-pub mod stop;

@@ -7,9 +7,9 @@ use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use cli_output::{check_not_an_input, Output, Sink};
 use rayon::prelude::*;
 
-use super::output::{self, Output};
 use super::progress::{self, Progress};
 use super::{parse_linktype, Cli, Outcome};
 use crate::engine::{self, Engine, EngineKind, LeftOut};
@@ -159,8 +159,8 @@ pub fn execute(cli: &Cli) -> Result<Outcome, String> {
     let (output, writer) = match &cli.write {
         None => (None, None),
         Some(path) => {
-            output::check_not_an_input(path, &cli.captures)?;
-            let (out, sink) = Output::create(path)?;
+            check_not_an_input(path, &cli.captures).map_err(|e| e.to_string())?;
+            let (out, sink) = Output::create(path).map_err(|e| e.to_string())?;
             (Some(out), Some(Mutex::new(PcapWriter::new(sink))))
         }
     };
@@ -222,11 +222,11 @@ pub fn execute(cli: &Cli) -> Result<Outcome, String> {
             .into_inner()
             .map_err(|_| "-w: a writer thread panicked".to_string())?;
         w.finish().map_err(|e| format!("-w: {e}"))?;
-        out.commit(w.into_inner())?;
+        out.commit(w.into_inner()).map_err(|e| e.to_string())?;
     }
     let outcome = Outcome {
         results,
-        interrupted: crate::stop::requested(),
+        interrupted: cli_output::stop::requested(),
     };
     print_report(cli, &outcome).map_err(|e| format!("writing the report: {e}"))?;
     Ok(outcome)
@@ -235,7 +235,7 @@ pub fn execute(cli: &Cli) -> Result<Outcome, String> {
 /// What every task of a run shares.
 struct Shared<'a> {
     options: ReplayOptions,
-    writer: Option<&'a Mutex<PcapWriter<output::Sink>>>,
+    writer: Option<&'a Mutex<PcapWriter<Sink>>>,
     progress: &'a Progress,
     /// Fewer tasks than threads: a core would idle beside each task, so
     /// large captures are read ahead on it (see `FileReader::new`).

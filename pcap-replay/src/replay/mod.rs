@@ -186,11 +186,11 @@ fn replay_into<R: BufRead>(
     // it (pcapng's comes with its first interface block).
     let mut first = blank_packet();
     loop {
-        if let Some(sig) = crate::stop::requested() {
+        if let Some(sig) = cli_output::stop::requested() {
             result.error = Some(format!(
                 "{}: interrupted by {} after {} packet(s)",
                 result.file,
-                crate::stop::name(sig),
+                cli_output::stop::name(sig),
                 result.packets
             ));
             break;
