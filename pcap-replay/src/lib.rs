@@ -3,8 +3,7 @@
 
 pub mod cli;
 pub mod engine;
-pub mod mapped;
+pub mod file_reader;
 pub mod program;
 pub mod replay;
 pub mod report;
-pub mod stop;

@@ -12,12 +12,19 @@
 //! With `--vlan-view tcpdump` filterd records exactly tcpdump's set, tagged
 //! frames included (`tcpdump_view_records_what_tcpdump_records`).
 //! tcpdump and tshark read the files, pcap and pcapng.
+//!
+//! `-w` is as safe as pcap-replay's: the file appears only once complete,
+//! SIGINT and SIGTERM end with a whole file of the packets so far and exit
+//! 130 or 143, and `-w -` writes the capture to standard output.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use e2e::frames::{self, seq_of, Frame};
@@ -30,7 +37,12 @@ type Packets = BTreeMap<u16, (Vec<u8>, u32)>;
 struct Running {
     child: Child,
     stderr: mpsc::Receiver<String>,
+    /// Standard output, read as it comes, so that a tool writing a capture
+    /// there (`-w -`) never waits on a full pipe.
+    stdout: Option<JoinHandle<Vec<u8>>>,
     what: String,
+    /// The exit code SIGINT ends it with: filterd's 130, tcpdump's 0.
+    on_sigint: i32,
 }
 
 /// Starts `prog args` inside the namespace and waits for its "listening
@@ -51,6 +63,12 @@ fn start(ns: &Netns, prog: &Path, args: &[&str]) -> Running {
             let _ = tx.send(line);
         }
     });
+    let mut out = child.stdout.take().expect("stdout piped");
+    let stdout = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = out.read_to_end(&mut bytes);
+        bytes
+    });
     let what = format!("{} {}", prog.display(), args.join(" "));
     loop {
         match rx.recv_timeout(Duration::from_secs(20)) {
@@ -58,40 +76,64 @@ fn start(ns: &Netns, prog: &Path, args: &[&str]) -> Running {
             Ok(_) => {}
             Err(e) => {
                 let _ = child.kill();
-                let out = child.wait_with_output().expect("wait");
+                let _ = child.wait();
+                let out = stdout.join().unwrap_or_default();
                 panic!(
                     "{what}: no 'listening on' ({e}); stdout {}",
-                    String::from_utf8_lossy(&out.stdout)
+                    String::from_utf8_lossy(&out)
                 );
             }
         }
     }
+    let on_sigint = if prog.file_name() == Some(OsStr::new("filterd")) {
+        130
+    } else {
+        0
+    };
     Running {
         child,
         stderr: rx,
+        stdout: Some(stdout),
         what,
+        on_sigint,
     }
 }
 
 impl Running {
-    /// SIGINT, then the exit status, stdout and the rest of stderr.
-    fn interrupt(self) -> (String, String) {
+    /// Sends `sig`, then as [`Running::end`].
+    fn signal(self, sig: i32) -> (ExitStatus, Vec<u8>, String) {
         // SAFETY: signals a child we spawned and have not reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        self.finish()
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+        self.end()
     }
 
+    /// Waits for the exit: the status, stdout and the rest of stderr.
+    fn end(mut self) -> (ExitStatus, Vec<u8>, String) {
+        let status = self.child.wait().expect("wait");
+        let stdout = self
+            .stdout
+            .take()
+            .map(|t| t.join().expect("stdout reader"))
+            .unwrap_or_default();
+        // Every line: the reader ends when the pipe closes.
+        let err: Vec<String> = self.stderr.iter().collect();
+        (status, stdout, err.join("\n"))
+    }
+
+    /// SIGINT, as a user stops a capture; stdout and the rest of stderr.
+    fn interrupt(self) -> (String, String) {
+        let (what, want) = (self.what.clone(), self.on_sigint);
+        let (status, out, err) = self.signal(libc::SIGINT);
+        assert_eq!(status.code(), Some(want), "{what}: {status:?}\n{err}");
+        (String::from_utf8_lossy(&out).into_owned(), err)
+    }
+
+    /// Waits for a capture that stops by itself (`-c`): exit 0.
     fn finish(self) -> (String, String) {
-        let out = self.child.wait_with_output().expect("wait");
-        let err: Vec<String> = self.stderr.try_iter().collect();
-        let err = err.join("\n");
-        assert!(
-            out.status.success(),
-            "{}: {:?}\n{err}",
-            self.what,
-            out.status
-        );
-        (String::from_utf8_lossy(&out.stdout).into_owned(), err)
+        let what = self.what.clone();
+        let (status, out, err) = self.end();
+        assert!(status.success(), "{what}: {status:?}\n{err}");
+        (String::from_utf8_lossy(&out).into_owned(), err)
     }
 }
 
@@ -643,4 +685,146 @@ fn summaries_name_addresses_ports_and_lengths() {
             "{line}"
         );
     }
+}
+
+/// The test frames `udp` matches on the frame as sent that reach a tap (a
+/// tagged frame too short for its tag never does).
+fn udp_frames(frames: &[Frame]) -> BTreeSet<u16> {
+    let by_seq: BTreeMap<u16, &Frame> = frames.iter().map(|f| (f.seq, f)).collect();
+    oracle("udp", frames, |f| f.bytes.clone())
+        .into_iter()
+        .filter(|s| by_seq[s].tag.is_none() || by_seq[s].bytes.len() >= 20)
+        .collect()
+}
+
+/// Temporary files `-w` left in `dir`.
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("scratch dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect()
+}
+
+/// `-w FILE`, then `sig` once the traffic is in: until then an older file
+/// of that name is untouched (the capture grows under a temporary name);
+/// after it, the file holds every packet captured so far, whole, and the
+/// exit code is 128 + `sig`.
+fn stops_with_a_whole_file(tag: &str, sig: i32, file: &str) {
+    let frames = frames::all();
+    let want = udp_frames(&frames);
+    let ns = Netns::with_veth(tag);
+    let dir = scratch(tag);
+    let out = dir.join(file);
+    std::fs::write(&out, b"old").expect("old file");
+    let o = out.to_str().expect("utf-8");
+    let a = start(
+        &ns,
+        &e2e::bin("filterd"),
+        &["capture", "-i", "v1", "-w", o, "udp"],
+    );
+    send_all(&ns, &frames);
+    assert_eq!(
+        std::fs::read(&out).expect("old file"),
+        b"old",
+        "the file changed mid-capture"
+    );
+    assert_eq!(leftovers(&dir).len(), 1, "no temporary file beside {o}");
+    let (status, _, err) = a.signal(sig);
+    assert_eq!(status.signal(), None, "{status:?}\n{err}");
+    assert_eq!(status.code(), Some(128 + sig), "{err}");
+    let name = if sig == libc::SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    };
+    assert!(err.contains(&format!("interrupted by {name}")), "{err}");
+    let got: BTreeSet<u16> = read(&out).keys().copied().collect();
+    assert!(
+        got == want,
+        "{file}: {} frames, {} sent that match; {err}",
+        got.len(),
+        want.len()
+    );
+    assert!(
+        err.contains(&format!("{} packets captured", count_all(&out))),
+        "{err}"
+    );
+    assert!(leftovers(&dir).is_empty(), "left {:?}", leftovers(&dir));
+    readable_by_both(&out, count_all(&out));
+}
+
+#[test]
+fn sigint_ends_with_a_whole_file_and_exit_130() {
+    if !e2e::kernel_available("filterd_capture::sigint_ends_with_a_whole_file_and_exit_130") {
+        return;
+    }
+    stops_with_a_whole_file("capint", libc::SIGINT, "int.pcap");
+}
+
+#[test]
+fn sigterm_ends_with_a_whole_file_and_exit_143() {
+    if !e2e::kernel_available("filterd_capture::sigterm_ends_with_a_whole_file_and_exit_143") {
+        return;
+    }
+    stops_with_a_whole_file("capterm", libc::SIGTERM, "term.pcapng");
+}
+
+/// `-w -` writes the capture to standard output (the tool's own lines go
+/// to stderr), and it parses as a pcap file holding the packets.
+#[test]
+fn w_dash_writes_the_capture_to_stdout() {
+    if !e2e::kernel_available("filterd_capture::w_dash_writes_the_capture_to_stdout") {
+        return;
+    }
+    let frames = frames::all();
+    let want = udp_frames(&frames);
+    let ns = Netns::with_veth("capo");
+    let dir = scratch("stdout");
+    let a = start(
+        &ns,
+        &e2e::bin("filterd"),
+        &["capture", "-i", "v1", "-w", "-", "udp"],
+    );
+    send_all(&ns, &frames);
+    let (status, stdout, err) = a.signal(libc::SIGINT);
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("packets captured"), "{err}");
+    let packets: Vec<capfile::Packet> = capfile::open("stdout", &stdout[..])
+        .unwrap_or_else(|e| panic!("stdout is not a capture: {e}"))
+        .map(|p| p.unwrap_or_else(|e| panic!("stdout: {e}")))
+        .collect();
+    let got: BTreeSet<u16> = packets.iter().filter_map(|p| seq_of(&p.data)).collect();
+    assert!(
+        got == want,
+        "{} frames, {} sent that match",
+        got.len(),
+        want.len()
+    );
+    // tcpdump and tshark read it too.
+    let file = dir.join("stdout.pcap");
+    std::fs::write(&file, &stdout).expect("write");
+    readable_by_both(&file, packets.len());
+}
+
+/// An output that cannot be created fails before any packet is taken, and
+/// leaves nothing behind.
+#[test]
+fn an_output_that_cannot_be_created_is_an_error() {
+    if !e2e::kernel_available("filterd_capture::an_output_that_cannot_be_created_is_an_error") {
+        return;
+    }
+    let ns = Netns::with_veth("capn");
+    let dir = scratch("nodir");
+    let out = dir.join("missing/x.pcap");
+    let o = Command::new("nsenter")
+        .arg(format!("--net={}", ns.path()))
+        .arg(e2e::bin("filterd"))
+        .args(["capture", "-i", "v1", "-w", out.to_str().expect("utf-8")])
+        .output()
+        .expect("run filterd");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot create"), "{err}");
+    assert!(!err.contains("listening on"), "{err}");
 }

@@ -68,6 +68,27 @@ fn applications_do_not_depend_on_each_other() {
     assert!(!normal_deps("filterd").contains("pcap-replay"));
 }
 
+/// Both applications depend on cli-output: a workspace crate under it
+/// would tie them together or make a pure crate reach the file system.
+#[test]
+fn cli_output_depends_on_no_workspace_crate() {
+    let deps = normal_deps("cli-output");
+    for c in [
+        "pcap-replay",
+        "filterd",
+        "capfile",
+        "packet-summary",
+        "libpcap-oracle",
+        "bpf-kernel",
+        "filter-programs",
+    ] {
+        assert!(!deps.contains(c), "cli-output depends on {c}: {deps:?}");
+    }
+    for app in ["pcap-replay", "filterd"] {
+        assert!(normal_deps(app).contains("cli-output"), "{app}");
+    }
+}
+
 #[test]
 fn the_compiler_depends_on_no_syscall_crate() {
     let deps = normal_deps("filter-programs");

@@ -1,9 +1,9 @@
 //! pcap-replay on hostile input: programs libpcap's `bpf_validate` passes
 //! but its `bpf_filter` aborts or loops on, expressions that do not
-//! compile over an empty capture, and `-w` outputs that must never be lost
-//! or torn. Every run ends with exit code 0, 1 or 2 (or 130/143 on a
-//! signal we send) within seconds: never a signal of its own, a panic or a
-//! hang.
+//! compile over an empty capture, `-w` outputs that must never be lost or
+//! torn, and a capture cut shorter while it is read. Every run ends with
+//! exit code 0, 1 or 2 (or 130/143 on a signal we send) within seconds:
+//! never a signal of its own, a panic or a hang.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -433,4 +433,101 @@ fn w_dash_writes_the_capture_to_stdout() {
         err.contains("print-flags.pcap") && err.contains("agree"),
         "{err}"
     );
+}
+
+/// Bytes waiting in the pipe whose read end is `fd`.
+fn queued(fd: std::os::fd::RawFd) -> libc::c_int {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    if rc == 0 {
+        n
+    } else {
+        0
+    }
+}
+
+/// A capture cut to half its length while pcap-replay reads it (a file
+/// mapping died of SIGBUS there): an error naming the file and the byte
+/// where its data stops, exit 2, and every packet before the cut replayed
+/// and written out.
+///
+/// Deterministic: pcap-replay writes the matching packets to a pipe that is
+/// not read yet, so it cannot get past its first thousand packets or so,
+/// far from the middle of the file; once it has written some, it is
+/// stopped (SIGSTOP), the file is cut, and it goes on (SIGCONT) as the pipe
+/// is drained.
+#[test]
+fn a_capture_cut_while_it_is_read_is_an_error_not_a_signal() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let dir = Scratch::new("hostile-cut");
+    let input = dir.path("big.pcap");
+    const N: u64 = 200_000;
+    let bytes = capture_bytes(N);
+    std::fs::write(&input, &bytes).unwrap();
+    let half = bytes.len() as u64 / 2;
+    let mut child = Command::new(e2e::bin("pcap-replay"))
+        .args(["-e", "tcp", "--engines", "cbpf", "--count", "-w", "-"])
+        .arg(&input)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdout = child.stdout.take().unwrap();
+    // Once it has written packets it is reading the file; the pipe, 64 KiB
+    // and not read, keeps it from getting much further.
+    let start = Instant::now();
+    while queued(stdout.as_raw_fd()) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "pcap-replay wrote nothing"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: kill takes any pid and signal; the child is ours.
+    assert_eq!(unsafe { kill(pid as i32, libc::SIGSTOP) }, 0);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&input)
+        .unwrap()
+        .set_len(half)
+        .unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { kill(pid as i32, libc::SIGCONT) }, 0);
+    let out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        stdout.read_to_end(&mut b).unwrap();
+        b
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).unwrap();
+        s
+    });
+    let status = wait_within(child, Duration::from_secs(60), "pcap-replay on a cut file");
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    assert!(
+        status.signal().is_none(),
+        "died of signal {:?}: {err}",
+        status.signal()
+    );
+    assert_eq!(status.code(), Some(2), "{err}");
+    let name = input.display().to_string();
+    assert!(
+        err.contains(&format!("{name}: byte {half}: ")) && err.contains("shrank"),
+        "{err}"
+    );
+    // Every whole record before the cut: a 24-byte header, then 76 bytes
+    // a packet.
+    let whole = (half - 24) / 76;
+    let written: Vec<capfile::Packet> = capfile::open("stdout", &out[..])
+        .unwrap()
+        .map(|p| p.unwrap())
+        .collect();
+    assert_eq!(written.len() as u64, whole, "{err}");
+    assert!(err.lines().any(|l| l == whole.to_string()), "{err}");
 }

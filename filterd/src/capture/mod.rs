@@ -24,7 +24,6 @@
 pub mod ring;
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use filter_programs::cbpf::Insn;
 use filter_programs::codegen::{self, Dlt};
@@ -50,6 +49,9 @@ pub enum CaptureError {
     Load(#[from] crate::socket::SocketError),
     #[error("{0}")]
     Io(#[from] io::Error),
+    /// The sink failed: what it holds is incomplete.
+    #[error("writing the capture: {0}")]
+    Write(#[source] io::Error),
     #[error("{iface}: link type {hatype} is not Ethernet; only Ethernet-framed interfaces are supported")]
     LinkType { iface: String, hatype: u32 },
 }
@@ -202,21 +204,22 @@ impl Capture {
     }
 
     /// Delivers packets to `sink` until `count` packets (when given) or
-    /// until `stop` is set; returns how many were delivered.
+    /// until `stop` says so (asked between blocks, at least every 100 ms);
+    /// returns how many were delivered.
     pub fn run(
         &mut self,
         sink: &mut Sink<'_>,
         count: Option<u64>,
-        stop: &AtomicBool,
+        stop: &dyn Fn() -> bool,
     ) -> Result<u64, CaptureError> {
         let mut n = 0u64;
         let snaplen = self.snaplen;
-        while !stop.load(Ordering::Relaxed) && count.is_none_or(|c| n < c) {
+        while !stop() && count.is_none_or(|c| n < c) {
             let Some(mut block) = self.ring.next_block(100)? else {
                 continue;
             };
             while let Some(p) = block.next_packet()? {
-                deliver(sink, &p, snaplen)?;
+                deliver(sink, &p, snaplen).map_err(CaptureError::Write)?;
                 n += 1;
                 if count.is_some_and(|c| n >= c) {
                     break;
@@ -224,7 +227,7 @@ impl Capture {
             }
         }
         if let Sink::Summary(w) = sink {
-            w.flush()?;
+            w.flush().map_err(CaptureError::Write)?;
         }
         Ok(n)
     }
@@ -265,32 +268,6 @@ pub fn time_of_day(sec: u32, nsec: u32) -> String {
         ((sec / 3600) % 24, (sec / 60) % 60, sec % 60)
     };
     format!("{h:02}:{m:02}:{s:02}.{:06}", nsec / 1000)
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    STOP.store(true, Ordering::Relaxed);
-}
-
-/// Installs SIGINT and SIGTERM handlers that set the returned flag. They
-/// are installed without `SA_RESTART`, so a blocked `poll` returns at once
-/// and the capture loop sees the flag.
-pub fn stop_on_signals() -> io::Result<&'static AtomicBool> {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: sigaction is plain data; the handler only stores an atomic.
-        let rc = unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut())
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(&STOP)
 }
 
 #[cfg(test)]

@@ -1,13 +1,13 @@
 //! `filterd capture -i IFACE [-w FILE] [-c COUNT] [-s SNAPLEN]
 //! [--vlan-view VIEW] EXPR`: a thin layer over [`crate::capture`].
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
 
 use capfile::{Format, LinkType, Writer};
+use cli_output::{stop, Output};
 
 use super::{fail, Failure, EXIT_ERROR, EXIT_INVALID};
 use crate::capture::{self, Capture, CaptureError, Sink};
@@ -18,13 +18,16 @@ use crate::capture::{self, Capture, CaptureError, Sink};
     filterd capture -i eth0 -c 100 -w web.pcapng 'tcp port 80 or tcp port 443'\n  \
     filterd capture -i eth0 --vlan-view tcpdump ip    # also 802.1Q-tagged IPv4, as tcpdump -i\n\n\
     The filter runs in the kernel as filterd's own eBPF socket program.\n\
-    Files ending in .pcapng are written as pcapng, anything else as pcap.\n\
-    Ctrl-C (or SIGTERM) stops the capture and flushes the file.")]
+    Files ending in .pcapng are written as pcapng, anything else as pcap; -w - writes\n\
+    the capture to standard output. A file appears only once complete (it is written\n\
+    under a temporary name beside it, then renamed). Ctrl-C (SIGINT) or SIGTERM stops\n\
+    the capture: the file then holds every packet so far, and the exit code is 130 or 143.")]
 pub struct CaptureArgs {
     /// The interface (Ethernet or loopback).
     #[arg(short = 'i', long = "interface", value_name = "IFACE")]
     pub iface: String,
-    /// Write packets to a file instead of printing summaries.
+    /// Write packets to a file instead of printing summaries (`-`:
+    /// standard output). The file appears only once complete.
     #[arg(short = 'w', value_name = "OUT.pcap|OUT.pcapng")]
     pub write: Option<PathBuf>,
     /// Stop after COUNT packets.
@@ -69,14 +72,16 @@ pub fn run(a: CaptureArgs, out: &mut dyn Write) -> Result<(), Failure> {
         promisc: !a.no_promisc,
         vlan_view: a.vlan_view,
     };
-    let stop = capture::stop_on_signals()
-        .map_err(|e| fail(EXIT_ERROR, format!("signal handlers: {e}")))?;
+    stop::install().map_err(|e| fail(EXIT_ERROR, format!("signal handlers: {e}")))?;
     let mut cap = Capture::open(&opts).map_err(failure)?;
+    // The packets have no input file here (they come from the ring), so
+    // unlike pcap-replay's there is no input for `-w` to be refused as.
+    let mut output = None;
     let mut sink = match &a.write {
         Some(path) => {
-            let file = File::create(path)
-                .map_err(|e| fail(EXIT_ERROR, format!("{}: {e}", path.display())))?;
-            let w: Box<dyn Write> = Box::new(BufWriter::new(file));
+            let (o, file) = Output::create(path).map_err(|e| fail(EXIT_ERROR, e.to_string()))?;
+            output = Some(o);
+            let w: Box<dyn Write> = Box::new(file);
             let writer = Writer::new(
                 w,
                 Format::from_path(path),
@@ -96,17 +101,34 @@ pub fn run(a: CaptureArgs, out: &mut dyn Write) -> Result<(), Failure> {
         a.iface,
         cap.snaplen()
     );
-    let result = cap.run(&mut sink, a.count, stop);
-    // Flush what was captured even when the loop failed part way.
-    let flushed = match sink {
-        Sink::File(w) => w.finish().map(|_| ()),
+    let result = match cap.run(&mut sink, a.count, &|| stop::requested().is_some()) {
+        // What the file holds is incomplete: dropping `output` uncommitted
+        // removes it, and an older file of that name stays as it was.
+        Err(e @ CaptureError::Write(_)) => return Err(failure(e)),
+        other => other,
+    };
+    // Otherwise what was captured is kept, even when the ring failed part
+    // way (an interface removed): finished, then put in place.
+    let finished = match sink {
+        Sink::File(w) => w.finish().map(drop),
         Sink::Summary(w) => w.flush(),
     };
+    finished.map_err(|e| fail(EXIT_ERROR, format!("writing the capture: {e}")))?;
+    if let Some(o) = output {
+        o.commit(None)
+            .map_err(|e| fail(EXIT_ERROR, e.to_string()))?;
+    }
     let n = result.map_err(failure)?;
-    flushed.map_err(|e| fail(EXIT_ERROR, format!("writing the capture: {e}")))?;
     let stats = cap.stats().unwrap_or_default();
     eprintln!("{n} packets captured");
     eprintln!("{} packets received by filter", stats.packets);
     eprintln!("{} packets dropped by kernel", stats.drops);
-    Ok(())
+    match stop::requested() {
+        // As a shell reports a process the signal killed: 130, 143.
+        Some(sig) => Err(fail(
+            i32::from(stop::exit_code(sig)),
+            format!("interrupted by {}", stop::name(sig)),
+        )),
+        None => Ok(()),
+    }
 }

@@ -36,7 +36,8 @@ pub const EXIT_ERROR: i32 = 2;
         filterd compile 'tcp port 80'                 # classic BPF, as tcpdump -d prints it\n  \
         filterd compile --target xdp -o web.o 'tcp port 80'    # ELF for ip/bpftool/aya\n  \
         filterd compile --cbpf web.ddd --target socket --format asm\n\n\
-        Exit codes: 0 success, 1 invalid program, 2 usage or system error.\n\
+        Exit codes: 0 success, 1 invalid program, 2 usage or system error;\n\
+        130 or 143: stopped by SIGINT or SIGTERM (capture).\n\
         Logs: RUST_LOG=debug filterd ..."
 )]
 pub struct Cli {

@@ -7,13 +7,13 @@ use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use cli_output::{check_not_an_input, Output, Sink};
 use rayon::prelude::*;
 
-use super::output::{self, Output};
 use super::progress::{self, Progress};
 use super::{parse_linktype, Cli, Outcome};
 use crate::engine::{self, Engine, EngineKind, LeftOut};
-use crate::mapped::Mapped;
+use crate::file_reader::FileReader;
 use crate::program::{self, Code, Program};
 use crate::replay::{replay_buffered, FileResult, ReplayOptions};
 use crate::report::{
@@ -159,8 +159,8 @@ pub fn execute(cli: &Cli) -> Result<Outcome, String> {
     let (output, writer) = match &cli.write {
         None => (None, None),
         Some(path) => {
-            output::check_not_an_input(path, &cli.captures)?;
-            let (out, sink) = Output::create(path)?;
+            check_not_an_input(path, &cli.captures).map_err(|e| e.to_string())?;
+            let (out, sink) = Output::create(path).map_err(|e| e.to_string())?;
             (Some(out), Some(Mutex::new(PcapWriter::new(sink))))
         }
     };
@@ -174,19 +174,18 @@ pub fn execute(cli: &Cli) -> Result<Outcome, String> {
     let tasks: Vec<(usize, &Path)> = (0..planned.len())
         .flat_map(|p| cli.captures.iter().map(move |c| (p, c.as_path())))
         .collect();
+    let shared = Shared {
+        options,
+        writer: writer.as_ref(),
+        progress: &progress,
+        spare_core: tasks.len() < rayon::current_num_threads(),
+    };
     let ran: Vec<Result<FileResult, String>> = tasks
         .par_iter()
         .enumerate()
         .map(|(i, (p, capture))| {
             let part = parts.path(i);
-            run_task(
-                &planned[*p],
-                capture,
-                options,
-                part.as_deref(),
-                writer.as_ref(),
-                &progress,
-            )
+            run_task(&planned[*p], capture, part.as_deref(), &shared)
         })
         .collect();
     let mut results = Vec::with_capacity(ran.len());
@@ -223,14 +222,24 @@ pub fn execute(cli: &Cli) -> Result<Outcome, String> {
             .into_inner()
             .map_err(|_| "-w: a writer thread panicked".to_string())?;
         w.finish().map_err(|e| format!("-w: {e}"))?;
-        out.commit(w.into_inner())?;
+        out.commit(w.into_inner()).map_err(|e| e.to_string())?;
     }
     let outcome = Outcome {
         results,
-        interrupted: crate::stop::requested(),
+        interrupted: cli_output::stop::requested(),
     };
     print_report(cli, &outcome).map_err(|e| format!("writing the report: {e}"))?;
     Ok(outcome)
+}
+
+/// What every task of a run shares.
+struct Shared<'a> {
+    options: ReplayOptions,
+    writer: Option<&'a Mutex<PcapWriter<Sink>>>,
+    progress: &'a Progress,
+    /// Fewer tasks than threads: a core would idle beside each task, so
+    /// large captures are read ahead on it (see `FileReader::new`).
+    spare_core: bool,
 }
 
 /// One program over one capture. `Err` only for a failed output (verdict
@@ -238,11 +247,10 @@ pub fn execute(cli: &Cli) -> Result<Outcome, String> {
 fn run_task(
     planned: &Planned,
     path: &Path,
-    options: ReplayOptions,
     part: Option<&Path>,
-    writer: Option<&Mutex<PcapWriter<output::Sink>>>,
-    progress: &Progress,
+    shared: &Shared<'_>,
 ) -> Result<FileResult, String> {
+    let options = shared.options;
     let name = path.display().to_string();
     let mut engines = planned.take()?;
     let mut result = match &planned.parse_error {
@@ -251,15 +259,7 @@ fn run_task(
             r.error = Some(e.clone());
             r
         }
-        None => replay_path(
-            path,
-            &planned.program,
-            &mut engines,
-            options,
-            part,
-            writer,
-            progress,
-        )?,
+        None => replay_path(path, &planned.program, &mut engines, part, shared)?,
     };
     result.left_out = planned.left_out.clone();
     planned.give_back(engines);
@@ -270,11 +270,15 @@ fn replay_path(
     path: &Path,
     program: &Program,
     engines: &mut [Box<dyn Engine>],
-    options: ReplayOptions,
     part: Option<&Path>,
-    writer: Option<&Mutex<PcapWriter<output::Sink>>>,
-    progress: &Progress,
+    shared: &Shared<'_>,
 ) -> Result<FileResult, String> {
+    let Shared {
+        options,
+        writer,
+        progress,
+        spare_core,
+    } = *shared;
     let name = path.display().to_string();
     let source = if name == "-" {
         Source::Stream(BufReader::with_capacity(
@@ -283,8 +287,8 @@ fn replay_path(
         ))
     } else {
         match File::open(path) {
-            Ok(f) => match Mapped::new(f) {
-                Ok(m) => Source::Mapped(m),
+            Ok(f) => match FileReader::new(f, spare_core) {
+                Ok(r) => Source::File(r),
                 Err(f) => Source::Stream(BufReader::with_capacity(STREAM_BUFFER, Box::new(f))),
             },
             Err(e) => {
@@ -325,9 +329,9 @@ fn replay_path(
     // Without a sink, packets are never copied out of the reader's buffer.
     let sink: Option<&mut dyn VerdictSink> = if wanted { Some(&mut tee) } else { None };
     let result = match source {
-        Source::Mapped(m) => {
-            let len = Some(m.len());
-            let reader = progress.track(&name, len, m);
+        Source::File(r) => {
+            let len = Some(r.len());
+            let reader = progress.track(&name, len, r);
             replay_buffered(&name, reader, program, engines, options, sink)
         }
         Source::Stream(s) => {
@@ -342,13 +346,15 @@ fn replay_path(
     Ok(result)
 }
 
-/// Read size for standard input and other files that cannot be mapped.
+/// Read size for standard input, pipes and devices.
 const STREAM_BUFFER: usize = 1 << 16;
 
-/// Where a capture's bytes come from: a regular file is mapped, anything
-/// else (standard input, a pipe, a device) is read.
+/// Where a capture's bytes come from: a regular file through a
+/// [`FileReader`] (records lent from its buffer, a file that shrinks an
+/// error), anything else (standard input, a pipe, a device) through a
+/// `BufReader`.
 enum Source {
-    Mapped(Mapped),
+    File(FileReader),
     Stream(BufReader<Box<dyn io::Read>>),
 }
 

@@ -1,7 +1,6 @@
 //! The command line: arguments (clap), the run, and the exit code.
 
 mod exec;
-mod output;
 pub mod progress;
 
 use std::io::{self, IsTerminal};
@@ -13,6 +12,7 @@ use clap::Parser;
 use crate::engine::EngineKind;
 use crate::replay::FileResult;
 use capfile::LinkType;
+use cli_output::stop;
 
 pub use exec::execute;
 
@@ -139,15 +139,18 @@ pub fn parse_linktype(s: &str) -> Option<LinkType> {
 
 /// Runs the command; the process exit code follows the outcome.
 /// SIGINT and SIGTERM stop the run between packets; its outputs are
-/// finished and the exit code is 130 or 143 (see [`crate::stop`]).
+/// finished and the exit code is 130 or 143 (see [`cli_output::stop`]).
 pub fn run(cli: &Cli) -> ExitCode {
-    crate::stop::install();
+    if let Err(e) = stop::install() {
+        // The run still works; only a clean stop on a signal is lost.
+        tracing::warn!("cannot handle SIGINT and SIGTERM: {e}");
+    }
     match execute(cli) {
         Ok(outcome) => outcome.exit_code(),
         Err(message) => {
             eprintln!("pcap-replay: error: {message}");
-            match crate::stop::requested() {
-                Some(sig) => ExitCode::from(128 + sig.clamp(0, 127) as u8),
+            match stop::requested() {
+                Some(sig) => ExitCode::from(stop::exit_code(sig)),
                 None => ExitCode::from(2),
             }
         }
@@ -166,7 +169,7 @@ impl Outcome {
     pub fn exit_code(&self) -> ExitCode {
         if let Some(sig) = self.interrupted {
             // As a shell reports a process the signal killed: 130, 143.
-            ExitCode::from(128 + sig.clamp(0, 127) as u8)
+            ExitCode::from(stop::exit_code(sig))
         } else if self.results.iter().any(|r| r.error.is_some()) {
             ExitCode::from(2)
         } else if self.results.iter().any(|r| r.mismatches > 0) {

@@ -104,7 +104,8 @@ impl<R> Tracked<R> {
     }
 }
 
-/// A buffered reader (a mapped file) moves the bar as it is consumed.
+/// A buffered reader (a [`crate::file_reader::FileReader`]) moves the bar
+/// as it is consumed.
 impl<R: BufRead> BufRead for Tracked<R> {
     #[inline]
     fn fill_buf(&mut self) -> io::Result<&[u8]> {

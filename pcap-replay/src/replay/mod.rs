@@ -144,8 +144,8 @@ pub fn replay<R: Read>(
     replay_buffered(file, reader, program, engines, options, Some(sink))
 }
 
-/// [`replay`] over a reader that buffers itself (a [`crate::mapped::Mapped`]
-/// file, a `BufReader`), with the sink optional: without one, packets are
+/// [`replay`] over a reader that buffers itself (a
+/// [`crate::file_reader::FileReader`], a `BufReader`), with the sink optional: without one, packets are
 /// never copied out of the reader's buffer.
 pub fn replay_buffered<R: BufRead>(
     file: &str,
@@ -186,11 +186,11 @@ fn replay_into<R: BufRead>(
     // it (pcapng's comes with its first interface block).
     let mut first = blank_packet();
     loop {
-        if let Some(sig) = crate::stop::requested() {
+        if let Some(sig) = cli_output::stop::requested() {
             result.error = Some(format!(
                 "{}: interrupted by {} after {} packet(s)",
                 result.file,
-                crate::stop::name(sig),
+                cli_output::stop::name(sig),
                 result.packets
             ));
             break;

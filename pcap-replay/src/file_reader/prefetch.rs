@@ -1,12 +1,12 @@
-//! A software stream prefetcher for records lent from a mapped file.
-//! [`super::Mapped`] runs it on every buffer it hands out.
+//! A software stream prefetcher for records lent from the reader's buffer.
+//! [`super::FileReader`] runs it on every buffer it hands out.
 //!
-//! The hardware prefetcher stops at every 4 KiB page, and a mapped file's
-//! pages are scattered in physical memory, so reading small records in
-//! place waits on memory at almost every record header. Asking for every
-//! cache line a fixed distance ahead of the cursor, each line once, keeps
-//! the lines arriving as a stream does (what a `read()` copy gets from the
-//! kernel's own sequential copy).
+//! A chunk is larger than a core's L2 cache, so by the time the readers
+//! reach its later part, the lines the kernel copied there have moved out
+//! to L3, and the hardware prefetcher stops at every 4 KiB page. Reading
+//! small records in place would then wait on memory at almost every record
+//! header. Asking for every cache line a fixed distance ahead of the
+//! cursor, each line once, keeps them arriving as a stream does.
 
 /// How far ahead of the current record to ask: a few dozen small records,
 /// far enough to cover the latency of a page walk plus a memory fetch.
@@ -26,7 +26,7 @@ impl Prefetcher {
     pub fn ahead(&mut self, at: &[u8]) {
         let here = at.as_ptr() as usize;
         let until = here.wrapping_add(DISTANCE);
-        // A new mapping window (or the first record): start again here.
+        // A new chunk (or the first record): start again here.
         // The last call left `next` on the first line at or past its
         // `until`; a call from the same place (the readers ask for the
         // buffer more than once per record) or a little further on finds
@@ -78,7 +78,7 @@ mod tests {
                 (p.next - before) / LINE
             );
         }
-        // A jump back (a new window) starts again.
+        // A jump back (a new chunk) starts again.
         p.ahead(&buf[..]);
         let start = buf.as_ptr() as usize;
         assert!(p.next >= start + DISTANCE && p.next < start + DISTANCE + LINE);

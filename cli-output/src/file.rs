@@ -1,4 +1,4 @@
-//! The `-w` output, never lost or torn:
+//! An output never lost or torn (`-w` of both tools):
 //!
 //! - a path that is also an input (the same file by device and inode, so
 //!   also through another name or a symlink) is refused before anything is
@@ -14,9 +14,31 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// What `-w` writes into.
+/// What an output is written through.
 pub type Sink = BufWriter<Box<dyn Write + Send>>;
 
+/// Why an output could not be opened or put in place.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error(
+        "-w {out}: it is the input {input} (the same file); writing it would destroy the \
+         capture before it is read"
+    )]
+    IsAnInput { out: String, input: String },
+    #[error("{path}: cannot create: {source}")]
+    Create { path: String, source: io::Error },
+    #[error("-w: {0}")]
+    Write(#[source] io::Error),
+    #[error("-w: cannot rename {tmp} to {dest}: {source}")]
+    Rename {
+        tmp: String,
+        dest: String,
+        source: io::Error,
+    },
+}
+
+/// An output being written; [`Output::commit`] puts it in place, and
+/// dropping it uncommitted removes what was written.
 pub struct Output {
     /// The temporary file and the name it becomes, for a regular file.
     rename: Option<(PathBuf, PathBuf)>,
@@ -25,8 +47,8 @@ pub struct Output {
     committed: bool,
 }
 
-/// Refuses `out` when it names one of `inputs`.
-pub fn check_not_an_input(out: &Path, inputs: &[PathBuf]) -> Result<(), String> {
+/// Refuses `out` when it names one of `inputs` (`-` for standard input).
+pub fn check_not_an_input(out: &Path, inputs: &[PathBuf]) -> Result<(), OutputError> {
     if out.as_os_str() == "-" {
         return Ok(());
     }
@@ -42,16 +64,14 @@ pub fn check_not_an_input(out: &Path, inputs: &[PathBuf]) -> Result<(), String> 
         };
         if let Ok(m) = fs::metadata(at) {
             if (m.dev(), m.ino()) == (meta.dev(), meta.ino()) && meta.is_file() {
-                return Err(format!(
-                    "-w {}: it is the input {} (the same file); writing it would destroy the \
-                     capture before it is read",
-                    out.display(),
-                    if input.as_os_str() == "-" {
+                return Err(OutputError::IsAnInput {
+                    out: out.display().to_string(),
+                    input: if input.as_os_str() == "-" {
                         "on standard input".to_string()
                     } else {
                         input.display().to_string()
-                    }
-                ));
+                    },
+                });
             }
         }
     }
@@ -59,16 +79,20 @@ pub fn check_not_an_input(out: &Path, inputs: &[PathBuf]) -> Result<(), String> 
 }
 
 impl Output {
-    /// Opens the output for `path` and returns it with its sink.
-    pub fn create(path: &Path) -> Result<(Output, Sink), String> {
-        let cannot = |e: io::Error| format!("{}: cannot create: {e}", path.display());
+    /// Opens the output for `path` (`-`: standard output) and returns it
+    /// with its sink.
+    pub fn create(path: &Path) -> Result<(Output, Sink), OutputError> {
+        let cannot = |source: io::Error| OutputError::Create {
+            path: path.display().to_string(),
+            source,
+        };
+        let direct = Output {
+            rename: None,
+            file: None,
+            committed: false,
+        };
         if path.as_os_str() == "-" {
-            let out = Output {
-                rename: None,
-                file: None,
-                committed: false,
-            };
-            return Ok((out, BufWriter::new(Box::new(io::stdout()))));
+            return Ok((direct, BufWriter::new(Box::new(io::stdout()))));
         }
         // Through a symlink, the file it names is replaced.
         let dest = match fs::canonicalize(path) {
@@ -76,18 +100,12 @@ impl Output {
             Err(_) => path.to_path_buf(),
         };
         let old = fs::metadata(&dest);
-        match &old {
-            Ok(m) if !m.is_file() => {
+        if let Ok(m) = &old {
+            if !m.is_file() {
                 // A device or a FIFO: written as it is.
                 let f = OpenOptions::new().write(true).open(&dest).map_err(cannot)?;
-                let out = Output {
-                    rename: None,
-                    file: None,
-                    committed: false,
-                };
-                return Ok((out, BufWriter::new(Box::new(f))));
+                return Ok((direct, BufWriter::new(Box::new(f))));
             }
-            _ => {}
         }
         let dir = dest
             .parent()
@@ -107,31 +125,30 @@ impl Output {
         if let Ok(m) = &old {
             let _ = f.set_permissions(m.permissions());
         }
-        let clone = f.try_clone().map_err(cannot)?;
-        let out = Output {
+        let mut out = Output {
             rename: Some((tmp, dest)),
-            file: Some(clone),
+            file: None,
             committed: false,
         };
+        // From here on, dropping `out` removes the temporary file.
+        out.file = Some(f.try_clone().map_err(cannot)?);
         Ok((out, BufWriter::new(Box::new(f))))
     }
 
     /// Puts the finished output in place: `sink` is flushed, the temporary
     /// file synced and renamed over the destination.
-    pub fn commit(mut self, sink: Option<Sink>) -> Result<(), String> {
+    pub fn commit(mut self, sink: Option<Sink>) -> Result<(), OutputError> {
         if let Some(mut s) = sink {
-            s.flush().map_err(|e| format!("-w: {e}"))?;
+            s.flush().map_err(OutputError::Write)?;
         }
         if let Some(f) = &self.file {
-            f.sync_all().map_err(|e| format!("-w: {e}"))?;
+            f.sync_all().map_err(OutputError::Write)?;
         }
         if let Some((tmp, dest)) = &self.rename {
-            fs::rename(tmp, dest).map_err(|e| {
-                format!(
-                    "-w: cannot rename {} to {}: {e}",
-                    tmp.display(),
-                    dest.display()
-                )
+            fs::rename(tmp, dest).map_err(|source| OutputError::Rename {
+                tmp: tmp.display().to_string(),
+                dest: dest.display().to_string(),
+                source,
             })?;
         }
         self.committed = true;
@@ -155,7 +172,7 @@ mod tests {
 
     #[test]
     fn an_input_is_refused_by_inode_and_others_pass() {
-        let dir = std::env::temp_dir().join(format!("pcap-replay-output-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("cli-output-file-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let a = dir.join("a.pcap");
         fs::write(&a, b"x").unwrap();
