@@ -126,10 +126,11 @@ fn only_the_oracle_links_libpcap() {
         let name = pkg["name"].as_str().unwrap();
         for dep in pkg["dependencies"].as_array().unwrap() {
             let normal = dep["kind"].is_null();
-            // e2e is the tests' own support library.
+            // e2e and fuzz-checks are the tests' own support libraries
+            // (fuzz-checks reads captures with libpcap as the oracle).
             if dep["name"] == "pcap" && normal {
                 assert!(
-                    ["libpcap-oracle", "e2e"].contains(&name),
+                    ["libpcap-oracle", "e2e", "fuzz-checks"].contains(&name),
                     "{name} has the pcap crate as a normal dependency"
                 );
             }
@@ -197,5 +198,35 @@ fn only_capfile_knows_the_capture_magic_numbers() {
                 f.display()
             );
         }
+    }
+}
+
+/// DEVELOPERS.md fixes the top level: a shared crate nests inside one of
+/// these folders (as `pcap-replay/capfile` and `pcap-replay/cli-output` do).
+#[test]
+fn the_top_level_is_fixed() {
+    let allowed = [
+        "Cargo.toml",
+        "Cargo.lock",
+        "README.md",
+        "rustfmt.toml",
+        "x",
+        "filter-programs",
+        "filterd",
+        "pcap-replay",
+        "tests",
+        "configs",
+        "docs",
+        "target",
+    ];
+    let root = e2e::repo_root();
+    for entry in std::fs::read_dir(&root).expect("the repository root") {
+        let name = entry.expect("a directory entry").file_name();
+        let name = name.to_string_lossy();
+        assert!(
+            name.starts_with('.') || allowed.contains(&name.as_ref()),
+            "{name} at the top level of {}: put it inside one of {allowed:?}",
+            root.display()
+        );
     }
 }
