@@ -144,6 +144,12 @@ fn tsresol_units() {
     assert_eq!(TsResol::parse(3).unwrap().to_ns(2), 2_000_000);
     assert_eq!(TsResol::parse(12).unwrap().to_ns(5_000), 5);
     assert_eq!(TsResol::parse(0x8a).unwrap().to_ns(1024), 1_000_000_000);
+    // 2^-51 s units: libpcap 1.10's 64-bit `frac * 1e9` wraps; so do we.
+    assert_eq!(
+        TsResol::parse(0xb3).unwrap().to_ns(1_386_259_199_430_926),
+        2144
+    );
+    assert_eq!(TsResol::parse(0xb3).unwrap().to_ns(3 << 51), 3_000_000_000);
     assert!(TsResol::parse(0xff).is_err());
     assert!(TsResol::parse(20).is_err());
 }

@@ -217,9 +217,15 @@ impl TsResol {
             TsResol::Pow10(n) => 10u128
                 .checked_pow(u32::from(n) - 9)
                 .map_or(0, |d| u128::from(units) / d),
-            TsResol::Pow2(n) => (u128::from(units) * 1_000_000_000)
-                .checked_shr(u32::from(n))
-                .unwrap_or(0),
+            // libpcap 1.10 scales the fraction of a unit finer than 1 ns
+            // as `frac * 1e9 / 2^n` in 64-bit arithmetic, which wraps once
+            // 2^n passes 2^34; we read exactly what it reads (the
+            // `capture_read` fuzz target found the difference).
+            TsResol::Pow2(n) if n >= 30 => {
+                let (sec, frac) = (units >> n, units & ((1u64 << n) - 1));
+                u128::from(sec) * 1_000_000_000 + u128::from(frac.wrapping_mul(1_000_000_000) >> n)
+            }
+            TsResol::Pow2(n) => (u128::from(units) * 1_000_000_000) >> n,
         }
     }
 }
