@@ -8,7 +8,7 @@ use super::super::names;
 use super::super::qualifiers::{Dir, Kind, Proto, Qualifiers};
 use super::super::span::Span;
 use super::super::token::Tok;
-use super::{Ctx, PResult, Parser};
+use super::{depth, Ctx, PResult, Parser};
 
 fn is_head_word(t: Option<&Tok>) -> bool {
     matches!(
@@ -266,21 +266,27 @@ impl Parser<'_> {
         }
     }
 
+    /// `(((N)))`: the parentheses counted in a loop, not recursed into.
     fn pnum(&mut self) -> PResult<Num> {
-        if self.at(&Tok::LParen) {
-            let open = self.here();
+        let outer = self.here();
+        let mut opens = Vec::new();
+        while self.at(&Tok::LParen) {
+            self.enter(depth::PAREN)?;
+            opens.push(self.here());
             self.pos += 1;
-            let n = self.nested(Self::pnum)?;
+        }
+        let mut n = self.expect_num("a number")?;
+        while let Some(open) = opens.pop() {
             self.expect(
                 &Tok::RParen,
                 &format!("')' to close the '(' at column {}", open.start + 1),
             )?;
-            return Ok(Num {
-                value: n.value,
-                span: self.since(open),
-            });
+            self.leave(depth::PAREN);
         }
-        self.expect_num("a number")
+        if self.since(outer) != n.span {
+            n.span = self.since(outer);
+        }
+        Ok(n)
     }
 
     /// `vpi`/`vci`/MTP3 field values.
