@@ -32,6 +32,8 @@ pub(super) const NOT: Cost = (1, 1);
 pub(super) const NEG: Cost = (1, 1);
 /// `proto [` ... `]`: the protocol and `[`; the index and `]`.
 pub(super) const INDEX: Cost = (2, 2);
+/// A keyword before a (parenthesized) number: `vlan`, `mpls`, ...
+pub(super) const KEYWORD: Cost = (1, 0);
 /// The right operand of `and`/`or`, of a comparison or of an arithmetic
 /// operator: the left operand and the operator; the right operand.
 pub(super) const CONNECTIVE: Cost = (2, 1);

@@ -261,7 +261,13 @@ impl Parser<'_> {
     /// An optional `pnum`: a number, possibly in parentheses.
     fn opt_pnum(&mut self) -> PResult<Option<Num>> {
         match self.peek() {
-            Some(Tok::Num(_) | Tok::LParen) => self.pnum().map(Some),
+            Some(Tok::Num(_) | Tok::LParen) => {
+                // The keyword stays on libpcap's stack under the number.
+                self.enter(depth::KEYWORD)?;
+                let n = self.pnum()?;
+                self.leave(depth::KEYWORD);
+                Ok(Some(n))
+            }
             _ => Ok(None),
         }
     }
@@ -283,9 +289,7 @@ impl Parser<'_> {
             )?;
             self.leave(depth::PAREN);
         }
-        if self.since(outer) != n.span {
-            n.span = self.since(outer);
-        }
+        n.span = self.since(outer);
         Ok(n)
     }
 
