@@ -131,11 +131,15 @@ fn long_chains_inside_parentheses_and_fields() {
     });
 }
 
+/// A construct, the deepest nesting of it libpcap accepts, and its text
+/// at a depth.
+type Nesting = (&'static str, usize, fn(usize) -> String);
+
 /// The deepest nesting libpcap 1.10.3 accepts for each construct
 /// (measured by bisection with tcpdump 4.99.3 `-d`), as a function of the
 /// depth: one more fails there with "can't parse filter expression:
 /// memory exhausted".
-fn nestings() -> Vec<(&'static str, usize, fn(usize) -> String)> {
+fn nestings() -> Vec<Nesting> {
     vec![
         ("parentheses", 9995, |n| {
             format!("{}tcp{}", "(".repeat(n), ")".repeat(n))

@@ -32,7 +32,7 @@ enum Frame {
     /// operand; `ids` when the group is an id list (`host (a or b)`).
     Tail {
         open: Open,
-        acc: Expr,
+        acc: Box<Expr>,
         q: Option<Qualifiers>,
         op: Tok,
         ids: bool,
@@ -126,7 +126,7 @@ impl Parser<'_> {
                 } else {
                     self.tail_operand(q, item)?
                 };
-                self.group_next(open, join(op, acc, rhs), q, ids)
+                self.group_next(open, join(op, *acc, rhs), q, ids)
             }
         }
     }
@@ -194,7 +194,7 @@ impl Parser<'_> {
             self.enter(depth::CONNECTIVE)?;
             let frame = Frame::Tail {
                 open,
-                acc,
+                acc: Box::new(acc),
                 q,
                 op,
                 ids,
