@@ -9,7 +9,6 @@
 use e2e::gen::{packet, valid_program};
 use filter_programs::cbpf::Insn;
 use filter_programs::translate::Actions;
-use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 fn cases() -> u32 {
