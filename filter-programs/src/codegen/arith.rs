@@ -7,6 +7,7 @@ use super::{CompileError, Gen, OffRel};
 use crate::cbpf::{AluOp, JmpOp, Op, Size, Src};
 use crate::expr::ast::{Arith, ArithKind, ArithOp, RelOp, Relation};
 use crate::expr::qualifiers::Proto;
+use crate::expr::walk::ArithFold;
 
 /// A value being computed: statements leaving it in `M[reg]`, and the
 /// protocol checks that must hold for the loads to mean anything.
@@ -57,54 +58,35 @@ impl Gen<'_> {
     }
 
     /// Evaluates `a` in libpcap's order (left operand, right operand,
-    /// operation). A chain of binary operations is walked in a loop, as
-    /// `1 + 1 + ...` may be any length; recursion happens only at a right
-    /// operand, a negation or an index, which the parser bounds.
+    /// operation), bottom up without recursion (see [`Arith::fold`]).
     fn value(&mut self, a: &Arith) -> Result<Value, CompileError> {
-        let (first, rest) = a.left_spine();
-        let mut acc = self.operand(first)?;
-        for (op, rhs, span) in rest {
-            let a1 = self.value(rhs)?;
-            acc = self.binary(op, acc, a1, span)?;
-        }
-        Ok(acc)
-    }
-
-    /// A value that is not a binary operation.
-    fn operand(&mut self, a: &Arith) -> Result<Value, CompileError> {
-        match &a.kind {
-            ArithKind::Num(v) => {
+        a.fold(|a, node| match node {
+            ArithFold::Leaf => {
+                let load = match a.kind {
+                    ArithKind::Num(v) => Op::LdImm { k: v },
+                    _ => Op::LdLen,
+                };
                 let reg = self.alloc_reg()?;
                 Ok(Value {
-                    stmts: vec![Op::LdImm { k: *v }, Op::St { k: reg }],
+                    stmts: vec![load, Op::St { k: reg }],
                     reg,
                     check: None,
                 })
             }
-            ArithKind::Len => {
-                let reg = self.alloc_reg()?;
-                Ok(Value {
-                    stmts: vec![Op::LdLen, Op::St { k: reg }],
-                    reg,
-                    check: None,
-                })
-            }
-            ArithKind::Neg(x) => {
-                let mut v = self.value(x)?;
+            ArithFold::Neg(mut v) => {
                 v.stmts
                     .extend([Op::LdMem { k: v.reg }, Op::Neg, Op::St { k: v.reg }]);
                 Ok(v)
             }
-            ArithKind::Binary { .. } => {
-                // `value` takes binary operations apart first.
-                self.value(a)
-            }
-            ArithKind::Load { proto, index, size } => {
-                let inst = self.value(index)?;
+            ArithFold::Load(inst) => {
+                let ArithKind::Load { proto, size, .. } = &a.kind else {
+                    unreachable!("ArithFold::Load is only for loads")
+                };
                 self.span = a.span;
                 self.load_value(*proto, inst, size.map_or(1, |n| n.value))
             }
-        }
+            ArithFold::Binary(op, a0, a1) => self.binary(op, a0, a1, a.span),
+        })
     }
 
     fn binary(

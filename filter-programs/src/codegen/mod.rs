@@ -44,7 +44,8 @@ mod vlan_ext;
 use std::sync::Arc;
 
 use crate::cbpf::{Insn, JmpOp, Op, Size, Src, MEMWORDS};
-use crate::expr::ast::{Conn, Expr, ExprKind};
+use crate::expr::ast::Expr;
+use crate::expr::walk::Fold;
 use crate::expr::Span;
 use block::{Blocks, Cond};
 
@@ -209,34 +210,20 @@ impl<'a> Gen<'a> {
         }
     }
 
-    /// Compiles `e` in source order. An `and`/`or` chain is walked in a
-    /// loop (it may be 100,000 terms long); recursion happens only at a
-    /// `not` or a parenthesized operand, which the parser bounds.
+    /// Compiles `e` in source order, bottom up without recursion (see
+    /// [`Expr::fold`]): chains and nesting may be thousands deep.
     fn expr(&mut self, e: &Expr) -> Result<Cond, CompileError> {
-        let (first, rest) = e.left_spine();
-        let mut acc = self.expr_operand(first)?;
-        for (conn, rhs) in rest {
-            let b = self.expr(rhs)?;
-            acc = match conn {
-                Conn::And => self.b.and(acc, b),
-                Conn::Or => self.b.or(acc, b),
-            };
-        }
-        Ok(acc)
-    }
-
-    /// An operand that is not an `and`/`or`.
-    fn expr_operand(&mut self, e: &Expr) -> Result<Cond, CompileError> {
-        match &e.kind {
-            ExprKind::Not(a) => {
-                let a = self.expr(a)?;
-                Ok(self.b.not(a))
-            }
-            kind => {
-                self.span = e.span;
-                self.primitive(kind)
-            }
-        }
+        e.fold(|e, node| {
+            Ok(match node {
+                Fold::Leaf => {
+                    self.span = e.span;
+                    self.primitive(&e.kind)?
+                }
+                Fold::Not(a) => self.b.not(a),
+                Fold::And(a, b) => self.b.and(a, b),
+                Fold::Or(a, b) => self.b.or(a, b),
+            })
+        })
     }
 
     /// libpcap's error for this primitive.

@@ -5,11 +5,11 @@
 //! `and`/`or` are binary, left-associative, in source order.
 //!
 //! A chain `a and b and c ...` is a left-deep tree as deep as the chain is
-//! long (100,000 terms are a valid filter), so nothing walks the tree by
-//! recursing into the left operand: walkers follow the left spine in a loop
-//! ([`Expr::left_spine`], [`Arith::left_spine`]) and recurse only into the
-//! other children, whose depth the parser bounds (parentheses, `not`,
-//! unary minus). Dropping a tree is iterative too (the `Drop` impls below).
+//! long (100,000 terms are a valid filter), and `not`s, parentheses and
+//! packet-field indexes nest as deep as libpcap's parser allows (about
+//! 10,000 levels), so nothing walks the tree by recursing: walkers use
+//! [`Expr::fold`]/[`Arith::fold`] (`walk.rs`) or an explicit work stack.
+//! Dropping a tree is iterative too (the `Drop` impls below).
 
 use std::net::Ipv6Addr;
 
@@ -27,40 +27,6 @@ pub struct Ast {
 pub struct Expr {
     pub kind: ExprKind,
     pub span: Span,
-}
-
-/// `and` or `or`: the connectives that chain without nesting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Conn {
-    And,
-    Or,
-}
-
-impl Expr {
-    /// The `and`/`or` chain this node heads: its leftmost operand that is
-    /// not itself an `and`/`or`, and the nodes of the chain from the
-    /// bottom up, each with its connective and right operand. A walk that
-    /// handles `first`, then each `(conn, rhs)` in order, visits the tree
-    /// in source order without recursing along the chain.
-    pub fn left_spine(&self) -> (&Expr, Vec<(Conn, &Expr)>) {
-        let mut rest = Vec::new();
-        let mut cur = self;
-        loop {
-            match &cur.kind {
-                ExprKind::And(a, b) => {
-                    rest.push((Conn::And, &**b));
-                    cur = a;
-                }
-                ExprKind::Or(a, b) => {
-                    rest.push((Conn::Or, &**b));
-                    cur = a;
-                }
-                _ => break,
-            }
-        }
-        rest.reverse();
-        (cur, rest)
-    }
 }
 
 impl Drop for Expr {
@@ -269,23 +235,6 @@ pub enum RelOp {
 pub struct Arith {
     pub kind: ArithKind,
     pub span: Span,
-}
-
-impl Arith {
-    /// The chain of binary operations this node heads, as
-    /// [`Expr::left_spine`]: the leftmost operand that is not a binary
-    /// operation, then each node from the bottom up as
-    /// `(op, rhs, span of the node)`.
-    pub fn left_spine(&self) -> (&Arith, Vec<(ArithOp, &Arith, Span)>) {
-        let mut rest = Vec::new();
-        let mut cur = self;
-        while let ArithKind::Binary { op, lhs, rhs } = &cur.kind {
-            rest.push((*op, &**rhs, cur.span));
-            cur = lhs;
-        }
-        rest.reverse();
-        (cur, rest)
-    }
 }
 
 impl Drop for Arith {

@@ -29,6 +29,7 @@ pub mod qualifiers;
 mod sexp;
 mod span;
 mod token;
+pub mod walk;
 
 pub use ast::Ast;
 pub use diag::{render, ErrorKind, ParseError};

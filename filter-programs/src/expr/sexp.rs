@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::ast::{Arith, ArithKind, ArithOp, Ast, Conn, Expr, ExprKind, IdKind, RelOp};
+use super::ast::{Arith, ArithKind, ArithOp, Ast, Expr, ExprKind, IdKind, RelOp};
 
 impl Ast {
     pub fn to_sexp(&self) -> String {
@@ -22,32 +22,69 @@ impl Expr {
     }
 }
 
-/// Writes `e`; an `and`/`or` chain in a loop (see [`Expr::left_spine`]):
-/// all its openings top down, the first operand, then each right operand
-/// and closing bottom up.
+/// What is left to write, in reverse order.
+enum Piece<'a> {
+    Expr(&'a Expr),
+    Arith(&'a Arith),
+    Text(&'static str),
+    Size(u32),
+}
+
+/// Writes `e` with the rest of the output on an explicit stack: the tree
+/// may be as deep as a 100,000-term chain or 10,000 nested `not`s.
 fn write_expr(s: &mut String, e: &Expr) {
-    let (first, rest) = e.left_spine();
-    for (conn, _) in rest.iter().rev() {
-        s.push_str(match conn {
-            Conn::And => "(and ",
-            Conn::Or => "(or ",
-        });
-    }
-    write_operand(s, first);
-    for (_, rhs) in rest {
-        s.push(' ');
-        write_expr(s, rhs);
-        s.push(')');
+    let mut todo = vec![Piece::Expr(e)];
+    while let Some(piece) = todo.pop() {
+        match piece {
+            Piece::Expr(e) => write_node(s, e, &mut todo),
+            Piece::Arith(a) => write_arith_node(s, a, &mut todo),
+            Piece::Text(t) => s.push_str(t),
+            Piece::Size(n) => {
+                let _ = write!(s, ":{n}");
+            }
+        }
     }
 }
 
-fn write_operand(s: &mut String, e: &Expr) {
+/// Writes what `e` starts with and schedules the rest.
+fn write_node<'a>(s: &mut String, e: &'a Expr, todo: &mut Vec<Piece<'a>>) {
+    let (open, children): (&str, [Option<Piece<'a>>; 2]) = match &e.kind {
+        ExprKind::And(a, b) => ("(and ", [Some(Piece::Expr(a)), Some(Piece::Expr(b))]),
+        ExprKind::Or(a, b) => ("(or ", [Some(Piece::Expr(a)), Some(Piece::Expr(b))]),
+        ExprKind::Not(a) => ("(not ", [Some(Piece::Expr(a)), None]),
+        ExprKind::Relation(r) => (
+            rel_open(r.op),
+            [Some(Piece::Arith(&r.lhs)), Some(Piece::Arith(&r.rhs))],
+        ),
+        _ => return write_leaf(s, e),
+    };
+    s.push_str(open);
+    schedule(todo, children);
+}
+
+/// `(` child [` ` child] `)`, pushed in reverse.
+fn schedule<'a>(todo: &mut Vec<Piece<'a>>, [first, second]: [Option<Piece<'a>>; 2]) {
+    todo.push(Piece::Text(")"));
+    if let Some(p) = second {
+        todo.push(p);
+        todo.push(Piece::Text(" "));
+    }
+    todo.extend(first);
+}
+
+fn rel_open(op: RelOp) -> &'static str {
+    match op {
+        RelOp::Gt => "(> ",
+        RelOp::Ge => "(>= ",
+        RelOp::Eq => "(= ",
+        RelOp::Le => "(<= ",
+        RelOp::Lt => "(< ",
+        RelOp::Ne => "(!= ",
+    }
+}
+
+fn write_leaf(s: &mut String, e: &Expr) {
     match &e.kind {
-        ExprKind::Not(a) => {
-            s.push_str("(not ");
-            write_expr(s, a);
-            s.push(')');
-        }
         ExprKind::Primitive(p) => {
             let q = p.quals.describe();
             s.push('[');
@@ -62,21 +99,6 @@ fn write_operand(s: &mut String, e: &Expr) {
             s.push(']');
         }
         ExprKind::ProtoAbbrev(p) => s.push_str(p.keyword()),
-        ExprKind::Relation(r) => {
-            let op = match r.op {
-                RelOp::Gt => ">",
-                RelOp::Ge => ">=",
-                RelOp::Eq => "=",
-                RelOp::Le => "<=",
-                RelOp::Lt => "<",
-                RelOp::Ne => "!=",
-            };
-            let _ = write!(s, "({op} ");
-            write_arith(s, &r.lhs);
-            s.push(' ');
-            write_arith(s, &r.rhs);
-            s.push(')');
-        }
         other => {
             let _ = write!(s, "{other:?}");
         }
@@ -101,20 +123,6 @@ fn write_id(s: &mut String, id: &IdKind) {
     };
 }
 
-/// Writes `a`, a chain of binary operations in a loop as [`write_expr`].
-fn write_arith(s: &mut String, a: &Arith) {
-    let (first, rest) = a.left_spine();
-    for (op, _, _) in rest.iter().rev() {
-        let _ = write!(s, "({} ", op_text(*op));
-    }
-    write_arith_operand(s, first);
-    for (_, rhs, _) in rest {
-        s.push(' ');
-        write_arith(s, rhs);
-        s.push(')');
-    }
-}
-
 fn op_text(op: ArithOp) -> &'static str {
     match op {
         ArithOp::Add => "+",
@@ -130,7 +138,7 @@ fn op_text(op: ArithOp) -> &'static str {
     }
 }
 
-fn write_arith_operand(s: &mut String, a: &Arith) {
+fn write_arith_node<'a>(s: &mut String, a: &'a Arith, todo: &mut Vec<Piece<'a>>) {
     match &a.kind {
         ArithKind::Num(n) => {
             let _ = write!(s, "{n}");
@@ -138,17 +146,19 @@ fn write_arith_operand(s: &mut String, a: &Arith) {
         ArithKind::Len => s.push_str("len"),
         ArithKind::Load { proto, index, size } => {
             let _ = write!(s, "{}[", proto.keyword());
-            write_arith(s, index);
+            todo.push(Piece::Text("]"));
             if let Some(n) = size {
-                let _ = write!(s, ":{}", n.value);
+                todo.push(Piece::Size(n.value));
             }
-            s.push(']');
+            todo.push(Piece::Arith(index));
         }
         ArithKind::Neg(x) => {
             s.push_str("(neg ");
-            write_arith(s, x);
-            s.push(')');
+            schedule(todo, [Some(Piece::Arith(x)), None]);
         }
-        ArithKind::Binary { .. } => write_arith(s, a),
+        ArithKind::Binary { op, lhs, rhs } => {
+            let _ = write!(s, "({} ", op_text(*op));
+            schedule(todo, [Some(Piece::Arith(lhs)), Some(Piece::Arith(rhs))]);
+        }
     }
 }

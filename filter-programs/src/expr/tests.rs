@@ -324,18 +324,23 @@ fn rendered_caret_points_at_the_error() {
 #[test]
 fn deep_nesting_is_an_error_not_a_crash() {
     for unit in ["(", "not ", "-", "host (", "vlan (", "ip[", "1 + ("] {
-        let text = unit.repeat(5000);
+        let text = unit.repeat(20_000);
         let e = err(&text);
         assert!(e.span().end <= text.len());
     }
     let ok = format!("{}tcp{}", "(".repeat(100), ")".repeat(100));
     assert_eq!(sx(&ok), "tcp");
-    let deep = format!("{}tcp{}", "(".repeat(5000), ")".repeat(5000));
+    // libpcap's parser stack holds 9,995 parentheses around `tcp`.
+    let ok = format!("{}tcp{}", "(".repeat(9995), ")".repeat(9995));
+    assert_eq!(sx(&ok), "tcp");
+    let deep = format!("{}tcp{}", "(".repeat(9996), ")".repeat(9996));
     let e = err(&deep);
     assert!(
         e.message()
-            .contains("expression too deeply nested: more than 200 levels; the limit is 200"),
+            .contains("expression too deeply nested: more than 9999 levels; the limit is 9999"),
         "{}",
         e.message()
     );
+    // The caret is on the `(` that does not fit.
+    assert_eq!(e.span().start, 9995);
 }

@@ -13,8 +13,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::expr::ast::{Conn, Expr, ExprKind, IdKind, Primitive};
+use crate::expr::ast::{Expr, ExprKind, IdKind, Primitive};
 use crate::expr::qualifiers::{Dir, Kind, Proto};
+use crate::expr::walk::Fold;
 
 /// IP protocol numbers whose ports `port` reads.
 pub const PORT_PROTOS: [u8; 3] = [6, 17, 132];
@@ -179,35 +180,32 @@ pub fn terms(expr: &str) -> Option<Vec<Term>> {
     (out.len() <= MAX_TERMS).then(|| out.into_iter().collect())
 }
 
-/// An `and`/`or` chain is walked in a loop (see `Expr::left_spine`), so a
-/// chain of any length costs no stack.
+/// Bottom up without recursion (see `Expr::fold`), so chains and nesting
+/// of any depth cost no stack. `None` (not expressible) stops the walk.
 fn dnf(e: &Expr) -> Option<BTreeSet<Term>> {
-    let (first, rest) = e.left_spine();
-    let mut acc = dnf_operand(first)?;
-    for (conn, rhs) in rest {
-        let b = dnf(rhs)?;
-        acc = match conn {
-            Conn::And => {
+    e.fold(|e, node: Fold<BTreeSet<Term>>| {
+        let set = match node {
+            Fold::Leaf => dnf_operand(e),
+            Fold::Not(_) => None,
+            Fold::And(a, b) => {
                 let mut out = BTreeSet::new();
-                for x in &acc {
+                for x in &a {
                     for y in &b {
                         if let Some(t) = x.and(y) {
                             out.insert(t);
                         }
                     }
                 }
-                out
+                Some(out)
             }
-            Conn::Or => {
-                acc.extend(b);
-                acc
+            Fold::Or(mut a, b) => {
+                a.extend(b);
+                Some(a)
             }
         };
-        if acc.len() > MAX_TERMS {
-            return None;
-        }
-    }
-    Some(acc)
+        set.filter(|s| s.len() <= MAX_TERMS).ok_or(())
+    })
+    .ok()
 }
 
 fn dnf_operand(e: &Expr) -> Option<BTreeSet<Term>> {

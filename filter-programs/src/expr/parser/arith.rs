@@ -6,8 +6,10 @@
 //! takes everything on its right (`1 + 2 % 3 + 4` is `1 + (2 % (3 + 4))`).
 
 use super::super::ast::{Arith, ArithKind, ArithOp, Expr, ExprKind, Num, RelOp, Relation};
+use super::super::qualifiers::Proto;
+use super::super::span::Span;
 use super::super::token::Tok;
-use super::{Item, Mode, PResult, Parser};
+use super::{depth, Item, Mode, PResult, Parser};
 
 const UMINUS_BP: u8 = 12;
 /// `%`/`^` on the right of anything are shifted, never reduced.
@@ -41,71 +43,122 @@ fn relop(t: &Tok) -> Option<RelOp> {
     })
 }
 
+/// An operator or bracket waiting for the operand after it.
+enum Pending {
+    Neg(Span),
+    Paren(Span),
+    Load(Span, Proto),
+    Binary(Arith, ArithOp),
+}
+
+impl Pending {
+    fn cost(&self) -> depth::Cost {
+        match self {
+            Pending::Neg(_) => depth::NEG,
+            Pending::Paren(_) => depth::PAREN,
+            Pending::Load(..) => depth::INDEX,
+            Pending::Binary(..) => depth::CONNECTIVE,
+        }
+    }
+}
+
 impl Parser<'_> {
     pub(super) fn arith_expr(&mut self, min_bp: u8) -> PResult<Arith> {
-        self.nested(|p| {
-            let lhs = p.arith_prefix()?;
-            p.arith_loop(lhs, min_bp)
-        })
+        self.arith_from(None, min_bp)
     }
 
-    fn arith_loop(&mut self, mut lhs: Arith, min_bp: u8) -> PResult<Arith> {
-        while let Some((op, l_bp, r_bp)) = self.peek().and_then(binop) {
-            if l_bp < min_bp {
-                break;
-            }
-            self.pos += 1;
-            let rhs = self.arith_expr(r_bp)?;
-            lhs = Arith {
-                span: lhs.span.to(rhs.span),
-                kind: ArithKind::Binary {
-                    op,
-                    lhs: Box::new(lhs),
-                    rhs: Box::new(rhs),
+    /// Precedence climbing with the pending operators on an explicit
+    /// stack (a `%`/`^` chain or nested brackets may be thousands deep),
+    /// each with the binding power to resume at once it is complete.
+    /// Starts after `lhs` when given.
+    fn arith_from(&mut self, mut lhs: Option<Arith>, min_bp: u8) -> PResult<Arith> {
+        let mut stack: Vec<(Pending, u8)> = Vec::new();
+        let mut min = min_bp;
+        loop {
+            let mut a = match lhs.take() {
+                Some(a) => a,
+                None => match self.arith_opener()? {
+                    Some(p) => {
+                        let resume = min;
+                        min = if matches!(p, Pending::Neg(_)) {
+                            UMINUS_BP
+                        } else {
+                            0
+                        };
+                        stack.push((p, resume));
+                        continue;
+                    }
+                    None => self.arith_leaf()?,
                 },
             };
+            loop {
+                if let Some((op, l_bp, r_bp)) = self.peek().and_then(binop) {
+                    if l_bp >= min {
+                        self.enter(depth::CONNECTIVE)?;
+                        self.pos += 1;
+                        stack.push((Pending::Binary(a, op), min));
+                        min = r_bp;
+                        break;
+                    }
+                }
+                let Some((p, resume)) = stack.pop() else {
+                    return Ok(a);
+                };
+                a = self.complete(p, a)?;
+                min = resume;
+            }
         }
-        Ok(lhs)
     }
 
-    fn arith_prefix(&mut self) -> PResult<Arith> {
+    /// A unary minus, `(` or `proto[`, consumed, or `None`.
+    fn arith_opener(&mut self) -> PResult<Option<Pending>> {
         let start = self.here();
-        match self.peek().cloned() {
-            Some(Tok::Num(v)) => {
-                self.pos += 1;
-                Ok(Arith {
-                    kind: ArithKind::Num(v),
-                    span: start,
-                })
+        let (p, len) = match self.peek() {
+            Some(Tok::Minus) => (Pending::Neg(start), 1),
+            Some(Tok::LParen) => (Pending::Paren(start), 1),
+            Some(Tok::Pname(proto)) if self.peek_at(1) == Some(&Tok::LBracket) => {
+                (Pending::Load(start, *proto), 2)
             }
-            Some(Tok::Len) => {
-                self.pos += 1;
-                Ok(Arith {
-                    kind: ArithKind::Len,
-                    span: start,
-                })
+            _ => return Ok(None),
+        };
+        self.enter(p.cost())?;
+        self.pos += len;
+        Ok(Some(p))
+    }
+
+    fn arith_leaf(&mut self) -> PResult<Arith> {
+        let span = self.here();
+        let kind = match self.peek() {
+            Some(Tok::Num(v)) => ArithKind::Num(*v),
+            Some(Tok::Len) => ArithKind::Len,
+            _ => {
+                return Err(
+                    self.expected("a number, 'len', a packet field such as 'ip[0]', '-' or '('")
+                )
             }
-            Some(Tok::Minus) => {
-                self.pos += 1;
-                let operand = self.arith_expr(UMINUS_BP)?;
-                Ok(Arith {
-                    span: self.since(start),
-                    kind: ArithKind::Neg(Box::new(operand)),
-                })
-            }
-            Some(Tok::LParen) => {
-                self.pos += 1;
-                let mut inner = self.arith_expr(0)?;
+        };
+        self.pos += 1;
+        Ok(Arith { kind, span })
+    }
+
+    /// `p` with its operand `a`, closing its bracket if it has one.
+    fn complete(&mut self, p: Pending, a: Arith) -> PResult<Arith> {
+        self.leave(p.cost());
+        Ok(match p {
+            Pending::Neg(start) => Arith {
+                span: self.since(start),
+                kind: ArithKind::Neg(Box::new(a)),
+            },
+            Pending::Paren(start) => {
                 self.expect(
                     &Tok::RParen,
                     &format!("')' to close the '(' at column {}", start.start + 1),
                 )?;
-                inner.span = self.since(start);
-                Ok(inner)
+                let mut a = a;
+                a.span = self.since(start);
+                a
             }
-            Some(Tok::Pname(proto)) if self.peek_at(1) == Some(&Tok::LBracket) => {
-                self.pos += 2;
-                let index = self.arith_expr(0)?;
+            Pending::Load(start, proto) => {
                 let size = if self.at(&Tok::Colon) {
                     self.pos += 1;
                     Some(self.expect_num("a field size (1, 2 or 4) after ':'")?)
@@ -113,17 +166,24 @@ impl Parser<'_> {
                     None
                 };
                 self.expect(&Tok::RBracket, "']' to close the packet field")?;
-                Ok(Arith {
+                Arith {
                     span: self.since(start),
                     kind: ArithKind::Load {
                         proto,
-                        index: Box::new(index),
+                        index: Box::new(a),
                         size,
                     },
-                })
+                }
             }
-            _ => Err(self.expected("a number, 'len', a packet field such as 'ip[0]', '-' or '('")),
-        }
+            Pending::Binary(lhs, op) => Arith {
+                span: lhs.span.to(a.span),
+                kind: ArithKind::Binary {
+                    op,
+                    lhs: Box::new(lhs),
+                    rhs: Box::new(a),
+                },
+            },
+        })
     }
 
     /// After a number or parenthesized arithmetic in a term position: an
@@ -144,7 +204,7 @@ impl Parser<'_> {
         let is_op = self.peek().is_some_and(|t| binop(t).is_some());
         let is_rel = self.peek().is_some_and(|t| relop(t).is_some());
         if is_op {
-            let a = self.arith_loop(lhs, 0)?;
+            let a = self.arith_from(Some(lhs), 0)?;
             return self.relation_or_arith(a);
         }
         if is_rel {
@@ -160,8 +220,10 @@ impl Parser<'_> {
         let Some(op) = self.peek().and_then(relop) else {
             return Ok(Item::Arith(lhs));
         };
+        self.enter(depth::CONNECTIVE)?;
         self.pos += 1;
         let rhs = self.arith_expr(0)?;
+        self.leave(depth::CONNECTIVE);
         let span = lhs.span.to(rhs.span);
         Ok(Item::Term(
             Expr {

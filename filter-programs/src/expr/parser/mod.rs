@@ -14,7 +14,9 @@
 //! passes on whatever was in effect before its `(`.
 
 mod arith;
+mod depth;
 mod ids;
+mod items;
 mod terms;
 
 use super::ast::{Arith, Ast, Expr, ExprKind, Num};
@@ -73,20 +75,17 @@ enum Group {
 
 type PResult<T> = Result<T, ParseError>;
 
-/// Deepest nesting of parentheses, `not`s and unary minuses accepted.
-/// Real filters stay far below; the limit keeps recursion off the end of
-/// the stack in the parser and in every later walk of the tree, which
-/// recurse only at these nestings (`and`/`or` and arithmetic chains of any
-/// length are walked in loops). libpcap's parser stack has a limit too
-/// (bison's 10,000 entries); see docs/LIBPCAP_DIFFERENCES.md.
-const MAX_DEPTH: usize = 200;
+/// How deep `a and b` may nest, in the units libpcap's parser counts:
+/// entries on its (bison) state stack, which holds 10,000 and then fails
+/// with "memory exhausted". See [`depth`] for what each construct costs.
+const MAX_DEPTH: usize = 9_999;
 
 pub(super) fn parse_tokens(src: &str, toks: Vec<Token>) -> PResult<Ast> {
     let mut p = Parser {
         src,
         toks,
         pos: 0,
-        depth: 0,
+        depth: depth::START,
     };
     if p.toks.is_empty() {
         return Ok(Ast { root: None });
@@ -259,7 +258,10 @@ impl Parser<'_> {
         while let Some(op @ (Tok::And | Tok::Or)) = self.peek().cloned() {
             self.pos += 1;
             let ctx = Ctx::inherit(q);
-            let rhs = match self.parse_item(ctx, Mode::TermOrId, false)? {
+            self.enter(depth::CONNECTIVE)?;
+            let item = self.parse_item(ctx, Mode::TermOrId, false)?;
+            self.leave(depth::CONNECTIVE);
+            let rhs = match item {
                 Item::Term(e, q2) => {
                     q = q2;
                     e
@@ -273,27 +275,13 @@ impl Parser<'_> {
         Ok((acc, q))
     }
 
-    /// `(and|or) id` repeated, inside a parenthesized id list.
-    fn id_list_tail(&mut self, mut acc: Expr, ctx: Ctx) -> PResult<Expr> {
-        while let Some(op @ (Tok::And | Tok::Or)) = self.peek().cloned() {
-            self.pos += 1;
-            let rhs = self.parse_id(ctx, "a host, network or port id")?;
-            acc = join(op, acc, rhs);
-        }
-        Ok(acc)
-    }
-
     /// An id where only an id may stand.
     fn parse_id(&mut self, ctx: Ctx, what: &str) -> PResult<Expr> {
         if !self.peek().is_some_and(starts_id) {
             return Err(self.expected(what));
         }
-        match self.parse_item(ctx, Mode::Id, false)? {
-            Item::Id(e) => Ok(e),
-            Item::Num(n) => self.num_id(n, ctx),
-            Item::Term(e, _) => Err(self.not_an_id(e.span)),
-            Item::Arith(a) => Err(self.not_an_id(a.span)),
-        }
+        let item = self.parse_item(ctx, Mode::Id, false)?;
+        self.list_id(ctx, item)
     }
 
     fn not_an_id(&self, span: Span) -> ParseError {
@@ -303,164 +291,6 @@ impl Parser<'_> {
             "syntax error: expected a host, network or port id",
         )
         .with_label("not an id")
-    }
-
-    /// Runs `f` one nesting level deeper, refusing too deep nesting.
-    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> PResult<T>) -> PResult<T> {
-        if self.depth >= MAX_DEPTH {
-            return Err(self.too_deep());
-        }
-        self.depth += 1;
-        let r = f(self);
-        self.depth -= 1;
-        r
-    }
-
-    fn too_deep(&self) -> ParseError {
-        ParseError::new(
-            ErrorKind::Syntax,
-            self.here(),
-            format!(
-                "expression too deeply nested: more than {MAX_DEPTH} levels; the limit is {MAX_DEPTH}"
-            ),
-        )
-        .with_label("one level too deep here")
-        .with_help(
-            "parentheses, 'not', unary '-', packet-field indexes and '%'/'^' each nest a level; \
-             'and'/'or' chains and other arithmetic chains of any length do not",
-        )
-    }
-
-    fn parse_item(&mut self, ctx: Ctx, mode: Mode, first_in_group: bool) -> PResult<Item> {
-        self.nested(|p| p.parse_item_inner(ctx, mode, first_in_group))
-    }
-
-    // The recursion runs through these functions, so each stays small:
-    // in unoptimized builds every temporary of a function gets its own
-    // stack slot, and one big match would cost kilobytes per nesting level.
-    fn parse_item_inner(&mut self, ctx: Ctx, mode: Mode, first_in_group: bool) -> PResult<Item> {
-        match self.peek() {
-            None => Err(self.expected(match mode {
-                Mode::Id => "a host, network or port id",
-                _ => "a filter primitive (e.g. 'host', 'port', 'tcp') or '('",
-            })),
-            Some(Tok::Not) => self.item_not(ctx, mode),
-            Some(Tok::LParen) => self.item_group(ctx, mode, first_in_group),
-            _ => self.item_simple(ctx, mode),
-        }
-    }
-
-    fn item_not(&mut self, ctx: Ctx, mode: Mode) -> PResult<Item> {
-        let start = self.here();
-        self.pos += 1;
-        let inner = self.parse_item(ctx, mode, false)?;
-        let e = match inner {
-            Item::Term(e, q) => return Ok(Item::Term(self.not_node(start, e), q)),
-            Item::Id(e) => e,
-            Item::Num(n) if mode != Mode::Term => self.num_id(n, ctx)?,
-            Item::Num(n) => return Err(self.lone_num(n)),
-            Item::Arith(a) => return Err(self.no_relop(&a)),
-        };
-        Ok(Item::Id(self.not_node(start, e)))
-    }
-
-    fn not_node(&self, start: Span, e: Expr) -> Expr {
-        Expr {
-            span: self.since(start),
-            kind: ExprKind::Not(Box::new(e)),
-        }
-    }
-
-    fn item_group(&mut self, ctx: Ctx, mode: Mode, first_in_group: bool) -> PResult<Item> {
-        match self.parse_group(ctx, mode)? {
-            Group::Expr(e) => Ok(Item::Term(e, ctx.quals)),
-            Group::IdList(e) if first_in_group => Err(self.nested_id_list(e.span)),
-            Group::IdList(e) => Ok(Item::Id(e)),
-            Group::Num(n) => self.continue_arith(arith_num(n), Some(n), mode),
-            Group::Arith(a) => self.continue_arith(a, None, mode),
-        }
-    }
-
-    fn nested_id_list(&self, span: Span) -> ParseError {
-        ParseError::new(
-            ErrorKind::Syntax,
-            span,
-            "syntax error: a parenthesized id list cannot start another one",
-        )
-        .with_label("remove these parentheses")
-    }
-
-    fn item_simple(&mut self, ctx: Ctx, mode: Mode) -> PResult<Item> {
-        let start = self.here();
-        match self.peek() {
-            Some(Tok::Num(v)) => {
-                let n = Num {
-                    value: *v,
-                    span: start,
-                };
-                self.pos += 1;
-                self.continue_arith(arith_num(n), Some(n), mode)
-            }
-            Some(Tok::Minus | Tok::Len) if mode != Mode::Id => {
-                let a = self.arith_expr(0)?;
-                self.relation_or_arith(a)
-            }
-            Some(Tok::Pname(_)) if mode != Mode::Id && self.peek_at(1) == Some(&Tok::LBracket) => {
-                let a = self.arith_expr(0)?;
-                self.relation_or_arith(a)
-            }
-            Some(t) if starts_nid_value(t) => {
-                if mode == Mode::Term {
-                    return Err(self.lone_id(start));
-                }
-                Ok(Item::Id(self.parse_nid_value(ctx)?))
-            }
-            Some(_) if mode == Mode::Id => Err(self.expected("a host, network or port id")),
-            _ => {
-                let (e, q) = self.parse_rterm()?;
-                Ok(Item::Term(e, q))
-            }
-        }
-    }
-
-    /// After `(`: parse the contents and the `)`.
-    fn parse_group(&mut self, ctx: Ctx, mode: Mode) -> PResult<Group> {
-        let open = self.here();
-        self.pos += 1;
-        let first = self.parse_item(ctx, mode, true)?;
-        self.group_rest(first, open, ctx, mode)
-    }
-
-    fn group_rest(&mut self, first: Item, open: Span, ctx: Ctx, mode: Mode) -> PResult<Group> {
-        match first {
-            Item::Term(e, q) => {
-                let (mut e, _) = self.expr_tail(e, q)?;
-                e.span = self.close(open)?;
-                Ok(Group::Expr(e))
-            }
-            Item::Id(e) => {
-                let mut e = self.id_list_tail(e, ctx)?;
-                e.span = self.close(open)?;
-                Ok(Group::IdList(e))
-            }
-            Item::Num(n) => {
-                if mode != Mode::Term && matches!(self.peek(), Some(Tok::And | Tok::Or)) {
-                    let first = self.num_id(n, ctx)?;
-                    let mut e = self.id_list_tail(first, ctx)?;
-                    e.span = self.close(open)?;
-                    return Ok(Group::IdList(e));
-                }
-                let span = self.close(open)?;
-                Ok(Group::Num(Num {
-                    value: n.value,
-                    span,
-                }))
-            }
-            Item::Arith(mut a) => {
-                a.span = self.close(open)?;
-                Ok(Group::Arith(a))
-            }
-        }
     }
 
     /// The `)` of the group opened at `open`; returns the group's span.

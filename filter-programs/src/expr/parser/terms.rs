@@ -8,7 +8,7 @@ use super::super::names;
 use super::super::qualifiers::{Dir, Kind, Proto, Qualifiers};
 use super::super::span::Span;
 use super::super::token::Tok;
-use super::{Ctx, PResult, Parser};
+use super::{depth, Ctx, PResult, Parser};
 
 fn is_head_word(t: Option<&Tok>) -> bool {
     matches!(
@@ -261,26 +261,36 @@ impl Parser<'_> {
     /// An optional `pnum`: a number, possibly in parentheses.
     fn opt_pnum(&mut self) -> PResult<Option<Num>> {
         match self.peek() {
-            Some(Tok::Num(_) | Tok::LParen) => self.pnum().map(Some),
+            Some(Tok::Num(_) | Tok::LParen) => {
+                // The keyword stays on libpcap's stack under the number.
+                self.enter(depth::KEYWORD)?;
+                let n = self.pnum()?;
+                self.leave(depth::KEYWORD);
+                Ok(Some(n))
+            }
             _ => Ok(None),
         }
     }
 
+    /// `(((N)))`: the parentheses counted in a loop, not recursed into.
     fn pnum(&mut self) -> PResult<Num> {
-        if self.at(&Tok::LParen) {
-            let open = self.here();
+        let outer = self.here();
+        let mut opens = Vec::new();
+        while self.at(&Tok::LParen) {
+            self.enter(depth::PAREN)?;
+            opens.push(self.here());
             self.pos += 1;
-            let n = self.nested(Self::pnum)?;
+        }
+        let mut n = self.expect_num("a number")?;
+        while let Some(open) = opens.pop() {
             self.expect(
                 &Tok::RParen,
                 &format!("')' to close the '(' at column {}", open.start + 1),
             )?;
-            return Ok(Num {
-                value: n.value,
-                span: self.since(open),
-            });
+            self.leave(depth::PAREN);
         }
-        self.expect_num("a number")
+        n.span = self.since(outer);
+        Ok(n)
     }
 
     /// `vpi`/`vci`/MTP3 field values.
