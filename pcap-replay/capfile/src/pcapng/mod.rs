@@ -320,7 +320,13 @@ fn read_block<R: BufRead>(
     } else {
         block::MIN_LEN as u32
     };
-    if len < min || !len.is_multiple_of(4) || len > max_len {
+    // libpcap 1.10 reads the file's first section header on its own path
+    // (`pcap_ng_check_header`), which checks its length against the
+    // bounds only, not for a multiple of 4, and never compares its
+    // trailer; every later block goes through `read_block`, which does
+    // both. (Both found by the `capture_read` fuzz target.)
+    let first = magic.is_some();
+    if len < min || (!len.is_multiple_of(4) && !first) || len > max_len {
         return Err(input.error_at(start + 4, ErrorKind::BadBlockLength(len)));
     }
     let known = matches!(
@@ -353,11 +359,6 @@ fn read_block<R: BufRead>(
             }
         }
     }
-    // libpcap 1.10 reads the file's first section header on its own path
-    // (`pcap_ng_check_header`), which never compares its trailer; every
-    // later block goes through `read_block`, which does. (Found by the
-    // `capture_read` fuzz target.)
-    let first = magic.is_some();
     let trailer = order.u32(&bytes[bytes.len() - 4..]);
     if trailer != len && !first {
         let at = start + u64::from(len) - 4;
