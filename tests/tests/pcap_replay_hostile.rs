@@ -166,6 +166,48 @@ fn libpcap_is_left_out_of_programs_bpf_filter_cannot_run() {
     }
 }
 
+/// A loop with a way out that a packet never takes: `bpf_validate` and
+/// our checks pass it, and `bpf_filter` would spin on that packet for
+/// ever. The libpcap engine leaves exactly those packets out, with the
+/// reason, and the run ends.
+#[test]
+fn libpcap_leaves_out_packets_its_loop_would_never_leave() {
+    let dir = Scratch::new("endless-cbpf");
+    // ldh [12]; jeq #0x800 jt 2 jf 3; ja -2 (back to the jeq); ret #65535
+    let f = dir.path("spin-on-ipv4.ddd");
+    std::fs::write(
+        &f,
+        "4\n40 0 0 12\n21 0 1 2048\n5 0 0 4294967294\n6 0 0 65535\n",
+    )
+    .unwrap();
+    let capture = data("print-flags.pcap");
+    let args = [
+        "--cbpf",
+        f.to_str().unwrap(),
+        "--engines",
+        "cbpf,libpcap",
+        "--json",
+        capture.to_str().unwrap(),
+    ];
+    let o = replay(&args);
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(o.status.code(), Some(0), "{json}");
+    let libpcap = &json["results"][0]["engines"]["libpcap"];
+    assert_eq!(libpcap["skipped"], 10, "{json}");
+    assert_eq!(libpcap["skipped_reasons"]["endless_loop"], 10, "{json}");
+    // The table says why.
+    let o = replay(
+        &args[..4]
+            .iter()
+            .chain(&args[5..])
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("would never leave"), "{table}");
+}
+
 /// libpcap's own loop (`ip6 protochain`) still runs in the libpcap engine.
 #[test]
 fn libpcaps_own_loop_still_runs() {

@@ -54,7 +54,7 @@ use super::kernel_ctx::Kernel;
 use super::validate::{validate, RuleSet, ValidateError};
 use super::Insn;
 use decode::Ins;
-use exec::{exec, Libpcap, NoTrace, Recorder};
+use exec::{exec, Libpcap, NoTrace, Recorder, Watch};
 use threaded::{Node, Regs};
 
 pub use super::kernel_ctx::{KernelCtx, NetDevice};
@@ -156,6 +156,16 @@ impl Program {
     /// `run` stays a few instructions around one call: inlined, the loop's
     /// register pressure made every call save and restore six registers.
     #[inline(never)]
+    /// [`Program::run`], or `None` when the run spends its
+    /// [`STEP_BUDGET`] (only a loop can): a packet on which libpcap's
+    /// `bpf_filter`, which has no budget, would not return in that many
+    /// steps, and on a loop that keeps its state, never.
+    pub fn run_bounded(&self, pkt: &[u8], wirelen: u32) -> Option<u32> {
+        let mut watch = Watch { exhausted: false };
+        let verdict = exec(&self.fast, &Libpcap { pkt, wirelen }, &mut watch);
+        (!watch.exhausted).then_some(verdict)
+    }
+
     fn run_loop(&self, pkt: &[u8], wirelen: u32) -> u32 {
         exec(&self.fast, &Libpcap { pkt, wirelen }, &mut NoTrace)
     }

@@ -7,15 +7,24 @@
 //! `bpf_validate` passes), and no loop without a way out (`ja` back to
 //! itself), on which `bpf_filter` would run forever. A refused program
 //! leaves the engine out, with the reason.
+//!
+//! A loop with a way out can still keep a packet in it for ever (its state
+//! repeats). For a program with a backward jump, our interpreter, which
+//! computes exactly what `bpf_filter` computes, runs each packet first
+//! with its step budget; a packet that spends it is left out
+//! ([`Skip::Endless`]) instead of hanging the run.
 
+use filter_programs::cbpf::interp::Program as Interpreter;
 use filter_programs::cbpf::validate::{validate, RuleSet};
 use libpcap_oracle::Validated;
 
-use super::{Engine, EngineError, PacketRef, Verdict};
+use super::{Engine, EngineError, PacketRef, Skip, Verdict};
 use crate::program::{Code, Program};
 
 pub struct LibpcapEngine {
     program: Validated,
+    /// For a program that can loop: the guard run first on each packet.
+    guard: Option<Interpreter>,
 }
 
 impl LibpcapEngine {
@@ -34,7 +43,20 @@ impl LibpcapEngine {
             program: program.label.clone(),
             reason: format!("libpcap's bpf_filter cannot run it safely: {e}"),
         })?;
-        Ok(LibpcapEngine { program: validated })
+        // Only `ja` jumps backward, with a k that takes it before itself.
+        let loops = insns.iter().any(|i| i.code == 0x05 && (i.k as i32) < 0);
+        let guard = match loops {
+            true => Some(Interpreter::new(insns).map_err(|e| EngineError::Invalid {
+                engine: "libpcap",
+                program: program.label.clone(),
+                reason: e.to_string(),
+            })?),
+            false => None,
+        };
+        Ok(LibpcapEngine {
+            program: validated,
+            guard,
+        })
     }
 }
 
@@ -43,7 +65,16 @@ impl Engine for LibpcapEngine {
         "libpcap"
     }
 
+    fn skip_reason(&self) -> Skip {
+        Skip::Endless
+    }
+
     fn run(&mut self, packet: &PacketRef<'_>) -> Result<Option<Verdict>, EngineError> {
+        if let Some(guard) = &self.guard {
+            if guard.run_bounded(packet.data, packet.wire_len).is_none() {
+                return Ok(None);
+            }
+        }
         Ok(Some(Verdict::classic(
             self.program.filter(packet.data, packet.wire_len),
         )))

@@ -94,15 +94,19 @@ pub enum Skip {
     TooLarge,
     /// Refused by the kernel's test run for another reason (EINVAL).
     Refused,
+    /// A loop that libpcap's `bpf_filter` would run without end on this
+    /// packet (our interpreter spent its step budget on it).
+    Endless,
 }
 
 impl Skip {
-    pub const ALL: [Skip; 5] = [
+    pub const ALL: [Skip; 6] = [
         Skip::NotEthernet,
         Skip::Runt,
         Skip::Truncated,
         Skip::TooLarge,
         Skip::Refused,
+        Skip::Endless,
     ];
 
     /// The JSON key.
@@ -113,6 +117,7 @@ impl Skip {
             Skip::Truncated => "truncated",
             Skip::TooLarge => "too_large",
             Skip::Refused => "refused",
+            Skip::Endless => "endless_loop",
         }
     }
 
@@ -124,6 +129,7 @@ impl Skip {
             Skip::Truncated => "truncated, and the program reads the wire length",
             Skip::TooLarge => "too large for the kernel's test run",
             Skip::Refused => "refused by the kernel's test run",
+            Skip::Endless => "a loop libpcap's bpf_filter would never leave",
         }
     }
 }

@@ -92,6 +92,23 @@ impl Env for Libpcap<'_> {
 pub(super) trait Tracer {
     const ON: bool;
     fn step(&mut self, pc: usize, a: u32, x: u32, load: Option<PacketLoad>);
+    /// The run spent its [`STEP_BUDGET`] (it then returns 0).
+    fn exhausted(&mut self) {}
+}
+
+/// Notes only whether a run spent its budget: where libpcap's
+/// `bpf_filter`, which has none, would not have returned.
+pub(super) struct Watch {
+    pub exhausted: bool,
+}
+
+impl Tracer for Watch {
+    const ON: bool = false;
+    #[inline(always)]
+    fn step(&mut self, _: usize, _: u32, _: u32, _: Option<PacketLoad>) {}
+    fn exhausted(&mut self) {
+        self.exhausted = true;
+    }
 }
 
 pub(super) struct NoTrace;
@@ -262,6 +279,7 @@ pub(super) fn exec<E: Env, T: Tracer>(ops: &[Ins], env: &E, t: &mut T) -> u32 {
                     if T::ON {
                         t.step(at, a, x, None);
                     }
+                    t.exhausted();
                     return 0;
                 }
                 pc = target as usize;
