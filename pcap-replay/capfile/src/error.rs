@@ -39,6 +39,10 @@ pub enum ErrorKind {
     SectionByteOrderChanged,
     #[error("pcapng file has no interface description block")]
     NoInterfaces,
+    #[error("an interface has link type {this}, different from the first interface's {first} (libpcap reads one link type per file)")]
+    InterfaceLinkTypeDiffers { first: u16, this: u16 },
+    #[error("an interface has snap length {this}, different from the first interface's {first} (libpcap reads one snap length per file)")]
+    InterfaceSnaplenDiffers { first: u32, this: u32 },
     #[error("pcapng interface option {code}: {why}")]
     BadInterfaceOption { code: u16, why: &'static str },
     #[error("unknown pcapng byte-order magic {0:#010x}")]

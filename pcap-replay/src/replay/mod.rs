@@ -357,8 +357,9 @@ impl<'e> Run<'e> {
     }
 }
 
-/// The result's link type is the first packet's; mixed link types in one
-/// pcapng file are legal but worth a warning, since one cBPF program
+/// The result's link type is the first packet's. capfile ends a pcapng
+/// file at an interface of another link type, as libpcap does, so a
+/// second one means a reader bug: worth a warning, since one cBPF program
 /// assumes one layout.
 fn note_linktype(result: &mut FileResult, packet: &PacketView<'_>) {
     match result.linktype {

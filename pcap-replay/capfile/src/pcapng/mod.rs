@@ -153,9 +153,27 @@ impl<R: BufRead> Reader<R> {
                         return Err(self.input.error_at(raw.start + field, kind));
                     }
                     // libpcap 1.10 takes one link type and snap length per
-                    // file, the first interface's, and refuses an interface
-                    // with others; we read each interface with its own, so
-                    // such files (which libpcap cannot read) still read.
+                    // file, the first interface's (snap lengths as it
+                    // adjusts them), and ends the file at an interface
+                    // with others: so do we.
+                    if let (Some(first), Some(snap)) = (self.first_linktype, self.first_snaplen) {
+                        let field = (block::BODY_START + wire::idb::LINKTYPE.start) as u64;
+                        if idb.linktype != first {
+                            let kind = ErrorKind::InterfaceLinkTypeDiffers {
+                                first: first.0,
+                                this: idb.linktype.0,
+                            };
+                            return Err(self.input.error_at(raw.start + field, kind));
+                        }
+                        let (a, b) = (
+                            first.adjust_snaplen(snap),
+                            first.adjust_snaplen(idb.snaplen),
+                        );
+                        if a != b {
+                            let kind = ErrorKind::InterfaceSnaplenDiffers { first: a, this: b };
+                            return Err(self.input.error_at(raw.start + field, kind));
+                        }
+                    }
                     self.first_linktype.get_or_insert(idb.linktype);
                     self.first_snaplen.get_or_insert(idb.snaplen);
                     self.max_block = self.max_block.max(max_block_len_for(idb.linktype));

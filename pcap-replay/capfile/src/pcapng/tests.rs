@@ -158,7 +158,7 @@ fn tsresol_units() {
 fn reads_several_interfaces_in_both_byte_orders() {
     for order in [ByteOrder::Little, ByteOrder::Big] {
         let mut b = Builder::new(order);
-        b.idb(1, 0, &[]).idb(101, 0, &[(9, &[9])]);
+        b.idb(1, 0, &[]).idb(1, 0, &[(9, &[9])]);
         b.block(0xdead, &[1, 2, 3]); // unknown: skipped
         b.epb(0, 3_000_000, &[1, 2, 3], 60)
             .epb(1, 7, &[0x45; 20], 20);
@@ -172,10 +172,33 @@ fn reads_several_interfaces_in_both_byte_orders() {
         assert_eq!(packets[0].data, [1, 2, 3]);
         assert_eq!(
             (packets[1].linktype, packets[1].ts_ns, packets[1].index),
-            (LinkType::RAW, 7, 1)
+            (LinkType(1), 7, 1)
         );
         assert_eq!(packets[1].offset, b.out.len() as u64 - 52);
     }
+}
+
+/// libpcap 1.10 reads one link type and snap length per file: an interface
+/// with others ends the file there, the packets before it kept.
+#[test]
+fn an_interface_unlike_the_first_ends_the_file() {
+    for (linktype, snaplen, want) in [(101, 0, "link type 101"), (1, 100, "snap length 100")] {
+        let mut b = Builder::new(ByteOrder::Little);
+        b.idb(1, 0, &[]).epb(0, 1, &[1, 2, 3], 3);
+        let second = b.out.len() as u64;
+        b.idb(linktype, snaplen, &[]).epb(1, 2, &[4, 5, 6], 3);
+        let (packets, err) = read_all(&b.out);
+        let err = err.expect("an error at the second interface");
+        assert_eq!(packets.len(), 1);
+        assert_eq!(err.offset, second + 8, "{err}");
+        assert!(err.to_string().contains(want), "{err}");
+    }
+    // A snap length of 0 is the link type's maximum, as libpcap adjusts it.
+    let mut b = Builder::new(ByteOrder::Little);
+    b.idb(1, 0, &[]).idb(1, LinkType(1).max_snaplen(), &[]);
+    b.epb(1, 2, &[4, 5, 6], 3);
+    let (packets, err) = read_all(&b.out);
+    assert_eq!((packets.len(), err.map(|e| e.to_string())), (1, None));
 }
 
 #[test]
