@@ -57,5 +57,12 @@ fn a_huge_helper_length_is_an_error_not_an_allocation() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(out.status.code(), Some(2), "exit {:?}: {said}", out.status);
-    assert!(said.contains("outside every region"), "{said}");
+    // The VM charges a copying helper's length to the run's budget before
+    // it copies (one unit per 8 bytes), so 4 GiB ends the run there; a
+    // length within the budget but past the frame is refused as outside
+    // every region. Either way: an error, no allocation.
+    assert!(
+        said.contains("instruction budget") || said.contains("outside every region"),
+        "{said}"
+    );
 }
