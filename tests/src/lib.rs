@@ -133,5 +133,6 @@ pub mod bench;
 pub mod corpus;
 pub mod frames;
 pub mod gen;
+pub mod mixed;
 pub mod net;
 pub mod rng;
