@@ -270,6 +270,64 @@ pub fn filter(prog: &[Insn], pkt: &[u8], wirelen: u32) -> u32 {
         .filter(pkt, wirelen)
 }
 
+impl Validated {
+    /// The first instruction (index, cell) that loads a scratch cell which
+    /// some path from the start reaches without storing to it. There
+    /// `bpf_filter`, which leaves scratch memory uninitialized, returns what
+    /// its stack happens to hold, so no verdict of ours can be held against
+    /// it. libpcap's own compiler emits such reads (`geneve` on radiotap
+    /// reads M[0] and M[1] unwritten), so the program still runs.
+    pub fn unwritten_scratch_read(&self) -> Option<(usize, u32)> {
+        unwritten_scratch_read(&self.insns)
+    }
+}
+
+/// [`Validated::unwritten_scratch_read`]: a must-written analysis to a
+/// fixpoint, so loops (backward `ja`) are covered; `prog` has passed
+/// `bpf_validate`, so every jump lands inside it and every cell index is
+/// below 16.
+fn unwritten_scratch_read(prog: &[Insn]) -> Option<(usize, u32)> {
+    let n = prog.len();
+    // written[i]: the cells written on every path to i (None: unreached).
+    let mut written: Vec<Option<u16>> = vec![None; n];
+    written[0] = Some(0);
+    let mut work = vec![0usize];
+    while let Some(i) = work.pop() {
+        let Some(mut w) = written[i] else { continue };
+        let op = prog[i].decode();
+        if let Ok(Op::St { k } | Op::Stx { k }) = op {
+            w |= 1 << (k & 15);
+        }
+        let targets: [Option<usize>; 2] = match op {
+            Ok(Op::Ret { .. }) => [None, None],
+            Ok(Op::Ja { k }) => [
+                Some((i as u32).wrapping_add(1).wrapping_add(k) as usize),
+                None,
+            ],
+            Ok(Op::Jmp { jt, jf, .. }) => {
+                [Some(i + 1 + usize::from(jt)), Some(i + 1 + usize::from(jf))]
+            }
+            _ => [Some(i + 1), None],
+        };
+        for t in targets.into_iter().flatten().filter(|&t| t < n) {
+            let merged = written[t].map_or(w, |old| old & w);
+            if written[t] != Some(merged) {
+                written[t] = Some(merged);
+                work.push(t);
+            }
+        }
+    }
+    prog.iter()
+        .enumerate()
+        .find_map(|(i, insn)| match insn.decode() {
+            Ok(Op::LdMem { k } | Op::LdxMem { k }) => {
+                let w = written[i]?;
+                (w & (1 << (k & 15)) == 0).then_some((i, k))
+            }
+            _ => None,
+        })
+}
+
 /// The first backward `ja` (index and target), reachable from the start,
 /// from which no path leads to a `ret`: the jump that closes a loop with
 /// no way out. Every such loop has one, since only `ja` jumps backward.
@@ -461,6 +519,42 @@ mod tests {
         assert!(prog.iter().any(|i| i.code == 0x05 && (i.k as i32) < 0));
         let v = Validated::check(&prog).unwrap();
         assert_eq!(v.filter(&[0u8; 60], 60), 0);
+    }
+
+    #[test]
+    fn a_read_of_unwritten_scratch_is_found() {
+        let read = |prog: &[Insn]| Validated::check(prog).unwrap().unwritten_scratch_read();
+        // ldx M[14] with no store before it: bpf_filter would read its stack.
+        let prog = [
+            Insn::new(0x61, 0, 0, 14), // ldx M[14]
+            Insn::new(0x48, 0, 0, 16), // ldh [x + 16]
+            Insn::new(0x06, 0, 0, 1),
+        ];
+        assert_eq!(read(&prog), Some((0, 14)));
+        // Written on one path only: found, at the load.
+        let prog = [
+            Insn::new(0x15, 0, 1, 0), // jeq #0: 1 or 2
+            Insn::new(0x02, 0, 0, 3), // st M[3]
+            Insn::new(0x60, 0, 0, 3), // ld M[3]
+            Insn::new(0x16, 0, 0, 0), // ret a
+        ];
+        assert_eq!(read(&prog), Some((2, 3)));
+        // Written on every path, and libpcap's own arithmetic and loops.
+        let prog = [
+            Insn::new(0x02, 0, 0, 3),
+            Insn::new(0x15, 0, 0, 0),
+            Insn::new(0x60, 0, 0, 3),
+            Insn::new(0x16, 0, 0, 0),
+        ];
+        assert_eq!(read(&prog), None);
+        for expr in [
+            "ip[2:2] - 20 > ip[0] & 0xf",
+            "ip6 protochain 6",
+            "len - 14 > 100 * 2",
+        ] {
+            let prog = compile(expr, CompileOptions::new(1)).unwrap();
+            assert_eq!(read(&prog), None, "{expr}");
+        }
     }
 
     #[test]

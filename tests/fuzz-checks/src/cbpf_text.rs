@@ -1,8 +1,9 @@
 //! cBPF text in tcpdump's three dump formats → parse → validate → our
 //! interpreter. Never a panic; what parses prints and parses back to the
 //! same program; and where libpcap's interpreter can run the program (and
-//! it has no loop, which `bpf_filter` would not bound), our interpreter
-//! returns what libpcap's returns.
+//! it has no loop, which `bpf_filter` would not bound, and reads no scratch
+//! cell it has not written, which `bpf_filter` leaves uninitialized), our
+//! interpreter returns what libpcap's returns.
 
 use filter_programs::cbpf::interp::Program;
 use filter_programs::cbpf::text::{self, Format};
@@ -44,7 +45,9 @@ fn run(prog: &[Insn]) -> Outcome {
         return Ok(());
     };
     let loops = prog.iter().any(|i| i.code == 0x05 && (i.k as i32) < 0);
-    let theirs = Validated::new(prog).filter(|_| !loops);
+    // Where a path reads scratch memory it has not written, bpf_filter
+    // returns what its stack held; ours starts zeroed.
+    let theirs = Validated::new(prog).filter(|v| !loops && v.unwritten_scratch_read().is_none());
     for frame in frames::typical() {
         let wire = frame.len() as u32 + 4;
         let got = ours.run(&frame, wire);
