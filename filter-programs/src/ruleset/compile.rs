@@ -213,9 +213,35 @@ fn cost(rule: &Rule) -> usize {
     n.max(1) + if looped { LOOP_COST } else { 0 }
 }
 
+/// Choices of the code generator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// What one table lookup costs against rules in the chain (see
+    /// [`super::fast::LOOKUP_COST`]); 0 makes every table pay, which tests
+    /// use to drive small rulesets through the tables.
+    pub lookup_cost: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            lookup_cost: super::fast::LOOKUP_COST,
+        }
+    }
+}
+
 /// Compiles `rules` (first match wins) with `default` for packets no
 /// deciding rule matches.
 pub fn compile(rules: &[Rule], default: Verdict) -> Result<Compiled, CompileError> {
+    compile_with(rules, default, &Options::default())
+}
+
+/// [`compile`] with the code generator's choices.
+pub fn compile_with(
+    rules: &[Rule],
+    default: Verdict,
+    opts: &Options,
+) -> Result<Compiled, CompileError> {
     let mut segments = Vec::new();
     let (mut start, mut spent) = (0, 0);
     for (i, r) in rules.iter().enumerate() {
@@ -234,7 +260,7 @@ pub fn compile(rules: &[Rule], default: Verdict) -> Result<Compiled, CompileErro
             programs: segments.len(),
         });
     }
-    let fast = Fast::new(rules);
+    let fast = Fast::new(rules, cost, opts.lookup_cost);
     let mut programs = Vec::new();
     let mut chains: Vec<ChainSize> = Vec::new();
     for (k, seg) in segments.iter().enumerate() {
@@ -627,6 +653,26 @@ mod tests {
             ));
         }
         parse(&t).unwrap().rules
+    }
+
+    /// The cost model: a handful of rules is straight-line code with no
+    /// lookup; many rules of one shape share a table.
+    #[test]
+    fn tables_only_where_they_pay() {
+        let few = rules(&["host 10.1.2.3", "tcp dst port 22", "src net 172.16.5.0/24"]);
+        let c = compile(&few, Verdict::Pass).unwrap();
+        assert_eq!((c.tables.len(), c.fast_rules), (0, 0));
+        let forced = compile_with(&few, Verdict::Pass, &Options { lookup_cost: 0 }).unwrap();
+        assert_eq!(forced.fast_rules, 3);
+        let hosts: Vec<String> = (0..40).map(|i| format!("src host 10.0.0.{i}")).collect();
+        let mut exprs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        exprs.push("tcp dst port 22");
+        let c = compile(&rules(&exprs), Verdict::Pass).unwrap();
+        assert_eq!(
+            (c.tables.len(), c.fast_rules),
+            (1, 40),
+            "only the hosts' table pays"
+        );
     }
 
     #[test]

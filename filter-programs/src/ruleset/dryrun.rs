@@ -148,6 +148,8 @@ impl DryRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ruleset::compile::compile_with;
+    use crate::ruleset::fast::LOOKUP_COST;
     use crate::ruleset::{compile, parse};
 
     const RULES: &str = r#"
@@ -273,7 +275,11 @@ action = "pass"
             } else {
                 Verdict::Drop
             };
-            let prog = compile(&c.rules, default).unwrap();
+            // Half the rounds through the tables whatever they cost.
+            let opts = crate::ruleset::compile::Options {
+                lookup_cost: if round % 4 < 2 { 0 } else { LOOKUP_COST },
+            };
+            let prog = compile_with(&c.rules, default, &opts).unwrap();
             let mut d = DryRun::new(&prog, &c.rules, default).unwrap();
             let mut want = vec![0u64; c.rules.len() + 1];
             for _ in 0..300 {

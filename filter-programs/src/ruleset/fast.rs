@@ -40,6 +40,12 @@ use crate::ebpf::vm::context::xdp;
 pub const TABLES_MAP_INDEX: u64 = 2;
 /// Most tables (tuple shapes): the kernel allows 64 maps per program.
 const MAX_TABLES: usize = 32;
+/// What one table lookup costs, in the units of a rule's chain cost (its
+/// tests and loads, about one instruction each): a hash lookup with its
+/// key built takes about as long as 40 executed instructions. A table
+/// whose rules would cost less in the chain is not made (the cost model:
+/// a handful of rules runs faster as straight-line code).
+pub const LOOKUP_COST: usize = 40;
 const HELPER_MAP_LOOKUP: i32 = 1;
 const CTX: Reg = Reg::R6;
 
@@ -66,8 +72,47 @@ pub struct Fast {
 
 impl Fast {
     /// Which rules go into the tables: every pass and drop rule of the
-    /// common shapes, in order, as long as the shapes fit in the tables.
-    pub fn new(rules: &[Rule]) -> Fast {
+    /// common shapes, in order, as long as the shapes fit in the tables;
+    /// then only the tables that pay for their lookup. `cost` is a rule's
+    /// cost in the chain, `lookup_cost` a table lookup's.
+    pub fn new(rules: &[Rule], cost: impl Fn(&Rule) -> usize, lookup_cost: usize) -> Fast {
+        let mut fast = Fast::all(rules, &[]);
+        // A table pays when the rules only it serves would cost more in
+        // the chain than its lookup. Dropping one can leave another
+        // unpaid (its rules' other shapes go too), so to a fixpoint.
+        let mut dropped: BTreeSet<Shape> = BTreeSet::new();
+        loop {
+            let mut saved: BTreeMap<Shape, usize> = BTreeMap::new();
+            for (i, r) in rules.iter().enumerate() {
+                if !fast.in_table[i] {
+                    continue;
+                }
+                let shapes: BTreeSet<Shape> = tuple::terms(&r.expr)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|t| t.shape())
+                    .collect();
+                let share = cost(r) / shapes.len().max(1);
+                for s in shapes {
+                    *saved.entry(s).or_default() += share.max(1);
+                }
+            }
+            let unpaid: Vec<Shape> = saved
+                .iter()
+                .filter(|(_, c)| **c < lookup_cost)
+                .map(|(s, _)| *s)
+                .collect();
+            if unpaid.is_empty() {
+                return fast;
+            }
+            dropped.extend(unpaid);
+            fast = Fast::all(rules, &dropped.iter().copied().collect::<Vec<_>>());
+        }
+    }
+
+    /// Every pass and drop rule of the common shapes whose terms use none
+    /// of the `excluded` shapes, as long as the shapes fit in the tables.
+    fn all(rules: &[Rule], excluded: &[Shape]) -> Fast {
         let ip = Fact::EtherType(0x0800);
         let mut tables: BTreeMap<Shape, BTreeMap<[u8; KEY_SIZE], u32>> = BTreeMap::new();
         let mut in_table = vec![false; rules.len()];
@@ -78,6 +123,9 @@ impl Fast {
             let Some(terms) = tuple::terms(&r.expr) else {
                 continue;
             };
+            if terms.iter().any(|t| excluded.contains(&t.shape())) {
+                continue;
+            }
             let new_shapes: BTreeSet<Shape> = terms
                 .iter()
                 .map(|t| t.shape())
