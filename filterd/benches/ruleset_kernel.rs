@@ -119,8 +119,14 @@ fn main() {
     println!("|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|");
     let sets: Vec<(String, Vec<MixedRule>)> = vec![
         ("typical-10".into(), typical_10()),
-        ("mixed-1000".into(), mixed::rules(1_000, 0x5eed_17, 0)),
-        ("mixed-10000".into(), mixed::rules(10_000, 0x5eed_17, 0)),
+        (
+            "mixed-1000".into(),
+            mixed::rules(1_000, mixed::EXAMPLE_SEED, 0),
+        ),
+        (
+            "mixed-10000".into(),
+            mixed::rules(10_000, mixed::EXAMPLE_SEED, 0),
+        ),
     ];
     let mut rows = Vec::new();
     for (name, rules) in &sets {

@@ -130,6 +130,20 @@ impl LoadedRuleset {
         Ok(xdp.fd().map_err(LoadError::Program)?.as_fd())
     }
 
+    /// The verifier's processed-instruction count, summed over the
+    /// programs (`bpf_prog_info.verified_insns`; `None` before Linux 5.16).
+    pub fn verified_insns(&self) -> Option<u64> {
+        let mut total = 0u64;
+        for (name, _) in self.ebpf.programs() {
+            if !name.starts_with(PROGRAM) {
+                continue;
+            }
+            let xdp: &Xdp = self.ebpf.program(name)?.try_into().ok()?;
+            total += u64::from(xdp.info().ok()?.verified_instruction_count()?);
+        }
+        Some(total)
+    }
+
     /// One `BPF_PROG_TEST_RUN` of the program on `frame`; counters count it.
     pub fn test_run(&self, frame: &[u8], repeat: u32) -> Result<TestRun, LoadError> {
         let fd = self.program_fd()?;

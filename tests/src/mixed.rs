@@ -321,6 +321,9 @@ fn other(rng: &mut Rng) -> (String, Aim) {
     (expr, aim)
 }
 
+/// The seed of `configs/mixed-10k.toml` and of the bench's rulesets.
+pub const EXAMPLE_SEED: u64 = 0x005e_ed17;
+
 /// `n` rules of the mix, shuffled by `seed`. Actions: mostly drop, one in
 /// ten pass; `count_every` > 0 makes every such rule a count rule.
 pub fn rules(n: usize, seed: u64, count_every: usize) -> Vec<MixedRule> {

@@ -226,3 +226,57 @@ fn test_reports_a_damaged_capture_with_exit_2_and_keeps_what_it_read() {
         "the packets before the fault are reported"
     );
 }
+
+/// `configs/mixed-10k.toml` is issue 17's mix as `e2e::mixed` draws it, and
+/// `filterd check --json` loads it and classifies every rule, with the
+/// reason for each rule left to the chain and shares that add up.
+#[test]
+fn check_classifies_every_rule_of_the_large_example() {
+    let path = e2e::repo_root().join("configs/mixed-10k.toml");
+    let text = std::fs::read_to_string(&path).expect("configs/mixed-10k.toml");
+    let rules = e2e::mixed::rules(10_000, e2e::mixed::EXAMPLE_SEED, 0);
+    assert!(
+        text == e2e::mixed::config(&rules, "lo"),
+        "configs/mixed-10k.toml is stale: cargo run -q -p e2e --example mixed_ruleset -- 10000 > configs/mixed-10k.toml"
+    );
+    let kernel = e2e::kernel_available("filterd_rules_cli");
+    let mut args = vec!["check", "--json"];
+    if !kernel {
+        args.push("--no-kernel");
+    }
+    args.push(path.to_str().unwrap());
+    let out = filterd(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["rules"], 10_000);
+    let plans = doc["rule_plans"].as_array().unwrap();
+    assert_eq!(plans.len(), 10_000);
+    let mut share = 0.0;
+    let mut in_tables = 0;
+    for p in plans {
+        share += p["share"].as_f64().unwrap();
+        match p["classified"].as_str() {
+            Some("table") => {
+                in_tables += 1;
+                assert!(!p["tables"].as_array().unwrap().is_empty(), "{p}");
+            }
+            Some("chain") => assert!(
+                p["reason"].is_string() && p["reason_key"].is_string(),
+                "{p}"
+            ),
+            other => panic!("classified: {other:?}"),
+        }
+    }
+    assert!((share - 1.0).abs() < 1e-6, "shares add up to {share}");
+    assert_eq!(doc["table_rules"], in_tables);
+    assert!(in_tables > 4_000, "only {in_tables} rules in the tables");
+    if kernel {
+        assert!(doc["verifier"]["processed_instructions"].as_u64().unwrap() > 0);
+        assert!(doc["verifier"]["load_ms"].as_f64().unwrap() > 0.0);
+    }
+}

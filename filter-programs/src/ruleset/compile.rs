@@ -74,6 +74,21 @@ pub struct Compiled {
     pub tables: Vec<Table>,
     /// How many rules the fast path's tables hold (see `fast`).
     pub fast_rules: usize,
+    /// Per rule, in config order: how it is classified and its code.
+    pub plans: Vec<RulePlan>,
+}
+
+/// How one rule is classified, and what of the program is its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RulePlan {
+    /// The lookup tables that find it (by name); empty when only the chain
+    /// tests it. A rule in tables is in the chains too, for the frames the
+    /// lookups cannot serve (other ethertypes, headers cut short).
+    pub tables: Vec<String>,
+    /// Why the lookups do not find it, when they don't.
+    pub chain_reason: Option<super::fast::NotInTable>,
+    /// Instructions of its inlined tests, summed over chains and programs.
+    pub insns: usize,
 }
 
 /// A chain's name, the rules placed in it, and its length in assembler
@@ -263,6 +278,7 @@ pub fn compile_with(
     let fast = Fast::new(rules, cost, opts.lookup_cost);
     let mut programs = Vec::new();
     let mut chains: Vec<ChainSize> = Vec::new();
+    let mut rule_insns = vec![0usize; rules.len()];
     for (k, seg) in segments.iter().enumerate() {
         let last = k + 1 == segments.len();
         let f = (!fast.tables.is_empty()).then_some(&fast);
@@ -272,6 +288,7 @@ pub fn compile_with(
             default,
             (!last).then_some(k as i32 + 1),
             f,
+            &mut rule_insns,
         )?;
         programs.push(insns);
         for (n, (name, count, len)) in placed.into_iter().enumerate() {
@@ -296,6 +313,28 @@ pub fn compile_with(
         })
         .collect();
     let fast_rules = fast.rules();
+    let plans = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let shapes: std::collections::BTreeSet<_> = match fast.in_table[i] {
+                true => super::tuple::terms(&r.expr)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|t| t.shape())
+                    .collect(),
+                false => Default::default(),
+            };
+            RulePlan {
+                tables: (fast.tables.iter().enumerate())
+                    .filter(|(_, (s, _))| shapes.contains(s))
+                    .map(|(g, _)| format!("tuples_{g}"))
+                    .collect(),
+                chain_reason: fast.why_not[i],
+                insns: rule_insns[i],
+            }
+        })
+        .collect();
     Ok(Compiled {
         programs,
         segments,
@@ -303,6 +342,7 @@ pub fn compile_with(
         chains,
         tables,
         fast_rules,
+        plans,
     })
 }
 
@@ -314,6 +354,7 @@ fn program(
     default: Verdict,
     next: Option<i32>,
     fast: Option<&Fast>,
+    rule_insns: &mut [usize],
 ) -> Result<(Vec<Insn>, Vec<ChainSize>), CompileError> {
     let mut a = Asm::new();
     let tail_pass = a.label();
@@ -327,6 +368,7 @@ fn program(
         fast,
         tail_pass,
         tail_drop,
+        rule_insns,
     };
     let chains = p.chains();
     p.prologue(&chains);
@@ -353,6 +395,8 @@ struct ProgramGen<'r> {
     /// Where a deciding rule jumps, with its counter index in r8.
     tail_pass: Label,
     tail_drop: Label,
+    /// Per rule: the assembler items its inlined tests took.
+    rule_insns: &'r mut [usize],
 }
 
 impl ProgramGen<'_> {
@@ -484,6 +528,7 @@ impl ProgramGen<'_> {
     /// Rule `i`, specialized to `prog`, inlined: no match falls through.
     fn rule(&mut self, i: usize, prog: &[crate::cbpf::Insn]) -> Result<(), CompileError> {
         let rule = &self.rules[i];
+        let start = self.a.len();
         let hit = self.a.label();
         let next = self.a.label();
         translate::inline(&mut self.a, prog, Target::xdp(), hit, next).map_err(|source| {
@@ -506,6 +551,7 @@ impl ProgramGen<'_> {
             }
         }
         self.a.bind(next);
+        self.rule_insns[i] += self.a.len() - start;
         Ok(())
     }
 

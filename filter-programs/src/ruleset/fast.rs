@@ -68,6 +68,47 @@ pub struct Fast {
     pub tables: Vec<(Shape, BTreeMap<[u8; KEY_SIZE], u32>)>,
     /// Per rule: every IPv4 frame it matches is found by the lookups.
     pub in_table: Vec<bool>,
+    /// Per rule outside the tables: why.
+    pub why_not: Vec<Option<NotInTable>>,
+}
+
+/// Why a rule is tested in the chain rather than found by a lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotInTable {
+    /// A count rule must count every frame it matches, not only the first.
+    Count,
+    /// It matches no IPv4 frame (the tables serve IPv4).
+    NotIpv4,
+    /// Its expression is not of the table shapes.
+    Shape,
+    /// The tables already hold [`MAX_TABLES`] shapes.
+    TooManyShapes,
+    /// Its table would cost more than the rules it serves (cost model).
+    Unpaid,
+}
+
+impl NotInTable {
+    pub fn key(self) -> &'static str {
+        match self {
+            NotInTable::Count => "count_rule",
+            NotInTable::NotIpv4 => "not_ipv4",
+            NotInTable::Shape => "not_a_table_shape",
+            NotInTable::TooManyShapes => "too_many_shapes",
+            NotInTable::Unpaid => "cheaper_in_the_chain",
+        }
+    }
+
+    pub fn text(self) -> &'static str {
+        match self {
+            NotInTable::Count => "a count rule counts every frame it matches, so it is tested in order",
+            NotInTable::NotIpv4 => "it matches no IPv4 frame; the lookup tables serve IPv4 only",
+            NotInTable::Shape => {
+                "not of the table shapes (IPv4 host, net, numeric port, tcp/udp/sctp, and their and/or)"
+            }
+            NotInTable::TooManyShapes => "the lookup tables already hold their 32 shapes",
+            NotInTable::Unpaid => "too few rules of its shape for a lookup to pay (cost model)",
+        }
+    }
 }
 
 impl Fast {
@@ -103,6 +144,11 @@ impl Fast {
                 .map(|(s, _)| *s)
                 .collect();
             if unpaid.is_empty() {
+                for i in 0..rules.len() {
+                    if fast.why_not[i].is_none() && !fast.in_table[i] {
+                        fast.why_not[i] = Some(NotInTable::Unpaid);
+                    }
+                }
                 return fast;
             }
             dropped.extend(unpaid);
@@ -116,14 +162,22 @@ impl Fast {
         let ip = Fact::EtherType(0x0800);
         let mut tables: BTreeMap<Shape, BTreeMap<[u8; KEY_SIZE], u32>> = BTreeMap::new();
         let mut in_table = vec![false; rules.len()];
+        let mut why_not = vec![None; rules.len()];
         for (i, r) in rules.iter().enumerate() {
-            if r.action == Action::Count || specialize(&r.program, &ip).is_none() {
+            if r.action == Action::Count {
+                why_not[i] = Some(NotInTable::Count);
+                continue;
+            }
+            if specialize(&r.program, &ip).is_none() {
+                why_not[i] = Some(NotInTable::NotIpv4);
                 continue;
             }
             let Some(terms) = tuple::terms(&r.expr) else {
+                why_not[i] = Some(NotInTable::Shape);
                 continue;
             };
             if terms.iter().any(|t| excluded.contains(&t.shape())) {
+                // Its reason (Unpaid) is set once the fixpoint is reached.
                 continue;
             }
             let new_shapes: BTreeSet<Shape> = terms
@@ -132,6 +186,7 @@ impl Fast {
                 .filter(|s| !tables.contains_key(s))
                 .collect();
             if tables.len() + new_shapes.len() > MAX_TABLES {
+                why_not[i] = Some(NotInTable::TooManyShapes);
                 continue;
             }
             let value = ((i as u32) << 1) | (r.action == Action::Drop) as u32;
@@ -147,6 +202,7 @@ impl Fast {
         Fast {
             tables: tables.into_iter().collect(),
             in_table,
+            why_not,
         }
     }
 

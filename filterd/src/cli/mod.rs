@@ -11,6 +11,7 @@ use filter_programs::cbpf::{text, validate};
 pub mod attach;
 pub mod attach_socket;
 pub mod capture;
+pub mod check_report;
 pub mod compile;
 pub mod daemon;
 pub mod rules;

@@ -1,0 +1,183 @@
+//! What `filterd check` reports: the program as a whole (instructions,
+//! chains, tables, compile and load time, the verifier's processed
+//! instructions) and each rule's classification and share of the code,
+//! as text or as one JSON document (`--json`; fields are only ever added).
+
+use std::io::Write;
+
+use filter_programs::ruleset::compile::Compiled;
+use filter_programs::ruleset::fast::NotInTable;
+use serde_json::{json, Value};
+
+use crate::daemon::config::Config;
+
+/// Rules outside the tables that an IPv4 frame may have to pass in the
+/// chain before a warning names the rewrite that would classify them.
+pub const CHAIN_WARN: usize = 100;
+
+pub struct Report<'a> {
+    config: &'a Config,
+    compiled: &'a Compiled,
+    compile_ms: f64,
+    /// Load time (ms) and the verifier's processed instructions, when the
+    /// program was loaded.
+    verifier: Option<(f64, Option<u64>)>,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(
+        config: &'a Config,
+        compiled: &'a Compiled,
+        compile_ms: f64,
+        verifier: Option<(f64, Option<u64>)>,
+    ) -> Report<'a> {
+        Report {
+            config,
+            compiled,
+            compile_ms,
+            verifier,
+        }
+    }
+
+    /// Warnings: each rule tested in the chain because of its shape, once
+    /// more than [`CHAIN_WARN`] such rules come before it.
+    fn warnings(&self) -> Vec<String> {
+        let mut seen = 0;
+        let mut out = Vec::new();
+        for (r, plan) in self.config.rules.iter().zip(&self.compiled.plans) {
+            if plan.chain_reason != Some(NotInTable::Shape) {
+                continue;
+            }
+            seen += 1;
+            if seen > CHAIN_WARN {
+                out.push(format!(
+                    "rule {:?} is tested in order after {} other chain rules: every IPv4 frame \
+                     pays for them. Rules of IPv4 host, net and numeric port tests (with \
+                     tcp/udp/sctp) joined by and/or are found by one lookup per table; split \
+                     {:?} into such rules where you can",
+                    r.name,
+                    seen - 1,
+                    r.expr
+                ));
+            }
+        }
+        out
+    }
+
+    fn total_rule_insns(&self) -> usize {
+        self.compiled
+            .plans
+            .iter()
+            .map(|p| p.insns)
+            .sum::<usize>()
+            .max(1)
+    }
+
+    pub fn print(&self, out: &mut dyn Write) {
+        let c = self.compiled;
+        let _ = writeln!(
+            out,
+            "ok: {} rules, {} interfaces; {} XDP program{} of {} eBPF instructions (compiled in {:.0} ms)",
+            self.config.rules.len(),
+            self.config.interfaces.len(),
+            c.programs.len(),
+            if c.programs.len() == 1 {
+                ""
+            } else {
+                "s (chained by tail calls)"
+            },
+            c.len(),
+            self.compile_ms,
+        );
+        for (chain, n, len) in &c.chains {
+            let _ = writeln!(out, "  {chain}: {n} rules, about {len} instructions");
+        }
+        let _ = writeln!(
+            out,
+            "  IPv4 lookup tables: {} tables holding {} rules",
+            c.tables.len(),
+            c.fast_rules
+        );
+        let total = self.total_rule_insns();
+        let width = self
+            .config
+            .rules
+            .iter()
+            .map(|r| r.name.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {:<6} {:>7} {:>6}  classified",
+            "rule", "action", "insns", "share"
+        );
+        for (r, p) in self.config.rules.iter().zip(&c.plans) {
+            let how = match p.chain_reason {
+                None => format!("lookup ({})", p.tables.join(", ")),
+                Some(why) => format!("chain: {}", why.text()),
+            };
+            let _ = writeln!(
+                out,
+                "  {:<width$}  {:<6} {:>7} {:>5.1}%  {how}",
+                r.name,
+                r.action.name(),
+                p.insns,
+                100.0 * p.insns as f64 / total as f64
+            );
+        }
+        for w in self.warnings() {
+            let _ = writeln!(out, "warning: {w}");
+        }
+        if let Some((ms, processed)) = self.verifier {
+            let processed =
+                processed.map_or(String::new(), |n| format!("; {n} instructions processed"));
+            let _ = writeln!(out, "verifier: accepted in {ms:.0} ms{processed}");
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        let c = self.compiled;
+        let total = self.total_rule_insns();
+        let plans: Vec<Value> = self
+            .config
+            .rules
+            .iter()
+            .zip(&c.plans)
+            .map(|(r, p)| {
+                json!({
+                    "name": r.name,
+                    "action": r.action.name(),
+                    "classified": if p.chain_reason.is_none() { "table" } else { "chain" },
+                    "tables": p.tables,
+                    "reason_key": p.chain_reason.map(NotInTable::key),
+                    "reason": p.chain_reason.map(NotInTable::text),
+                    "instructions": p.insns,
+                    "share": p.insns as f64 / total as f64,
+                })
+            })
+            .collect();
+        json!({
+            "ok": true,
+            "rules": self.config.rules.len(),
+            "interfaces": self.config.interfaces.len(),
+            "programs": c.programs.len(),
+            "instructions": c.len(),
+            "compile_ms": self.compile_ms,
+            "chains": c.chains.iter().map(|(name, n, len)| json!({
+                "name": name, "rules": n, "instructions": len,
+            })).collect::<Vec<_>>(),
+            "tables": c.tables.iter().map(|t| json!({
+                "name": t.name, "entries": t.entries.len(),
+            })).collect::<Vec<_>>(),
+            "table_rules": c.fast_rules,
+            "rule_plans": plans,
+            "warnings": self.warnings(),
+            "verifier": self.verifier.map(|(ms, processed)| json!({
+                "accepted": true,
+                "load_ms": ms,
+                "processed_instructions": processed,
+            })),
+        })
+    }
+}
