@@ -97,7 +97,7 @@ impl LoadedRuleset {
             let map = ebpf
                 .map_mut(&table.name)
                 .ok_or_else(|| LoadError::Missing(table.name.clone()))?;
-            let mut hash: HashMap<_, [u8; KEY_SIZE], u32> = HashMap::try_from(map)?;
+            let mut hash: HashMap<_, [u8; KEY_SIZE], u64> = HashMap::try_from(map)?;
             for (key, value) in &table.entries {
                 hash.insert(key, value, 0)?;
             }

@@ -87,6 +87,10 @@ pub struct RulePlan {
     pub tables: Vec<String>,
     /// Why the lookups do not find it, when they don't.
     pub chain_reason: Option<super::fast::NotInTable>,
+    /// For a rule tested in the chain: the tables whose lookups must find
+    /// one of its guard terms for it to be tested at all (empty: always
+    /// tested when the frame reaches it).
+    pub guard_tables: Vec<String>,
     /// Instructions of its inlined tests, summed over chains and programs.
     pub insns: usize,
 }
@@ -95,12 +99,15 @@ pub struct RulePlan {
 /// items.
 pub type ChainSize = (String, usize, usize);
 
-/// One hash map of the fast path: keys of one shape to `index << 1 | drop`
-/// of the first rule with that key.
+/// One hash map of the fast path: keys of one shape to a u64 whose low
+/// half is `index << 1 | drop` of the first pass/drop rule with that key
+/// and whose high half is the index of the first guarded chain rule with
+/// it (`u32::MAX` for none), so the value's little-endian bytes are the
+/// two u32 the program reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Table {
     pub name: String,
-    pub entries: Vec<([u8; KEY_SIZE], u32)>,
+    pub entries: Vec<([u8; KEY_SIZE], u64)>,
 }
 
 impl Compiled {
@@ -141,7 +148,7 @@ impl Compiled {
             max_entries: t.entries.len().max(1) as u32,
             value: ValueLayout::Opaque {
                 key_size: KEY_SIZE as u32,
-                value_size: 4,
+                value_size: 8,
             },
         }));
         crate::elf::write_many(Hook::Xdp, &parts, &maps, "GPL")
@@ -309,7 +316,9 @@ pub fn compile_with(
         .enumerate()
         .map(|(g, (_, entries))| Table {
             name: format!("tuples_{g}"),
-            entries: entries.iter().map(|(k, v)| (*k, *v)).collect(),
+            entries: (entries.iter())
+                .map(|(k, (decide, cand))| (*k, u64::from(*decide) | u64::from(*cand) << 32))
+                .collect(),
         })
         .collect();
     let fast_rules = fast.rules();
@@ -317,19 +326,27 @@ pub fn compile_with(
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let shapes: std::collections::BTreeSet<_> = match fast.in_table[i] {
-                true => super::tuple::terms(&r.expr)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|t| t.shape())
-                    .collect(),
-                false => Default::default(),
+            let terms = match (fast.in_table[i], fast.guarded[i]) {
+                (true, _) => super::tuple::terms(&r.expr),
+                (_, true) => super::fast::guard_terms(r),
+                _ => None,
+            };
+            let shapes: std::collections::BTreeSet<_> = terms
+                .unwrap_or_default()
+                .iter()
+                .map(|t| t.shape())
+                .collect();
+            let names: Vec<String> = (fast.tables.iter().enumerate())
+                .filter(|(_, (s, _))| shapes.contains(s))
+                .map(|(g, _)| format!("tuples_{g}"))
+                .collect();
+            let (tables, guard_tables) = match fast.in_table[i] {
+                true => (names, vec![]),
+                false => (vec![], names),
             };
             RulePlan {
-                tables: (fast.tables.iter().enumerate())
-                    .filter(|(_, (s, _))| shapes.contains(s))
-                    .map(|(g, _)| format!("tuples_{g}"))
-                    .collect(),
+                tables,
+                guard_tables,
                 chain_reason: fast.why_not[i],
                 insns: rule_insns[i],
             }
@@ -473,7 +490,7 @@ impl ProgramGen<'_> {
         }
         let count = self.chain_rules(fact, f, decide)?;
         if let Some(f) = f {
-            self.after_fast_rules(f, fact, decide);
+            self.after_fast_rules(f, decide);
         }
         let after = self.a.label();
         if let Some(f) = f {
@@ -496,33 +513,81 @@ impl ProgramGen<'_> {
         f: Option<&Fast>,
         decide: Label,
     ) -> Result<usize, CompileError> {
-        let mut count = 0;
-        let mut run_end: Option<Label> = None;
-        for i in self.seg.clone() {
-            let Some(prog) = specialize(&self.rules[i].program, fact) else {
-                continue;
-            };
-            count += 1;
+        let placed: Vec<(usize, Vec<crate::cbpf::Insn>)> = self
+            .seg
+            .clone()
+            .filter_map(|i| specialize(&self.rules[i].program, fact).map(|p| (i, p)))
+            .collect();
+        // Per placed rule: the last guarded rule of the run of table and
+        // guarded rules that starts there (for its first guarded rule).
+        let mut run_last = vec![None; placed.len()];
+        if let Some(f) = f {
+            let mut last = None;
+            for (k, (i, _)) in placed.iter().enumerate().rev() {
+                if f.guarded[*i] {
+                    last = last.or(Some(*i));
+                } else if !f.in_table[*i] {
+                    last = None;
+                }
+                run_last[k] = last;
+            }
+        }
+        let mut table_run_end: Option<Label> = None;
+        let mut guard_run_end: Option<Label> = None;
+        for (k, (i, prog)) in placed.iter().enumerate() {
+            let i = *i;
+            let mut skip = None;
             if let Some(f) = f {
                 if f.in_table[i] {
-                    if run_end.is_none() {
+                    if table_run_end.is_none() {
                         let l = self.a.label();
                         f.emit_if_looked_up(&mut self.a, l);
-                        run_end = Some(l);
+                        table_run_end = Some(l);
                     }
                 } else {
-                    if let Some(l) = run_end.take() {
+                    if let Some(l) = table_run_end.take() {
                         self.a.bind(l);
                     }
+                    if !f.guarded[i] {
+                        if let Some(l) = guard_run_end.take() {
+                            self.a.bind(l);
+                        }
+                    } else if guard_run_end.is_none() {
+                        // No guarded rule of the whole run can match.
+                        let l = self.a.label();
+                        let last = run_last[k].unwrap_or(i);
+                        f.emit_skip_unless_candidate(&mut self.a, last, l);
+                        guard_run_end = Some(l);
+                    }
                     f.emit_best_before(&mut self.a, Some(i), decide);
+                    if f.guarded[i] {
+                        let l = self.a.label();
+                        f.emit_skip_unless_candidate(&mut self.a, i, l);
+                        skip = Some(l);
+                    }
                 }
             }
-            self.rule(i, &prog)?;
+            self.rule(i, prog)?;
+            if let Some(l) = skip {
+                self.a.bind(l);
+            }
+            // The run ends after its last guarded rule.
+            if f.is_some_and(|f| f.guarded[i]) && run_last[k] == Some(i) {
+                if let Some(l) = table_run_end.take() {
+                    self.a.bind(l);
+                }
+                if let Some(l) = guard_run_end.take() {
+                    self.a.bind(l);
+                }
+            }
         }
-        if let Some(l) = run_end.take() {
+        if let Some(l) = table_run_end.take() {
             self.a.bind(l);
         }
-        Ok(count)
+        if let Some(l) = guard_run_end.take() {
+            self.a.bind(l);
+        }
+        Ok(placed.len())
     }
 
     /// Rule `i`, specialized to `prog`, inlined: no match falls through.
@@ -559,23 +624,45 @@ impl ProgramGen<'_> {
     /// matched decides, unless a later program's rule outside the tables
     /// may come first; with no such rule, nothing looked up means the
     /// default.
-    fn after_fast_rules(&mut self, f: &Fast, fact: &Fact, decide: Label) {
+    fn after_fast_rules(&mut self, f: &Fast, decide: Label) {
         // Later programs: only their rules outside the tables can come
         // before a table rule that matched.
-        let rules = self.rules;
-        let later = (self.seg.end..rules.len())
-            .find(|&j| !f.in_table[j] && specialize(&rules[j].program, fact).is_some());
+        let n = self.rules.len();
+        let later = (self.seg.end..n).find(|&j| !f.in_table[j] && f.ipv4(j));
         f.emit_best_before(&mut self.a, later, decide);
         if later.is_none() {
-            let no_match = self.a.label();
-            f.emit_if_looked_up(&mut self.a, no_match);
-            let go_on = self.a.label();
+            self.default_if_looked_up(f);
+            return;
+        }
+        // When the lookups found no guarded rule, the guarded rules before
+        // the first plain one cannot match either.
+        let plain = (self.seg.end..n).find(|&j| !f.in_table[j] && !f.guarded[j] && f.ipv4(j));
+        let last_guarded = (self.seg.end..plain.unwrap_or(n))
+            .rev()
+            .find(|&j| f.guarded[j] && f.ipv4(j));
+        if let Some(g) = last_guarded {
+            let (none_found, go_on) = (self.a.label(), self.a.label());
+            f.emit_skip_unless_candidate(&mut self.a, g, none_found);
             self.a.ja(go_on);
-            self.a.bind(no_match);
-            self.a.mov64(Reg::R8, Operand::Imm(self.default_index()));
-            self.a.ja(self.tail(self.default));
+            self.a.bind(none_found);
+            f.emit_best_before(&mut self.a, plain, decide);
+            if plain.is_none() {
+                self.default_if_looked_up(f);
+            }
             self.a.bind(go_on);
         }
+    }
+
+    /// When the lookups ran, the default decides.
+    fn default_if_looked_up(&mut self, f: &Fast) {
+        let no_match = self.a.label();
+        f.emit_if_looked_up(&mut self.a, no_match);
+        let go_on = self.a.label();
+        self.a.ja(go_on);
+        self.a.bind(no_match);
+        self.a.mov64(Reg::R8, Operand::Imm(self.default_index()));
+        self.a.ja(self.tail(self.default));
+        self.a.bind(go_on);
     }
 
     /// No rule decided: on to the next program, or the default.

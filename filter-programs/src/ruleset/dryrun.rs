@@ -69,7 +69,7 @@ impl DryRun {
         defs.extend(compiled.tables.iter().map(|t| MapDef {
             kind: MapKind::Hash,
             key_size: KEY_SIZE as u32,
-            value_size: 4,
+            value_size: 8,
             max_entries: t.entries.len().max(1) as u32,
         }));
         let mut maps = Maps::new(&defs, 1)?;
@@ -241,7 +241,7 @@ action = "pass"
         let addrs = ["10.0.0.1", "10.0.0.2", "192.168.1.7", "172.16.0.9"];
         let nets = ["10.0.0.0/8", "192.168.1.0/24", "172.16.0.0/12", "0.0.0.0/0"];
         let ports = [22u16, 53, 80, 443];
-        for round in 0..40 {
+        for round in 0..60 {
             let n = 1 + rng.below(12) as usize;
             let mut text = String::new();
             for i in 0..n {
@@ -250,7 +250,13 @@ action = "pass"
                 let p = ports[rng.below(4) as usize];
                 let dir = ["", "src ", "dst "][rng.below(3) as usize];
                 let proto = ["", "tcp ", "udp ", "sctp "][rng.below(4) as usize];
-                let expr = match rng.below(10) {
+                let expr = match rng.below(15) {
+                    // Guarded chain rules: a load's protocol or an operand.
+                    10 => format!("tcp[tcpflags] & tcp-syn != 0 and tcp {dir}port {p}"),
+                    11 => format!("icmp[icmptype] == {}", [0, 8][rng.below(2) as usize]),
+                    12 => format!("udp port {p} or icmp[icmptype] == 8"),
+                    13 => format!("ip[6:2] & 0x1fff != 0 and {dir}net {net}"),
+                    14 => format!("{proto}{dir}portrange {p}-{}", p + 3),
                     0 => format!("{dir}host {a}"),
                     1 => format!("{dir}net {net}"),
                     2 => format!("{proto}{dir}port {p}"),
@@ -309,6 +315,12 @@ action = "pass"
                 }
                 f[l4..l4 + 2].copy_from_slice(&sp.to_be_bytes());
                 f[l4 + 2..l4 + 4].copy_from_slice(&dp.to_be_bytes());
+                if f[23] == 1 {
+                    f[l4] = [0u8, 8, 3][rng.below(3) as usize];
+                }
+                if f.len() > l4 + 13 {
+                    f[l4 + 13] = [0x02u8, 0x12, 0x10][rng.below(3) as usize];
+                }
                 let cut = match rng.below(6) {
                     0 => 14 + rng.below(30) as usize,
                     1 => l4 + rng.below(4) as usize,

@@ -59,15 +59,26 @@ const F_L4: i16 = -116;
 const F_SPORT: i16 = -112;
 const F_DPORT: i16 = -108;
 const F_BEST: i16 = -104;
+/// The first guarded rule the lookups found; 0 (run them all) until the
+/// lookups run.
+const F_CAND: i16 = -100;
 const F_OK: i16 = -96;
 const F_KEY: i16 = -152;
 /// `best` when no table entry matched: above every `index << 1 | drop`.
 const NONE: i32 = -1;
 
+/// A table entry: the first pass/drop rule with this key (`index << 1 |
+/// drop`), and the first guarded rule (its index); [`NONE`] for neither.
+pub type Entry = (u32, u32);
+
 pub struct Fast {
-    pub tables: Vec<(Shape, BTreeMap<[u8; KEY_SIZE], u32>)>,
+    pub tables: Vec<(Shape, BTreeMap<[u8; KEY_SIZE], Entry>)>,
     /// Per rule: every IPv4 frame it matches is found by the lookups.
     pub in_table: Vec<bool>,
+    /// Per rule tested in the chain: the lookups find every IPv4 frame it
+    /// can match among its guard terms (see [`tuple::guard`]), so it is
+    /// skipped when they find no guarded rule at or before it.
+    pub guarded: Vec<bool>,
     /// Per rule outside the tables: why.
     pub why_not: Vec<Option<NotInTable>>,
 }
@@ -111,6 +122,12 @@ impl NotInTable {
     }
 }
 
+/// A chain rule's guard: its exact terms when it has them (a count
+/// rule), else [`tuple::guard`].
+pub(crate) fn guard_terms(r: &Rule) -> Option<Vec<tuple::Term>> {
+    tuple::terms(&r.expr).or_else(|| tuple::guard(&r.expr))
+}
+
 impl Fast {
     /// Which rules go into the tables: every pass and drop rule of the
     /// common shapes, in order, as long as the shapes fit in the tables;
@@ -125,10 +142,12 @@ impl Fast {
         loop {
             let mut saved: BTreeMap<Shape, usize> = BTreeMap::new();
             for (i, r) in rules.iter().enumerate() {
-                if !fast.in_table[i] {
-                    continue;
-                }
-                let shapes: BTreeSet<Shape> = tuple::terms(&r.expr)
+                let terms = match (fast.in_table[i], fast.guarded[i]) {
+                    (true, _) => tuple::terms(&r.expr),
+                    (_, true) => guard_terms(r),
+                    _ => continue,
+                };
+                let shapes: BTreeSet<Shape> = terms
                     .unwrap_or_default()
                     .iter()
                     .map(|t| t.shape())
@@ -146,7 +165,11 @@ impl Fast {
             if unpaid.is_empty() {
                 for i in 0..rules.len() {
                     if fast.why_not[i].is_none() && !fast.in_table[i] {
-                        fast.why_not[i] = Some(NotInTable::Unpaid);
+                        fast.why_not[i] = Some(match rules[i].action {
+                            Action::Count => NotInTable::Count,
+                            _ if fast.guarded[i] => NotInTable::Shape,
+                            _ => NotInTable::Unpaid,
+                        });
                     }
                 }
                 return fast;
@@ -157,27 +180,35 @@ impl Fast {
     }
 
     /// Every pass and drop rule of the common shapes whose terms use none
-    /// of the `excluded` shapes, as long as the shapes fit in the tables.
+    /// of the `excluded` shapes, and every other rule with a guard of
+    /// such terms, as long as the shapes fit in the tables.
     fn all(rules: &[Rule], excluded: &[Shape]) -> Fast {
         let ip = Fact::EtherType(0x0800);
-        let mut tables: BTreeMap<Shape, BTreeMap<[u8; KEY_SIZE], u32>> = BTreeMap::new();
+        let mut tables: BTreeMap<Shape, BTreeMap<[u8; KEY_SIZE], Entry>> = BTreeMap::new();
         let mut in_table = vec![false; rules.len()];
+        let mut guarded = vec![false; rules.len()];
         let mut why_not = vec![None; rules.len()];
         for (i, r) in rules.iter().enumerate() {
-            if r.action == Action::Count {
-                why_not[i] = Some(NotInTable::Count);
-                continue;
-            }
             if specialize(&r.program, &ip).is_none() {
                 why_not[i] = Some(NotInTable::NotIpv4);
                 continue;
             }
-            let Some(terms) = tuple::terms(&r.expr) else {
-                why_not[i] = Some(NotInTable::Shape);
-                continue;
+            let decides = r.action != Action::Count;
+            let (terms, guard) = match decides.then(|| tuple::terms(&r.expr)).flatten() {
+                Some(t) => (t, false),
+                None => match guard_terms(r) {
+                    Some(g) => (g, true),
+                    None => {
+                        why_not[i] = Some(match decides {
+                            true => NotInTable::Shape,
+                            false => NotInTable::Count,
+                        });
+                        continue;
+                    }
+                },
             };
             if terms.iter().any(|t| excluded.contains(&t.shape())) {
-                // Its reason (Unpaid) is set once the fixpoint is reached.
+                // Its reason is set once the fixpoint is reached.
                 continue;
             }
             let new_shapes: BTreeSet<Shape> = terms
@@ -189,21 +220,44 @@ impl Fast {
                 why_not[i] = Some(NotInTable::TooManyShapes);
                 continue;
             }
-            let value = ((i as u32) << 1) | (r.action == Action::Drop) as u32;
             for t in terms {
-                tables
+                let e = tables
                     .entry(t.shape())
                     .or_default()
                     .entry(t.key())
-                    .or_insert(value);
+                    .or_insert((NONE as u32, NONE as u32));
+                // Rules come in order: the first of each kind stays.
+                if guard {
+                    e.1 = e.1.min(i as u32);
+                } else {
+                    e.0 =
+                        e.0.min(((i as u32) << 1) | (r.action == Action::Drop) as u32);
+                }
             }
-            in_table[i] = true;
+            if guard {
+                guarded[i] = true;
+            } else {
+                in_table[i] = true;
+            }
         }
         Fast {
             tables: tables.into_iter().collect(),
             in_table,
+            guarded,
             why_not,
         }
+    }
+
+    /// Can rule `i` match an IPv4 frame?
+    pub fn ipv4(&self, i: usize) -> bool {
+        self.why_not[i] != Some(NotInTable::NotIpv4)
+    }
+
+    /// Goes to `to` when the lookups ran and found no guarded rule at or
+    /// before rule `i`.
+    pub fn emit_skip_unless_candidate(&self, a: &mut Asm, i: usize, to: Label) {
+        a.ldx(Size::W, Reg::R1, Reg::R10, F_CAND);
+        a.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Imm(i as i32), to);
     }
 
     pub fn rules(&self) -> usize {
@@ -225,6 +279,12 @@ impl Fast {
             dst: Reg::R10,
             off: F_BEST,
             imm: NONE,
+        });
+        a.push(Op::St {
+            size: Size::W,
+            dst: Reg::R10,
+            off: F_CAND,
+            imm: 0,
         });
         a.ldx(Size::W, Reg::R2, CTX, xdp::DATA as i16);
         a.ldx(Size::W, Reg::R3, CTX, xdp::DATA_END as i16);
@@ -287,6 +347,12 @@ impl Fast {
             imm: 1,
         });
         a.bind(lookups);
+        a.push(Op::St {
+            size: Size::W,
+            dst: Reg::R10,
+            off: F_CAND,
+            imm: NONE,
+        });
         for (g, (shape, _)) in self.tables.iter().enumerate() {
             lookup(a, g, shape);
         }
@@ -399,9 +465,14 @@ fn lookup(a: &mut Asm, g: usize, shape: &Shape) {
     a.alu64(AluOp::Add, Reg::R2, Operand::Imm(F_KEY as i32));
     a.push(Op::Call(CallTarget::Helper(HELPER_MAP_LOOKUP)));
     a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(0), skip);
-    a.ldx(Size::W, Reg::R1, Reg::R0, 0);
-    a.ldx(Size::W, Reg::R2, Reg::R10, F_BEST);
-    a.jmp(true, JmpOp::Jge, Reg::R1, Operand::Reg(Reg::R2), skip);
-    a.stx(Size::W, Reg::R10, Reg::R1, F_BEST);
+    // The entry: (first pass/drop rule, first guarded rule); keep the least.
+    for (off, slot) in [(0, F_BEST), (4, F_CAND)] {
+        let keep = a.label();
+        a.ldx(Size::W, Reg::R1, Reg::R0, off);
+        a.ldx(Size::W, Reg::R2, Reg::R10, slot);
+        a.jmp(true, JmpOp::Jge, Reg::R1, Operand::Reg(Reg::R2), keep);
+        a.stx(Size::W, Reg::R10, Reg::R1, slot);
+        a.bind(keep);
+    }
     a.bind(skip);
 }

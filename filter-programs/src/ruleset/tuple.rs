@@ -13,14 +13,17 @@
 
 use std::collections::BTreeSet;
 
-use crate::expr::ast::{Expr, ExprKind, IdKind, Primitive};
+use crate::expr::ast::{ArithKind, Expr, ExprKind, IdKind, Primitive};
 use crate::expr::qualifiers::{Dir, Kind, Proto};
 use crate::expr::walk::Fold;
 
 /// IP protocol numbers whose ports `port` reads.
 pub const PORT_PROTOS: [u8; 3] = [6, 17, 132];
 /// Most terms one rule may expand to; beyond, the rule stays rule by rule.
-const MAX_TERMS: usize = 64;
+/// (A `portrange` is one term per port: 256 ports of three protocols.)
+const MAX_TERMS: usize = 1024;
+/// Widest `portrange` expanded into terms.
+const MAX_RANGE: u32 = 256;
 
 /// A conjunction of field tests. `l4` terms test ports, which requires a
 /// TCP, UDP or SCTP packet that is not a fragment (offset 0).
@@ -163,7 +166,12 @@ pub fn key_of(src: u32, dst: u32, proto: u8, l4: bool, sport: u16, dport: u16) -
 pub fn terms(expr: &str) -> Option<Vec<Term>> {
     let ast = crate::expr::parse(expr).ok()?;
     let set = dnf(ast.root.as_ref()?)?;
-    // A port term without a protocol stands for the three port protocols.
+    let out = expand_ports(set);
+    (out.len() <= MAX_TERMS).then(|| out.into_iter().collect())
+}
+
+/// A port term without a protocol stands for the three port protocols.
+fn expand_ports(set: BTreeSet<Term>) -> BTreeSet<Term> {
     let mut out = BTreeSet::new();
     for t in set {
         if t.l4() && t.proto.is_none() {
@@ -177,7 +185,7 @@ pub fn terms(expr: &str) -> Option<Vec<Term>> {
             out.insert(t);
         }
     }
-    (out.len() <= MAX_TERMS).then(|| out.into_iter().collect())
+    out
 }
 
 /// Bottom up without recursion (see `Expr::fold`), so chains and nesting
@@ -187,6 +195,7 @@ fn dnf(e: &Expr) -> Option<BTreeSet<Term>> {
         let set = match node {
             Fold::Leaf => dnf_operand(e),
             Fold::Not(_) => None,
+            Fold::And(a, b) if a.len() * b.len() > 4 * MAX_TERMS => None,
             Fold::And(a, b) => {
                 let mut out = BTreeSet::new();
                 for x in &a {
@@ -211,6 +220,12 @@ fn dnf(e: &Expr) -> Option<BTreeSet<Term>> {
 fn dnf_operand(e: &Expr) -> Option<BTreeSet<Term>> {
     let set = match &e.kind {
         ExprKind::ProtoAbbrev(Proto::Ip) => [Term::ANY].into(),
+        // libpcap's `icmp` is `ip proto 1`.
+        ExprKind::ProtoAbbrev(Proto::Icmp) => [Term {
+            proto: Some(1),
+            ..Term::ANY
+        }]
+        .into(),
         ExprKind::ProtoAbbrev(p) => [Term {
             proto: Some(proto_number(*p)?),
             ..Term::ANY
@@ -277,27 +292,134 @@ fn primitive(p: &Primitive) -> Option<BTreeSet<Term>> {
                 Some(t(Some((a, l)), Some((a, l)))),
             )
         }
-        (Kind::Port, IdKind::Num(n)) if *n <= 0xffff => {
-            let proto = match q.proto {
-                None => None,
-                Some(p) => Some(proto_number(p)?),
-            };
-            let port = *n as u16;
-            let t = |s, d| Term {
-                proto,
-                sport: s,
-                dport: d,
-                ..Term::ANY
-            };
-            directed(
-                q.dir,
-                t(Some(port), None),
-                t(None, Some(port)),
-                Some(t(Some(port), Some(port))),
-            )
+        (Kind::Port, IdKind::Num(n)) if *n <= 0xffff => ports(q.proto, q.dir, *n, *n),
+        (Kind::Portrange, IdKind::Num(n)) if *n <= 0xffff => ports(q.proto, q.dir, *n, *n),
+        (
+            Kind::Portrange,
+            IdKind::Name {
+                text,
+                escaped: false,
+            },
+        ) => {
+            // Numbers only (a service name's port is the host's business);
+            // libpcap takes the bounds in either order.
+            let (a, b) = text.split_once('-')?;
+            let (a, b): (u32, u32) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+            let (lo, hi) = (a.min(b), a.max(b));
+            (hi <= 0xffff && hi - lo < MAX_RANGE).then_some(())?;
+            ports(q.proto, q.dir, lo, hi)
         }
         _ => None,
     }
+}
+
+/// `[proto] [dir] port` for every port in `lo..=hi`.
+fn ports(proto: Option<Proto>, dir: Dir, lo: u32, hi: u32) -> Option<BTreeSet<Term>> {
+    let proto = match proto {
+        None => None,
+        Some(p) => Some(proto_number(p)?),
+    };
+    let t = |s, d| Term {
+        proto,
+        sport: s,
+        dport: d,
+        ..Term::ANY
+    };
+    let mut out = BTreeSet::new();
+    for port in lo..=hi {
+        let port = port as u16;
+        out.extend(directed(
+            dir,
+            t(Some(port), None),
+            t(None, Some(port)),
+            Some(t(Some(port), Some(port))),
+        )?);
+    }
+    Some(out)
+}
+
+/// Terms of which every IPv4 frame (whose header and ports are captured)
+/// that the expression matches satisfies one: exact terms where the
+/// expression has them, else those of an `and` operand, else the
+/// protocol a transport-layer load (`icmp[0]`, `tcp[13]`) needs. `None`
+/// when no such set is known. A rule of other shapes with such a guard
+/// is skipped when the lookups find none of its terms.
+pub fn guard(expr: &str) -> Option<Vec<Term>> {
+    let ast = crate::expr::parse(expr).ok()?;
+    let set = ast
+        .root
+        .as_ref()?
+        .fold(|e, node: Fold<Option<BTreeSet<Term>>>| {
+            let set = match node {
+                Fold::Leaf => dnf(e).or_else(|| load_guard(e)),
+                Fold::Not(_) => None,
+                // Either operand's guard holds for the conjunction; the
+                // smaller set makes the sharper guard.
+                Fold::And(a, b) => match (a, b) {
+                    (Some(a), Some(b)) => Some(if sharper(&a, &b) { a } else { b }),
+                    (a, b) => a.or(b),
+                },
+                Fold::Or(a, b) => match (a, b) {
+                    (Some(mut a), Some(b)) => {
+                        a.extend(b);
+                        Some(a)
+                    }
+                    _ => None,
+                },
+            };
+            // A guard that every IPv4 frame passes guards nothing.
+            Ok::<_, ()>(set.filter(|s| s.len() <= MAX_TERMS && !s.contains(&Term::ANY)))
+        });
+    Some(expand_ports(set.ok().flatten()?).into_iter().collect())
+}
+
+/// Is guard `a` at least as sharp as `b`: fewer terms, or as many testing
+/// more fields?
+fn sharper(a: &BTreeSet<Term>, b: &BTreeSet<Term>) -> bool {
+    let fields = |s: &BTreeSet<Term>| -> usize {
+        s.iter()
+            .map(|t| {
+                [t.src.is_some(), t.dst.is_some(), t.proto.is_some(), t.l4()]
+                    .iter()
+                    .filter(|x| **x)
+                    .count()
+            })
+            .sum()
+    };
+    (a.len(), usize::MAX - fields(a)) <= (b.len(), usize::MAX - fields(b))
+}
+
+/// The protocol that the transport-layer loads of a relation need: libpcap
+/// loads `tcp[i]`, `udp[i]`, `sctp[i]` and `icmp[i]` only from IPv4
+/// packets of that protocol.
+fn load_guard(e: &Expr) -> Option<BTreeSet<Term>> {
+    let ExprKind::Relation(r) = &e.kind else {
+        return None;
+    };
+    let mut protos = Vec::new();
+    for side in [&r.lhs, &r.rhs] {
+        side.fold(|a, _| {
+            if let ArithKind::Load { proto, .. } = a.kind {
+                protos.push(proto);
+            }
+            Ok::<_, ()>(())
+        })
+        .ok()?;
+    }
+    // All loads must need one and the same protocol.
+    let number = |p: &Proto| match p {
+        Proto::Icmp => Some(1),
+        p => proto_number(*p),
+    };
+    let mut numbers = protos.iter().map(number);
+    let first = numbers.next()??;
+    numbers.all(|n| n == Some(first)).then(|| {
+        [Term {
+            proto: Some(first),
+            ..Term::ANY
+        }]
+        .into()
+    })
 }
 
 #[cfg(test)]
@@ -327,7 +449,14 @@ mod tests {
             terms("src host 10.0.0.1 and src host 10.0.0.2").unwrap(),
             vec![]
         );
-        assert!(terms("icmp and port 22").is_none());
+        // libpcap's ports are TCP, UDP or SCTP ports: none for ICMP.
+        assert_eq!(terms("icmp and port 22").unwrap(), vec![]);
+        assert_eq!(terms("icmp").unwrap().len(), 1);
+        // A port range is a term per port; a name or a wide range is not.
+        assert_eq!(terms("tcp dst portrange 6000-6063").unwrap().len(), 64);
+        assert_eq!(terms("tcp dst portrange 6063-6000").unwrap().len(), 64);
+        assert_eq!(terms("udp portrange 53-53").unwrap().len(), 2);
+        assert!(terms("tcp portrange 1-1000").is_none());
         for other in [
             "not tcp",
             "ip6",
@@ -339,6 +468,37 @@ mod tests {
             "tcp[13] = 2",
         ] {
             assert!(terms(other).is_none(), "{other}");
+        }
+    }
+
+    #[test]
+    fn guards_are_necessary_terms() {
+        let g = guard("tcp[tcpflags] & tcp-syn != 0 and tcp dst port 22").unwrap();
+        assert_eq!(g, terms("tcp dst port 22").unwrap(), "the sharper operand");
+        assert_eq!(
+            guard("ip[6:2] & 0x1fff != 0 and src net 10.1.0.0/16").unwrap(),
+            terms("src net 10.1.0.0/16").unwrap()
+        );
+        assert_eq!(
+            guard("icmp[icmptype] == 8").unwrap(),
+            terms("icmp").unwrap()
+        );
+        let either = guard("udp port 53 or icmp[icmptype] == 13").unwrap();
+        assert_eq!(either.len(), 3, "{either:?}");
+        assert_eq!(
+            guard("tcp dst port 22").unwrap(),
+            terms("tcp dst port 22").unwrap()
+        );
+        // No guard: negations, loads that every IPv4 frame may pass,
+        // loads of two protocols, a disjunct with no guard.
+        for none in [
+            "not tcp",
+            "ip[8] > 5",
+            "tcp[0] = udp[0]",
+            "len > 100 or host 10.0.0.1",
+            "ip and len > 100",
+        ] {
+            assert_eq!(guard(none), None, "{none}");
         }
     }
 }

@@ -39,13 +39,14 @@ impl<'a> Report<'a> {
         }
     }
 
-    /// Warnings: each rule tested in the chain because of its shape, once
-    /// more than [`CHAIN_WARN`] such rules come before it.
+    /// Warnings: each rule tested in the chain because of its shape and
+    /// with no guard, once more than [`CHAIN_WARN`] such rules come before
+    /// it.
     fn warnings(&self) -> Vec<String> {
         let mut seen = 0;
         let mut out = Vec::new();
         for (r, plan) in self.config.rules.iter().zip(&self.compiled.plans) {
-            if plan.chain_reason != Some(NotInTable::Shape) {
+            if plan.chain_reason != Some(NotInTable::Shape) || !plan.guard_tables.is_empty() {
                 continue;
             }
             seen += 1;
@@ -113,9 +114,14 @@ impl<'a> Report<'a> {
             "rule", "action", "insns", "share"
         );
         for (r, p) in self.config.rules.iter().zip(&c.plans) {
-            let how = match p.chain_reason {
-                None => format!("lookup ({})", p.tables.join(", ")),
-                Some(why) => format!("chain: {}", why.text()),
+            let how = match (p.chain_reason, p.guard_tables.is_empty()) {
+                (None, _) => format!("lookup ({})", p.tables.join(", ")),
+                (Some(why), true) => format!("chain: {}", why.text()),
+                (Some(why), false) => format!(
+                    "chain, tested only when {} finds it: {}",
+                    p.guard_tables.join(", "),
+                    why.text()
+                ),
             };
             let _ = writeln!(
                 out,
@@ -150,6 +156,7 @@ impl<'a> Report<'a> {
                     "action": r.action.name(),
                     "classified": if p.chain_reason.is_none() { "table" } else { "chain" },
                     "tables": p.tables,
+                    "guard_tables": p.guard_tables,
                     "reason_key": p.chain_reason.map(NotInTable::key),
                     "reason": p.chain_reason.map(NotInTable::text),
                     "instructions": p.insns,
