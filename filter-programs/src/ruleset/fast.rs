@@ -163,9 +163,9 @@ impl Fast {
                 .map(|(s, _)| *s)
                 .collect();
             if unpaid.is_empty() {
-                for i in 0..rules.len() {
+                for (i, r) in rules.iter().enumerate() {
                     if fast.why_not[i].is_none() && !fast.in_table[i] {
-                        fast.why_not[i] = Some(match rules[i].action {
+                        fast.why_not[i] = Some(match r.action {
                             Action::Count => NotInTable::Count,
                             _ if fast.guarded[i] => NotInTable::Shape,
                             _ => NotInTable::Unpaid,
