@@ -14,7 +14,6 @@ use aya::Ebpf;
 use filter_programs::ebpf::disasm::disassemble;
 use filter_programs::ruleset::compile::{Compiled, COUNTERS_MAP, PROGRAMS_MAP};
 use filter_programs::ruleset::dryrun::Counter;
-use filter_programs::ruleset::tuple::KEY_SIZE;
 
 use bpf_kernel::TestRun;
 
@@ -97,9 +96,10 @@ impl LoadedRuleset {
             let map = ebpf
                 .map_mut(&table.name)
                 .ok_or_else(|| LoadError::Missing(table.name.clone()))?;
-            let mut hash: HashMap<_, [u8; KEY_SIZE], u64> = HashMap::try_from(map)?;
-            for (key, value) in &table.entries {
-                hash.insert(key, value, 0)?;
+            match table.key_size {
+                24 => fill::<24>(map, &table.entries)?,
+                48 => fill::<48>(map, &table.entries)?,
+                n => return Err(LoadError::Missing(format!("{}: {n}-byte keys", table.name))),
             }
         }
         Ok(LoadedRuleset {
@@ -159,6 +159,22 @@ impl LoadedRuleset {
         let array: PerCpuArray<_, [u64; 2]> = PerCpuArray::try_from(map)?;
         read_counters(&array, &self.counter_names)
     }
+}
+
+/// Fills a lookup table whose keys are `N` bytes.
+fn fill<const N: usize>(
+    map: &mut aya::maps::Map,
+    entries: &[(Vec<u8>, u64)],
+) -> Result<(), LoadError> {
+    let mut hash: HashMap<_, [u8; N], u64> = HashMap::try_from(map)?;
+    for (key, value) in entries {
+        let key: [u8; N] = key
+            .as_slice()
+            .try_into()
+            .map_err(|_| LoadError::Missing(format!("a {N}-byte key")))?;
+        hash.insert(key, value, 0)?;
+    }
+    Ok(())
 }
 
 /// Sums each entry of a counters map over CPUs.

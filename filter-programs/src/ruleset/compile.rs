@@ -30,9 +30,9 @@
 //! rule boundary and prunes: verification cost grows with the program's
 //! length, not with the number of paths through it.
 
-use super::fast::Fast;
+use super::fast::{Fast, NotInTable};
 use super::specialize::{specialize, Fact};
-use super::tuple::KEY_SIZE;
+use super::tuple::Family;
 use super::{Action, Rule, Verdict};
 use crate::ebpf::asm::{Asm, Label};
 use crate::ebpf::insn::{AluOp, CallTarget, Endian, Insn, JmpOp, Op, Operand, Pseudo, Reg, Size};
@@ -107,7 +107,9 @@ pub type ChainSize = (String, usize, usize);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Table {
     pub name: String,
-    pub entries: Vec<([u8; KEY_SIZE], u64)>,
+    /// 24 bytes for IPv4 keys, 48 for IPv6 (see `tuple::Family`).
+    pub key_size: u32,
+    pub entries: Vec<(Vec<u8>, u64)>,
 }
 
 impl Compiled {
@@ -147,7 +149,7 @@ impl Compiled {
             map_type: BPF_MAP_TYPE_HASH,
             max_entries: t.entries.len().max(1) as u32,
             value: ValueLayout::Opaque {
-                key_size: KEY_SIZE as u32,
+                key_size: t.key_size,
                 value_size: 8,
             },
         }));
@@ -282,19 +284,22 @@ pub fn compile_with(
             programs: segments.len(),
         });
     }
-    let fast = Fast::new(rules, cost, opts.lookup_cost);
+    let v4 = Fast::new(rules, Family::V4, 0, cost, opts.lookup_cost);
+    let v6 = Fast::new(rules, Family::V6, v4.tables.len(), cost, opts.lookup_cost);
+    let fasts = [v4, v6];
+    // A family without tables keeps its chain as it is.
+    let active: Vec<&Fast> = fasts.iter().filter(|f| !f.tables.is_empty()).collect();
     let mut programs = Vec::new();
     let mut chains: Vec<ChainSize> = Vec::new();
     let mut rule_insns = vec![0usize; rules.len()];
     for (k, seg) in segments.iter().enumerate() {
         let last = k + 1 == segments.len();
-        let f = (!fast.tables.is_empty()).then_some(&fast);
         let (insns, placed) = program(
             rules,
             seg.clone(),
             default,
             (!last).then_some(k as i32 + 1),
-            f,
+            &active,
             &mut rule_insns,
         )?;
         programs.push(insns);
@@ -310,48 +315,56 @@ pub fn compile_with(
     }
     let mut counter_names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
     counter_names.push(DEFAULT_COUNTER.into());
-    let tables = fast
-        .tables
+    let table_name = |f: &Fast, g: usize| format!("tuples_{}", f.first_map + g);
+    let tables = fasts
         .iter()
-        .enumerate()
-        .map(|(g, (_, entries))| Table {
-            name: format!("tuples_{g}"),
-            entries: (entries.iter())
-                .map(|(k, (decide, cand))| (*k, u64::from(*decide) | u64::from(*cand) << 32))
-                .collect(),
+        .flat_map(|f| {
+            f.tables
+                .iter()
+                .enumerate()
+                .map(move |(g, (_, entries))| Table {
+                    name: table_name(f, g),
+                    key_size: f.family.key_size() as u32,
+                    entries: (entries.iter())
+                        .map(|(k, (decide, cand))| {
+                            (k.clone(), u64::from(*decide) | u64::from(*cand) << 32)
+                        })
+                        .collect(),
+                })
         })
         .collect();
-    let fast_rules = fast.rules();
-    let plans = rules
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let terms = match (fast.in_table[i], fast.guarded[i]) {
-                (true, _) => super::tuple::terms(&r.expr),
-                (_, true) => super::fast::guard_terms(r),
-                _ => None,
-            };
-            let shapes: std::collections::BTreeSet<_> = terms
-                .unwrap_or_default()
-                .iter()
-                .map(|t| t.shape())
-                .collect();
-            let names: Vec<String> = (fast.tables.iter().enumerate())
-                .filter(|(_, (s, _))| shapes.contains(s))
-                .map(|(g, _)| format!("tuples_{g}"))
-                .collect();
-            let (tables, guard_tables) = match fast.in_table[i] {
-                true => (names, vec![]),
-                false => (vec![], names),
-            };
+    let plans: Vec<RulePlan> = (0..rules.len())
+        .map(|i| {
+            let (mut tables, mut guard_tables, mut reason) = (vec![], vec![], None);
+            let mut in_any = false;
+            for f in &fasts {
+                if !f.in_family(i) {
+                    continue;
+                }
+                in_any = true;
+                let names = f.rule_tables[i].iter().map(|g| table_name(f, *g));
+                match (f.in_table[i], f.guarded[i]) {
+                    (true, _) => tables.extend(names),
+                    (_, true) => guard_tables.extend(names),
+                    _ => {}
+                }
+                if !f.in_table[i] {
+                    reason = reason.or(f.why_not[i]);
+                }
+            }
             RulePlan {
                 tables,
                 guard_tables,
-                chain_reason: fast.why_not[i],
+                chain_reason: if in_any {
+                    reason
+                } else {
+                    Some(NotInTable::NotInFamily)
+                },
                 insns: rule_insns[i],
             }
         })
         .collect();
+    let fast_rules = plans.iter().filter(|p| p.chain_reason.is_none()).count();
     Ok(Compiled {
         programs,
         segments,
@@ -370,7 +383,7 @@ fn program(
     seg: std::ops::Range<usize>,
     default: Verdict,
     next: Option<i32>,
-    fast: Option<&Fast>,
+    fasts: &[&Fast],
     rule_insns: &mut [usize],
 ) -> Result<(Vec<Insn>, Vec<ChainSize>), CompileError> {
     let mut a = Asm::new();
@@ -382,7 +395,7 @@ fn program(
         seg,
         default,
         next,
-        fast,
+        fasts,
         tail_pass,
         tail_drop,
         rule_insns,
@@ -408,7 +421,8 @@ struct ProgramGen<'r> {
     seg: std::ops::Range<usize>,
     default: Verdict,
     next: Option<i32>,
-    fast: Option<&'r Fast>,
+    /// The families with lookup tables.
+    fasts: &'r [&'r Fast],
     /// Where a deciding rule jumps, with its counter index in r8.
     tail_pass: Label,
     tail_drop: Label,
@@ -482,8 +496,9 @@ impl ProgramGen<'_> {
     /// The chain of frames `fact` holds for: the rules that can match
     /// them, then the way on. Returns how many rules it placed.
     fn chain(&mut self, fact: &Fact) -> Result<usize, CompileError> {
-        // The fast path serves the IPv4 chain of every program.
-        let f = self.fast.filter(|_| *fact == Fact::EtherType(0x0800));
+        // The fast path serves the IPv4 and IPv6 chains of every program.
+        let f =
+            (self.fasts.iter().copied()).find(|f| *fact == Fact::EtherType(f.family.ethertype()));
         let decide = self.a.label();
         if let Some(f) = f {
             f.emit_lookups(&mut self.a);
@@ -628,7 +643,7 @@ impl ProgramGen<'_> {
         // Later programs: only their rules outside the tables can come
         // before a table rule that matched.
         let n = self.rules.len();
-        let later = (self.seg.end..n).find(|&j| !f.in_table[j] && f.ipv4(j));
+        let later = (self.seg.end..n).find(|&j| !f.in_table[j] && f.in_family(j));
         f.emit_best_before(&mut self.a, later, decide);
         if later.is_none() {
             self.default_if_looked_up(f);
@@ -636,10 +651,10 @@ impl ProgramGen<'_> {
         }
         // When the lookups found no guarded rule, the guarded rules before
         // the first plain one cannot match either.
-        let plain = (self.seg.end..n).find(|&j| !f.in_table[j] && !f.guarded[j] && f.ipv4(j));
+        let plain = (self.seg.end..n).find(|&j| !f.in_table[j] && !f.guarded[j] && f.in_family(j));
         let last_guarded = (self.seg.end..plain.unwrap_or(n))
             .rev()
-            .find(|&j| f.guarded[j] && f.ipv4(j));
+            .find(|&j| f.guarded[j] && f.in_family(j));
         if let Some(g) = last_guarded {
             let (none_found, go_on) = (self.a.label(), self.a.label());
             f.emit_skip_unless_candidate(&mut self.a, g, none_found);

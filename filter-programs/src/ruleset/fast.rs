@@ -30,7 +30,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::specialize::{specialize, Fact};
-use super::tuple::{self, Shape, KEY_SIZE};
+use super::tuple::{self, Family, Shape, Term};
 use super::{Action, Rule};
 use crate::ebpf::asm::{Asm, Label};
 use crate::ebpf::insn::{AluOp, CallTarget, Endian, JmpOp, Op, Operand, Pseudo, Reg, Size};
@@ -38,8 +38,9 @@ use crate::ebpf::vm::context::xdp;
 
 /// Map index of table 0 (after the counters and the program array).
 pub const TABLES_MAP_INDEX: u64 = 2;
-/// Most tables (tuple shapes): the kernel allows 64 maps per program.
-const MAX_TABLES: usize = 32;
+/// Most tables (tuple shapes) per family: the kernel allows 64 maps per
+/// program, two of which are the counters and the program array.
+const MAX_TABLES: usize = 30;
 /// What one table lookup costs, in the units of a rule's chain cost (its
 /// tests and loads, about one instruction each): a hash lookup with its
 /// key built takes about as long as 40 executed instructions. A table
@@ -49,21 +50,42 @@ pub const LOOKUP_COST: usize = 40;
 const HELPER_MAP_LOOKUP: i32 = 1;
 const CTX: Reg = Reg::R6;
 
-/// Stack slots: the frame's fields, the lookups' outcome, and the key
-/// under construction; all below the translator's (fp-80 and up) and the
-/// counter key (fp-88).
-const F_SRC: i16 = -128;
-const F_DST: i16 = -124;
-const F_PROTO: i16 = -120;
-const F_L4: i16 = -116;
-const F_SPORT: i16 = -112;
-const F_DPORT: i16 = -108;
+/// Stack slots: each family's frame fields and key under construction,
+/// and the lookups' outcome; all below the translator's (fp-80 and up)
+/// and the counter key (fp-88).
+struct Slots {
+    src: i16,
+    dst: i16,
+    proto: i16,
+    l4: i16,
+    sport: i16,
+    dport: i16,
+    key: i16,
+}
+
+const V4: Slots = Slots {
+    src: -128,
+    dst: -124,
+    proto: -120,
+    l4: -116,
+    sport: -112,
+    dport: -108,
+    key: -152,
+};
+const V6: Slots = Slots {
+    src: -232,
+    dst: -216,
+    proto: -200,
+    l4: -196,
+    sport: -192,
+    dport: -188,
+    key: -280,
+};
 const F_BEST: i16 = -104;
 /// The first guarded rule the lookups found; 0 (run them all) until the
 /// lookups run.
 const F_CAND: i16 = -100;
 const F_OK: i16 = -96;
-const F_KEY: i16 = -152;
 /// `best` when no table entry matched: above every `index << 1 | drop`.
 const NONE: i32 = -1;
 
@@ -72,15 +94,23 @@ const NONE: i32 = -1;
 pub type Entry = (u32, u32);
 
 pub struct Fast {
-    pub tables: Vec<(Shape, BTreeMap<[u8; KEY_SIZE], Entry>)>,
-    /// Per rule: every IPv4 frame it matches is found by the lookups.
+    pub family: Family,
+    /// The map index (after the counters and the program array) of this
+    /// family's first table: the IPv4 tables come first.
+    pub first_map: usize,
+    pub tables: Vec<(Shape, BTreeMap<Vec<u8>, Entry>)>,
+    /// Per rule: every frame of the family it matches is found by the
+    /// lookups.
     pub in_table: Vec<bool>,
-    /// Per rule tested in the chain: the lookups find every IPv4 frame it
-    /// can match among its guard terms (see [`tuple::guard`]), so it is
-    /// skipped when they find no guarded rule at or before it.
+    /// Per rule tested in the chain: the lookups find every frame of the
+    /// family it can match among its guard terms (see [`tuple::guard_in`]),
+    /// so it is skipped when they find no guarded rule at or before it.
     pub guarded: Vec<bool>,
     /// Per rule outside the tables: why.
     pub why_not: Vec<Option<NotInTable>>,
+    /// Per rule in the tables or guarded: the tables (indices into
+    /// `tables`) that hold its terms.
+    pub rule_tables: Vec<Vec<usize>>,
 }
 
 /// Why a rule is tested in the chain rather than found by a lookup.
@@ -88,11 +118,11 @@ pub struct Fast {
 pub enum NotInTable {
     /// A count rule must count every frame it matches, not only the first.
     Count,
-    /// It matches no IPv4 frame (the tables serve IPv4).
-    NotIpv4,
+    /// It matches no frame of the family.
+    NotInFamily,
     /// Its expression is not of the table shapes.
     Shape,
-    /// The tables already hold [`MAX_TABLES`] shapes.
+    /// The family's tables already hold [`MAX_TABLES`] shapes.
     TooManyShapes,
     /// Its table would cost more than the rules it serves (cost model).
     Unpaid,
@@ -102,7 +132,7 @@ impl NotInTable {
     pub fn key(self) -> &'static str {
         match self {
             NotInTable::Count => "count_rule",
-            NotInTable::NotIpv4 => "not_ipv4",
+            NotInTable::NotInFamily => "not_ip",
             NotInTable::Shape => "not_a_table_shape",
             NotInTable::TooManyShapes => "too_many_shapes",
             NotInTable::Unpaid => "cheaper_in_the_chain",
@@ -112,46 +142,72 @@ impl NotInTable {
     pub fn text(self) -> &'static str {
         match self {
             NotInTable::Count => "a count rule counts every frame it matches, so it is tested in order",
-            NotInTable::NotIpv4 => "it matches no IPv4 frame; the lookup tables serve IPv4 only",
-            NotInTable::Shape => {
-                "not of the table shapes (IPv4 host, net, numeric port, tcp/udp/sctp, and their and/or)"
+            NotInTable::NotInFamily => {
+                "it matches no IPv4 or IPv6 frame; the lookup tables serve those only"
             }
-            NotInTable::TooManyShapes => "the lookup tables already hold their 32 shapes",
+            NotInTable::Shape => {
+                "not of the table shapes (host, net, numeric port or portrange, tcp/udp/sctp/icmp/icmp6, ip/ip6, and their and/or)"
+            }
+            NotInTable::TooManyShapes => "the family's lookup tables already hold their 30 shapes",
             NotInTable::Unpaid => "too few rules of its shape for a lookup to pay (cost model)",
         }
     }
 }
 
-/// A chain rule's guard: its exact terms when it has them (a count
-/// rule), else [`tuple::guard`].
-pub(crate) fn guard_terms(r: &Rule) -> Option<Vec<tuple::Term>> {
-    tuple::terms(&r.expr).or_else(|| tuple::guard(&r.expr))
+/// A rule's terms in a family: exact (it may decide there) or a guard.
+#[derive(Clone, Debug)]
+enum Plan {
+    /// Exact terms of a pass (false) or drop (true) rule.
+    Decide(Vec<Term>, bool),
+    Guard(Vec<Term>),
+    Chain(NotInTable),
+}
+
+fn plan(r: &Rule, family: Family) -> Plan {
+    if specialize(&r.program, &Fact::EtherType(family.ethertype())).is_none() {
+        return Plan::Chain(NotInTable::NotInFamily);
+    }
+    let exact = tuple::terms_in(&r.expr, family);
+    match (r.action, exact) {
+        (Action::Pass | Action::Drop, Some(t)) => Plan::Decide(t, r.action == Action::Drop),
+        (Action::Count, Some(t)) => Plan::Guard(t),
+        (action, None) => match tuple::guard_in(&r.expr, family) {
+            Some(g) => Plan::Guard(g),
+            None if action == Action::Count => Plan::Chain(NotInTable::Count),
+            None => Plan::Chain(NotInTable::Shape),
+        },
+    }
 }
 
 impl Fast {
-    /// Which rules go into the tables: every pass and drop rule of the
-    /// common shapes, in order, as long as the shapes fit in the tables;
-    /// then only the tables that pay for their lookup. `cost` is a rule's
-    /// cost in the chain, `lookup_cost` a table lookup's.
-    pub fn new(rules: &[Rule], cost: impl Fn(&Rule) -> usize, lookup_cost: usize) -> Fast {
-        let mut fast = Fast::all(rules, &[]);
+    /// Which rules go into the family's tables: every pass and drop rule
+    /// of the common shapes, in order, and the guards of other rules, as
+    /// long as the shapes fit in the tables; then only the tables that pay
+    /// for their lookup. `cost` is a rule's cost in the chain,
+    /// `lookup_cost` a table lookup's.
+    pub fn new(
+        rules: &[Rule],
+        family: Family,
+        first_map: usize,
+        cost: impl Fn(&Rule) -> usize,
+        lookup_cost: usize,
+    ) -> Fast {
+        let plans: Vec<Plan> = rules.iter().map(|r| plan(r, family)).collect();
+        let mut fast = Fast::all(&plans, family, first_map, &BTreeSet::new());
         // A table pays when the rules only it serves would cost more in
         // the chain than its lookup. Dropping one can leave another
         // unpaid (its rules' other shapes go too), so to a fixpoint.
         let mut dropped: BTreeSet<Shape> = BTreeSet::new();
         loop {
             let mut saved: BTreeMap<Shape, usize> = BTreeMap::new();
-            for (i, r) in rules.iter().enumerate() {
-                let terms = match (fast.in_table[i], fast.guarded[i]) {
-                    (true, _) => tuple::terms(&r.expr),
-                    (_, true) => guard_terms(r),
-                    _ => continue,
+            for (i, (r, p)) in rules.iter().zip(&plans).enumerate() {
+                let (Plan::Decide(terms, _) | Plan::Guard(terms)) = p else {
+                    continue;
                 };
-                let shapes: BTreeSet<Shape> = terms
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|t| t.shape())
-                    .collect();
+                if !fast.in_table[i] && !fast.guarded[i] {
+                    continue;
+                }
+                let shapes: BTreeSet<Shape> = terms.iter().map(|t| t.shape()).collect();
                 let share = cost(r) / shapes.len().max(1);
                 for s in shapes {
                     *saved.entry(s).or_default() += share.max(1);
@@ -175,37 +231,26 @@ impl Fast {
                 return fast;
             }
             dropped.extend(unpaid);
-            fast = Fast::all(rules, &dropped.iter().copied().collect::<Vec<_>>());
+            fast = Fast::all(&plans, family, first_map, &dropped);
         }
     }
 
-    /// Every pass and drop rule of the common shapes whose terms use none
-    /// of the `excluded` shapes, and every other rule with a guard of
-    /// such terms, as long as the shapes fit in the tables.
-    fn all(rules: &[Rule], excluded: &[Shape]) -> Fast {
-        let ip = Fact::EtherType(0x0800);
-        let mut tables: BTreeMap<Shape, BTreeMap<[u8; KEY_SIZE], Entry>> = BTreeMap::new();
-        let mut in_table = vec![false; rules.len()];
-        let mut guarded = vec![false; rules.len()];
-        let mut why_not = vec![None; rules.len()];
-        for (i, r) in rules.iter().enumerate() {
-            if specialize(&r.program, &ip).is_none() {
-                why_not[i] = Some(NotInTable::NotIpv4);
-                continue;
-            }
-            let decides = r.action != Action::Count;
-            let (terms, guard) = match decides.then(|| tuple::terms(&r.expr)).flatten() {
-                Some(t) => (t, false),
-                None => match guard_terms(r) {
-                    Some(g) => (g, true),
-                    None => {
-                        why_not[i] = Some(match decides {
-                            true => NotInTable::Shape,
-                            false => NotInTable::Count,
-                        });
-                        continue;
-                    }
-                },
+    /// Every rule whose plan's terms use none of the `excluded` shapes, as
+    /// long as the shapes fit in the tables.
+    fn all(plans: &[Plan], family: Family, first_map: usize, excluded: &BTreeSet<Shape>) -> Fast {
+        let mut tables: BTreeMap<Shape, BTreeMap<Vec<u8>, Entry>> = BTreeMap::new();
+        let n = plans.len();
+        let (mut in_table, mut guarded, mut why_not) =
+            (vec![false; n], vec![false; n], vec![None; n]);
+        let mut shapes: Vec<BTreeSet<Shape>> = vec![BTreeSet::new(); n];
+        for (i, p) in plans.iter().enumerate() {
+            let (terms, guard, drop) = match p {
+                Plan::Chain(why) => {
+                    why_not[i] = Some(*why);
+                    continue;
+                }
+                Plan::Decide(t, drop) => (t, false, *drop),
+                Plan::Guard(t) => (t, true, false),
             };
             if terms.iter().any(|t| excluded.contains(&t.shape())) {
                 // Its reason is set once the fixpoint is reached.
@@ -230,8 +275,7 @@ impl Fast {
                 if guard {
                     e.1 = e.1.min(i as u32);
                 } else {
-                    e.0 =
-                        e.0.min(((i as u32) << 1) | (r.action == Action::Drop) as u32);
+                    e.0 = e.0.min(((i as u32) << 1) | drop as u32);
                 }
             }
             if guard {
@@ -239,18 +283,28 @@ impl Fast {
             } else {
                 in_table[i] = true;
             }
+            shapes[i] = terms.iter().map(|t| t.shape()).collect();
         }
+        let tables: Vec<_> = tables.into_iter().collect();
+        let index = |s: &Shape| tables.iter().position(|(t, _)| t == s);
+        let rule_tables = shapes
+            .iter()
+            .map(|set| set.iter().filter_map(index).collect())
+            .collect();
         Fast {
-            tables: tables.into_iter().collect(),
+            family,
+            first_map,
+            tables,
             in_table,
             guarded,
             why_not,
+            rule_tables,
         }
     }
 
-    /// Can rule `i` match an IPv4 frame?
-    pub fn ipv4(&self, i: usize) -> bool {
-        self.why_not[i] != Some(NotInTable::NotIpv4)
+    /// Can rule `i` match a frame of the family?
+    pub fn in_family(&self, i: usize) -> bool {
+        self.why_not[i] != Some(NotInTable::NotInFamily)
     }
 
     /// Goes to `to` when the lookups ran and found no guarded rule at or
@@ -264,88 +318,31 @@ impl Fast {
         self.in_table.iter().filter(|t| **t).count()
     }
 
-    /// The lookups, at the head of a program's IPv4 chain: sets `ok` and
-    /// `best`, and falls through.
-    pub fn emit_lookups(&self, a: &mut Asm) {
-        let (l4chk, lookups, done) = (a.label(), a.label(), a.label());
-        a.push(Op::St {
-            size: Size::W,
-            dst: Reg::R10,
-            off: F_OK,
-            imm: 0,
-        });
-        a.push(Op::St {
-            size: Size::W,
-            dst: Reg::R10,
-            off: F_BEST,
-            imm: NONE,
-        });
-        a.push(Op::St {
-            size: Size::W,
-            dst: Reg::R10,
-            off: F_CAND,
-            imm: 0,
-        });
-        a.ldx(Size::W, Reg::R2, CTX, xdp::DATA as i16);
-        a.ldx(Size::W, Reg::R3, CTX, xdp::DATA_END as i16);
-        a.mov64(Reg::R1, Operand::Reg(Reg::R2));
-        a.alu64(AluOp::Add, Reg::R1, Operand::Imm(34));
-        a.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Reg(Reg::R3), done);
-        for (off, slot) in [(26, F_SRC), (30, F_DST)] {
-            a.ldx(Size::W, Reg::R1, Reg::R2, off);
-            a.push(Op::End {
-                dst: Reg::R1,
-                endian: Endian::ToBe,
-                bits: 32,
-            });
-            a.stx(Size::W, Reg::R10, Reg::R1, slot);
+    fn slots(&self) -> &'static Slots {
+        match self.family {
+            Family::V4 => &V4,
+            Family::V6 => &V6,
         }
-        a.ldx(Size::B, Reg::R4, Reg::R2, 23);
-        a.stx(Size::W, Reg::R10, Reg::R4, F_PROTO);
-        for slot in [F_L4, F_SPORT, F_DPORT] {
+    }
+
+    /// The lookups, at the head of a program's chain of the family: sets
+    /// `ok`, `best` and `cand`, and falls through.
+    pub fn emit_lookups(&self, a: &mut Asm) {
+        let (lookups, done) = (a.label(), a.label());
+        for (off, imm) in [(F_OK, 0), (F_BEST, NONE), (F_CAND, 0)] {
             a.push(Op::St {
                 size: Size::W,
                 dst: Reg::R10,
-                off: slot,
-                imm: 0,
+                off,
+                imm,
             });
         }
-        for p in tuple::PORT_PROTOS {
-            a.jmp(false, JmpOp::Jeq, Reg::R4, Operand::Imm(p as i32), l4chk);
+        a.ldx(Size::W, Reg::R2, CTX, xdp::DATA as i16);
+        a.ldx(Size::W, Reg::R3, CTX, xdp::DATA_END as i16);
+        match self.family {
+            Family::V4 => fields_v4(a, lookups, done),
+            Family::V6 => fields_v6(a, lookups, done),
         }
-        a.ja(lookups);
-        a.bind(l4chk);
-        // libpcap: not a fragment (offset 0), ports at 14 + 4 * IHL.
-        a.ldx(Size::H, Reg::R1, Reg::R2, 20);
-        a.push(Op::End {
-            dst: Reg::R1,
-            endian: Endian::ToBe,
-            bits: 16,
-        });
-        a.alu32(AluOp::And, Reg::R1, Operand::Imm(0x1fff));
-        a.jmp(false, JmpOp::Jne, Reg::R1, Operand::Imm(0), lookups);
-        a.ldx(Size::B, Reg::R1, Reg::R2, 14);
-        a.alu32(AluOp::And, Reg::R1, Operand::Imm(0xf));
-        a.alu32(AluOp::Lsh, Reg::R1, Operand::Imm(2));
-        a.alu64(AluOp::Add, Reg::R2, Operand::Reg(Reg::R1));
-        a.mov64(Reg::R4, Operand::Reg(Reg::R2));
-        a.alu64(AluOp::Add, Reg::R4, Operand::Imm(18));
-        a.jmp(true, JmpOp::Jgt, Reg::R4, Operand::Reg(Reg::R3), done);
-        for (off, slot) in [(14, F_SPORT), (16, F_DPORT)] {
-            a.ldx(Size::H, Reg::R1, Reg::R2, off);
-            a.push(Op::End {
-                dst: Reg::R1,
-                endian: Endian::ToBe,
-                bits: 16,
-            });
-            a.stx(Size::W, Reg::R10, Reg::R1, slot);
-        }
-        a.push(Op::St {
-            size: Size::W,
-            dst: Reg::R10,
-            off: F_L4,
-            imm: 1,
-        });
         a.bind(lookups);
         a.push(Op::St {
             size: Size::W,
@@ -354,7 +351,7 @@ impl Fast {
             imm: NONE,
         });
         for (g, (shape, _)) in self.tables.iter().enumerate() {
-            lookup(a, g, shape);
+            lookup(a, self.slots(), (self.first_map + g) as u64, shape);
         }
         a.push(Op::St {
             size: Size::W,
@@ -410,59 +407,178 @@ impl Fast {
     }
 }
 
-/// Table `g`'s lookup: the frame's fields under the shape's masks as the
-/// key; a value below `best` becomes `best`.
-fn lookup(a: &mut Asm, g: usize, shape: &Shape) {
-    let skip = a.label();
-    let ports = shape.sport || shape.dport;
-    if ports {
-        a.ldx(Size::W, Reg::R1, Reg::R10, F_L4);
-        a.jmp(false, JmpOp::Jeq, Reg::R1, Operand::Imm(0), skip);
-    }
-    let field = |a: &mut Asm, used: bool, from: i16, mask: u32, to: i16| {
-        if used {
-            a.ldx(Size::W, Reg::R1, Reg::R10, from);
-            if mask != u32::MAX {
-                a.alu32(AluOp::And, Reg::R1, Operand::Imm(mask as i32));
-            }
-            a.stx(Size::W, Reg::R10, Reg::R1, to);
-        } else {
-            a.push(Op::St {
-                size: Size::W,
-                dst: Reg::R10,
-                off: to,
-                imm: 0,
-            });
-        }
-    };
-    let m = |l: Option<u8>| {
-        l.map_or(0, |l| {
-            if l == 0 {
-                0
-            } else {
-                u32::MAX << (32 - l as u32)
-            }
-        })
-    };
-    field(a, shape.src.is_some(), F_SRC, m(shape.src), F_KEY);
-    field(a, shape.dst.is_some(), F_DST, m(shape.dst), F_KEY + 4);
-    field(a, shape.proto, F_PROTO, u32::MAX, F_KEY + 8);
+/// Stores a zero word at `off`.
+fn zero(a: &mut Asm, off: i16) {
     a.push(Op::St {
         size: Size::W,
         dst: Reg::R10,
-        off: F_KEY + 12,
+        off,
+        imm: 0,
+    });
+}
+
+/// The frame's port fields (l4 = 1) from the transport header at r2.
+fn ports_at(a: &mut Asm, s: &Slots) {
+    for (off, slot) in [(0, s.sport), (2, s.dport)] {
+        a.ldx(Size::H, Reg::R1, Reg::R2, off);
+        a.push(Op::End {
+            dst: Reg::R1,
+            endian: Endian::ToBe,
+            bits: 16,
+        });
+        a.stx(Size::W, Reg::R10, Reg::R1, slot);
+    }
+    a.push(Op::St {
+        size: Size::W,
+        dst: Reg::R10,
+        off: s.l4,
+        imm: 1,
+    });
+}
+
+/// IPv4 fields, r2 = data, r3 = data_end; `done` when the header (or the
+/// ports of a first TCP/UDP/SCTP fragment) is not captured.
+fn fields_v4(a: &mut Asm, lookups: Label, done: Label) {
+    let s = &V4;
+    let l4chk = a.label();
+    a.mov64(Reg::R1, Operand::Reg(Reg::R2));
+    a.alu64(AluOp::Add, Reg::R1, Operand::Imm(34));
+    a.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Reg(Reg::R3), done);
+    for (off, slot) in [(26, s.src), (30, s.dst)] {
+        a.ldx(Size::W, Reg::R1, Reg::R2, off);
+        a.push(Op::End {
+            dst: Reg::R1,
+            endian: Endian::ToBe,
+            bits: 32,
+        });
+        a.stx(Size::W, Reg::R10, Reg::R1, slot);
+    }
+    a.ldx(Size::B, Reg::R4, Reg::R2, 23);
+    a.stx(Size::W, Reg::R10, Reg::R4, s.proto);
+    for slot in [s.l4, s.sport, s.dport] {
+        zero(a, slot);
+    }
+    for p in tuple::PORT_PROTOS {
+        a.jmp(false, JmpOp::Jeq, Reg::R4, Operand::Imm(p as i32), l4chk);
+    }
+    a.ja(lookups);
+    a.bind(l4chk);
+    // libpcap: not a fragment (offset 0), ports at 14 + 4 * IHL.
+    a.ldx(Size::H, Reg::R1, Reg::R2, 20);
+    a.push(Op::End {
+        dst: Reg::R1,
+        endian: Endian::ToBe,
+        bits: 16,
+    });
+    a.alu32(AluOp::And, Reg::R1, Operand::Imm(0x1fff));
+    a.jmp(false, JmpOp::Jne, Reg::R1, Operand::Imm(0), lookups);
+    a.ldx(Size::B, Reg::R1, Reg::R2, 14);
+    a.alu32(AluOp::And, Reg::R1, Operand::Imm(0xf));
+    a.alu32(AluOp::Lsh, Reg::R1, Operand::Imm(2));
+    a.alu64(AluOp::Add, Reg::R2, Operand::Reg(Reg::R1));
+    a.alu64(AluOp::Add, Reg::R2, Operand::Imm(14));
+    a.mov64(Reg::R4, Operand::Reg(Reg::R2));
+    a.alu64(AluOp::Add, Reg::R4, Operand::Imm(4));
+    a.jmp(true, JmpOp::Jgt, Reg::R4, Operand::Reg(Reg::R3), done);
+    ports_at(a, s);
+}
+
+/// IPv6 fields, r2 = data, r3 = data_end; `done` when the fixed header
+/// (or a TCP/UDP/SCTP packet's ports) is not captured, or the next header
+/// is a fragment header (libpcap's protocol tests look past it).
+fn fields_v6(a: &mut Asm, lookups: Label, done: Label) {
+    let s = &V6;
+    let l4chk = a.label();
+    a.mov64(Reg::R1, Operand::Reg(Reg::R2));
+    a.alu64(AluOp::Add, Reg::R1, Operand::Imm(54));
+    a.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Reg(Reg::R3), done);
+    a.ldx(Size::B, Reg::R4, Reg::R2, 20);
+    a.jmp(false, JmpOp::Jeq, Reg::R4, Operand::Imm(44), done);
+    // The addresses as the packet holds them (network order).
+    for (base, slot) in [(22, s.src), (38, s.dst)] {
+        for k in 0..4 {
+            a.ldx(Size::W, Reg::R1, Reg::R2, base + 4 * k);
+            a.stx(Size::W, Reg::R10, Reg::R1, slot + 4 * k);
+        }
+    }
+    a.stx(Size::W, Reg::R10, Reg::R4, s.proto);
+    for slot in [s.l4, s.sport, s.dport] {
+        zero(a, slot);
+    }
+    for p in tuple::PORT_PROTOS {
+        a.jmp(false, JmpOp::Jeq, Reg::R4, Operand::Imm(p as i32), l4chk);
+    }
+    a.ja(lookups);
+    a.bind(l4chk);
+    a.alu64(AluOp::Add, Reg::R2, Operand::Imm(54));
+    a.mov64(Reg::R4, Operand::Reg(Reg::R2));
+    a.alu64(AluOp::Add, Reg::R4, Operand::Imm(4));
+    a.jmp(true, JmpOp::Jgt, Reg::R4, Operand::Reg(Reg::R3), done);
+    ports_at(a, s);
+}
+
+/// The masks, per 32-bit word of the slot, of a `len`-bit prefix: IPv4
+/// addresses are held as numbers, IPv6 ones as the packet's bytes.
+fn word_masks(family: Family, len: Option<u8>) -> Vec<u32> {
+    let Some(len) = len else {
+        return vec![0; family.bits() as usize / 32];
+    };
+    let m = tuple::mask(family.bits(), len);
+    match family {
+        Family::V4 => vec![m as u32],
+        Family::V6 => m
+            .to_be_bytes()
+            .chunks(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    }
+}
+
+/// One table's lookup: the frame's fields under the shape's masks as the
+/// key; an entry below `best` or `cand` becomes it.
+fn lookup(a: &mut Asm, s: &Slots, map: u64, shape: &Shape) {
+    let skip = a.label();
+    let ports = shape.sport || shape.dport;
+    if ports {
+        a.ldx(Size::W, Reg::R1, Reg::R10, s.l4);
+        a.jmp(false, JmpOp::Jeq, Reg::R1, Operand::Imm(0), skip);
+    }
+    let field = |a: &mut Asm, from: i16, mask: u32, to: i16| {
+        if mask == 0 {
+            zero(a, to);
+            return;
+        }
+        a.ldx(Size::W, Reg::R1, Reg::R10, from);
+        if mask != u32::MAX {
+            a.alu32(AluOp::And, Reg::R1, Operand::Imm(mask as i32));
+        }
+        a.stx(Size::W, Reg::R10, Reg::R1, to);
+    };
+    let mut at = s.key;
+    for (slot, len) in [(s.src, shape.src), (s.dst, shape.dst)] {
+        for (k, m) in word_masks(shape.family, len).into_iter().enumerate() {
+            field(a, slot + 4 * k as i16, m, at);
+            at += 4;
+        }
+    }
+    let all = |used: bool| if used { u32::MAX } else { 0 };
+    field(a, s.proto, all(shape.proto), at);
+    a.push(Op::St {
+        size: Size::W,
+        dst: Reg::R10,
+        off: at + 4,
         imm: ports as i32,
     });
-    field(a, shape.sport, F_SPORT, u32::MAX, F_KEY + 16);
-    field(a, shape.dport, F_DPORT, u32::MAX, F_KEY + 20);
+    field(a, s.sport, all(shape.sport), at + 8);
+    field(a, s.dport, all(shape.dport), at + 12);
     a.push(Op::LdImm64 {
         dst: Reg::R1,
         pseudo: Pseudo::MapFd,
         src_reg: 1,
-        imm: TABLES_MAP_INDEX + g as u64,
+        imm: TABLES_MAP_INDEX + map,
     });
     a.mov64(Reg::R2, Operand::Reg(Reg::R10));
-    a.alu64(AluOp::Add, Reg::R2, Operand::Imm(F_KEY as i32));
+    a.alu64(AluOp::Add, Reg::R2, Operand::Imm(s.key as i32));
     a.push(Op::Call(CallTarget::Helper(HELPER_MAP_LOOKUP)));
     a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(0), skip);
     // The entry: (first pass/drop rule, first guarded rule); keep the least.

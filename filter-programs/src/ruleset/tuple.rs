@@ -1,14 +1,17 @@
-//! Rules of the common shapes — `host`, `net`, `port`, `tcp`/`udp`/`sctp`
-//! and their `and`/`or` combinations — as sets of exact-match tuples over
-//! the IPv4 five-tuple, so that the ruleset program can find the first
-//! matching rule with one hash lookup per tuple *shape* instead of testing
-//! rules one by one.
+//! Rules of the common shapes — `host`, `net`, `port`, `portrange`,
+//! `tcp`/`udp`/`sctp`/`icmp`/`icmp6`, `ip`/`ip6` and their `and`/`or`
+//! combinations — as sets of exact-match tuples over the IPv4 or IPv6
+//! five-tuple, so that the ruleset program can find the first matching
+//! rule with one hash lookup per tuple *shape* instead of testing rules
+//! one by one.
 //!
-//! Meaning, on an IPv4 frame whose header and (for a non-fragment TCP, UDP
-//! or SCTP packet) ports are all captured: libpcap's code for these
-//! expressions loads only those fields, so no load can fail and the
-//! expression is the boolean formula over them that [`Term`]s spell out in
-//! disjunctive normal form. Frames that don't meet that precondition take
+//! Meaning, per [`Family`], on a frame of that family whose header and
+//! (for a TCP, UDP or SCTP packet that is not an IPv4 fragment) ports are
+//! all captured, and (IPv6) whose next header is not a fragment header:
+//! libpcap's code for these expressions loads only those fields, so no
+//! load can fail and the expression is the boolean formula over them that
+//! [`Term`]s spell out in disjunctive normal form. A test of the other
+//! family is false there. Frames that don't meet that precondition take
 //! the rule-by-rule path, which means what libpcap means in every case.
 
 use std::collections::BTreeSet;
@@ -25,13 +28,55 @@ const MAX_TERMS: usize = 1024;
 /// Widest `portrange` expanded into terms.
 const MAX_RANGE: u32 = 256;
 
+/// The network layer a term is about: the ruleset program keeps one set
+/// of tables per family, looked up from the chain of its EtherType.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::V4, Family::V6];
+
+    /// Address bits.
+    pub fn bits(self) -> u32 {
+        match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        }
+    }
+
+    /// Bytes of a key: source and destination address (4 or 16 bytes
+    /// each), then proto, l4, sport and dport as little-endian u32.
+    pub fn key_size(self) -> usize {
+        2 * self.bits() as usize / 8 + 16
+    }
+
+    pub fn ethertype(self) -> u16 {
+        match self {
+            Family::V4 => 0x0800,
+            Family::V6 => 0x86dd,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+}
+
 /// A conjunction of field tests. `l4` terms test ports, which requires a
-/// TCP, UDP or SCTP packet that is not a fragment (offset 0).
+/// TCP, UDP or SCTP packet (IPv4: not a fragment, offset 0). Addresses
+/// are held in the low `family.bits()` bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Term {
+    pub family: Family,
     /// (address, prefix length)
-    pub src: Option<(u32, u8)>,
-    pub dst: Option<(u32, u8)>,
+    pub src: Option<(u128, u8)>,
+    pub dst: Option<(u128, u8)>,
     pub proto: Option<u8>,
     pub sport: Option<u16>,
     pub dport: Option<u16>,
@@ -40,6 +85,7 @@ pub struct Term {
 /// The fields a term tests, and how: one hash map per shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Shape {
+    pub family: Family,
     pub src: Option<u8>,
     pub dst: Option<u8>,
     pub proto: bool,
@@ -47,28 +93,38 @@ pub struct Shape {
     pub dport: bool,
 }
 
-/// Bytes of a key: src, dst, proto, l4, sport, dport as little-endian u32.
+/// Bytes of an IPv4 key (see [`Family::key_size`]).
 pub const KEY_SIZE: usize = 24;
 
-fn mask(len: u8) -> u32 {
+/// The prefix mask of `len` bits in a `bits`-bit address.
+pub fn mask(bits: u32, len: u8) -> u128 {
+    let full = if bits == 128 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    };
     if len == 0 {
         0
     } else {
-        u32::MAX << (32 - len as u32)
+        (full << (bits - u32::from(len).min(bits))) & full
     }
 }
 
 impl Term {
-    const ANY: Term = Term {
-        src: None,
-        dst: None,
-        proto: None,
-        sport: None,
-        dport: None,
-    };
+    const fn any(family: Family) -> Term {
+        Term {
+            family,
+            src: None,
+            dst: None,
+            proto: None,
+            sport: None,
+            dport: None,
+        }
+    }
 
     pub fn shape(&self) -> Shape {
         Shape {
+            family: self.family,
             src: self.src.map(|s| s.1),
             dst: self.dst.map(|d| d.1),
             proto: self.proto.is_some(),
@@ -82,32 +138,45 @@ impl Term {
     }
 
     /// The key this term matches under its shape.
-    pub fn key(&self) -> [u8; KEY_SIZE] {
-        key_of(
-            self.src.map_or(0, |(a, l)| a & mask(l)),
-            self.dst.map_or(0, |(a, l)| a & mask(l)),
-            self.proto.unwrap_or(0),
-            self.l4(),
-            self.sport.unwrap_or(0),
-            self.dport.unwrap_or(0),
-        )
+    pub fn key(&self) -> Vec<u8> {
+        let bits = self.family.bits();
+        let addr = |a: Option<(u128, u8)>| a.map_or(0, |(a, l)| a & mask(bits, l));
+        let mut k = Vec::with_capacity(self.family.key_size());
+        for a in [addr(self.src), addr(self.dst)] {
+            match self.family {
+                Family::V4 => k.extend_from_slice(&(a as u32).to_le_bytes()),
+                // As the packet holds it: network order.
+                Family::V6 => k.extend_from_slice(&a.to_be_bytes()),
+            }
+        }
+        for v in [
+            u32::from(self.proto.unwrap_or(0)),
+            self.l4() as u32,
+            u32::from(self.sport.unwrap_or(0)),
+            u32::from(self.dport.unwrap_or(0)),
+        ] {
+            k.extend_from_slice(&v.to_le_bytes());
+        }
+        k
     }
 
     /// Both terms at once, or None when no packet satisfies both.
     fn and(&self, o: &Term) -> Option<Term> {
-        fn prefix(a: Option<(u32, u8)>, b: Option<(u32, u8)>) -> Option<Option<(u32, u8)>> {
-            match (a, b) {
-                (None, x) | (x, None) => Some(x),
-                (Some((x, lx)), Some((y, ly))) => {
-                    let l = lx.min(ly);
-                    (x & mask(l) == y & mask(l)).then_some(if lx >= ly {
-                        Some((x, lx))
-                    } else {
-                        Some((y, ly))
-                    })
-                }
-            }
+        if self.family != o.family {
+            return None;
         }
+        let bits = self.family.bits();
+        let prefix = |a: Option<(u128, u8)>, b: Option<(u128, u8)>| match (a, b) {
+            (None, x) | (x, None) => Some(x),
+            (Some((x, lx)), Some((y, ly))) => {
+                let m = mask(bits, lx.min(ly));
+                (x & m == y & m).then_some(if lx >= ly {
+                    Some((x, lx))
+                } else {
+                    Some((y, ly))
+                })
+            }
+        };
         fn exact<T: PartialEq + Copy>(a: Option<T>, b: Option<T>) -> Option<Option<T>> {
             match (a, b) {
                 (None, x) | (x, None) => Some(x),
@@ -115,6 +184,7 @@ impl Term {
             }
         }
         let t = Term {
+            family: self.family,
             src: prefix(self.src, o.src)?,
             dst: prefix(self.dst, o.dst)?,
             proto: exact(self.proto, o.proto)?,
@@ -127,45 +197,18 @@ impl Term {
             _ => Some(t),
         }
     }
-
-    /// Does a packet with these fields satisfy the term? (`ports` is None
-    /// when the packet is not a TCP/UDP/SCTP non-fragment.)
-    pub fn matches(&self, src: u32, dst: u32, proto: u8, ports: Option<(u16, u16)>) -> bool {
-        let pfx = |t: Option<(u32, u8)>, v: u32| t.is_none_or(|(a, l)| a & mask(l) == v & mask(l));
-        let port_ok = match (self.l4(), ports) {
-            (false, _) => true,
-            (true, None) => false,
-            (true, Some((s, d))) => {
-                self.sport.is_none_or(|p| p == s) && self.dport.is_none_or(|p| p == d)
-            }
-        };
-        pfx(self.src, src) && pfx(self.dst, dst) && self.proto.is_none_or(|p| p == proto) && port_ok
-    }
 }
 
-/// The key of a packet's fields under a shape (what the program builds).
-pub fn key_of(src: u32, dst: u32, proto: u8, l4: bool, sport: u16, dport: u16) -> [u8; KEY_SIZE] {
-    let mut k = [0u8; KEY_SIZE];
-    for (i, v) in [
-        src,
-        dst,
-        proto as u32,
-        l4 as u32,
-        sport as u32,
-        dport as u32,
-    ]
-    .iter()
-    .enumerate()
-    {
-        k[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
-    }
-    k
-}
-
-/// The terms of an expression, or None when it is not of the common shapes.
+/// The IPv4 terms of an expression ([`terms_in`]).
 pub fn terms(expr: &str) -> Option<Vec<Term>> {
+    terms_in(expr, Family::V4)
+}
+
+/// The terms of an expression on frames of `family`, or None when it is
+/// not of the common shapes. Empty: it matches no such frame.
+pub fn terms_in(expr: &str, family: Family) -> Option<Vec<Term>> {
     let ast = crate::expr::parse(expr).ok()?;
-    let set = dnf(ast.root.as_ref()?)?;
+    let set = dnf(ast.root.as_ref()?, family)?;
     let out = expand_ports(set);
     (out.len() <= MAX_TERMS).then(|| out.into_iter().collect())
 }
@@ -190,10 +233,10 @@ fn expand_ports(set: BTreeSet<Term>) -> BTreeSet<Term> {
 
 /// Bottom up without recursion (see `Expr::fold`), so chains and nesting
 /// of any depth cost no stack. `None` (not expressible) stops the walk.
-fn dnf(e: &Expr) -> Option<BTreeSet<Term>> {
+fn dnf(e: &Expr, family: Family) -> Option<BTreeSet<Term>> {
     e.fold(|e, node: Fold<BTreeSet<Term>>| {
         let set = match node {
-            Fold::Leaf => dnf_operand(e),
+            Fold::Leaf => dnf_operand(e, family),
             Fold::Not(_) => None,
             Fold::And(a, b) if a.len() * b.len() > 4 * MAX_TERMS => None,
             Fold::And(a, b) => {
@@ -217,21 +260,33 @@ fn dnf(e: &Expr) -> Option<BTreeSet<Term>> {
     .ok()
 }
 
-fn dnf_operand(e: &Expr) -> Option<BTreeSet<Term>> {
+/// A protocol test on frames of `family`: Some(None) for "every frame"
+/// (`ip` on IPv4), Some(Some(p)) for "protocol p", None for "no frame".
+fn proto_abbrev(p: Proto, family: Family) -> Option<Option<u8>> {
+    match (p, family) {
+        (Proto::Ip, Family::V4) | (Proto::Ip6, Family::V6) => Some(None),
+        // libpcap's `icmp` is `ip proto 1`, `icmp6` is IPv6's 58.
+        (Proto::Icmp, Family::V4) => Some(Some(1)),
+        (Proto::Icmp6, Family::V6) => Some(Some(58)),
+        (p, _) => proto_number(p).map(Some),
+    }
+}
+
+fn dnf_operand(e: &Expr, family: Family) -> Option<BTreeSet<Term>> {
     let set = match &e.kind {
-        ExprKind::ProtoAbbrev(Proto::Ip) => [Term::ANY].into(),
-        // libpcap's `icmp` is `ip proto 1`.
-        ExprKind::ProtoAbbrev(Proto::Icmp) => [Term {
-            proto: Some(1),
-            ..Term::ANY
-        }]
-        .into(),
-        ExprKind::ProtoAbbrev(p) => [Term {
-            proto: Some(proto_number(*p)?),
-            ..Term::ANY
-        }]
-        .into(),
-        ExprKind::Primitive(p) => primitive(p)?,
+        ExprKind::ProtoAbbrev(p) => match proto_abbrev(*p, family) {
+            Some(proto) => [Term {
+                proto,
+                ..Term::any(family)
+            }]
+            .into(),
+            // Of the other family (or not IP at all, which stays None).
+            None if matches!(p, Proto::Ip | Proto::Ip6 | Proto::Icmp | Proto::Icmp6) => {
+                BTreeSet::new()
+            }
+            None => return None,
+        },
+        ExprKind::Primitive(p) => primitive(p, family)?,
         _ => return None,
     };
     (set.len() <= MAX_TERMS).then_some(set)
@@ -257,43 +312,44 @@ fn directed(dir: Dir, src: Term, dst: Term, both: Option<Term>) -> Option<BTreeS
     })
 }
 
-fn primitive(p: &Primitive) -> Option<BTreeSet<Term>> {
+/// `host`/`net` of address `a` with prefix `len` in `of` family, on frames
+/// of `family` (none of them when the families differ).
+fn address(dir: Dir, a: u128, len: u8, of: Family, family: Family) -> Option<BTreeSet<Term>> {
+    let t = |s, d| Term {
+        src: s,
+        dst: d,
+        ..Term::any(of)
+    };
+    let p = Some((a, len));
+    let set = directed(dir, t(p, None), t(None, p), Some(t(p, p)))?;
+    Some(if of == family { set } else { BTreeSet::new() })
+}
+
+fn primitive(p: &Primitive, family: Family) -> Option<BTreeSet<Term>> {
     let q = &p.quals;
+    let v4 = matches!(q.proto, None | Some(Proto::Ip));
+    let v6 = matches!(q.proto, None | Some(Proto::Ip6));
     match (q.kind, &p.id.kind) {
         (Kind::Host | Kind::Default, IdKind::Ipv4(lit)) | (Kind::Net, IdKind::Ipv4(lit))
-            if lit.octets == 4 && matches!(q.proto, None | Some(Proto::Ip)) =>
+            if lit.octets == 4 && v4 =>
         {
-            let a = lit.value?;
-            let t = |s, d| Term {
-                src: s,
-                dst: d,
-                ..Term::ANY
-            };
-            directed(
-                q.dir,
-                t(Some((a, 32)), None),
-                t(None, Some((a, 32))),
-                Some(t(Some((a, 32)), Some((a, 32)))),
-            )
+            address(q.dir, u128::from(lit.value?), 32, Family::V4, family)
         }
         (Kind::Net, IdKind::Ipv4Prefix { addr, len })
-            if addr.octets == 4 && len.value <= 32 && matches!(q.proto, None | Some(Proto::Ip)) =>
+            if addr.octets == 4 && len.value <= 32 && v4 =>
         {
-            let (a, l) = (addr.value?, len.value as u8);
-            let t = |s, d| Term {
-                src: s,
-                dst: d,
-                ..Term::ANY
-            };
-            directed(
-                q.dir,
-                t(Some((a, l)), None),
-                t(None, Some((a, l))),
-                Some(t(Some((a, l)), Some((a, l)))),
-            )
+            let a = u128::from(addr.value?);
+            address(q.dir, a, len.value as u8, Family::V4, family)
         }
-        (Kind::Port, IdKind::Num(n)) if *n <= 0xffff => ports(q.proto, q.dir, *n, *n),
-        (Kind::Portrange, IdKind::Num(n)) if *n <= 0xffff => ports(q.proto, q.dir, *n, *n),
+        (Kind::Host | Kind::Default | Kind::Net, IdKind::Ipv6(a)) if v6 => {
+            address(q.dir, u128::from(*a), 128, Family::V6, family)
+        }
+        (Kind::Net, IdKind::Ipv6Prefix { addr, len }) if len.value <= 128 && v6 => {
+            let a = u128::from(*addr);
+            address(q.dir, a, len.value as u8, Family::V6, family)
+        }
+        (Kind::Port, IdKind::Num(n)) if *n <= 0xffff => ports(q.proto, q.dir, *n, *n, family),
+        (Kind::Portrange, IdKind::Num(n)) if *n <= 0xffff => ports(q.proto, q.dir, *n, *n, family),
         (
             Kind::Portrange,
             IdKind::Name {
@@ -307,14 +363,20 @@ fn primitive(p: &Primitive) -> Option<BTreeSet<Term>> {
             let (a, b): (u32, u32) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
             let (lo, hi) = (a.min(b), a.max(b));
             (hi <= 0xffff && hi - lo < MAX_RANGE).then_some(())?;
-            ports(q.proto, q.dir, lo, hi)
+            ports(q.proto, q.dir, lo, hi, family)
         }
         _ => None,
     }
 }
 
 /// `[proto] [dir] port` for every port in `lo..=hi`.
-fn ports(proto: Option<Proto>, dir: Dir, lo: u32, hi: u32) -> Option<BTreeSet<Term>> {
+fn ports(
+    proto: Option<Proto>,
+    dir: Dir,
+    lo: u32,
+    hi: u32,
+    family: Family,
+) -> Option<BTreeSet<Term>> {
     let proto = match proto {
         None => None,
         Some(p) => Some(proto_number(p)?),
@@ -323,7 +385,7 @@ fn ports(proto: Option<Proto>, dir: Dir, lo: u32, hi: u32) -> Option<BTreeSet<Te
         proto,
         sport: s,
         dport: d,
-        ..Term::ANY
+        ..Term::any(family)
     };
     let mut out = BTreeSet::new();
     for port in lo..=hi {
@@ -338,23 +400,29 @@ fn ports(proto: Option<Proto>, dir: Dir, lo: u32, hi: u32) -> Option<BTreeSet<Te
     Some(out)
 }
 
-/// Terms of which every IPv4 frame (whose header and ports are captured)
-/// that the expression matches satisfies one: exact terms where the
-/// expression has them, else those of an `and` operand, else the
+/// [`guard_in`] on IPv4 frames.
+pub fn guard(expr: &str) -> Option<Vec<Term>> {
+    guard_in(expr, Family::V4)
+}
+
+/// Terms of which every frame of `family` (whose header and ports are
+/// captured) that the expression matches satisfies one: exact terms where
+/// the expression has them, else those of an `and` operand, else the
 /// protocol a transport-layer load (`icmp[0]`, `tcp[13]`) needs. `None`
 /// when no such set is known. A rule of other shapes with such a guard
 /// is skipped when the lookups find none of its terms.
-pub fn guard(expr: &str) -> Option<Vec<Term>> {
+pub fn guard_in(expr: &str, family: Family) -> Option<Vec<Term>> {
     let ast = crate::expr::parse(expr).ok()?;
+    let any = Term::any(family);
     let set = ast
         .root
         .as_ref()?
         .fold(|e, node: Fold<Option<BTreeSet<Term>>>| {
             let set = match node {
-                Fold::Leaf => dnf(e).or_else(|| load_guard(e)),
+                Fold::Leaf => dnf(e, family).or_else(|| load_guard(e, family)),
                 Fold::Not(_) => None,
                 // Either operand's guard holds for the conjunction; the
-                // smaller set makes the sharper guard.
+                // sharper one is kept.
                 Fold::And(a, b) => match (a, b) {
                     (Some(a), Some(b)) => Some(if sharper(&a, &b) { a } else { b }),
                     (a, b) => a.or(b),
@@ -367,8 +435,8 @@ pub fn guard(expr: &str) -> Option<Vec<Term>> {
                     _ => None,
                 },
             };
-            // A guard that every IPv4 frame passes guards nothing.
-            Ok::<_, ()>(set.filter(|s| s.len() <= MAX_TERMS && !s.contains(&Term::ANY)))
+            // A guard that every frame passes guards nothing.
+            Ok::<_, ()>(set.filter(|s| s.len() <= MAX_TERMS && !s.contains(&any)))
         });
     Some(expand_ports(set.ok().flatten()?).into_iter().collect())
 }
@@ -391,8 +459,10 @@ fn sharper(a: &BTreeSet<Term>, b: &BTreeSet<Term>) -> bool {
 
 /// The protocol that the transport-layer loads of a relation need: libpcap
 /// loads `tcp[i]`, `udp[i]`, `sctp[i]` and `icmp[i]` only from IPv4
-/// packets of that protocol.
-fn load_guard(e: &Expr) -> Option<BTreeSet<Term>> {
+/// packets of that protocol, and `icmp6[i]` only from IPv6 packets whose
+/// next header is 58. A load of the other family: the relation matches
+/// no frame of this one.
+fn load_guard(e: &Expr, family: Family) -> Option<BTreeSet<Term>> {
     let ExprKind::Relation(r) = &e.kind else {
         return None;
     };
@@ -406,17 +476,25 @@ fn load_guard(e: &Expr) -> Option<BTreeSet<Term>> {
         })
         .ok()?;
     }
-    // All loads must need one and the same protocol.
-    let number = |p: &Proto| match p {
-        Proto::Icmp => Some(1),
-        p => proto_number(*p),
+    let need = |p: &Proto| -> Option<(Family, Option<u8>)> {
+        match p {
+            Proto::Icmp => Some((Family::V4, Some(1))),
+            Proto::Icmp6 => Some((Family::V6, Some(58))),
+            Proto::Ip => Some((Family::V4, None)),
+            Proto::Ip6 => Some((Family::V6, None)),
+            p => Some((Family::V4, Some(proto_number(*p)?))),
+        }
     };
-    let mut numbers = protos.iter().map(number);
-    let first = numbers.next()??;
-    numbers.all(|n| n == Some(first)).then(|| {
+    let needs: Vec<(Family, Option<u8>)> = protos.iter().map(need).collect::<Option<_>>()?;
+    if needs.iter().any(|(f, _)| *f != family) {
+        return Some(BTreeSet::new());
+    }
+    // One protocol for all loads; none (`ip[8]`) guards nothing.
+    let first = needs.first()?.1?;
+    needs.iter().all(|n| n.1 == Some(first)).then(|| {
         [Term {
             proto: Some(first),
-            ..Term::ANY
+            ..Term::any(family)
         }]
         .into()
     })
@@ -432,6 +510,7 @@ mod tests {
         assert_eq!(
             t,
             vec![Term {
+                family: Family::V4,
                 src: Some((0x0a00_0000, 8)),
                 dst: None,
                 proto: Some(6),
@@ -457,11 +536,13 @@ mod tests {
         assert_eq!(terms("tcp dst portrange 6063-6000").unwrap().len(), 64);
         assert_eq!(terms("udp portrange 53-53").unwrap().len(), 2);
         assert!(terms("tcp portrange 1-1000").is_none());
+        // Of the other family: no IPv4 frame matches.
+        for v6 in ["ip6", "host ::1", "icmp6", "src net 2001:db8::/32"] {
+            assert_eq!(terms(v6).unwrap(), vec![], "{v6}");
+        }
         for other in [
             "not tcp",
-            "ip6",
             "arp",
-            "host ::1",
             "port ssh",
             "len > 100",
             "net 10",
@@ -469,6 +550,31 @@ mod tests {
         ] {
             assert!(terms(other).is_none(), "{other}");
         }
+    }
+
+    #[test]
+    fn ipv6_terms() {
+        let v6 = |e: &str| terms_in(e, Family::V6);
+        let net = v6("src net 2a06:8847:4733:39ad::/64").unwrap();
+        assert_eq!(net.len(), 1);
+        assert_eq!(net[0].src, Some((0x2a06_8847_4733_39ad_u128 << 64, 64)));
+        assert_eq!(net[0].key().len(), 48);
+        assert_eq!(
+            &net[0].key()[..8],
+            &[0x2a, 0x06, 0x88, 0x47, 0x47, 0x33, 0x39, 0xad]
+        );
+        assert_eq!(v6("host 2a06::1").unwrap().len(), 2);
+        assert_eq!(v6("tcp dst port 22").unwrap().len(), 1);
+        assert_eq!(v6("icmp6").unwrap()[0].proto, Some(58));
+        assert_eq!(v6("ip6").unwrap()[0].shape().src, None);
+        // IPv4 tests match no IPv6 frame.
+        for v4 in ["host 10.0.0.1", "icmp", "ip", "net 10.0.0.0/8 and tcp"] {
+            assert_eq!(v6(v4).unwrap(), vec![], "{v4}");
+        }
+        // tcp[] and icmp[] load from IPv4 only; icmp6[] needs header 58.
+        assert_eq!(guard_in("icmp[icmptype] == 8", Family::V6), Some(vec![]));
+        let g = guard_in("icmp6[icmp6type] == 128", Family::V6).unwrap();
+        assert_eq!(g, v6("icmp6").unwrap());
     }
 
     #[test]
