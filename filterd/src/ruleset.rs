@@ -97,8 +97,17 @@ impl LoadedRuleset {
                 .map_mut(&table.name)
                 .ok_or_else(|| LoadError::Missing(table.name.clone()))?;
             match table.key_size {
+                4 => fill::<4>(map, &table.entries)?,
+                8 => fill::<8>(map, &table.entries)?,
+                12 => fill::<12>(map, &table.entries)?,
+                16 => fill::<16>(map, &table.entries)?,
+                20 => fill::<20>(map, &table.entries)?,
                 24 => fill::<24>(map, &table.entries)?,
-                48 => fill::<48>(map, &table.entries)?,
+                28 => fill::<28>(map, &table.entries)?,
+                32 => fill::<32>(map, &table.entries)?,
+                36 => fill::<36>(map, &table.entries)?,
+                40 => fill::<40>(map, &table.entries)?,
+                44 => fill::<44>(map, &table.entries)?,
                 n => return Err(LoadError::Missing(format!("{}: {n}-byte keys", table.name))),
             }
         }

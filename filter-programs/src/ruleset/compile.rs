@@ -107,7 +107,9 @@ pub type ChainSize = (String, usize, usize);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Table {
     pub name: String,
-    /// 24 bytes for IPv4 keys, 48 for IPv6 (see `tuple::Family`).
+    /// The frames it serves.
+    pub family: Family,
+    /// 4 to 44 bytes: the words its shape tests (see `tuple::Shape::words`).
     pub key_size: u32,
     pub entries: Vec<(Vec<u8>, u64)>,
 }
@@ -322,9 +324,10 @@ pub fn compile_with(
             f.tables
                 .iter()
                 .enumerate()
-                .map(move |(g, (_, entries))| Table {
+                .map(move |(g, (shape, entries))| Table {
                     name: table_name(f, g),
-                    key_size: f.family.key_size() as u32,
+                    family: f.family,
+                    key_size: shape.key_size() as u32,
                     entries: (entries.iter())
                         .map(|(k, (decide, cand))| {
                             (k.clone(), u64::from(*decide) | u64::from(*cand) << 32)

@@ -383,7 +383,9 @@ action = "pass"
                 lookup_cost: if round % 4 < 2 { 0 } else { LOOKUP_COST },
             };
             let prog = compile_with(&c.rules, Verdict::Drop, &opts).unwrap();
-            v6_tables += prog.tables.iter().filter(|t| t.key_size == 48).count();
+            v6_tables += (prog.tables.iter())
+                .filter(|t| t.family == crate::ruleset::tuple::Family::V6)
+                .count();
             let mut d = DryRun::new(&prog, &c.rules, Verdict::Drop).unwrap();
             let mut want = vec![0u64; c.rules.len() + 1];
             let ip6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();

@@ -30,7 +30,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::specialize::{specialize, Fact};
-use super::tuple::{self, Family, Shape, Term};
+use super::tuple::{self, Family, Shape, Term, Word};
 use super::{Action, Rule};
 use crate::ebpf::asm::{Asm, Label};
 use crate::ebpf::insn::{AluOp, CallTarget, Endian, JmpOp, Op, Operand, Pseudo, Reg, Size};
@@ -517,23 +517,6 @@ fn fields_v6(a: &mut Asm, lookups: Label, done: Label) {
     ports_at(a, s);
 }
 
-/// The masks, per 32-bit word of the slot, of a `len`-bit prefix: IPv4
-/// addresses are held as numbers, IPv6 ones as the packet's bytes.
-fn word_masks(family: Family, len: Option<u8>) -> Vec<u32> {
-    let Some(len) = len else {
-        return vec![0; family.bits() as usize / 32];
-    };
-    let m = tuple::mask(family.bits(), len);
-    match family {
-        Family::V4 => vec![m as u32],
-        Family::V6 => m
-            .to_be_bytes()
-            .chunks(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-    }
-}
-
 /// One table's lookup: the frame's fields under the shape's masks as the
 /// key; an entry below `best` or `cand` becomes it.
 fn lookup(a: &mut Asm, s: &Slots, map: u64, shape: &Shape) {
@@ -543,34 +526,25 @@ fn lookup(a: &mut Asm, s: &Slots, map: u64, shape: &Shape) {
         a.ldx(Size::W, Reg::R1, Reg::R10, s.l4);
         a.jmp(false, JmpOp::Jeq, Reg::R1, Operand::Imm(0), skip);
     }
-    let field = |a: &mut Asm, from: i16, mask: u32, to: i16| {
-        if mask == 0 {
-            zero(a, to);
-            return;
-        }
+    for (n, w) in shape.words().into_iter().enumerate() {
+        let to = s.key + 4 * n as i16;
+        let (from, mask) = match w {
+            Word::Src { k, mask } => (s.src + 4 * k as i16, mask),
+            Word::Dst { k, mask } => (s.dst + 4 * k as i16, mask),
+            Word::Proto => (s.proto, u32::MAX),
+            Word::Sport => (s.sport, u32::MAX),
+            Word::Dport => (s.dport, u32::MAX),
+            Word::Zero => {
+                zero(a, to);
+                continue;
+            }
+        };
         a.ldx(Size::W, Reg::R1, Reg::R10, from);
         if mask != u32::MAX {
             a.alu32(AluOp::And, Reg::R1, Operand::Imm(mask as i32));
         }
         a.stx(Size::W, Reg::R10, Reg::R1, to);
-    };
-    let mut at = s.key;
-    for (slot, len) in [(s.src, shape.src), (s.dst, shape.dst)] {
-        for (k, m) in word_masks(shape.family, len).into_iter().enumerate() {
-            field(a, slot + 4 * k as i16, m, at);
-            at += 4;
-        }
     }
-    let all = |used: bool| if used { u32::MAX } else { 0 };
-    field(a, s.proto, all(shape.proto), at);
-    a.push(Op::St {
-        size: Size::W,
-        dst: Reg::R10,
-        off: at + 4,
-        imm: ports as i32,
-    });
-    field(a, s.sport, all(shape.sport), at + 8);
-    field(a, s.dport, all(shape.dport), at + 12);
     a.push(Op::LdImm64 {
         dst: Reg::R1,
         pseudo: Pseudo::MapFd,

@@ -47,12 +47,6 @@ impl Family {
         }
     }
 
-    /// Bytes of a key: source and destination address (4 or 16 bytes
-    /// each), then proto, l4, sport and dport as little-endian u32.
-    pub fn key_size(self) -> usize {
-        2 * self.bits() as usize / 8 + 16
-    }
-
     pub fn ethertype(self) -> u16 {
         match self {
             Family::V4 => 0x0800,
@@ -93,8 +87,80 @@ pub struct Shape {
     pub dport: bool,
 }
 
-/// Bytes of an IPv4 key (see [`Family::key_size`]).
-pub const KEY_SIZE: usize = 24;
+/// One 32-bit word of a key. Keys hold only what their shape tests, so
+/// that the kernel hashes and compares as few bytes as it can: a /64
+/// IPv6 source is two words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Word {
+    /// Word `k` of the source address under `mask` (IPv4: the address as
+    /// a number; IPv6: four bytes as the packet holds them, read
+    /// little-endian, as the program loads them).
+    Src {
+        k: usize,
+        mask: u32,
+    },
+    Dst {
+        k: usize,
+        mask: u32,
+    },
+    Proto,
+    Sport,
+    Dport,
+    /// The key of a shape that tests nothing (`ip`): a hash key is never
+    /// empty.
+    Zero,
+}
+
+impl Shape {
+    /// The key's words, in order.
+    pub fn words(&self) -> Vec<Word> {
+        let mut w = Vec::new();
+        for (len, src) in [(self.src, true), (self.dst, false)] {
+            let Some(len) = len else { continue };
+            for (k, mask) in word_masks(self.family, len).into_iter().enumerate() {
+                if mask != 0 {
+                    w.push(if src {
+                        Word::Src { k, mask }
+                    } else {
+                        Word::Dst { k, mask }
+                    });
+                }
+            }
+        }
+        for (used, word) in [
+            (self.proto, Word::Proto),
+            (self.sport, Word::Sport),
+            (self.dport, Word::Dport),
+        ] {
+            if used {
+                w.push(word);
+            }
+        }
+        if w.is_empty() {
+            w.push(Word::Zero);
+        }
+        w
+    }
+
+    /// Bytes of its keys.
+    pub fn key_size(&self) -> usize {
+        4 * self.words().len()
+    }
+}
+
+/// The masks, per 32-bit word, of a `len`-bit prefix: IPv4 addresses are
+/// held as numbers, IPv6 ones as the packet's bytes.
+fn word_masks(family: Family, len: u8) -> Vec<u32> {
+    let m = mask(family.bits(), len);
+    match family {
+        Family::V4 => vec![m as u32],
+        Family::V6 => m
+            .to_be_bytes()
+            .chunks(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    }
+}
 
 /// The prefix mask of `len` bits in a `bits`-bit address.
 pub fn mask(bits: u32, len: u8) -> u128 {
@@ -137,27 +203,33 @@ impl Term {
         self.sport.is_some() || self.dport.is_some()
     }
 
-    /// The key this term matches under its shape.
+    /// The key this term matches under its shape (see [`Shape::words`]).
     pub fn key(&self) -> Vec<u8> {
         let bits = self.family.bits();
         let addr = |a: Option<(u128, u8)>| a.map_or(0, |(a, l)| a & mask(bits, l));
-        let mut k = Vec::with_capacity(self.family.key_size());
-        for a in [addr(self.src), addr(self.dst)] {
+        let word = |a: u128, k: usize| -> u32 {
             match self.family {
-                Family::V4 => k.extend_from_slice(&(a as u32).to_le_bytes()),
+                Family::V4 => a as u32,
                 // As the packet holds it: network order.
-                Family::V6 => k.extend_from_slice(&a.to_be_bytes()),
+                Family::V6 => {
+                    let b = a.to_be_bytes();
+                    u32::from_le_bytes([b[4 * k], b[4 * k + 1], b[4 * k + 2], b[4 * k + 3]])
+                }
             }
+        };
+        let mut key = Vec::new();
+        for w in self.shape().words() {
+            let v = match w {
+                Word::Src { k, .. } => word(addr(self.src), k),
+                Word::Dst { k, .. } => word(addr(self.dst), k),
+                Word::Proto => u32::from(self.proto.unwrap_or(0)),
+                Word::Sport => u32::from(self.sport.unwrap_or(0)),
+                Word::Dport => u32::from(self.dport.unwrap_or(0)),
+                Word::Zero => 0,
+            };
+            key.extend_from_slice(&v.to_le_bytes());
         }
-        for v in [
-            u32::from(self.proto.unwrap_or(0)),
-            self.l4() as u32,
-            u32::from(self.sport.unwrap_or(0)),
-            u32::from(self.dport.unwrap_or(0)),
-        ] {
-            k.extend_from_slice(&v.to_le_bytes());
-        }
-        k
+        key
     }
 
     /// Both terms at once, or None when no packet satisfies both.
@@ -558,7 +630,7 @@ mod tests {
         let net = v6("src net 2a06:8847:4733:39ad::/64").unwrap();
         assert_eq!(net.len(), 1);
         assert_eq!(net[0].src, Some((0x2a06_8847_4733_39ad_u128 << 64, 64)));
-        assert_eq!(net[0].key().len(), 48);
+        assert_eq!(net[0].key().len(), 8, "two words of the source");
         assert_eq!(
             &net[0].key()[..8],
             &[0x2a, 0x06, 0x88, 0x47, 0x47, 0x33, 0x39, 0xad]

@@ -95,8 +95,15 @@ impl<'a> Report<'a> {
         }
         let _ = writeln!(
             out,
-            "  IPv4 lookup tables: {} tables holding {} rules",
-            c.tables.len(),
+            "  lookup tables: {} IPv4, {} IPv6; {} rules found by lookups alone",
+            c.tables
+                .iter()
+                .filter(|t| t.family.name() == "IPv4")
+                .count(),
+            c.tables
+                .iter()
+                .filter(|t| t.family.name() == "IPv6")
+                .count(),
             c.fast_rules
         );
         let total = self.total_rule_insns();
@@ -175,7 +182,10 @@ impl<'a> Report<'a> {
                 "name": name, "rules": n, "instructions": len,
             })).collect::<Vec<_>>(),
             "tables": c.tables.iter().map(|t| json!({
-                "name": t.name, "entries": t.entries.len(),
+                "name": t.name,
+                "family": t.family.name(),
+                "key_bytes": t.key_size,
+                "entries": t.entries.len(),
             })).collect::<Vec<_>>(),
             "table_rules": c.fast_rules,
             "rule_plans": plans,
