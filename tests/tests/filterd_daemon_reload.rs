@@ -22,6 +22,9 @@ const MAX_FRAMES: u64 = 20_000_000;
 const FORBIDDEN: u16 = 9999;
 const ALLOWED: u16 = 7777;
 
+/// Ruleset a is a handful of rules, compiled straight-line; b holds 216
+/// more, so its forbidden rule is found by a table lookup: every reload
+/// swaps one classification of the forbidden flow for the other.
 fn rulesets(dirs: &Dirs) -> [String; 2] {
     let a = [
         ("web", "tcp port 80", "count"),
@@ -29,17 +32,52 @@ fn rulesets(dirs: &Dirs) -> [String; 2] {
         ("udp-seen", "udp", "count"),
         ("no-telnet", "tcp dst port 23", "drop"),
     ];
-    let b = [
+    let mut b: Vec<(String, String, &str)> = [
         ("udp-seen", "udp", "count"),
         ("dns", "udp port 53", "pass"),
         ("forbidden", "udp and dst port 9999", "drop"),
         ("allowed", "udp dst port 7777", "pass"),
         ("resolver", "host 8.8.8.8", "drop"),
-    ];
+    ]
+    .iter()
+    .map(|(n, e, a)| (n.to_string(), e.to_string(), *a))
+    .collect();
+    for k in 0..16 {
+        b.push((
+            format!("block-{k}"),
+            format!("udp dst port {}", 20_000 + k),
+            "drop",
+        ));
+    }
+    for k in 0..200 {
+        b.push((
+            format!("h-{k}"),
+            format!("src host 198.18.{}.{}", k / 250, 1 + k % 250),
+            "drop",
+        ));
+    }
+    let b: Vec<(&str, &str, &str)> = b
+        .iter()
+        .map(|(n, e, a)| (n.as_str(), e.as_str(), *a))
+        .collect();
     [
         config_text(dirs, "drv", "pass", &a),
         config_text(dirs, "drv", "pass", &b),
     ]
+}
+
+/// Whether a config's rule `name` is found by a table lookup.
+fn looked_up(config: &str, name: &str) -> bool {
+    let cfg = filterd::daemon::config::parse(config).expect("the test's config parses");
+    let compiled =
+        filter_programs::ruleset::compile(&cfg.rules, filter_programs::ruleset::Verdict::Pass)
+            .expect("the test's config compiles");
+    let i = cfg
+        .rules
+        .iter()
+        .position(|r| r.name == name)
+        .expect("the rule");
+    compiled.plans[i].chain_reason.is_none()
 }
 
 /// Per `rule` label: packets, from a scrape.
@@ -88,6 +126,10 @@ fn two_hundred_reloads_under_a_flood_let_no_forbidden_frame_through() {
     ns.ip(&["link", "set", "lo", "up"]);
     let dirs = Dirs::new("dmreload");
     let configs = rulesets(&dirs);
+    assert!(
+        !looked_up(&configs[0], "forbidden") && looked_up(&configs[1], "forbidden"),
+        "the two rulesets must classify the forbidden flow differently"
+    );
     std::fs::write(dirs.config(), &configs[0]).expect("config");
     let daemon = Daemon::start(&ns, &dirs, &[]);
 
