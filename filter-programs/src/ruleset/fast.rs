@@ -1,31 +1,35 @@
-//! The IPv4 fast path: hash tables of address/protocol/port tuples that
-//! find, in a few lookups, the first pass or drop rule of the common
-//! shapes (host, net, port and their conjunctions, `tuple`) an IPv4 frame
-//! matches, however many such rules there are.
+//! The fast path of one family (IPv4 or IPv6): hash tables of
+//! address/protocol/port tuples that find, in a few lookups, the first
+//! pass or drop rule of the common shapes (`tuple`) a frame matches,
+//! however many such rules there are.
 //!
 //! The other rules (count rules, which must see every frame they match,
-//! and rules of other shapes) stay in the IPv4 chain, in order, each
-//! behind a guard: a table rule that comes before it and matched decides
-//! first. Runs of table rules stay in the chain too, skipped as a whole
-//! when the lookups ran: a frame whose header or ports are not captured
-//! cannot be looked up, and goes through every rule as the classic
-//! programs would (a rule's truncated load rejects it where a lookup could
-//! not tell).
+//! and rules of other shapes) stay in the family's chain, in order, each
+//! behind a check: a table rule that comes before it and matched decides
+//! first. A rule with a *guard* (terms every frame it matches satisfies,
+//! `tuple::guard_in`) also puts those terms in the tables, and is skipped
+//! unless the lookups found a guarded rule at or before it. Runs of table
+//! rules stay in the chain too, skipped as a whole when the lookups ran:
+//! a frame whose header or ports are not captured cannot be looked up, and
+//! goes through every rule as the classic programs would (a rule's
+//! truncated load rejects it where a lookup could not tell).
 //!
 //! ```text
-//!  IPv4 chain  ok = 0; best = NONE
-//!              IPv4 header (and ports of a first TCP/UDP/SCTP fragment)
-//!              captured? then one lookup per table, best = the least
-//!              `index << 1 | drop` found; ok = 1
-//!              run of table rules: if ok, skip the run
-//!              other rule j:       if best < j << 1, decide best
+//!  chain       ok = 0; best = NONE; cand = 0
+//!              header (and ports) captured? then cand = NONE, one lookup
+//!              per table: best = the least `index << 1 | drop`, cand =
+//!              the least guarded index found; ok = 1
+//!              run of table rules:   if ok, skip the run
+//!              run of guarded rules: if cand > its last rule, skip the run
+//!              other rule j:         if best < j << 1, decide best;
+//!                                    guarded: if cand > j, skip it
 //!              after the last rule of the program: decide best when no
-//!              later program holds a rule before it; when ok and no later
-//!              program holds a non-table rule, the default
+//!              later program holds a rule that could come before it; when
+//!              ok and none is left, the default
 //! ```
 //!
 //! A program reached by a tail call has a fresh stack, so each program
-//! with IPv4 rules does its own lookups; they find the same `best`.
+//! with rules of the family does its own lookups; they find the same.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -8,6 +8,12 @@
 //! gets the interface's default verdict. A rule matches a packet when its
 //! expression does, by libpcap's verdict on the frame.
 //!
+//! How (see `compile`, `fast`, `tuple`): per IPv4/IPv6 family, rules of
+//! exact host/net/port/protocol shapes are found by one hash lookup per
+//! term shape; other rules run in order in the chain, skipped when a
+//! necessary condition of theirs (a guard) found nothing in the tables; a
+//! cost model leaves small rulesets as straight-line code.
+//!
 //! Counters: a per-CPU array map named `counters`, one `{packets, bytes}`
 //! entry per rule in config order and a last entry for the default. Bytes
 //! are the frame's full length (`bpf_xdp_get_buff_len`).
