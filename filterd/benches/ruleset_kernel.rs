@@ -17,7 +17,7 @@
 //!
 //! Rulesets:
 //! - `typical-10`: the six typical shapes (host, net, port and their
-//!   conjunctions) with two count rules;
+//!   conjunctions) with two count rules (`e2e::mixed::typical_10`);
 //! - `mixed-N`: N rules of the mixed realistic ruleset of `e2e::mixed`
 //!   (IPv4 and IPv6 blocks, services, ICMP, VLAN, flags, fragments).
 //!
@@ -39,59 +39,6 @@ use filterd::ruleset::LoadedRuleset;
 
 /// The one filter the rulesets are held against.
 const ONE: &str = "tcp dst port 22 and src net 10.0.0.0/8";
-
-/// Ten rules of the typical shapes, two of them count rules.
-fn typical_10() -> Vec<MixedRule> {
-    let v4 = |src: [u8; 4], dst: [u8; 4], proto: u8, dport: u16| {
-        let mut aim = Aim::nowhere(false);
-        aim.ip = mixed::Ip::V4 { src, dst };
-        aim.proto = proto;
-        aim.dport = dport;
-        aim
-    };
-    let (ns, nd) = mixed::NOWHERE_V4;
-    let r = |expr: &str, action, aim| MixedRule {
-        expr: expr.into(),
-        action,
-        aim,
-    };
-    vec![
-        r(
-            "tcp dst port 22 and src net 10.0.0.0/8",
-            "pass",
-            v4([10, 1, 2, 3], nd, 6, 22),
-        ),
-        r(
-            "tcp dst port 80 or tcp dst port 443",
-            "count",
-            v4(ns, nd, 6, 80),
-        ),
-        r("host 192.0.2.66", "drop", v4(ns, [192, 0, 2, 66], 6, 9)),
-        r(
-            "src net 172.16.5.0/24",
-            "drop",
-            v4([172, 16, 5, 1], nd, 6, 9),
-        ),
-        r(
-            "udp port 53 and dst net 192.168.1.0/24",
-            "pass",
-            v4(ns, [192, 168, 1, 5], 17, 53),
-        ),
-        r(
-            "tcp dst port 3306 and src host 10.9.8.7",
-            "drop",
-            v4([10, 9, 8, 7], nd, 6, 3306),
-        ),
-        r(
-            "dst net 10.3.0.0/16 and tcp",
-            "drop",
-            v4(ns, [10, 3, 0, 1], 6, 9),
-        ),
-        r("udp", "count", v4(ns, nd, 17, 9)),
-        r("src host 100.64.1.1", "drop", v4([100, 64, 1, 1], nd, 6, 9)),
-        r("tcp dst port 25", "drop", v4(ns, nd, 6, 25)),
-    ]
-}
 
 struct Row {
     rules: usize,
@@ -118,7 +65,7 @@ fn main() {
     println!("| ruleset | eBPF insns | programs | tables | compile ms | load ms | frame | decided by | ruleset ns | one filter ns | XDP_PASS ns | ruleset / one |");
     println!("|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|");
     let sets: Vec<(String, Vec<MixedRule>)> = vec![
-        ("typical-10".into(), typical_10()),
+        ("typical-10".into(), mixed::typical_10()),
         (
             "mixed-1000".into(),
             mixed::rules(1_000, mixed::EXAMPLE_SEED, 0),

@@ -365,3 +365,57 @@ pub fn config(rules: &[MixedRule], iface: &str) -> String {
     }
     t
 }
+
+/// Ten rules of the typical shapes (host, net, port and their
+/// conjunctions), two of them count rules: issue 17's small ruleset.
+pub fn typical_10() -> Vec<MixedRule> {
+    let v4 = |src: [u8; 4], dst: [u8; 4], proto: u8, dport: u16| {
+        let mut aim = Aim::nowhere(false);
+        aim.ip = Ip::V4 { src, dst };
+        aim.proto = proto;
+        aim.dport = dport;
+        aim
+    };
+    let (ns, nd) = NOWHERE_V4;
+    let r = |expr: &str, action, aim| MixedRule {
+        expr: expr.into(),
+        action,
+        aim,
+    };
+    vec![
+        r(
+            "tcp dst port 22 and src net 10.0.0.0/8",
+            "pass",
+            v4([10, 1, 2, 3], nd, 6, 22),
+        ),
+        r(
+            "tcp dst port 80 or tcp dst port 443",
+            "count",
+            v4(ns, nd, 6, 80),
+        ),
+        r("host 192.0.2.66", "drop", v4(ns, [192, 0, 2, 66], 6, 9)),
+        r(
+            "src net 172.16.5.0/24",
+            "drop",
+            v4([172, 16, 5, 1], nd, 6, 9),
+        ),
+        r(
+            "udp port 53 and dst net 192.168.1.0/24",
+            "pass",
+            v4(ns, [192, 168, 1, 5], 17, 53),
+        ),
+        r(
+            "tcp dst port 3306 and src host 10.9.8.7",
+            "drop",
+            v4([10, 9, 8, 7], nd, 6, 3306),
+        ),
+        r(
+            "dst net 10.3.0.0/16 and tcp",
+            "drop",
+            v4(ns, [10, 3, 0, 1], 6, 9),
+        ),
+        r("udp", "count", v4(ns, nd, 17, 9)),
+        r("src host 100.64.1.1", "drop", v4([100, 64, 1, 1], nd, 6, 9)),
+        r("tcp dst port 25", "drop", v4(ns, nd, 6, 25)),
+    ]
+}
