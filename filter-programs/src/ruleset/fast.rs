@@ -440,11 +440,26 @@ fn ports_at(a: &mut Asm, s: &Slots) {
     });
 }
 
+/// The protocol (in r4) to its slot, the port fields zeroed; a TCP, UDP
+/// or SCTP packet falls through to have its ports read, any other goes
+/// to `lookups`.
+fn protocol(a: &mut Asm, s: &Slots, lookups: Label) {
+    let l4chk = a.label();
+    a.stx(Size::W, Reg::R10, Reg::R4, s.proto);
+    for slot in [s.l4, s.sport, s.dport] {
+        zero(a, slot);
+    }
+    for p in tuple::PORT_PROTOS {
+        a.jmp(false, JmpOp::Jeq, Reg::R4, Operand::Imm(p as i32), l4chk);
+    }
+    a.ja(lookups);
+    a.bind(l4chk);
+}
+
 /// IPv4 fields, r2 = data, r3 = data_end; `done` when the header (or the
 /// ports of a first TCP/UDP/SCTP fragment) is not captured.
 fn fields_v4(a: &mut Asm, lookups: Label, done: Label) {
     let s = &V4;
-    let l4chk = a.label();
     a.mov64(Reg::R1, Operand::Reg(Reg::R2));
     a.alu64(AluOp::Add, Reg::R1, Operand::Imm(34));
     a.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Reg(Reg::R3), done);
@@ -458,15 +473,7 @@ fn fields_v4(a: &mut Asm, lookups: Label, done: Label) {
         a.stx(Size::W, Reg::R10, Reg::R1, slot);
     }
     a.ldx(Size::B, Reg::R4, Reg::R2, 23);
-    a.stx(Size::W, Reg::R10, Reg::R4, s.proto);
-    for slot in [s.l4, s.sport, s.dport] {
-        zero(a, slot);
-    }
-    for p in tuple::PORT_PROTOS {
-        a.jmp(false, JmpOp::Jeq, Reg::R4, Operand::Imm(p as i32), l4chk);
-    }
-    a.ja(lookups);
-    a.bind(l4chk);
+    protocol(a, s, lookups);
     // libpcap: not a fragment (offset 0), ports at 14 + 4 * IHL.
     a.ldx(Size::H, Reg::R1, Reg::R2, 20);
     a.push(Op::End {
@@ -492,7 +499,6 @@ fn fields_v4(a: &mut Asm, lookups: Label, done: Label) {
 /// is a fragment header (libpcap's protocol tests look past it).
 fn fields_v6(a: &mut Asm, lookups: Label, done: Label) {
     let s = &V6;
-    let l4chk = a.label();
     a.mov64(Reg::R1, Operand::Reg(Reg::R2));
     a.alu64(AluOp::Add, Reg::R1, Operand::Imm(54));
     a.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Reg(Reg::R3), done);
@@ -505,15 +511,7 @@ fn fields_v6(a: &mut Asm, lookups: Label, done: Label) {
             a.stx(Size::W, Reg::R10, Reg::R1, slot + 4 * k);
         }
     }
-    a.stx(Size::W, Reg::R10, Reg::R4, s.proto);
-    for slot in [s.l4, s.sport, s.dport] {
-        zero(a, slot);
-    }
-    for p in tuple::PORT_PROTOS {
-        a.jmp(false, JmpOp::Jeq, Reg::R4, Operand::Imm(p as i32), l4chk);
-    }
-    a.ja(lookups);
-    a.bind(l4chk);
+    protocol(a, s, lookups);
     a.alu64(AluOp::Add, Reg::R2, Operand::Imm(54));
     a.mov64(Reg::R4, Operand::Reg(Reg::R2));
     a.alu64(AluOp::Add, Reg::R4, Operand::Imm(4));

@@ -294,22 +294,10 @@ fn unwritten_scratch_read(prog: &[Insn]) -> Option<(usize, u32)> {
     let mut work = vec![0usize];
     while let Some(i) = work.pop() {
         let Some(mut w) = written[i] else { continue };
-        let op = prog[i].decode();
-        if let Ok(Op::St { k } | Op::Stx { k }) = op {
+        if let Ok(Op::St { k } | Op::Stx { k }) = prog[i].decode() {
             w |= 1 << (k & 15);
         }
-        let targets: [Option<usize>; 2] = match op {
-            Ok(Op::Ret { .. }) => [None, None],
-            Ok(Op::Ja { k }) => [
-                Some((i as u32).wrapping_add(1).wrapping_add(k) as usize),
-                None,
-            ],
-            Ok(Op::Jmp { jt, jf, .. }) => {
-                [Some(i + 1 + usize::from(jt)), Some(i + 1 + usize::from(jf))]
-            }
-            _ => [Some(i + 1), None],
-        };
-        for t in targets.into_iter().flatten().filter(|&t| t < n) {
+        for t in successors(prog, i).into_iter().flatten().filter(|&t| t < n) {
             let merged = written[t].map_or(w, |old| old & w);
             if written[t] != Some(merged) {
                 written[t] = Some(merged);
@@ -328,26 +316,29 @@ fn unwritten_scratch_read(prog: &[Insn]) -> Option<(usize, u32)> {
         })
 }
 
+/// Where control can go from instruction `i` (a backward `ja` wraps as
+/// `bpf_filter` computes it; a target may lie outside the program).
+fn successors(prog: &[Insn], i: usize) -> [Option<usize>; 2] {
+    match prog[i].decode() {
+        Ok(Op::Ret { .. }) => [None, None],
+        Ok(Op::Ja { k }) => [
+            Some((i as u32).wrapping_add(1).wrapping_add(k) as usize),
+            None,
+        ],
+        Ok(Op::Jmp { jt, jf, .. }) => {
+            [Some(i + 1 + usize::from(jt)), Some(i + 1 + usize::from(jf))]
+        }
+        _ => [Some(i + 1), None],
+    }
+}
+
 /// The first backward `ja` (index and target), reachable from the start,
 /// from which no path leads to a `ret`: the jump that closes a loop with
 /// no way out. Every such loop has one, since only `ja` jumps backward.
 /// `prog` has passed `bpf_validate`, so every jump lands inside it.
 fn endless_loop(prog: &[Insn]) -> Option<(usize, usize)> {
     let n = prog.len();
-    let succ = |i: usize| -> [Option<usize>; 2] {
-        let insn = prog[i];
-        match insn.decode() {
-            Ok(Op::Ret { .. }) => [None, None],
-            Ok(Op::Ja { k }) => [
-                Some((i as u32).wrapping_add(1).wrapping_add(k) as usize),
-                None,
-            ],
-            Ok(Op::Jmp { jt, jf, .. }) => {
-                [Some(i + 1 + usize::from(jt)), Some(i + 1 + usize::from(jf))]
-            }
-            _ => [Some(i + 1), None],
-        }
-    };
+    let succ = |i: usize| successors(prog, i);
     // Predecessors, then every instruction that can reach a ret.
     let mut preds: Vec<Vec<usize>> = vec![Vec::new(); n];
     for i in 0..n {
