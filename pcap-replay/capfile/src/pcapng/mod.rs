@@ -71,8 +71,14 @@ impl<R: BufRead> Reader<R> {
         magic: [u8; 4],
         options: Options,
     ) -> Result<Reader<R>, CaptureError> {
-        let raw = read_block(&mut input, ByteOrder::Little, Some(magic), MAX_BLOCK_LEN)?
-            .ok_or_else(|| input.error_at(0, ErrorKind::Empty))?;
+        let raw = read_block(
+            &mut input,
+            ByteOrder::Little,
+            Some(magic),
+            MAX_BLOCK_LEN,
+            true,
+        )?
+        .ok_or_else(|| input.error_at(0, ErrorKind::Empty))?;
         let section = parse_section(&input, &raw)?;
         tracing::debug!(?section, "pcapng section");
         Ok(Reader {
@@ -123,7 +129,18 @@ impl<R: BufRead> Reader<R> {
 
     fn next_packet(&mut self) -> Result<Option<Packet>, CaptureError> {
         loop {
-            let Some(raw) = read_block(&mut self.input, self.section.order, None, self.max_block)?
+            // Until the first interface, libpcap 1.10 (`pcap_ng_check_header`)
+            // reads every block in the first section's byte order and skips
+            // all but interfaces and packets: a section header there is not
+            // even looked at. (Found by the `capture_read` fuzz target.)
+            let opening = self.first_linktype.is_none();
+            let Some(raw) = read_block(
+                &mut self.input,
+                self.section.order,
+                None,
+                self.max_block,
+                !opening,
+            )?
             else {
                 if self.first_linktype.is_none() {
                     // libpcap cannot open a file without an interface.
@@ -135,6 +152,7 @@ impl<R: BufRead> Reader<R> {
             let body = raw.body(self.section.order);
             let at = |e| self.input.error_at(raw.start, e);
             let repr = match raw.kind {
+                wire::SHB_TYPE if opening => continue,
                 wire::SHB_TYPE => {
                     let section = parse_later_section(&self.input, &raw)?;
                     if section.order != self.section.order {
@@ -290,14 +308,16 @@ fn decode_section<R: BufRead>(
 }
 
 /// Reads one whole block of at most `max_len` bytes. `None` at a clean
-/// end of file. A section header
-/// tells its own byte order, so it is read in that order whatever `order`
-/// says; `magic` is its type field when the caller has already read it.
+/// end of file. With `sections`, a section header tells its own byte
+/// order, so it is read in that order whatever `order` says; without, it
+/// is read as any other block. `magic` is its type field when the caller
+/// has already read it.
 fn read_block<R: BufRead>(
     input: &mut Input<R>,
     order: ByteOrder,
     magic: Option<[u8; 4]>,
     max_len: u32,
+    sections: bool,
 ) -> Result<Option<RawBlock>, CaptureError> {
     let start = input.offset() - if magic.is_some() { 4 } else { 0 };
     let mut head = [0u8; 12];
@@ -322,7 +342,8 @@ fn read_block<R: BufRead>(
     }
     let mut order = order;
     let mut head_len = 8;
-    if head[block::TYPE] == SHB_TYPE.to_le_bytes() {
+    let section = sections && head[block::TYPE] == SHB_TYPE.to_le_bytes();
+    if section {
         let got = 8 + input.fill(&mut head[8..12])?;
         if got < 12 {
             return Err(input.error_at(start, truncated(Part::BlockHeader, 12, got)));
@@ -333,11 +354,7 @@ fn read_block<R: BufRead>(
     }
     let kind = order.u32(&head[block::TYPE]);
     let len = order.u32(&head[block::TOTAL_LEN]);
-    let min = if kind == SHB_TYPE {
-        28
-    } else {
-        block::MIN_LEN as u32
-    };
+    let min = if section { 28 } else { block::MIN_LEN as u32 };
     // libpcap 1.10 reads the file's first section header on its own path
     // (`pcap_ng_check_header`), which checks its length against the
     // bounds only, not for a multiple of 4, and never compares its
