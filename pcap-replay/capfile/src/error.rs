@@ -39,8 +39,12 @@ pub enum ErrorKind {
     SectionByteOrderChanged,
     #[error("pcapng file has no interface description block")]
     NoInterfaces,
-    #[error("an interface has link type {this}, different from the first interface's {first} (libpcap reads one link type per file)")]
-    InterfaceLinkTypeDiffers { first: u16, this: u16 },
+    /// libpcap 1.10 compares a later interface's LINKTYPE with the DLT it
+    /// mapped the first interface's to, so for the few link types whose two
+    /// numbers differ (LINKTYPE_RAW 101 is DLT_RAW 12) even a second
+    /// interface of the same type ends the file.
+    #[error("an interface has link type {this}, which libpcap takes as different from the first interface's (DLT {first_dlt}; libpcap reads one link type per file)")]
+    InterfaceLinkTypeDiffers { first_dlt: i32, this: u16 },
     #[error("an interface has snap length {this}, different from the first interface's {first} (libpcap reads one snap length per file)")]
     InterfaceSnaplenDiffers { first: u32, this: u32 },
     #[error("pcapng interface option {code}: {why}")]

@@ -176,9 +176,11 @@ impl<R: BufRead> Reader<R> {
                     // with others: so do we.
                     if let (Some(first), Some(snap)) = (self.first_linktype, self.first_snaplen) {
                         let field = (block::BODY_START + wire::idb::LINKTYPE.start) as u64;
-                        if idb.linktype != first {
+                        // As libpcap: the first interface's DLT against
+                        // this one's LINKTYPE.
+                        if first.to_dlt() != i32::from(idb.linktype.0) {
                             let kind = ErrorKind::InterfaceLinkTypeDiffers {
-                                first: first.0,
+                                first_dlt: first.to_dlt(),
                                 this: idb.linktype.0,
                             };
                             return Err(self.input.error_at(raw.start + field, kind));

@@ -199,6 +199,15 @@ fn an_interface_unlike_the_first_ends_the_file() {
     b.epb(1, 2, &[4, 5, 6], 3);
     let (packets, err) = read_all(&b.out);
     assert_eq!((packets.len(), err.map(|e| e.to_string())), (1, None));
+    // libpcap holds the first interface's DLT against a later one's
+    // LINKTYPE: a second LINKTYPE_RAW (101, DLT_RAW 12) interface ends the
+    // file, a second Ethernet one does not. (`capture_read` fuzz finding.)
+    let mut b = Builder::new(ByteOrder::Little);
+    b.idb(101, 0, &[]).epb(0, 1, &[0x45; 20], 20);
+    b.idb(101, 0, &[]).epb(1, 2, &[0x45; 20], 20);
+    let (packets, err) = read_all(&b.out);
+    assert_eq!(packets.len(), 1);
+    assert!(err.expect("an error").to_string().contains("DLT 12"));
 }
 
 #[test]
