@@ -34,7 +34,7 @@ proptest! {
         let rules = mixed::rules(n, seed, count_every);
         let cfg = parse(&mixed::config(&rules, "lo")).unwrap();
         let default = if default_drop { Verdict::Drop } else { Verdict::Pass };
-        let opts = if forced { Options { lookup_cost: 0 } } else { Options::default() };
+        let opts = if forced { Options::forced() } else { Options::default() };
         let compiled = compile_with(&cfg.rules, default, &opts).unwrap();
         let mut dry = DryRun::new(&compiled, &cfg.rules, default).unwrap();
         let mut want = vec![0u64; n + 1];

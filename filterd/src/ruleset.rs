@@ -8,10 +8,11 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use aya::maps::{HashMap, PerCpuArray, ProgramArray};
+use aya::maps::{Array, HashMap, PerCpuArray, ProgramArray};
 use aya::programs::{ProgramError, Xdp};
 use aya::Ebpf;
 use filter_programs::ebpf::disasm::disassemble;
+use filter_programs::ruleset::cold;
 use filter_programs::ruleset::compile::{Compiled, COUNTERS_MAP, PROGRAMS_MAP};
 use filter_programs::ruleset::dryrun::Counter;
 
@@ -109,6 +110,19 @@ impl LoadedRuleset {
                 40 => fill::<40>(map, &table.entries)?,
                 44 => fill::<44>(map, &table.entries)?,
                 n => return Err(LoadError::Missing(format!("{}: {n}-byte keys", table.name))),
+            }
+        }
+        if let Some(cold) = &compiled.cold {
+            let map = ebpf
+                .map_mut(cold::CODE_MAP)
+                .ok_or_else(|| LoadError::Missing(cold::CODE_MAP.into()))?;
+            let mut code: Array<_, [u8; cold::CHUNK * 8]> = Array::try_from(map)?;
+            for (k, chunk) in cold.chunks().iter().enumerate() {
+                let value: &[u8; cold::CHUNK * 8] = chunk
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| LoadError::Missing("a whole cold-path chunk".into()))?;
+                code.set(k as u32, value, 0)?;
             }
         }
         Ok(LoadedRuleset {

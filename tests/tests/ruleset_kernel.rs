@@ -16,7 +16,8 @@ use std::time::Instant;
 use capfile::LinkType;
 use e2e::corpus::{captures, expressions, Capture};
 use e2e::rng::Rng;
-use filter_programs::ruleset::{self, compile, decide, dryrun::DryRun, Action, Verdict};
+use filter_programs::ruleset::compile::{compile_with, Options};
+use filter_programs::ruleset::{self, decide, dryrun::DryRun, Action, Verdict};
 use filterd::ruleset::LoadedRuleset;
 use libpcap_oracle::{self as libpcap, CompileOptions};
 
@@ -52,10 +53,10 @@ fn libpcap_program(expr: &str, optimize: bool) -> Vec<filter_programs::cbpf::Ins
 /// number of kernel test runs. `optimize`: libpcap's optimizer on, whose
 /// programs differ from ours (and from its unoptimized ones) only on
 /// packets cut inside a header a rule reads (docs/LIBPCAP_DIFFERENCES.md).
-fn prove(config: &str, caps: &[Capture], optimize: bool) -> usize {
+fn prove(config: &str, caps: &[Capture], optimize: bool, opts: &Options) -> usize {
     let cfg = ruleset::parse(config).unwrap_or_else(|e| panic!("{e}\n{config}"));
     let default = cfg.interfaces[0].default;
-    let compiled = compile(&cfg.rules, default).unwrap();
+    let compiled = compile_with(&cfg.rules, default, opts).unwrap();
     let loaded = LoadedRuleset::load(&compiled).unwrap_or_else(|e| panic!("{e}"));
     let mut dry = DryRun::new(&compiled, &cfg.rules, default).unwrap();
     let pcap_progs: Vec<_> = cfg
@@ -143,7 +144,15 @@ fn dry_run_equals_kernel_and_libpcap_on_the_corpus() {
         } else {
             Verdict::Drop
         };
-        runs += prove(&config_text(&rules, default), &caps, true);
+        // Every third ruleset with every table its shapes allow and every
+        // rare frame (ARP, other ethertypes, headers the lookups cannot
+        // read) run by the cold path's interpreter.
+        let opts = if k % 3 == 0 {
+            Options::forced()
+        } else {
+            Options::default()
+        };
+        runs += prove(&config_text(&rules, default), &caps, true, &opts);
     }
     eprintln!(
         "{rulesets} rulesets over {} captures: {runs} kernel test runs, all equal",
@@ -192,7 +201,7 @@ fn ten_thousand_rules_load_and_agree() {
     let config = config_text(&rules, Verdict::Pass);
     let cfg = ruleset::parse(&config).unwrap();
     let t = Instant::now();
-    let compiled = compile(&cfg.rules, Verdict::Pass).unwrap();
+    let compiled = ruleset::compile(&cfg.rules, Verdict::Pass).unwrap();
     let compile_time = t.elapsed();
     eprintln!(
         "10,000 rules: {} programs, {} eBPF instructions, compiled in {compile_time:?}",
@@ -315,7 +324,7 @@ fn heavy_rule_shapes_load_at_scale() {
             .collect();
         let config = config_text(&rules, Verdict::Pass);
         let cfg = ruleset::parse(&config).unwrap();
-        let compiled = compile(&cfg.rules, Verdict::Pass).unwrap();
+        let compiled = ruleset::compile(&cfg.rules, Verdict::Pass).unwrap();
         let loaded =
             LoadedRuleset::load(&compiled).unwrap_or_else(|e| panic!("shape {shape}: {e}"));
         let mut dry = DryRun::new(&compiled, &cfg.rules, Verdict::Pass).unwrap();
@@ -348,7 +357,10 @@ fn mixed_ruleset_of_2000_agrees_with_libpcap() {
         return;
     }
     let t = Instant::now();
-    let runs = prove_mixed(&e2e::mixed::rules(2_000, 0x0017_2000, 97));
+    let runs = prove_mixed(
+        &e2e::mixed::rules(2_000, 0x0017_2000, 97),
+        &Options::default(),
+    );
     eprintln!(
         "2,000 mixed rules: {runs} kernel test runs, all equal, in {:?}",
         t.elapsed()
@@ -362,13 +374,15 @@ fn typical_ten_rules_agree_with_libpcap() {
     if !e2e::kernel_available("ruleset_kernel") {
         return;
     }
-    let runs = prove_mixed(&e2e::mixed::typical_10());
+    let runs = prove_mixed(&e2e::mixed::typical_10(), &Options::default());
     eprintln!("10 typical rules: {runs} kernel test runs, all equal");
+    let runs = prove_mixed(&e2e::mixed::typical_10(), &Options::forced());
+    eprintln!("10 typical rules, tables and cold path forced: {runs} kernel test runs, all equal");
 }
 
 /// [`prove`] for a generated ruleset, over the corpus's Ethernet packets
 /// and a frame aimed at each rule, whole and cut.
-fn prove_mixed(mixed: &[e2e::mixed::MixedRule]) -> usize {
+fn prove_mixed(mixed: &[e2e::mixed::MixedRule], opts: &Options) -> usize {
     let config = e2e::mixed::config(mixed, "lo");
     let mut caps: Vec<Capture> = captures()
         .into_iter()
@@ -396,5 +410,5 @@ fn prove_mixed(mixed: &[e2e::mixed::MixedRule]) -> usize {
     });
     // Frames cut inside a header: our programs mean what libpcap's
     // unoptimized ones mean.
-    prove(&config, &caps, false)
+    prove(&config, &caps, false, opts)
 }

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use super::insn::{AluOp, Insn, JmpOp, Op, Operand, Reg, Size};
+use super::insn::{AluOp, Insn, JmpOp, Op, Operand, Pseudo, Reg, Size};
 
 /// `BPF_JMP32 | BPF_JA`: the unconditional jump with a 32-bit offset in
 /// imm (Linux 6.6+).
@@ -30,6 +30,12 @@ enum Item {
         to: Label,
     },
     Ja {
+        to: Label,
+    },
+    /// `LD_IMM64` of a function (`BPF_PSEUDO_FUNC`): imm is the callee's
+    /// first slot relative to this instruction's first slot plus one.
+    Func {
+        dst: Reg,
         to: Label,
     },
 }
@@ -121,6 +127,14 @@ impl Asm {
         self
     }
 
+    /// `dst = &fn` for a callback (`bpf_loop`'s): `to` labels the
+    /// function's first instruction, placed after an `exit` of the code
+    /// before it, so the kernel sees it as a function of its own.
+    pub fn ld_func(&mut self, dst: Reg, to: Label) -> &mut Asm {
+        self.items.push(Item::Func { dst, to });
+        self
+    }
+
     // Shorthands for the forms code generators use most.
 
     pub fn mov64(&mut self, dst: Reg, src: Operand) -> &mut Asm {
@@ -188,6 +202,7 @@ impl Asm {
             start.push(slot);
             slot += match item {
                 Item::Op(op) => op.slots(),
+                Item::Func { .. } => 2,
                 _ => 1,
             };
         }
@@ -227,6 +242,20 @@ impl Asm {
                     src,
                     off: rel(to)?,
                 },
+                Item::Func { dst, to } => {
+                    let distance = target(to)? as i64 - (here as i64 + 1);
+                    let rel = i32::try_from(distance).map_err(|_| AsmError::TooFar {
+                        slot: here,
+                        label: to.0,
+                        distance,
+                    })?;
+                    Op::LdImm64 {
+                        dst,
+                        pseudo: Pseudo::Func,
+                        src_reg: 4,
+                        imm: rel as u32 as u64,
+                    }
+                }
                 // Beyond 16 bits an unconditional jump becomes `gotol`
                 // (BPF_JMP32 | BPF_JA, 32-bit immediate, Linux 6.6+), so
                 // only programs that large need that kernel.
@@ -257,6 +286,23 @@ impl Asm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kernel resolves a function reference from its first slot plus
+    /// one (`insn_idx + imm + 1`), like aya's linker.
+    #[test]
+    fn function_references_count_from_their_first_slot() {
+        let mut a = Asm::new();
+        let f = a.label();
+        a.mov64(Reg::R0, Operand::Imm(0));
+        a.ld_func(Reg::R2, f);
+        a.exit();
+        a.bind(f);
+        a.exit();
+        let out = a.assemble().unwrap();
+        assert_eq!(out.len(), 5);
+        assert_eq!((out[1].code, out[1].src(), out[1].imm), (0x18, 4, 2));
+        assert_eq!(out[1 + 1 + out[1].imm as usize].code, 0x95);
+    }
     use crate::ebpf::insn::{decode_all, Pseudo};
 
     #[test]

@@ -2,7 +2,7 @@
 //! program with any ("unreachable insn N"), and code assembled from parts
 //! (a ruleset whose rule always matches, a tail no rule jumps to) has some.
 
-use super::insn::{decode_all, CallTarget, DecodeError, Insn, Op};
+use super::insn::{decode_all, CallTarget, DecodeError, Insn, Op, Pseudo};
 
 /// `insns` without its unreachable instructions, jumps re-aimed. Programs
 /// with BPF-to-BPF calls are returned unchanged (their callees are reached
@@ -40,6 +40,15 @@ pub fn unreachable(insns: &[Insn]) -> Result<Vec<Insn>, DecodeError> {
             Op::Ja { off } => work.extend(target(*slot, op, off as i64)),
             Op::Jmp { off, .. } => {
                 work.extend(target(*slot, op, off as i64));
+                work.push(n + 1);
+            }
+            // A callback (`bpf_loop`'s) lives where its reference points.
+            Op::LdImm64 {
+                pseudo: Pseudo::Func,
+                imm,
+                ..
+            } => {
+                work.extend(target(*slot, op, func_off(imm)));
                 work.push(n + 1);
             }
             _ => work.push(n + 1),
@@ -83,11 +92,28 @@ pub fn unreachable(insns: &[Insn]) -> Result<Vec<Insn>, DecodeError> {
                 src,
                 off: moved(off as i64) as i16,
             },
+            Op::LdImm64 {
+                dst,
+                pseudo: Pseudo::Func,
+                src_reg,
+                imm,
+            } => Op::LdImm64 {
+                dst,
+                pseudo: Pseudo::Func,
+                src_reg,
+                imm: (moved(func_off(imm)) + 1) as i32 as u32 as u64,
+            },
             other => other,
         };
         out.extend(op.encode());
     }
     Ok(out)
+}
+
+/// A function reference's target as a jump offset from the slot after it
+/// (the kernel counts from its first slot plus one).
+fn func_off(imm: u64) -> i64 {
+    imm as u32 as i32 as i64 - 1
 }
 
 #[cfg(test)]
@@ -134,6 +160,40 @@ mod tests {
                 Op::Ja { off: 0 },
                 Op::Exit,
             ]
+        );
+    }
+
+    #[test]
+    fn callbacks_stay_and_their_references_follow() {
+        let mut a = Asm::new();
+        let (cb, dead) = (a.label(), a.label());
+        a.ja(dead);
+        a.mov64(Reg::R0, Operand::Imm(7)); // unreachable
+        a.bind(dead);
+        a.ld_func(Reg::R2, cb);
+        a.exit();
+        a.mov64(Reg::R0, Operand::Imm(8)); // unreachable
+        a.bind(cb);
+        a.mov64(Reg::R0, Operand::Imm(0));
+        a.exit();
+        let out = unreachable(&a.assemble().unwrap()).unwrap();
+        let ops: Vec<Op> = decode_all(&out)
+            .unwrap()
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect();
+        assert_eq!(ops.len(), 5, "{ops:?}");
+        // ja +0; ld_imm64 r2 = fn (slots 1-2, callee at 1 + 2 + 1); exit (3); mov (4); exit
+        assert!(
+            matches!(
+                ops[1],
+                Op::LdImm64 {
+                    pseudo: Pseudo::Func,
+                    imm: 2,
+                    ..
+                }
+            ),
+            "{ops:?}"
         );
     }
 }

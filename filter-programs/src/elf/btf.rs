@@ -22,8 +22,13 @@ const KIND_INT: u32 = 1;
 const KIND_PTR: u32 = 2;
 const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
+const KIND_FUNC: u32 = 12;
+const KIND_FUNC_PROTO: u32 = 13;
 const KIND_VAR: u32 = 14;
 const KIND_DATASEC: u32 = 15;
+
+const LINKAGE_STATIC: u32 = 0;
+const LINKAGE_GLOBAL: u32 = 1;
 
 const INT_SIGNED: u32 = 1;
 const VAR_GLOBAL_ALLOCATED: u32 = 1;
@@ -142,6 +147,78 @@ impl Builder {
 /// The `.BTF` section for `maps`, laid out in `.maps` in order.
 pub fn maps_btf(maps: &[MapBtf]) -> Vec<u8> {
     let mut b = Builder::new();
+    add_maps(&mut b, maps);
+    b.finish()
+}
+
+/// A function that `.BTF.ext` describes (the kernel wants a `FUNC` type
+/// for every function of a program that has a callback).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FuncBtf {
+    pub name: String,
+    /// A `bpf_loop` callback, `static int f(__u64 index, void *ctx)`;
+    /// otherwise a program, `int f(void *ctx)`.
+    pub callback: bool,
+}
+
+/// `.BTF` with the maps and the functions, and `.BTF.ext` with one
+/// func_info record per function: `funcs[i]` lies in section
+/// `sections[i].0` at byte offset `sections[i].1`.
+pub fn object_btf(maps: &[MapBtf], funcs: &[(FuncBtf, &str, u32)]) -> (Vec<u8>, Vec<u8>) {
+    let mut b = Builder::new();
+    let int = add_maps(&mut b, maps);
+    let u64_t = b.int("long long unsigned int", 8, false);
+    let void_ptr = b.ptr(0);
+    let (ctx, index) = (b.name("ctx"), b.name("index"));
+    let prog_proto = b.words(&[0, (KIND_FUNC_PROTO << 24) | 1, int, ctx, void_ptr]);
+    let cb_proto = b.words(&[
+        0,
+        (KIND_FUNC_PROTO << 24) | 2,
+        int,
+        index,
+        u64_t,
+        ctx,
+        void_ptr,
+    ]);
+    // Per section, in first-seen order: its name and (offset, type) records.
+    let mut sections: Vec<(String, Vec<(u32, u32)>)> = Vec::new();
+    for (f, section, off) in funcs {
+        let n = b.name(&f.name);
+        let (linkage, proto) = if f.callback {
+            (LINKAGE_STATIC, cb_proto)
+        } else {
+            (LINKAGE_GLOBAL, prog_proto)
+        };
+        let ty = b.words(&[n, (KIND_FUNC << 24) | linkage, proto]);
+        match sections.iter_mut().find(|(s, _)| s == section) {
+            Some((_, recs)) => recs.push((*off, ty)),
+            None => sections.push((section.to_string(), vec![(*off, ty)])),
+        }
+    }
+    let mut info = 8u32.to_le_bytes().to_vec(); // rec_size
+    for (section, recs) in &sections {
+        info.extend_from_slice(&b.name(section).to_le_bytes());
+        info.extend_from_slice(&(recs.len() as u32).to_le_bytes());
+        for (off, ty) in recs {
+            info.extend_from_slice(&off.to_le_bytes());
+            info.extend_from_slice(&ty.to_le_bytes());
+        }
+    }
+    // header: magic, version 1, flags 0, hdr_len 24, func_info off/len,
+    // line_info off/len (none)
+    let mut ext = Vec::with_capacity(24 + info.len());
+    ext.extend_from_slice(&0xeb9fu16.to_le_bytes());
+    ext.extend_from_slice(&[1, 0]);
+    for w in [24, 0, info.len() as u32, info.len() as u32, 0] {
+        ext.extend_from_slice(&w.to_le_bytes());
+    }
+    ext.extend_from_slice(&info);
+    (b.finish(), ext)
+}
+
+/// The maps' types and variables, and their `.maps` DATASEC; returns the
+/// id of `int`.
+fn add_maps(b: &mut Builder, maps: &[MapBtf]) -> u32 {
     let int = b.int("int", 4, true);
     let u32_t = b.int("unsigned int", 4, false);
     let u64_t = b.int("long long unsigned int", 8, false);
@@ -203,7 +280,7 @@ pub fn maps_btf(maps: &[MapBtf]) -> Vec<u8> {
         }
         b.words(&w);
     }
-    b.finish()
+    int
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@
 //! rule boundary and prunes: verification cost grows with the program's
 //! length, not with the number of paths through it.
 
+use super::cold::{self, ColdCode};
 use super::fast::{Fast, NotInTable};
 use super::specialize::{specialize, Fact};
 use super::tuple::Family;
@@ -55,6 +56,9 @@ const HELPER_MAP_LOOKUP: i32 = 1;
 const HELPER_XDP_BUFF_LEN: i32 = 188;
 /// The counter key's stack slot, below the translator's (fp-80 and up).
 const KEY_SLOT: i16 = -88;
+/// The cold path's callback context (16 bytes), below the fast path's
+/// slots (down to fp-280).
+const COLD_CTX: i16 = -296;
 const CTX: Reg = Reg::R6;
 
 /// The compiled ruleset.
@@ -76,6 +80,12 @@ pub struct Compiled {
     pub fast_rules: usize,
     /// Per rule, in config order: how it is classified and its code.
     pub plans: Vec<RulePlan>,
+    /// The cold path's lists and programs (see `cold`), when any frames
+    /// go there: filled into the map `cold_code`.
+    pub cold: Option<ColdCode>,
+    /// The chains whose frames (all, or those the lookups cannot serve)
+    /// run interpreted, and how many rules each list holds.
+    pub cold_classes: Vec<(String, usize)>,
 }
 
 /// How one rule is classified, and what of the program is its own.
@@ -155,6 +165,10 @@ impl Compiled {
                 value_size: 8,
             },
         }));
+        if let Some(cold) = &self.cold {
+            maps.push(cold.code_map());
+            maps.push(ColdCode::state_map());
+        }
         crate::elf::write_many(Hook::Xdp, &parts, &maps, "GPL")
     }
 }
@@ -246,13 +260,55 @@ pub struct Options {
     /// [`super::fast::LOOKUP_COST`]); 0 makes every table pay, which tests
     /// use to drive small rulesets through the tables.
     pub lookup_cost: usize,
+    /// From how many rules on an ARP, RARP, other-ethertype or runt frame
+    /// those frames run the rules interpreted (see `cold`) rather than
+    /// compiled; 0 sends them all there, which tests use to drive the
+    /// interpreter. Frames the lookups cannot serve always go there.
+    pub cold_min_rules: usize,
 }
+
+/// See [`Options::cold_min_rules`]: 256 rules compiled cost the verifier
+/// about 35 ms; interpreted, a frame costs about 10 ns per classic
+/// instruction run.
+pub const COLD_MIN_RULES: usize = 256;
 
 impl Default for Options {
     fn default() -> Options {
         Options {
             lookup_cost: super::fast::LOOKUP_COST,
+            cold_min_rules: COLD_MIN_RULES,
         }
+    }
+}
+
+impl Options {
+    /// Every table the rules' shapes allow, and every rare frame
+    /// interpreted: the most of the lookups and of the cold path.
+    pub fn forced() -> Options {
+        Options {
+            lookup_cost: 0,
+            cold_min_rules: 0,
+        }
+    }
+}
+
+/// How a chain's frames are served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Every rule that can match compiled, in order.
+    Compiled,
+    /// The family's lookups, then its rules outside the tables compiled;
+    /// frames the lookups cannot serve go to the cold path.
+    Fast(usize),
+    /// The cold path (see `cold`).
+    Cold,
+}
+
+/// The ethertypes whose frames may go to the cold path as a whole.
+fn coldable(fact: &Fact) -> bool {
+    match fact {
+        Fact::EtherType(t) => matches!(t, 0x0806 | 0x8035),
+        Fact::EtherTypeNotIn(_) | Fact::Short => true,
     }
 }
 
@@ -268,10 +324,62 @@ pub fn compile_with(
     default: Verdict,
     opts: &Options,
 ) -> Result<Compiled, CompileError> {
+    let v4 = Fast::new(rules, Family::V4, 0, cost, opts.lookup_cost);
+    let v6 = Fast::new(rules, Family::V6, v4.tables.len(), cost, opts.lookup_cost);
+    let fasts = [v4, v6];
+    let facts = chain_facts();
+    // Per chain, every rule that can match its frames, specialized.
+    let placed: Vec<Vec<(usize, Vec<crate::cbpf::Insn>)>> = facts
+        .iter()
+        .map(|(_, fact)| {
+            (rules.iter().enumerate())
+                .filter_map(|(i, r)| specialize(&r.program, fact).map(|p| (i, p)))
+                .collect()
+        })
+        .collect();
+    let modes: Vec<Mode> = facts
+        .iter()
+        .zip(&placed)
+        .map(|((_, fact), placed)| {
+            let fast = (fasts.iter()).position(|f| {
+                !f.tables.is_empty() && *fact == Fact::EtherType(f.family.ethertype())
+            });
+            match fast {
+                Some(k) => Mode::Fast(k),
+                None if coldable(fact) && placed.len() >= opts.cold_min_rules => Mode::Cold,
+                None => Mode::Compiled,
+            }
+        })
+        .collect();
+    let cold = modes.iter().any(|m| *m != Mode::Compiled).then(|| {
+        let classes: Vec<Option<Vec<cold::Entry<'_>>>> = (modes.iter().zip(&placed))
+            .map(|(m, placed)| {
+                (*m != Mode::Compiled).then(|| {
+                    (placed.iter())
+                        .map(|(i, p)| (*i, rules[*i].action, p.as_slice()))
+                        .collect()
+                })
+            })
+            .collect();
+        ColdCode::build(&classes)
+    });
+    // What of each rule is compiled: its cost, where any chain compiles it.
+    let mut compiled_cost = vec![0usize; rules.len()];
+    for (m, placed) in modes.iter().zip(&placed) {
+        for (i, _) in placed {
+            let emitted = match *m {
+                Mode::Compiled => true,
+                Mode::Fast(k) => !fasts[k].in_table[*i],
+                Mode::Cold => false,
+            };
+            if emitted {
+                compiled_cost[*i] = cost(&rules[*i]);
+            }
+        }
+    }
     let mut segments = Vec::new();
     let (mut start, mut spent) = (0, 0);
-    for (i, r) in rules.iter().enumerate() {
-        let c = cost(r);
+    for (i, c) in compiled_cost.iter().enumerate() {
         if i > start && spent + c > SEGMENT_BUDGET {
             segments.push(start..i);
             start = i;
@@ -286,26 +394,38 @@ pub fn compile_with(
             programs: segments.len(),
         });
     }
-    let v4 = Fast::new(rules, Family::V4, 0, cost, opts.lookup_cost);
-    let v6 = Fast::new(rules, Family::V6, v4.tables.len(), cost, opts.lookup_cost);
-    let fasts = [v4, v6];
-    // A family without tables keeps its chain as it is.
-    let active: Vec<&Fast> = fasts.iter().filter(|f| !f.tables.is_empty()).collect();
+    let cold_maps = cold.as_ref().map(|_| {
+        let first = 2 + fasts.iter().map(|f| f.tables.len()).sum::<usize>() as u64;
+        cold::Emit {
+            code_map: first,
+            state_map: first + 1,
+            counters_map: COUNTERS_MAP_INDEX,
+            default,
+            default_index: rules.len() as u32,
+        }
+    });
     let mut programs = Vec::new();
     let mut chains: Vec<ChainSize> = Vec::new();
     let mut rule_insns = vec![0usize; rules.len()];
     for (k, seg) in segments.iter().enumerate() {
         let last = k + 1 == segments.len();
-        let (insns, placed) = program(
-            rules,
+        let (insns, placed_here) = program(
+            Shared {
+                rules,
+                facts: &facts,
+                placed: &placed,
+                modes: &modes,
+                fasts: &fasts,
+                cold: cold.as_ref().zip(cold_maps.as_ref()),
+            },
             seg.clone(),
             default,
             (!last).then_some(k as i32 + 1),
-            &active,
+            k == 0,
             &mut rule_insns,
         )?;
         programs.push(insns);
-        for (n, (name, count, len)) in placed.into_iter().enumerate() {
+        for (n, (name, count, len)) in placed_here.into_iter().enumerate() {
             match chains.get_mut(n) {
                 Some(c) => {
                     c.1 += count;
@@ -315,6 +435,10 @@ pub fn compile_with(
             }
         }
     }
+    let cold_classes = (facts.iter().zip(&modes).zip(&placed))
+        .filter(|((_, m), _)| **m != Mode::Compiled)
+        .map(|(((name, _), _), placed)| (name.clone(), placed.len()))
+        .collect();
     let mut counter_names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
     counter_names.push(DEFAULT_COUNTER.into());
     let table_name = |f: &Fast, g: usize| format!("tuples_{}", f.first_map + g);
@@ -376,43 +500,99 @@ pub fn compile_with(
         tables,
         fast_rules,
         plans,
+        cold,
+        cold_classes,
     })
 }
 
+/// One chain per dispatched ethertype, then "other" and "short".
+fn chain_facts() -> Vec<(String, Fact)> {
+    let mut chains: Vec<(String, Fact)> = DISPATCHED
+        .iter()
+        .map(|t| (format!("ethertype {t:#06x}"), Fact::EtherType(*t)))
+        .collect();
+    chains.push((
+        "other ethertypes".into(),
+        Fact::EtherTypeNotIn(DISPATCHED.to_vec()),
+    ));
+    chains.push(("shorter than 14 bytes".into(), Fact::Short));
+    chains
+}
+
+/// What every program of the ruleset shares.
+#[derive(Clone, Copy)]
+struct Shared<'r> {
+    rules: &'r [Rule],
+    facts: &'r [(String, Fact)],
+    /// Per chain, the rules that can match, specialized.
+    placed: &'r [Vec<(usize, Vec<crate::cbpf::Insn>)>],
+    modes: &'r [Mode],
+    fasts: &'r [Fast],
+    cold: Option<(&'r ColdCode, &'r cold::Emit)>,
+}
+
 /// One program: the rules of `seg`, then a tail call to program `next`
-/// (or the default when this is the last).
+/// (or the default when this is the last). Only the `first` program
+/// holds the cold path: frames go there before any rule ran.
 fn program(
-    rules: &[Rule],
+    sh: Shared<'_>,
     seg: std::ops::Range<usize>,
     default: Verdict,
     next: Option<i32>,
-    fasts: &[&Fast],
+    first: bool,
     rule_insns: &mut [usize],
 ) -> Result<(Vec<Insn>, Vec<ChainSize>), CompileError> {
     let mut a = Asm::new();
     let tail_pass = a.label();
     let tail_drop = a.label();
+    let cold_run = a.label();
+    let cold_abort = a.label();
+    let callback = a.label();
     let mut p = ProgramGen {
         a,
-        rules,
+        sh,
         seg,
         default,
         next,
-        fasts,
         tail_pass,
         tail_drop,
+        cold_run,
+        cold_abort,
+        first,
         rule_insns,
     };
-    let chains = p.chains();
-    p.prologue(&chains);
+    let labels: Vec<Label> = sh.facts.iter().map(|_| p.a.label()).collect();
+    p.prologue(&labels);
     let mut placed = Vec::new();
-    for (name, fact, label) in &chains {
+    for (c, label) in labels.iter().enumerate() {
         p.a.bind(*label);
         let start = p.a.len();
-        let count = p.chain(fact)?;
-        placed.push((name.clone(), count, p.a.len() - start));
+        let count = p.chain(c)?;
+        placed.push((sh.facts[c].0.clone(), count, p.a.len() - start));
     }
     p.counted_exit();
+    // The cold path: in the first program it runs the lists; in the
+    // others no frame can reach it.
+    p.a.bind(cold_abort);
+    p.a.mov64(
+        Reg::R0,
+        Operand::Imm(crate::translate::Actions::XDP_ABORTED as i32),
+    );
+    p.a.exit();
+    if let (Some((_, emit)), true) = (sh.cold, first) {
+        emit.run(
+            &mut p.a,
+            cold_run,
+            callback,
+            (tail_pass, tail_drop),
+            KEY_SLOT,
+            COLD_CTX,
+        );
+        emit.callback(&mut p.a, callback);
+    } else {
+        p.a.bind(cold_run);
+        p.a.ja(cold_abort);
+    }
     let insns = crate::ebpf::prune::unreachable(&p.a.assemble()?)?;
     Ok((insns, placed))
 }
@@ -420,15 +600,18 @@ fn program(
 /// The state of [`program`] while it emits.
 struct ProgramGen<'r> {
     a: Asm,
-    rules: &'r [Rule],
+    sh: Shared<'r>,
     seg: std::ops::Range<usize>,
     default: Verdict,
     next: Option<i32>,
-    /// The families with lookup tables.
-    fasts: &'r [&'r Fast],
     /// Where a deciding rule jumps, with its counter index in r8.
     tail_pass: Label,
     tail_drop: Label,
+    /// The cold path's entry (list slot in r9), and a frame's end
+    /// `XDP_ABORTED`.
+    cold_run: Label,
+    cold_abort: Label,
+    first: bool,
     /// Per rule: the assembler items its inlined tests took.
     rule_insns: &'r mut [usize],
 }
@@ -444,39 +627,19 @@ impl ProgramGen<'_> {
 
     /// The default's counter index: after the rules'.
     fn default_index(&self) -> i32 {
-        self.rules.len() as i32
+        self.sh.rules.len() as i32
     }
 
-    /// One chain per dispatched ethertype, then "other" and "short".
-    fn chains(&mut self) -> Vec<(String, Fact, Label)> {
-        let mut chains: Vec<(String, Fact, Label)> = DISPATCHED
-            .iter()
-            .map(|t| {
-                (
-                    format!("ethertype {t:#06x}"),
-                    Fact::EtherType(*t),
-                    self.a.label(),
-                )
-            })
-            .collect();
-        chains.push((
-            "other ethertypes".into(),
-            Fact::EtherTypeNotIn(DISPATCHED.to_vec()),
-            self.a.label(),
-        ));
-        chains.push(("shorter than 14 bytes".into(), Fact::Short, self.a.label()));
-        chains
-    }
-
-    /// The context to r6, then a jump to the frame's chain.
-    fn prologue(&mut self, chains: &[(String, Fact, Label)]) {
+    /// The context to r6, then a jump to the frame's chain (one label per
+    /// [`chain_facts`] entry).
+    fn prologue(&mut self, chains: &[Label]) {
         let a = &mut self.a;
         a.mov64(CTX, Operand::Reg(Reg::R1));
         a.ldx(Size::W, Reg::R2, CTX, xdp::DATA as i16);
         a.ldx(Size::W, Reg::R3, CTX, xdp::DATA_END as i16);
         a.mov64(Reg::R1, Operand::Reg(Reg::R2));
         a.alu64(AluOp::Add, Reg::R1, Operand::Imm(14));
-        let short = chains[chains.len() - 1].2;
+        let short = chains[chains.len() - 1];
         let typed = a.label();
         a.jmp(true, JmpOp::Jle, Reg::R1, Operand::Reg(Reg::R3), typed);
         a.ja(short);
@@ -490,23 +653,34 @@ impl ProgramGen<'_> {
         for (i, t) in DISPATCHED.iter().enumerate() {
             let skip = a.label();
             a.jmp(false, JmpOp::Jne, Reg::R7, Operand::Imm(*t as i32), skip);
-            a.ja(chains[i].2);
+            a.ja(chains[i]);
             a.bind(skip);
         }
-        a.ja(chains[DISPATCHED.len()].2);
+        a.ja(chains[DISPATCHED.len()]);
     }
 
-    /// The chain of frames `fact` holds for: the rules that can match
-    /// them, then the way on. Returns how many rules it placed.
-    fn chain(&mut self, fact: &Fact) -> Result<usize, CompileError> {
-        // The fast path serves the IPv4 and IPv6 chains of every program.
-        let f =
-            (self.fasts.iter().copied()).find(|f| *fact == Fact::EtherType(f.family.ethertype()));
+    /// Chain `c`: the rules that can match its frames, then the way on;
+    /// or the cold path. Returns how many rules it compiled.
+    fn chain(&mut self, c: usize) -> Result<usize, CompileError> {
+        let sh = self.sh;
+        let f = match sh.modes[c] {
+            Mode::Cold => {
+                self.enter_cold(c);
+                return Ok(0);
+            }
+            Mode::Fast(k) => Some(&sh.fasts[k]),
+            Mode::Compiled => None,
+        };
         let decide = self.a.label();
         if let Some(f) = f {
             f.emit_lookups(&mut self.a);
+            // A frame the lookups cannot serve: the cold path.
+            let served = self.a.label();
+            f.emit_if_looked_up(&mut self.a, served);
+            self.enter_cold(c);
+            self.a.bind(served);
         }
-        let count = self.chain_rules(fact, f, decide)?;
+        let count = self.chain_rules(c, f, decide)?;
         if let Some(f) = f {
             self.after_fast_rules(f, decide);
         }
@@ -521,21 +695,36 @@ impl ProgramGen<'_> {
         Ok(count)
     }
 
-    /// The segment's rules that can match frames `fact` holds for, in
-    /// order; with the fast path, a run of table rules is skipped when the
-    /// lookups found nothing, and a rule outside the tables first lets a
-    /// table rule before it decide.
+    /// To the cold path with chain `c`'s list (only the first program
+    /// runs it; the others' frames cannot get here).
+    fn enter_cold(&mut self, c: usize) {
+        let list = (self.sh.cold).and_then(|(code, _)| code.lists[c]);
+        match list {
+            Some(slot) if self.first => {
+                self.a.mov64(Reg::R9, Operand::Imm(slot as i32));
+                self.a.ja(self.cold_run);
+            }
+            _ => {
+                self.a.ja(self.cold_abort);
+            }
+        }
+    }
+
+    /// The segment's rules that can match chain `c`'s frames, in order.
+    /// With the fast path, table rules have no code (the lookups find
+    /// them), a rule outside the tables first lets a table rule before it
+    /// decide, and a run of guarded rules is skipped when the lookups
+    /// found none of it. Returns how many rules it compiled.
     fn chain_rules(
         &mut self,
-        fact: &Fact,
+        c: usize,
         f: Option<&Fast>,
         decide: Label,
     ) -> Result<usize, CompileError> {
-        let placed: Vec<(usize, Vec<crate::cbpf::Insn>)> = self
-            .seg
-            .clone()
-            .filter_map(|i| specialize(&self.rules[i].program, fact).map(|p| (i, p)))
-            .collect();
+        let all = &self.sh.placed[c];
+        let lo = all.partition_point(|(i, _)| *i < self.seg.start);
+        let hi = all.partition_point(|(i, _)| *i < self.seg.end);
+        let placed = &all[lo..hi];
         // Per placed rule: the last guarded rule of the run of table and
         // guarded rules that starts there (for its first guarded rule).
         let mut run_last = vec![None; placed.len()];
@@ -550,67 +739,54 @@ impl ProgramGen<'_> {
                 run_last[k] = last;
             }
         }
-        let mut table_run_end: Option<Label> = None;
         let mut guard_run_end: Option<Label> = None;
+        let mut count = 0;
         for (k, (i, prog)) in placed.iter().enumerate() {
             let i = *i;
             let mut skip = None;
             if let Some(f) = f {
                 if f.in_table[i] {
-                    if table_run_end.is_none() {
-                        let l = self.a.label();
-                        f.emit_if_looked_up(&mut self.a, l);
-                        table_run_end = Some(l);
-                    }
-                } else {
-                    if let Some(l) = table_run_end.take() {
+                    continue;
+                }
+                if !f.guarded[i] {
+                    if let Some(l) = guard_run_end.take() {
                         self.a.bind(l);
                     }
-                    if !f.guarded[i] {
-                        if let Some(l) = guard_run_end.take() {
-                            self.a.bind(l);
-                        }
-                    } else if guard_run_end.is_none() {
-                        // No guarded rule of the whole run can match.
-                        let l = self.a.label();
-                        let last = run_last[k].unwrap_or(i);
-                        f.emit_skip_unless_candidate(&mut self.a, last, l);
-                        guard_run_end = Some(l);
-                    }
-                    f.emit_best_before(&mut self.a, Some(i), decide);
-                    if f.guarded[i] {
-                        let l = self.a.label();
-                        f.emit_skip_unless_candidate(&mut self.a, i, l);
-                        skip = Some(l);
-                    }
+                } else if guard_run_end.is_none() {
+                    // No guarded rule of the whole run can match.
+                    let l = self.a.label();
+                    let last = run_last[k].unwrap_or(i);
+                    f.emit_skip_unless_candidate(&mut self.a, last, l);
+                    guard_run_end = Some(l);
+                }
+                f.emit_best_before(&mut self.a, Some(i), decide);
+                if f.guarded[i] {
+                    let l = self.a.label();
+                    f.emit_skip_unless_candidate(&mut self.a, i, l);
+                    skip = Some(l);
                 }
             }
             self.rule(i, prog)?;
+            count += 1;
             if let Some(l) = skip {
                 self.a.bind(l);
             }
             // The run ends after its last guarded rule.
             if f.is_some_and(|f| f.guarded[i]) && run_last[k] == Some(i) {
-                if let Some(l) = table_run_end.take() {
-                    self.a.bind(l);
-                }
                 if let Some(l) = guard_run_end.take() {
                     self.a.bind(l);
                 }
             }
         }
-        if let Some(l) = table_run_end.take() {
-            self.a.bind(l);
-        }
         if let Some(l) = guard_run_end.take() {
             self.a.bind(l);
         }
-        Ok(placed.len())
+        Ok(count)
     }
 
     /// Rule `i`, specialized to `prog`, inlined: no match falls through.
     fn rule(&mut self, i: usize, prog: &[crate::cbpf::Insn]) -> Result<(), CompileError> {
-        let rule = &self.rules[i];
+        let rule = &self.sh.rules[i];
         let start = self.a.len();
         let hit = self.a.label();
         let next = self.a.label();
@@ -645,7 +821,7 @@ impl ProgramGen<'_> {
     fn after_fast_rules(&mut self, f: &Fast, decide: Label) {
         // Later programs: only their rules outside the tables can come
         // before a table rule that matched.
-        let n = self.rules.len();
+        let n = self.sh.rules.len();
         let later = (self.seg.end..n).find(|&j| !f.in_table[j] && f.in_family(j));
         f.emit_best_before(&mut self.a, later, decide);
         if later.is_none() {
@@ -813,7 +989,7 @@ mod tests {
         let few = rules(&["host 10.1.2.3", "tcp dst port 22", "src net 172.16.5.0/24"]);
         let c = compile(&few, Verdict::Pass).unwrap();
         assert_eq!((c.tables.len(), c.fast_rules), (0, 0));
-        let forced = compile_with(&few, Verdict::Pass, &Options { lookup_cost: 0 }).unwrap();
+        let forced = compile_with(&few, Verdict::Pass, &Options::forced()).unwrap();
         assert_eq!(forced.fast_rules, 3);
         let hosts: Vec<String> = (0..40).map(|i| format!("src host 10.0.0.{i}")).collect();
         let mut exprs: Vec<&str> = hosts.iter().map(String::as_str).collect();

@@ -21,10 +21,10 @@ pub fn check(data: &[u8]) -> Outcome {
         .first()
         .map_or(Verdict::Pass, |i| i.default);
     // Every other input forces the lookup tables, which the cost model
-    // leaves out of most small rulesets.
+    // leaves out of most small rulesets, and the cold path's interpreter.
     let opts = match frames::hash(data) & 1 {
         0 => Options::default(),
-        _ => Options { lookup_cost: 0 },
+        _ => Options::forced(),
     };
     let Ok(compiled) = compile_with(&config.rules, default, &opts) else {
         return Ok(());

@@ -2,10 +2,11 @@
 //! one `match`; every other instruction goes through [`Run::general`].
 
 use super::context::Input;
-use super::machine::{Machine, EINVAL, MAP_HANDLE};
+use super::machine::{Machine, E2BIG, EINVAL, FUNC_HANDLE, MAP_HANDLE};
 use super::maps::Maps;
 use super::memory::Region;
 use super::micro::{Load, Micro};
+use super::scratch::Loop;
 use super::scratch::{Frame, Scratch};
 use super::{Env, VmError, MAX_FRAMES, STACK_SIZE};
 use crate::ebpf::insn::{AluOp, AtomicOp, CallTarget, Endian, JmpOp, Op, Operand, Pseudo};
@@ -13,6 +14,9 @@ use crate::ebpf::insn::{AluOp, AtomicOp, CallTarget, Endian, JmpOp, Op, Operand,
 /// Most tail calls one run may make, as in the kernel (`MAX_TAIL_CALL_CNT`).
 const MAX_TAIL_CALLS: u32 = 33;
 const HELPER_TAIL_CALL: i32 = 12;
+const HELPER_LOOP: i32 = 181;
+/// `bpf_loop`'s most iterations (`BPF_MAX_LOOPS`).
+const MAX_LOOPS: u64 = 1 << 23;
 
 /// One program as a run sees it: its micro-ops, and what the budget
 /// charges at each slot (see `functions::rest`).
@@ -311,7 +315,7 @@ impl Run<'_, '_, '_> {
                 }
                 Micro::RetK { k } => {
                     r[0] = k;
-                    match self.exit(&mut r) {
+                    match self.exit(&mut r)? {
                         Some(ret) => {
                             pc = ret;
                             continue;
@@ -319,7 +323,7 @@ impl Run<'_, '_, '_> {
                         None => return Ok(r[0]),
                     }
                 }
-                Micro::Exit => match self.exit(&mut r) {
+                Micro::Exit => match self.exit(&mut r)? {
                     Some(ret) => {
                         pc = ret;
                         continue;
@@ -374,12 +378,33 @@ impl Run<'_, '_, '_> {
 
     /// Returns from a BPF-to-BPF call to the slot it gives, or `None` from
     /// the program.
-    fn exit(&mut self, r: &mut Regs) -> Option<usize> {
-        self.depth = self.depth.checked_sub(1)?;
-        let f = self.frames[self.depth];
+    /// Where an `exit` goes: back to the caller (`None` at the entry
+    /// function), or into a `bpf_loop` callback's next iteration.
+    fn exit(&mut self, r: &mut Regs) -> Result<Option<usize>, VmError> {
+        let Some(depth) = self.depth.checked_sub(1) else {
+            return Ok(None);
+        };
+        let f = &mut self.frames[depth];
+        if let Some(l) = f.looping.as_mut() {
+            // The callback returns 0 to go on, 1 to stop (the verifier
+            // allows nothing else).
+            l.i += 1;
+            if r[0] == 0 && l.i < l.n {
+                let (callback, cost) = (l.callback, l.cost);
+                r[1] = l.i;
+                r[2] = l.ctx;
+                r[3..=5].fill(0xdead_beef_dead_beef);
+                self.charge(cost as u64)?;
+                return Ok(Some(callback));
+            }
+            r[0] = l.i;
+            r[1..=5].fill(0xdead_beef_dead_beef);
+        }
+        let f = self.frames[depth];
+        self.depth = depth;
         r[6..10].copy_from_slice(&f.saved);
         r[10] = Region::Stack.base() + ((self.depth + 1) * STACK_SIZE) as u64;
-        Some(f.ret)
+        Ok(Some(f.ret))
     }
 
     fn charge(&mut self, units: u64) -> Result<(), VmError> {
@@ -452,7 +477,10 @@ impl Run<'_, '_, '_> {
                         }
                         Region::MapValue(map as u8).base() + (imm >> 32)
                     }
-                    Pseudo::BtfId | Pseudo::Func => {
+                    Pseudo::Func => {
+                        FUNC_HANDLE | Self::target(pc, imm as u32 as i32 as i64, code.ops)? as u64
+                    }
+                    Pseudo::BtfId => {
                         return Err(VmError::Unsupported {
                             pc,
                             what: format!("ld_imm64 with {pseudo:?}"),
@@ -569,6 +597,46 @@ impl Run<'_, '_, '_> {
                 }
                 r[1..=5].fill(0xdead_beef_dead_beef);
             }
+            Op::Call(CallTarget::Helper(HELPER_LOOP)) => {
+                let (n, f, ctx, flags) = (r[1], r[2], r[3], r[4]);
+                if f & !0xffff_ffff != FUNC_HANDLE {
+                    return Err(VmError::Unsupported {
+                        pc,
+                        what: format!("bpf_loop callback {f:#x} is not a function"),
+                    });
+                }
+                r[0] = match (n, flags) {
+                    (_, 1..) => EINVAL,
+                    _ if n > MAX_LOOPS => E2BIG,
+                    (0, _) => 0,
+                    _ => {
+                        if self.depth + 1 >= MAX_FRAMES {
+                            return Err(VmError::CallDepth { pc });
+                        }
+                        let callback = (f & 0xffff_ffff) as usize;
+                        let cost = code.rest[callback];
+                        self.charge(cost as u64)?;
+                        self.forward(pc, next, code)?;
+                        self.frames[self.depth] = Frame {
+                            ret: next,
+                            saved: [r[6], r[7], r[8], r[9]],
+                            looping: Some(Loop {
+                                callback,
+                                cost,
+                                i: 0,
+                                n,
+                                ctx,
+                            }),
+                        };
+                        self.depth += 1;
+                        r[1] = 0;
+                        r[2] = ctx;
+                        r[10] = Region::Stack.base() + ((self.depth + 1) * STACK_SIZE) as u64;
+                        return Ok(Flow::Next(callback));
+                    }
+                };
+                r[1..=5].fill(0xdead_beef_dead_beef);
+            }
             Op::Call(CallTarget::Helper(id)) => {
                 let args = [r[1], r[2], r[3], r[4], r[5]];
                 self.charge(self.m.helper_cost(id, args))?;
@@ -588,6 +656,7 @@ impl Run<'_, '_, '_> {
                 self.frames[self.depth] = Frame {
                     ret: next,
                     saved: [r[6], r[7], r[8], r[9]],
+                    looping: None,
                 };
                 self.depth += 1;
                 r[10] = Region::Stack.base() + ((self.depth + 1) * STACK_SIZE) as u64;
@@ -600,7 +669,7 @@ impl Run<'_, '_, '_> {
                 })
             }
             Op::Exit => {
-                return Ok(match self.exit(r) {
+                return Ok(match self.exit(r)? {
                     Some(ret) => Flow::Next(ret),
                     None => Flow::Exit,
                 })

@@ -8,7 +8,7 @@
 //! from it to the end of its function, looked up when a call, a crossing
 //! or a tail call is paid for: one load, never a scan.
 
-use crate::ebpf::insn::{CallTarget, Op};
+use crate::ebpf::insn::{CallTarget, Op, Pseudo};
 
 /// For each slot, the slots from it to the end of its function (at a
 /// function's first slot: the function's length), then a 0 for the
@@ -18,10 +18,19 @@ pub(super) fn rest(slots: &[Option<Op>]) -> Vec<u32> {
     let mut start = vec![false; slots.len() + 1];
     start[0] = true;
     for (pc, slot) in slots.iter().enumerate() {
-        if let Some(Op::Call(CallTarget::Local(rel))) = slot {
-            if let Some(t) = call_target(slots, pc, *rel) {
-                start[t] = true;
-            }
+        let rel = match slot {
+            Some(Op::Call(CallTarget::Local(rel))) => *rel,
+            // A callback's reference counts from its first slot plus one,
+            // as a call counts from the slot after it.
+            Some(Op::LdImm64 {
+                pseudo: Pseudo::Func,
+                imm,
+                ..
+            }) => *imm as u32 as i32,
+            _ => continue,
+        };
+        if let Some(t) = call_target(slots, pc, rel) {
+            start[t] = true;
         }
     }
     let mut rest = vec![0u32; slots.len() + 1];
@@ -42,7 +51,7 @@ fn call_target(slots: &[Option<Op>], pc: usize, rel: i32) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ebpf::insn::{AluOp, Operand, Pseudo, Reg};
+    use crate::ebpf::insn::{AluOp, Operand, Reg};
 
     fn mov() -> Option<Op> {
         Some(Op::Alu {

@@ -13,9 +13,13 @@ use crate::ebpf::insn::Size;
 /// Tag of a map handle (what `LD_IMM64` with a map-fd pseudo source loads):
 /// not memory, only an argument for the map helpers.
 pub(super) const MAP_HANDLE: u64 = 5 << 40;
+/// Tag of a function handle (`LD_IMM64` with a function pseudo source):
+/// the callee's first slot, only an argument for `bpf_loop`.
+pub(super) const FUNC_HANDLE: u64 = 6 << 40;
 
 const EFAULT: u64 = -14i64 as u64;
 pub(super) const EINVAL: u64 = -22i64 as u64;
+pub(super) const E2BIG: u64 = -7i64 as u64;
 
 pub(super) struct Machine<'a, 'm, 's> {
     input: &'a Input<'a>,

@@ -18,11 +18,25 @@ use super::{MAX_FRAMES, STACK_SIZE};
 
 pub(super) const STACK_BYTES: usize = STACK_SIZE * MAX_FRAMES;
 
-/// What a BPF-to-BPF call saves: where to return, and r6-r9.
+/// What a BPF-to-BPF call saves: where to return, and r6-r9; and, for a
+/// `bpf_loop` callback's frame, the loop.
 #[derive(Clone, Copy, Default)]
 pub(super) struct Frame {
     pub(super) ret: usize,
     pub(super) saved: [u64; 4],
+    pub(super) looping: Option<Loop>,
+}
+
+/// A `bpf_loop` under way: the callback's first slot and what entering it
+/// costs, the iteration running, how many are asked, the callback's
+/// context argument.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Loop {
+    pub(super) callback: usize,
+    pub(super) cost: u32,
+    pub(super) i: u64,
+    pub(super) n: u64,
+    pub(super) ctx: u64,
 }
 
 pub(super) struct Stack {
@@ -53,6 +67,7 @@ impl Scratch {
             frames: [Frame {
                 ret: 0,
                 saved: [0; 4],
+                looping: None,
             }; MAX_FRAMES],
             ctx: [0; skb::SIZE],
         }
