@@ -12,17 +12,24 @@
 //!  prologue    r6 = ctx; fewer than 14 bytes -> chain "short";
 //!              r7 = ethertype; one jne/gotol pair per dispatched type;
 //!              anything else -> chain "other"
-//!  chain T     for each rule that can match a type-T frame, in order:
-//!                 the rule's classic program specialized to T, inlined
-//!                 (translate::inline): no match -> next rule
+//!  chain T     compiled: for each rule that can match a type-T frame, in
+//!                 order, the rule's classic program specialized to T,
+//!                 inlined (translate::inline): no match -> next rule
 //!                 match, count rule:  count(i) inline, then next rule
 //!                 match, pass/drop:   r8 = i, gotol tail_pass/tail_drop
 //!              after the last rule: tail call to the next program, or
 //!              (in the last) r8 = default index, gotol its tail
+//!              IPv4/IPv6 with tables (see `fast`): the lookups first; a
+//!                 frame they cannot read -> the cold path; then only the
+//!                 rules outside the tables, compiled as above
+//!              ARP, RARP, other, short with many rules: the cold path
 //!  tail_pass   r7 = XDP_PASS; tail_drop: r7 = XDP_DROP; then count(r8)
 //!              and return r7
 //!  count(k)    v = bpf_map_lookup_elem(&counters, &k);
 //!              v->packets += 1; v->bytes += bpf_xdp_get_buff_len(ctx)
+//!  cold path   (first program only) the class's rules interpreted, a
+//!              `bpf_loop` callback per classic instruction (see `cold`),
+//!              then tail_pass/tail_drop with r8 set
 //! ```
 //!
 //! Per-CPU values need no atomics. Every fragment reloads the packet
@@ -103,6 +110,10 @@ pub struct RulePlan {
     pub guard_tables: Vec<String>,
     /// Instructions of its inlined tests, summed over chains and programs.
     pub insns: usize,
+    /// In the chain as its terms compared with the fields the lookups'
+    /// gate read (a few instructions a word), rather than its classic
+    /// program (see `fast`), for frames of some family.
+    pub inline: bool,
 }
 
 /// A chain's name, the rules placed in it, and its length in assembler
@@ -297,11 +308,19 @@ impl Options {
 enum Mode {
     /// Every rule that can match compiled, in order.
     Compiled,
-    /// The family's lookups, then its rules outside the tables compiled;
-    /// frames the lookups cannot serve go to the cold path.
-    Fast(usize),
+    /// The family's lookups (`fasts[k]`), then its rules outside the
+    /// tables, compiled or inline; frames the lookups cannot serve go to
+    /// the cold path (`cold`) or to every rule compiled.
+    Fast { k: usize, cold: bool },
     /// The cold path (see `cold`).
     Cold,
+}
+
+impl Mode {
+    /// Does the cold path serve (some of) the chain's frames?
+    fn cold(self) -> bool {
+        matches!(self, Mode::Cold | Mode::Fast { cold: true, .. })
+    }
 }
 
 /// The ethertypes whose frames may go to the cold path as a whole.
@@ -341,20 +360,22 @@ pub fn compile_with(
         .iter()
         .zip(&placed)
         .map(|((_, fact), placed)| {
-            let fast = (fasts.iter()).position(|f| {
-                !f.tables.is_empty() && *fact == Fact::EtherType(f.family.ethertype())
-            });
+            let fast = (fasts.iter())
+                .position(|f| f.active() && *fact == Fact::EtherType(f.family.ethertype()));
             match fast {
-                Some(k) => Mode::Fast(k),
+                Some(k) => Mode::Fast {
+                    k,
+                    cold: placed.len() >= opts.cold_min_rules,
+                },
                 None if coldable(fact) && placed.len() >= opts.cold_min_rules => Mode::Cold,
                 None => Mode::Compiled,
             }
         })
         .collect();
-    let cold = modes.iter().any(|m| *m != Mode::Compiled).then(|| {
+    let cold = modes.iter().any(|m| m.cold()).then(|| {
         let classes: Vec<Option<Vec<cold::Entry<'_>>>> = (modes.iter().zip(&placed))
             .map(|(m, placed)| {
-                (*m != Mode::Compiled).then(|| {
+                m.cold().then(|| {
                     (placed.iter())
                         .map(|(i, p)| (*i, rules[*i].action, p.as_slice()))
                         .collect()
@@ -368,8 +389,10 @@ pub fn compile_with(
     for (m, placed) in modes.iter().zip(&placed) {
         for (i, _) in placed {
             let emitted = match *m {
-                Mode::Compiled => true,
-                Mode::Fast(k) => !fasts[k].in_table[*i],
+                Mode::Compiled | Mode::Fast { cold: false, .. } => true,
+                Mode::Fast { k, cold: true } => {
+                    !fasts[k].in_table[*i] && fasts[k].inline[*i].is_none()
+                }
                 Mode::Cold => false,
             };
             if emitted {
@@ -436,8 +459,14 @@ pub fn compile_with(
         }
     }
     let cold_classes = (facts.iter().zip(&modes).zip(&placed))
-        .filter(|((_, m), _)| **m != Mode::Compiled)
-        .map(|(((name, _), _), placed)| (name.clone(), placed.len()))
+        .filter_map(|(((name, _), m), placed)| match m {
+            Mode::Compiled | Mode::Fast { cold: false, .. } => None,
+            Mode::Cold => Some((name.clone(), placed.len())),
+            Mode::Fast { cold: true, .. } => Some((
+                format!("{name}, headers the lookups cannot read"),
+                placed.len(),
+            )),
+        })
         .collect();
     let mut counter_names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
     counter_names.push(DEFAULT_COUNTER.into());
@@ -488,6 +517,9 @@ pub fn compile_with(
                     Some(NotInTable::NotInFamily)
                 },
                 insns: rule_insns[i],
+                inline: fasts
+                    .iter()
+                    .any(|f| f.active() && f.inline[i].is_some()),
             }
         })
         .collect();
@@ -663,21 +695,27 @@ impl ProgramGen<'_> {
     /// or the cold path. Returns how many rules it compiled.
     fn chain(&mut self, c: usize) -> Result<usize, CompileError> {
         let sh = self.sh;
-        let f = match sh.modes[c] {
+        let (f, cold) = match sh.modes[c] {
             Mode::Cold => {
                 self.enter_cold(c);
                 return Ok(0);
             }
-            Mode::Fast(k) => Some(&sh.fasts[k]),
-            Mode::Compiled => None,
+            Mode::Fast { k, cold } => (Some(&sh.fasts[k]), cold),
+            Mode::Compiled => (None, false),
         };
         let decide = self.a.label();
+        let every_rule = self.a.label();
         if let Some(f) = f {
             f.emit_lookups(&mut self.a);
-            // A frame the lookups cannot serve: the cold path.
+            // A frame the lookups cannot serve: every rule, interpreted
+            // or compiled.
             let served = self.a.label();
             f.emit_if_looked_up(&mut self.a, served);
-            self.enter_cold(c);
+            if cold {
+                self.enter_cold(c);
+            } else {
+                self.a.ja(every_rule);
+            }
             self.a.bind(served);
         }
         let count = self.chain_rules(c, f, decide)?;
@@ -692,6 +730,11 @@ impl ProgramGen<'_> {
         }
         self.a.bind(after);
         self.chain_end();
+        if f.is_some() && !cold {
+            self.a.bind(every_rule);
+            self.chain_rules(c, None, decide)?;
+            self.chain_end();
+        }
         Ok(count)
     }
 
@@ -748,6 +791,21 @@ impl ProgramGen<'_> {
                 if f.in_table[i] {
                     continue;
                 }
+                if let Some(terms) = &f.inline[i] {
+                    if let Some(l) = guard_run_end.take() {
+                        self.a.bind(l);
+                    }
+                    f.emit_best_before(&mut self.a, Some(i), decide);
+                    let start = self.a.len();
+                    let (hit, next) = (self.a.label(), self.a.label());
+                    f.emit_inline(&mut self.a, terms, hit, next);
+                    self.a.bind(hit);
+                    self.matched(i);
+                    self.a.bind(next);
+                    self.rule_insns[i] += self.a.len() - start;
+                    count += 1;
+                    continue;
+                }
                 if !f.guarded[i] {
                     if let Some(l) = guard_run_end.take() {
                         self.a.bind(l);
@@ -797,10 +855,19 @@ impl ProgramGen<'_> {
             }
         })?;
         self.a.bind(hit);
-        match rule.action {
+        self.matched(i);
+        self.a.bind(next);
+        self.rule_insns[i] += self.a.len() - start;
+        Ok(())
+    }
+
+    /// Rule `i` matched: a count rule counts and falls through; a pass or
+    /// drop rule decides.
+    fn matched(&mut self, i: usize) {
+        match self.sh.rules[i].action {
             Action::Count => count_packet(&mut self.a, Operand::Imm(i as i32)),
-            Action::Pass | Action::Drop => {
-                let v = if rule.action == Action::Pass {
+            action => {
+                let v = if action == Action::Pass {
                     Verdict::Pass
                 } else {
                     Verdict::Drop
@@ -809,9 +876,6 @@ impl ProgramGen<'_> {
                 self.a.ja(self.tail(v));
             }
         }
-        self.a.bind(next);
-        self.rule_insns[i] += self.a.len() - start;
-        Ok(())
     }
 
     /// After the chain's rules, with the fast path: the table rule that

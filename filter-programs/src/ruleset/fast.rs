@@ -6,23 +6,28 @@
 //! The other rules (count rules, which must see every frame they match,
 //! and rules of other shapes) stay in the family's chain, in order, each
 //! behind a check: a table rule that comes before it and matched decides
-//! first. A rule with a *guard* (terms every frame it matches satisfies,
+//! first. A rule of the common shapes that no table takes (too few of its
+//! shape for a lookup to pay, a count rule) is *inline*: its terms are
+//! compared with the fields the gate read, a few instructions a word. A
+//! rule with a *guard* (terms every frame it matches satisfies,
 //! `tuple::guard_in`) also puts those terms in the tables, and is skipped
-//! unless the lookups found a guarded rule at or before it. Runs of table
-//! rules stay in the chain too, skipped as a whole when the lookups ran:
-//! a frame whose header or ports are not captured cannot be looked up, and
-//! goes through every rule as the classic programs would (a rule's
-//! truncated load rejects it where a lookup could not tell).
+//! unless the lookups found a guarded rule at or before it. A frame whose
+//! header or ports are not captured cannot be looked up: it goes through
+//! every rule as the classic programs would (a rule's truncated load
+//! rejects it where a lookup could not tell), compiled or interpreted
+//! (see `compile`).
 //!
 //! ```text
 //!  chain       ok = 0; best = NONE; cand = 0
 //!              header (and ports) captured? then cand = NONE, one lookup
 //!              per table: best = the least `index << 1 | drop`, cand =
 //!              the least guarded index found; ok = 1
-//!              run of table rules:   if ok, skip the run
+//!              not ok: every rule, compiled or interpreted
+//!              table rule:           no code
 //!              run of guarded rules: if cand > its last rule, skip the run
 //!              other rule j:         if best < j << 1, decide best;
-//!                                    guarded: if cand > j, skip it
+//!                                    guarded: if cand > j, skip it;
+//!                                    inline: its terms against the fields
 //!              after the last rule of the program: decide best when no
 //!              later program holds a rule that could come before it; when
 //!              ok and none is left, the default
@@ -51,6 +56,9 @@ const MAX_TABLES: usize = 30;
 /// whose rules would cost less in the chain is not made (the cost model:
 /// a handful of rules runs faster as straight-line code).
 pub const LOOKUP_COST: usize = 40;
+/// Inline rules that make the gate (reading the fields once, about 25
+/// instructions) pay, when no table does.
+const INLINE_MIN: usize = 2;
 const HELPER_MAP_LOOKUP: i32 = 1;
 const CTX: Reg = Reg::R6;
 
@@ -115,6 +123,9 @@ pub struct Fast {
     /// Per rule in the tables or guarded: the tables (indices into
     /// `tables`) that hold its terms.
     pub rule_tables: Vec<Vec<usize>>,
+    /// Per rule neither in the tables nor guarded: its exact terms, when
+    /// it has them, compared inline (see [`Fast::emit_inline`]).
+    pub inline: Vec<Option<Vec<Term>>>,
 }
 
 /// Why a rule is tested in the chain rather than found by a lookup.
@@ -163,7 +174,8 @@ impl NotInTable {
 enum Plan {
     /// Exact terms of a pass (false) or drop (true) rule.
     Decide(Vec<Term>, bool),
-    Guard(Vec<Term>),
+    /// A guard; `true` when the terms are exact (a count rule's).
+    Guard(Vec<Term>, bool),
     Chain(NotInTable),
 }
 
@@ -174,9 +186,9 @@ fn plan(r: &Rule, family: Family) -> Plan {
     let exact = tuple::terms_in(&r.expr, family);
     match (r.action, exact) {
         (Action::Pass | Action::Drop, Some(t)) => Plan::Decide(t, r.action == Action::Drop),
-        (Action::Count, Some(t)) => Plan::Guard(t),
+        (Action::Count, Some(t)) => Plan::Guard(t, true),
         (action, None) => match tuple::guard_in(&r.expr, family) {
-            Some(g) => Plan::Guard(g),
+            Some(g) => Plan::Guard(g, false),
             None if action == Action::Count => Plan::Chain(NotInTable::Count),
             None => Plan::Chain(NotInTable::Shape),
         },
@@ -205,14 +217,20 @@ impl Fast {
         loop {
             let mut saved: BTreeMap<Shape, usize> = BTreeMap::new();
             for (i, (r, p)) in rules.iter().zip(&plans).enumerate() {
-                let (Plan::Decide(terms, _) | Plan::Guard(terms)) = p else {
+                let (Plan::Decide(terms, _) | Plan::Guard(terms, _)) = p else {
                     continue;
                 };
                 if !fast.in_table[i] && !fast.guarded[i] {
                     continue;
                 }
                 let shapes: BTreeSet<Shape> = terms.iter().map(|t| t.shape()).collect();
-                let share = cost(r) / shapes.len().max(1);
+                // Without the table, a rule of exact terms is compared
+                // inline; a guarded one runs its classic program.
+                let without = match p {
+                    Plan::Decide(..) => inline_cost(terms),
+                    _ => cost(r),
+                };
+                let share = without / shapes.len().max(1);
                 for s in shapes {
                     *saved.entry(s).or_default() += share.max(1);
                 }
@@ -223,6 +241,16 @@ impl Fast {
                 .map(|(s, _)| *s)
                 .collect();
             if unpaid.is_empty() {
+                for (i, p) in plans.iter().enumerate() {
+                    if let Plan::Decide(t, _) | Plan::Guard(t, true) = p {
+                        if !fast.in_table[i] && !fast.guarded[i] {
+                            fast.inline[i] = Some(t.clone());
+                        }
+                    }
+                }
+                if fast.tables.is_empty() && fast.inline.iter().flatten().count() < INLINE_MIN {
+                    fast.inline = vec![None; rules.len()];
+                }
                 for (i, r) in rules.iter().enumerate() {
                     if fast.why_not[i].is_none() && !fast.in_table[i] {
                         fast.why_not[i] = Some(match r.action {
@@ -254,7 +282,7 @@ impl Fast {
                     continue;
                 }
                 Plan::Decide(t, drop) => (t, false, *drop),
-                Plan::Guard(t) => (t, true, false),
+                Plan::Guard(t, _) => (t, true, false),
             };
             if terms.iter().any(|t| excluded.contains(&t.shape())) {
                 // Its reason is set once the fixpoint is reached.
@@ -303,7 +331,43 @@ impl Fast {
             guarded,
             why_not,
             rule_tables,
+            inline: vec![None; n],
         }
+    }
+
+    /// Does the family have a fast path: tables, or inline rules?
+    pub fn active(&self) -> bool {
+        !self.tables.is_empty() || self.inline.iter().any(Option::is_some)
+    }
+
+    /// Rule `i`'s terms against the fields the gate read: to `hit` when
+    /// one term matches, else to `miss`. The same test as a lookup of the
+    /// term's shape: the key's words from the fields under the shape's
+    /// masks, equal to the term's key.
+    pub fn emit_inline(&self, a: &mut Asm, terms: &[Term], hit: Label, miss: Label) {
+        let s = self.slots();
+        for t in terms {
+            let next = a.label();
+            if t.l4() {
+                a.ldx(Size::W, Reg::R1, Reg::R10, s.l4);
+                a.jmp(false, JmpOp::Jeq, Reg::R1, Operand::Imm(0), next);
+            }
+            let key = t.key();
+            for (w, want) in t.shape().words().into_iter().zip(key.chunks(4)) {
+                let want = u32::from_le_bytes([want[0], want[1], want[2], want[3]]);
+                let Some((from, mask)) = field(s, w) else {
+                    continue;
+                };
+                a.ldx(Size::W, Reg::R1, Reg::R10, from);
+                if mask != u32::MAX {
+                    a.alu32(AluOp::And, Reg::R1, Operand::Imm(mask as i32));
+                }
+                a.jmp(false, JmpOp::Jne, Reg::R1, Operand::Imm(want as i32), next);
+            }
+            a.ja(hit);
+            a.bind(next);
+        }
+        a.ja(miss);
     }
 
     /// Can rule `i` match a frame of the family?
@@ -369,6 +433,10 @@ impl Fast {
     /// Goes to `decide` when a table rule before rule `limit` matched
     /// (`None`: any table rule).
     pub fn emit_best_before(&self, a: &mut Asm, limit: Option<usize>, decide: Label) {
+        if self.tables.is_empty() {
+            // `best` stays NONE.
+            return;
+        }
         let on = a.label();
         a.ldx(Size::W, Reg::R1, Reg::R10, F_BEST);
         match limit {
@@ -519,6 +587,25 @@ fn fields_v6(a: &mut Asm, lookups: Label, done: Label) {
     ports_at(a, s);
 }
 
+/// Where the gate put a key word's field, and the word's mask; `None` for
+/// the constant zero word.
+fn field(s: &Slots, w: Word) -> Option<(i16, u32)> {
+    Some(match w {
+        Word::Src { k, mask } => (s.src + 4 * k as i16, mask),
+        Word::Dst { k, mask } => (s.dst + 4 * k as i16, mask),
+        Word::Proto => (s.proto, u32::MAX),
+        Word::Sport => (s.sport, u32::MAX),
+        Word::Dport => (s.dport, u32::MAX),
+        Word::Zero => return None,
+    })
+}
+
+/// What comparing `terms` inline costs, in a rule's chain-cost units:
+/// about one per word.
+fn inline_cost(terms: &[Term]) -> usize {
+    terms.iter().map(|t| t.shape().words().len() + 1).sum()
+}
+
 /// One table's lookup: the frame's fields under the shape's masks as the
 /// key; an entry below `best` or `cand` becomes it.
 fn lookup(a: &mut Asm, s: &Slots, map: u64, shape: &Shape) {
@@ -530,16 +617,9 @@ fn lookup(a: &mut Asm, s: &Slots, map: u64, shape: &Shape) {
     }
     for (n, w) in shape.words().into_iter().enumerate() {
         let to = s.key + 4 * n as i16;
-        let (from, mask) = match w {
-            Word::Src { k, mask } => (s.src + 4 * k as i16, mask),
-            Word::Dst { k, mask } => (s.dst + 4 * k as i16, mask),
-            Word::Proto => (s.proto, u32::MAX),
-            Word::Sport => (s.sport, u32::MAX),
-            Word::Dport => (s.dport, u32::MAX),
-            Word::Zero => {
-                zero(a, to);
-                continue;
-            }
+        let Some((from, mask)) = field(s, w) else {
+            zero(a, to);
+            continue;
         };
         a.ldx(Size::W, Reg::R1, Reg::R10, from);
         if mask != u32::MAX {

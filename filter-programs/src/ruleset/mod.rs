@@ -12,7 +12,9 @@
 //! exact host/net/port/protocol shapes are found by one hash lookup per
 //! term shape; other rules run in order in the chain, skipped when a
 //! necessary condition of theirs (a guard) found nothing in the tables; a
-//! cost model leaves small rulesets as straight-line code.
+//! cost model leaves small rulesets as straight-line code. Frames the
+//! lookups cannot read, and the rare ethertypes of large rulesets, run the
+//! rules' classic programs in an interpreter (see `cold`).
 //!
 //! Counters: a per-CPU array map named `counters`, one `{packets, bytes}`
 //! entry per rule in config order and a last entry for the default. Bytes

@@ -5,8 +5,10 @@
 
 use std::io::Write;
 
+use filter_programs::ruleset::cold;
 use filter_programs::ruleset::compile::Compiled;
 use filter_programs::ruleset::fast::NotInTable;
+use filter_programs::ruleset::tuple::Family;
 use serde_json::{json, Value};
 
 use crate::daemon::config::Config;
@@ -96,16 +98,22 @@ impl<'a> Report<'a> {
         let _ = writeln!(
             out,
             "  lookup tables: {} IPv4, {} IPv6; {} rules found by lookups alone",
-            c.tables
-                .iter()
-                .filter(|t| t.family.name() == "IPv4")
-                .count(),
-            c.tables
-                .iter()
-                .filter(|t| t.family.name() == "IPv6")
-                .count(),
+            c.tables.iter().filter(|t| t.family == Family::V4).count(),
+            c.tables.iter().filter(|t| t.family == Family::V6).count(),
             c.fast_rules
         );
+        if let Some(cold) = &c.cold {
+            let classes: Vec<String> = (c.cold_classes.iter())
+                .map(|(name, n)| format!("{name} ({n} rules)"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  interpreted (the cold path, {} classic instructions in map {}): {}",
+                cold.slots.len(),
+                cold::CODE_MAP,
+                classes.join("; ")
+            );
+        }
         let total = self.total_rule_insns();
         let width = self
             .config
@@ -188,6 +196,13 @@ impl<'a> Report<'a> {
                 "entries": t.entries.len(),
             })).collect::<Vec<_>>(),
             "table_rules": c.fast_rules,
+            "cold_path": c.cold.as_ref().map(|cold| json!({
+                "map": cold::CODE_MAP,
+                "slots": cold.slots.len(),
+                "classes": c.cold_classes.iter().map(|(name, n)| json!({
+                    "name": name, "rules": n,
+                })).collect::<Vec<_>>(),
+            })),
             "rule_plans": plans,
             "warnings": self.warnings(),
             "verifier": self.verifier.map(|(ms, processed)| json!({
