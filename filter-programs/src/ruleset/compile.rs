@@ -40,7 +40,7 @@
 use super::cold::{self, ColdCode};
 use super::fast::{Fast, NotInTable};
 use super::specialize::{specialize, Fact};
-use super::tuple::Family;
+use super::tuple::{Family, Term};
 use super::{Action, Rule, Verdict};
 use crate::ebpf::asm::{Asm, Label};
 use crate::ebpf::insn::{AluOp, CallTarget, Endian, Insn, JmpOp, Op, Operand, Pseudo, Reg, Size};
@@ -517,9 +517,7 @@ pub fn compile_with(
                     Some(NotInTable::NotInFamily)
                 },
                 insns: rule_insns[i],
-                inline: fasts
-                    .iter()
-                    .any(|f| f.active() && f.inline[i].is_some()),
+                inline: fasts.iter().any(|f| f.active() && f.inline[i].is_some()),
             }
         })
         .collect();
@@ -704,19 +702,9 @@ impl ProgramGen<'_> {
             Mode::Compiled => (None, false),
         };
         let decide = self.a.label();
-        let every_rule = self.a.label();
+        let unserved = self.a.label();
         if let Some(f) = f {
-            f.emit_lookups(&mut self.a);
-            // A frame the lookups cannot serve: every rule, interpreted
-            // or compiled.
-            let served = self.a.label();
-            f.emit_if_looked_up(&mut self.a, served);
-            if cold {
-                self.enter_cold(c);
-            } else {
-                self.a.ja(every_rule);
-            }
-            self.a.bind(served);
+            f.emit_lookups(&mut self.a, unserved);
         }
         let count = self.chain_rules(c, f, decide)?;
         if let Some(f) = f {
@@ -730,10 +718,16 @@ impl ProgramGen<'_> {
         }
         self.a.bind(after);
         self.chain_end();
-        if f.is_some() && !cold {
-            self.a.bind(every_rule);
-            self.chain_rules(c, None, decide)?;
-            self.chain_end();
+        if f.is_some() {
+            // A frame the lookups cannot serve: every rule, interpreted or
+            // compiled.
+            self.a.bind(unserved);
+            if cold {
+                self.enter_cold(c);
+            } else {
+                self.chain_rules(c, None, decide)?;
+                self.chain_end();
+            }
         }
         Ok(count)
     }
@@ -784,6 +778,8 @@ impl ProgramGen<'_> {
         }
         let mut guard_run_end: Option<Label> = None;
         let mut count = 0;
+        // Placed rules before this are done (a run of inline rules).
+        let mut run_done = 0;
         for (k, (i, prog)) in placed.iter().enumerate() {
             let i = *i;
             let mut skip = None;
@@ -791,19 +787,28 @@ impl ProgramGen<'_> {
                 if f.in_table[i] {
                     continue;
                 }
-                if let Some(terms) = &f.inline[i] {
+                if f.inline[i].is_some() {
+                    if k < run_done {
+                        continue;
+                    }
                     if let Some(l) = guard_run_end.take() {
                         self.a.bind(l);
                     }
-                    f.emit_best_before(&mut self.a, Some(i), decide);
-                    let start = self.a.len();
-                    let (hit, next) = (self.a.label(), self.a.label());
-                    f.emit_inline(&mut self.a, terms, hit, next);
-                    self.a.bind(hit);
-                    self.matched(i);
-                    self.a.bind(next);
-                    self.rule_insns[i] += self.a.len() - start;
-                    count += 1;
+                    // The run of inline rules from here (table rules
+                    // between them have no code).
+                    let mut run = Vec::new();
+                    let mut m = k;
+                    while let Some((j, _)) = placed.get(m) {
+                        match &f.inline[*j] {
+                            _ if f.in_table[*j] => {}
+                            Some(t) => run.push((*j, t.as_slice())),
+                            None => break,
+                        }
+                        m += 1;
+                    }
+                    run_done = m;
+                    count += run.len();
+                    self.inline_run(f, &run, decide);
                     continue;
                 }
                 if !f.guarded[i] {
@@ -840,6 +845,46 @@ impl ProgramGen<'_> {
             self.a.bind(l);
         }
         Ok(count)
+    }
+
+    /// A run of inline rules, in order: split by the frame's protocol
+    /// where that pays (see [`Fast::proto_groups`]).
+    fn inline_run(&mut self, f: &Fast, run: &[(usize, &[Term])], decide: Label) {
+        let owned;
+        let groups: Vec<(Option<u8>, Vec<(usize, &[Term])>)> = match Fast::proto_groups(run) {
+            None => vec![(None, run.to_vec())],
+            Some(g) => {
+                owned = g;
+                (owned.iter())
+                    .map(|(p, rules)| (*p, rules.iter().map(|(i, t)| (*i, t.as_slice())).collect()))
+                    .collect()
+            }
+        };
+        let end = self.a.label();
+        let labels: Vec<Label> = groups.iter().map(|_| self.a.label()).collect();
+        if groups.len() > 1 {
+            let protos: Vec<u8> = groups.iter().filter_map(|g| g.0).collect();
+            f.emit_proto_dispatch(&mut self.a, &protos, &labels, labels[groups.len() - 1]);
+        }
+        for ((_, rules), label) in groups.iter().zip(&labels) {
+            self.a.bind(*label);
+            for (i, terms) in rules {
+                if terms.is_empty() {
+                    // No term can match a frame of the group's protocol.
+                    continue;
+                }
+                let start = self.a.len();
+                f.emit_best_before(&mut self.a, Some(*i), decide);
+                let (hit, next) = (self.a.label(), self.a.label());
+                f.emit_inline(&mut self.a, terms, hit, next);
+                self.a.bind(hit);
+                self.matched(*i);
+                self.a.bind(next);
+                self.rule_insns[*i] += self.a.len() - start;
+            }
+            self.a.ja(end);
+        }
+        self.a.bind(end);
     }
 
     /// Rule `i`, specialized to `prog`, inlined: no match falls through.
@@ -911,16 +956,11 @@ impl ProgramGen<'_> {
         }
     }
 
-    /// When the lookups ran, the default decides.
-    fn default_if_looked_up(&mut self, f: &Fast) {
-        let no_match = self.a.label();
-        f.emit_if_looked_up(&mut self.a, no_match);
-        let go_on = self.a.label();
-        self.a.ja(go_on);
-        self.a.bind(no_match);
+    /// The default decides (the lookups ran: frames they cannot serve
+    /// left before the rules).
+    fn default_if_looked_up(&mut self, _f: &Fast) {
         self.a.mov64(Reg::R8, Operand::Imm(self.default_index()));
         self.a.ja(self.tail(self.default));
-        self.a.bind(go_on);
     }
 
     /// No rule decided: on to the next program, or the default.

@@ -43,7 +43,6 @@ use super::tuple::{self, Family, Shape, Term, Word};
 use super::{Action, Rule};
 use crate::ebpf::asm::{Asm, Label};
 use crate::ebpf::insn::{AluOp, CallTarget, Endian, JmpOp, Op, Operand, Pseudo, Reg, Size};
-use crate::ebpf::vm::context::xdp;
 
 /// Map index of table 0 (after the counters and the program array).
 pub const TABLES_MAP_INDEX: u64 = 2;
@@ -60,7 +59,6 @@ pub const LOOKUP_COST: usize = 40;
 /// instructions) pay, when no table does.
 const INLINE_MIN: usize = 2;
 const HELPER_MAP_LOOKUP: i32 = 1;
-const CTX: Reg = Reg::R6;
 
 /// Stack slots: each family's frame fields and key under construction,
 /// and the lookups' outcome; all below the translator's (fp-80 and up)
@@ -94,12 +92,13 @@ const V6: Slots = Slots {
     key: -280,
 };
 const F_BEST: i16 = -104;
-/// The first guarded rule the lookups found; 0 (run them all) until the
-/// lookups run.
+/// The first guarded rule the lookups found.
 const F_CAND: i16 = -100;
-const F_OK: i16 = -96;
 /// `best` when no table entry matched: above every `index << 1 | drop`.
 const NONE: i32 = -1;
+/// A port field the frame has not: equal to no 16-bit port, so an inline
+/// port test fails without asking whether the ports were read.
+const NO_PORT: i32 = 0x1_0000;
 
 /// A table entry: the first pass/drop rule with this key (`index << 1 |
 /// drop`), and the first guarded rule (its index); [`NONE`] for neither.
@@ -127,6 +126,14 @@ pub struct Fast {
     /// it has them, compared inline (see [`Fast::emit_inline`]).
     pub inline: Vec<Option<Vec<Term>>>,
 }
+
+/// A protocol (`None`: any the run's terms do not name) and the run's
+/// rules specialized to it: (rule, terms left).
+pub type ProtoGroup = (Option<u8>, Vec<(usize, Vec<Term>)>);
+/// Most protocols a run is split by, and most rules in a split run (each
+/// protocol copies the run's code).
+const MAX_PROTO_GROUPS: usize = 4;
+const MAX_SPLIT_RUN: usize = 64;
 
 /// Why a rule is tested in the chain rather than found by a lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -340,18 +347,16 @@ impl Fast {
         !self.tables.is_empty() || self.inline.iter().any(Option::is_some)
     }
 
-    /// Rule `i`'s terms against the fields the gate read: to `hit` when
-    /// one term matches, else to `miss`. The same test as a lookup of the
+    /// Rule `i`'s terms against the fields the gate read: a match of the
+    /// last term falls through (bind `hit` right after), of another goes
+    /// to `hit`; no match goes to `miss`. The same test as a lookup of the
     /// term's shape: the key's words from the fields under the shape's
     /// masks, equal to the term's key.
     pub fn emit_inline(&self, a: &mut Asm, terms: &[Term], hit: Label, miss: Label) {
         let s = self.slots();
-        for t in terms {
-            let next = a.label();
-            if t.l4() {
-                a.ldx(Size::W, Reg::R1, Reg::R10, s.l4);
-                a.jmp(false, JmpOp::Jeq, Reg::R1, Operand::Imm(0), next);
-            }
+        for (n, t) in terms.iter().enumerate() {
+            let last = n + 1 == terms.len();
+            let next = if last { miss } else { a.label() };
             let key = t.key();
             for (w, want) in t.shape().words().into_iter().zip(key.chunks(4)) {
                 let want = u32::from_le_bytes([want[0], want[1], want[2], want[3]]);
@@ -364,10 +369,69 @@ impl Fast {
                 }
                 a.jmp(false, JmpOp::Jne, Reg::R1, Operand::Imm(want as i32), next);
             }
-            a.ja(hit);
-            a.bind(next);
+            if !last {
+                a.ja(hit);
+                a.bind(next);
+            }
         }
-        a.ja(miss);
+        if terms.is_empty() {
+            a.ja(miss);
+        }
+    }
+
+    /// A run of inline rules split by the frame's protocol, when that
+    /// pays: per protocol its terms test (then "any other"), the rules
+    /// with only the terms that can match such a frame, the protocol word
+    /// dropped (it is known there). `None`: no term tests a protocol, or
+    /// too many protocols or rules for the copies to pay.
+    pub fn proto_groups(run: &[(usize, &[Term])]) -> Option<Vec<ProtoGroup>> {
+        let mut protos: Vec<u8> = run
+            .iter()
+            .flat_map(|(_, t)| t.iter().filter_map(|t| t.proto))
+            .collect();
+        protos.sort_unstable();
+        protos.dedup();
+        if protos.is_empty() || protos.len() > MAX_PROTO_GROUPS || run.len() > MAX_SPLIT_RUN {
+            return None;
+        }
+        let group = |p: Option<u8>| -> ProtoGroup {
+            let rules = run
+                .iter()
+                .map(|(i, terms)| {
+                    let kept = terms
+                        .iter()
+                        .filter(|t| match p {
+                            // Ports are read for TCP, UDP and SCTP only.
+                            Some(p) => {
+                                t.proto.is_none_or(|q| q == p)
+                                    && (!t.l4() || tuple::PORT_PROTOS.contains(&p))
+                            }
+                            None => t.proto.is_none(),
+                        })
+                        .map(|t| Term { proto: None, ..*t })
+                        .collect();
+                    (*i, kept)
+                })
+                .collect();
+            (p, rules)
+        };
+        Some(
+            protos
+                .iter()
+                .map(|p| group(Some(*p)))
+                .chain([group(None)])
+                .collect(),
+        )
+    }
+
+    /// To `to[k]` when the frame's protocol is `protos[k]`, else to
+    /// `other`.
+    pub fn emit_proto_dispatch(&self, a: &mut Asm, protos: &[u8], to: &[Label], other: Label) {
+        a.ldx(Size::W, Reg::R1, Reg::R10, self.slots().proto);
+        for (p, l) in protos.iter().zip(to) {
+            a.jmp(false, JmpOp::Jeq, Reg::R1, Operand::Imm(*p as i32), *l);
+        }
+        a.ja(other);
     }
 
     /// Can rule `i` match a frame of the family?
@@ -393,40 +457,30 @@ impl Fast {
         }
     }
 
-    /// The lookups, at the head of a program's chain of the family: sets
-    /// `ok`, `best` and `cand`, and falls through.
-    pub fn emit_lookups(&self, a: &mut Asm) {
+    /// The lookups, at the head of a program's chain of the family, with
+    /// r2 = data and r3 = data_end as the prologue left them: sets `best`
+    /// and `cand` and falls through, or goes to `unserved` when the
+    /// frame's header (or its ports) is not captured.
+    pub fn emit_lookups(&self, a: &mut Asm, unserved: Label) {
         let (lookups, done) = (a.label(), a.label());
-        for (off, imm) in [(F_OK, 0), (F_BEST, NONE), (F_CAND, 0)] {
-            a.push(Op::St {
-                size: Size::W,
-                dst: Reg::R10,
-                off,
-                imm,
-            });
-        }
-        a.ldx(Size::W, Reg::R2, CTX, xdp::DATA as i16);
-        a.ldx(Size::W, Reg::R3, CTX, xdp::DATA_END as i16);
         match self.family {
-            Family::V4 => fields_v4(a, lookups, done),
-            Family::V6 => fields_v6(a, lookups, done),
+            Family::V4 => fields_v4(a, lookups, unserved),
+            Family::V6 => fields_v6(a, lookups, unserved),
         }
         a.bind(lookups);
-        a.push(Op::St {
-            size: Size::W,
-            dst: Reg::R10,
-            off: F_CAND,
-            imm: NONE,
-        });
+        if !self.tables.is_empty() {
+            for (off, imm) in [(F_BEST, NONE), (F_CAND, NONE)] {
+                a.push(Op::St {
+                    size: Size::W,
+                    dst: Reg::R10,
+                    off,
+                    imm,
+                });
+            }
+        }
         for (g, (shape, _)) in self.tables.iter().enumerate() {
             lookup(a, self.slots(), (self.first_map + g) as u64, shape);
         }
-        a.push(Op::St {
-            size: Size::W,
-            dst: Reg::R10,
-            off: F_OK,
-            imm: 1,
-        });
         a.bind(done);
     }
 
@@ -450,17 +504,6 @@ impl Fast {
             None => a.jmp(false, JmpOp::Jeq, Reg::R1, Operand::Imm(NONE), on),
         };
         a.ja(decide);
-        a.bind(on);
-    }
-
-    /// Goes to `to` when the lookups ran (past a run of table rules, or
-    /// to the default when no rule outside the tables is left).
-    pub fn emit_if_looked_up(&self, a: &mut Asm, to: Label) {
-        let on = a.label();
-        a.ldx(Size::W, Reg::R1, Reg::R10, F_OK);
-        a.jmp(false, JmpOp::Jeq, Reg::R1, Operand::Imm(0), on);
-        // `to` may be more than a 16-bit offset away: only `ja` reaches.
-        a.ja(to);
         a.bind(on);
     }
 
@@ -508,14 +551,20 @@ fn ports_at(a: &mut Asm, s: &Slots) {
     });
 }
 
-/// The protocol (in r4) to its slot, the port fields zeroed; a TCP, UDP
-/// or SCTP packet falls through to have its ports read, any other goes
-/// to `lookups`.
+/// The protocol (in r4) to its slot, `l4` zeroed and the port fields
+/// [`NO_PORT`]; a TCP, UDP or SCTP packet falls through to have its ports
+/// read, any other goes to `lookups`.
 fn protocol(a: &mut Asm, s: &Slots, lookups: Label) {
     let l4chk = a.label();
     a.stx(Size::W, Reg::R10, Reg::R4, s.proto);
-    for slot in [s.l4, s.sport, s.dport] {
-        zero(a, slot);
+    zero(a, s.l4);
+    for slot in [s.sport, s.dport] {
+        a.push(Op::St {
+            size: Size::W,
+            dst: Reg::R10,
+            off: slot,
+            imm: NO_PORT,
+        });
     }
     for p in tuple::PORT_PROTOS {
         a.jmp(false, JmpOp::Jeq, Reg::R4, Operand::Imm(p as i32), l4chk);
