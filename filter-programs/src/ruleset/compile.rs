@@ -549,6 +549,9 @@ fn chain_facts() -> Vec<(String, Fact)> {
     chains
 }
 
+/// A protocol and a run's inline rules for it (see `Fast::proto_groups`).
+type Group<'t> = (Option<u8>, Vec<(usize, &'t [Term])>);
+
 /// What every program of the ruleset shares.
 #[derive(Clone, Copy)]
 struct Shared<'r> {
@@ -851,7 +854,7 @@ impl ProgramGen<'_> {
     /// where that pays (see [`Fast::proto_groups`]).
     fn inline_run(&mut self, f: &Fast, run: &[(usize, &[Term])], decide: Label) {
         let owned;
-        let groups: Vec<(Option<u8>, Vec<(usize, &[Term])>)> = match Fast::proto_groups(run) {
+        let groups: Vec<Group<'_>> = match Fast::proto_groups(run) {
             None => vec![(None, run.to_vec())],
             Some(g) => {
                 owned = g;
