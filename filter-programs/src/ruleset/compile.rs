@@ -132,6 +132,9 @@ pub struct Table {
     pub family: Family,
     /// 4 to 44 bytes: the words its shape tests (see `tuple::Shape::words`).
     pub key_size: u32,
+    /// For a presence table (see `Fast::presence`): which address
+    /// ("source", "destination") it holds the prefixes of.
+    pub presence_of: Option<&'static str>,
     pub entries: Vec<(Vec<u8>, u64)>,
 }
 
@@ -481,6 +484,8 @@ pub fn compile_with(
                     name: table_name(f, g),
                     family: f.family,
                     key_size: shape.key_size() as u32,
+                    presence_of: (f.presence.iter().find(|p| p.1 == g))
+                        .map(|p| if p.0 { "source" } else { "destination" }),
                     entries: (entries.iter())
                         .map(|(k, (decide, cand))| {
                             (k.clone(), u64::from(*decide) | u64::from(*cand) << 32)
@@ -1107,6 +1112,46 @@ mod tests {
             (1, 40),
             "only the hosts' table pays"
         );
+    }
+
+    /// Three or more source-address shapes get a presence table, and
+    /// the dry run (which checks every verdict against the rules) agrees
+    /// on frames whose source prefix is present and absent.
+    #[test]
+    fn presence_tables_gate_their_direction() {
+        let mut exprs = Vec::new();
+        for i in 0..30 {
+            exprs.push(format!("src net 2001:db8:{i:x}::/48"));
+            exprs.push(format!("src net 2001:db8:{i:x}:100::/56"));
+            exprs.push(format!("src net 2001:db8:{i:x}:200::/64"));
+            exprs.push(format!("src host 2001:db8:{i:x}:300::1"));
+        }
+        let refs: Vec<&str> = exprs.iter().map(String::as_str).collect();
+        let rs = rules(&refs);
+        let c = compile(&rs, Verdict::Pass).unwrap();
+        let presence: Vec<_> = c.tables.iter().filter_map(|t| t.presence_of).collect();
+        assert_eq!(presence, ["source"]);
+        let mut dry = crate::ruleset::dryrun::DryRun::new(&c, &rs, Verdict::Pass).unwrap();
+        let frame = |src: [u16; 8]| {
+            let mut f = vec![0u8; 14 + 40 + 8];
+            f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+            f[14] = 0x60;
+            f[20] = 17;
+            for (k, w) in src.iter().enumerate() {
+                f[22 + 2 * k..24 + 2 * k].copy_from_slice(&w.to_be_bytes());
+            }
+            f
+        };
+        let cases = [
+            ([0x2001, 0xdb8, 7, 0x100, 0, 0, 0, 9], Some(4 * 7)), // the /48 first
+            ([0x2001, 0xdb8, 0x40, 0, 0, 0, 0, 1], None),        // absent prefix
+            ([0x2001, 0xdb9, 7, 0, 0, 0, 0, 1], None),
+        ];
+        for (src, want) in cases {
+            let f = frame(src);
+            let o = dry.packet(&f, f.len() as u32).unwrap();
+            assert_eq!(o.rule, want, "{src:x?}");
+        }
     }
 
     #[test]

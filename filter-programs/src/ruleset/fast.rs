@@ -47,8 +47,12 @@ use crate::ebpf::insn::{AluOp, CallTarget, Endian, JmpOp, Op, Operand, Pseudo, R
 /// Map index of table 0 (after the counters and the program array).
 pub const TABLES_MAP_INDEX: u64 = 2;
 /// Most tables (tuple shapes) per family: the kernel allows 64 maps per
-/// program, two of which are the counters and the program array.
-const MAX_TABLES: usize = 30;
+/// program: the counters, the program array, the cold path's two maps,
+/// and per family these and up to two presence tables.
+const MAX_TABLES: usize = 28;
+/// Address shapes of one direction from which a presence table pays: on
+/// a miss it saves all but one of their lookups, on a hit it costs one.
+const PRESENCE_MIN_SHAPES: usize = 3;
 /// What one table lookup costs, in the units of a rule's chain cost (its
 /// tests and loads, about one instruction each): a hash lookup with its
 /// key built takes about as long as 40 executed instructions. A table
@@ -125,6 +129,12 @@ pub struct Fast {
     /// Per rule neither in the tables nor guarded: its exact terms, when
     /// it has them, compared inline (see [`Fast::emit_inline`]).
     pub inline: Vec<Option<Vec<Term>>>,
+    /// Presence tables (indices into `tables`, after the shapes' tables),
+    /// for the source (`true`) or destination address: every address
+    /// prefix of that direction in the tables, cut to the shortest
+    /// length they use. A frame whose prefix is absent cannot match any
+    /// table of that direction, so those lookups are skipped.
+    pub presence: Vec<(bool, usize)>,
 }
 
 /// A protocol (`None`: any the run's terms do not name) and the run's
@@ -170,7 +180,7 @@ impl NotInTable {
             NotInTable::Shape => {
                 "not of the table shapes (host, net, numeric port or portrange, tcp/udp/sctp/icmp/icmp6, ip/ip6, and their and/or)"
             }
-            NotInTable::TooManyShapes => "the family's lookup tables already hold their 30 shapes",
+            NotInTable::TooManyShapes => "the family's lookup tables already hold their 28 shapes",
             NotInTable::Unpaid => "too few rules of its shape for a lookup to pay (cost model)",
         }
     }
@@ -258,6 +268,7 @@ impl Fast {
                 if fast.tables.is_empty() && fast.inline.iter().flatten().count() < INLINE_MIN {
                     fast.inline = vec![None; rules.len()];
                 }
+                fast.add_presence(&plans);
                 for (i, r) in rules.iter().enumerate() {
                     if fast.why_not[i].is_none() && !fast.in_table[i] {
                         fast.why_not[i] = Some(match r.action {
@@ -339,6 +350,50 @@ impl Fast {
             why_not,
             rule_tables,
             inline: vec![None; n],
+            presence: Vec::new(),
+        }
+    }
+
+    /// The presence tables that pay (see [`Fast::presence`]).
+    fn add_presence(&mut self, plans: &[Plan]) {
+        let family = self.family;
+        for src in [true, false] {
+            let len_of = |s: &Shape| if src { s.src } else { s.dst };
+            let lens: Vec<u8> = self.tables.iter().filter_map(|(s, _)| len_of(s)).collect();
+            let Some(&min) = lens.iter().min() else {
+                continue;
+            };
+            // A short prefix filters little.
+            if lens.len() < PRESENCE_MIN_SHAPES || u32::from(min) < family.bits() / 4 {
+                continue;
+            }
+            let cut = |a: Option<(u128, u8)>| {
+                a.map(|(addr, _)| Term {
+                    family,
+                    src: src.then_some((addr, min)),
+                    dst: (!src).then_some((addr, min)),
+                    proto: None,
+                    sport: None,
+                    dport: None,
+                })
+            };
+            let mut keys: BTreeMap<Vec<u8>, Entry> = BTreeMap::new();
+            for (i, p) in plans.iter().enumerate() {
+                let (Plan::Decide(terms, _) | Plan::Guard(terms, _)) = p else {
+                    continue;
+                };
+                if !self.in_table[i] && !self.guarded[i] {
+                    continue;
+                }
+                for t in terms {
+                    if let Some(k) = cut(if src { t.src } else { t.dst }) {
+                        keys.insert(k.key(), (NONE as u32, NONE as u32));
+                    }
+                }
+            }
+            let shape = cut(Some((0, min))).expect("a term").shape();
+            self.presence.push((src, self.tables.len()));
+            self.tables.push((shape, keys));
         }
     }
 
@@ -478,8 +533,28 @@ impl Fast {
                 });
             }
         }
+        // r8 (source) and r9 (destination): the frame's prefix is present.
+        let mut gates = Vec::new();
+        for &(src, g) in &self.presence {
+            let reg = if src { Reg::R8 } else { Reg::R9 };
+            let (shape, map) = (&self.tables[g].0, (self.first_map + g) as u64);
+            let absent = a.label();
+            a.mov64(reg, Operand::Imm(0));
+            lookup_key(a, self.slots(), map, shape);
+            a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(0), absent);
+            a.mov64(reg, Operand::Imm(1));
+            a.bind(absent);
+            gates.push((src, reg));
+        }
         for (g, (shape, _)) in self.tables.iter().enumerate() {
-            lookup(a, self.slots(), (self.first_map + g) as u64, shape);
+            if self.presence.iter().any(|p| p.1 == g) {
+                continue;
+            }
+            let gated: Vec<Reg> = (gates.iter())
+                .filter(|(src, _)| if *src { shape.src.is_some() } else { shape.dst.is_some() })
+                .map(|g| g.1)
+                .collect();
+            lookup(a, self.slots(), (self.first_map + g) as u64, shape, &gated);
         }
         a.bind(done);
     }
@@ -657,13 +732,33 @@ fn inline_cost(terms: &[Term]) -> usize {
 
 /// One table's lookup: the frame's fields under the shape's masks as the
 /// key; an entry below `best` or `cand` becomes it.
-fn lookup(a: &mut Asm, s: &Slots, map: u64, shape: &Shape) {
+fn lookup(a: &mut Asm, s: &Slots, map: u64, shape: &Shape, gates: &[Reg]) {
     let skip = a.label();
+    for g in gates {
+        a.jmp(true, JmpOp::Jeq, *g, Operand::Imm(0), skip);
+    }
     let ports = shape.sport || shape.dport;
     if ports {
         a.ldx(Size::W, Reg::R1, Reg::R10, s.l4);
         a.jmp(false, JmpOp::Jeq, Reg::R1, Operand::Imm(0), skip);
     }
+    lookup_key(a, s, map, shape);
+    a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(0), skip);
+    // The entry: (first pass/drop rule, first guarded rule); keep the least.
+    for (off, slot) in [(0, F_BEST), (4, F_CAND)] {
+        let keep = a.label();
+        a.ldx(Size::W, Reg::R1, Reg::R0, off);
+        a.ldx(Size::W, Reg::R2, Reg::R10, slot);
+        a.jmp(true, JmpOp::Jge, Reg::R1, Operand::Reg(Reg::R2), keep);
+        a.stx(Size::W, Reg::R10, Reg::R1, slot);
+        a.bind(keep);
+    }
+    a.bind(skip);
+}
+
+/// r0 = the entry of table `map` for the frame's fields under `shape`
+/// (or 0); clobbers r1-r5.
+fn lookup_key(a: &mut Asm, s: &Slots, map: u64, shape: &Shape) {
     for (n, w) in shape.words().into_iter().enumerate() {
         let to = s.key + 4 * n as i16;
         let Some((from, mask)) = field(s, w) else {
@@ -685,15 +780,4 @@ fn lookup(a: &mut Asm, s: &Slots, map: u64, shape: &Shape) {
     a.mov64(Reg::R2, Operand::Reg(Reg::R10));
     a.alu64(AluOp::Add, Reg::R2, Operand::Imm(s.key as i32));
     a.push(Op::Call(CallTarget::Helper(HELPER_MAP_LOOKUP)));
-    a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(0), skip);
-    // The entry: (first pass/drop rule, first guarded rule); keep the least.
-    for (off, slot) in [(0, F_BEST), (4, F_CAND)] {
-        let keep = a.label();
-        a.ldx(Size::W, Reg::R1, Reg::R0, off);
-        a.ldx(Size::W, Reg::R2, Reg::R10, slot);
-        a.jmp(true, JmpOp::Jge, Reg::R1, Operand::Reg(Reg::R2), keep);
-        a.stx(Size::W, Reg::R10, Reg::R1, slot);
-        a.bind(keep);
-    }
-    a.bind(skip);
 }

@@ -193,6 +193,7 @@ impl<'a> Report<'a> {
                 "name": t.name,
                 "family": t.family.name(),
                 "key_bytes": t.key_size,
+                "presence_of": t.presence_of,
                 "entries": t.entries.len(),
             })).collect::<Vec<_>>(),
             "table_rules": c.fast_rules,
