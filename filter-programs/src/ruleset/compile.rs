@@ -484,8 +484,13 @@ pub fn compile_with(
                     name: table_name(f, g),
                     family: f.family,
                     key_size: shape.key_size() as u32,
-                    presence_of: (f.presence.iter().find(|p| p.1 == g))
-                        .map(|p| if p.0 { "source" } else { "destination" }),
+                    presence_of: (f.presence.iter().find(|p| p.1 == g)).map(|p| {
+                        if p.0 {
+                            "source"
+                        } else {
+                            "destination"
+                        }
+                    }),
                     entries: (entries.iter())
                         .map(|(k, (decide, cand))| {
                             (k.clone(), u64::from(*decide) | u64::from(*cand) << 32)
@@ -1144,7 +1149,7 @@ mod tests {
         };
         let cases = [
             ([0x2001, 0xdb8, 7, 0x100, 0, 0, 0, 9], Some(4 * 7)), // the /48 first
-            ([0x2001, 0xdb8, 0x40, 0, 0, 0, 0, 1], None),        // absent prefix
+            ([0x2001, 0xdb8, 0x40, 0, 0, 0, 0, 1], None),         // absent prefix
             ([0x2001, 0xdb9, 7, 0, 0, 0, 0, 1], None),
         ];
         for (src, want) in cases {

@@ -50,6 +50,8 @@ pub const TABLES_MAP_INDEX: u64 = 2;
 /// program: the counters, the program array, the cold path's two maps,
 /// and per family these and up to two presence tables.
 const MAX_TABLES: usize = 28;
+// A presence table names tables by a bit in an immediate (see `lookup`).
+const _: () = assert!(MAX_TABLES < 31);
 /// Address shapes of one direction from which a presence table pays: on
 /// a miss it saves all but one of their lookups, on a hit it costs one.
 const PRESENCE_MIN_SHAPES: usize = 3;
@@ -132,8 +134,9 @@ pub struct Fast {
     /// Presence tables (indices into `tables`, after the shapes' tables),
     /// for the source (`true`) or destination address: every address
     /// prefix of that direction in the tables, cut to the shortest
-    /// length they use. A frame whose prefix is absent cannot match any
-    /// table of that direction, so those lookups are skipped.
+    /// length they use, to the set of tables (a bit per index) with an
+    /// entry under it. A frame's lookups of that direction run only in
+    /// the tables its prefix names: none when the prefix is absent.
     pub presence: Vec<(bool, usize)>,
 }
 
@@ -377,6 +380,7 @@ impl Fast {
                     dport: None,
                 })
             };
+            // (key, the tables' bits as the u64 value's two halves)
             let mut keys: BTreeMap<Vec<u8>, Entry> = BTreeMap::new();
             for (i, p) in plans.iter().enumerate() {
                 let (Plan::Decide(terms, _) | Plan::Guard(terms, _)) = p else {
@@ -386,9 +390,14 @@ impl Fast {
                     continue;
                 }
                 for t in terms {
-                    if let Some(k) = cut(if src { t.src } else { t.dst }) {
-                        keys.insert(k.key(), (NONE as u32, NONE as u32));
-                    }
+                    let Some(k) = cut(if src { t.src } else { t.dst }) else {
+                        continue;
+                    };
+                    let g = (self.tables.iter().position(|(s, _)| *s == t.shape()))
+                        .expect("a table term's shape has its table");
+                    let e = keys.entry(k.key()).or_insert((0, 0));
+                    let bits = (u64::from(e.0) | u64::from(e.1) << 32) | 1 << g;
+                    *e = (bits as u32, (bits >> 32) as u32);
                 }
             }
             let shape = cut(Some((0, min))).expect("a term").shape();
@@ -533,7 +542,8 @@ impl Fast {
                 });
             }
         }
-        // r8 (source) and r9 (destination): the frame's prefix is present.
+        // r8 (source) and r9 (destination): the tables the frame's
+        // prefix has entries in, a bit each.
         let mut gates = Vec::new();
         for &(src, g) in &self.presence {
             let reg = if src { Reg::R8 } else { Reg::R9 };
@@ -542,7 +552,7 @@ impl Fast {
             a.mov64(reg, Operand::Imm(0));
             lookup_key(a, self.slots(), map, shape);
             a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(0), absent);
-            a.mov64(reg, Operand::Imm(1));
+            a.ldx(Size::DW, reg, Reg::R0, 0);
             a.bind(absent);
             gates.push((src, reg));
         }
@@ -551,10 +561,23 @@ impl Fast {
                 continue;
             }
             let gated: Vec<Reg> = (gates.iter())
-                .filter(|(src, _)| if *src { shape.src.is_some() } else { shape.dst.is_some() })
+                .filter(|(src, _)| {
+                    if *src {
+                        shape.src.is_some()
+                    } else {
+                        shape.dst.is_some()
+                    }
+                })
                 .map(|g| g.1)
                 .collect();
-            lookup(a, self.slots(), (self.first_map + g) as u64, shape, &gated);
+            lookup(
+                a,
+                self.slots(),
+                (self.first_map + g) as u64,
+                shape,
+                &gated,
+                g,
+            );
         }
         a.bind(done);
     }
@@ -732,10 +755,13 @@ fn inline_cost(terms: &[Term]) -> usize {
 
 /// One table's lookup: the frame's fields under the shape's masks as the
 /// key; an entry below `best` or `cand` becomes it.
-fn lookup(a: &mut Asm, s: &Slots, map: u64, shape: &Shape, gates: &[Reg]) {
+fn lookup(a: &mut Asm, s: &Slots, map: u64, shape: &Shape, gates: &[Reg], index: usize) {
     let skip = a.label();
+    // Shape tables come first, fewer than 31: the bit fits an immediate.
     for g in gates {
-        a.jmp(true, JmpOp::Jeq, *g, Operand::Imm(0), skip);
+        a.mov64(Reg::R1, Operand::Reg(*g));
+        a.alu64(AluOp::And, Reg::R1, Operand::Imm(1 << index));
+        a.jmp(true, JmpOp::Jeq, Reg::R1, Operand::Imm(0), skip);
     }
     let ports = shape.sport || shape.dport;
     if ports {
