@@ -4,7 +4,8 @@
 //! the cost model's tables or with every table forced, decide every frame
 //! as the rules taken one by one do (the dry run checks each verdict
 //! against the reference interpreter) and count as they do: frames aimed
-//! at each rule, whole and cut anywhere, and frames that match none.
+//! at each rule (IPv4 or IPv6, and ARP with its IPv4 addresses), whole
+//! and cut anywhere, and frames that match none.
 
 use e2e::mixed::{self, Aim};
 use e2e::rng::Rng;
@@ -41,10 +42,11 @@ proptest! {
         let mut rng = Rng(seed | 1);
         let mut frames = vec![Aim::nowhere(false).frame(), Aim::nowhere(true).frame()];
         for r in &rules {
-            let f = r.aim.frame();
-            let cut = 14 + rng.below(f.len() as u64 - 13) as usize;
-            frames.push(f[..cut].to_vec());
-            frames.push(f);
+            for f in [r.aim.frame(), r.aim.arp_frame()] {
+                let cut = 14 + rng.below(f.len() as u64 - 13) as usize;
+                frames.push(f[..cut].to_vec());
+                frames.push(f);
+            }
         }
         for f in &frames {
             let o = dry.packet(f, f.len() as u32).map_err(|e| {

@@ -78,6 +78,26 @@ impl Aim {
 
     /// The Ethernet frame: 64 bytes for IPv4, 86 for IPv6 (a 20-byte TCP
     /// header or an 8-byte UDP/ICMP one, zero padded), 4 more when tagged.
+    /// An ARP request whose sender and target protocol addresses are the
+    /// aim's IPv4 source and destination (the documentation addresses for
+    /// an IPv6 aim), padded to Ethernet's 60 bytes: libpcap's `host` and
+    /// `net` test these.
+    pub fn arp_frame(&self) -> Vec<u8> {
+        let (spa, tpa) = match &self.ip {
+            Ip::V4 { src, dst } => (*src, *dst),
+            Ip::V6 { .. } => NOWHERE_V4,
+        };
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x08, 0x06]);
+        f.extend_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1]);
+        f.extend_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+        f.extend_from_slice(&spa);
+        f.extend_from_slice(&[0; 6]);
+        f.extend_from_slice(&tpa);
+        f.resize(60, 0);
+        f
+    }
+
     pub fn frame(&self) -> Vec<u8> {
         let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
         if let Some(id) = self.vlan {

@@ -38,7 +38,7 @@
 //! length, not with the number of paths through it.
 
 use super::cold::{self, ColdCode};
-use super::fast::{Fast, NotInTable};
+use super::fast::{self, Fast, NotInTable};
 use super::specialize::{specialize, Fact};
 use super::tuple::{Family, Term};
 use super::{Action, Rule, Verdict};
@@ -346,9 +346,14 @@ pub fn compile_with(
     default: Verdict,
     opts: &Options,
 ) -> Result<Compiled, CompileError> {
-    let v4 = Fast::new(rules, Family::V4, 0, cost, opts.lookup_cost);
-    let v6 = Fast::new(rules, Family::V6, v4.tables.len(), cost, opts.lookup_cost);
-    let fasts = [v4, v6];
+    let (lookup_cost, max) = (opts.lookup_cost, fast::MAX_TABLES);
+    let v4 = Fast::new(rules, Family::V4, 0, max, cost, lookup_cost);
+    let v6 = Fast::new(rules, Family::V6, v4.tables.len(), max, cost, lookup_cost);
+    let maps = v4.tables.len() + v6.tables.len();
+    // ARP's shapes and presence tables in what the kernel's maps leave.
+    let left = (fast::MAX_MAPS - fast::OTHER_MAPS).saturating_sub(maps + 2);
+    let arp = Fast::new(rules, Family::Arp, maps, left, cost, lookup_cost);
+    let fasts = [v4, v6, arp];
     let facts = chain_facts();
     // Per chain, every rule that can match its frames, specialized.
     let placed: Vec<Vec<(usize, Vec<crate::cbpf::Insn>)>> = facts
@@ -1112,10 +1117,11 @@ mod tests {
         let mut exprs: Vec<&str> = hosts.iter().map(String::as_str).collect();
         exprs.push("tcp dst port 22");
         let c = compile(&rules(&exprs), Verdict::Pass).unwrap();
+        // `host` matches ARP frames too: an IPv4 and an ARP table.
         assert_eq!(
             (c.tables.len(), c.fast_rules),
-            (1, 40),
-            "only the hosts' table pays"
+            (2, 40),
+            "only the hosts' tables pay"
         );
     }
 
@@ -1157,6 +1163,34 @@ mod tests {
             let o = dry.packet(&f, f.len() as u32).unwrap();
             assert_eq!(o.rule, want, "{src:x?}");
         }
+    }
+
+    /// However many shapes the rules have, the program's maps stay within
+    /// the kernel's 64.
+    #[test]
+    fn maps_stay_within_the_kernels_limit() {
+        let mut exprs = Vec::new();
+        for len in 1..=32u32 {
+            for k in 0..3u32 {
+                let a = (0x0a00_0000 | k << 30 | k) & (u32::MAX << (32 - len));
+                let a = std::net::Ipv4Addr::from(a);
+                exprs.push(format!("src net {a}/{len}"));
+                exprs.push(format!("dst net {a}/{len}"));
+            }
+        }
+        for len in (16..=128u32).step_by(4) {
+            for k in 0..3u128 {
+                let a = (0x2001_0db8u128 << 96 | k << 126 | k) & (u128::MAX << (128 - len));
+                let a = std::net::Ipv6Addr::from(a);
+                exprs.push(format!("src net {a}/{len}"));
+                exprs.push(format!("dst net {a}/{len}"));
+            }
+        }
+        let refs: Vec<&str> = exprs.iter().map(String::as_str).collect();
+        let c = compile_with(&rules(&refs), Verdict::Pass, &Options::forced()).unwrap();
+        let maps = 2 + c.tables.len() + if c.cold.is_some() { 2 } else { 0 };
+        assert!(maps <= 64, "{maps} maps");
+        assert!(c.tables.iter().any(|t| t.family == Family::Arp));
     }
 
     #[test]

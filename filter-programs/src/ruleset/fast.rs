@@ -46,10 +46,17 @@ use crate::ebpf::insn::{AluOp, CallTarget, Endian, JmpOp, Op, Operand, Pseudo, R
 
 /// Map index of table 0 (after the counters and the program array).
 pub const TABLES_MAP_INDEX: u64 = 2;
-/// Most tables (tuple shapes) per family: the kernel allows 64 maps per
-/// program: the counters, the program array, the cold path's two maps,
-/// and per family these and up to two presence tables.
-const MAX_TABLES: usize = 28;
+/// Most tables (tuple shapes) of one family. The kernel allows 64 maps
+/// per program (see [`MAX_MAPS`]): the counters, the program array and
+/// the cold path's two maps, then each family's shapes and up to two
+/// presence tables; IPv4 and IPv6 take up to 25 shapes each, ARP what is
+/// left.
+pub const MAX_TABLES: usize = 25;
+/// The kernel's limit on the maps one program uses (`MAX_USED_MAPS`).
+pub const MAX_MAPS: usize = 64;
+/// The maps that are not lookup tables: counters, program array, the
+/// cold path's code and state.
+pub const OTHER_MAPS: usize = 4;
 // A presence table names tables by a bit in an immediate (see `lookup`).
 const _: () = assert!(MAX_TABLES < 31);
 /// Address shapes of one direction from which a presence table pays: on
@@ -178,12 +185,14 @@ impl NotInTable {
         match self {
             NotInTable::Count => "a count rule counts every frame it matches, so it is tested in order",
             NotInTable::NotInFamily => {
-                "it matches no IPv4 or IPv6 frame; the lookup tables serve those only"
+                "it matches no IPv4, IPv6 or ARP frame; the lookup tables serve those only"
             }
             NotInTable::Shape => {
                 "not of the table shapes (host, net, numeric port or portrange, tcp/udp/sctp/icmp/icmp6, ip/ip6, and their and/or)"
             }
-            NotInTable::TooManyShapes => "the family's lookup tables already hold their 28 shapes",
+            NotInTable::TooManyShapes => {
+                "the family's lookup tables already hold their most shapes (25; ARP what the kernel's 64 maps leave)"
+            }
             NotInTable::Unpaid => "too few rules of its shape for a lookup to pay (cost model)",
         }
     }
@@ -221,15 +230,19 @@ impl Fast {
     /// long as the shapes fit in the tables; then only the tables that pay
     /// for their lookup. `cost` is a rule's cost in the chain,
     /// `lookup_cost` a table lookup's.
+    /// `max_shapes` (at most [`MAX_TABLES`]) bounds its shape tables; two
+    /// presence tables may come on top.
     pub fn new(
         rules: &[Rule],
         family: Family,
         first_map: usize,
+        max_shapes: usize,
         cost: impl Fn(&Rule) -> usize,
         lookup_cost: usize,
     ) -> Fast {
+        let max = max_shapes.min(MAX_TABLES);
         let plans: Vec<Plan> = rules.iter().map(|r| plan(r, family)).collect();
-        let mut fast = Fast::all(&plans, family, first_map, &BTreeSet::new());
+        let mut fast = Fast::all(&plans, family, first_map, &BTreeSet::new(), max);
         // A table pays when the rules only it serves would cost more in
         // the chain than its lookup. Dropping one can leave another
         // unpaid (its rules' other shapes go too), so to a fixpoint.
@@ -284,13 +297,19 @@ impl Fast {
                 return fast;
             }
             dropped.extend(unpaid);
-            fast = Fast::all(&plans, family, first_map, &dropped);
+            fast = Fast::all(&plans, family, first_map, &dropped, max);
         }
     }
 
     /// Every rule whose plan's terms use none of the `excluded` shapes, as
     /// long as the shapes fit in the tables.
-    fn all(plans: &[Plan], family: Family, first_map: usize, excluded: &BTreeSet<Shape>) -> Fast {
+    fn all(
+        plans: &[Plan],
+        family: Family,
+        first_map: usize,
+        excluded: &BTreeSet<Shape>,
+        max: usize,
+    ) -> Fast {
         let mut tables: BTreeMap<Shape, BTreeMap<Vec<u8>, Entry>> = BTreeMap::new();
         let n = plans.len();
         let (mut in_table, mut guarded, mut why_not) =
@@ -314,7 +333,7 @@ impl Fast {
                 .map(|t| t.shape())
                 .filter(|s| !tables.contains_key(s))
                 .collect();
-            if tables.len() + new_shapes.len() > MAX_TABLES {
+            if tables.len() + new_shapes.len() > max {
                 why_not[i] = Some(NotInTable::TooManyShapes);
                 continue;
             }
@@ -372,12 +391,9 @@ impl Fast {
             }
             let cut = |a: Option<(u128, u8)>| {
                 a.map(|(addr, _)| Term {
-                    family,
                     src: src.then_some((addr, min)),
                     dst: (!src).then_some((addr, min)),
-                    proto: None,
-                    sport: None,
-                    dport: None,
+                    ..Term::any(family)
                 })
             };
             // (key, the tables' bits as the u64 value's two halves)
@@ -468,7 +484,7 @@ impl Fast {
                             // Ports are read for TCP, UDP and SCTP only.
                             Some(p) => {
                                 t.proto.is_none_or(|q| q == p)
-                                    && (!t.l4() || tuple::PORT_PROTOS.contains(&p))
+                                    && (!t.l4() || tuple::reads_l4(p, t.family))
                             }
                             None => t.proto.is_none(),
                         })
@@ -516,7 +532,8 @@ impl Fast {
 
     fn slots(&self) -> &'static Slots {
         match self.family {
-            Family::V4 => &V4,
+            // An ARP frame's addresses are where an IPv4 frame's would be.
+            Family::V4 | Family::Arp => &V4,
             Family::V6 => &V6,
         }
     }
@@ -530,6 +547,7 @@ impl Fast {
         match self.family {
             Family::V4 => fields_v4(a, lookups, unserved),
             Family::V6 => fields_v6(a, lookups, unserved),
+            Family::Arp => fields_arp(a, unserved),
         }
         a.bind(lookups);
         if !self.tables.is_empty() {
@@ -650,9 +668,9 @@ fn ports_at(a: &mut Asm, s: &Slots) {
 }
 
 /// The protocol (in r4) to its slot, `l4` zeroed and the port fields
-/// [`NO_PORT`]; a TCP, UDP or SCTP packet falls through to have its ports
-/// read, any other goes to `lookups`.
-fn protocol(a: &mut Asm, s: &Slots, lookups: Label) {
+/// [`NO_PORT`]; a TCP, UDP, SCTP or `icmp` packet falls through to have
+/// its transport fields read, any other goes to `lookups`.
+fn protocol(a: &mut Asm, s: &Slots, lookups: Label, icmp: u8) {
     let l4chk = a.label();
     a.stx(Size::W, Reg::R10, Reg::R4, s.proto);
     zero(a, s.l4);
@@ -664,15 +682,50 @@ fn protocol(a: &mut Asm, s: &Slots, lookups: Label) {
             imm: NO_PORT,
         });
     }
-    for p in tuple::PORT_PROTOS {
+    for p in tuple::PORT_PROTOS.into_iter().chain([icmp]) {
         a.jmp(false, JmpOp::Jeq, Reg::R4, Operand::Imm(p as i32), l4chk);
     }
     a.ja(lookups);
     a.bind(l4chk);
 }
 
+/// The transport fields from the header at r2 (r4 the protocol): ports,
+/// or for `icmp` the type and code in the port fields; `done` when they
+/// are not captured.
+fn transport(a: &mut Asm, s: &Slots, icmp: u8, done: Label) {
+    let (is_icmp, end) = (a.label(), a.label());
+    a.jmp(
+        false,
+        JmpOp::Jeq,
+        Reg::R4,
+        Operand::Imm(icmp as i32),
+        is_icmp,
+    );
+    a.mov64(Reg::R5, Operand::Reg(Reg::R2));
+    a.alu64(AluOp::Add, Reg::R5, Operand::Imm(4));
+    a.jmp(true, JmpOp::Jgt, Reg::R5, Operand::Reg(Reg::R3), done);
+    ports_at(a, s);
+    a.ja(end);
+    a.bind(is_icmp);
+    a.mov64(Reg::R5, Operand::Reg(Reg::R2));
+    a.alu64(AluOp::Add, Reg::R5, Operand::Imm(2));
+    a.jmp(true, JmpOp::Jgt, Reg::R5, Operand::Reg(Reg::R3), done);
+    for (off, slot) in [(0, s.sport), (1, s.dport)] {
+        a.ldx(Size::B, Reg::R1, Reg::R2, off);
+        a.stx(Size::W, Reg::R10, Reg::R1, slot);
+    }
+    a.push(Op::St {
+        size: Size::W,
+        dst: Reg::R10,
+        off: s.l4,
+        imm: 1,
+    });
+    a.bind(end);
+}
+
 /// IPv4 fields, r2 = data, r3 = data_end; `done` when the header (or the
-/// ports of a first TCP/UDP/SCTP fragment) is not captured.
+/// ports of a first TCP/UDP/SCTP fragment, or the type and code of a
+/// first ICMP one) is not captured.
 fn fields_v4(a: &mut Asm, lookups: Label, done: Label) {
     let s = &V4;
     a.mov64(Reg::R1, Operand::Reg(Reg::R2));
@@ -688,7 +741,7 @@ fn fields_v4(a: &mut Asm, lookups: Label, done: Label) {
         a.stx(Size::W, Reg::R10, Reg::R1, slot);
     }
     a.ldx(Size::B, Reg::R4, Reg::R2, 23);
-    protocol(a, s, lookups);
+    protocol(a, s, lookups, 1);
     // libpcap: not a fragment (offset 0), ports at 14 + 4 * IHL.
     a.ldx(Size::H, Reg::R1, Reg::R2, 20);
     a.push(Op::End {
@@ -703,10 +756,26 @@ fn fields_v4(a: &mut Asm, lookups: Label, done: Label) {
     a.alu32(AluOp::Lsh, Reg::R1, Operand::Imm(2));
     a.alu64(AluOp::Add, Reg::R2, Operand::Reg(Reg::R1));
     a.alu64(AluOp::Add, Reg::R2, Operand::Imm(14));
-    a.mov64(Reg::R4, Operand::Reg(Reg::R2));
-    a.alu64(AluOp::Add, Reg::R4, Operand::Imm(4));
-    a.jmp(true, JmpOp::Jgt, Reg::R4, Operand::Reg(Reg::R3), done);
-    ports_at(a, s);
+    transport(a, s, 1, done);
+}
+
+/// ARP fields, r2 = data, r3 = data_end: the sender and target protocol
+/// addresses as numbers (libpcap reads them at 28 and 38, whatever the
+/// hardware and protocol types); `done` when they are not captured.
+fn fields_arp(a: &mut Asm, done: Label) {
+    let s = &V4;
+    a.mov64(Reg::R1, Operand::Reg(Reg::R2));
+    a.alu64(AluOp::Add, Reg::R1, Operand::Imm(42));
+    a.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Reg(Reg::R3), done);
+    for (off, slot) in [(28, s.src), (38, s.dst)] {
+        a.ldx(Size::W, Reg::R1, Reg::R2, off);
+        a.push(Op::End {
+            dst: Reg::R1,
+            endian: Endian::ToBe,
+            bits: 32,
+        });
+        a.stx(Size::W, Reg::R10, Reg::R1, slot);
+    }
 }
 
 /// IPv6 fields, r2 = data, r3 = data_end; `done` when the fixed header
@@ -726,12 +795,9 @@ fn fields_v6(a: &mut Asm, lookups: Label, done: Label) {
             a.stx(Size::W, Reg::R10, Reg::R1, slot + 4 * k);
         }
     }
-    protocol(a, s, lookups);
+    protocol(a, s, lookups, 58);
     a.alu64(AluOp::Add, Reg::R2, Operand::Imm(54));
-    a.mov64(Reg::R4, Operand::Reg(Reg::R2));
-    a.alu64(AluOp::Add, Reg::R4, Operand::Imm(4));
-    a.jmp(true, JmpOp::Jgt, Reg::R4, Operand::Reg(Reg::R3), done);
-    ports_at(a, s);
+    transport(a, s, 58, done);
 }
 
 /// Where the gate put a key word's field, and the word's mask; `None` for
@@ -741,8 +807,8 @@ fn field(s: &Slots, w: Word) -> Option<(i16, u32)> {
         Word::Src { k, mask } => (s.src + 4 * k as i16, mask),
         Word::Dst { k, mask } => (s.dst + 4 * k as i16, mask),
         Word::Proto => (s.proto, u32::MAX),
-        Word::Sport => (s.sport, u32::MAX),
-        Word::Dport => (s.dport, u32::MAX),
+        Word::Sport | Word::Itype => (s.sport, u32::MAX),
+        Word::Dport | Word::Icode => (s.dport, u32::MAX),
         Word::Zero => return None,
     })
 }

@@ -1,7 +1,8 @@
 //! Rules of the common shapes — `host`, `net`, `port`, `portrange`,
-//! `tcp`/`udp`/`sctp`/`icmp`/`icmp6`, `ip`/`ip6` and their `and`/`or`
-//! combinations — as sets of exact-match tuples over the IPv4 or IPv6
-//! five-tuple, so that the ruleset program can find the first matching
+//! `tcp`/`udp`/`sctp`/`icmp`/`icmp6`, `ip`/`ip6`, `arp`, the ICMP type
+//! and code (`icmp[icmptype] == N`) and their `and`/`or` combinations —
+//! as sets of exact-match tuples over the IPv4 or IPv6 five-tuple (ARP:
+//! its two protocol addresses), so that the ruleset program can find the first matching
 //! rule with one hash lookup per tuple *shape* instead of testing rules
 //! one by one.
 //!
@@ -16,7 +17,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::expr::ast::{ArithKind, Expr, ExprKind, IdKind, Primitive};
+use crate::expr::ast::{Arith, ArithKind, Expr, ExprKind, IdKind, Primitive, RelOp, Relation};
 use crate::expr::qualifiers::{Dir, Kind, Proto};
 use crate::expr::walk::Fold;
 
@@ -34,15 +35,19 @@ const MAX_RANGE: u32 = 256;
 pub enum Family {
     V4,
     V6,
+    /// ARP over Ethernet: libpcap's `host`/`net` test its sender (offset
+    /// 28) and target (38) protocol addresses as IPv4 addresses; nothing
+    /// else of the table shapes matches an ARP frame.
+    Arp,
 }
 
 impl Family {
-    pub const ALL: [Family; 2] = [Family::V4, Family::V6];
+    pub const ALL: [Family; 3] = [Family::V4, Family::V6, Family::Arp];
 
     /// Address bits.
     pub fn bits(self) -> u32 {
         match self {
-            Family::V4 => 32,
+            Family::V4 | Family::Arp => 32,
             Family::V6 => 128,
         }
     }
@@ -51,6 +56,7 @@ impl Family {
         match self {
             Family::V4 => 0x0800,
             Family::V6 => 0x86dd,
+            Family::Arp => 0x0806,
         }
     }
 
@@ -58,13 +64,15 @@ impl Family {
         match self {
             Family::V4 => "IPv4",
             Family::V6 => "IPv6",
+            Family::Arp => "ARP",
         }
     }
 }
 
 /// A conjunction of field tests. `l4` terms test ports, which requires a
-/// TCP, UDP or SCTP packet (IPv4: not a fragment, offset 0). Addresses
-/// are held in the low `family.bits()` bits.
+/// TCP, UDP or SCTP packet, or the ICMP (ICMPv6) type and code, which
+/// requires that protocol (IPv4: not a fragment, offset 0). Addresses are
+/// held in the low `family.bits()` bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Term {
     pub family: Family,
@@ -74,6 +82,10 @@ pub struct Term {
     pub proto: Option<u8>,
     pub sport: Option<u16>,
     pub dport: Option<u16>,
+    /// ICMP (ICMPv6) type and code: `icmp[icmptype] == N`,
+    /// `icmp6[icmp6code] == N`.
+    pub itype: Option<u8>,
+    pub icode: Option<u8>,
 }
 
 /// The fields a term tests, and how: one hash map per shape.
@@ -85,6 +97,8 @@ pub struct Shape {
     pub proto: bool,
     pub sport: bool,
     pub dport: bool,
+    pub itype: bool,
+    pub icode: bool,
 }
 
 /// One 32-bit word of a key. Keys hold only what their shape tests, so
@@ -106,6 +120,10 @@ pub enum Word {
     Proto,
     Sport,
     Dport,
+    /// The ICMP type and code: the first two bytes of the ICMP header,
+    /// which the program reads into the port fields.
+    Itype,
+    Icode,
     /// The key of a shape that tests nothing (`ip`): a hash key is never
     /// empty.
     Zero,
@@ -131,6 +149,8 @@ impl Shape {
             (self.proto, Word::Proto),
             (self.sport, Word::Sport),
             (self.dport, Word::Dport),
+            (self.itype, Word::Itype),
+            (self.icode, Word::Icode),
         ] {
             if used {
                 w.push(word);
@@ -153,7 +173,7 @@ impl Shape {
 fn word_masks(family: Family, len: u8) -> Vec<u32> {
     let m = mask(family.bits(), len);
     match family {
-        Family::V4 => vec![m as u32],
+        Family::V4 | Family::Arp => vec![m as u32],
         Family::V6 => m
             .to_be_bytes()
             .chunks(4)
@@ -177,7 +197,8 @@ pub fn mask(bits: u32, len: u8) -> u128 {
 }
 
 impl Term {
-    const fn any(family: Family) -> Term {
+    /// The term that tests nothing.
+    pub const fn any(family: Family) -> Term {
         Term {
             family,
             src: None,
@@ -185,6 +206,8 @@ impl Term {
             proto: None,
             sport: None,
             dport: None,
+            itype: None,
+            icode: None,
         }
     }
 
@@ -196,10 +219,18 @@ impl Term {
             proto: self.proto.is_some(),
             sport: self.sport.is_some(),
             dport: self.dport.is_some(),
+            itype: self.itype.is_some(),
+            icode: self.icode.is_some(),
         }
     }
 
+    /// Does it test a field of the transport header (ports, ICMP type or
+    /// code)?
     pub fn l4(&self) -> bool {
+        self.ports() || self.itype.is_some() || self.icode.is_some()
+    }
+
+    pub fn ports(&self) -> bool {
         self.sport.is_some() || self.dport.is_some()
     }
 
@@ -209,7 +240,7 @@ impl Term {
         let addr = |a: Option<(u128, u8)>| a.map_or(0, |(a, l)| a & mask(bits, l));
         let word = |a: u128, k: usize| -> u32 {
             match self.family {
-                Family::V4 => a as u32,
+                Family::V4 | Family::Arp => a as u32,
                 // As the packet holds it: network order.
                 Family::V6 => {
                     let b = a.to_be_bytes();
@@ -225,6 +256,8 @@ impl Term {
                 Word::Proto => u32::from(self.proto.unwrap_or(0)),
                 Word::Sport => u32::from(self.sport.unwrap_or(0)),
                 Word::Dport => u32::from(self.dport.unwrap_or(0)),
+                Word::Itype => u32::from(self.itype.unwrap_or(0)),
+                Word::Icode => u32::from(self.icode.unwrap_or(0)),
                 Word::Zero => 0,
             };
             key.extend_from_slice(&v.to_le_bytes());
@@ -262,10 +295,16 @@ impl Term {
             proto: exact(self.proto, o.proto)?,
             sport: exact(self.sport, o.sport)?,
             dport: exact(self.dport, o.dport)?,
+            itype: exact(self.itype, o.itype)?,
+            icode: exact(self.icode, o.icode)?,
         };
-        // Ports exist only for the port protocols.
+        // Ports exist only for the port protocols, type and code only for
+        // ICMP (ICMPv6), and not both.
+        let icmp = t.itype.is_some() || t.icode.is_some();
         match t.proto {
-            Some(p) if t.l4() && !PORT_PROTOS.contains(&p) => None,
+            _ if icmp && t.ports() => None,
+            Some(p) if t.ports() && !PORT_PROTOS.contains(&p) => None,
+            Some(p) if icmp && Some(p) != icmp_proto(t.family) => None,
             _ => Some(t),
         }
     }
@@ -289,7 +328,7 @@ pub fn terms_in(expr: &str, family: Family) -> Option<Vec<Term>> {
 fn expand_ports(set: BTreeSet<Term>) -> BTreeSet<Term> {
     let mut out = BTreeSet::new();
     for t in set {
-        if t.l4() && t.proto.is_none() {
+        if t.ports() && t.proto.is_none() {
             for p in PORT_PROTOS {
                 out.insert(Term {
                     proto: Some(p),
@@ -332,33 +371,40 @@ fn dnf(e: &Expr, family: Family) -> Option<BTreeSet<Term>> {
     .ok()
 }
 
-/// A protocol test on frames of `family`: Some(None) for "every frame"
-/// (`ip` on IPv4), Some(Some(p)) for "protocol p", None for "no frame".
-fn proto_abbrev(p: Proto, family: Family) -> Option<Option<u8>> {
-    match (p, family) {
-        (Proto::Ip, Family::V4) | (Proto::Ip6, Family::V6) => Some(None),
+/// A protocol test on frames of `family`: Some(Some(None)) for "every
+/// frame" (`ip` on IPv4), Some(Some(Some(p))) for "protocol p",
+/// Some(None) for "no frame", None when not a table shape.
+fn proto_abbrev(p: Proto, family: Family) -> Option<Option<Option<u8>>> {
+    Some(match (p, family) {
+        (Proto::Ip, Family::V4) | (Proto::Ip6, Family::V6) | (Proto::Arp, Family::Arp) => {
+            Some(None)
+        }
         // libpcap's `icmp` is `ip proto 1`, `icmp6` is IPv6's 58.
         (Proto::Icmp, Family::V4) => Some(Some(1)),
         (Proto::Icmp6, Family::V6) => Some(Some(58)),
-        (p, _) => proto_number(p).map(Some),
-    }
+        (Proto::Ip | Proto::Ip6 | Proto::Icmp | Proto::Icmp6 | Proto::Arp | Proto::Rarp, _) => None,
+        // An IP protocol: none on ARP frames.
+        (p, Family::Arp) => {
+            proto_number(p)?;
+            None
+        }
+        (p, _) => Some(Some(proto_number(p)?)),
+    })
 }
 
 fn dnf_operand(e: &Expr, family: Family) -> Option<BTreeSet<Term>> {
     let set = match &e.kind {
-        ExprKind::ProtoAbbrev(p) => match proto_abbrev(*p, family) {
+        ExprKind::ProtoAbbrev(p) => match proto_abbrev(*p, family)? {
             Some(proto) => [Term {
                 proto,
                 ..Term::any(family)
             }]
             .into(),
-            // Of the other family (or not IP at all, which stays None).
-            None if matches!(p, Proto::Ip | Proto::Ip6 | Proto::Icmp | Proto::Icmp6) => {
-                BTreeSet::new()
-            }
-            None => return None,
+            // Of another family.
+            None => BTreeSet::new(),
         },
         ExprKind::Primitive(p) => primitive(p, family)?,
+        ExprKind::Relation(r) => icmp_relation(r, family)?,
         _ => return None,
     };
     (set.len() <= MAX_TERMS).then_some(set)
@@ -373,6 +419,67 @@ fn proto_number(p: Proto) -> Option<u8> {
     }
 }
 
+/// ICMP's protocol number in `family` (ICMPv6's in IPv6).
+pub fn icmp_proto(family: Family) -> Option<u8> {
+    match family {
+        Family::V4 => Some(1),
+        Family::V6 => Some(58),
+        Family::Arp => None,
+    }
+}
+
+/// Does the program read the transport fields (ports, ICMP type and
+/// code) of protocol `p` in `family`?
+pub fn reads_l4(p: u8, family: Family) -> bool {
+    PORT_PROTOS.contains(&p) || Some(p) == icmp_proto(family)
+}
+
+/// `icmp[icmptype] == N` (`icmp[0]`), `icmp[icmpcode] == N` (`icmp[1]`)
+/// and the same of `icmp6`, either way round: one term of ICMP's
+/// protocol and the type or code; none on frames of another family or
+/// for a value no byte holds. Any other relation: None.
+fn icmp_relation(r: &Relation, family: Family) -> Option<BTreeSet<Term>> {
+    if r.op != RelOp::Eq {
+        return None;
+    }
+    let field = |a: &Arith| -> Option<(Family, u32)> {
+        let ArithKind::Load { proto, index, size } = &a.kind else {
+            return None;
+        };
+        let of = match proto {
+            Proto::Icmp => Family::V4,
+            Proto::Icmp6 => Family::V6,
+            _ => return None,
+        };
+        let ArithKind::Num(i) = index.kind else {
+            return None;
+        };
+        (i <= 1 && size.as_ref().is_none_or(|s| s.value == 1)).then_some((of, i))
+    };
+    let num = |a: &Arith| match a.kind {
+        ArithKind::Num(n) => Some(n),
+        _ => None,
+    };
+    let ((of, i), v) = match (field(&r.lhs), num(&r.rhs)) {
+        (Some(f), Some(v)) => (f, v),
+        _ => (field(&r.rhs)?, num(&r.lhs)?),
+    };
+    if of != family || v > 0xff {
+        return Some(BTreeSet::new());
+    }
+    let v = Some(v as u8);
+    let (itype, icode) = if i == 0 { (v, None) } else { (None, v) };
+    Some(
+        [Term {
+            proto: icmp_proto(family),
+            itype,
+            icode,
+            ..Term::any(family)
+        }]
+        .into(),
+    )
+}
+
 /// One or two terms for a directional test: `src`, `dst`, either, or both.
 fn directed(dir: Dir, src: Term, dst: Term, both: Option<Term>) -> Option<BTreeSet<Term>> {
     Some(match dir {
@@ -384,41 +491,60 @@ fn directed(dir: Dir, src: Term, dst: Term, both: Option<Term>) -> Option<BTreeS
     })
 }
 
-/// `host`/`net` of address `a` with prefix `len` in `of` family, on frames
-/// of `family` (none of them when the families differ).
-fn address(dir: Dir, a: u128, len: u8, of: Family, family: Family) -> Option<BTreeSet<Term>> {
+/// `host`/`net` of address `a` with prefix `len` tested in frames of
+/// family `of` (`None`: of no family with tables), on frames of `family`
+/// (none of them when the families differ).
+fn address(
+    dir: Dir,
+    a: u128,
+    len: u8,
+    of: Option<Family>,
+    family: Family,
+) -> Option<BTreeSet<Term>> {
     let t = |s, d| Term {
         src: s,
         dst: d,
-        ..Term::any(of)
+        ..Term::any(family)
     };
     let p = Some((a, len));
     let set = directed(dir, t(p, None), t(None, p), Some(t(p, p)))?;
-    Some(if of == family { set } else { BTreeSet::new() })
+    Some(if of == Some(family) {
+        set
+    } else {
+        BTreeSet::new()
+    })
 }
 
 fn primitive(p: &Primitive, family: Family) -> Option<BTreeSet<Term>> {
     let q = &p.quals;
-    let v4 = matches!(q.proto, None | Some(Proto::Ip));
+    // An IPv4 address without a protocol is tested in IPv4, ARP and RARP
+    // frames (RARP has no tables: such a rule is in the chain there).
+    let v4 = matches!(q.proto, None | Some(Proto::Ip | Proto::Arp | Proto::Rarp));
+    let v4_of = match (q.proto, family) {
+        (None, Family::V4 | Family::Arp) => Some(family),
+        (Some(Proto::Ip), _) => Some(Family::V4),
+        (Some(Proto::Arp), _) => Some(Family::Arp),
+        _ => None,
+    };
     let v6 = matches!(q.proto, None | Some(Proto::Ip6));
     match (q.kind, &p.id.kind) {
         (Kind::Host | Kind::Default, IdKind::Ipv4(lit)) | (Kind::Net, IdKind::Ipv4(lit))
             if lit.octets == 4 && v4 =>
         {
-            address(q.dir, u128::from(lit.value?), 32, Family::V4, family)
+            address(q.dir, u128::from(lit.value?), 32, v4_of, family)
         }
         (Kind::Net, IdKind::Ipv4Prefix { addr, len })
             if addr.octets == 4 && len.value <= 32 && v4 =>
         {
             let a = u128::from(addr.value?);
-            address(q.dir, a, len.value as u8, Family::V4, family)
+            address(q.dir, a, len.value as u8, v4_of, family)
         }
         (Kind::Host | Kind::Default | Kind::Net, IdKind::Ipv6(a)) if v6 => {
-            address(q.dir, u128::from(*a), 128, Family::V6, family)
+            address(q.dir, u128::from(*a), 128, Some(Family::V6), family)
         }
         (Kind::Net, IdKind::Ipv6Prefix { addr, len }) if len.value <= 128 && v6 => {
             let a = u128::from(*addr);
-            address(q.dir, a, len.value as u8, Family::V6, family)
+            address(q.dir, a, len.value as u8, Some(Family::V6), family)
         }
         (Kind::Port, IdKind::Num(n)) if *n <= 0xffff => ports(q.proto, q.dir, *n, *n, family),
         (Kind::Portrange, IdKind::Num(n)) if *n <= 0xffff => ports(q.proto, q.dir, *n, *n, family),
@@ -453,6 +579,10 @@ fn ports(
         None => None,
         Some(p) => Some(proto_number(p)?),
     };
+    if family == Family::Arp {
+        // No port in an ARP frame.
+        return Some(BTreeSet::new());
+    }
     let t = |s, d| Term {
         proto,
         sport: s,
@@ -484,6 +614,10 @@ pub fn guard(expr: &str) -> Option<Vec<Term>> {
 /// when no such set is known. A rule of other shapes with such a guard
 /// is skipped when the lookups find none of its terms.
 pub fn guard_in(expr: &str, family: Family) -> Option<Vec<Term>> {
+    if family == Family::Arp {
+        // Only exact terms: an ARP frame has no protocol field to guard by.
+        return None;
+    }
     let ast = crate::expr::parse(expr).ok()?;
     let any = Term::any(family);
     let set = ast
@@ -587,7 +721,9 @@ mod tests {
                 dst: None,
                 proto: Some(6),
                 sport: None,
-                dport: Some(22)
+                dport: Some(22),
+                itype: None,
+                icode: None,
             }]
         );
         assert_eq!(terms("host 10.1.2.3").unwrap().len(), 2);
@@ -609,19 +745,81 @@ mod tests {
         assert_eq!(terms("udp portrange 53-53").unwrap().len(), 2);
         assert!(terms("tcp portrange 1-1000").is_none());
         // Of the other family: no IPv4 frame matches.
-        for v6 in ["ip6", "host ::1", "icmp6", "src net 2001:db8::/32"] {
+        for v6 in [
+            "ip6",
+            "host ::1",
+            "icmp6",
+            "src net 2001:db8::/32",
+            "arp",
+            "arp host 10.0.0.1",
+        ] {
             assert_eq!(terms(v6).unwrap(), vec![], "{v6}");
         }
+        for other in ["not tcp", "port ssh", "len > 100", "net 10", "tcp[13] = 2"] {
+            assert!(terms(other).is_none(), "{other}");
+        }
+    }
+
+    /// `icmp[icmptype] == N` and the like: a term of ICMP's protocol and
+    /// the type or code, in the family of the load only.
+    #[test]
+    fn icmp_type_and_code() {
+        let t = terms("icmp[icmptype] == icmp-echo").unwrap();
+        assert_eq!(
+            (t.len(), t[0].proto, t[0].itype, t[0].icode),
+            (1, Some(1), Some(8), None)
+        );
+        let t = terms("icmp[1] = 3 and src host 10.0.0.1").unwrap();
+        assert_eq!((t[0].icode, t[0].src.is_some()), (Some(3), true));
+        let t = terms("udp port 53 or icmp[icmptype] == 0").unwrap();
+        // udp sport 53, udp dport 53, icmp type 0
+        assert_eq!(t.len(), 3, "{t:?}");
+        assert_eq!(terms("icmp[0] == 300").unwrap(), vec![]);
+        assert_eq!(terms("icmp6[icmp6type] == 128").unwrap(), vec![]);
+        let v6 = terms_in("icmp6[icmp6type] == 128", Family::V6).unwrap();
+        assert_eq!((v6[0].proto, v6[0].itype), (Some(58), Some(128)));
+        // Ports and ICMP fields never hold together.
+        assert_eq!(terms("icmp[0] == 8 and port 80").unwrap(), vec![]);
+        assert_eq!(terms("icmp[0] == 8 and tcp").unwrap(), vec![]);
         for other in [
-            "not tcp",
-            "arp",
-            "port ssh",
-            "len > 100",
-            "net 10",
-            "tcp[13] = 2",
+            "icmp[0] != 8",
+            "icmp[2] == 0",
+            "icmp[0:2] == 8",
+            "icmp[0] > 3",
+            "tcp[0] == 1",
         ] {
             assert!(terms(other).is_none(), "{other}");
         }
+    }
+
+    /// libpcap tests an IPv4 `host`/`net` without a protocol in ARP
+    /// frames too (sender and target protocol addresses); `arp host` only
+    /// there; nothing with a port or an IP protocol matches ARP.
+    #[test]
+    fn arp_terms() {
+        let arp = |e: &str| terms_in(e, Family::Arp);
+        let a = u128::from(0x0a00_0001u32);
+        let host = arp("host 10.0.0.1").unwrap();
+        assert_eq!(host.len(), 2);
+        assert!(host
+            .iter()
+            .all(|t| t.family == Family::Arp && t.proto.is_none()));
+        assert_eq!(arp("arp src host 10.0.0.1").unwrap()[0].src, Some((a, 32)));
+        assert_eq!(arp("arp net 10.0.0.0/8").unwrap().len(), 2);
+        assert_eq!(arp("arp").unwrap().len(), 1);
+        for none in [
+            "ip host 10.0.0.1",
+            "rarp host 10.0.0.1",
+            "tcp port 80",
+            "icmp",
+            "ip",
+            "port 53",
+            "host ::1",
+        ] {
+            assert_eq!(arp(none).unwrap(), vec![], "{none}");
+        }
+        assert_eq!(arp("host 10.0.0.1 and tcp").unwrap(), vec![]);
+        assert!(guard_in("arp[7] = 2 and host 10.0.0.1", Family::Arp).is_none());
     }
 
     #[test]
@@ -645,8 +843,11 @@ mod tests {
         }
         // tcp[] and icmp[] load from IPv4 only; icmp6[] needs header 58.
         assert_eq!(guard_in("icmp[icmptype] == 8", Family::V6), Some(vec![]));
-        let g = guard_in("icmp6[icmp6type] == 128", Family::V6).unwrap();
+        let g = guard_in("icmp6[4] == 0", Family::V6).unwrap();
         assert_eq!(g, v6("icmp6").unwrap());
+        // The type and code are exact terms, their own guard.
+        let g = guard_in("icmp6[icmp6type] == 128", Family::V6).unwrap();
+        assert_eq!(g, v6("icmp6[icmp6type] == 128").unwrap());
     }
 
     #[test]
@@ -657,9 +858,10 @@ mod tests {
             guard("ip[6:2] & 0x1fff != 0 and src net 10.1.0.0/16").unwrap(),
             terms("src net 10.1.0.0/16").unwrap()
         );
+        assert_eq!(guard("icmp[4] == 8").unwrap(), terms("icmp").unwrap());
         assert_eq!(
             guard("icmp[icmptype] == 8").unwrap(),
-            terms("icmp").unwrap()
+            terms("icmp[icmptype] == 8").unwrap()
         );
         let either = guard("udp port 53 or icmp[icmptype] == 13").unwrap();
         assert_eq!(either.len(), 3, "{either:?}");

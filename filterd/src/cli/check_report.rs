@@ -97,9 +97,10 @@ impl<'a> Report<'a> {
         }
         let _ = writeln!(
             out,
-            "  lookup tables: {} IPv4, {} IPv6; {} rules found by lookups alone",
+            "  lookup tables: {} IPv4, {} IPv6, {} ARP; {} rules found by lookups alone",
             c.tables.iter().filter(|t| t.family == Family::V4).count(),
             c.tables.iter().filter(|t| t.family == Family::V6).count(),
+            c.tables.iter().filter(|t| t.family == Family::Arp).count(),
             c.fast_rules
         );
         if let Some(cold) = &c.cold {
