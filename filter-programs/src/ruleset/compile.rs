@@ -63,6 +63,9 @@ const HELPER_MAP_LOOKUP: i32 = 1;
 const HELPER_XDP_BUFF_LEN: i32 = 188;
 /// The counter key's stack slot, below the translator's (fp-80 and up).
 const KEY_SLOT: i16 = -88;
+/// The frame length while a counter is updated (8 bytes, below the key;
+/// the fast path's slots start at fp-100).
+const LEN_SLOT: i16 = -96;
 /// The cold path's callback context (16 bytes), below the fast path's
 /// slots (down to fp-280).
 const COLD_CTX: i16 = -296;
@@ -880,6 +883,12 @@ impl ProgramGen<'_> {
         };
         let end = self.a.label();
         let labels: Vec<Label> = groups.iter().map(|_| self.a.label()).collect();
+        // Worth three loads when the run tests enough words.
+        let words: usize = (run.iter())
+            .flat_map(|(_, t)| t.iter())
+            .map(|t| t.shape().words().len())
+            .sum();
+        let regs = words > 6 && f.emit_field_regs(&mut self.a);
         if groups.len() > 1 {
             let protos: Vec<u8> = groups.iter().filter_map(|g| g.0).collect();
             f.emit_proto_dispatch(&mut self.a, &protos, &labels, labels[groups.len() - 1]);
@@ -894,7 +903,7 @@ impl ProgramGen<'_> {
                 let start = self.a.len();
                 f.emit_best_before(&mut self.a, Some(*i), decide);
                 let (hit, next) = (self.a.label(), self.a.label());
-                f.emit_inline(&mut self.a, terms, hit, next);
+                f.emit_inline(&mut self.a, terms, hit, next, regs);
                 self.a.bind(hit);
                 self.matched(*i);
                 self.a.bind(next);
@@ -1054,12 +1063,12 @@ pub fn counters_map(entries: u32) -> MapBtf {
     }
 }
 
-/// `counters[key].packets += 1; .bytes += frame length`. Clobbers r0-r5
-/// and r9; keeps r6-r8.
+/// `counters[key].packets += 1; .bytes += frame length`. Clobbers r0-r5;
+/// keeps r6-r9 (inline rules hold fields there).
 fn count_packet(a: &mut Asm, key: Operand) {
     a.mov64(Reg::R1, Operand::Reg(CTX));
     a.push(Op::Call(CallTarget::Helper(HELPER_XDP_BUFF_LEN)));
-    a.mov64(Reg::R9, Operand::Reg(Reg::R0));
+    a.stx(Size::DW, Reg::R10, Reg::R0, LEN_SLOT);
     match key {
         Operand::Imm(k) => a.push(Op::St {
             size: Size::W,
@@ -1084,7 +1093,8 @@ fn count_packet(a: &mut Asm, key: Operand) {
     a.alu64(AluOp::Add, Reg::R1, Operand::Imm(1));
     a.stx(Size::DW, Reg::R0, Reg::R1, 0);
     a.ldx(Size::DW, Reg::R1, Reg::R0, 8);
-    a.alu64(AluOp::Add, Reg::R1, Operand::Reg(Reg::R9));
+    a.ldx(Size::DW, Reg::R2, Reg::R10, LEN_SLOT);
+    a.alu64(AluOp::Add, Reg::R1, Operand::Reg(Reg::R2));
     a.stx(Size::DW, Reg::R0, Reg::R1, 8);
     a.bind(skip);
 }

@@ -431,8 +431,10 @@ impl Fast {
     /// last term falls through (bind `hit` right after), of another goes
     /// to `hit`; no match goes to `miss`. The same test as a lookup of the
     /// term's shape: the key's words from the fields under the shape's
-    /// masks, equal to the term's key.
-    pub fn emit_inline(&self, a: &mut Asm, terms: &[Term], hit: Label, miss: Label) {
+    /// masks, equal to the term's key. With `regs` (after
+    /// [`Fast::emit_field_regs`]), the fields it names are read from
+    /// registers.
+    pub fn emit_inline(&self, a: &mut Asm, terms: &[Term], hit: Label, miss: Label, regs: bool) {
         let s = self.slots();
         for (n, t) in terms.iter().enumerate() {
             let last = n + 1 == terms.len();
@@ -443,11 +445,23 @@ impl Fast {
                 let Some((from, mask)) = field(s, w) else {
                     continue;
                 };
-                a.ldx(Size::W, Reg::R1, Reg::R10, from);
-                if mask != u32::MAX {
+                let reg = match field_reg(w) {
+                    Some(r) if regs && self.family != Family::V6 => r,
+                    _ => {
+                        a.ldx(Size::W, Reg::R1, Reg::R10, from);
+                        Reg::R1
+                    }
+                };
+                let reg = if mask != u32::MAX {
+                    if reg != Reg::R1 {
+                        a.mov64(Reg::R1, Operand::Reg(reg));
+                    }
                     a.alu32(AluOp::And, Reg::R1, Operand::Imm(mask as i32));
-                }
-                a.jmp(false, JmpOp::Jne, Reg::R1, Operand::Imm(want as i32), next);
+                    Reg::R1
+                } else {
+                    reg
+                };
+                a.jmp(false, JmpOp::Jne, reg, Operand::Imm(want as i32), next);
             }
             if !last {
                 a.ja(hit);
@@ -457,6 +471,23 @@ impl Fast {
         if terms.is_empty() {
             a.ja(miss);
         }
+    }
+
+    /// The fields inline rules of an IPv4 or ARP run compare most, into
+    /// r7 (source), r8 (destination) and r9 (destination port), which no
+    /// inline test or counter update clobbers. Returns whether it did.
+    pub fn emit_field_regs(&self, a: &mut Asm) -> bool {
+        if self.family == Family::V6 {
+            return false;
+        }
+        let s = self.slots();
+        a.ldx(Size::W, Reg::R7, Reg::R10, s.src);
+        a.ldx(Size::W, Reg::R8, Reg::R10, s.dst);
+        // The ARP gate writes no port field (no ARP term tests one).
+        if self.family == Family::V4 {
+            a.ldx(Size::W, Reg::R9, Reg::R10, s.dport);
+        }
+        true
     }
 
     /// A run of inline rules split by the frame's protocol, when that
@@ -668,10 +699,11 @@ fn ports_at(a: &mut Asm, s: &Slots) {
 }
 
 /// The protocol (in r4) to its slot, `l4` zeroed and the port fields
-/// [`NO_PORT`]; a TCP, UDP, SCTP or `icmp` packet falls through to have
-/// its transport fields read, any other goes to `lookups`.
-fn protocol(a: &mut Asm, s: &Slots, lookups: Label, icmp: u8) {
-    let l4chk = a.label();
+/// [`NO_PORT`]; then a TCP, UDP or SCTP packet goes to the first label
+/// returned (to have its ports read), an `icmp` one to the second, any
+/// other to `lookups`. The caller binds both.
+fn protocol(a: &mut Asm, s: &Slots, lookups: Label, icmp: u8) -> (Label, Label) {
+    let (l4chk, icmpchk) = (a.label(), a.label());
     a.stx(Size::W, Reg::R10, Reg::R4, s.proto);
     zero(a, s.l4);
     for slot in [s.sport, s.dport] {
@@ -682,34 +714,30 @@ fn protocol(a: &mut Asm, s: &Slots, lookups: Label, icmp: u8) {
             imm: NO_PORT,
         });
     }
-    for p in tuple::PORT_PROTOS.into_iter().chain([icmp]) {
+    for p in tuple::PORT_PROTOS {
         a.jmp(false, JmpOp::Jeq, Reg::R4, Operand::Imm(p as i32), l4chk);
     }
-    a.ja(lookups);
-    a.bind(l4chk);
-}
-
-/// The transport fields from the header at r2 (r4 the protocol): ports,
-/// or for `icmp` the type and code in the port fields; `done` when they
-/// are not captured.
-fn transport(a: &mut Asm, s: &Slots, icmp: u8, done: Label) {
-    let (is_icmp, end) = (a.label(), a.label());
     a.jmp(
         false,
         JmpOp::Jeq,
         Reg::R4,
         Operand::Imm(icmp as i32),
-        is_icmp,
+        icmpchk,
     );
+    a.ja(lookups);
+    (l4chk, icmpchk)
+}
+
+/// The ports (`icmp`: the type and code, in the port fields) from the
+/// transport header at r2; `done` when they are not captured.
+fn transport(a: &mut Asm, s: &Slots, icmp: bool, done: Label) {
     a.mov64(Reg::R5, Operand::Reg(Reg::R2));
-    a.alu64(AluOp::Add, Reg::R5, Operand::Imm(4));
+    a.alu64(AluOp::Add, Reg::R5, Operand::Imm(if icmp { 2 } else { 4 }));
     a.jmp(true, JmpOp::Jgt, Reg::R5, Operand::Reg(Reg::R3), done);
-    ports_at(a, s);
-    a.ja(end);
-    a.bind(is_icmp);
-    a.mov64(Reg::R5, Operand::Reg(Reg::R2));
-    a.alu64(AluOp::Add, Reg::R5, Operand::Imm(2));
-    a.jmp(true, JmpOp::Jgt, Reg::R5, Operand::Reg(Reg::R3), done);
+    if !icmp {
+        ports_at(a, s);
+        return;
+    }
     for (off, slot) in [(0, s.sport), (1, s.dport)] {
         a.ldx(Size::B, Reg::R1, Reg::R2, off);
         a.stx(Size::W, Reg::R10, Reg::R1, slot);
@@ -720,7 +748,25 @@ fn transport(a: &mut Asm, s: &Slots, icmp: u8, done: Label) {
         off: s.l4,
         imm: 1,
     });
-    a.bind(end);
+}
+
+/// r2 = the IPv4 transport header (at 14 + 4 * IHL), or to `lookups` for
+/// a fragment that is not the first (libpcap reads transport fields of
+/// offset 0 only).
+fn transport_v4(a: &mut Asm, lookups: Label) {
+    a.ldx(Size::H, Reg::R1, Reg::R2, 20);
+    a.push(Op::End {
+        dst: Reg::R1,
+        endian: Endian::ToBe,
+        bits: 16,
+    });
+    a.alu32(AluOp::And, Reg::R1, Operand::Imm(0x1fff));
+    a.jmp(false, JmpOp::Jne, Reg::R1, Operand::Imm(0), lookups);
+    a.ldx(Size::B, Reg::R1, Reg::R2, 14);
+    a.alu32(AluOp::And, Reg::R1, Operand::Imm(0xf));
+    a.alu32(AluOp::Lsh, Reg::R1, Operand::Imm(2));
+    a.alu64(AluOp::Add, Reg::R2, Operand::Reg(Reg::R1));
+    a.alu64(AluOp::Add, Reg::R2, Operand::Imm(14));
 }
 
 /// IPv4 fields, r2 = data, r3 = data_end; `done` when the header (or the
@@ -741,22 +787,15 @@ fn fields_v4(a: &mut Asm, lookups: Label, done: Label) {
         a.stx(Size::W, Reg::R10, Reg::R1, slot);
     }
     a.ldx(Size::B, Reg::R4, Reg::R2, 23);
-    protocol(a, s, lookups, 1);
-    // libpcap: not a fragment (offset 0), ports at 14 + 4 * IHL.
-    a.ldx(Size::H, Reg::R1, Reg::R2, 20);
-    a.push(Op::End {
-        dst: Reg::R1,
-        endian: Endian::ToBe,
-        bits: 16,
-    });
-    a.alu32(AluOp::And, Reg::R1, Operand::Imm(0x1fff));
-    a.jmp(false, JmpOp::Jne, Reg::R1, Operand::Imm(0), lookups);
-    a.ldx(Size::B, Reg::R1, Reg::R2, 14);
-    a.alu32(AluOp::And, Reg::R1, Operand::Imm(0xf));
-    a.alu32(AluOp::Lsh, Reg::R1, Operand::Imm(2));
-    a.alu64(AluOp::Add, Reg::R2, Operand::Reg(Reg::R1));
-    a.alu64(AluOp::Add, Reg::R2, Operand::Imm(14));
-    transport(a, s, 1, done);
+    // ICMP first, so that the ports' path falls through to the lookups.
+    let (ports, icmp) = protocol(a, s, lookups, 1);
+    a.bind(icmp);
+    transport_v4(a, lookups);
+    transport(a, s, true, done);
+    a.ja(lookups);
+    a.bind(ports);
+    transport_v4(a, lookups);
+    transport(a, s, false, done);
 }
 
 /// ARP fields, r2 = data, r3 = data_end: the sender and target protocol
@@ -795,9 +834,14 @@ fn fields_v6(a: &mut Asm, lookups: Label, done: Label) {
             a.stx(Size::W, Reg::R10, Reg::R1, slot + 4 * k);
         }
     }
-    protocol(a, s, lookups, 58);
+    let (ports, icmp) = protocol(a, s, lookups, 58);
+    a.bind(icmp);
     a.alu64(AluOp::Add, Reg::R2, Operand::Imm(54));
-    transport(a, s, 58, done);
+    transport(a, s, true, done);
+    a.ja(lookups);
+    a.bind(ports);
+    a.alu64(AluOp::Add, Reg::R2, Operand::Imm(54));
+    transport(a, s, false, done);
 }
 
 /// Where the gate put a key word's field, and the word's mask; `None` for
@@ -811,6 +855,16 @@ fn field(s: &Slots, w: Word) -> Option<(i16, u32)> {
         Word::Dport | Word::Icode => (s.dport, u32::MAX),
         Word::Zero => return None,
     })
+}
+
+/// The register [`Fast::emit_field_regs`] holds a 32-bit family's word in.
+fn field_reg(w: Word) -> Option<Reg> {
+    match w {
+        Word::Src { .. } => Some(Reg::R7),
+        Word::Dst { .. } => Some(Reg::R8),
+        Word::Dport => Some(Reg::R9),
+        _ => None,
+    }
 }
 
 /// What comparing `terms` inline costs, in a rule's chain-cost units:
