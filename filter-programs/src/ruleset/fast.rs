@@ -83,6 +83,7 @@ struct Slots {
     l4: i16,
     sport: i16,
     dport: i16,
+    flags: i16,
     key: i16,
 }
 
@@ -93,6 +94,7 @@ const V4: Slots = Slots {
     l4: -116,
     sport: -112,
     dport: -108,
+    flags: -160,
     key: -152,
 };
 const V6: Slots = Slots {
@@ -102,6 +104,7 @@ const V6: Slots = Slots {
     l4: -196,
     sport: -192,
     dport: -188,
+    flags: -156,
     key: -280,
 };
 const F_BEST: i16 = -104;
@@ -112,6 +115,8 @@ const NONE: i32 = -1;
 /// A port field the frame has not: equal to no 16-bit port, so an inline
 /// port test fails without asking whether the ports were read.
 const NO_PORT: i32 = 0x1_0000;
+/// The flags field of a frame whose TCP flags were not read.
+const NO_FLAGS: i32 = 0x100;
 
 /// A table entry: the first pass/drop rule with this key (`index << 1 |
 /// drop`), and the first guarded rule (its index); [`NONE`] for neither.
@@ -422,6 +427,13 @@ impl Fast {
         }
     }
 
+    /// Does a table or an inline rule test TCP's flags? Then the gate
+    /// reads them, and a TCP header cut before them is not served.
+    fn reads_flags(&self) -> bool {
+        self.tables.iter().any(|(s, _)| s.flags)
+            || (self.inline.iter().flatten()).any(|t| t.iter().any(|t| t.flags.is_some()))
+    }
+
     /// Does the family have a fast path: tables, or inline rules?
     pub fn active(&self) -> bool {
         !self.tables.is_empty() || self.inline.iter().any(Option::is_some)
@@ -576,7 +588,7 @@ impl Fast {
     pub fn emit_lookups(&self, a: &mut Asm, unserved: Label) {
         let (lookups, done) = (a.label(), a.label());
         match self.family {
-            Family::V4 => fields_v4(a, lookups, unserved),
+            Family::V4 => fields_v4(a, lookups, unserved, self.reads_flags()),
             Family::V6 => fields_v6(a, lookups, unserved),
             Family::Arp => fields_arp(a, unserved),
         }
@@ -702,10 +714,18 @@ fn ports_at(a: &mut Asm, s: &Slots) {
 /// [`NO_PORT`]; then a TCP, UDP or SCTP packet goes to the first label
 /// returned (to have its ports read), an `icmp` one to the second, any
 /// other to `lookups`. The caller binds both.
-fn protocol(a: &mut Asm, s: &Slots, lookups: Label, icmp: u8) -> (Label, Label) {
+fn protocol(a: &mut Asm, s: &Slots, lookups: Label, icmp: u8, flags: bool) -> (Label, Label) {
     let (l4chk, icmpchk) = (a.label(), a.label());
     a.stx(Size::W, Reg::R10, Reg::R4, s.proto);
     zero(a, s.l4);
+    if flags {
+        a.push(Op::St {
+            size: Size::W,
+            dst: Reg::R10,
+            off: s.flags,
+            imm: NO_FLAGS,
+        });
+    }
     for slot in [s.sport, s.dport] {
         a.push(Op::St {
             size: Size::W,
@@ -729,13 +749,24 @@ fn protocol(a: &mut Asm, s: &Slots, lookups: Label, icmp: u8) -> (Label, Label) 
 }
 
 /// The ports (`icmp`: the type and code, in the port fields) from the
-/// transport header at r2; `done` when they are not captured.
-fn transport(a: &mut Asm, s: &Slots, icmp: bool, done: Label) {
+/// transport header at r2 (r4 the protocol), and with `flags` TCP's flags;
+/// `done` when they are not captured.
+fn transport(a: &mut Asm, s: &Slots, icmp: bool, flags: bool, done: Label) {
     a.mov64(Reg::R5, Operand::Reg(Reg::R2));
     a.alu64(AluOp::Add, Reg::R5, Operand::Imm(if icmp { 2 } else { 4 }));
     a.jmp(true, JmpOp::Jgt, Reg::R5, Operand::Reg(Reg::R3), done);
     if !icmp {
         ports_at(a, s);
+        if flags {
+            let not_tcp = a.label();
+            a.jmp(false, JmpOp::Jne, Reg::R4, Operand::Imm(6), not_tcp);
+            a.mov64(Reg::R5, Operand::Reg(Reg::R2));
+            a.alu64(AluOp::Add, Reg::R5, Operand::Imm(14));
+            a.jmp(true, JmpOp::Jgt, Reg::R5, Operand::Reg(Reg::R3), done);
+            a.ldx(Size::B, Reg::R1, Reg::R2, 13);
+            a.stx(Size::W, Reg::R10, Reg::R1, s.flags);
+            a.bind(not_tcp);
+        }
         return;
     }
     for (off, slot) in [(0, s.sport), (1, s.dport)] {
@@ -772,41 +803,41 @@ fn transport_v4(a: &mut Asm, lookups: Label) {
 /// IPv4 fields, r2 = data, r3 = data_end; `done` when the header (or the
 /// ports of a first TCP/UDP/SCTP fragment, or the type and code of a
 /// first ICMP one) is not captured.
-fn fields_v4(a: &mut Asm, lookups: Label, done: Label) {
+fn fields_v4(a: &mut Asm, lookups: Label, done: Label, flags: bool) {
     let s = &V4;
-    a.mov64(Reg::R1, Operand::Reg(Reg::R2));
-    a.alu64(AluOp::Add, Reg::R1, Operand::Imm(34));
-    a.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Reg(Reg::R3), done);
-    for (off, slot) in [(26, s.src), (30, s.dst)] {
-        a.ldx(Size::W, Reg::R1, Reg::R2, off);
-        a.push(Op::End {
-            dst: Reg::R1,
-            endian: Endian::ToBe,
-            bits: 32,
-        });
-        a.stx(Size::W, Reg::R10, Reg::R1, slot);
-    }
+    addresses32(a, (26, 30), done);
     a.ldx(Size::B, Reg::R4, Reg::R2, 23);
     // ICMP first, so that the ports' path falls through to the lookups.
-    let (ports, icmp) = protocol(a, s, lookups, 1);
+    let (ports, icmp) = protocol(a, s, lookups, 1, flags);
     a.bind(icmp);
     transport_v4(a, lookups);
-    transport(a, s, true, done);
+    transport(a, s, true, false, done);
     a.ja(lookups);
     a.bind(ports);
     transport_v4(a, lookups);
-    transport(a, s, false, done);
+    transport(a, s, false, flags, done);
 }
 
 /// ARP fields, r2 = data, r3 = data_end: the sender and target protocol
 /// addresses as numbers (libpcap reads them at 28 and 38, whatever the
 /// hardware and protocol types); `done` when they are not captured.
 fn fields_arp(a: &mut Asm, done: Label) {
+    addresses32(a, (28, 38), done);
+}
+
+/// The 32-bit source and destination addresses at `at` (IPv4 or ARP),
+/// as numbers, into their slots; `done` when the frame ends before the
+/// later one's end.
+fn addresses32(a: &mut Asm, at: (i16, i16), done: Label) {
     let s = &V4;
     a.mov64(Reg::R1, Operand::Reg(Reg::R2));
-    a.alu64(AluOp::Add, Reg::R1, Operand::Imm(42));
+    a.alu64(
+        AluOp::Add,
+        Reg::R1,
+        Operand::Imm(i32::from(at.0.max(at.1)) + 4),
+    );
     a.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Reg(Reg::R3), done);
-    for (off, slot) in [(28, s.src), (38, s.dst)] {
+    for (off, slot) in [(at.0, s.src), (at.1, s.dst)] {
         a.ldx(Size::W, Reg::R1, Reg::R2, off);
         a.push(Op::End {
             dst: Reg::R1,
@@ -834,14 +865,14 @@ fn fields_v6(a: &mut Asm, lookups: Label, done: Label) {
             a.stx(Size::W, Reg::R10, Reg::R1, slot + 4 * k);
         }
     }
-    let (ports, icmp) = protocol(a, s, lookups, 58);
+    let (ports, icmp) = protocol(a, s, lookups, 58, false);
     a.bind(icmp);
     a.alu64(AluOp::Add, Reg::R2, Operand::Imm(54));
-    transport(a, s, true, done);
+    transport(a, s, true, false, done);
     a.ja(lookups);
     a.bind(ports);
     a.alu64(AluOp::Add, Reg::R2, Operand::Imm(54));
-    transport(a, s, false, done);
+    transport(a, s, false, false, done);
 }
 
 /// Where the gate put a key word's field, and the word's mask; `None` for
@@ -853,6 +884,7 @@ fn field(s: &Slots, w: Word) -> Option<(i16, u32)> {
         Word::Proto => (s.proto, u32::MAX),
         Word::Sport | Word::Itype => (s.sport, u32::MAX),
         Word::Dport | Word::Icode => (s.dport, u32::MAX),
+        Word::Flags => (s.flags, u32::MAX),
         Word::Zero => return None,
     })
 }

@@ -17,7 +17,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::expr::ast::{Arith, ArithKind, Expr, ExprKind, IdKind, Primitive, RelOp, Relation};
+use crate::expr::ast::{
+    Arith, ArithKind, ArithOp, Expr, ExprKind, IdKind, Primitive, RelOp, Relation,
+};
 use crate::expr::qualifiers::{Dir, Kind, Proto};
 use crate::expr::walk::Fold;
 
@@ -86,6 +88,9 @@ pub struct Term {
     /// `icmp6[icmp6code] == N`.
     pub itype: Option<u8>,
     pub icode: Option<u8>,
+    /// The TCP flags byte (`tcp[tcpflags]`, IPv4): a test of it is the set
+    /// of the 256 values that pass, a term each.
+    pub flags: Option<u8>,
 }
 
 /// The fields a term tests, and how: one hash map per shape.
@@ -99,6 +104,7 @@ pub struct Shape {
     pub dport: bool,
     pub itype: bool,
     pub icode: bool,
+    pub flags: bool,
 }
 
 /// One 32-bit word of a key. Keys hold only what their shape tests, so
@@ -124,6 +130,7 @@ pub enum Word {
     /// which the program reads into the port fields.
     Itype,
     Icode,
+    Flags,
     /// The key of a shape that tests nothing (`ip`): a hash key is never
     /// empty.
     Zero,
@@ -151,6 +158,7 @@ impl Shape {
             (self.dport, Word::Dport),
             (self.itype, Word::Itype),
             (self.icode, Word::Icode),
+            (self.flags, Word::Flags),
         ] {
             if used {
                 w.push(word);
@@ -208,6 +216,7 @@ impl Term {
             dport: None,
             itype: None,
             icode: None,
+            flags: None,
         }
     }
 
@@ -221,13 +230,14 @@ impl Term {
             dport: self.dport.is_some(),
             itype: self.itype.is_some(),
             icode: self.icode.is_some(),
+            flags: self.flags.is_some(),
         }
     }
 
     /// Does it test a field of the transport header (ports, ICMP type or
     /// code)?
     pub fn l4(&self) -> bool {
-        self.ports() || self.itype.is_some() || self.icode.is_some()
+        self.ports() || self.itype.is_some() || self.icode.is_some() || self.flags.is_some()
     }
 
     pub fn ports(&self) -> bool {
@@ -258,6 +268,7 @@ impl Term {
                 Word::Dport => u32::from(self.dport.unwrap_or(0)),
                 Word::Itype => u32::from(self.itype.unwrap_or(0)),
                 Word::Icode => u32::from(self.icode.unwrap_or(0)),
+                Word::Flags => u32::from(self.flags.unwrap_or(0)),
                 Word::Zero => 0,
             };
             key.extend_from_slice(&v.to_le_bytes());
@@ -297,6 +308,7 @@ impl Term {
             dport: exact(self.dport, o.dport)?,
             itype: exact(self.itype, o.itype)?,
             icode: exact(self.icode, o.icode)?,
+            flags: exact(self.flags, o.flags)?,
         };
         // Ports exist only for the port protocols, type and code only for
         // ICMP (ICMPv6), and not both.
@@ -305,6 +317,7 @@ impl Term {
             _ if icmp && t.ports() => None,
             Some(p) if t.ports() && !PORT_PROTOS.contains(&p) => None,
             Some(p) if icmp && Some(p) != icmp_proto(t.family) => None,
+            Some(p) if t.flags.is_some() && p != 6 => None,
             _ => Some(t),
         }
     }
@@ -404,7 +417,7 @@ fn dnf_operand(e: &Expr, family: Family) -> Option<BTreeSet<Term>> {
             None => BTreeSet::new(),
         },
         ExprKind::Primitive(p) => primitive(p, family)?,
-        ExprKind::Relation(r) => icmp_relation(r, family)?,
+        ExprKind::Relation(r) => icmp_relation(r, family).or_else(|| flags_relation(r, family))?,
         _ => return None,
     };
     (set.len() <= MAX_TERMS).then_some(set)
@@ -478,6 +491,84 @@ fn icmp_relation(r: &Relation, family: Family) -> Option<BTreeSet<Term>> {
         }]
         .into(),
     )
+}
+
+/// A relation of `tcp[tcpflags]` (`tcp[13]`, one byte) and constants
+/// alone: the values of the byte that pass, a term of TCP each (none on
+/// frames other than IPv4: libpcap reads `tcp[]` at IPv4's header
+/// length). Any other relation: None.
+fn flags_relation(r: &Relation, family: Family) -> Option<BTreeSet<Term>> {
+    let mut loads = false;
+    for side in [&r.lhs, &r.rhs] {
+        flags_value(side, 0, &mut loads)?;
+    }
+    if !loads {
+        return None;
+    }
+    if family != Family::V4 {
+        return Some(BTreeSet::new());
+    }
+    let mut out = BTreeSet::new();
+    for v in 0..=255u32 {
+        let (l, r_) = (
+            flags_value(&r.lhs, v, &mut loads)?,
+            flags_value(&r.rhs, v, &mut loads)?,
+        );
+        let pass = match r.op {
+            RelOp::Gt => l > r_,
+            RelOp::Ge => l >= r_,
+            RelOp::Eq => l == r_,
+            RelOp::Le => l <= r_,
+            RelOp::Lt => l < r_,
+            RelOp::Ne => l != r_,
+        };
+        if pass {
+            out.insert(Term {
+                proto: Some(6),
+                flags: Some(v as u8),
+                ..Term::any(family)
+            });
+        }
+    }
+    Some(out)
+}
+
+/// `a` with the flags byte `v`, in classic BPF's 32-bit arithmetic (what
+/// libpcap compiles it to); `loads` is set when it reads the byte. None:
+/// another load, or an operation that might fail (division).
+fn flags_value(a: &Arith, v: u32, loads: &mut bool) -> Option<u32> {
+    Some(match &a.kind {
+        ArithKind::Num(n) => *n,
+        ArithKind::Load {
+            proto: Proto::Tcp,
+            index,
+            size,
+        } => {
+            let one = size.as_ref().is_none_or(|s| s.value == 1);
+            if !(one && matches!(index.kind, ArithKind::Num(13))) {
+                return None;
+            }
+            *loads = true;
+            v
+        }
+        ArithKind::Binary { op, lhs, rhs } => {
+            let (x, y) = (flags_value(lhs, v, loads)?, flags_value(rhs, v, loads)?);
+            match op {
+                ArithOp::Add => x.wrapping_add(y),
+                ArithOp::Sub => x.wrapping_sub(y),
+                ArithOp::Mul => x.wrapping_mul(y),
+                ArithOp::And => x & y,
+                ArithOp::Or => x | y,
+                ArithOp::Xor => x ^ y,
+                // A shift by 32 or more means different things to libpcap
+                // and the kernel: not a table shape.
+                ArithOp::Shl if y < 32 => x << y,
+                ArithOp::Shr if y < 32 => x >> y,
+                _ => return None,
+            }
+        }
+        _ => return None,
+    })
 }
 
 /// One or two terms for a directional test: `src`, `dst`, either, or both.
@@ -724,6 +815,7 @@ mod tests {
                 dport: Some(22),
                 itype: None,
                 icode: None,
+                flags: None,
             }]
         );
         assert_eq!(terms("host 10.1.2.3").unwrap().len(), 2);
@@ -755,7 +847,7 @@ mod tests {
         ] {
             assert_eq!(terms(v6).unwrap(), vec![], "{v6}");
         }
-        for other in ["not tcp", "port ssh", "len > 100", "net 10", "tcp[13] = 2"] {
+        for other in ["not tcp", "port ssh", "len > 100", "net 10", "tcp[12] = 2"] {
             assert!(terms(other).is_none(), "{other}");
         }
     }
@@ -787,6 +879,36 @@ mod tests {
             "icmp[0:2] == 8",
             "icmp[0] > 3",
             "tcp[0] == 1",
+        ] {
+            assert!(terms(other).is_none(), "{other}");
+        }
+    }
+
+    /// A test of `tcp[tcpflags]` alone is the set of flag bytes that pass
+    /// it, in classic BPF's unsigned 32-bit arithmetic; IPv4 only.
+    #[test]
+    fn tcp_flags_as_values() {
+        let syn = terms("tcp[tcpflags] & tcp-syn != 0").unwrap();
+        assert_eq!(syn.len(), 128);
+        assert!(syn
+            .iter()
+            .all(|t| t.proto == Some(6) && t.flags.unwrap() & 2 != 0));
+        assert_eq!(terms("tcp[13] = 18").unwrap().len(), 1);
+        let synack = terms("tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn").unwrap();
+        assert_eq!(synack.len(), 64);
+        assert_eq!(terms("tcp[13] > 300").unwrap(), vec![]);
+        assert_eq!(terms("tcp[13] >> 1 == 1").unwrap().len(), 2);
+        // With a port: both fields in one term.
+        let t = terms("tcp[13] == 2 and tcp dst port 22").unwrap();
+        assert_eq!((t.len(), t[0].flags, t[0].dport), (1, Some(2), Some(22)));
+        assert_eq!(terms("tcp[13] == 2 and udp").unwrap(), vec![]);
+        assert_eq!(terms_in("tcp[13] == 2", Family::V6).unwrap(), vec![]);
+        for other in [
+            "tcp[12] == 2",
+            "tcp[13:2] == 2",
+            "tcp[13] / 2 == 1",
+            "tcp[13] << 33 == 0",
+            "tcp[13] == len",
         ] {
             assert!(terms(other).is_none(), "{other}");
         }
