@@ -7,7 +7,7 @@
 //! default = "pass"              # pass | drop (default pass)
 //!
 //! [[rule]]
-//! name = "no-ssh"               # unique; counters follow it across reloads
+//! name = "no-ssh"               # unique, not "default"; counters follow it across reloads
 //! match = "tcp dst port 22"     # a pcap-filter expression, as tcpdump takes it
 //! action = "drop"               # pass | drop | count (count falls through)
 //! ```
@@ -299,6 +299,10 @@ fn rules(root: &Table, c: &mut Problems) -> Vec<Rule> {
         match &name {
             None if !t.contains_key("name") => c.add(&place, "missing `name`"),
             Some(n) if n.is_empty() => c.add(&place, "`name` is empty"),
+            Some(n) if n == super::compile::DEFAULT_COUNTER => c.add(
+                &place,
+                "the name `default` is reserved for the counter of packets no rule decides",
+            ),
             Some(n) if !names.insert(n.clone()) => c.add(&place, "duplicate rule name"),
             _ => {}
         }
@@ -443,6 +447,10 @@ actoin = "pass"
         assert!(all.contains("unknown key `colour`"));
         assert!(all.contains("`mode` is \"turbo\""));
         assert!(all.contains("duplicate rule name"));
+        // `default` names the default's counter (and its metrics series).
+        let reserved = "[[interface]]\nname = \"lo\"\n[[rule]]\nname = \"default\"\nmatch = \"tcp\"\naction = \"drop\"\n";
+        let refused = parse(reserved).unwrap_err().to_string();
+        assert!(refused.contains("`default` is reserved"), "{refused}");
         // The expression's caret diagnostic comes along.
         let bad = &e.0[3].detail;
         assert!(
