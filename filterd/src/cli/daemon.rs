@@ -70,6 +70,26 @@ pub struct StatsArgs {
     pub state_dir: PathBuf,
 }
 
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    filterd reload --pid $(pidof filterd)\n  \
+    ExecReload=/usr/local/bin/filterd reload --pid $MAINPID      # the systemd unit\n\n\
+    Sends SIGHUP to the daemon and waits for the reload's outcome, which the daemon records\n\
+    in the state directory: so `systemctl reload filterd` fails when the new config was\n\
+    refused (the running program stays). Exit codes: 0 reloaded, 1 refused (the reason on\n\
+    stderr), 2 no such daemon, or no outcome within --timeout.")]
+pub struct ReloadArgs {
+    /// The daemon's process id (systemd's $MAINPID).
+    #[arg(long)]
+    pub pid: i32,
+    /// The daemon's state directory (its --state-dir).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Seconds to wait for the outcome.
+    #[arg(long, value_name = "SECONDS", default_value_t = 90)]
+    pub timeout: u64,
+}
+
 fn failure(e: DaemonError) -> Failure {
     match e {
         DaemonError::Invalid(m) => fail(EXIT_INVALID, m),
@@ -89,6 +109,44 @@ pub fn run(args: RunArgs, _out: &mut dyn Write) -> Result<(), Failure> {
         },
     };
     daemon::run(opts).map_err(failure)
+}
+
+pub fn reload(args: ReloadArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    use crate::daemon::outcome;
+    let before = outcome::read(&args.state_dir).map_or(0, |o| o.seq);
+    // SAFETY: kill(2) with a pid and a signal number; no memory involved.
+    if unsafe { libc::kill(args.pid, libc::SIGHUP) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(fail(
+            EXIT_ERROR,
+            format!("signalling filterd (pid {}): {e}", args.pid),
+        ));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.timeout);
+    loop {
+        if let Some(o) = outcome::read(&args.state_dir).filter(|o| o.seq > before) {
+            if o.ok {
+                let _ = writeln!(out, "reloaded: {}", o.message);
+                return Ok(());
+            }
+            return Err(fail(
+                EXIT_INVALID,
+                format!("reload refused, the running program stays: {}", o.message),
+            ));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(fail(
+                EXIT_ERROR,
+                format!(
+                    "no reload outcome in {} within {} s (is {} the daemon's --state-dir?)",
+                    outcome::path(&args.state_dir).display(),
+                    args.timeout,
+                    args.state_dir.display()
+                ),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 pub fn stats(args: StatsArgs, out: &mut dyn Write) -> Result<(), Failure> {

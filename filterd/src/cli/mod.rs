@@ -86,6 +86,8 @@ pub enum Command {
     Run(daemon::RunArgs),
     /// Read the pinned per-rule counters of a running `filterd run`.
     Stats(daemon::StatsArgs),
+    /// Reload a running `filterd run` and wait for the outcome (systemd's ExecReload).
+    Reload(daemon::ReloadArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -155,6 +157,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         Command::Test(a) => rules::test(a, out),
         Command::Run(a) => daemon::run(a, out),
         Command::Stats(a) => daemon::stats(a, out),
+        Command::Reload(a) => daemon::reload(a, out),
         Command::Validate { rules, file } => {
             let prog = load_cbpf(&file)?;
             let set = match rules {

@@ -42,6 +42,7 @@ pub fn render(shared: &Shared) -> String {
     let mut packets = String::new();
     let mut bytes = String::new();
     let mut programs = String::new();
+    let mut infos = String::new();
     for e in &shared.interfaces {
         let totals = match e.totals() {
             Ok(t) => t,
@@ -64,6 +65,13 @@ pub fn render(shared: &Shared) -> String {
         let _ = writeln!(
             programs,
             "filterd_program_id{{interface=\"{}\",mode=\"{}\"}} {}",
+            label(&e.ifname),
+            e.mode.name(),
+            e.prog_id
+        );
+        let _ = writeln!(
+            infos,
+            "filterd_program_info{{interface=\"{}\",mode=\"{}\",prog_id=\"{}\"}} 1",
             label(&e.ifname),
             e.mode.name(),
             e.prog_id
@@ -104,9 +112,42 @@ pub fn render(shared: &Shared) -> String {
         &mut out,
         "filterd_program_id",
         "gauge",
-        "The kernel's id of the program attached to each interface.",
+        "The kernel's id of the program attached to each interface (deprecated: filterd_program_info).",
         &programs,
     );
+    metric(
+        &mut out,
+        "filterd_program_info",
+        "gauge",
+        "The program attached to each interface: its mode and kernel id, as labels; always 1.",
+        &infos,
+    );
+    metric(
+        &mut out,
+        "filterd_build_info",
+        "gauge",
+        "The running filterd's version, as a label; always 1.",
+        &format!(
+            "filterd_build_info{{version=\"{}\"}} 1\n",
+            label(env!("CARGO_PKG_VERSION"))
+        ),
+    );
+    if let Some((ok, at)) = shared.last_reload {
+        metric(
+            &mut out,
+            "filterd_reload_last_success",
+            "gauge",
+            "Whether the last reload swapped in its program (1) or was refused (0).",
+            &format!("filterd_reload_last_success {}\n", u8::from(ok)),
+        );
+        metric(
+            &mut out,
+            "filterd_reload_last_timestamp_seconds",
+            "gauge",
+            "When the last reload ended, in seconds since the epoch.",
+            &format!("filterd_reload_last_timestamp_seconds {at:.3}\n"),
+        );
+    }
     out
 }
 
@@ -225,6 +266,7 @@ mod tests {
             interfaces: Vec::new(),
             reloads: 3,
             failures: 1,
+            last_reload: Some((false, 1_700_000_000.25)),
         };
         spawn(
             listener,
@@ -242,6 +284,28 @@ mod tests {
         let mut out = String::new();
         c.read_to_string(&mut out).unwrap();
         out
+    }
+
+    /// The reload counters, the last reload's result and time, and the
+    /// build's version.
+    #[test]
+    fn reload_state_and_build_info_are_rendered() {
+        let m = scrape(server());
+        for line in [
+            "filterd_reloads_total 3",
+            "filterd_reload_failures_total 1",
+            "filterd_reload_last_success 0",
+            "filterd_reload_last_timestamp_seconds 1700000000.250",
+            "# TYPE filterd_build_info gauge",
+            "# TYPE filterd_program_info gauge",
+        ] {
+            assert!(m.lines().any(|l| l == line), "no {line:?} in\n{m}");
+        }
+        let build = format!(
+            "filterd_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(m.lines().any(|l| l == build), "{m}");
     }
 
     /// A client that trickles its request is cut off at the deadline,

@@ -23,6 +23,8 @@ pub mod events;
 pub mod generation;
 pub mod iface;
 pub mod metrics;
+pub mod notify;
+pub mod outcome;
 pub mod state;
 pub mod stats;
 pub mod swap;
@@ -71,6 +73,8 @@ pub struct Shared {
     pub interfaces: Vec<Enforced>,
     pub reloads: u64,
     pub failures: u64,
+    /// The last reload's result and its time (seconds since the epoch).
+    pub last_reload: Option<(bool, f64)>,
 }
 
 /// The daemon's logger: RUST_LOG when set, else `info`. It is installed
@@ -176,6 +180,13 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
         metrics::spawn(l, shared.clone(), dispatch.clone());
     }
     tracing::info!(config = %opts.config.display(), interfaces = config.interfaces.len(), rules = config.rules.len(), "enforcing");
+    let notifier = notify::Notifier::from_env();
+    let status = |rules: usize, interfaces: usize| {
+        format!("enforcing {rules} rules on {interfaces} interfaces")
+    };
+    if let Some(n) = &notifier {
+        n.ready(&status(config.rules.len(), config.interfaces.len()));
+    }
     let mut last_text = std::fs::read_to_string(&opts.config).ok();
     let stop = loop {
         let happened = events
@@ -203,7 +214,25 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
         }
         if let Some(why) = reload {
             last_text = std::fs::read_to_string(&opts.config).ok();
-            reload_all(&opts.config, &pin_root, &opts.state_dir, &shared, why);
+            if let Some(n) = &notifier {
+                n.reloading(&format!("reloading ({why})"));
+            }
+            let result = reload_all(&opts.config, &pin_root, &opts.state_dir, &shared, why);
+            if let Some(n) = &notifier {
+                let s = lock(&shared);
+                let now = status(
+                    s.interfaces
+                        .iter()
+                        .map(|e| e.rules.len())
+                        .max()
+                        .unwrap_or(0),
+                    s.interfaces.len(),
+                );
+                match result {
+                    Ok(()) => n.ready(&format!("{now}; last reload ({why}) swapped in")),
+                    Err(e) => n.ready(&format!("{now}; last reload ({why}) refused: {e}")),
+                }
+            }
         }
         let now = Instant::now();
         for e in lock(&shared).interfaces.iter_mut() {
@@ -212,6 +241,9 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
             }
         }
     };
+    if let Some(n) = &notifier {
+        n.stopping(&format!("stopping ({stop})"));
+    }
     let interfaces = std::mem::take(&mut lock(&shared).interfaces);
     for e in interfaces {
         let name = e.ifname.clone();
@@ -244,12 +276,22 @@ fn log_start(e: &Enforced, how: Start) {
     }
 }
 
-/// A reload; its failure is logged and counted, never fatal.
-fn reload_all(path: &Path, pin_root: &Path, state_dir: &Path, shared: &Mutex<Shared>, why: &str) {
+/// A reload; its failure is logged, counted and recorded (see
+/// [`outcome`]), never fatal. Returns the error's text on failure.
+fn reload_all(
+    path: &Path,
+    pin_root: &Path,
+    state_dir: &Path,
+    shared: &Mutex<Shared>,
+    why: &str,
+) -> Result<(), String> {
     let t = Instant::now();
     let result = reload(path, pin_root, state_dir, shared);
     let mut s = lock(shared);
-    match result {
+    let unix_time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let (ok, message) = match &result {
         Ok(n) => {
             s.reloads += 1;
             let ids: Vec<String> = s
@@ -258,11 +300,29 @@ fn reload_all(path: &Path, pin_root: &Path, state_dir: &Path, shared: &Mutex<Sha
                 .map(|e| format!("{}={}", e.ifname, e.prog_id))
                 .collect();
             tracing::info!(trigger = why, rules = n, programs = %ids.join(","), ms = t.elapsed().as_millis() as u64, "reloaded");
+            (true, format!("{n} rules; programs {}", ids.join(",")))
         }
         Err(e) => {
             s.failures += 1;
             tracing::error!(trigger = why, error = %e, "reload failed; the running program stays");
+            (false, e.to_string())
         }
+    };
+    s.last_reload = Some((ok, unix_time));
+    let o = outcome::Outcome {
+        seq: s.reloads + s.failures,
+        ok,
+        trigger: why.to_string(),
+        message: message.clone(),
+        unix_time,
+    };
+    if let Err(e) = outcome::write(state_dir, &o) {
+        tracing::warn!(error = %e, "recording the reload's outcome for `filterd reload`");
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(message)
     }
 }
 

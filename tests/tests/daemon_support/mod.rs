@@ -82,6 +82,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(ns: &Netns, dirs: &Dirs, extra: &[&str]) -> Daemon {
+        Daemon::start_with_env(ns, dirs, extra, &[])
+    }
+
+    /// [`Daemon::start`] with environment variables (`NOTIFY_SOCKET`).
+    pub fn start_with_env(ns: &Netns, dirs: &Dirs, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = dirs.work.join(format!("daemon-{n}.log"));
@@ -93,6 +98,7 @@ impl Daemon {
             .arg(&dirs.state)
             .args(extra)
             .arg(dirs.config())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
