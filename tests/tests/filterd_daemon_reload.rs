@@ -19,6 +19,17 @@ const RELOADS: usize = 200;
 /// until the reloads are done (bounded by `MAX_FRAMES`).
 const MIN_FRAMES: u64 = 200_000;
 const MAX_FRAMES: u64 = 20_000_000;
+/// Frames the flood may send per reload ahead of the reloads.
+const PER_RELOAD: u64 = MAX_FRAMES / (RELOADS as u64 + 2);
+
+/// Sets the flag when dropped, a panic's unwinding included.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 const FORBIDDEN: u16 = 9999;
 const ALLOWED: u16 = 7777;
 
@@ -135,6 +146,10 @@ fn two_hundred_reloads_under_a_flood_let_no_forbidden_frame_through() {
 
     let done = AtomicBool::new(false);
     let sent = AtomicU64::new(0);
+    // SIGHUP reloads done: the flood may run at most two reloads ahead of
+    // them, so that however slow the reloads (a loaded machine), frames
+    // flow through all of them within MAX_FRAMES.
+    let reloads_done = AtomicU64::new(0);
     let received = [AtomicU64::new(0), AtomicU64::new(0)];
     let started = Instant::now();
     let mut monotonic = Monotonic::default();
@@ -176,6 +191,11 @@ fn two_hundred_reloads_under_a_flood_let_no_forbidden_frame_through() {
                 let frames = [udp_frame(1, FORBIDDEN), udp_frame(2, ALLOWED)];
                 let mut n = 0u64;
                 while n < MAX_FRAMES && (n < MIN_FRAMES || !done.load(Ordering::Relaxed)) {
+                    let ahead = (reloads_done.load(Ordering::Relaxed) + 2) * PER_RELOAD;
+                    if n >= ahead && !done.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(1));
+                        continue;
+                    }
                     match tx.send(v0, &frames[(n % 2) as usize]) {
                         Ok(()) => n += 1,
                         Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
@@ -192,6 +212,9 @@ fn two_hundred_reloads_under_a_flood_let_no_forbidden_frame_through() {
             })
         });
 
+        // A panic below (a timeout, an assertion) must still end the two
+        // threads, or the scope would wait for them forever.
+        let _end_flood = SetOnDrop(&done);
         for i in 0..RELOADS {
             std::fs::write(dirs.config(), &configs[(i + 1) % 2]).expect("rewrite config");
             daemon.signal(libc::SIGHUP);
@@ -200,6 +223,7 @@ fn two_hundred_reloads_under_a_flood_let_no_forbidden_frame_through() {
                 Duration::from_secs(30),
                 || sighup_reloads(&daemon) > i,
             );
+            reloads_done.store(i as u64 + 1, Ordering::Relaxed);
             if let Some(m) = scrape(&ns) {
                 monotonic.check("metrics", packets_by_rule(&m));
             }
