@@ -361,7 +361,7 @@ fn dnf(e: &Expr, family: Family) -> Option<BTreeSet<Term>> {
     e.fold(|e, node: Fold<BTreeSet<Term>>| {
         let set = match node {
             Fold::Leaf => dnf_operand(e, family),
-            Fold::Not(_) => None,
+            Fold::Not(a) => complement(&a, family),
             Fold::And(a, b) if a.len() * b.len() > 4 * MAX_TERMS => None,
             Fold::And(a, b) => {
                 let mut out = BTreeSet::new();
@@ -382,6 +382,50 @@ fn dnf(e: &Expr, family: Family) -> Option<BTreeSet<Term>> {
         set.filter(|s| s.len() <= MAX_TERMS).ok_or(())
     })
     .ok()
+}
+
+/// `not` of terms that test the protocol alone: the other protocols, a
+/// term each (`not tcp` on IPv4: every protocol but 6; `not ip` there:
+/// none; of another family's test: every frame). Exact because the
+/// protocol is a field every served frame of the family has; `not` of
+/// anything else (an address, a port, an ICMP type, which also need their
+/// header or packet kind) is not a table shape.
+fn complement(a: &BTreeSet<Term>, family: Family) -> Option<BTreeSet<Term>> {
+    let mut protos = [false; 256];
+    for t in a {
+        let proto_only = Term {
+            proto: t.proto,
+            ..Term::any(family)
+        };
+        if *t != proto_only {
+            return None;
+        }
+        match t.proto {
+            Some(p) => protos[p as usize] = true,
+            // Every frame of the family: its negation, none.
+            None => return Some(BTreeSet::new()),
+        }
+    }
+    if family == Family::Arp {
+        // No protocol field: `not arp` is none of them, `not tcp` all.
+        return Some(if a.is_empty() {
+            [Term::any(family)].into()
+        } else {
+            BTreeSet::new()
+        });
+    }
+    if a.is_empty() {
+        return Some([Term::any(family)].into());
+    }
+    Some(
+        (0..=255u8)
+            .filter(|p| !protos[*p as usize])
+            .map(|p| Term {
+                proto: Some(p),
+                ..Term::any(family)
+            })
+            .collect(),
+    )
 }
 
 /// A protocol test on frames of `family`: Some(Some(None)) for "every
@@ -847,7 +891,42 @@ mod tests {
         ] {
             assert_eq!(terms(v6).unwrap(), vec![], "{v6}");
         }
-        for other in ["not tcp", "port ssh", "len > 100", "net 10", "tcp[12] = 2"] {
+        for other in [
+            "not host 10.0.0.1",
+            "port ssh",
+            "len > 100",
+            "net 10",
+            "tcp[12] = 2",
+        ] {
+            assert!(terms(other).is_none(), "{other}");
+        }
+    }
+
+    /// `not` of protocol tests is exact: the other protocols.
+    #[test]
+    fn negated_protocols() {
+        let t = terms("not tcp").unwrap();
+        assert_eq!(t.len(), 255);
+        assert!(t
+            .iter()
+            .all(|t| t.proto != Some(6) && t.shape().words().len() == 1));
+        assert_eq!(terms("not (tcp or udp)").unwrap().len(), 254);
+        assert_eq!(terms("not ip").unwrap(), vec![]);
+        assert_eq!(terms("not arp").unwrap(), vec![Term::any(Family::V4)]);
+        assert_eq!(terms("not tcp and host 10.0.0.1").unwrap().len(), 510);
+        assert_eq!(
+            terms_in("not icmp", Family::V6).unwrap(),
+            vec![Term::any(Family::V6)]
+        );
+        let arp = |e: &str| terms_in(e, Family::Arp).unwrap();
+        assert_eq!(arp("not tcp"), vec![Term::any(Family::Arp)]);
+        assert_eq!(arp("not arp"), vec![]);
+        for other in [
+            "not host 10.0.0.1",
+            "not port 22",
+            "not icmp[0] == 8",
+            "not tcp[13] == 2",
+        ] {
             assert!(terms(other).is_none(), "{other}");
         }
     }
