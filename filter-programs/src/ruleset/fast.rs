@@ -1,7 +1,10 @@
-//! The fast path of one family (IPv4 or IPv6): hash tables of
-//! address/protocol/port tuples that find, in a few lookups, the first
-//! pass or drop rule of the common shapes (`tuple`) a frame matches,
-//! however many such rules there are.
+//! The fast path of one family (IPv4, IPv6 or ARP): hash tables of
+//! address/protocol/port (ICMP type and code, TCP flags) tuples that find,
+//! in a few lookups, the first pass or drop rule of the common shapes
+//! (`tuple`) a frame matches, however many such rules there are. With
+//! three or more address shapes in one direction, a *presence* table (a
+//! prefix to the tables with entries under it) skips the lookups a frame's
+//! address cannot hit.
 //!
 //! The other rules (count rules, which must see every frame they match,
 //! and rules of other shapes) stay in the family's chain, in order, each
@@ -12,25 +15,27 @@
 //! rule with a *guard* (terms every frame it matches satisfies,
 //! `tuple::guard_in`) also puts those terms in the tables, and is skipped
 //! unless the lookups found a guarded rule at or before it. A frame whose
-//! header or ports are not captured cannot be looked up: it goes through
-//! every rule as the classic programs would (a rule's truncated load
-//! rejects it where a lookup could not tell), compiled or interpreted
-//! (see `compile`).
+//! header or transport fields are not captured cannot be looked up: the
+//! gate sends it through every rule as the classic programs would (a
+//! rule's truncated load rejects it where a lookup could not tell),
+//! compiled or interpreted (see `compile`).
 //!
 //! ```text
-//!  chain       ok = 0; best = NONE; cand = 0
-//!              header (and ports) captured? then cand = NONE, one lookup
-//!              per table: best = the least `index << 1 | drop`, cand =
-//!              the least guarded index found; ok = 1
-//!              not ok: every rule, compiled or interpreted
-//!              table rule:           no code
+//!  gate        header (and transport fields) captured? else every rule,
+//!              compiled or interpreted
+//!  lookups     best = cand = NONE; per presence table: the tables the
+//!              frame's prefix names; one lookup per table named: best =
+//!              the least `index << 1 | drop`, cand = the least guarded
+//!              index found
+//!  chain       table rule:           no code
 //!              run of guarded rules: if cand > its last rule, skip the run
 //!              other rule j:         if best < j << 1, decide best;
 //!                                    guarded: if cand > j, skip it;
-//!                                    inline: its terms against the fields
+//!              run of inline rules:  by protocol, their terms against the
+//!                                    fields
 //!              after the last rule of the program: decide best when no
 //!              later program holds a rule that could come before it; when
-//!              ok and none is left, the default
+//!              none is left, the default
 //! ```
 //!
 //! A program reached by a tail call has a fresh stack, so each program
