@@ -564,3 +564,33 @@ fn help_has_an_example() {
         assert!(help.contains(needle), "{needle}: {help}");
     }
 }
+
+/// tcpdump's `-r FILE` (repeatable, after the positional captures) and
+/// `-F FILE` read what the positional captures and `--expr-file` read.
+#[test]
+fn tcpdump_style_r_and_f_read_the_same() {
+    let dir = scratch("r_and_f");
+    let exprs = dir.join("exprs.txt");
+    std::fs::write(&exprs, "tcp\nudp\n# a comment\nip6\n").unwrap();
+    let data = data_dir();
+    let (a, b) = (data.join("print-flags.pcap"), data.join("icmpv6.pcap"));
+    let (a, b, e) = (
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        exprs.to_str().unwrap(),
+    );
+    let engines = ["--engines", "cbpf,libpcap", "--count"];
+    let long = replay(&[&engines[..], &["--expr-file", e, a, b]].concat());
+    let short = replay(&[&engines[..], &["-F", e, "-r", a, "-r", b]].concat());
+    let mixed = replay(&[&engines[..], &["-F", e, a, "-r", b]].concat());
+    assert_eq!(code(&long), 0);
+    let counts = String::from_utf8_lossy(&long.stdout).into_owned();
+    assert_eq!(counts.lines().count(), 6, "{counts}");
+    assert!(counts.lines().any(|l| l != "0"), "{counts}");
+    for other in [&short, &mixed] {
+        assert_eq!(code(other), 0);
+        assert_eq!(String::from_utf8_lossy(&other.stdout), counts);
+    }
+    // Some capture is needed, positional or -r.
+    assert_eq!(code(&replay(&["-e", "tcp"])), 2);
+}

@@ -7,7 +7,7 @@ use clap::Parser;
 use pcap_replay::cli::{self, Cli};
 
 fn main() -> ExitCode {
-    let args = Cli::parse();
+    let args = Cli::parse().with_reads_as_captures();
     cli::init_logging();
     cli::run(&args)
 }

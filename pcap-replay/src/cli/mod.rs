@@ -19,6 +19,7 @@ pub use exec::execute;
 const EXAMPLES: &str = "\
 Examples:
   pcap-replay -e 'tcp port 80' capture.pcap
+  pcap-replay -F filters.txt -r a.pcap -r b.pcapng
   pcap-replay --expr-file filters.txt --json captures/*.pcap
   tcpdump -ddd -r capture.pcap 'tcp port 80' > web.ddd
   pcap-replay --cbpf web.ddd capture.pcap
@@ -63,8 +64,8 @@ pub struct Cli {
     pub expression: Vec<String>,
 
     /// A file of expressions, one per line (`#` starts a comment line);
-    /// one result per (capture, expression).
-    #[arg(long, value_name = "FILE")]
+    /// one result per (capture, expression). `-F FILE` as tcpdump's.
+    #[arg(short = 'F', long, value_name = "FILE")]
     pub expr_file: Vec<PathBuf>,
 
     /// The engines to run, comma-separated. `cbpf`: our interpreter;
@@ -113,9 +114,23 @@ pub struct Cli {
     #[arg(short, long, conflicts_with = "json")]
     pub quiet: bool,
 
+    /// A capture to replay, as tcpdump's `-r`; may be given more than
+    /// once, beside the positional captures (these come first).
+    #[arg(short = 'r', value_name = "FILE")]
+    pub read: Vec<PathBuf>,
+
     /// Captures to replay (pcap or pcapng); `-` reads standard input.
-    #[arg(value_name = "PCAP", required = true)]
+    #[arg(value_name = "PCAP", required_unless_present = "read")]
     pub captures: Vec<PathBuf>,
+}
+
+impl Cli {
+    /// The captures in order: the positional ones, then each `-r`.
+    pub fn with_reads_as_captures(mut self) -> Cli {
+        let read = std::mem::take(&mut self.read);
+        self.captures.extend(read);
+        self
+    }
 }
 
 /// Logs go to stderr, filtered by RUST_LOG (warnings by default).
