@@ -2,11 +2,14 @@ use clap::Parser;
 use filterd::cli::{run, Cli};
 
 fn main() {
+    let cli = Cli::parse();
+    // RUST_LOG when set, else the level of -v/-q (warnings by default).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.log_level().to_string()));
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     if let Err(f) = run(cli, &mut std::io::stdout().lock()) {
         eprintln!("filterd: {}", f.message);
         std::process::exit(f.code);

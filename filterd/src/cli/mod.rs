@@ -39,11 +39,33 @@ pub const EXIT_ERROR: i32 = 2;
         filterd compile --cbpf web.ddd --target socket --format asm\n\n\
         Exit codes: 0 success, 1 invalid program, 2 usage or system error;\n\
         130 or 143: stopped by SIGINT or SIGTERM (capture).\n\
-        Logs: RUST_LOG=debug filterd ..."
+        Logs: warnings and errors on stderr; -v info, -vv debug, -vvv trace; -q errors only,\n\
+        -qq none; RUST_LOG (e.g. RUST_LOG=filterd=debug) overrides them."
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// More log lines on stderr: -v info, -vv debug, -vvv trace.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Fewer: -q errors only, -qq none.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+impl Cli {
+    /// The log level `-v`/`-q` ask for (warnings when neither is given).
+    pub fn log_level(&self) -> tracing_subscriber::filter::LevelFilter {
+        use tracing_subscriber::filter::LevelFilter;
+        match (self.verbose, self.quiet) {
+            (0, 0) => LevelFilter::WARN,
+            (1, _) => LevelFilter::INFO,
+            (2, _) => LevelFilter::DEBUG,
+            (3.., _) => LevelFilter::TRACE,
+            (_, 1) => LevelFilter::ERROR,
+            (_, _) => LevelFilter::OFF,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -170,5 +192,40 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             Ok(())
         }
         Command::Compile(a) => compile::run(a, out),
+    }
+}
+
+#[cfg(test)]
+mod log_level_tests {
+    use super::*;
+    use clap::CommandFactory;
+    use tracing_subscriber::filter::LevelFilter;
+
+    /// Global -v/-q clash with no subcommand's flags, and set the level.
+    #[test]
+    fn verbosity_flags_set_the_level() {
+        Cli::command().debug_assert();
+        let level = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.log_level());
+        assert_eq!(
+            level(&["filterd", "compile", "tcp"]).unwrap(),
+            LevelFilter::WARN
+        );
+        assert_eq!(
+            level(&["filterd", "-v", "compile", "tcp"]).unwrap(),
+            LevelFilter::INFO
+        );
+        assert_eq!(
+            level(&["filterd", "compile", "-vv", "tcp"]).unwrap(),
+            LevelFilter::DEBUG
+        );
+        assert_eq!(
+            level(&["filterd", "-q", "compile", "tcp"]).unwrap(),
+            LevelFilter::ERROR
+        );
+        assert_eq!(
+            level(&["filterd", "-qq", "stats"]).unwrap(),
+            LevelFilter::OFF
+        );
+        assert!(level(&["filterd", "-v", "-q", "stats"]).is_err());
     }
 }
