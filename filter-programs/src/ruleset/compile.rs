@@ -142,6 +142,13 @@ pub struct Table {
 }
 
 impl Compiled {
+    /// The index of the map `cold_code` in the object (after the counters,
+    /// the program array and the tables), when there is a cold path; the
+    /// state map follows it.
+    pub fn cold_code_map(&self) -> Option<usize> {
+        self.cold.as_ref().map(|_| 2 + self.tables.len())
+    }
+
     /// Instructions in all programs.
     pub fn len(&self) -> usize {
         self.programs.iter().map(Vec::len).sum()
@@ -429,6 +436,8 @@ pub fn compile_with(
         });
     }
     let cold_maps = cold.as_ref().map(|_| {
+        // After the counters, the program array and the tables (see
+        // `Compiled::cold_code_map`).
         let first = 2 + fasts.iter().map(|f| f.tables.len()).sum::<usize>() as u64;
         cold::Emit {
             code_map: first,
@@ -961,7 +970,7 @@ impl ProgramGen<'_> {
         let later = (self.seg.end..n).find(|&j| !f.in_table[j] && f.in_family(j));
         f.emit_best_before(&mut self.a, later, decide);
         if later.is_none() {
-            self.default_if_looked_up(f);
+            self.decide_default();
             return;
         }
         // When the lookups found no guarded rule, the guarded rules before
@@ -977,7 +986,7 @@ impl ProgramGen<'_> {
             self.a.bind(none_found);
             f.emit_best_before(&mut self.a, plain, decide);
             if plain.is_none() {
-                self.default_if_looked_up(f);
+                self.decide_default();
             }
             self.a.bind(go_on);
         }
@@ -985,7 +994,7 @@ impl ProgramGen<'_> {
 
     /// The default decides (the lookups ran: frames they cannot serve
     /// left before the rules).
-    fn default_if_looked_up(&mut self, _f: &Fast) {
+    fn decide_default(&mut self) {
         self.a.mov64(Reg::R8, Operand::Imm(self.default_index()));
         self.a.ja(self.tail(self.default));
     }

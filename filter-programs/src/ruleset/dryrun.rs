@@ -99,8 +99,7 @@ impl DryRun {
                 }
             }
         }
-        if let Some(cold) = &compiled.cold {
-            let map = 2 + compiled.tables.len();
+        if let (Some(cold), Some(map)) = (&compiled.cold, compiled.cold_code_map()) {
             for (k, chunk) in cold.chunks().iter().enumerate() {
                 if maps.update(map, &(k as u32).to_le_bytes(), chunk, 0) != 0 {
                     return Err(DryRunError::Table(cold::CODE_MAP.into()));

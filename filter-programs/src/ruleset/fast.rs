@@ -696,17 +696,34 @@ fn zero(a: &mut Asm, off: i16) {
     });
 }
 
-/// The frame's port fields (l4 = 1) from the transport header at r2.
-fn ports_at(a: &mut Asm, s: &Slots) {
-    for (off, slot) in [(0, s.sport), (2, s.dport)] {
-        a.ldx(Size::H, Reg::R1, Reg::R2, off);
+/// The packet's big-endian field of `size` at r2 + `off`, as a number,
+/// into stack slot `slot` (through r1).
+fn field_at(a: &mut Asm, size: Size, off: i16, slot: i16) {
+    a.ldx(size, Reg::R1, Reg::R2, off);
+    let bits = match size {
+        Size::H => 16,
+        Size::W => 32,
+        _ => 0,
+    };
+    if bits > 0 {
         a.push(Op::End {
             dst: Reg::R1,
             endian: Endian::ToBe,
-            bits: 16,
+            bits,
         });
-        a.stx(Size::W, Reg::R10, Reg::R1, slot);
     }
+    a.stx(Size::W, Reg::R10, Reg::R1, slot);
+}
+
+/// To `done` unless r2 + `n` bytes are within the frame (r3 its end).
+fn need(a: &mut Asm, n: i32, done: Label) {
+    a.mov64(Reg::R5, Operand::Reg(Reg::R2));
+    a.alu64(AluOp::Add, Reg::R5, Operand::Imm(n));
+    a.jmp(true, JmpOp::Jgt, Reg::R5, Operand::Reg(Reg::R3), done);
+}
+
+/// The transport fields were read: `l4` = 1.
+fn set_l4(a: &mut Asm, s: &Slots) {
     a.push(Op::St {
         size: Size::W,
         dst: Reg::R10,
@@ -757,33 +774,24 @@ fn protocol(a: &mut Asm, s: &Slots, lookups: Label, icmp: u8, flags: bool) -> (L
 /// transport header at r2 (r4 the protocol), and with `flags` TCP's flags;
 /// `done` when they are not captured.
 fn transport(a: &mut Asm, s: &Slots, icmp: bool, flags: bool, done: Label) {
-    a.mov64(Reg::R5, Operand::Reg(Reg::R2));
-    a.alu64(AluOp::Add, Reg::R5, Operand::Imm(if icmp { 2 } else { 4 }));
-    a.jmp(true, JmpOp::Jgt, Reg::R5, Operand::Reg(Reg::R3), done);
-    if !icmp {
-        ports_at(a, s);
-        if flags {
-            let not_tcp = a.label();
-            a.jmp(false, JmpOp::Jne, Reg::R4, Operand::Imm(6), not_tcp);
-            a.mov64(Reg::R5, Operand::Reg(Reg::R2));
-            a.alu64(AluOp::Add, Reg::R5, Operand::Imm(14));
-            a.jmp(true, JmpOp::Jgt, Reg::R5, Operand::Reg(Reg::R3), done);
-            a.ldx(Size::B, Reg::R1, Reg::R2, 13);
-            a.stx(Size::W, Reg::R10, Reg::R1, s.flags);
-            a.bind(not_tcp);
-        }
+    if icmp {
+        need(a, 2, done);
+        field_at(a, Size::B, 0, s.sport);
+        field_at(a, Size::B, 1, s.dport);
+        set_l4(a, s);
         return;
     }
-    for (off, slot) in [(0, s.sport), (1, s.dport)] {
-        a.ldx(Size::B, Reg::R1, Reg::R2, off);
-        a.stx(Size::W, Reg::R10, Reg::R1, slot);
+    need(a, 4, done);
+    field_at(a, Size::H, 0, s.sport);
+    field_at(a, Size::H, 2, s.dport);
+    set_l4(a, s);
+    if flags {
+        let not_tcp = a.label();
+        a.jmp(false, JmpOp::Jne, Reg::R4, Operand::Imm(6), not_tcp);
+        need(a, 14, done);
+        field_at(a, Size::B, 13, s.flags);
+        a.bind(not_tcp);
     }
-    a.push(Op::St {
-        size: Size::W,
-        dst: Reg::R10,
-        off: s.l4,
-        imm: 1,
-    });
 }
 
 /// r2 = the IPv4 transport header (at 14 + 4 * IHL), or to `lookups` for
@@ -842,15 +850,8 @@ fn addresses32(a: &mut Asm, at: (i16, i16), done: Label) {
         Operand::Imm(i32::from(at.0.max(at.1)) + 4),
     );
     a.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Reg(Reg::R3), done);
-    for (off, slot) in [(at.0, s.src), (at.1, s.dst)] {
-        a.ldx(Size::W, Reg::R1, Reg::R2, off);
-        a.push(Op::End {
-            dst: Reg::R1,
-            endian: Endian::ToBe,
-            bits: 32,
-        });
-        a.stx(Size::W, Reg::R10, Reg::R1, slot);
-    }
+    field_at(a, Size::W, at.0, s.src);
+    field_at(a, Size::W, at.1, s.dst);
 }
 
 /// IPv6 fields, r2 = data, r3 = data_end; `done` when the fixed header
