@@ -187,6 +187,8 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
     if let Some(n) = &notifier {
         n.ready(&status(config.rules.len(), config.interfaces.len()));
     }
+    // The rules the running programs enforce, for the status line.
+    let mut enforced_rules = config.rules.len();
     let mut last_text = std::fs::read_to_string(&opts.config).ok();
     let stop = loop {
         let happened = events
@@ -218,18 +220,13 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
                 n.reloading(&format!("reloading ({why})"));
             }
             let result = reload_all(&opts.config, &pin_root, &opts.state_dir, &shared, why);
+            if let Ok(n) = result {
+                enforced_rules = n;
+            }
             if let Some(n) = &notifier {
-                let s = lock(&shared);
-                let now = status(
-                    s.interfaces
-                        .iter()
-                        .map(|e| e.rules.len())
-                        .max()
-                        .unwrap_or(0),
-                    s.interfaces.len(),
-                );
+                let now = status(enforced_rules, lock(&shared).interfaces.len());
                 match result {
-                    Ok(()) => n.ready(&format!("{now}; last reload ({why}) swapped in")),
+                    Ok(_) => n.ready(&format!("{now}; last reload ({why}) swapped in")),
                     Err(e) => n.ready(&format!("{now}; last reload ({why}) refused: {e}")),
                 }
             }
@@ -277,21 +274,21 @@ fn log_start(e: &Enforced, how: Start) {
 }
 
 /// A reload; its failure is logged, counted and recorded (see
-/// [`outcome`]), never fatal. Returns the error's text on failure.
+/// [`outcome`]), never fatal. Returns the rule count, or the error's text.
 fn reload_all(
     path: &Path,
     pin_root: &Path,
     state_dir: &Path,
     shared: &Mutex<Shared>,
     why: &str,
-) -> Result<(), String> {
+) -> Result<usize, String> {
     let t = Instant::now();
     let result = reload(path, pin_root, state_dir, shared);
     let mut s = lock(shared);
     let unix_time = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    let (ok, message) = match &result {
+    let (rules, message) = match &result {
         Ok(n) => {
             s.reloads += 1;
             let ids: Vec<String> = s
@@ -300,14 +297,15 @@ fn reload_all(
                 .map(|e| format!("{}={}", e.ifname, e.prog_id))
                 .collect();
             tracing::info!(trigger = why, rules = n, programs = %ids.join(","), ms = t.elapsed().as_millis() as u64, "reloaded");
-            (true, format!("{n} rules; programs {}", ids.join(",")))
+            (Some(*n), format!("{n} rules; programs {}", ids.join(",")))
         }
         Err(e) => {
             s.failures += 1;
             tracing::error!(trigger = why, error = %e, "reload failed; the running program stays");
-            (false, e.to_string())
+            (None, e.to_string())
         }
     };
+    let ok = rules.is_some();
     s.last_reload = Some((ok, unix_time));
     let o = outcome::Outcome {
         seq: s.reloads + s.failures,
@@ -319,11 +317,7 @@ fn reload_all(
     if let Err(e) = outcome::write(state_dir, &o) {
         tracing::warn!(error = %e, "recording the reload's outcome for `filterd reload`");
     }
-    if ok {
-        Ok(())
-    } else {
-        Err(message)
-    }
+    rules.ok_or(message)
 }
 
 fn reload(
