@@ -454,3 +454,77 @@ fn cli_mounts_bpffs_when_missing() {
     }
     env.assert_clean("after the mount namespace ended");
 }
+
+/// A `--pin DIR` elsewhere on bpffs is recorded at the default place:
+/// `status` names the program as filterd's with that directory, and
+/// `detach` without `--pin` finds it. Without the record, `detach` says
+/// to pass the same `--pin`.
+#[test]
+fn cli_custom_pins_are_found_by_status_and_detach() {
+    if !e2e::kernel_available("cli_custom_pins_are_found_by_status_and_detach") {
+        return;
+    }
+    let env = Env::new("clipin");
+    let custom = PathBuf::from(format!(
+        "/sys/fs/bpf/filterd-clipin-{}/edge",
+        std::process::id()
+    ));
+    let _cleanup = RemoveOnDrop(custom.parent().expect("parent").to_path_buf());
+    let c = custom.to_str().expect("utf-8");
+    env.ok(&[
+        "attach", "xdp", "-i", "v1", "--mode", "skb", "--pin", c, "tcp",
+    ]);
+    let xdp = one(&env.status(), "xdp");
+    assert_eq!(
+        (xdp["filterd"].as_bool(), xdp["pin"].as_str()),
+        (Some(true), Some(c))
+    );
+    assert!(custom.join("link").exists() && custom.join("prog").exists());
+    // Another --pin is refused with that directory's own error.
+    let err = env.fails(
+        2,
+        &["detach", "xdp", "-i", "v1", "--pin", "/sys/fs/bpf/nowhere"],
+    );
+    assert!(err.contains("/sys/fs/bpf/nowhere/link"), "{err}");
+    // A record that is gone (as after an attach by an older filterd):
+    // status still lists the program, not as filterd's; detach says what
+    // to pass, and with it succeeds.
+    std::fs::remove_file(env.scope.join("v1/xdp")).expect("the record is a symlink");
+    assert_eq!(one(&env.status(), "xdp")["filterd"], false);
+    let err = env.fails(2, &["detach", "xdp", "-i", "v1"]);
+    assert!(err.contains("pass the same --pin DIR"), "{err}");
+    assert_eq!(one(&env.status(), "xdp")["prog_id"], xdp["prog_id"]);
+    env.ok(&["detach", "xdp", "-i", "v1", "--pin", c]);
+    env.assert_clean("after detach with --pin");
+    assert!(!custom.join("link").exists(), "the custom pins are removed");
+
+    // tc: found through the record, without --pin.
+    env.ok(&[
+        "attach",
+        "tc",
+        "-i",
+        "v1",
+        "--direction",
+        "ingress",
+        "--pin",
+        c,
+        "udp",
+    ]);
+    let tc = one(&env.status(), "tc-ingress");
+    assert_eq!(
+        (tc["filterd"].as_bool(), tc["pin"].as_str()),
+        (Some(true), Some(c))
+    );
+    let out = env.ok(&["detach", "tc", "-i", "v1", "--direction", "ingress"]);
+    assert!(out.starts_with("detached tc ingress"), "{out}");
+    env.assert_clean("after detach through the record");
+    assert!(!custom.join("prog").exists(), "the custom pin is removed");
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -104,7 +104,10 @@ fn compile_expressions_like_tcpdump() {
         "arp or rarp",
     ] {
         for fmt in ["-d", "-dd", "-ddd"] {
-            let ours = filterd(&["compile", "-O0", fmt, expr], None);
+            // tcpdump's own spelling: a bare -O (as below), and -O0.
+            let ours = filterd(&["compile", "-O", fmt, expr], None);
+            let ours_o0 = filterd(&["compile", "-O0", fmt, expr], None);
+            assert_eq!(ours.stdout, ours_o0.stdout, "{expr} {fmt}: -O is -O0");
             assert_eq!(
                 ours.status.code(),
                 Some(0),

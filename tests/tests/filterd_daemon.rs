@@ -5,6 +5,8 @@
 mod daemon_support;
 
 use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use daemon_support::*;
@@ -162,9 +164,45 @@ fn twenty_rules_enforced_as_the_dry_run_predicts_with_matching_counters_and_metr
     let (status, _) = http_get(&ns, "/nothing").expect("404");
     assert!(status.contains("404"), "{status}");
 
+    // `filterd status` names the daemon's program and its own pin
+    // directory (recorded in the namespace's scope), and the record goes
+    // with the daemon.
+    let status = filterd_status(&ns);
+    let xdp = status["attached"]
+        .as_array()
+        .and_then(|l| l.iter().find(|a| a["hook"] == "xdp"))
+        .unwrap_or_else(|| panic!("no XDP program in {status}"));
+    assert_eq!(xdp["filterd"], true, "{xdp}");
+    assert_eq!(xdp["pin"].as_str(), dirs.pin.join("v1").to_str(), "{xdp}");
+
     assert!(daemon.stop().success());
     assert_eq!(xdp_prog_id(&ns), None, "SIGTERM without --keep detaches");
     assert!(!dirs.pin.join("v1").exists(), "pins removed");
+    assert_eq!(filterd_status(&ns)["attached"], serde_json::json!([]));
+    let scope = format!("/sys/fs/bpf/filterd/netns-{}", ns_inode(&ns));
+    assert!(
+        !Path::new(&scope).join("v1").exists(),
+        "the record of the pin is removed"
+    );
+}
+
+fn filterd_status(ns: &Netns) -> serde_json::Value {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", ns.path()))
+        .arg(e2e::bin("filterd"))
+        .args(["status", "--json"])
+        .output()
+        .expect("filterd status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status JSON")
+}
+
+fn ns_inode(ns: &Netns) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(ns.path()).expect("netns file"))
 }
 
 #[test]

@@ -167,3 +167,51 @@ pub fn commit(staged: &Path, dir: &Path, name: &str) -> Result<(), AttachError> 
         )
     })
 }
+
+/// Records a pin directory chosen with `--pin` (or a daemon's `[daemon]
+/// pin`) where `filterd status` and `detach` look: a symlink at the default
+/// place, `default`, naming `actual` (bpffs has symlinks). A real directory
+/// at `default` (another attach's pins) is left alone. Failing to record
+/// costs only the lookup, so it is a warning, not an error.
+pub fn record(default: &Path, actual: &Path) {
+    if default == actual {
+        return;
+    }
+    match std::fs::symlink_metadata(default) {
+        Ok(m) if m.file_type().is_symlink() => {
+            let _ = std::fs::remove_file(default);
+        }
+        Ok(_) => {
+            tracing::warn!(default = %default.display(), pin = %actual.display(),
+                "the default pin directory is in use: `filterd status` will not name this pin");
+            return;
+        }
+        Err(_) => {}
+    }
+    let made = default.parent().map_or(Ok(Created::default()), prepare);
+    if let Err(e) = made.and_then(|_| {
+        std::os::unix::fs::symlink(actual, default)
+            .map_err(|e| AttachError::io(format!("recording {}", default.display()), e))
+    }) {
+        tracing::warn!(error = %e, "`filterd status` will not name {}", actual.display());
+    }
+}
+
+/// The directory `dir` stands for: the target of a [`record`], else `dir`.
+pub fn resolve(dir: &Path) -> PathBuf {
+    std::fs::read_link(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// Removes the [`record`] at `default` once it names `actual` or a
+/// directory that is gone.
+pub fn forget(default: &Path, actual: &Path) {
+    let Ok(target) = std::fs::read_link(default) else {
+        return;
+    };
+    if target == actual || !default.exists() {
+        let _ = std::fs::remove_file(default);
+        if let Some(parent) = default.parent() {
+            remove_empty_dirs(parent);
+        }
+    }
+}

@@ -32,27 +32,32 @@ pub struct Attached {
 }
 
 /// Program ids pinned under filterd's root for this namespace, with the
-/// pin directory (`<iface>/<hook>`) holding each.
+/// pin directory holding each: `<iface>/<hook>` of `filterd attach`,
+/// `<iface>` itself for the daemon's default pin, and the directories
+/// elsewhere that [`pin::record`] names.
 fn filterd_pins() -> Result<HashMap<u32, PathBuf>, AttachError> {
     let mut out = HashMap::new();
     let scope = pin::netns_scope()?;
     let Ok(ifaces) = std::fs::read_dir(&scope) else {
         return Ok(out);
     };
+    let mut note = |dir: PathBuf| {
+        if let Some(id) = pinned_prog(&dir) {
+            out.insert(id, dir.clone());
+        }
+        if let Ok(fd) = obj::get(&dir.join("link")) {
+            if let Ok(info) = link::info(fd.as_fd()) {
+                out.insert(info.prog_id, dir);
+            }
+        }
+    };
     for iface in ifaces.flatten() {
+        note(iface.path());
         let Ok(hooks) = std::fs::read_dir(iface.path()) else {
             continue;
         };
         for hook in hooks.flatten() {
-            let dir = hook.path();
-            if let Some(id) = pinned_prog(&dir) {
-                out.insert(id, dir.clone());
-            }
-            if let Ok(fd) = obj::get(&dir.join("link")) {
-                if let Ok(info) = link::info(fd.as_fd()) {
-                    out.insert(info.prog_id, dir.clone());
-                }
-            }
+            note(pin::resolve(&hook.path()));
         }
     }
     Ok(out)
@@ -133,57 +138,27 @@ pub fn list() -> Result<Vec<Attached>, AttachError> {
     Ok(out)
 }
 
-fn json_str(s: &str) -> String {
-    let mut o = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
 /// `{"attached": [...]}`, one object per program.
 pub fn to_json(list: &[Attached]) -> String {
-    let mut o = String::from("{\"attached\":[");
-    for (i, a) in list.iter().enumerate() {
-        if i > 0 {
-            o.push(',');
-        }
-        let _ = write!(
-            o,
-            "{{\"interface\":{},\"ifindex\":{},\"hook\":{},\"mode\":{},\"prog_id\":{},\"name\":{},\"tag\":{},",
-            json_str(&a.ifname),
-            a.ifindex,
-            json_str(&a.hook),
-            json_str(&a.mode),
-            a.prog_id,
-            json_str(&a.name),
-            json_str(&a.tag)
-        );
-        match a.tc_slot {
-            Some((p, h)) => {
-                let _ = write!(o, "\"priority\":{p},\"handle\":{h},");
-            }
-            None => o.push_str("\"priority\":null,\"handle\":null,"),
-        }
-        let _ = write!(
-            o,
-            "\"filterd\":{},\"pin\":{}}}",
-            a.pinned.is_some(),
-            a.pinned
-                .as_ref()
-                .map_or("null".into(), |p| json_str(&p.display().to_string()))
-        );
-    }
-    o.push_str("]}");
-    o
+    let attached: Vec<_> = list
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "interface": a.ifname,
+                "ifindex": a.ifindex,
+                "hook": a.hook,
+                "mode": a.mode,
+                "prog_id": a.prog_id,
+                "name": a.name,
+                "tag": a.tag,
+                "priority": a.tc_slot.map(|(p, _)| p),
+                "handle": a.tc_slot.map(|(_, h)| h),
+                "filterd": a.pinned.is_some(),
+                "pin": a.pinned.as_ref().map(|p| p.display().to_string()),
+            })
+        })
+        .collect();
+    serde_json::json!({ "attached": attached }).to_string()
 }
 
 /// One line per program, for people.

@@ -1,8 +1,8 @@
 use clap::Parser;
-use filterd::cli::{run, Cli};
+use filterd::cli::{run, tcpdump_args, Cli};
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(tcpdump_args(std::env::args_os()));
     // RUST_LOG when set, else the level of -v/-q (warnings by default).
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.log_level().to_string()));

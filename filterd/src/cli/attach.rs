@@ -146,11 +146,34 @@ fn build(args: &ProgramArgs, hook: Hook) -> Result<Program, Failure> {
     Program::build(&source, hook).map_err(failure)
 }
 
-fn pin_dir(given: &Option<PathBuf>, iface: &str, hook: &str) -> Result<PathBuf, Failure> {
-    match given {
-        Some(p) => Ok(p.clone()),
-        None => pin::default_dir(iface, hook).map_err(failure),
+/// The pin directory to use and the default one (where a `--pin` elsewhere
+/// is recorded); without `--pin`, what a record at the default names.
+fn pin_dirs(
+    given: &Option<PathBuf>,
+    iface: &str,
+    hook: &str,
+) -> Result<(PathBuf, PathBuf), Failure> {
+    let default = pin::default_dir(iface, hook).map_err(failure)?;
+    let dir = given.clone().unwrap_or_else(|| pin::resolve(&default));
+    Ok((dir, default))
+}
+
+/// A detach that found nothing, with where filterd's program for that hook
+/// is pinned when `status` knows, else what to pass.
+fn not_found(e: AttachError, given: &Option<PathBuf>, iface: &str, hook: &str) -> Failure {
+    if !matches!(e, AttachError::NotAttached(_)) || given.is_some() {
+        return failure(e);
     }
+    let elsewhere = status::list().ok().and_then(|l| {
+        l.into_iter()
+            .find(|a| a.ifname == iface && a.hook == hook && a.pinned.is_some())
+            .and_then(|a| a.pinned)
+    });
+    let hint = match elsewhere {
+        Some(p) => format!("filterd's program there is pinned in {0}: pass --pin {0}", p.display()),
+        None => "if it was attached with --pin DIR, pass the same --pin DIR (`filterd status` lists filterd's pins)".into(),
+    };
+    fail(EXIT_ERROR, format!("{e}; {hint}"))
 }
 
 fn verb(o: Outcome) -> String {
@@ -165,7 +188,7 @@ pub fn run_xdp(a: XdpArgs, out: &mut dyn Write) -> Result<(), Failure> {
     // The interface is checked before the pin directory is derived from
     // its name, so a typo reads as a missing interface.
     attach::interface_index(&a.iface).map_err(failure)?;
-    let dir = pin_dir(&a.pin, &a.iface, "xdp")?;
+    let (dir, default) = pin_dirs(&a.pin, &a.iface, "xdp")?;
     let mode = match a.mode {
         None => XdpMode::Auto,
         Some(ModeArg::Skb) => XdpMode::Skb,
@@ -173,6 +196,7 @@ pub fn run_xdp(a: XdpArgs, out: &mut dyn Write) -> Result<(), Failure> {
         Some(ModeArg::Hw) => XdpMode::Hw,
     };
     let hook = XdpHook::attach(&a.iface, mode, &program, &dir).map_err(failure)?;
+    pin::record(&default, &dir);
     let _ = writeln!(
         out,
         "{} XDP program {} ({}) on {} in {} mode; link and program pinned in {}",
@@ -190,8 +214,9 @@ pub fn run_tc(a: TcArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let program = build(&a.program, Hook::Tc)?;
     let direction = Direction::from(a.direction);
     attach::interface_index(&a.iface).map_err(failure)?;
-    let dir = pin_dir(&a.pin, &a.iface, direction.hook_name())?;
+    let (dir, default) = pin_dirs(&a.pin, &a.iface, direction.hook_name())?;
     let hook = TcHook::attach(&a.iface, direction, &program, &dir).map_err(failure)?;
+    pin::record(&default, &dir);
     let _ = writeln!(
         out,
         "{} tc {} program {} ({}) on {} (clsact, direct-action, priority {}, handle {:#x}); program pinned in {}",
@@ -208,8 +233,8 @@ pub fn run_tc(a: TcArgs, out: &mut dyn Write) -> Result<(), Failure> {
 }
 
 pub fn detach_xdp(a: DetachXdpArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    let dir = pin_dir(&a.pin, &a.iface, "xdp")?;
-    let hook = XdpHook::from_pin(&dir).map_err(failure)?;
+    let (dir, default) = pin_dirs(&a.pin, &a.iface, "xdp")?;
+    let hook = XdpHook::from_pin(&dir).map_err(|e| not_found(e, &a.pin, &a.iface, "xdp"))?;
     if hook.ifname() != a.iface {
         return Err(fail(
             EXIT_ERROR,
@@ -223,14 +248,17 @@ pub fn detach_xdp(a: DetachXdpArgs, out: &mut dyn Write) -> Result<(), Failure> 
     }
     let id = hook.prog_id();
     hook.detach().map_err(failure)?;
+    pin::forget(&default, &dir);
     let _ = writeln!(out, "detached XDP program {id} from {}", a.iface);
     Ok(())
 }
 
 pub fn detach_tc(a: DetachTcArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let direction = Direction::from(a.direction);
-    let dir = pin_dir(&a.pin, &a.iface, direction.hook_name())?;
-    tc::detach(&a.iface, direction, &dir).map_err(failure)?;
+    let (dir, default) = pin_dirs(&a.pin, &a.iface, direction.hook_name())?;
+    tc::detach(&a.iface, direction, &dir)
+        .map_err(|e| not_found(e, &a.pin, &a.iface, direction.hook_name()))?;
+    pin::forget(&default, &dir);
     let _ = writeln!(
         out,
         "detached tc {} program from {}",

@@ -36,8 +36,8 @@ pub struct CompileArgs {
     /// default) instructions, -dd C array lines, -ddd decimal numbers.
     #[arg(short = 'd', action = clap::ArgAction::Count, conflicts_with = "target")]
     pub dump: u8,
-    /// Optimization: -O0 turns the optimizer off (tcpdump's -O), -O1 is
-    /// the default.
+    /// Optimization: -O (as tcpdump's) or -O0 turns the optimizer off,
+    /// -O1 is the default.
     #[arg(short = 'O', value_name = "LEVEL", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
     pub opt_level: u8,
     /// The network mask for `ip broadcast` (dotted quad).

@@ -8,6 +8,10 @@ use clap::{Args, ValueEnum};
 use super::{fail, Failure, EXIT_ERROR, EXIT_INVALID};
 use crate::daemon::{self, state::DEFAULT_STATE_DIR, stats, DaemonError, LogFormat, Options};
 
+/// Where `filterd run` reads its config when given none (`./x install`
+/// puts the example there when it is absent).
+pub const DEFAULT_CONFIG: &str = "/etc/filterd/filterd.toml";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormatArg {
     Text,
@@ -16,7 +20,7 @@ pub enum LogFormatArg {
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
-    filterd run /etc/filterd/filterd.toml\n  \
+    filterd run                        # /etc/filterd/filterd.toml\n  \
     filterd run --keep --log-format json --metrics 127.0.0.1:9977 filterd.toml\n  \
     kill -HUP $(pidof filterd)        # reload (so does saving the file)\n\n\
     The whole config is checked, compiled and loaded through the verifier before anything\n\
@@ -41,6 +45,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
     /// The config (TOML; see `filterd check`).
+    #[arg(default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
 }
 

@@ -136,6 +136,39 @@ pub enum Rules {
     Libpcap,
 }
 
+/// tcpdump's `-O` (no optimizer) takes no value; ours takes a level
+/// (`-O0`, `-O1`, `-O 1`). A bare `-O`, alone or ending a cluster of flags
+/// (`-dO`), means tcpdump's: `-O0`. clap has no optional value that must be
+/// attached, so this rewrites the arguments before parsing; after `--`
+/// nothing is touched.
+pub fn tcpdump_args<I: IntoIterator<Item = std::ffi::OsString>>(
+    args: I,
+) -> Vec<std::ffi::OsString> {
+    let args: Vec<_> = args.into_iter().collect();
+    let mut out = Vec::with_capacity(args.len());
+    let mut options = true;
+    for (i, a) in args.iter().enumerate() {
+        options &= a != "--";
+        let bare_o = a.to_str().is_some_and(|s| {
+            s.len() >= 2
+                && s.starts_with('-')
+                && s.ends_with('O')
+                && s[1..s.len() - 1]
+                    .chars()
+                    .all(|c| matches!(c, 'd' | 'v' | 'q'))
+        });
+        let level_follows = args.get(i + 1).is_some_and(|n| n == "0" || n == "1");
+        if options && bare_o && !level_follows {
+            let mut a = a.clone();
+            a.push("0");
+            out.push(a);
+        } else {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
 pub fn read_input(path: &PathBuf) -> Result<String, String> {
     if path.as_os_str() == "-" {
         let mut s = String::new();
@@ -227,5 +260,49 @@ mod log_level_tests {
             LevelFilter::OFF
         );
         assert!(level(&["filterd", "-v", "-q", "stats"]).is_err());
+    }
+
+    /// `filterd run` with no config reads the installed one.
+    #[test]
+    fn run_defaults_to_the_installed_config() {
+        match Cli::try_parse_from(["filterd", "run"]).unwrap().command {
+            Command::Run(r) => assert_eq!(r.config, PathBuf::from("/etc/filterd/filterd.toml")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `-O` alone is tcpdump's (optimizer off); levels still parse, and an
+    /// expression after `--` is left as it is.
+    #[test]
+    fn bare_o_turns_the_optimizer_off() {
+        let level = |args: &[&str]| {
+            let cli = Cli::try_parse_from(tcpdump_args(args.iter().map(Into::into))).unwrap();
+            match cli.command {
+                Command::Compile(c) => (c.opt_level, c.dump, c.expression.join(" ")),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            level(&["filterd", "compile", "-O", "tcp port 80"]),
+            (0, 0, "tcp port 80".into())
+        );
+        assert_eq!(
+            level(&["filterd", "compile", "-ddO", "tcp"]),
+            (0, 2, "tcp".into())
+        );
+        assert_eq!(
+            level(&["filterd", "compile", "-O1", "tcp"]),
+            (1, 0, "tcp".into())
+        );
+        assert_eq!(
+            level(&["filterd", "compile", "-O", "1", "tcp"]),
+            (1, 0, "tcp".into())
+        );
+        assert_eq!(
+            level(&["filterd", "compile", "-O0", "tcp"]),
+            (0, 0, "tcp".into())
+        );
+        assert_eq!(level(&["filterd", "compile", "tcp"]), (1, 0, "tcp".into()));
+        assert_eq!(level(&["filterd", "compile", "--", "-O"]).2, "-O");
     }
 }

@@ -104,6 +104,9 @@ impl Enforced {
         })?;
         let dir = pin_root.join(&iface.name);
         pin::prepare(&dir).map_err(|e| DaemonError::System(e.to_string()))?;
+        if let Some(record) = record_path(&iface.name, &dir) {
+            pin::record(&record, &dir);
+        }
         let state_path = state::file_for(state_dir, pin_root, &iface.name);
         let link_path = dir.join("link");
         let existing = match obj::get(&link_path) {
@@ -367,6 +370,9 @@ impl Enforced {
         }
         pin::remove_empty_dirs(&self.dir);
         let _ = std::fs::remove_dir(&self.dir);
+        if let Some(record) = record_path(&self.ifname, &self.dir) {
+            pin::forget(&record, &self.dir);
+        }
         state::remove(&self.state_path);
         Ok(())
     }
@@ -374,4 +380,11 @@ impl Enforced {
     pub fn running_mode(&self) -> Option<&'static str> {
         bpf_kernel::iface::index(&self.ifname).and_then(|i| running_mode(i, self.prog_id))
     }
+}
+
+/// Where `filterd status` finds a daemon's pins outside the default layout
+/// (a `[daemon] pin` of its own, or another network namespace).
+fn record_path(ifname: &str, dir: &Path) -> Option<PathBuf> {
+    let at = pin::netns_scope().ok()?.join(ifname);
+    (at != dir).then(|| at.join("daemon"))
 }
