@@ -176,6 +176,14 @@ fn systemd_hears_start_reloads_refusals_and_stop_in_order() {
     let m = scrape(&ns).expect("scrape");
     well_formed(&m);
     assert_eq!(metric(&m, "filterd_reload_last_success", ""), Some(0));
+    // The watcher's reload (perhaps more than one) and ours.
+    let failures = metric(&m, "filterd_reload_attempts_total", "result=\"failure\"");
+    assert!(failures >= Some(2), "{m}");
+    assert_eq!(failures, metric(&m, "filterd_reload_failures_total", ""));
+    assert_eq!(
+        metric(&m, "filterd_reload_attempts_total", "result=\"success\""),
+        Some(1)
+    );
 
     assert!(daemon.stop().success());
     let stopping = next(&rx);
@@ -224,6 +232,36 @@ fn well_formed(text: &str) {
         }
         assert!(series.insert(key.to_string()), "duplicate series: {line}");
     }
+    // And through a real parser of the format (prometheus-parse): every
+    // line is a comment or a sample it reads, every sample has its HELP,
+    // and no metric and label set is there twice.
+    use prometheus_parse::{LineInfo, Scrape};
+    for line in text.lines() {
+        assert!(
+            !matches!(LineInfo::parse(line), LineInfo::Ignored),
+            "prometheus-parse cannot read {line:?}"
+        );
+    }
+    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parses");
+    let mut seen = std::collections::BTreeSet::new();
+    for s in &scrape.samples {
+        assert!(
+            scrape.docs.contains_key(&s.metric)
+                || scrape
+                    .docs
+                    .contains_key(s.metric.trim_end_matches("_total")),
+            "no HELP for {}",
+            s.metric
+        );
+        let mut labels: Vec<_> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        labels.sort();
+        assert!(
+            seen.insert((s.metric.clone(), labels.clone())),
+            "duplicate series: {} {labels:?}",
+            s.metric
+        );
+    }
+    assert_eq!(seen.len(), series.len(), "the parser read every sample");
 }
 
 /// `filterd reload` for a process that is not there fails with exit 2

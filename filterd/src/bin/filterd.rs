@@ -11,7 +11,9 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(f) = run(cli, &mut std::io::stdout().lock()) {
-        eprintln!("filterd: {}", f.message);
+        // Under systemd the journal files this line as an error.
+        let prefix = filterd::daemon::journal::error_prefix();
+        eprintln!("{prefix}filterd: {}", f.message);
         std::process::exit(f.code);
     }
 }

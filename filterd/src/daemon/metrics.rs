@@ -110,6 +110,17 @@ pub fn render(shared: &Shared) -> String {
     );
     metric(
         &mut out,
+        "filterd_reload_attempts_total",
+        "counter",
+        "Reloads by result: success (a new program swapped in) or failure (refused; the running program stayed).",
+        &format!(
+            "filterd_reload_attempts_total{{result=\"success\"}} {}\n\
+             filterd_reload_attempts_total{{result=\"failure\"}} {}\n",
+            shared.reloads, shared.failures
+        ),
+    );
+    metric(
+        &mut out,
         "filterd_program_id",
         "gauge",
         "The kernel's id of the program attached to each interface (deprecated: filterd_program_info).",
@@ -294,6 +305,8 @@ mod tests {
         for line in [
             "filterd_reloads_total 3",
             "filterd_reload_failures_total 1",
+            "filterd_reload_attempts_total{result=\"success\"} 3",
+            "filterd_reload_attempts_total{result=\"failure\"} 1",
             "filterd_reload_last_success 0",
             "filterd_reload_last_timestamp_seconds 1700000000.250",
             "# TYPE filterd_build_info gauge",

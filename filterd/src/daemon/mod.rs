@@ -22,6 +22,7 @@ pub mod config;
 pub mod events;
 pub mod generation;
 pub mod iface;
+pub mod journal;
 pub mod metrics;
 pub mod notify;
 pub mod outcome;
@@ -77,11 +78,17 @@ pub struct Shared {
     pub last_reload: Option<(bool, f64)>,
 }
 
-/// The daemon's logger: RUST_LOG when set, else `info`. It is installed
-/// per thread because the binary already set a global one for the CLI.
+/// The daemon's logger: RUST_LOG when set, else `info`; to journald when
+/// stderr is the journal ([`journal`]), else to stderr in `format`. It is
+/// installed per thread because the binary already set a global one for
+/// the CLI.
 pub fn dispatch(format: LogFormat) -> tracing::Dispatch {
+    use tracing_subscriber::layer::SubscriberExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if let Some(journald) = journal::layer() {
+        return tracing::Dispatch::new(tracing_subscriber::registry().with(filter).with(journald));
+    }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

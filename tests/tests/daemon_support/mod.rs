@@ -87,11 +87,31 @@ impl Daemon {
 
     /// [`Daemon::start`] with environment variables (`NOTIFY_SOCKET`).
     pub fn start_with_env(ns: &Netns, dirs: &Dirs, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_wrapped(ns, dirs, extra, env, &[])
+    }
+
+    /// [`Daemon::start_with_env`] under a wrapper command (`wrapper[0]`
+    /// with its arguments, then `nsenter ... filterd run ...`).
+    pub fn start_wrapped(
+        ns: &Netns,
+        dirs: &Dirs,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Daemon {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = dirs.work.join(format!("daemon-{n}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new("nsenter")
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg("nsenter");
+                c
+            }
+            None => Command::new("nsenter"),
+        };
+        let child = cmd
             .arg(format!("--net={}", ns.path()))
             .arg(e2e::bin("filterd"))
             .args(["run", "--log-format", "json", "--state-dir"])
