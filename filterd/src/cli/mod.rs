@@ -110,6 +110,27 @@ pub enum Command {
     Stats(daemon::StatsArgs),
     /// Reload a running `filterd run` and wait for the outcome (systemd's ExecReload).
     Reload(daemon::ReloadArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Examples:\n  \
+        filterd completions bash > /usr/share/bash-completion/completions/filterd\n  \
+        filterd completions zsh > /usr/local/share/zsh/site-functions/_filterd\n  \
+        filterd completions fish > ~/.config/fish/completions/filterd.fish\n  \
+        source <(filterd completions bash)      # this shell only\n\n\
+        ./x install puts them where each shell looks.")]
+    Completions {
+        #[arg(value_enum)]
+        shell: cli_output::docs::Shell,
+    },
+    /// Write the man pages (filterd.1 and filterd-COMMAND.1 for each command) into DIR.
+    #[command(after_help = "Examples:\n  \
+        filterd man /usr/local/share/man/man1 && mandb -q\n  \
+        filterd man /tmp/man && man -l /tmp/man/filterd-run.1\n\n\
+        The pages are made from the same definitions as --help. ./x man and ./x install call this.")]
+    Man {
+        /// The directory (made when missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -213,6 +234,18 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         Command::Run(a) => daemon::run(a, out),
         Command::Stats(a) => daemon::stats(a, out),
         Command::Reload(a) => daemon::reload(a, out),
+        Command::Completions { shell } => {
+            cli_output::docs::completions(shell, <Cli as clap::CommandFactory>::command(), out);
+            Ok(())
+        }
+        Command::Man { dir } => {
+            let failed = |e: cli_output::OutputError| fail(EXIT_ERROR, e.to_string());
+            cli_output::docs::make_dir(&dir).map_err(failed)?;
+            let pages = cli_output::docs::man_pages(<Cli as clap::CommandFactory>::command(), &dir)
+                .map_err(failed)?;
+            let _ = writeln!(out, "{} man pages in {}", pages.len(), dir.display());
+            Ok(())
+        }
         Command::Validate { rules, file } => {
             let prog = load_cbpf(&file)?;
             let set = match rules {

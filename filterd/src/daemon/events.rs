@@ -9,12 +9,22 @@
 //! of such events (an editor's save, a config manager's rename dance) is
 //! let settle before the change is reported, so the daemon reads the file
 //! once it is quiet.
+//!
+//! A config reached through symlinks changes without an event naming it:
+//! a Kubernetes ConfigMap volume holds `filterd.toml -> ..data/filterd.toml`
+//! and is updated by renaming a new `..data` symlink over the old one. So
+//! any finished write or rename in the directory also counts when the file
+//! the config path resolves to is another one than before (its device,
+//! inode and modification time); other files' writes (an editor's swap
+//! file) leave it the same and do not count.
 
+use std::cell::Cell;
 use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Quiet time after a change to the config before it is reported.
@@ -33,6 +43,18 @@ pub struct Events {
     signals: OwnedFd,
     inotify: Option<OwnedFd>,
     file: OsString,
+    path: PathBuf,
+    /// What `path` resolved to when last looked at.
+    resolved: Cell<Option<Identity>>,
+}
+
+/// The file a path resolves to: device, inode, modification time.
+type Identity = (u64, u64, i64, i64);
+
+fn identity(path: &Path) -> Option<Identity> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec()))
 }
 
 fn check(rc: libc::c_int, what: &str) -> io::Result<libc::c_int> {
@@ -89,6 +111,8 @@ impl Events {
             signals,
             inotify,
             file,
+            path: config.to_path_buf(),
+            resolved: Cell::new(identity(config)),
         })
     }
 
@@ -196,9 +220,20 @@ impl Events {
         }
     }
 
-    /// Drains the inotify queue; true when an event named the config.
+    /// Drains the inotify queue; true when an event named the config, or
+    /// when there were events and the config now resolves to another file.
     fn read_inotify(&self, fd: &OwnedFd) -> io::Result<bool> {
-        let mut hit = false;
+        let mut named = false;
+        let mut any = false;
+        let hit = |named: bool, any: bool| {
+            if !any {
+                return false;
+            }
+            let now = identity(&self.path);
+            let moved = now != self.resolved.get();
+            self.resolved.set(now);
+            named || moved
+        };
         let mut buf = [0u8; 4096];
         loop {
             // SAFETY: buf is writable for its length.
@@ -206,7 +241,7 @@ impl Events {
             if n < 0 {
                 let e = io::Error::last_os_error();
                 return if e.kind() == io::ErrorKind::WouldBlock {
-                    Ok(hit)
+                    Ok(hit(named, any))
                 } else {
                     Err(e)
                 };
@@ -223,13 +258,14 @@ impl Events {
                 ]) as usize;
                 let name = data.get(at + 16..at + 16 + len).unwrap_or_default();
                 let name = name.split(|b| *b == 0).next().unwrap_or_default();
+                any = true;
                 if OsString::from_vec(name.to_vec()) == self.file {
-                    hit = true;
+                    named = true;
                 }
                 at += 16 + len;
             }
             if n == 0 {
-                return Ok(hit);
+                return Ok(hit(named, any));
             }
         }
     }
@@ -277,6 +313,31 @@ mod tests {
             changed(&events),
             "a rename over the config was not reported"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A ConfigMap volume: the config is a symlink through `..data`, and an
+    /// update renames a new `..data` over it; that is a change, once.
+    #[test]
+    fn a_symlink_swap_under_the_config_is_a_change() {
+        use std::os::unix::fs::symlink;
+        let dir = std::env::temp_dir().join(format!("filterd-events-cm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("..v1")).unwrap();
+        std::fs::write(dir.join("..v1/filterd.toml"), b"# one\n").unwrap();
+        symlink("..v1", dir.join("..data")).unwrap();
+        symlink("..data/filterd.toml", dir.join("filterd.toml")).unwrap();
+        let events = Events::new(&dir.join("filterd.toml")).unwrap();
+
+        std::fs::create_dir_all(dir.join("..v2")).unwrap();
+        std::fs::write(dir.join("..v2/filterd.toml"), b"# two\n").unwrap();
+        symlink("..v2", dir.join("..data_tmp")).unwrap();
+        std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+        std::fs::remove_dir_all(dir.join("..v1")).unwrap();
+        assert!(changed(&events), "the swap was not reported");
+        assert!(!changed(&events), "reported twice");
+        std::fs::write(dir.join("other.txt"), b"x").unwrap();
+        assert!(!changed(&events), "another file's write was reported");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -162,6 +162,34 @@ pub fn render(shared: &Shared) -> String {
     out
 }
 
+/// `/healthz`: healthy while every interface runs the program the daemon
+/// attached (someone's `ip link set dev X xdp off` makes it unhealthy, and
+/// a liveness probe then restarts the daemon, which attaches again). One
+/// line per interface.
+pub fn health(shared: &Shared) -> (bool, String) {
+    let mut healthy = !shared.interfaces.is_empty();
+    let mut body = String::new();
+    for e in &shared.interfaces {
+        match e.running_mode() {
+            Some(mode) => {
+                let _ = writeln!(body, "ok {}: program {} ({mode})", e.ifname, e.prog_id);
+            }
+            None => {
+                healthy = false;
+                let _ = writeln!(
+                    body,
+                    "down {}: program {} is not attached",
+                    e.ifname, e.prog_id
+                );
+            }
+        }
+    }
+    if shared.interfaces.is_empty() {
+        body.push_str("down: no interface enforced\n");
+    }
+    (healthy, body)
+}
+
 /// Reads a request head until its blank line, [`MAX_REQUEST`] bytes, the
 /// end of the stream or `deadline`, whichever comes first.
 fn read_request(stream: &mut TcpStream, deadline: Instant) -> io::Result<Vec<u8>> {
@@ -199,7 +227,23 @@ fn serve_one(mut stream: TcpStream, shared: &Mutex<Shared>) -> io::Result<()> {
             };
             ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
         }
-        ("GET", _) => ("404 Not Found", "text/plain", "try /metrics\n".to_string()),
+        ("GET", "/healthz") => {
+            let (healthy, body) = match shared.lock() {
+                Ok(s) => health(&s),
+                Err(poisoned) => health(&poisoned.into_inner()),
+            };
+            let status = if healthy {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            };
+            (status, "text/plain; charset=utf-8", body)
+        }
+        ("GET", _) => (
+            "404 Not Found",
+            "text/plain",
+            "try /metrics or /healthz\n".to_string(),
+        ),
         _ => (
             "405 Method Not Allowed",
             "text/plain",

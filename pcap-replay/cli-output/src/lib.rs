@@ -9,11 +9,14 @@
 //!   between packets; they then finish their outputs and exit with
 //!   128 + the signal's number.
 //!
+//! - [`docs`]: man pages and shell completions from a clap definition.
+//!
 //! Neither is a capture format's business (capfile stays pure and writes
 //! into any `Write`) nor the kernel layer's (bpf-kernel), and neither tool
 //! may depend on the other, so this small crate is their one copy. Its
 //! only system calls are file I/O and the signal handlers' `sigaction`.
 
+pub mod docs;
 pub mod file;
 pub mod stop;
 

@@ -119,6 +119,15 @@ pub struct Cli {
     #[arg(short = 'r', value_name = "FILE")]
     pub read: Vec<PathBuf>,
 
+    /// Print a shell completion script (bash, zsh, fish, elvish or
+    /// powershell) and exit: `source <(pcap-replay --completions bash)`.
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    pub completions: Option<cli_output::docs::Shell>,
+
+    /// Write the man page, pcap-replay.1, into DIR and exit.
+    #[arg(long, value_name = "DIR", exclusive = true)]
+    pub man: Option<PathBuf>,
+
     /// Captures to replay (pcap or pcapng); `-` reads standard input.
     #[arg(value_name = "PCAP", required_unless_present = "read")]
     pub captures: Vec<PathBuf>,
@@ -156,6 +165,26 @@ pub fn parse_linktype(s: &str) -> Option<LinkType> {
 /// SIGINT and SIGTERM stop the run between packets; its outputs are
 /// finished and the exit code is 130 or 143 (see [`cli_output::stop`]).
 pub fn run(cli: &Cli) -> ExitCode {
+    if let Some(shell) = cli.completions {
+        cli_output::docs::completions(
+            shell,
+            <Cli as clap::CommandFactory>::command(),
+            &mut io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
+    if let Some(dir) = &cli.man {
+        let made = cli_output::docs::make_dir(dir).and_then(|()| {
+            cli_output::docs::man_pages(<Cli as clap::CommandFactory>::command(), dir)
+        });
+        return match made {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pcap-replay: error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if let Err(e) = stop::install() {
         // The run still works; only a clean stop on a signal is lost.
         tracing::warn!("cannot handle SIGINT and SIGTERM: {e}");
