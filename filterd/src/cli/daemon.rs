@@ -28,13 +28,15 @@ pub enum LogFormatArg {
     packet is ever unfiltered, and a refused reload keeps the running program. A start that\n\
     finds the pinned link of a previous run (stopped with --keep) adopts its program.\n\n\
     Exit codes: 0 stopped by SIGTERM/SIGINT, 1 the config or its program is invalid, 2 system error.\n\
-    Logs: info by default, RUST_LOG=debug for more.")]
+    Logs: info by default, RUST_LOG=debug for more; under systemd (JOURNAL_STREAM names stderr)\n\
+    they go to journald with their levels as priorities, elsewhere to stderr (--log-format).")]
 pub struct RunArgs {
     /// On SIGTERM/SIGINT leave the program attached and pinned (the next
     /// `filterd run` adopts it) instead of detaching it.
     #[arg(long)]
     pub keep: bool,
-    /// Log lines as text or as JSON objects (one per line).
+    /// Log lines on stderr as text or as JSON objects (one per line);
+    /// under systemd's journal, journald's own fields instead.
     #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
     pub log_format: LogFormatArg,
     /// Serve Prometheus metrics on ADDR (overrides `[daemon] metrics`;
