@@ -58,3 +58,84 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+/// A VLAN rule of many forms, over a few IDs so that frames hit them.
+fn vlan_rule(rng: &mut Rng, ids: &[u16]) -> String {
+    let id = ids[rng.below(ids.len() as u64) as usize];
+    let other = ids[rng.below(ids.len() as u64) as usize];
+    let port = 20 + rng.below(4);
+    match rng.below(12) {
+        0..=3 => format!("vlan {id} and tcp dst port {port}"),
+        4 => format!("vlan {id}"),
+        5 => "vlan and udp".into(),
+        6 => format!("ether[14:2] & 0xfff > {id}"),
+        7 => format!("not vlan {id}"),
+        8 => format!("vlan {id} or vlan {other}"),
+        9 => format!("vlan {id} and vlan {other} and tcp"),
+        10 => format!("tcp dst port {port}"),
+        _ => format!("ether[14:2] & 0xfff = {id} or udp"),
+    }
+}
+
+/// A frame with `tags` (TPID, VLAN ID) outermost first, then IPv4 and TCP
+/// or UDP to a port the rules name.
+fn tagged_frame(rng: &mut Rng, tags: &[(u16, u16)]) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
+    for (tpid, id) in tags {
+        f.extend_from_slice(&tpid.to_be_bytes());
+        let tci = (rng.below(16) as u16) << 12 | id;
+        f.extend_from_slice(&tci.to_be_bytes());
+    }
+    let proto = if rng.below(2) == 0 { 6 } else { 17 };
+    f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 40, 0, 1, 0, 0, 64, proto, 0, 0]);
+    f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+    f.extend_from_slice(&[0, 99, 0, 20 + rng.below(4) as u8]);
+    f.resize(f.len() + 16, 0);
+    f
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Rulesets of VLAN rules (the chains split by VLAN ID, see
+    /// `ruleset::vlan`) decide every tagged frame as the rules one by one:
+    /// 802.1Q, 802.1ad and 0x9100 tags, IDs named by the rules and not,
+    /// stacked tags, frames cut anywhere (within the tag too).
+    #[test]
+    fn vlan_rulesets_decide_as_the_rules_do(
+        seed in any::<u64>(),
+        n in 1usize..=60,
+        forced in any::<bool>(),
+    ) {
+        let mut rng = Rng(seed | 1);
+        let ids: Vec<u16> = (0..1 + rng.below(6)).map(|_| rng.below(4096) as u16).collect();
+        let rules: Vec<String> = (0..n).map(|_| vlan_rule(&mut rng, &ids)).collect();
+        let mut text = String::from("[[interface]]\nname = \"lo\"\ndefault = \"pass\"\n");
+        for (i, r) in rules.iter().enumerate() {
+            let action = ["count", "pass", "drop"][rng.below(3) as usize];
+            text.push_str(&format!("\n[[rule]]\nname = \"r{i}\"\nmatch = \"{r}\"\naction = \"{action}\"\n"));
+        }
+        let cfg = parse(&text).unwrap();
+        let opts = if forced { Options::forced() } else { Options::default() };
+        let compiled = compile_with(&cfg.rules, Verdict::Pass, &opts).unwrap();
+        let mut dry = DryRun::new(&compiled, &cfg.rules, Verdict::Pass).unwrap();
+        let mut want = vec![0u64; n + 1];
+        for _ in 0..200 {
+            let tpid = [0x8100u16, 0x88a8, 0x9100][rng.below(3) as usize];
+            let id = if rng.below(4) == 0 { rng.below(4096) as u16 } else { ids[rng.below(ids.len() as u64) as usize] };
+            let mut tags = vec![(tpid, id)];
+            if rng.below(4) == 0 {
+                tags.push((0x8100, ids[rng.below(ids.len() as u64) as usize]));
+            }
+            let f = tagged_frame(&mut rng, &tags);
+            let cut = if rng.below(3) == 0 { 12 + rng.below(f.len() as u64 - 11) as usize } else { f.len() };
+            let f = &f[..cut];
+            let o = dry.packet(f, f.len() as u32).map_err(|e| {
+                TestCaseError::fail(format!("{e} on {f:02x?}"))
+            })?;
+            tally(&mut want, &o);
+        }
+        let got: Vec<u64> = dry.counters().iter().map(|c| c.packets).collect();
+        prop_assert_eq!(got, want);
+    }
+}

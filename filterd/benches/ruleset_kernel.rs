@@ -27,9 +27,12 @@
 //! rulesets, `last-v4-block` and `last-v6-block` at the last IPv4 and
 //! IPv6 address rule (host or net), whose prefix the presence tables
 //! hold, so that every lookup of its direction runs; `arp`, an ARP
-//! request (ARP's own lookups); and `v4-cut (cold)`, an IPv4 frame cut
-//! inside its header, which the cold path (`ruleset::cold`) interprets
-//! (timed with a thousandth of the repeats).
+//! request (ARP's own lookups); `last-vlan`, an 802.1Q-tagged frame aimed
+//! at the last `vlan N and ...` rule, and `vlan-none`, one of a VLAN ID
+//! no rule names (the chains split by VLAN ID, `ruleset::vlan`); and
+//! `v4-cut (cold)`, an IPv4 frame cut inside its header, which the cold
+//! path (`ruleset::cold`) interprets (timed with a thousandth of the
+//! repeats).
 
 mod common;
 
@@ -135,6 +138,17 @@ fn main() {
             // path: an IPv4 header cut short, run through every rule that
             // can match it.
             frames.push(("arp", arp_request()));
+            if let Some(i) = rules
+                .iter()
+                .rposition(|r| r.aim.vlan.is_some() && r.action != "count")
+            {
+                frames.push(("last-vlan", rules[i].aim.frame()));
+                let named: std::collections::BTreeSet<u16> =
+                    rules.iter().filter_map(|r| r.aim.vlan).collect();
+                let mut none = Aim::nowhere(false);
+                none.vlan = (1..4095).find(|id| !named.contains(id));
+                frames.push(("vlan-none", none.frame()));
+            }
             frames.push(("v4-cut (cold)", Aim::nowhere(false).frame()[..30].to_vec()));
         }
         for (kind, f) in &frames {

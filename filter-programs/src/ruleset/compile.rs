@@ -41,6 +41,7 @@ use super::cold::{self, ColdCode};
 use super::fast::{self, Fast, NotInTable};
 use super::specialize::{specialize, Fact};
 use super::tuple::{Family, Term};
+use super::vlan;
 use super::{Action, Rule, Verdict};
 use crate::ebpf::asm::{Asm, Label};
 use crate::ebpf::insn::{AluOp, CallTarget, Endian, Insn, JmpOp, Op, Operand, Pseudo, Reg, Size};
@@ -341,6 +342,7 @@ fn coldable(fact: &Fact) -> bool {
     match fact {
         Fact::EtherType(t) => matches!(t, 0x0806 | 0x8035),
         Fact::EtherTypeNotIn(_) | Fact::Short => true,
+        Fact::Tagged { .. } => false,
     }
 }
 
@@ -364,9 +366,9 @@ pub fn compile_with(
     let left = (fast::MAX_MAPS - fast::OTHER_MAPS).saturating_sub(maps + 2);
     let arp = Fast::new(rules, Family::Arp, maps, left, cost, lookup_cost);
     let fasts = [v4, v6, arp];
-    let facts = chain_facts();
+    let mut facts = chain_facts();
     // Per chain, every rule that can match its frames, specialized.
-    let placed: Vec<Vec<(usize, Vec<crate::cbpf::Insn>)>> = facts
+    let mut placed: Vec<Vec<(usize, Vec<crate::cbpf::Insn>)>> = facts
         .iter()
         .map(|(_, fact)| {
             (rules.iter().enumerate())
@@ -374,6 +376,15 @@ pub fn compile_with(
                 .collect()
         })
         .collect();
+    // Tagged frames: a chain per VLAN ID the rules name (see `vlan`).
+    let mut splits = Vec::new();
+    for tpid in [0x8100u16, 0x88a8] {
+        let chain = DISPATCHED
+            .iter()
+            .position(|t| *t == tpid)
+            .expect("dispatched");
+        splits.extend(vlan::split(rules, tpid, chain, &mut facts, &mut placed));
+    }
     let modes: Vec<Mode> = facts
         .iter()
         .zip(&placed)
@@ -460,6 +471,7 @@ pub fn compile_with(
                 modes: &modes,
                 fasts: &fasts,
                 cold: cold.as_ref().zip(cold_maps.as_ref()),
+                vlan: &splits,
             },
             seg.clone(),
             default,
@@ -477,6 +489,16 @@ pub fn compile_with(
                 None => chains.push((name, count, len)),
             }
         }
+    }
+    // One line for all of a tag's VLAN ID chains.
+    for split in splits.iter().rev() {
+        let first = split.ids[0].1;
+        let (n, len) = (split.ids.iter()).fold((0, 0), |(n, len), (_, c)| {
+            (n + chains[*c].1, len + chains[*c].2)
+        });
+        let name = facts[split.cut].0.replace(", cut within the tag", "");
+        chains[first] = (format!("{name}, {} VLAN IDs", split.ids.len()), n, len);
+        chains.drain(first + 1..=split.ids.last().expect("ids").1);
     }
     let cold_classes = (facts.iter().zip(&modes).zip(&placed))
         .filter_map(|(((name, _), m), placed)| match m {
@@ -562,7 +584,8 @@ pub fn compile_with(
     })
 }
 
-/// One chain per dispatched ethertype, then "other" and "short".
+/// One chain per dispatched ethertype, then "other" and "short" (then,
+/// appended by `vlan::split`, the VLAN IDs' chains).
 fn chain_facts() -> Vec<(String, Fact)> {
     let mut chains: Vec<(String, Fact)> = DISPATCHED
         .iter()
@@ -589,6 +612,8 @@ struct Shared<'r> {
     modes: &'r [Mode],
     fasts: &'r [Fast],
     cold: Option<(&'r ColdCode, &'r cold::Emit)>,
+    /// The tag types dispatched on their VLAN ID.
+    vlan: &'r [vlan::Split],
 }
 
 /// One program: the rules of `seg`, then a tail call to program `next`
@@ -699,7 +724,7 @@ impl ProgramGen<'_> {
         a.ldx(Size::W, Reg::R3, CTX, xdp::DATA_END as i16);
         a.mov64(Reg::R1, Operand::Reg(Reg::R2));
         a.alu64(AluOp::Add, Reg::R1, Operand::Imm(14));
-        let short = chains[chains.len() - 1];
+        let short = chains[DISPATCHED.len() + 1];
         let typed = a.label();
         a.jmp(true, JmpOp::Jle, Reg::R1, Operand::Reg(Reg::R3), typed);
         a.ja(short);
@@ -710,13 +735,26 @@ impl ProgramGen<'_> {
             endian: Endian::ToBe,
             bits: 16,
         });
+        let mut switches = Vec::new();
         for (i, t) in DISPATCHED.iter().enumerate() {
             let skip = a.label();
             a.jmp(false, JmpOp::Jne, Reg::R7, Operand::Imm(*t as i32), skip);
-            a.ja(chains[i]);
+            match self.sh.vlan.iter().find(|s| s.cut == i) {
+                Some(split) => {
+                    let at = a.label();
+                    switches.push((at, split));
+                    a.ja(at);
+                }
+                None => {
+                    a.ja(chains[i]);
+                }
+            }
             a.bind(skip);
         }
         a.ja(chains[DISPATCHED.len()]);
+        for (at, split) in switches {
+            vlan::emit_switch(a, at, split, chains);
+        }
     }
 
     /// Chain `c`: the rules that can match its frames, then the way on;

@@ -27,6 +27,7 @@ pub mod dryrun;
 pub mod fast;
 pub mod specialize;
 pub mod tuple;
+pub mod vlan;
 
 pub use compile::{compile, Compiled};
 pub use config::{parse, Config, ConfigError, Interface, Mode, Rule};

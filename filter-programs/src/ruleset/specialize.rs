@@ -8,12 +8,17 @@
 //! the shared prefix: the common first test runs once per packet instead of
 //! once per rule.
 //!
-//! The analysis tracks only whether A holds the halfword at offset 12, to a
-//! fixpoint (libpcap's `protochain` loops jump backwards). It is sound,
-//! never clever: a jump is settled only when the fact decides it for every
-//! packet the chain receives.
+//! VLAN-tagged frames go one step further: the ruleset dispatches them on
+//! the outer tag's VLAN ID as well (see [`Fact::Tagged`]), so the rules of
+//! `vlan 100 and ...` leave every chain but VLAN 100's.
+//!
+//! The analysis tracks only whether A holds the halfword at offset 12, or
+//! (tagged frames) the tag control field at 14 or its VLAN ID (`& 0xfff`),
+//! to a fixpoint (libpcap's `protochain` loops jump backwards). It is
+//! sound, never clever: a jump is settled only when the fact decides it for
+//! every packet the chain receives.
 
-use crate::cbpf::{Insn, JmpOp, Op, RetVal, Size, Src};
+use crate::cbpf::{AluOp, Insn, JmpOp, Op, RetVal, Size, Src};
 
 /// What every packet of a chain has in common.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +29,40 @@ pub enum Fact {
     EtherTypeNotIn(Vec<u16>),
     /// Fewer than 14 bytes: a load reaching byte 13 or beyond fails.
     Short,
+    /// At least 14 bytes, the halfword at offset 12 is `tpid` (an 802.1Q
+    /// or 802.1ad tag), and `vid` is what is known of the tag's VLAN ID,
+    /// the low 12 bits of the halfword at offset 14.
+    Tagged { tpid: u16, vid: Vid },
+}
+
+/// What a [`Fact::Tagged`] knows of the VLAN ID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Vid {
+    /// The frame ends within the tag control field (14 or 15 bytes): a
+    /// load reaching byte 15 or beyond fails.
+    Cut,
+    /// At least 16 bytes, and the VLAN ID is this.
+    Is(u16),
+    /// At least 16 bytes, and the VLAN ID is none of these.
+    NotIn(Vec<u16>),
+}
+
+impl Fact {
+    /// The halfword at offset 12, when the fact fixes it.
+    fn ethertype(&self) -> Option<u16> {
+        match self {
+            Fact::EtherType(t) | Fact::Tagged { tpid: t, .. } => Some(*t),
+            _ => None,
+        }
+    }
+
+    /// The VLAN ID fact, when the tag control field is in the frame.
+    fn vid(&self) -> Option<&Vid> {
+        match self {
+            Fact::Tagged { vid, .. } if *vid != Vid::Cut => Some(vid),
+            _ => None,
+        }
+    }
 }
 
 /// Where control goes from instruction `i` entered with `a`, and what A
@@ -38,6 +77,14 @@ fn successors(ops: &[Op], i: usize, a: A, fact: &Fact) -> Vec<(usize, A)> {
             size: Size::H,
             k: 12,
         } => vec![(i + 1, A::EtherType)],
+        Op::LdAbs {
+            size: Size::H,
+            k: 14,
+        } if fact.vid().is_some() => vec![(i + 1, A::Tci)],
+        Op::Alu {
+            op: AluOp::And,
+            src: Src::K(0xfff),
+        } if a == A::Tci => vec![(i + 1, A::Vid)],
         Op::LdAbs { .. }
         | Op::LdInd { .. }
         | Op::LdImm { .. }
@@ -55,9 +102,9 @@ fn successors(ops: &[Op], i: usize, a: A, fact: &Fact) -> Vec<(usize, A)> {
         | Op::Tax => vec![(i + 1, a)],
         Op::Ja { k } => vec![(next(k), a)],
         Op::Jmp { op, src, jt, jf } => {
-            let decided = match (a, src) {
-                (A::EtherType, Src::K(k)) => decide(fact, op, k),
-                _ => None,
+            let decided = match src {
+                Src::K(k) => decide(fact, a, op, k),
+                Src::X => None,
             };
             match decided {
                 Some(true) => vec![(next(jt as u32), a)],
@@ -68,25 +115,10 @@ fn successors(ops: &[Op], i: usize, a: A, fact: &Fact) -> Vec<(usize, A)> {
     }
 }
 
-/// What A holds, as far as the fact is concerned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum A {
-    Unknown,
-    EtherType,
-}
-
-/// `prog` with the jumps the fact decides made unconditional (`jt == jf`),
-/// or `None` when no packet of the chain can make it return non-zero.
-/// Unreachable instructions stay in place; the translator skips them.
-pub fn specialize(prog: &[Insn], fact: &Fact) -> Option<Vec<Insn>> {
-    let ops: Vec<Op> = prog
-        .iter()
-        .map(|i| i.decode())
-        .collect::<Result<_, _>>()
-        .ok()?;
+/// Phase 1 of [`specialize`]: what A holds at each reachable instruction,
+/// to a fixpoint (libpcap's `protochain` loops). None: not reached.
+fn reach(ops: &[Op], fact: &Fact) -> Vec<Option<A>> {
     let n = ops.len();
-    // Phase 1: what A holds at each reachable instruction, to a fixpoint
-    // (libpcap's `protochain` loops). None: not reached.
     let mut state: Vec<Option<A>> = vec![None; n];
     let mut work = Vec::new();
     if n > 0 {
@@ -95,7 +127,7 @@ pub fn specialize(prog: &[Insn], fact: &Fact) -> Option<Vec<Insn>> {
     }
     while let Some(i) = work.pop() {
         let Some(a) = state[i] else { continue };
-        for (to, out_a) in successors(&ops, i, a, fact) {
+        for (to, out_a) in successors(ops, i, a, fact) {
             let Some(slot) = state.get_mut(to) else {
                 continue;
             };
@@ -110,6 +142,31 @@ pub fn specialize(prog: &[Insn], fact: &Fact) -> Option<Vec<Insn>> {
             }
         }
     }
+    state
+}
+
+/// What A holds, as far as the fact is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum A {
+    Unknown,
+    EtherType,
+    /// The halfword at offset 14 (a tagged frame's tag control field).
+    Tci,
+    /// Its low 12 bits, the VLAN ID.
+    Vid,
+}
+
+/// `prog` with the jumps the fact decides made unconditional (`jt == jf`),
+/// or `None` when no packet of the chain can make it return non-zero.
+/// Unreachable instructions stay in place; the translator skips them.
+pub fn specialize(prog: &[Insn], fact: &Fact) -> Option<Vec<Insn>> {
+    let ops: Vec<Op> = prog
+        .iter()
+        .map(|i| i.decode())
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let n = ops.len();
+    let state = reach(&ops, fact);
     // Phase 2: settle the jumps the fact decides.
     let mut out = prog.to_vec();
     let mut can_match = false;
@@ -122,8 +179,8 @@ pub fn specialize(prog: &[Insn], fact: &Fact) -> Option<Vec<Insn>> {
                 src: Src::K(k),
                 jt,
                 jf,
-            } if a == A::EtherType => {
-                if let Some(taken) = decide(fact, op, k) {
+            } => {
+                if let Some(taken) = decide(fact, a, op, k) {
                     let off = if taken { jt } else { jf };
                     out[i].jt = off;
                     out[i].jf = off;
@@ -136,26 +193,71 @@ pub fn specialize(prog: &[Insn], fact: &Fact) -> Option<Vec<Insn>> {
 }
 
 fn fails_when_short(fact: &Fact, k: u32, size: Size) -> bool {
-    *fact == Fact::Short && (k as u64 + size.bytes() as u64) > 13
+    let end = k as u64 + size.bytes() as u64;
+    match fact {
+        Fact::Short => end > 13,
+        Fact::Tagged { vid: Vid::Cut, .. } => end > 15,
+        _ => false,
+    }
 }
 
-/// The outcome of `A op k` when A is the Ethernet type, if the fact fixes it.
-fn decide(fact: &Fact, op: JmpOp, k: u32) -> Option<bool> {
-    match fact {
-        Fact::EtherType(t) => {
-            let a = *t as u32;
-            Some(match op {
-                JmpOp::Jeq => a == k,
-                JmpOp::Jgt => a > k,
-                JmpOp::Jge => a >= k,
-                JmpOp::Jset => a & k != 0,
-            })
-        }
-        Fact::EtherTypeNotIn(set) => {
+/// `a op k`.
+fn holds(op: JmpOp, a: u32, k: u32) -> bool {
+    match op {
+        JmpOp::Jeq => a == k,
+        JmpOp::Jgt => a > k,
+        JmpOp::Jge => a >= k,
+        JmpOp::Jset => a & k != 0,
+    }
+}
+
+/// The outcome of `A op k` when A holds `a`, if the fact fixes it.
+fn decide(fact: &Fact, a: A, op: JmpOp, k: u32) -> Option<bool> {
+    match (a, fact) {
+        (A::EtherType, Fact::EtherTypeNotIn(set)) => {
             (op == JmpOp::Jeq && set.iter().any(|t| *t as u32 == k)).then_some(false)
         }
-        Fact::Short => None,
+        (A::EtherType, f) => f.ethertype().map(|t| holds(op, t as u32, k)),
+        (A::Vid, f) => match f.vid()? {
+            Vid::Is(v) => Some(holds(op, *v as u32, k)),
+            Vid::NotIn(set) => {
+                (op == JmpOp::Jeq && set.iter().any(|v| *v as u32 == k)).then_some(false)
+            }
+            Vid::Cut => None,
+        },
+        _ => None,
     }
+}
+
+/// The VLAN IDs `prog` compares the outer tag's with, under
+/// `Fact::Tagged { tpid, .. }`: `Some(ids)` when every such comparison is
+/// `jeq #id` (as libpcap's `vlan N` makes), so that the program means the
+/// same for every VLAN ID outside `ids`; `None` when another comparison
+/// (`>`, `&`) makes it depend on the ID otherwise.
+pub fn vid_tests(prog: &[Insn], tpid: u16) -> Option<Vec<u16>> {
+    let fact = Fact::Tagged {
+        tpid,
+        vid: Vid::NotIn(Vec::new()),
+    };
+    let ops: Vec<Op> = prog
+        .iter()
+        .map(|i| i.decode())
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let state = reach(&ops, &fact);
+    let mut ids = Vec::new();
+    for (i, a) in state.iter().enumerate() {
+        if let (Some(A::Vid), Op::Jmp { op, src, .. }) = (a, ops[i]) {
+            match (op, src) {
+                (JmpOp::Jeq, Src::K(k)) if k < 4096 => ids.push(k as u16),
+                (JmpOp::Jeq, Src::K(_)) => {}
+                _ => return None,
+            }
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Some(ids)
 }
 
 #[cfg(test)]
@@ -166,6 +268,37 @@ mod tests {
 
     fn compile(expr: &str) -> Vec<Insn> {
         codegen::compile(expr, &Options::new(Dlt::En10mb)).unwrap()
+    }
+
+    /// A rule of one VLAN ID leaves the other IDs' chains; what it
+    /// compares the ID with is known.
+    #[test]
+    fn vlan_rules_leave_other_ids_chains() {
+        let tagged = |vid| Fact::Tagged { tpid: 0x8100, vid };
+        let r = compile("vlan 100 and tcp dst port 80");
+        assert!(specialize(&r, &tagged(Vid::Is(100))).is_some());
+        assert!(specialize(&r, &tagged(Vid::Is(101))).is_none());
+        assert!(specialize(&r, &tagged(Vid::NotIn(vec![100]))).is_none());
+        assert!(specialize(&r, &tagged(Vid::Cut)).is_none());
+        assert!(specialize(
+            &r,
+            &Fact::Tagged {
+                tpid: 0x88a8,
+                vid: Vid::Is(100)
+            }
+        )
+        .is_some());
+        assert_eq!(vid_tests(&r, 0x8100), Some(vec![100]));
+        // (A second `vlan` reads the inner tag, in libpcap's order.)
+        assert_eq!(
+            vid_tests(&compile("vlan 7 or vlan 3"), 0x8100),
+            Some(vec![7])
+        );
+        let either = compile("ether[14:2] & 0xfff = 3 or vlan 7");
+        assert_eq!(vid_tests(&either, 0x8100), Some(vec![3, 7]));
+        assert_eq!(vid_tests(&compile("tcp or vlan"), 0x8100), Some(vec![]));
+        assert_eq!(vid_tests(&compile("ether[14:2] & 0xfff > 9"), 0x8100), None);
+        assert!(specialize(&compile("less 15"), &tagged(Vid::Cut)).is_some());
     }
 
     #[test]
@@ -196,12 +329,29 @@ mod tests {
             "ip[0] & 0xf != 5",
             "ether[12:2] > 0x800",
             "ip6 protochain 6",
+            "vlan 100 and tcp",
+            "vlan 100 or vlan 200",
+            "vlan and vlan 5",
+            "vlan 7 or host 1.2.3.4",
+            "not vlan 100",
+            "ether[14:2] & 0xfff > 100",
+            "ether[14:2] = 100",
+            "vlan 100 or ether[14:2] & 0xfff = 200",
         ];
         let types = [0x0800u16, 0x86dd, 0x0806, 0x8100, 0x88cc, 0x0000];
+        let tagged = |tpid, vid| Fact::Tagged { tpid, vid };
         let facts: Vec<Fact> = types
             .iter()
             .map(|t| Fact::EtherType(*t))
             .chain([Fact::EtherTypeNotIn(vec![0x0800, 0x86dd]), Fact::Short])
+            .chain([
+                tagged(0x8100, Vid::Cut),
+                tagged(0x8100, Vid::Is(100)),
+                tagged(0x8100, Vid::Is(5)),
+                tagged(0x88a8, Vid::Is(200)),
+                tagged(0x8100, Vid::NotIn(vec![5, 100, 200])),
+                tagged(0x88a8, Vid::NotIn(vec![])),
+            ])
             .collect();
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {
@@ -217,6 +367,8 @@ mod tests {
                 for _ in 0..400 {
                     let len = match fact {
                         Fact::Short => (next() % 14) as usize,
+                        Fact::Tagged { vid: Vid::Cut, .. } => 14 + (next() % 2) as usize,
+                        Fact::Tagged { .. } => 16 + (next() % 80) as usize,
                         _ => 14 + (next() % 80) as usize,
                     };
                     let mut pkt: Vec<u8> = (0..len).map(|_| next() as u8).collect();
@@ -228,6 +380,24 @@ mod tests {
                             }
                         }
                         Fact::Short => {}
+                        Fact::Tagged { tpid, vid } => {
+                            pkt[12..14].copy_from_slice(&tpid.to_be_bytes());
+                            let id = match vid {
+                                Vid::Cut => None,
+                                // Random ids hit the set now and then: a
+                                // small range.
+                                Vid::Is(v) => Some(*v),
+                                Vid::NotIn(set) => {
+                                    Some((next() % 256) as u16).filter(|v| !set.contains(v))
+                                }
+                            };
+                            if let Some(id) = id {
+                                let tci = (next() as u16 & 0xf000) | id;
+                                pkt[14..16].copy_from_slice(&tci.to_be_bytes());
+                            } else if *vid != Vid::Cut {
+                                continue;
+                            }
+                        }
                     }
                     let want = orig.run(&pkt, pkt.len() as u32);
                     let got = spec.as_ref().map_or(0, |p| p.run(&pkt, pkt.len() as u32));
