@@ -1,6 +1,7 @@
-//! The run: programs and engines decided once, then every (program,
-//! capture) pair replayed, several at a time (rayon), with results and
-//! verdict lines kept in the order given on the command line.
+//! The run: programs and engines decided once, then every capture read
+//! once, every program run on each packet as it is read (captures several
+//! at a time, rayon), with results and verdict lines kept in the order
+//! given on the command line: program by program, capture by capture.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
@@ -15,10 +16,8 @@ use super::{parse_linktype, Cli, Outcome};
 use crate::engine::{self, Engine, EngineKind, LeftOut};
 use crate::file_reader::FileReader;
 use crate::program::{self, Code, Program};
-use crate::replay::{replay_buffered, FileResult, ReplayOptions};
-use crate::report::{
-    render_table, JsonReport, NdjsonVerdicts, NoVerdicts, PcapWriter, Tee, VerdictSink,
-};
+use crate::replay::{replay_many, FileResult, Job, ReplayOptions};
+use crate::report::{render_table, JsonReport, NdjsonVerdicts, PcapWriter, Tee, VerdictSink};
 
 /// One program's engines. Each capture borrows a set from the pool and
 /// gives it back, so parallel captures never share an engine and an
@@ -122,11 +121,9 @@ pub fn execute(cli: &Cli) -> Result<Outcome, String> {
         Some(s) => Some(parse_linktype(s).ok_or_else(|| format!("-y {s}: unknown link type"))?),
     };
     let programs = load_programs(cli)?;
-    let stdin_uses = cli.captures.iter().filter(|c| c.as_os_str() == "-").count() * programs.len();
+    let stdin_uses = cli.captures.iter().filter(|c| c.as_os_str() == "-").count();
     if stdin_uses > 1 {
-        return Err(
-            "standard input (-) can be read only once: give it once, with one program".into(),
-        );
+        return Err("standard input (-) can be read only once: give it once".into());
     }
     if cli.write.is_some() && (programs.len() != 1 || cli.captures.len() != 1) {
         return Err("-w takes one program and one capture, as tcpdump -r IN -w OUT does".into());
@@ -171,45 +168,59 @@ pub fn execute(cli: &Cli) -> Result<Outcome, String> {
         cli.json,
         cli.count,
     ));
-    let tasks: Vec<(usize, &Path)> = (0..planned.len())
-        .flat_map(|p| cli.captures.iter().map(move |c| (p, c.as_path())))
-        .collect();
+    let captures = cli.captures.len();
     let shared = Shared {
         options,
         writer: writer.as_ref(),
         progress: &progress,
-        spare_core: tasks.len() < rayon::current_num_threads(),
+        spare_core: captures < rayon::current_num_threads(),
     };
-    let ran: Vec<Result<FileResult, String>> = tasks
+    // One pass per capture; results come back capture by capture, each
+    // with every program's, and are reported program by program.
+    let per_capture: Vec<Result<Vec<FileResult>, String>> = cli
+        .captures
         .par_iter()
         .enumerate()
-        .map(|(i, (p, capture))| {
-            let part = parts.path(i);
-            run_task(&planned[*p], capture, part.as_deref(), &shared)
+        .map(|(c, capture)| {
+            let parts: Vec<Option<PathBuf>> = (0..planned.len())
+                .map(|p| parts.path(p * captures + c))
+                .collect();
+            replay_capture(&planned, capture, &parts, &shared)
         })
         .collect();
-    let mut results = Vec::with_capacity(ran.len());
+    let mut columns = Vec::with_capacity(captures);
     let mut fatal = None;
-    for (i, r) in ran.into_iter().enumerate() {
+    for r in per_capture {
+        match r {
+            Ok(results) => columns.push(results.into_iter()),
+            Err(e) => {
+                fatal.get_or_insert(e);
+                columns.push(Vec::new().into_iter());
+            }
+        }
+    }
+    let mut results = Vec::with_capacity(planned.len() * captures);
+    for _ in 0..planned.len() {
+        for column in columns.iter_mut() {
+            results.extend(column.next());
+        }
+    }
+    // Many programs over many captures may make many errors: one write.
+    let mut errors = io::BufWriter::new(io::stderr().lock());
+    for (i, result) in results.iter().enumerate() {
         if let (Some(out), Some(part)) = (verdicts.as_mut(), parts.path(i)) {
             if let Err(e) = parts.append(&part, out) {
                 fatal.get_or_insert(format!("writing verdicts: {e}"));
             }
         }
-        match r {
-            Ok(result) => {
-                if let Some(e) = &result.error {
-                    if cli.json || cli.quiet || cli.count {
-                        eprintln!("pcap-replay: error: {e}");
-                    }
-                }
-                results.push(result);
-            }
-            Err(e) => {
-                fatal.get_or_insert(e);
+        if let Some(e) = &result.error {
+            if cli.json || cli.quiet || cli.count {
+                let _ = writeln!(errors, "pcap-replay: error: {e}");
             }
         }
     }
+    let _ = errors.flush();
+    drop(errors);
     parts.remove();
     if let Some(e) = fatal {
         return Err(e);
@@ -242,37 +253,15 @@ struct Shared<'a> {
     spare_core: bool,
 }
 
-/// One program over one capture. `Err` only for a failed output (verdict
-/// part file, `-w`): those stop the run.
-fn run_task(
-    planned: &Planned,
+/// Every program over one capture, read once. `Err` only for a failed
+/// output (verdict part file, `-w`): those stop the run. `parts`: each
+/// program's verdict part file.
+fn replay_capture(
+    planned: &[Planned],
     path: &Path,
-    part: Option<&Path>,
+    parts: &[Option<PathBuf>],
     shared: &Shared<'_>,
-) -> Result<FileResult, String> {
-    let options = shared.options;
-    let name = path.display().to_string();
-    let mut engines = planned.take()?;
-    let mut result = match &planned.parse_error {
-        Some(e) => {
-            let mut r = FileResult::empty(&name, &planned.program, &engines, options.linktype);
-            r.error = Some(e.clone());
-            r
-        }
-        None => replay_path(path, &planned.program, &mut engines, part, shared)?,
-    };
-    result.left_out = planned.left_out.clone();
-    planned.give_back(engines);
-    Ok(result)
-}
-
-fn replay_path(
-    path: &Path,
-    program: &Program,
-    engines: &mut [Box<dyn Engine>],
-    part: Option<&Path>,
-    shared: &Shared<'_>,
-) -> Result<FileResult, String> {
+) -> Result<Vec<FileResult>, String> {
     let Shared {
         options,
         writer,
@@ -280,70 +269,113 @@ fn replay_path(
         spare_core,
     } = *shared;
     let name = path.display().to_string();
+    let mut sets: Vec<Vec<Box<dyn Engine>>> = planned
+        .iter()
+        .map(Planned::take)
+        .collect::<Result<_, _>>()?;
+    let mut results: Vec<FileResult> = planned
+        .iter()
+        .zip(&sets)
+        .map(|(p, engines)| {
+            let mut r = FileResult::empty(&name, &p.program, engines, options.linktype);
+            r.error = p.parse_error.clone();
+            r
+        })
+        .collect();
     let source = if name == "-" {
-        Source::Stream(BufReader::with_capacity(
+        Some(Source::Stream(BufReader::with_capacity(
             STREAM_BUFFER,
             Box::new(io::stdin().lock()),
-        ))
+        )))
     } else {
         match File::open(path) {
-            Ok(f) => match FileReader::new(f, spare_core) {
+            Ok(f) => Some(match FileReader::new(f, spare_core) {
                 Ok(r) => Source::File(r),
                 Err(f) => Source::Stream(BufReader::with_capacity(STREAM_BUFFER, Box::new(f))),
-            },
+            }),
             Err(e) => {
                 // Reported as a capture that yielded nothing, so the other
                 // captures still run and the report names this one.
-                let mut result = FileResult::empty(&name, program, engines, options.linktype);
-                result.error = Some(format!("{name}: cannot open: {e}"));
-                return Ok(result);
+                for r in results.iter_mut().filter(|r| r.error.is_none()) {
+                    r.error = Some(format!("{name}: cannot open: {e}"));
+                }
+                None
             }
         }
     };
-    let mut none = NoVerdicts;
-    let mut part_sink = match part {
-        Some(p) => {
-            let f = File::create(p).map_err(|e| format!("{}: cannot create: {e}", p.display()))?;
-            Some(NdjsonVerdicts::new(BufWriter::new(f)))
+    let mut part_sinks: Vec<Option<NdjsonVerdicts<BufWriter<File>>>> = parts
+        .iter()
+        .map(|part| match part {
+            Some(p) => File::create(p)
+                .map(|f| Some(NdjsonVerdicts::new(BufWriter::new(f))))
+                .map_err(|e| format!("{}: cannot create: {e}", p.display())),
+            None => Ok(None),
+        })
+        .collect::<Result<_, _>>()?;
+    if let Some(source) = source {
+        let mut guard = match writer {
+            Some(w) => Some(
+                w.lock()
+                    .map_err(|_| "-w: a writer thread panicked".to_string())?,
+            ),
+            None => None,
+        };
+        // `-w` takes one program: the first's sink, beside its verdicts.
+        let mut tee;
+        let mut sinks: Vec<Option<&mut dyn VerdictSink>> = Vec::with_capacity(planned.len());
+        let mut rest = part_sinks.iter_mut();
+        let first: Option<&mut dyn VerdictSink> =
+            match (rest.next().and_then(Option::as_mut), guard.as_deref_mut()) {
+                (Some(p), Some(w)) => {
+                    tee = Tee(p, w);
+                    Some(&mut tee)
+                }
+                (Some(p), None) => Some(p),
+                (None, Some(w)) => Some(w),
+                (None, None) => None,
+            };
+        sinks.push(first);
+        sinks.extend(rest.map(|p| p.as_mut().map(|p| p as &mut dyn VerdictSink)));
+        let mut jobs: Vec<Job<'_, '_>> = Vec::with_capacity(planned.len());
+        let mut slots = Vec::with_capacity(planned.len());
+        for (k, ((p, engines), sink)) in planned.iter().zip(&mut sets).zip(sinks).enumerate() {
+            if p.parse_error.is_none() && results[k].error.is_none() {
+                jobs.push(Job {
+                    program: &p.program,
+                    engines,
+                    sink,
+                    result: std::mem::replace(
+                        &mut results[k],
+                        FileResult::empty(&name, &p.program, &[], None),
+                    ),
+                });
+                slots.push(k);
+            }
         }
-        None => None,
-    };
-    let mut guard = match writer {
-        Some(w) => Some(
-            w.lock()
-                .map_err(|_| "-w: a writer thread panicked".to_string())?,
-        ),
-        None => None,
-    };
-    let wanted = part_sink.is_some() || guard.is_some();
-    let first: &mut dyn VerdictSink = match part_sink.as_mut() {
-        Some(s) => s,
-        None => &mut none,
-    };
-    let mut none2 = NoVerdicts;
-    let second: &mut dyn VerdictSink = match guard.as_deref_mut() {
-        Some(w) => w,
-        None => &mut none2,
-    };
-    let mut tee = Tee(first, second);
-    // Without a sink, packets are never copied out of the reader's buffer.
-    let sink: Option<&mut dyn VerdictSink> = if wanted { Some(&mut tee) } else { None };
-    let result = match source {
-        Source::File(r) => {
-            let len = Some(r.len());
-            let reader = progress.track(&name, len, r);
-            replay_buffered(&name, reader, program, engines, options, sink)
+        match source {
+            Source::File(r) => {
+                let len = Some(r.len());
+                let reader = progress.track(&name, len, r);
+                replay_many(&name, reader, &mut jobs, options)
+            }
+            Source::Stream(s) => {
+                let reader = progress.track(&name, None, s);
+                replay_many(&name, reader, &mut jobs, options)
+            }
         }
-        Source::Stream(s) => {
-            let reader = progress.track(&name, None, s);
-            replay_buffered(&name, reader, program, engines, options, sink)
+        .map_err(|e| e.to_string())?;
+        for (job, k) in jobs.into_iter().zip(slots) {
+            results[k] = job.result;
         }
     }
-    .map_err(|e| e.to_string())?;
-    if let Some(s) = part_sink.as_mut() {
+    for s in part_sinks.iter_mut().flatten() {
         s.finish().map_err(|e| format!("writing verdicts: {e}"))?;
     }
-    Ok(result)
+    for ((p, set), r) in planned.iter().zip(sets).zip(results.iter_mut()) {
+        r.left_out = p.left_out.clone();
+        p.give_back(set);
+    }
+    Ok(results)
 }
 
 /// Read size for standard input, pipes and devices.
@@ -414,9 +446,9 @@ fn print_report(cli: &Cli, outcome: &Outcome) -> io::Result<()> {
     // With `-w -` the capture owns standard output; the report goes to
     // standard error.
     let mut out: Box<dyn Write> = if cli.write.as_deref() == Some(Path::new("-")) {
-        Box::new(io::stderr().lock())
+        Box::new(io::BufWriter::new(io::stderr().lock()))
     } else {
-        Box::new(io::stdout().lock())
+        Box::new(io::BufWriter::new(io::stdout().lock()))
     };
     let written = if cli.json {
         serde_json::to_writer(&mut out, &JsonReport::new(&outcome.results))

@@ -2,6 +2,10 @@
 //! compiler (every engine but `libpcap`) or by libpcap itself (`libpcap`,
 //! the oracle), then run by the engine built for that code.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use filter_programs::cbpf::Insn;
 use filter_programs::codegen::{self, Dlt};
 use libpcap_oracle::CompileOptions;
 
@@ -35,21 +39,54 @@ impl ExprEngine {
     }
 
     fn build(&self, lt: LinkType) -> Result<Box<dyn Engine>, String> {
-        let insns = if self.kind == EngineKind::Libpcap {
-            libpcap_oracle::compile(&self.expr, CompileOptions::new(lt.to_dlt()))
-                .map_err(|e| format!("libpcap: {e}"))?
-        } else {
-            let cg = Dlt::from_dlt(lt.to_dlt())
-                .ok_or_else(|| format!("link type {lt} is not supported by our compiler"))?;
-            codegen::compile(&self.expr, &codegen::Options::new(cg)).map_err(|e| e.render())?
-        };
+        let libpcap = self.kind == EngineKind::Libpcap;
+        let insns = compiled(&self.expr, lt, libpcap, || {
+            if libpcap {
+                libpcap_oracle::compile(&self.expr, CompileOptions::new(lt.to_dlt()))
+                    .map_err(|e| format!("libpcap: {e}"))
+            } else {
+                let cg = Dlt::from_dlt(lt.to_dlt())
+                    .ok_or_else(|| format!("link type {lt} is not supported by our compiler"))?;
+                codegen::compile(&self.expr, &codegen::Options::new(cg)).map_err(|e| e.render())
+            }
+        })?;
         let program = Program {
             label: self.label.clone(),
             expression: Some(self.expr.clone()),
-            code: Code::Cbpf(insns),
+            code: Code::Cbpf(insns.to_vec()),
         };
         self.kind.build(&program).map_err(|e| e.to_string())
     }
+}
+
+/// What an expression compiled to for a link type, by libpcap or by us.
+type Compiled = Result<Arc<[Insn]>, String>;
+
+/// Every compilation of the run, shared: the engines of one expression
+/// (our interpreter and each eBPF target take our compiler's program), and
+/// the engine sets of captures replayed at once, compile each (expression,
+/// link type) once. A run holds a few link types per expression.
+fn compiled(
+    expr: &str,
+    lt: LinkType,
+    libpcap: bool,
+    compile: impl FnOnce() -> Result<Vec<Insn>, String>,
+) -> Compiled {
+    /// (expression, link type, by libpcap).
+    type Key = (String, LinkType, bool);
+    static CACHE: OnceLock<Mutex<HashMap<Key, Compiled>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (expr.to_string(), lt, libpcap);
+    if let Some(c) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return c;
+    }
+    // Compiled outside the lock: another thread may compile it too, and
+    // the results are equal.
+    let c: Compiled = compile().map(Arc::from);
+    if let Ok(mut cache) = cache.lock() {
+        cache.insert(key, c.clone());
+    }
+    c
 }
 
 impl Engine for ExprEngine {

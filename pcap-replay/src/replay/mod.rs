@@ -1,4 +1,6 @@
-//! One program over one capture, in every engine, packet by packet.
+//! Programs over one capture, in every engine, packet by packet: one pass
+//! over the capture for any number of programs ([`replay_many`]), each
+//! with its own result, engines and verdict sink.
 
 mod sample;
 
@@ -155,50 +157,98 @@ pub fn replay_buffered<R: BufRead>(
     options: ReplayOptions,
     sink: Option<&mut dyn VerdictSink>,
 ) -> std::io::Result<FileResult> {
+    let mut jobs = [Job {
+        result: FileResult::empty(file, program, engines, options.linktype),
+        program,
+        engines,
+        sink,
+    }];
+    replay_many(file, reader, &mut jobs, options)?;
+    let [job] = jobs;
+    Ok(job.result)
+}
+
+/// One program's share of a pass over a capture: its engines, its verdict
+/// sink (optional: without one, packets are never copied out of the
+/// reader's buffer) and its result, filled in by [`replay_many`].
+pub struct Job<'a, 's> {
+    pub program: &'a Program,
+    pub engines: &'a mut [Box<dyn Engine>],
+    pub sink: Option<&'a mut (dyn VerdictSink + 's)>,
+    pub result: FileResult,
+}
+
+/// Replays every job's program over the capture in `reader` (called
+/// `file` in reports and errors), reading it once: each packet, as it is
+/// read, goes through every program's engines in turn. A capture error
+/// ends every job's file; an engine's failure ends only its own program's
+/// (the others go on). A sink error is returned for the caller to stop on.
+pub fn replay_many<R: BufRead>(
+    file: &str,
+    reader: R,
+    jobs: &mut [Job<'_, '_>],
+    options: ReplayOptions,
+) -> std::io::Result<()> {
     let started = Instant::now();
-    let mut result = FileResult::empty(file, program, engines, options.linktype);
-    let outcome = replay_into(&mut result, reader, program, engines, options, sink);
-    result.seconds = started.elapsed().as_secs_f64();
-    outcome.map(|()| result)
+    let outcome = replay_into(file, reader, jobs, options);
+    let seconds = started.elapsed().as_secs_f64();
+    for j in jobs.iter_mut() {
+        j.result.seconds = seconds;
+    }
+    outcome
 }
 
 fn replay_into<R: BufRead>(
-    result: &mut FileResult,
+    file: &str,
     reader: R,
-    program: &Program,
-    engines: &mut [Box<dyn Engine>],
+    jobs: &mut [Job<'_, '_>],
     options: ReplayOptions,
-    mut sink: Option<&mut dyn VerdictSink>,
 ) -> std::io::Result<()> {
-    let mut capture = match capfile::open_buffered(result.file.clone(), reader, options.capture) {
+    let mut capture = match capfile::open_buffered(file.to_string(), reader, options.capture) {
         Ok(c) => c,
         Err(e) => {
-            result.error = Some(e.to_string());
+            for j in jobs.iter_mut() {
+                j.result.error = Some(e.to_string());
+            }
             return Ok(());
         }
     };
-    if result.linktype.is_none() {
-        result.linktype = capture.linktype();
+    let mut runs = Vec::with_capacity(jobs.len());
+    let mut results = Vec::with_capacity(jobs.len());
+    let mut sinks = Vec::with_capacity(jobs.len());
+    for j in jobs.iter_mut() {
+        if j.result.linktype.is_none() {
+            j.result.linktype = capture.linktype();
+        }
+        runs.push(Run::new(j.program, &mut *j.engines, options));
+        results.push(&mut j.result);
+        sinks.push(j.sink.as_deref_mut());
     }
-    let mut run = Run::new(program, engines, options);
+    // Programs whose engine failed: their files ended there.
+    let mut ended = vec![false; runs.len()];
+    let mut live = runs.len();
     let mut started = false;
     // The first packet is copied out so that the header can be read after
     // it (pcapng's comes with its first interface block).
     let mut first = blank_packet();
     loop {
         if let Some(sig) = cli_output::stop::requested() {
-            result.error = Some(format!(
-                "{}: interrupted by {} after {} packet(s)",
-                result.file,
-                cli_output::stop::name(sig),
-                result.packets
-            ));
+            for (r, _) in results.iter_mut().zip(&ended).filter(|(_, e)| !**e) {
+                r.error = Some(format!(
+                    "{}: interrupted by {} after {} packet(s)",
+                    r.file,
+                    cli_output::stop::name(sig),
+                    r.packets
+                ));
+            }
             break;
         }
         let packet = match capture.next_view() {
             None => break,
             Some(Err(e)) => {
-                result.error = Some(e.to_string());
+                for (r, _) in results.iter_mut().zip(&ended).filter(|(_, e)| !**e) {
+                    r.error = Some(e.to_string());
+                }
                 break;
             }
             Some(Ok(p)) => p,
@@ -210,28 +260,37 @@ fn replay_into<R: BufRead>(
             if let Some(lt) = options.linktype {
                 first.linktype = lt;
             }
-            if let Some(s) = sink.as_deref_mut() {
-                s.start(&capture_info(&capture, options, Some(first.linktype)))?;
+            let info = capture_info(&capture, options, Some(first.linktype));
+            for s in sinks.iter_mut().flatten() {
+                s.start(&info)?;
             }
             started = true;
             first.view()
         };
-        if !run.packet(result, packet, sink.as_deref_mut())? {
+        for (k, run) in runs.iter_mut().enumerate() {
+            if !ended[k] && !run.packet(results[k], packet, sinks[k].as_deref_mut())? {
+                ended[k] = true;
+                live -= 1;
+            }
+        }
+        if live == 0 {
             return Ok(());
         }
     }
     if !started {
         // No packet, so no engine compiled the expression: compile it for
         // the capture's link type now, so that an error is still reported.
-        if result.error.is_none() {
-            if let Some(lt) = options.linktype.or_else(|| capture.linktype()) {
+        let lt = options.linktype.or_else(|| capture.linktype());
+        for (run, r) in runs.iter_mut().zip(results.iter_mut()) {
+            if let (None, Some(lt)) = (&r.error, lt) {
                 if let Some(err) = run.engines.iter_mut().find_map(|e| e.prepare(lt).err()) {
-                    result.error = Some(format!("{}: {err}", result.file));
+                    r.error = Some(format!("{}: {err}", r.file));
                 }
             }
         }
-        if let Some(s) = sink {
-            s.start(&capture_info(&capture, options, None))?;
+        let info = capture_info(&capture, options, None);
+        for s in sinks.iter_mut().flatten() {
+            s.start(&info)?;
         }
     }
     Ok(())
