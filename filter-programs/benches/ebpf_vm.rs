@@ -247,7 +247,7 @@ fn paired() {
             || pass_ns(n, || rbpf_pass(&s.interp, &packets)),
         );
         println!(
-            "| `{expr}` | {} | {:.1} | {:.1} | {:.2} |",
+            "| `{expr}` | {} | {:.1} | {:.1} | {:.3} |",
             s.insns, p.ours, p.theirs, p.ratio
         );
     }

@@ -262,6 +262,87 @@ impl Run<'_, '_, '_> {
                     };
                     continue;
                 }
+                Micro::LdRange {
+                    load,
+                    dst,
+                    src,
+                    off,
+                    lo,
+                    hi,
+                    inside,
+                    outside,
+                } => {
+                    let v = match load {
+                        Load::B => self.ldx::<1>(pc, r[x(src)], off)? as u32,
+                        Load::HBe => {
+                            (self.ldx::<2>(pc, r[x(src)], off)? as u16).swap_bytes() as u32
+                        }
+                        Load::WBe => (self.ldx::<4>(pc, r[x(src)], off)? as u32).swap_bytes(),
+                    };
+                    r[x(dst)] = v as u64;
+                    pc = if lo <= v && v <= hi { inside } else { outside } as usize;
+                    continue;
+                }
+                Micro::LdMsh {
+                    dst,
+                    src,
+                    shift,
+                    off,
+                    mask,
+                } => {
+                    let b = self.ldx::<1>(pc, r[x(src)], off)? as u32;
+                    r[x(dst)] = ((b & mask) << shift) as u64;
+                    pc += 3;
+                    continue;
+                }
+                Micro::IndCheck {
+                    d,
+                    s,
+                    p,
+                    base,
+                    q,
+                    end,
+                    k2,
+                    k,
+                    limit,
+                    target,
+                    target2,
+                } => {
+                    let off = (r[x(s)] as u32 as u64).wrapping_add(k as u64);
+                    r[x(d)] = off;
+                    if off > limit as u64 {
+                        pc = target as usize;
+                        continue;
+                    }
+                    r[x(p)] = r[x(base)].wrapping_add(off);
+                    let v = r[x(p)].wrapping_add(k2 as u64);
+                    r[x(q)] = v;
+                    pc = if v > r[x(end)] {
+                        target2 as usize
+                    } else {
+                        pc + 8
+                    };
+                    continue;
+                }
+                Micro::IndAddr {
+                    d,
+                    s,
+                    p,
+                    base,
+                    k,
+                    limit,
+                    target,
+                } => {
+                    let off = (r[x(s)] as u32 as u64).wrapping_add(k as u64);
+                    r[x(d)] = off;
+                    if off > limit as u64 {
+                        pc = target as usize;
+                    } else {
+                        r[x(p)] = r[x(base)].wrapping_add(off);
+                        pc += 5;
+                    }
+                    continue;
+                }
                 Micro::JmpPair {
                     dst,
                     cmp,

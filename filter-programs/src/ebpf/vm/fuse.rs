@@ -6,8 +6,9 @@
 //! runs about as fast as it dispatches. The translator's output repeats a
 //! few shapes: the bounds check before direct packet access, a load and
 //! its byte swap, a load and the compare that tests it, `r0 = k; exit`, and
-//! the prologue's pairs of moves and of context loads, and two compares of
-//! one register in a row.
+//! the prologue's pairs of moves and of context loads, two compares of
+//! one register in a row, and the offset and address of a load past the
+//! IPv4 header (`ldx [x + k]` translated).
 //!
 //! A fused op sits in the first slot of its sequence and does what the
 //! slots would do in turn: the same register writes, the same error at the
@@ -16,6 +17,7 @@
 //! has to be known here.
 
 use super::micro::{Load, Micro};
+use crate::ebpf::insn::AluOp;
 
 /// Fuses every sequence in `code` (which ends with its sentinel).
 pub(super) fn fuse(code: &mut [Micro]) {
@@ -32,6 +34,7 @@ pub(super) fn fuse(code: &mut [Micro]) {
             Micro::MovX { dst, src: base } => check(dst, base, next(1), next(2)),
             Micro::MovK { dst: 0, k } if matches!(next(1), Micro::Exit) => Some(Micro::RetK { k }),
             Micro::MovK { dst, k } => moves(dst, k, next(1)),
+            Micro::Mov32X { dst, src } => indirect(dst, src, &next),
             Micro::LdxW { dst, src, off } => loads(dst, src, off, next(1)),
             Micro::Jmp32K {
                 cmp,
@@ -55,9 +58,13 @@ pub(super) fn fuse(code: &mut [Micro]) {
                 }),
                 _ => None,
             },
-            Micro::LdxB { dst, src, off } => load_jump(Load::B, dst, src, off, &next),
-            Micro::LdxHBe { dst, src, off } => load_jump(Load::HBe, dst, src, off, &next),
-            Micro::LdxWBe { dst, src, off } => load_jump(Load::WBe, dst, src, off, &next),
+            Micro::LdxB { dst, src, off } => range(Load::B, dst, src, off, pc, &next)
+                .or_else(|| load_jump(Load::B, dst, src, off, &next))
+                .or_else(|| header_length(dst, src, off, next(1), next(2))),
+            Micro::LdxHBe { dst, src, off } => range(Load::HBe, dst, src, off, pc, &next)
+                .or_else(|| load_jump(Load::HBe, dst, src, off, &next)),
+            Micro::LdxWBe { dst, src, off } => range(Load::WBe, dst, src, off, pc, &next)
+                .or_else(|| load_jump(Load::WBe, dst, src, off, &next)),
             _ => None,
         };
         if let Some(op) = fused {
@@ -113,6 +120,144 @@ fn check(dst: u8, base: u8, add: Micro, jump: Micro) -> Option<Micro> {
         }),
         _ => None,
     }
+}
+
+/// A load into `dst` at slot `pc`, then a range test of `dst` in one of
+/// the translator's two forms:
+/// `if v < lo goto +1; if v <= hi goto in` (out: the slot after), or
+/// `if v < lo goto out; if v > hi goto out` (in: the slot after).
+fn range(
+    load: Load,
+    dst: u8,
+    src: u8,
+    off: i16,
+    pc: usize,
+    next: &impl Fn(usize) -> Micro,
+) -> Option<Micro> {
+    use super::micro::Cmp;
+    let at = load.slots();
+    let after = (pc + at + 2) as u32;
+    let (
+        Micro::Jmp32K {
+            cmp: Cmp::Lt,
+            dst: d1,
+            k: lo,
+            target: t1,
+        },
+        Micro::Jmp32K {
+            cmp,
+            dst: d2,
+            k: hi,
+            target: t2,
+        },
+    ) = (next(at), next(at + 1))
+    else {
+        return None;
+    };
+    if d1 != dst || d2 != dst {
+        return None;
+    }
+    let (inside, outside) = match cmp {
+        Cmp::Le if t1 == after => (t2, after),
+        Cmp::Gt if t1 == t2 => (after, t1),
+        _ => return None,
+    };
+    Some(Micro::LdRange {
+        load,
+        dst,
+        src,
+        off,
+        lo,
+        hi,
+        inside,
+        outside,
+    })
+}
+
+/// `dst = *(u8 *)(src + off); w(dst) &= mask; w(dst) <<= shift`, the
+/// shift under 32. (The byte has no bits above 8, so a 64-bit `and` with a
+/// 32-bit mask masks it as `and32` would.)
+fn header_length(dst: u8, src: u8, off: i16, and: Micro, shift: Micro) -> Option<Micro> {
+    match (and, shift) {
+        (
+            Micro::AndK { dst: a, k: mask },
+            Micro::AluK {
+                op: AluOp::Lsh,
+                wide: false,
+                dst: s,
+                k,
+            },
+        ) if a == dst && s == dst && k < 32 => Some(Micro::LdMsh {
+            dst,
+            src,
+            shift: k as u8,
+            off,
+            mask: u32::try_from(mask).ok()?,
+        }),
+        _ => None,
+    }
+}
+
+/// `d = (u32)s; d += k; if d > limit goto t; p = base; p += d`, with `p`
+/// neither `d` nor `base` (so the sum reads them as the slots would), `k`
+/// and `limit` small (as the translator's are: header offsets, 0xfffd);
+/// with the bounds check of a load at `p` after it, when one follows.
+fn indirect(d: u8, s: u8, next: &impl Fn(usize) -> Micro) -> Option<Micro> {
+    let (k, limit, target, p, base) = match (next(1), next(2), next(3), next(4)) {
+        (
+            Micro::AddK { dst: a, k },
+            Micro::JgtK {
+                dst: j,
+                k: limit,
+                target,
+            },
+            Micro::MovX { dst: p, src: base },
+            Micro::AddX { dst: p2, src: d2 },
+        ) if a == d && j == d && p2 == p && d2 == d && p != d && p != base => {
+            (k, limit, target, p, base)
+        }
+        _ => return None,
+    };
+    // The bounds check of the load at `p`: `q = p; q += k2; if q > end`.
+    if let (
+        Micro::MovX { dst: q, src: p2 },
+        Micro::AddK { dst: q2, k: k2 },
+        Micro::JgtX {
+            dst: q3,
+            src: end,
+            target: target2,
+        },
+    ) = (next(5), next(6), next(7))
+    {
+        if p2 == p && q2 == q && q3 == q {
+            if let (Ok(k), Ok(limit), Ok(k2)) =
+                (u16::try_from(k), u16::try_from(limit), u8::try_from(k2))
+            {
+                return Some(Micro::IndCheck {
+                    d,
+                    s,
+                    p,
+                    base,
+                    q,
+                    end,
+                    k2,
+                    k,
+                    limit,
+                    target,
+                    target2,
+                });
+            }
+        }
+    }
+    Some(Micro::IndAddr {
+        d,
+        s,
+        p,
+        base,
+        k: u32::try_from(k).ok()?,
+        limit: u32::try_from(limit).ok()?,
+        target,
+    })
 }
 
 /// `dst = k; dst2 = k2`, both constants 32-bit.

@@ -203,6 +203,54 @@ pub(super) enum Micro {
         k: u32,
         target: u32,
     },
+    /// `dst = *(u8 *)(src + off); w(dst) &= mask; w(dst) <<= shift` (three
+    /// slots): the IPv4 header's length, classic BPF's `ldxb 4*([k]&0xf)`.
+    LdMsh {
+        dst: u8,
+        src: u8,
+        shift: u8,
+        off: i16,
+        mask: u32,
+    },
+    /// The offset and address of a load past a variable-length header
+    /// (five slots): `d = (u32)s; d += k; if d > limit goto target;
+    /// p = base; p += d`.
+    IndAddr {
+        d: u8,
+        s: u8,
+        p: u8,
+        base: u8,
+        k: u32,
+        limit: u32,
+        target: u32,
+    },
+    /// A load (and its swap), then `lo <= v <= hi` tested by two 32-bit
+    /// compares (a `portrange`): to `inside` or `outside`.
+    LdRange {
+        load: Load,
+        dst: u8,
+        src: u8,
+        off: i16,
+        lo: u32,
+        hi: u32,
+        inside: u32,
+        outside: u32,
+    },
+    /// [`Micro::IndAddr`], then the bounds check of the load at the address
+    /// (eight slots): `q = p; q += k2; if q > end goto target2`.
+    IndCheck {
+        d: u8,
+        s: u8,
+        p: u8,
+        base: u8,
+        q: u8,
+        end: u8,
+        k2: u8,
+        k: u16,
+        limit: u16,
+        target: u32,
+        target2: u32,
+    },
     /// Two 32-bit compares of one register with constants, one after the
     /// other (a switch on the EtherType or the protocol).
     JmpPair {

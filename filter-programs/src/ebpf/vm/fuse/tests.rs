@@ -40,11 +40,84 @@ fn translated_filters_are_fused() {
     assert!(count(|m| matches!(m, Micro::Check { .. })) >= 4);
     assert!(count(|m| matches!(m, Micro::LdJmp { .. })) >= 4);
     assert!(count(|m| matches!(m, Micro::RetK { .. })) >= 2);
+    // Both ports, past the IPv4 header.
+    assert_eq!(count(|m| matches!(m, Micro::IndCheck { .. })), 2);
+    assert_eq!(count(|m| matches!(m, Micro::LdMsh { .. })), 1);
+    let cbpf = compile("portrange 1000-2000", &Options::new(Dlt::En10mb)).unwrap();
+    let range = Program::new(&translate(&cbpf, Target::xdp()).unwrap()).unwrap();
+    let ranges = range
+        .code
+        .iter()
+        .filter(|m| matches!(m, Micro::LdRange { .. }));
+    assert_eq!(ranges.count(), 3, "both ports of IPv4, one of IPv6");
     assert!(matches!(p.code[0], Micro::MovXKK { .. }), "{:?}", p.code[0]);
     assert!(matches!(p.code[3], Micro::LdxWW { .. }), "{:?}", p.code[3]);
     // `ldxh` + `be16` whose compare is not next to it (none here), or
     // folded into a compare.
     assert_eq!(count(|m| matches!(m, Micro::LdxH { .. })), 0);
+}
+
+/// The range tests of `portrange` at and around both ends, on every port
+/// and family, fused and unfused.
+#[test]
+fn port_ranges_decide_at_their_ends_as_unfused() {
+    let cbpf = compile("portrange 1000-2000", &Options::new(Dlt::En10mb)).unwrap();
+    let insns = translate(&cbpf, Target::xdp()).unwrap();
+    let (fused, plain) = (Program::new(&insns).unwrap(), unfused(&insns));
+    let mut matched = 0;
+    for v6 in [false, true] {
+        for at_dst in [false, true] {
+            for port in [0u16, 998, 999, 1000, 1001, 1999, 2000, 2001, 2002, 65535] {
+                let mut f = vec![0u8; 12];
+                let l4 = if v6 {
+                    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 8, 17, 64]);
+                    f.extend_from_slice(&[0; 32]);
+                    f.len()
+                } else {
+                    f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]);
+                    f.extend_from_slice(&[0; 8]);
+                    f.len()
+                };
+                f.extend_from_slice(&[0; 8]);
+                let at = l4 + if at_dst { 2 } else { 0 };
+                f[at..at + 2].copy_from_slice(&port.to_be_bytes());
+                let want = run(&plain, &f);
+                assert_eq!(run(&fused, &f), want, "v6 {v6} dst {at_dst} port {port}");
+                matched += u32::from(want == Ok(2));
+            }
+        }
+    }
+    assert_eq!(
+        matched,
+        4 * 4,
+        "1000, 1001, 1999 and 2000 of each port and family"
+    );
+}
+
+/// The loads past the IPv4 header (its length read, the offset and address
+/// computed, the bounds checked) on frames cut at every length, with and
+/// without IP options, fused and unfused.
+#[test]
+fn loads_past_the_ip_header_fail_where_unfused() {
+    for expr in ["tcp port 80", "udp dst port 53", "portrange 1000-2000"] {
+        let cbpf = compile(expr, &Options::new(Dlt::En10mb)).unwrap();
+        let insns = translate(&cbpf, Target::xdp()).unwrap();
+        let (fused, plain) = (Program::new(&insns).unwrap(), unfused(&insns));
+        for (ihl, proto) in [(5u8, 6u8), (6, 6), (5, 17), (15, 17)] {
+            let mut f = vec![0u8; 12];
+            f.extend_from_slice(&[0x08, 0x00, 0x40 | ihl, 0, 0, 0, 0, 0, 0, 0, 64, proto]);
+            f.resize(14 + 4 * ihl as usize, 0);
+            f.extend_from_slice(&[0, 80, 0, 53, 0, 0, 0, 0]);
+            for len in 14..=f.len() {
+                let cut = &f[..len];
+                assert_eq!(
+                    run(&fused, cut),
+                    run(&plain, cut),
+                    "{expr}, ihl {ihl}, {len} bytes"
+                );
+            }
+        }
+    }
 }
 
 /// Fused ops fit in the slot size of the rest (a bigger `Micro` would
@@ -168,6 +241,43 @@ enum Piece {
         k: i32,
         to: usize,
     },
+    /// A load into `dst` (a byte, or a swapped halfword), then
+    /// `if w(a) < lo goto +1; if w(b) <= hi goto to` (`pair`: false) or
+    /// `if w(a) < lo goto +skip+1; if w(b) > hi goto +skip`.
+    Range {
+        half: bool,
+        dst: u8,
+        off: i16,
+        a: u8,
+        b: u8,
+        lo: i32,
+        hi: i32,
+        pair: bool,
+        skip: i16,
+        to: usize,
+    },
+    /// `dst = *(u8 *)(src + off); w(dst) &= mask; w(a) <<= shift`.
+    Msh {
+        dst: u8,
+        src: u8,
+        off: i16,
+        mask: i32,
+        a: u8,
+        shift: i32,
+    },
+    /// `d = (u32)s; d += k; if d > limit goto to; p = base; p += a`, then
+    /// maybe `q = p; q += k2; if q > end goto to2` (`check`: q, end, k2, to2).
+    Indirect {
+        d: u8,
+        s: u8,
+        k: i32,
+        limit: i32,
+        p: u8,
+        base: u8,
+        a: u8,
+        to: usize,
+        check: Option<(u8, u8, i32, usize)>,
+    },
     Load {
         size: Size,
         dst: u8,
@@ -262,6 +372,13 @@ fn piece() -> impl Strategy<Value = Piece> {
         2 => load_jump,
         1 => (r(), r(), r(), r(), -4i32..70, any::<usize>())
             .prop_map(|(dst, base, add, end, k, to)| Piece::Check { dst, base, add, end, k, to }),
+        1 => ((r(), r(), prop_oneof![Just(14i32), Just(-1), any::<i32>()], prop_oneof![Just(0xfffdi32), Just(20), Just(-1)], r(), prop_oneof![Just(1u8), r()], r(), any::<usize>()),
+              proptest::option::of((r(), prop_oneof![Just(2u8), r()], prop_oneof![Just(2i32), Just(300), Just(-1)], any::<usize>())))
+            .prop_map(|((d, s, k, limit, p, base, a, to), check)| Piece::Indirect { d, s, k, limit, p, base, a, to, check }),
+        1 => ((any::<bool>(), r(), -2i16..70, r(), r()), (prop_oneof![Just(1000i32), 0i32..300], prop_oneof![Just(2000i32), 0i32..300, Just(-1)], any::<bool>(), 0i16..3, any::<usize>()))
+            .prop_map(|((half, dst, off, a, b), (lo, hi, pair, skip, to))| Piece::Range { half, dst, off, a, b, lo, hi, pair, skip, to }),
+        1 => (r(), prop_oneof![Just(6u8), r()], -2i16..70, prop_oneof![Just(15i32), Just(-1), any::<i32>()], r(), prop_oneof![Just(2i32), Just(31), Just(32), any::<i32>()])
+            .prop_map(|(dst, src, off, mask, a, shift)| Piece::Msh { dst, src, off, mask, a, shift }),
         1 => (size, r(), prop_oneof![Just(6u8), r()], -2i16..70, proptest::option::of(r()))
             .prop_map(|(size, dst, src, off, swap)| Piece::Load { size, dst, src, off, swap }),
         1 => (op, r(), prop_oneof![0i32..3, 0x0800i32..0x0802, any::<i32>()], any::<usize>())
@@ -359,6 +476,122 @@ fn assemble(pieces: &[Piece]) -> Vec<Insn> {
                     off: 0,
                 };
                 ops.push((jgt, Some(to)));
+            }
+            Piece::Range {
+                half,
+                dst,
+                off,
+                a,
+                b,
+                lo,
+                hi,
+                pair,
+                skip,
+                to,
+            } => {
+                ops.push((
+                    Op::Ldx {
+                        size: if half { Size::H } else { Size::B },
+                        signed: false,
+                        dst: reg(dst),
+                        src: reg(1),
+                        off,
+                    },
+                    None,
+                ));
+                if half {
+                    ops.push((
+                        Op::End {
+                            dst: reg(dst),
+                            endian: Endian::ToBe,
+                            bits: 16,
+                        },
+                        None,
+                    ));
+                }
+                let jump = |op, dst: u8, k, off| Op::Jmp {
+                    wide: false,
+                    op,
+                    dst: reg(dst),
+                    src: Operand::Imm(k),
+                    off,
+                };
+                if pair {
+                    ops.push((jump(JmpOp::Jlt, a, lo, skip + 1), None));
+                    ops.push((jump(JmpOp::Jgt, b, hi, skip), None));
+                } else {
+                    ops.push((jump(JmpOp::Jlt, a, lo, 1), None));
+                    ops.push((jump(JmpOp::Jle, b, hi, 0), Some(to)));
+                }
+            }
+            Piece::Msh {
+                dst,
+                src,
+                off,
+                mask,
+                a,
+                shift,
+            } => {
+                ops.push((
+                    Op::Ldx {
+                        size: Size::B,
+                        signed: false,
+                        dst: reg(dst),
+                        src: reg(src),
+                        off,
+                    },
+                    None,
+                ));
+                let alu = |op, dst: u8, k| Op::Alu {
+                    wide: false,
+                    op,
+                    dst: reg(dst),
+                    src: Operand::Imm(k),
+                };
+                ops.push((alu(AluOp::And, dst, mask), None));
+                ops.push((alu(AluOp::Lsh, a, shift), None));
+            }
+            Piece::Indirect {
+                d,
+                s,
+                k,
+                limit,
+                p,
+                base,
+                a,
+                to,
+                check,
+            } => {
+                let alu = |wide, op, dst: u8, src| Op::Alu {
+                    wide,
+                    op,
+                    dst: reg(dst),
+                    src,
+                };
+                ops.push((alu(false, AluOp::Mov, d, Operand::Reg(reg(s))), None));
+                ops.push((alu(true, AluOp::Add, d, Operand::Imm(k)), None));
+                let jgt = Op::Jmp {
+                    wide: true,
+                    op: JmpOp::Jgt,
+                    dst: reg(d),
+                    src: Operand::Imm(limit),
+                    off: 0,
+                };
+                ops.push((jgt, Some(to)));
+                ops.push((mov(p, Operand::Reg(reg(base))), None));
+                ops.push((alu(true, AluOp::Add, p, Operand::Reg(reg(a))), None));
+                if let Some((q, end, k2, to2)) = check {
+                    ops.push((mov(q, Operand::Reg(reg(p))), None));
+                    ops.push((alu(true, AluOp::Add, q, Operand::Imm(k2)), None));
+                    let jgt = Op::Jmp {
+                        wide: true,
+                        op: JmpOp::Jgt,
+                        dst: reg(q),
+                        src: Operand::Reg(reg(end)),
+                        off: 0,
+                    };
+                    ops.push((jgt, Some(to2)));
+                }
             }
             Piece::Load {
                 size,
