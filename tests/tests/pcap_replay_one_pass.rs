@@ -178,3 +178,46 @@ fn standard_input_serves_several_programs() {
     assert_eq!(from_file.lines().count(), 3);
     assert_eq!(run(None), from_file);
 }
+
+/// The kernel engines make one `BPF_PROG_TEST_RUN` per packet they run,
+/// per program: the floor (strace counts them against the report).
+#[test]
+fn kernel_engines_make_one_test_run_per_packet_and_program() {
+    if !e2e::kernel_available("kernel_engines_make_one_test_run_per_packet_and_program") {
+        return;
+    }
+    let (caps, _) = corpus(0);
+    let dir = std::env::temp_dir().join(format!("pcap-replay-testruns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("strace.txt");
+    let out = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=bpf", "-o"])
+        .arg(&trace)
+        .arg(e2e::bin("pcap-replay"))
+        .args(["--engines", "kernel-xdp,kernel-tc,kernel-socket", "--json"])
+        .args(["-e", "tcp port 80", "-e", "udp or arp"])
+        .args(&caps[..8])
+        .output()
+        .expect("strace (./x test installs it)");
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let mut ran = 0u64;
+    for r in report["results"].as_array().expect("results") {
+        let packets = r["packets"].as_u64().unwrap();
+        for (_, e) in r["engines"].as_object().unwrap() {
+            ran += packets - e["skipped"].as_u64().unwrap_or(0);
+        }
+    }
+    assert!(ran > 100, "{ran} runs");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let calls = text
+        .lines()
+        .filter(|l| l.contains("bpf(BPF_PROG_TEST_RUN"))
+        .count() as u64;
+    assert_eq!(calls, ran, "test runs against packets run");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
