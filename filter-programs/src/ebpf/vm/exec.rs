@@ -247,13 +247,7 @@ impl Run<'_, '_, '_> {
                     k,
                     target,
                 } => {
-                    let v = match load {
-                        Load::B => self.ldx::<1>(pc, r[x(src)], off)? as u32,
-                        Load::HBe => {
-                            (self.ldx::<2>(pc, r[x(src)], off)? as u16).swap_bytes() as u32
-                        }
-                        Load::WBe => (self.ldx::<4>(pc, r[x(src)], off)? as u32).swap_bytes(),
-                    } & mask;
+                    let v = self.load(load, pc, r[x(src)], off)? & mask;
                     r[x(dst)] = v as u64;
                     pc = if cmp.holds(v, k) {
                         target as usize
@@ -272,13 +266,7 @@ impl Run<'_, '_, '_> {
                     inside,
                     outside,
                 } => {
-                    let v = match load {
-                        Load::B => self.ldx::<1>(pc, r[x(src)], off)? as u32,
-                        Load::HBe => {
-                            (self.ldx::<2>(pc, r[x(src)], off)? as u16).swap_bytes() as u32
-                        }
-                        Load::WBe => (self.ldx::<4>(pc, r[x(src)], off)? as u32).swap_bytes(),
-                    };
+                    let v = self.load(load, pc, r[x(src)], off)?;
                     r[x(dst)] = v as u64;
                     pc = if lo <= v && v <= hi { inside } else { outside } as usize;
                     continue;
@@ -455,6 +443,17 @@ impl Run<'_, '_, '_> {
             }
         }
         self.m.load(pc, addr, N)
+    }
+
+    /// The value a fused op's load (and swap) gives, as a 32-bit compare
+    /// sees it.
+    #[inline(always)]
+    fn load(&mut self, load: Load, pc: usize, base: u64, off: i16) -> Result<u32, VmError> {
+        Ok(match load {
+            Load::B => self.ldx::<1>(pc, base, off)? as u32,
+            Load::HBe => (self.ldx::<2>(pc, base, off)? as u16).swap_bytes() as u32,
+            Load::WBe => (self.ldx::<4>(pc, base, off)? as u32).swap_bytes(),
+        })
     }
 
     /// Returns from a BPF-to-BPF call to the slot it gives, or `None` from
