@@ -36,7 +36,8 @@ fn manifests() -> Vec<(String, Value)> {
     files.sort();
     let script = "import sys, json, yaml\n\
         print(json.dumps([[f, d] for f in sys.argv[1:] for d in yaml.safe_load_all(open(f)) if d is not None]))";
-    let out = Command::new("python3")
+    // Debian's Python, where `./x test` installs python3-yaml.
+    let out = Command::new("/usr/bin/python3")
         .args(["-c", script])
         .args(&files)
         .output()

@@ -5,7 +5,9 @@
 //! or refused; STOPPING=1 at the end. And `filterd reload` (the unit's
 //! ExecReload) exits 0 for a good reload and 1 for a refused one, so
 //! `systemctl reload` fails when the config is refused. The metrics follow
-//! the last reload and parse as the exposition format, no series twice.
+//! the last reload and parse as the exposition format (prometheus_client's
+//! parser), no series twice, a rule name with a quote and a backslash read
+//! back whole.
 
 mod daemon_support;
 
@@ -14,6 +16,9 @@ use std::time::Duration;
 
 use daemon_support::*;
 use e2e::net::Netns;
+
+/// A rule name with characters the exposition format escapes.
+const ODD_NAME: &str = "no \"9999\" \\ port";
 
 /// The next notification, as its lines.
 fn next(rx: &UnixDatagram) -> Vec<String> {
@@ -91,7 +96,8 @@ fn systemd_hears_start_reloads_refusals_and_stop_in_order() {
         &dirs,
         "skb",
         "pass",
-        &[("no-9999", "udp dst port 9999", "drop")],
+        // A name the exposition format must escape (a quote, a backslash).
+        &[(ODD_NAME, "udp dst port 9999", "drop")],
     );
     std::fs::write(dirs.config(), &good).expect("config");
     let sock_text = sock.display().to_string();
@@ -124,6 +130,13 @@ fn systemd_hears_start_reloads_refusals_and_stop_in_order() {
     assert_ne!(xdp_prog_id(&ns), before, "a new program");
     let m = scrape(&ns).expect("scrape");
     well_formed(&m);
+    assert!(
+        parse_exposition(&m).iter().any(|(_, _, name, labels)| {
+            name == "filterd_rule_packets_total"
+                && labels.get("rule").map(String::as_str) == Some(ODD_NAME)
+        }),
+        "the rule label does not read back as {ODD_NAME:?}:\n{m}"
+    );
     assert_eq!(metric(&m, "filterd_reload_last_success", ""), Some(1));
     assert!(m.contains("filterd_reload_last_timestamp_seconds "), "{m}");
     let info = format!(
@@ -232,36 +245,57 @@ fn well_formed(text: &str) {
         }
         assert!(series.insert(key.to_string()), "duplicate series: {line}");
     }
-    // And through a real parser of the format (prometheus-parse): every
-    // line is a comment or a sample it reads, every sample has its HELP,
-    // and no metric and label set is there twice.
-    use prometheus_parse::{LineInfo, Scrape};
-    for line in text.lines() {
-        assert!(
-            !matches!(LineInfo::parse(line), LineInfo::Ignored),
-            "prometheus-parse cannot read {line:?}"
-        );
-    }
-    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parses");
+    // And through a real parser of the format: prometheus_client's (in
+    // Debian's Python, where `./x test` installs it), which must read every
+    // sample, each of a family with a type, no name and label set twice.
+    let parsed = parse_exposition(text);
     let mut seen = std::collections::BTreeSet::new();
-    for s in &scrape.samples {
+    for (family, kind, name, labels) in &parsed {
+        assert_ne!(kind, "unknown", "{family} has no TYPE");
+        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
         assert!(
-            scrape.docs.contains_key(&s.metric)
-                || scrape
-                    .docs
-                    .contains_key(s.metric.trim_end_matches("_total")),
-            "no HELP for {}",
-            s.metric
-        );
-        let mut labels: Vec<_> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        labels.sort();
-        assert!(
-            seen.insert((s.metric.clone(), labels.clone())),
-            "duplicate series: {} {labels:?}",
-            s.metric
+            seen.insert((name.clone(), labels.clone())),
+            "duplicate series: {name} {labels:?}"
         );
     }
     assert_eq!(seen.len(), series.len(), "the parser read every sample");
+}
+
+/// A parsed sample: its family, the family's type, its name and labels.
+type Parsed = (
+    String,
+    String,
+    String,
+    std::collections::BTreeMap<String, String>,
+);
+
+/// The samples prometheus_client's text parser reads from `text`.
+fn parse_exposition(text: &str) -> Vec<Parsed> {
+    use std::io::Write;
+    let script = "import sys, json\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        out = [[f.name, f.type, s.name, s.labels] for f in text_string_to_metric_families(sys.stdin.read()) for s in f.samples]\n\
+        print(json.dumps(out))";
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 (./x test installs python3-prometheus-client)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client refused the exposition: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the parser's JSON")
 }
 
 /// `filterd reload` for a process that is not there fails with exit 2

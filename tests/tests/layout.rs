@@ -68,6 +68,25 @@ fn applications_do_not_depend_on_each_other() {
     assert!(!normal_deps("filterd").contains("pcap-replay"));
 }
 
+/// The binaries carry no dependency they do not use: `anyhow` serves only
+/// filterd's example, the `pcap` crate only tests and benches (the oracle
+/// goes through libpcap-oracle's FFI), and the workspace names `pnet_packet`
+/// (packet-summary's decoder), not the whole `pnet`.
+#[test]
+fn binaries_carry_no_unused_dependency() {
+    for app in ["pcap-replay", "filterd"] {
+        let deps = normal_deps(app);
+        for unused in ["anyhow", "pcap", "pnet"] {
+            assert!(!deps.contains(unused), "{app} depends on {unused}");
+        }
+    }
+    let manifest = std::fs::read_to_string(e2e::repo_root().join("Cargo.toml")).unwrap();
+    assert!(
+        !manifest.lines().any(|l| l.starts_with("pnet ")),
+        "a `pnet` workspace entry that nothing uses"
+    );
+}
+
 /// Both applications depend on cli-output: a workspace crate under it
 /// would tie them together or make a pure crate reach the file system.
 #[test]
