@@ -439,3 +439,64 @@ fn healthz_follows_the_attached_program() {
     let stopped = daemon.stop();
     assert!(stopped.code().is_some(), "{stopped:?}");
 }
+
+/// The binary the Containerfile ships (`./x test` builds it as the recipe
+/// does): statically linked (no program interpreter), it compiles and
+/// checks in an empty root, as in `FROM scratch`, what the workspace's
+/// filterd compiles.
+#[test]
+fn the_containerfile_binary_runs_in_an_empty_root() {
+    if !e2e::kernel_available("containerfile_binary") {
+        return;
+    }
+    let target = e2e::bin("filterd")
+        .parent()
+        .and_then(Path::parent)
+        .expect("the target directory")
+        .join("x86_64-unknown-linux-musl/release/filterd");
+    let elf = std::fs::read(&target)
+        .unwrap_or_else(|e| panic!("{}: {e} (./x test builds it)", target.display()));
+    assert_eq!(&elf[..4], b"\x7fELF");
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(elf[32..40].try_into().unwrap()) as usize;
+    let (phentsize, phnum) = (u16_at(54), u16_at(56));
+    const PT_INTERP: u32 = 3;
+    let interp = (0..phnum).any(|i| {
+        let at = phoff + i * phentsize;
+        u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) == PT_INTERP
+    });
+    assert!(
+        !interp,
+        "the Containerfile's filterd asks for a dynamic loader"
+    );
+    // An empty root: the binary alone.
+    let root = std::env::temp_dir().join(format!("filterd-scratch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::copy(&target, root.join("filterd")).unwrap();
+    let args = [
+        "compile",
+        "--target",
+        "xdp",
+        "--format",
+        "asm",
+        "tcp port 80 and not src net 10.0.0.0/8",
+    ];
+    let scratch = Command::new("chroot")
+        .arg(&root)
+        .arg("/filterd")
+        .args(args)
+        .output()
+        .expect("chroot");
+    let here = Command::new(e2e::bin("filterd"))
+        .args(args)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&root);
+    assert!(
+        scratch.status.success(),
+        "in an empty root: {}",
+        String::from_utf8_lossy(&scratch.stderr)
+    );
+    assert_eq!(scratch.stdout, here.stdout);
+}

@@ -258,7 +258,9 @@ fn deliver(sink: &mut Sink<'_>, p: &Packet<'_>, snaplen: u32) -> io::Result<()> 
 
 /// `HH:MM:SS.micro` in local time, as tcpdump prints it.
 pub fn time_of_day(sec: u32, nsec: u32) -> String {
-    let t = libc::time_t::from(sec);
+    // `time_t` by inference: naming the alias warns on musl (the static
+    // build of configs/Containerfile), where its width is to change.
+    let t = sec.into();
     // SAFETY: tm is plain data; localtime_r writes it and reads only t.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
