@@ -3,6 +3,7 @@
 # side by side on the same large capture, for a few expressions.
 #
 #   pcap-replay/benches/vs_tcpdump.sh [PACKETS]      (default 4000000)
+#   SMALL=1 pcap-replay/benches/vs_tcpdump.sh [PACKETS]
 #
 # The capture repeats the packets of tests/data/*.pcap (Ethernet: TCP,
 # IPv6/ICMPv6, VLAN, OSPF), so the mix is real traffic and most packets are
@@ -18,7 +19,12 @@
 # makes of EXPR (ours with -e; the `--cbpf` column runs tcpdump's own
 # program, from `tcpdump -ddd`, in our interpreter).
 #
-# Env: PCAP_REPLAY (binary; default: cargo build --release), RUNS, WORKDIR.
+# With SMALL=1 the capture is small_frames.py's (every frame 60 to 200
+# bytes: IPv4/IPv6, VLAN, tunnels, fragments, runts; issue 19's shape), and
+# the expressions those of issue 19.
+#
+# Env: PCAP_REPLAY (binary; default: cargo build --release), RUNS, WORKDIR,
+# SMALL.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 packets=${1:-4000000}
@@ -33,6 +39,9 @@ fi
 command -v tcpdump >/dev/null || { echo "tcpdump is missing" >&2; exit 2; }
 
 capture=$work/bench.pcap
+if [ -n "${SMALL:-}" ]; then
+  python3 pcap-replay/benches/small_frames.py "$capture" "$packets"
+else
 python3 - "$capture" "$packets" tests/data/print-flags.pcap tests/data/icmpv6.pcap tests/data/ldp-common-session.pcap <<'EOF'
 import struct, sys
 out, total, inputs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
@@ -54,6 +63,7 @@ with open(out, 'wb') as f:
             f.write(b''.join(buf)); buf = []
     f.write(b''.join(buf))
 EOF
+fi
 bytes=$(stat -c %s "$capture")
 cat "$capture" > /dev/null
 
@@ -85,7 +95,11 @@ echo "capture: $packets packets, $bytes bytes; $runs rounds; $(nproc) CPUs; $(tc
 echo
 echo "| expression | matches | tcpdump s | pcap-replay -e s | ratio | paired | pcap-replay --cbpf s | ratio | paired |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-for expr in 'tcp port 80' 'ip6' 'vlan and tcp' 'host 192.168.0.1 and tcp' 'tcp[tcpflags] & tcp-syn != 0'; do
+exprs=('tcp port 80' 'ip6' 'vlan and tcp' 'host 192.168.0.1 and tcp' 'tcp[tcpflags] & tcp-syn != 0')
+if [ -n "${SMALL:-}" ]; then
+  exprs=('tcp port 80' 'host 10.0.0.1' 'vlan 100' 'tcp port 80 or udp port 53 or ip6')
+fi
+for expr in "${exprs[@]}"; do
   matches=$("$PCAP_REPLAY" --engines cbpf --count -e "$expr" "$capture")
   tcpdump -ddd -r "$capture" "$expr" > "$work/prog.ddd" 2>/dev/null
   dump=() ours=() cbpf=()
