@@ -35,6 +35,20 @@ fn x(reg: u8) -> usize {
     (reg & 15) as usize
 }
 
+/// The offset and address of a load past a variable-length header, as
+/// [`Micro::IndAddr`] and the start of [`Micro::IndCheck`] compute them:
+/// `d = (u32)s + k`; false when `d > limit` (the jump), else `p = base + d`.
+#[inline(always)]
+fn address(r: &mut Regs, d: u8, s: u8, p: u8, base: u8, k: u64, limit: u64) -> bool {
+    let off = (r[x(s)] as u32 as u64).wrapping_add(k);
+    r[x(d)] = off;
+    if off > limit {
+        return false;
+    }
+    r[x(p)] = r[x(base)].wrapping_add(off);
+    true
+}
+
 /// Where the general path sends the run.
 enum Flow {
     Next(usize),
@@ -296,13 +310,10 @@ impl Run<'_, '_, '_> {
                     target,
                     target2,
                 } => {
-                    let off = (r[x(s)] as u32 as u64).wrapping_add(k as u64);
-                    r[x(d)] = off;
-                    if off > limit as u64 {
+                    if !address(&mut r, d, s, p, base, k.into(), limit.into()) {
                         pc = target as usize;
                         continue;
                     }
-                    r[x(p)] = r[x(base)].wrapping_add(off);
                     let v = r[x(p)].wrapping_add(k2 as u64);
                     r[x(q)] = v;
                     pc = if v > r[x(end)] {
@@ -321,14 +332,11 @@ impl Run<'_, '_, '_> {
                     limit,
                     target,
                 } => {
-                    let off = (r[x(s)] as u32 as u64).wrapping_add(k as u64);
-                    r[x(d)] = off;
-                    if off > limit as u64 {
-                        pc = target as usize;
+                    pc = if address(&mut r, d, s, p, base, k.into(), limit.into()) {
+                        pc + 5
                     } else {
-                        r[x(p)] = r[x(base)].wrapping_add(off);
-                        pc += 5;
-                    }
+                        target as usize
+                    };
                     continue;
                 }
                 Micro::JmpPair {
