@@ -1,7 +1,8 @@
 //! Property: random rulesets of issue 17's mix (IPv4 and IPv6 blocks,
 //! services with port ranges, ICMP and ICMPv6 types, disjunctions, VLAN,
 //! TCP flags, fragments; 1 to 300 rules, some count rules), compiled with
-//! the cost model's tables or with every table forced, decide every frame
+//! the cost model's tables, with every table forced, or with few shape
+//! tables and the other rules in per-field bitmaps, decide every frame
 //! as the rules taken one by one do (the dry run checks each verdict
 //! against the reference interpreter) and count as they do: frames aimed
 //! at each rule (IPv4 or IPv6, and ARP with its IPv4 addresses), whole
@@ -22,20 +23,27 @@ fn tally(want: &mut [u64], o: &Outcome) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 36, ..ProptestConfig::default() })]
 
     #[test]
     fn mixed_rulesets_decide_as_the_rules_do(
         seed in any::<u64>(),
         n in 1usize..=300,
         count_every in prop_oneof![Just(0usize), 2usize..12],
-        forced in any::<bool>(),
+        mode in 0u8..3,
+        shapes in 4usize..12,
         default_drop in any::<bool>(),
     ) {
         let rules = mixed::rules(n, seed, count_every);
         let cfg = parse(&mixed::config(&rules, "lo")).unwrap();
         let default = if default_drop { Verdict::Drop } else { Verdict::Pass };
-        let opts = if forced { Options::forced() } else { Options::default() };
+        // The cost model's choice, every table forced, or few shape tables
+        // and the rest of the table shapes in bitmaps.
+        let opts = match mode {
+            0 => Options::default(),
+            1 => Options::forced(),
+            _ => Options::bitmaps(shapes),
+        };
         let compiled = compile_with(&cfg.rules, default, &opts).unwrap();
         let mut dry = DryRun::new(&compiled, &cfg.rules, default).unwrap();
         let mut want = vec![0u64; n + 1];
@@ -47,6 +55,50 @@ proptest! {
                 frames.push(f[..cut].to_vec());
                 frames.push(f);
             }
+        }
+        for f in &frames {
+            let o = dry.packet(f, f.len() as u32).map_err(|e| {
+                TestCaseError::fail(format!("{e} on {f:02x?}"))
+            })?;
+            tally(&mut want, &o);
+        }
+        let got: Vec<u64> = dry.counters().iter().map(|c| c.packets).collect();
+        prop_assert_eq!(got, want);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Rulesets of many shapes (nets of every length with ports or ICMP
+    /// types), past what the shape tables hold: the rules left over are
+    /// found through per-field bitmaps (`ruleset::bitmap`), and decide and
+    /// count as the rules one by one.
+    #[test]
+    fn many_shaped_rulesets_decide_as_the_rules_do(
+        seed in any::<u64>(),
+        n in 30usize..=400,
+        few in any::<bool>(),
+        shapes in 4usize..10,
+    ) {
+        let rules = mixed::many_shapes(n, seed);
+        let cfg = parse(&mixed::config(&rules, "lo")).unwrap();
+        let opts = if few { Options::bitmaps(shapes) } else { Options::default() };
+        let compiled = compile_with(&cfg.rules, Verdict::Pass, &opts).unwrap();
+        // The cost model leaves a few dozen rules inline.
+        prop_assert!(
+            n < 200 && !few || compiled.tables.iter().any(|t| t.name.starts_with("lbvs")),
+            "no bitmaps for {} rules", n
+        );
+        let mut dry = DryRun::new(&compiled, &cfg.rules, Verdict::Pass).unwrap();
+        let mut want = vec![0u64; n + 1];
+        let mut rng = Rng(seed | 1);
+        let mut frames = vec![Aim::nowhere(false).frame(), Aim::nowhere(true).frame()];
+        for r in &rules {
+            let f = r.aim.frame();
+            let cut = 14 + rng.below(f.len() as u64 - 13) as usize;
+            frames.push(f[..cut].to_vec());
+            frames.push(f);
         }
         for f in &frames {
             let o = dry.packet(f, f.len() as u32).map_err(|e| {

@@ -19,7 +19,10 @@
 //! - `typical-10`: the six typical shapes (host, net, port and their
 //!   conjunctions) with two count rules (`e2e::mixed::typical_10`);
 //! - `mixed-N`: N rules of the mixed realistic ruleset of `e2e::mixed`
-//!   (IPv4 and IPv6 blocks, services, ICMP, VLAN, flags, fragments).
+//!   (IPv4 and IPv6 blocks, services, ICMP, VLAN, flags, fragments);
+//! - `shapes-2000`: rules of many shapes (`e2e::mixed::many_shapes`: nets
+//!   of every length with a port or ICMP type), past what the shape
+//!   tables hold, most found through per-field bitmaps (`ruleset::bitmap`).
 //!
 //! Frames, each checked against the dry run first: `v4-none` and
 //! `v6-none` match no rule (every rule is considered, the default
@@ -94,6 +97,10 @@ fn main() {
         (
             "mixed-10000".into(),
             mixed::rules(10_000, mixed::EXAMPLE_SEED, 0),
+        ),
+        (
+            "shapes-2000".into(),
+            mixed::many_shapes(2_000, mixed::EXAMPLE_SEED),
         ),
     ];
     let mut rows = Vec::new();
@@ -220,4 +227,10 @@ fn main() {
             ratio(10_000, frame) / ratio(1_000, frame)
         );
     }
+    println!(
+        "shapes-2000 (most rules in bitmaps) / one filter: v4-none {:.2}, v6-none {:.2}, last {:.2}",
+        ratio(2_000, "v4-none"),
+        ratio(2_000, "v6-none"),
+        ratio(2_000, "last")
+    );
 }

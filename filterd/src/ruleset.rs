@@ -8,12 +8,12 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use aya::maps::{Array, HashMap, PerCpuArray, ProgramArray};
+use aya::maps::{Array, PerCpuArray, ProgramArray};
 use aya::programs::{ProgramError, Xdp};
 use aya::Ebpf;
 use filter_programs::ebpf::disasm::disassemble;
 use filter_programs::ruleset::cold;
-use filter_programs::ruleset::compile::{Compiled, COUNTERS_MAP, PROGRAMS_MAP};
+use filter_programs::ruleset::compile::{Compiled, Table, COUNTERS_MAP, PROGRAMS_MAP};
 use filter_programs::ruleset::dryrun::Counter;
 
 use bpf_kernel::TestRun;
@@ -43,6 +43,8 @@ pub enum LoadError {
     TestRun(io::Error),
     #[error("the counters map: {0}")]
     Map(#[from] aya::maps::MapError),
+    #[error("filling the map {0}: {1}")]
+    Fill(String, io::Error),
 }
 
 /// A ruleset program that passed the verifier, with the programs it
@@ -95,22 +97,9 @@ impl LoadedRuleset {
         }
         for table in &compiled.tables {
             let map = ebpf
-                .map_mut(&table.name)
+                .map(&table.name)
                 .ok_or_else(|| LoadError::Missing(table.name.clone()))?;
-            match table.key_size {
-                4 => fill::<4>(map, &table.entries)?,
-                8 => fill::<8>(map, &table.entries)?,
-                12 => fill::<12>(map, &table.entries)?,
-                16 => fill::<16>(map, &table.entries)?,
-                20 => fill::<20>(map, &table.entries)?,
-                24 => fill::<24>(map, &table.entries)?,
-                28 => fill::<28>(map, &table.entries)?,
-                32 => fill::<32>(map, &table.entries)?,
-                36 => fill::<36>(map, &table.entries)?,
-                40 => fill::<40>(map, &table.entries)?,
-                44 => fill::<44>(map, &table.entries)?,
-                n => return Err(LoadError::Missing(format!("{}: {n}-byte keys", table.name))),
-            }
+            fill(map, table)?;
         }
         if let Some(cold) = &compiled.cold {
             let map = ebpf
@@ -184,18 +173,23 @@ impl LoadedRuleset {
     }
 }
 
-/// Fills a lookup table whose keys are `N` bytes.
-fn fill<const N: usize>(
-    map: &mut aya::maps::Map,
-    entries: &[(Vec<u8>, u64)],
-) -> Result<(), LoadError> {
-    let mut hash: HashMap<_, [u8; N], u64> = HashMap::try_from(map)?;
-    for (key, value) in entries {
-        let key: [u8; N] = key
-            .as_slice()
-            .try_into()
-            .map_err(|_| LoadError::Missing(format!("a {N}-byte key")))?;
-        hash.insert(key, value, 0)?;
+/// Fills one of the fast path's maps (a tuple table, or a bitmap's trie,
+/// hash or array), whose sizes are the table's.
+fn fill(map: &aya::maps::Map, table: &Table) -> Result<(), LoadError> {
+    use aya::maps::Map;
+    let data = match map {
+        Map::HashMap(d) | Map::LpmTrie(d) | Map::Array(d) => d,
+        _ => {
+            return Err(LoadError::Missing(format!(
+                "{}: a hash, trie or array",
+                table.name
+            )))
+        }
+    };
+    let sizes = (table.key_size, table.value_size);
+    for (key, value) in &table.entries {
+        bpf_kernel::map::update(data.fd().as_fd(), sizes, key, value)
+            .map_err(|e| LoadError::Fill(table.name.clone(), e))?;
     }
     Ok(())
 }

@@ -370,6 +370,97 @@ pub fn rules(n: usize, seed: u64, count_every: usize) -> Vec<MixedRule> {
         .collect()
 }
 
+/// `n` rules of many shapes: source and destination nets of every
+/// prefix length from /8 (IPv4; IPv6 from /16) with a TCP or UDP
+/// destination or source port, or an ICMP (ICMPv6) type, so that most
+/// shapes have few rules and the family's shape tables overflow (see
+/// `ruleset::bitmap`). Mostly drop, one in eight pass.
+pub fn many_shapes(n: usize, seed: u64) -> Vec<MixedRule> {
+    let mut rng = Rng(seed | 1);
+    (0..n)
+        .map(|_| {
+            let v6 = rng.below(3) == 0;
+            let mut aim = Aim::nowhere(v6);
+            let mut terms = Vec::new();
+            if v6 {
+                let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
+                for a in [&mut src, &mut dst] {
+                    a[0] = 0x2a;
+                    for b in a[1..].iter_mut() {
+                        *b = rng.below(256) as u8;
+                    }
+                }
+                let (ls, ld) = (16 + 8 * rng.below(8) as u8, 16 + 8 * rng.below(8) as u8);
+                if rng.below(4) > 0 {
+                    terms.push(format!("src net {}/{ls}", v6_net(&src, ls)));
+                }
+                terms.push(format!("dst net {}/{ld}", v6_net(&dst, ld)));
+                aim.ip = Ip::V6 { src, dst };
+            } else {
+                let src = [
+                    23,
+                    rng.below(256) as u8,
+                    rng.below(256) as u8,
+                    rng.below(256) as u8,
+                ];
+                let dst = [
+                    45,
+                    rng.below(256) as u8,
+                    rng.below(256) as u8,
+                    rng.below(256) as u8,
+                ];
+                let (ls, ld) = (8 + rng.below(25) as u32, 8 + rng.below(25) as u32);
+                let net = |a: [u8; 4], l: u32| {
+                    let m = u32::from_be_bytes(a) & (u32::MAX << (32 - l));
+                    let b = m.to_be_bytes();
+                    format!("{}.{}.{}.{}/{l}", b[0], b[1], b[2], b[3])
+                };
+                if rng.below(4) > 0 {
+                    terms.push(format!("src net {}", net(src, ls)));
+                }
+                terms.push(format!("dst net {}", net(dst, ld)));
+                aim.ip = Ip::V4 { src, dst };
+            }
+            let port = 1 + rng.below(1000) as u16;
+            match rng.below(5) {
+                0 => {
+                    let (proto, name) = if v6 { (58, "icmp6") } else { (1, "icmp") };
+                    aim.proto = proto;
+                    aim.icmp_type = rng.below(20) as u8;
+                    terms.push(format!("{name}[0] == {}", aim.icmp_type));
+                }
+                1 => {
+                    aim.proto = 17;
+                    aim.sport = port;
+                    terms.push(format!("udp src port {port}"));
+                }
+                k => {
+                    aim.proto = if k == 2 { 17 } else { 6 };
+                    aim.dport = port;
+                    let name = if k == 2 { "udp" } else { "tcp" };
+                    terms.push(format!("{name} dst port {port}"));
+                }
+            }
+            let action = if rng.below(8) == 0 { "pass" } else { "drop" };
+            MixedRule {
+                expr: terms.join(" and "),
+                action,
+                aim,
+            }
+        })
+        .collect()
+}
+
+/// An IPv6 prefix of `len` bits (a multiple of 8 up to 72) in colon form.
+fn v6_net(a: &[u8; 16], len: u8) -> String {
+    let mut b = *a;
+    for (i, x) in b.iter_mut().enumerate() {
+        let keep = (u32::from(len)).saturating_sub(8 * i as u32).min(8);
+        *x &= (0xff00u16 >> keep) as u8;
+    }
+    std::net::Ipv6Addr::from(b).to_string()
+}
+
 /// A filterd config of `rules` on interface `iface` (default pass).
 pub fn config(rules: &[MixedRule], iface: &str) -> String {
     let mut t = format!(

@@ -108,6 +108,7 @@ fn counting_program() -> Program {
                 name: "counter".into(),
                 fields: vec!["packets".into()],
             },
+            map_flags: 0,
         }],
         map_refs: vec![(slot, 0)],
         license: "GPL".into(),

@@ -70,6 +70,7 @@ fn object(section: Hook, insns: Vec<Insn>, map_refs: Vec<(usize, usize)>) -> Vec
                 name: "counter".into(),
                 fields: vec!["packets".into()],
             },
+            map_flags: 0,
         }]
     };
     write(&Object {

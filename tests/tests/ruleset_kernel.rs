@@ -148,10 +148,12 @@ fn dry_run_equals_kernel_and_libpcap_on_the_corpus() {
         // Every third ruleset with every table its shapes allow and every
         // rare frame (ARP, other ethertypes, headers the lookups cannot
         // read) run by the cold path's interpreter.
-        let opts = if k % 3 == 0 {
-            Options::forced()
-        } else {
-            Options::default()
+        // Every third other one with few shape tables, the rest of the
+        // table shapes in per-field bitmaps.
+        let opts = match k % 3 {
+            0 => Options::forced(),
+            1 => Options::default(),
+            _ => Options::bitmaps(6),
         };
         runs += prove(&config_text(&rules, default), &caps, true, &opts);
     }
@@ -373,6 +375,40 @@ fn mixed_ruleset_of_2000_agrees_with_libpcap() {
     eprintln!(
         "2,000 mixed rules: {runs} kernel test runs, all equal, in {:?}",
         t.elapsed()
+    );
+}
+
+/// 2,000 rules of many shapes (nets of every length with ports or ICMP
+/// types): past the shape tables, most are found through per-field
+/// bitmaps (LPM tries and a field hash, `ruleset::bitmap`); the program
+/// loads, and the kernel, the dry run and libpcap rule by rule agree. So
+/// do the 2,000 mixed rules with almost every rule in the bitmaps.
+#[test]
+fn many_shaped_rules_through_bitmaps_agree_with_libpcap() {
+    if !e2e::kernel_available("ruleset_kernel") {
+        return;
+    }
+    let t = Instant::now();
+    let rules = e2e::mixed::many_shapes(2_000, 0x0017_b175);
+    let cfg = ruleset::parse(&e2e::mixed::config(&rules, "lo")).unwrap();
+    let compiled = compile_with(&cfg.rules, Verdict::Pass, &Options::default()).unwrap();
+    let held = compiled
+        .plans
+        .iter()
+        .filter(|p| p.tables.iter().any(|t| t.starts_with("lbvs")))
+        .count();
+    assert!(held > 1_000, "only {held} of 2,000 rules in the bitmaps");
+    let runs = prove_mixed(&rules, &Options::default());
+    eprintln!(
+        "2,000 many-shaped rules ({held} in bitmaps): {runs} kernel test runs, all equal, in {:?}",
+        t.elapsed()
+    );
+    let runs = prove_mixed(
+        &e2e::mixed::rules(2_000, 0x0017_2000, 97),
+        &Options::bitmaps(14),
+    );
+    eprintln!(
+        "2,000 mixed rules, bitmaps for the table shapes: {runs} kernel test runs, all equal"
     );
 }
 

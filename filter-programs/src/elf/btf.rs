@@ -64,10 +64,14 @@ pub struct MapBtf {
     /// Keys are `__u32`.
     pub max_entries: u32,
     pub value: ValueLayout,
+    /// `BPF_F_*` (an LPM trie needs `BPF_F_NO_PREALLOC`); 0 leaves the
+    /// member out.
+    pub map_flags: u32,
 }
 
-/// Size of one map definition in `.maps`: four pointers.
-pub const MAP_DEF_SIZE: u32 = 32;
+/// Size of one map definition in `.maps`: five pointers (type, key,
+/// value, max_entries, map_flags), the last only named when it is set.
+pub const MAP_DEF_SIZE: u32 = 40;
 
 #[derive(Default)]
 struct Builder {
@@ -255,16 +259,17 @@ fn add_maps(b: &mut Builder, maps: &[MapBtf]) -> u32 {
         };
         let max_arr = b.array(int, int, m.max_entries);
         let max_ptr = b.ptr(max_arr);
-        let def = b.structure(
-            "",
-            MAP_DEF_SIZE,
-            &[
-                ("type", ty_ptr, 0),
-                (key_field, key_ptr, 64),
-                (value_field, value_ptr, 128),
-                ("max_entries", max_ptr, 192),
-            ],
-        );
+        let mut members = vec![
+            ("type", ty_ptr, 0),
+            (key_field, key_ptr, 64),
+            (value_field, value_ptr, 128),
+            ("max_entries", max_ptr, 192),
+        ];
+        if m.map_flags != 0 {
+            let flags_arr = b.array(int, int, m.map_flags);
+            members.push(("map_flags", b.ptr(flags_arr), 256));
+        }
+        let def = b.structure("", MAP_DEF_SIZE, &members);
         let vn = b.name(&m.name);
         vars.push(b.words(&[vn, KIND_VAR << 24, def, VAR_GLOBAL_ALLOCATED]));
     }
@@ -311,6 +316,7 @@ mod tests {
                 name: "counter".into(),
                 fields: vec!["packets".into(), "bytes".into()],
             },
+            map_flags: 0,
         };
         let btf = maps_btf(&[m]);
         let type_len = u32::from_le_bytes(btf[12..16].try_into().unwrap()) as usize;

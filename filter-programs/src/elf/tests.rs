@@ -44,6 +44,7 @@ fn counter_map() -> MapBtf {
             name: "counter".into(),
             fields: vec!["packets".into(), "bytes".into()],
         },
+        map_flags: 0,
     }
 }
 
@@ -115,7 +116,7 @@ fn map_references_are_relocated_to_the_map_symbol() {
         (3 << 32) | 1,
         "symbol 3 (the map), R_BPF_64_64"
     );
-    assert_eq!(secs[5].3, 32);
+    assert_eq!(secs[5].3, MAP_DEF_SIZE as _, "one map definition");
 }
 
 #[test]

@@ -163,6 +163,7 @@ impl ColdCode {
                 key_size: 4,
                 value_size: (CHUNK * 8) as u32,
             },
+            map_flags: 0,
         }
     }
 
@@ -175,6 +176,7 @@ impl ColdCode {
                 key_size: 4,
                 value_size: STATE_SIZE,
             },
+            map_flags: 0,
         }
     }
 }

@@ -124,22 +124,38 @@ pub struct RulePlan {
 /// items.
 pub type ChainSize = (String, usize, usize);
 
-/// One hash map of the fast path: keys of one shape to a u64 whose low
+/// The names of a family's bitmap maps start with this (`lbvs4_src`, ...).
+pub fn bitmap_prefix(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "lbvs4",
+        Family::V6 => "lbvs6",
+        Family::Arp => "lbvsarp",
+    }
+}
+
+/// One map of the fast path, filled before the program runs. A tuple
+/// table (`tuples_N`, a hash) maps keys of one shape to a u64 whose low
 /// half is `index << 1 | drop` of the first pass/drop rule with that key
 /// and whose high half is the index of the first guarded chain rule with
 /// it (`u32::MAX` for none), so the value's little-endian bytes are the
-/// two u32 the program reads.
+/// two u32 the program reads. The bitmaps' maps (`lbvs*`) are described
+/// in `bitmap`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Table {
     pub name: String,
     /// The frames it serves.
     pub family: Family,
-    /// 4 to 44 bytes: the words its shape tests (see `tuple::Shape::words`).
+    /// `BPF_MAP_TYPE_*`, and its `BPF_F_*` flags.
+    pub map_type: u32,
+    pub map_flags: u32,
+    /// 4 to 44 bytes for a tuple table: the words its shape tests (see
+    /// `tuple::Shape::words`).
     pub key_size: u32,
+    pub value_size: u32,
     /// For a presence table (see `Fast::presence`): which address
     /// ("source", "destination") it holds the prefixes of.
     pub presence_of: Option<&'static str>,
-    pub entries: Vec<(Vec<u8>, u64)>,
+    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Compiled {
@@ -183,12 +199,13 @@ impl Compiled {
         ];
         maps.extend(self.tables.iter().map(|t| MapBtf {
             name: t.name.clone(),
-            map_type: BPF_MAP_TYPE_HASH,
+            map_type: t.map_type,
             max_entries: t.entries.len().max(1) as u32,
             value: ValueLayout::Opaque {
                 key_size: t.key_size,
-                value_size: 8,
+                value_size: t.value_size,
             },
+            map_flags: t.map_flags,
         }));
         if let Some(cold) = &self.cold {
             maps.push(cold.code_map());
@@ -290,6 +307,10 @@ pub struct Options {
     /// compiled; 0 sends them all there, which tests use to drive the
     /// interpreter. Frames the lookups cannot serve always go there.
     pub cold_min_rules: usize,
+    /// Most shape tables per family (at most `fast::MAX_TABLES`); the
+    /// rules of shapes past them go to per-field bitmaps (see `bitmap`)
+    /// when those pay. Tests set it low to drive the bitmaps.
+    pub max_shapes: usize,
 }
 
 /// See [`Options::cold_min_rules`]: 256 rules compiled cost the verifier
@@ -302,6 +323,7 @@ impl Default for Options {
         Options {
             lookup_cost: super::fast::LOOKUP_COST,
             cold_min_rules: COLD_MIN_RULES,
+            max_shapes: fast::MAX_TABLES,
         }
     }
 }
@@ -313,6 +335,16 @@ impl Options {
         Options {
             lookup_cost: 0,
             cold_min_rules: 0,
+            max_shapes: fast::MAX_TABLES,
+        }
+    }
+
+    /// [`Options::forced`] with room for `shapes` tables less the bitmaps'
+    /// maps: most rules of the table shapes go to the bitmaps.
+    pub fn bitmaps(shapes: usize) -> Options {
+        Options {
+            max_shapes: shapes,
+            ..Options::forced()
         }
     }
 }
@@ -358,10 +390,10 @@ pub fn compile_with(
     default: Verdict,
     opts: &Options,
 ) -> Result<Compiled, CompileError> {
-    let (lookup_cost, max) = (opts.lookup_cost, fast::MAX_TABLES);
+    let (lookup_cost, max) = (opts.lookup_cost, opts.max_shapes.min(fast::MAX_TABLES));
     let v4 = Fast::new(rules, Family::V4, 0, max, cost, lookup_cost);
-    let v6 = Fast::new(rules, Family::V6, v4.tables.len(), max, cost, lookup_cost);
-    let maps = v4.tables.len() + v6.tables.len();
+    let v6 = Fast::new(rules, Family::V6, v4.maps(), max, cost, lookup_cost);
+    let maps = v4.maps() + v6.maps();
     // ARP's shapes and presence tables in what the kernel's maps leave.
     let left = (fast::MAX_MAPS - fast::OTHER_MAPS).saturating_sub(maps + 2);
     let arp = Fast::new(rules, Family::Arp, maps, left, cost, lookup_cost);
@@ -449,7 +481,7 @@ pub fn compile_with(
     let cold_maps = cold.as_ref().map(|_| {
         // After the counters, the program array and the tables (see
         // `Compiled::cold_code_map`).
-        let first = 2 + fasts.iter().map(|f| f.tables.len()).sum::<usize>() as u64;
+        let first = 2 + fasts.iter().map(Fast::maps).sum::<usize>() as u64;
         cold::Emit {
             code_map: first,
             state_map: first + 1,
@@ -513,31 +545,43 @@ pub fn compile_with(
     let mut counter_names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
     counter_names.push(DEFAULT_COUNTER.into());
     let table_name = |f: &Fast, g: usize| format!("tuples_{}", f.first_map + g);
-    let tables = fasts
-        .iter()
-        .flat_map(|f| {
-            f.tables
-                .iter()
-                .enumerate()
-                .map(move |(g, (shape, entries))| Table {
-                    name: table_name(f, g),
-                    family: f.family,
-                    key_size: shape.key_size() as u32,
-                    presence_of: (f.presence.iter().find(|p| p.1 == g)).map(|p| {
-                        if p.0 {
-                            "source"
-                        } else {
-                            "destination"
-                        }
-                    }),
-                    entries: (entries.iter())
-                        .map(|(k, (decide, cand))| {
-                            (k.clone(), u64::from(*decide) | u64::from(*cand) << 32)
-                        })
-                        .collect(),
-                })
-        })
-        .collect();
+    let bitmap_name = |f: &Fast, role: &str| format!("{}_{role}", bitmap_prefix(f.family));
+    let mut tables = Vec::new();
+    for f in &fasts {
+        tables.extend(f.tables.iter().enumerate().map(|(g, (shape, entries))| {
+            Table {
+                name: table_name(f, g),
+                family: f.family,
+                map_type: BPF_MAP_TYPE_HASH,
+                map_flags: 0,
+                key_size: shape.key_size() as u32,
+                value_size: 8,
+                presence_of: (f.presence.iter().find(|p| p.1 == g)).map(|p| {
+                    if p.0 {
+                        "source"
+                    } else {
+                        "destination"
+                    }
+                }),
+                entries: (entries.iter())
+                    .map(|(k, (decide, cand))| {
+                        let v = u64::from(*decide) | u64::from(*cand) << 32;
+                        (k.clone(), v.to_le_bytes().to_vec())
+                    })
+                    .collect(),
+            }
+        }));
+        tables.extend(f.bitmap_maps().into_iter().map(|(_, m)| Table {
+            name: bitmap_name(f, m.role),
+            family: f.family,
+            map_type: m.map_type,
+            map_flags: m.map_flags,
+            key_size: m.key_size,
+            value_size: m.value_size,
+            presence_of: None,
+            entries: m.entries,
+        }));
+    }
     let plans: Vec<RulePlan> = (0..rules.len())
         .map(|i| {
             let (mut tables, mut guard_tables, mut reason) = (vec![], vec![], None);
@@ -548,8 +592,12 @@ pub fn compile_with(
                 }
                 in_any = true;
                 let names = f.rule_tables[i].iter().map(|g| table_name(f, *g));
+                let bitmaps = (f.bitmap.iter())
+                    .filter(|b| b.holds[i])
+                    .flat_map(|_| f.bitmap_maps())
+                    .map(|(_, m)| bitmap_name(f, m.role));
                 match (f.in_table[i], f.guarded[i]) {
-                    (true, _) => tables.extend(names),
+                    (true, _) => tables.extend(names.chain(bitmaps)),
                     (_, true) => guard_tables.extend(names),
                     _ => {}
                 }
@@ -1094,6 +1142,7 @@ pub fn programs_map(entries: u32) -> MapBtf {
             key_size: 4,
             value_size: 4,
         },
+        map_flags: 0,
     }
 }
 
@@ -1107,6 +1156,7 @@ pub fn counters_map(entries: u32) -> MapBtf {
             name: "counter".into(),
             fields: vec!["packets".into(), "bytes".into()],
         },
+        map_flags: 0,
     }
 }
 

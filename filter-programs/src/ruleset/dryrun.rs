@@ -69,9 +69,13 @@ impl DryRun {
         };
         let mut defs = vec![counters, chain];
         defs.extend(compiled.tables.iter().map(|t| MapDef {
-            kind: MapKind::Hash,
+            kind: match t.map_type {
+                2 => MapKind::Array,
+                11 => MapKind::LpmTrie,
+                _ => MapKind::Hash,
+            },
             key_size: t.key_size,
-            value_size: 8,
+            value_size: t.value_size,
             max_entries: t.entries.len().max(1) as u32,
         }));
         if let Some(cold) = &compiled.cold {
@@ -94,7 +98,7 @@ impl DryRun {
         }
         for (t, table) in compiled.tables.iter().enumerate() {
             for (key, value) in &table.entries {
-                if maps.update(2 + t, key, &value.to_le_bytes(), 0) != 0 {
+                if maps.update(2 + t, key, value, 0) != 0 {
                     return Err(DryRunError::Table(table.name.clone()));
                 }
             }
@@ -175,7 +179,7 @@ impl DryRun {
 mod tests {
     use super::*;
     use crate::ruleset::compile::{compile_with, COLD_MIN_RULES};
-    use crate::ruleset::fast::LOOKUP_COST;
+    use crate::ruleset::fast::{LOOKUP_COST, MAX_TABLES};
     use crate::ruleset::{compile, parse};
 
     const RULES: &str = r#"
@@ -312,6 +316,12 @@ action = "pass"
             let opts = crate::ruleset::compile::Options {
                 lookup_cost: if round % 4 < 2 { 0 } else { LOOKUP_COST },
                 cold_min_rules: if round % 2 == 0 { 0 } else { COLD_MIN_RULES },
+                // Every third round, few shape tables: the rest in bitmaps.
+                max_shapes: if round % 3 == 2 {
+                    4 + round % 5
+                } else {
+                    MAX_TABLES
+                },
             };
             let prog = compile_with(&c.rules, default, &opts).unwrap();
             let mut d = DryRun::new(&prog, &c.rules, default).unwrap();
@@ -411,6 +421,12 @@ action = "pass"
             let opts = crate::ruleset::compile::Options {
                 lookup_cost: if round % 4 < 2 { 0 } else { LOOKUP_COST },
                 cold_min_rules: if round % 2 == 0 { 0 } else { COLD_MIN_RULES },
+                // Every third round, few shape tables: the rest in bitmaps.
+                max_shapes: if round % 3 == 2 {
+                    4 + round % 5
+                } else {
+                    MAX_TABLES
+                },
             };
             let prog = compile_with(&c.rules, Verdict::Drop, &opts).unwrap();
             v6_tables += (prog.tables.iter())

@@ -43,6 +43,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::bitmap::{self, Bitmap};
 use super::specialize::{specialize, Fact};
 use super::tuple::{self, Family, Shape, Term, Word};
 use super::{Action, Rule};
@@ -155,6 +156,10 @@ pub struct Fast {
     /// entry under it. A frame's lookups of that direction run only in
     /// the tables its prefix names: none when the prefix is absent.
     pub presence: Vec<(bool, usize)>,
+    /// The rules of the table shapes that the shape tables could not take
+    /// (past `max_shapes`), when per-field bitmaps pay for them: their maps
+    /// follow the tables.
+    pub bitmap: Option<Bitmap>,
 }
 
 /// A protocol (`None`: any the run's terms do not name) and the run's
@@ -242,6 +247,11 @@ impl Fast {
     /// `lookup_cost` a table lookup's.
     /// `max_shapes` (at most [`MAX_TABLES`]) bounds its shape tables; two
     /// presence tables may come on top.
+    ///
+    /// The pass and drop rules of the table shapes left over (past the
+    /// shapes the tables take, or of shapes too rare for a table to pay)
+    /// go to per-field bitmaps when those cost less than comparing the
+    /// rules inline; the bitmaps' maps come out of the shape tables'.
     pub fn new(
         rules: &[Rule],
         family: Family,
@@ -251,6 +261,61 @@ impl Fast {
         lookup_cost: usize,
     ) -> Fast {
         let max = max_shapes.min(MAX_TABLES);
+        let fast = Fast::fit(rules, family, first_map, max, &cost, lookup_cost);
+        fn left_over<'f>(f: &'f Fast, rules: &[Rule]) -> Vec<(usize, bool, &'f [Term])> {
+            (f.why_not.iter().enumerate())
+                .filter(|(_, w)| matches!(w, Some(NotInTable::TooManyShapes | NotInTable::Unpaid)))
+                .filter_map(|(i, _)| {
+                    let drop = match rules[i].action {
+                        Action::Pass => false,
+                        Action::Drop => true,
+                        Action::Count => return None,
+                    };
+                    Some((i, drop, f.inline[i].as_deref()?))
+                })
+                .collect()
+        }
+        if family == Family::Arp || left_over(&fast, rules).is_empty() {
+            return fast;
+        }
+        // The bitmaps' maps come out of the shape tables' budget.
+        let shapes = fast.tables.len() - fast.presence.len();
+        let fewer = (shapes + bitmap::MAPS > max).then(|| {
+            let m = max.saturating_sub(bitmap::MAPS);
+            Fast::fit(rules, family, first_map, m, &cost, lookup_cost)
+        });
+        let base = fewer.as_ref().unwrap_or(&fast);
+        let left = left_over(base, rules);
+        let Some(b) = Bitmap::build(family, rules.len(), &left) else {
+            return fast;
+        };
+        let inline: usize = (left.iter())
+            .filter(|(i, ..)| b.holds[*i])
+            .map(|(_, _, t)| inline_cost(t))
+            .sum();
+        if lookup_cost > 0 && inline <= b.cost(lookup_cost) {
+            return fast;
+        }
+        let mut f = fewer.unwrap_or(fast);
+        for (i, held) in b.holds.iter().enumerate() {
+            if *held {
+                f.in_table[i] = true;
+                f.inline[i] = None;
+                f.why_not[i] = None;
+            }
+        }
+        f.bitmap = Some(b);
+        f
+    }
+
+    fn fit(
+        rules: &[Rule],
+        family: Family,
+        first_map: usize,
+        max: usize,
+        cost: &impl Fn(&Rule) -> usize,
+        lookup_cost: usize,
+    ) -> Fast {
         let plans: Vec<Plan> = rules.iter().map(|r| plan(r, family)).collect();
         let mut fast = Fast::all(&plans, family, first_map, &BTreeSet::new(), max);
         // A table pays when the rules only it serves would cost more in
@@ -383,6 +448,7 @@ impl Fast {
             rule_tables,
             inline: vec![None; n],
             presence: Vec::new(),
+            bitmap: None,
         }
     }
 
@@ -437,11 +503,33 @@ impl Fast {
     fn reads_flags(&self) -> bool {
         self.tables.iter().any(|(s, _)| s.flags)
             || (self.inline.iter().flatten()).any(|t| t.iter().any(|t| t.flags.is_some()))
+            || self.bitmap.as_ref().is_some_and(Bitmap::reads_flags)
     }
 
     /// Does the family have a fast path: tables, or inline rules?
     pub fn active(&self) -> bool {
-        !self.tables.is_empty() || self.inline.iter().any(Option::is_some)
+        self.lookups() || self.inline.iter().any(Option::is_some)
+    }
+
+    /// Do lookups (tables or bitmaps) find rules?
+    fn lookups(&self) -> bool {
+        !self.tables.is_empty() || self.bitmap.is_some()
+    }
+
+    /// The maps it takes: the tables, then the bitmaps'.
+    pub fn maps(&self) -> usize {
+        self.tables.len() + self.bitmap.as_ref().map_or(0, |b| b.maps().len())
+    }
+
+    /// The bitmaps' maps with their indices after the counters and the
+    /// program array.
+    pub fn bitmap_maps(&self) -> Vec<(usize, bitmap::MapSpec)> {
+        let first = self.first_map + self.tables.len();
+        (self.bitmap.iter())
+            .flat_map(|b| b.maps())
+            .enumerate()
+            .map(|(k, m)| (first + k, m))
+            .collect()
     }
 
     /// Rule `i`'s terms against the fields the gate read: a match of the
@@ -592,13 +680,16 @@ impl Fast {
     /// frame's header (or its ports) is not captured.
     pub fn emit_lookups(&self, a: &mut Asm, unserved: Label) {
         let (lookups, done) = (a.label(), a.label());
+        // `unserved` lies past the family's chain, which may be further
+        // than a conditional jump reaches: the gate's jumps go to a `ja`.
+        let gate_fails = a.label();
         match self.family {
-            Family::V4 => fields_v4(a, lookups, unserved, self.reads_flags()),
-            Family::V6 => fields_v6(a, lookups, unserved),
-            Family::Arp => fields_arp(a, unserved),
+            Family::V4 => fields_v4(a, lookups, gate_fails, self.reads_flags()),
+            Family::V6 => fields_v6(a, lookups, gate_fails),
+            Family::Arp => fields_arp(a, gate_fails),
         }
         a.bind(lookups);
-        if !self.tables.is_empty() {
+        if self.lookups() {
             for (off, imm) in [(F_BEST, NONE), (F_CAND, NONE)] {
                 a.push(Op::St {
                     size: Size::W,
@@ -645,13 +736,32 @@ impl Fast {
                 g,
             );
         }
+        if let Some(b) = &self.bitmap {
+            let s = self.slots();
+            let fields = bitmap::Fields {
+                src: s.src,
+                dst: s.dst,
+                proto: s.proto,
+                sport: s.sport,
+                dport: s.dport,
+                flags: s.flags,
+                key: s.key,
+            };
+            let first = TABLES_MAP_INDEX + (self.first_map + self.tables.len()) as u64;
+            b.emit(a, &fields, first, F_BEST);
+        }
         a.bind(done);
+        let past = a.label();
+        a.ja(past);
+        a.bind(gate_fails);
+        a.ja(unserved);
+        a.bind(past);
     }
 
     /// Goes to `decide` when a table rule before rule `limit` matched
     /// (`None`: any table rule).
     pub fn emit_best_before(&self, a: &mut Asm, limit: Option<usize>, decide: Label) {
-        if self.tables.is_empty() {
+        if !self.lookups() {
             // `best` stays NONE.
             return;
         }

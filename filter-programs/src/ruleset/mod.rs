@@ -20,6 +20,7 @@
 //! entry per rule in config order and a last entry for the default. Bytes
 //! are the frame's full length (`bpf_xdp_get_buff_len`).
 
+pub mod bitmap;
 pub mod cold;
 pub mod compile;
 pub mod config;

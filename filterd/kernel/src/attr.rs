@@ -32,6 +32,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i32)]
 pub(crate) enum Cmd {
+    MapUpdateElem = 2,
     ProgLoad = 5,
     ObjPin = 6,
     ObjGet = 7,
@@ -126,6 +127,18 @@ pub(crate) struct LinkUpdateAttr {
     pub old_prog_fd: u32,
 }
 
+/// `BPF_MAP_UPDATE_ELEM`: `key` and `value` point at the map's key and
+/// value sizes.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct MapElemAttr {
+    pub map_fd: u32,
+    pub _pad: u32,
+    pub key: u64,
+    pub value: u64,
+    pub flags: u64,
+}
+
 /// `BPF_LINK_DETACH`.
 #[repr(C)]
 #[derive(Default)]
@@ -143,6 +156,7 @@ impl Attr for GetFdByIdAttr {}
 impl Attr for InfoByFdAttr {}
 impl Attr for LinkUpdateAttr {}
 impl Attr for LinkDetachAttr {}
+impl Attr for MapElemAttr {}
 
 /// A user-space address as the kernel takes it in a `bpf_attr` field.
 pub(crate) fn addr<T>(p: *const T) -> u64 {

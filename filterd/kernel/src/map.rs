@@ -1,11 +1,41 @@
-//! Maps: finding this process's own map descriptors by map id.
+//! Maps: finding this process's own map descriptors by map id, and
+//! writing entries whose sizes are known only at run time.
 //!
 //! `BPF_MAP_GET_FD_BY_ID` needs CAP_SYS_ADMIN, which the filterd daemon
 //! runs without; a map the process already holds open is found through
 //! `/proc/self/fdinfo` instead.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use crate::attr::{addr, sys_bpf, Cmd, MapElemAttr};
+
+/// `bpf_map_update_elem(map, key, value, BPF_ANY)`. The map's key and
+/// value sizes are checked against the slices first, so the kernel never
+/// reads past them.
+pub fn update(map: BorrowedFd<'_>, sizes: (u32, u32), key: &[u8], value: &[u8]) -> io::Result<()> {
+    if key.len() != sizes.0 as usize || value.len() != sizes.1 as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a {}-byte key and {}-byte value for a map of {} and {}",
+                key.len(),
+                value.len(),
+                sizes.0,
+                sizes.1
+            ),
+        ));
+    }
+    let mut attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: addr(key.as_ptr()),
+        value: addr(value.as_ptr()),
+        ..MapElemAttr::default()
+    };
+    // SAFETY: key and value are live slices of the map's key and value
+    // sizes (checked above), which is all the kernel reads.
+    unsafe { sys_bpf(Cmd::MapUpdateElem, &mut attr) }.map(|_| ())
+}
 
 /// A new fd on map `id`, which this process already holds open, found
 /// through /proc/self/fdinfo. The caller checks the map it got (an fd

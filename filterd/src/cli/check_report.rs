@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use filter_programs::ruleset::cold;
-use filter_programs::ruleset::compile::Compiled;
+use filter_programs::ruleset::compile::{bitmap_prefix, Compiled};
 use filter_programs::ruleset::fast::NotInTable;
 use filter_programs::ruleset::tuple::Family;
 use serde_json::{json, Value};
@@ -16,6 +16,23 @@ use crate::daemon::config::Config;
 /// Rules outside the tables that an IPv4 frame may have to pass in the
 /// chain before a warning names the rewrite that would classify them.
 pub const CHAIN_WARN: usize = 100;
+
+struct Bitmaps {
+    family: Family,
+    maps: Vec<String>,
+    rules: usize,
+    terms: usize,
+}
+
+/// `BPF_MAP_TYPE_*` as `bpftool map` names it.
+fn map_type_name(t: u32) -> &'static str {
+    match t {
+        1 => "hash",
+        2 => "array",
+        11 => "lpm_trie",
+        _ => "other",
+    }
+}
 
 pub struct Report<'a> {
     config: &'a Config,
@@ -67,6 +84,33 @@ impl<'a> Report<'a> {
         out
     }
 
+    /// Per family with bitmaps: their maps, the rules they find and their
+    /// terms (the rules map's entries).
+    fn bitmaps(&self) -> Vec<Bitmaps> {
+        let c = self.compiled;
+        Family::ALL
+            .into_iter()
+            .filter_map(|family| {
+                let prefix = bitmap_prefix(family);
+                let maps: Vec<String> = (c.tables.iter())
+                    .filter(|t| t.name.starts_with(prefix))
+                    .map(|t| t.name.clone())
+                    .collect();
+                let rules_map = format!("{prefix}_rules");
+                let terms = c.tables.iter().find(|t| t.name == rules_map)?.entries.len();
+                let rules = (c.plans.iter())
+                    .filter(|p| p.tables.contains(&rules_map))
+                    .count();
+                Some(Bitmaps {
+                    family,
+                    maps,
+                    rules,
+                    terms,
+                })
+            })
+            .collect()
+    }
+
     fn total_rule_insns(&self) -> usize {
         self.compiled
             .plans
@@ -95,14 +139,31 @@ impl<'a> Report<'a> {
         for (chain, n, len) in &c.chains {
             let _ = writeln!(out, "  {chain}: {n} rules, about {len} instructions");
         }
+        let tuples = |f: Family| {
+            (c.tables.iter())
+                .filter(|t| t.family == f && t.name.starts_with("tuples_"))
+                .count()
+        };
         let _ = writeln!(
             out,
             "  lookup tables: {} IPv4, {} IPv6, {} ARP; {} rules found by lookups alone",
-            c.tables.iter().filter(|t| t.family == Family::V4).count(),
-            c.tables.iter().filter(|t| t.family == Family::V6).count(),
-            c.tables.iter().filter(|t| t.family == Family::Arp).count(),
+            tuples(Family::V4),
+            tuples(Family::V6),
+            tuples(Family::Arp),
             c.fast_rules
         );
+        for b in self.bitmaps() {
+            let _ = writeln!(
+                out,
+                "  {} bitmaps ({}): {} rules of shapes past the tables, {} terms, found by {} lookups and a scan of {} words",
+                b.family.name(),
+                b.maps.join(", "),
+                b.rules,
+                b.terms,
+                b.maps.len() - 1,
+                b.terms.div_ceil(64)
+            );
+        }
         if let Some(cold) = &c.cold {
             let classes: Vec<String> = (c.cold_classes.iter())
                 .map(|(name, n)| format!("{name} ({n} rules)"))
@@ -193,9 +254,17 @@ impl<'a> Report<'a> {
             "tables": c.tables.iter().map(|t| json!({
                 "name": t.name,
                 "family": t.family.name(),
+                "map_type": map_type_name(t.map_type),
                 "key_bytes": t.key_size,
+                "value_bytes": t.value_size,
                 "presence_of": t.presence_of,
                 "entries": t.entries.len(),
+            })).collect::<Vec<_>>(),
+            "bitmaps": self.bitmaps().iter().map(|b| json!({
+                "family": b.family.name(),
+                "maps": b.maps,
+                "rules": b.rules,
+                "terms": b.terms,
             })).collect::<Vec<_>>(),
             "table_rules": c.fast_rules,
             "cold_path": c.cold.as_ref().map(|cold| json!({

@@ -47,7 +47,7 @@ pub fn fingerprint_of(compiled: &Compiled) -> Result<String, DaemonError> {
         tables.extend_from_slice(t.name.as_bytes());
         for (k, v) in &t.entries {
             tables.extend_from_slice(k);
-            tables.extend_from_slice(&v.to_le_bytes());
+            tables.extend_from_slice(v);
         }
     }
     let names = compiled.counter_names.join("\n");

@@ -23,6 +23,9 @@ pub enum MapKind {
     PerCpuArray,
     Hash,
     PerCpuHash,
+    /// `BPF_MAP_TYPE_LPM_TRIE`: keys are a `u32` prefix length then the
+    /// data; a lookup finds the longest stored prefix of the key.
+    LpmTrie,
     /// `BPF_MAP_TYPE_PROG_ARRAY`. Where the kernel stores program fds, the
     /// VM stores a program's position in the list given to
     /// `Program::run_chain`, plus one (0: empty slot).
@@ -63,6 +66,23 @@ struct Store {
     free: Vec<u32>,
 }
 
+/// An LPM trie key cut to `len` bits (`None`: its own prefix length),
+/// the data past them cleared; `None` when the length is past the data.
+fn lpm_key(key: &[u8], len: Option<u32>) -> Option<Vec<u8>> {
+    let own = read_le(key, 0, 4)? as u32;
+    let len = len.unwrap_or(own);
+    if len > 8 * (key.len() as u32).checked_sub(4)? {
+        return None;
+    }
+    let mut k = key.to_vec();
+    k[..4].copy_from_slice(&len.to_le_bytes());
+    for (i, b) in k[4..].iter_mut().enumerate() {
+        let keep = len.saturating_sub(8 * i as u32).min(8);
+        *b &= (0xff00u16 >> keep) as u8;
+    }
+    Some(k)
+}
+
 /// The maps of one program, indexed as the program's `LD_IMM64` map
 /// references number them.
 #[derive(Clone, Debug)]
@@ -94,7 +114,7 @@ impl Maps {
             .iter()
             .map(|&def| {
                 let values = match def.kind {
-                    MapKind::Hash | MapKind::PerCpuHash => Vec::new(),
+                    MapKind::Hash | MapKind::PerCpuHash | MapKind::LpmTrie => Vec::new(),
                     // Checked: at most `MAX_TOTAL_BYTES`.
                     _ => vec![0; limits::full_size(&def, ncpus) as usize],
                 };
@@ -141,7 +161,18 @@ impl Maps {
                 (i < s.def.max_entries).then_some(i)
             }
             MapKind::Hash | MapKind::PerCpuHash => s.keys.get(key).copied(),
+            MapKind::LpmTrie => s.keys.get(&lpm_key(key, None)?).copied(),
         }
+    }
+
+    /// An LPM trie's entry for the longest stored prefix of `key`.
+    fn longest_prefix(&self, map: usize, key: &[u8]) -> Option<u32> {
+        let s = self.stores.get(map)?;
+        let bits = read_le(key, 0, 4)? as u32;
+        let data = 8 * (key.len() as u32).checked_sub(4)?;
+        (0..=bits.min(data))
+            .rev()
+            .find_map(|len| s.keys.get(&lpm_key(key, Some(len))?).copied())
     }
 
     /// Byte offset of this CPU's value in `slot`, within the map's region.
@@ -157,7 +188,10 @@ impl Maps {
     /// `bpf_map_lookup_elem`: the offset of the value in the map's region.
     pub fn lookup(&self, map: usize, key: &[u8]) -> Option<u64> {
         let def = self.def(map)?;
-        let slot = self.slot_of(map, key)?;
+        let slot = match def.kind {
+            MapKind::LpmTrie => self.longest_prefix(map, key)?,
+            _ => self.slot_of(map, key)?,
+        };
         Some(self.value_offset(def, slot))
     }
 
@@ -169,6 +203,15 @@ impl Maps {
         if flags > BPF_EXIST {
             return EINVAL;
         }
+        // An LPM trie stores the prefix, the bits past its length cleared.
+        let key = match def.kind {
+            MapKind::LpmTrie => match lpm_key(key, None) {
+                Some(k) => k,
+                None => return EINVAL,
+            },
+            _ => key.to_vec(),
+        };
+        let key = key.as_slice();
         let existing = self.slot_of(map, key);
         let slot = match (def.kind, existing) {
             (MapKind::Array | MapKind::PerCpuArray, None) => return E2BIG,
@@ -209,8 +252,15 @@ impl Maps {
         if matches!(def.kind, MapKind::Array | MapKind::PerCpuArray) {
             return EINVAL;
         }
+        let key = match def.kind {
+            MapKind::LpmTrie => match lpm_key(key, None) {
+                Some(k) => k,
+                None => return EINVAL,
+            },
+            _ => key.to_vec(),
+        };
         let store = &mut self.stores[map];
-        match store.keys.remove(key) {
+        match store.keys.remove(&key) {
             Some(slot) => {
                 let copies = if def.kind.per_cpu() { self.ncpus } else { 1 } as usize;
                 let vs = def.value_size as usize;
@@ -329,6 +379,35 @@ mod tests {
         assert_eq!(m.delete(0, b"ab"), 0);
         assert_eq!(m.lookup(0, b"ab"), None);
         assert_eq!(m.update(0, b"cd", &[2, 0, 0, 0], BPF_ANY), 0);
+    }
+
+    /// The kernel's LPM trie: the longest stored prefix of the key's
+    /// first `prefixlen` bits; bits past an entry's length do not count.
+    #[test]
+    fn lpm_trie_finds_the_longest_prefix() {
+        let def = MapDef {
+            kind: MapKind::LpmTrie,
+            key_size: 8,
+            value_size: 1,
+            max_entries: 8,
+        };
+        let key = |len: u32, a: [u8; 4]| [len.to_le_bytes(), a].concat();
+        let mut m = Maps::new(&[def], 1).unwrap();
+        assert_eq!(m.update(0, &key(33, [0; 4]), &[9], BPF_ANY), EINVAL);
+        assert_eq!(m.update(0, &key(0, [1, 2, 3, 4]), &[1], BPF_ANY), 0);
+        assert_eq!(m.update(0, &key(8, [10, 99, 0, 0]), &[2], BPF_ANY), 0);
+        assert_eq!(m.update(0, &key(24, [10, 1, 2, 77]), &[3], BPF_ANY), 0);
+        assert_eq!(m.update(0, &key(32, [10, 1, 2, 3]), &[4], BPF_ANY), 0);
+        let found = |m: &Maps, k: &[u8]| m.lookup(0, k).and_then(|o| m.read(0, o, 1));
+        assert_eq!(found(&m, &key(32, [10, 1, 2, 3])), Some(4));
+        assert_eq!(found(&m, &key(32, [10, 1, 2, 4])), Some(3));
+        assert_eq!(found(&m, &key(32, [10, 9, 2, 3])), Some(2));
+        assert_eq!(found(&m, &key(32, [11, 1, 2, 3])), Some(1));
+        // A shorter key finds no longer prefix.
+        assert_eq!(found(&m, &key(20, [10, 1, 2, 3])), Some(2));
+        assert_eq!(m.delete(0, &key(24, [10, 1, 2, 0])), 0);
+        assert_eq!(found(&m, &key(32, [10, 1, 2, 4])), Some(2));
+        assert_eq!(m.values(0, &key(8, [10, 0, 0, 0])).unwrap()[0], &[2]);
     }
 
     /// A hash takes memory for the keys it holds, never for more than

@@ -101,6 +101,12 @@ fn check_def(def: &MapDef) -> Result<(), String> {
                 def.key_size
             ));
         }
+        MapKind::LpmTrie if !(5..=260).contains(&def.key_size) => {
+            return Err(format!(
+                "key_size is {}, but an LPM trie's key is a 4-byte prefix length and 1 to 256 bytes",
+                def.key_size
+            ));
+        }
         MapKind::Hash | MapKind::PerCpuHash if def.key_size > MAX_KEY_SIZE => {
             return Err(format!(
                 "key_size is {}, over {MAX_KEY_SIZE} (MAX_BPF_STACK: keys are built on the stack)",
@@ -136,7 +142,7 @@ pub(super) fn full_size(def: &MapDef, copies: u32) -> u64 {
     let copies = if def.kind.per_cpu() { copies } else { 1 } as u64;
     let values = copies.saturating_mul(def.value_size as u64);
     let entry = match def.kind {
-        MapKind::Hash | MapKind::PerCpuHash => values
+        MapKind::Hash | MapKind::PerCpuHash | MapKind::LpmTrie => values
             .saturating_add(def.key_size as u64)
             .saturating_add(HASH_ENTRY_OVERHEAD),
         _ => values,
