@@ -4,7 +4,8 @@
 //!
 //! Run (root): `cargo bench -p filterd --bench ruleset_kernel`.
 //! `BENCH_REPEAT` (default 1,000,000) and `BENCH_ROUNDS` (default 5) as in
-//! the kernel_xdp bench; medians of this thread's CPU ns per run are
+//! the kernel_xdp bench; `BENCH_SETS=typical-10,shapes-2000` runs only
+//! those rulesets; medians of this thread's CPU ns per run are
 //! reported, the three programs of a row interleaved round by round:
 //! - `ruleset`: the filterd program;
 //! - `one filter`: `filterd compile --target xdp` of
@@ -103,8 +104,15 @@ fn main() {
             mixed::many_shapes(2_000, mixed::EXAMPLE_SEED),
         ),
     ];
+    let only = std::env::var("BENCH_SETS").ok();
     let mut rows = Vec::new();
     for (name, rules) in &sets {
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.split(',').any(|s| s == name))
+        {
+            continue;
+        }
         let cfg =
             ruleset::parse(&mixed::config(rules, "lo")).unwrap_or_else(|e| panic!("{name}: {e}"));
         let t = Instant::now();

@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Arguments: the rule count (default 10,000) and the interface (default
-//! `lo`, so that `filterd check` finds it on any host).
+//! `lo`, so that `filterd check` finds it on any host). With `MIX=shapes`
+//! the rules are of many shapes (`e2e::mixed::many_shapes`: most go to
+//! the per-field bitmaps).
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -19,6 +21,9 @@ fn main() {
         }
     };
     let iface = args.next().unwrap_or_else(|| "lo".into());
-    let rules = e2e::mixed::rules(n, e2e::mixed::EXAMPLE_SEED, 0);
+    let rules = match std::env::var("MIX").as_deref() {
+        Ok("shapes") => e2e::mixed::many_shapes(n, e2e::mixed::EXAMPLE_SEED),
+        _ => e2e::mixed::rules(n, e2e::mixed::EXAMPLE_SEED, 0),
+    };
     print!("{}", e2e::mixed::config(&rules, &iface));
 }

@@ -11,8 +11,8 @@
 //!              means no term can match
 //!  fields      hash {field, value} -> bitmap of the terms with that value
 //!              or none; on a miss {field, DEFAULT}: the terms with none
-//!  scan        word by word, the AND of the bitmaps; the first word not
-//!              zero gives the bit (its lowest), `rules[bit]` its rule's
+//!  scan        word by word, the AND of the bitmaps (the next word as
+//!              soon as it is zero); the first word not zero gives the bit (its lowest), `rules[bit]` its rule's
 //!              `index << 1 | drop`, which becomes `best` when lower
 //! ```
 //!
@@ -223,8 +223,15 @@ impl Bitmap {
     /// `fast::LOOKUP_COST`): its lookups, a default's, and the scan.
     pub fn cost(&self, lookup_cost: usize) -> usize {
         let lookups = self.addrs.len() + 2 * self.fields.len() + 1;
-        let scan = self.words * (3 + 3 * (self.addrs.len() + self.fields.len()));
+        let scan = self.words * 8;
         lookups * lookup_cost + scan
+    }
+
+    /// Its maps' roles (see [`MapSpec::role`]), in order.
+    pub fn roles(&self) -> Vec<&'static str> {
+        let addrs = (self.addrs.iter()).map(|(src, _)| if *src { "src" } else { "dst" });
+        let fields = (!self.fields.is_empty()).then_some("fields");
+        addrs.chain(fields).chain(["rules"]).collect()
     }
 
     /// Its maps, in the order of their indices.
@@ -333,9 +340,11 @@ impl Bitmap {
     /// r1 walks the words' byte offsets; r3 = the AND of word r1 of the
     /// `n` bitmaps.
     fn emit_scan(&self, a: &mut Asm, n: i16, rules_map: u64, key: i16, best: i16, done: Label) {
-        let (top, hit) = (a.label(), a.label());
+        let (top, next, hit) = (a.label(), a.label(), a.label());
         a.mov64(Reg::R1, Operand::Imm(0));
         a.bind(top);
+        // Most words of an address's bitmap are zero: the next word as
+        // soon as the AND is.
         for k in 0..n {
             let dst = if k == 0 { Reg::R3 } else { Reg::R4 };
             a.ldx(Size::DW, Reg::R2, Reg::R10, POINTERS - 8 * k);
@@ -344,8 +353,12 @@ impl Bitmap {
             if k > 0 {
                 a.alu64(AluOp::And, Reg::R3, Operand::Reg(Reg::R4));
             }
+            if k + 1 < n {
+                a.jmp(true, JmpOp::Jeq, Reg::R3, Operand::Imm(0), next);
+            }
         }
         a.jmp(true, JmpOp::Jne, Reg::R3, Operand::Imm(0), hit);
+        a.bind(next);
         a.alu64(AluOp::Add, Reg::R1, Operand::Imm(8));
         a.jmp(
             true,
@@ -442,6 +455,7 @@ mod tests {
         let maps = b.maps();
         let roles: Vec<&str> = maps.iter().map(|m| m.role).collect();
         assert_eq!(roles, ["src", "fields", "rules"]);
+        assert_eq!(b.roles(), roles);
         assert_eq!(
             maps[0].entries,
             [

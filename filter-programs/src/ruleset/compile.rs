@@ -594,8 +594,8 @@ pub fn compile_with(
                 let names = f.rule_tables[i].iter().map(|g| table_name(f, *g));
                 let bitmaps = (f.bitmap.iter())
                     .filter(|b| b.holds[i])
-                    .flat_map(|_| f.bitmap_maps())
-                    .map(|(_, m)| bitmap_name(f, m.role));
+                    .flat_map(|b| b.roles())
+                    .map(|role| bitmap_name(f, role));
                 match (f.in_table[i], f.guarded[i]) {
                     (true, _) => tables.extend(names.chain(bitmaps)),
                     (_, true) => guard_tables.extend(names),

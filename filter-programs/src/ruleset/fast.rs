@@ -261,7 +261,18 @@ impl Fast {
         lookup_cost: usize,
     ) -> Fast {
         let max = max_shapes.min(MAX_TABLES);
-        let fast = Fast::fit(rules, family, first_map, max, &cost, lookup_cost);
+        let plans: Vec<Plan> = rules.iter().map(|r| plan(r, family)).collect();
+        let none = BTreeSet::new();
+        let fast = Fast::fit(
+            rules,
+            &plans,
+            family,
+            first_map,
+            max,
+            &none,
+            &cost,
+            lookup_cost,
+        );
         fn left_over<'f>(f: &'f Fast, rules: &[Rule]) -> Vec<(usize, bool, &'f [Term])> {
             (f.why_not.iter().enumerate())
                 .filter(|(_, w)| matches!(w, Some(NotInTable::TooManyShapes | NotInTable::Unpaid)))
@@ -278,13 +289,20 @@ impl Fast {
         if family == Family::Arp || left_over(&fast, rules).is_empty() {
             return fast;
         }
-        // The bitmaps' maps come out of the shape tables' budget.
-        let shapes = fast.tables.len() - fast.presence.len();
-        let fewer = (shapes + bitmap::MAPS > max).then(|| {
-            let m = max.saturating_sub(bitmap::MAPS);
-            Fast::fit(rules, family, first_map, m, &cost, lookup_cost)
-        });
-        let base = fewer.as_ref().unwrap_or(&fast);
+        // The bitmaps' maps come out of the shape tables' budget, and a
+        // shape of few rules costs a frame less as bits than as a lookup.
+        let rare = rare_shapes(&plans, lookup_cost);
+        let fewer = Fast::fit(
+            rules,
+            &plans,
+            family,
+            first_map,
+            max.saturating_sub(bitmap::MAPS),
+            &rare,
+            &cost,
+            lookup_cost,
+        );
+        let base = &fewer;
         let left = left_over(base, rules);
         let Some(b) = Bitmap::build(family, rules.len(), &left) else {
             return fast;
@@ -296,7 +314,7 @@ impl Fast {
         if lookup_cost > 0 && inline <= b.cost(lookup_cost) {
             return fast;
         }
-        let mut f = fewer.unwrap_or(fast);
+        let mut f = fewer;
         for (i, held) in b.holds.iter().enumerate() {
             if *held {
                 f.in_table[i] = true;
@@ -308,23 +326,27 @@ impl Fast {
         f
     }
 
+    /// The tables of at most `max` shapes, none of the `rare` ones, that
+    /// pay for their lookups; the other rules inline or in the chain.
+    #[allow(clippy::too_many_arguments)]
     fn fit(
         rules: &[Rule],
+        plans: &[Plan],
         family: Family,
         first_map: usize,
         max: usize,
+        rare: &BTreeSet<Shape>,
         cost: &impl Fn(&Rule) -> usize,
         lookup_cost: usize,
     ) -> Fast {
-        let plans: Vec<Plan> = rules.iter().map(|r| plan(r, family)).collect();
-        let mut fast = Fast::all(&plans, family, first_map, &BTreeSet::new(), max);
+        let mut fast = Fast::all(plans, family, first_map, rare, max);
         // A table pays when the rules only it serves would cost more in
         // the chain than its lookup. Dropping one can leave another
         // unpaid (its rules' other shapes go too), so to a fixpoint.
-        let mut dropped: BTreeSet<Shape> = BTreeSet::new();
+        let mut dropped: BTreeSet<Shape> = rare.clone();
         loop {
             let mut saved: BTreeMap<Shape, usize> = BTreeMap::new();
-            for (i, (r, p)) in rules.iter().zip(&plans).enumerate() {
+            for (i, (r, p)) in rules.iter().zip(plans).enumerate() {
                 let (Plan::Decide(terms, _) | Plan::Guard(terms, _)) = p else {
                     continue;
                 };
@@ -794,6 +816,54 @@ impl Fast {
         a.bind(pass);
         a.ja(tail_pass);
     }
+}
+
+/// Rules of a shape from which its table costs a frame less than their
+/// bits in the bitmaps: a lookup against a word (64 rules) of the scan,
+/// about 8 units (see `Bitmap::cost`), so about 300; fewer, to keep the
+/// bitmaps' words (and [`bitmap::MAX_BITS`]) for the rarest shapes.
+const TABLE_MIN_RULES: usize = 64;
+
+/// The shapes whose pass/drop rules go to the bitmaps rather than to a
+/// table of their own: fewer than [`TABLE_MIN_RULES`] rules, no guard
+/// using them (a guard needs its table), and, rarest first, as many as
+/// the bitmaps' bits allow. None when every table is forced
+/// (`lookup_cost` 0, as tests drive them).
+fn rare_shapes(plans: &[Plan], lookup_cost: usize) -> BTreeSet<Shape> {
+    if lookup_cost == 0 {
+        return BTreeSet::new();
+    }
+    let mut count: BTreeMap<Shape, (usize, usize)> = BTreeMap::new();
+    let mut guards = BTreeSet::new();
+    for p in plans {
+        match p {
+            Plan::Decide(terms, _) => {
+                let shapes: BTreeSet<Shape> = terms.iter().map(Term::shape).collect();
+                for s in shapes {
+                    let c = count.entry(s).or_default();
+                    c.0 += 1;
+                    c.1 += terms.len();
+                }
+            }
+            Plan::Guard(terms, _) => guards.extend(terms.iter().map(Term::shape)),
+            Plan::Chain(_) => {}
+        }
+    }
+    let mut by_size: Vec<(usize, usize, Shape)> = (count.into_iter())
+        .filter(|(s, (n, _))| *n < TABLE_MIN_RULES && !guards.contains(s))
+        .map(|(s, (n, bits))| (n, bits, s))
+        .collect();
+    by_size.sort();
+    let mut bits = 0;
+    let mut rare = BTreeSet::new();
+    for (_, b, s) in by_size {
+        if bits + b > bitmap::MAX_BITS {
+            break;
+        }
+        bits += b;
+        rare.insert(s);
+    }
+    rare
 }
 
 /// Stores a zero word at `off`.
