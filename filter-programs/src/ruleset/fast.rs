@@ -381,7 +381,7 @@ impl Fast {
                 if fast.tables.is_empty() && fast.inline.iter().flatten().count() < INLINE_MIN {
                     fast.inline = vec![None; rules.len()];
                 }
-                fast.add_presence(&plans);
+                fast.add_presence(plans);
                 for (i, r) in rules.iter().enumerate() {
                     if fast.why_not[i].is_none() && !fast.in_table[i] {
                         fast.why_not[i] = Some(match r.action {
@@ -394,7 +394,7 @@ impl Fast {
                 return fast;
             }
             dropped.extend(unpaid);
-            fast = Fast::all(&plans, family, first_map, &dropped, max);
+            fast = Fast::all(plans, family, first_map, &dropped, max);
         }
     }
 
