@@ -702,13 +702,10 @@ impl Fast {
     /// frame's header (or its ports) is not captured.
     pub fn emit_lookups(&self, a: &mut Asm, unserved: Label) {
         let (lookups, done) = (a.label(), a.label());
-        // `unserved` lies past the family's chain, which may be further
-        // than a conditional jump reaches: the gate's jumps go to a `ja`.
-        let gate_fails = a.label();
         match self.family {
-            Family::V4 => fields_v4(a, lookups, gate_fails, self.reads_flags()),
-            Family::V6 => fields_v6(a, lookups, gate_fails),
-            Family::Arp => fields_arp(a, gate_fails),
+            Family::V4 => fields_v4(a, lookups, unserved, self.reads_flags()),
+            Family::V6 => fields_v6(a, lookups, unserved),
+            Family::Arp => fields_arp(a, lookups, unserved),
         }
         a.bind(lookups);
         if self.lookups() {
@@ -773,11 +770,6 @@ impl Fast {
             b.emit(a, &fields, first, F_BEST);
         }
         a.bind(done);
-        let past = a.label();
-        a.ja(past);
-        a.bind(gate_fails);
-        a.ja(unserved);
-        a.bind(past);
     }
 
     /// Goes to `decide` when a table rule before rule `limit` matched
@@ -993,11 +985,12 @@ fn transport_v4(a: &mut Asm, lookups: Label) {
     a.alu64(AluOp::Add, Reg::R2, Operand::Imm(14));
 }
 
-/// IPv4 fields, r2 = data, r3 = data_end; `done` when the header (or the
+/// IPv4 fields, r2 = data, r3 = data_end; `unserved` when the header (or the
 /// ports of a first TCP/UDP/SCTP fragment, or the type and code of a
 /// first ICMP one) is not captured.
-fn fields_v4(a: &mut Asm, lookups: Label, done: Label, flags: bool) {
+fn fields_v4(a: &mut Asm, lookups: Label, unserved: Label, flags: bool) {
     let s = &V4;
+    let done = a.label();
     addresses32(a, (26, 30), done);
     a.ldx(Size::B, Reg::R4, Reg::R2, 23);
     // ICMP first, so that the ports' path falls through to the lookups.
@@ -1006,16 +999,28 @@ fn fields_v4(a: &mut Asm, lookups: Label, done: Label, flags: bool) {
     transport_v4(a, lookups);
     transport(a, s, true, false, done);
     a.ja(lookups);
+    far(a, done, unserved);
     a.bind(ports);
     transport_v4(a, lookups);
     transport(a, s, false, flags, done);
 }
 
+/// `unserved` lies past the family's chain, further than a conditional
+/// jump may reach: the gate's jumps go to `done`, a `ja` there, placed
+/// where the gate never falls through.
+fn far(a: &mut Asm, done: Label, unserved: Label) {
+    a.bind(done);
+    a.ja(unserved);
+}
+
 /// ARP fields, r2 = data, r3 = data_end: the sender and target protocol
 /// addresses as numbers (libpcap reads them at 28 and 38, whatever the
-/// hardware and protocol types); `done` when they are not captured.
-fn fields_arp(a: &mut Asm, done: Label) {
+/// hardware and protocol types); `unserved` when they are not captured.
+fn fields_arp(a: &mut Asm, lookups: Label, unserved: Label) {
+    let done = a.label();
     addresses32(a, (28, 38), done);
+    a.ja(lookups);
+    far(a, done, unserved);
 }
 
 /// The 32-bit source and destination addresses at `at` (IPv4 or ARP),
@@ -1034,11 +1039,12 @@ fn addresses32(a: &mut Asm, at: (i16, i16), done: Label) {
     field_at(a, Size::W, at.1, s.dst);
 }
 
-/// IPv6 fields, r2 = data, r3 = data_end; `done` when the fixed header
+/// IPv6 fields, r2 = data, r3 = data_end; `unserved` when the fixed header
 /// (or a TCP/UDP/SCTP packet's ports) is not captured, or the next header
 /// is a fragment header (libpcap's protocol tests look past it).
-fn fields_v6(a: &mut Asm, lookups: Label, done: Label) {
+fn fields_v6(a: &mut Asm, lookups: Label, unserved: Label) {
     let s = &V6;
+    let done = a.label();
     a.mov64(Reg::R1, Operand::Reg(Reg::R2));
     a.alu64(AluOp::Add, Reg::R1, Operand::Imm(54));
     a.jmp(true, JmpOp::Jgt, Reg::R1, Operand::Reg(Reg::R3), done);
@@ -1056,6 +1062,7 @@ fn fields_v6(a: &mut Asm, lookups: Label, done: Label) {
     a.alu64(AluOp::Add, Reg::R2, Operand::Imm(54));
     transport(a, s, true, false, done);
     a.ja(lookups);
+    far(a, done, unserved);
     a.bind(ports);
     a.alu64(AluOp::Add, Reg::R2, Operand::Imm(54));
     transport(a, s, false, false, done);

@@ -17,8 +17,10 @@ use crate::ruleset::LoadedRuleset;
     filterd check configs/example.toml\n  \
     filterd check --no-kernel configs/example.toml   # skip the verifier (no root needed)\n  \
     filterd check --json configs/mixed-10k.toml | jq '.rule_plans[] | select(.classified == \"chain\")'\n\n\
-    Each rule is either found by a lookup in the IPv4 tables or tested in order in the chain\n\
-    (with the reason); its share is the part of the program's instructions that is its own.\n\
+    Each rule is either found by lookups (the IPv4, IPv6 or ARP tuple tables `tuples_N`, or the\n\
+    per-field bitmaps `lbvs4_*`/`lbvs6_*` for shapes past the tables) or tested in order in\n\
+    the chain (with the reason); its share is the part of the program's instructions that is\n\
+    its own.\n\
     Exit codes: 0 valid, 1 the config has errors (all are listed), 2 I/O or system error.")]
 pub struct CheckArgs {
     /// Do not load the program into the kernel's verifier (which needs
