@@ -62,6 +62,9 @@ const COUNTERS_MAP_INDEX: u64 = 0;
 const PROGRAMS_MAP_INDEX: u64 = 1;
 const HELPER_MAP_LOOKUP: i32 = 1;
 const HELPER_XDP_BUFF_LEN: i32 = 188;
+/// A linear part shorter than this has no fragments behind it (a
+/// fragmented frame fills the first page's 3,520 bytes).
+const LINEAR_ONLY: i32 = 3_072;
 /// The counter key's stack slot, below the translator's (fp-80 and up).
 const KEY_SLOT: i16 = -88;
 /// The frame length while a counter is updated (8 bytes, below the key;
@@ -1163,9 +1166,22 @@ pub fn counters_map(entries: u32) -> MapBtf {
 /// `counters[key].packets += 1; .bytes += frame length`. Clobbers r0-r5;
 /// keeps r6-r9 (inline rules hold fields there).
 fn count_packet(a: &mut Asm, key: Operand) {
+    // The frame's length: `data_end - data` without a call, when that is
+    // all of it. A program without multi-buffer support (ours: section
+    // `xdp`) sees a linear frame once attached, but a test run puts what
+    // passes the first page's room (3,520 bytes) in fragments, which only
+    // `bpf_xdp_get_buff_len` counts. (The verifier lets a pointer be
+    // subtracted from another with CAP_PERFMON, which filterd holds.)
+    let have = a.label();
+    a.ldx(Size::W, Reg::R1, CTX, xdp::DATA_END as i16);
+    a.ldx(Size::W, Reg::R2, CTX, xdp::DATA as i16);
+    a.alu64(AluOp::Sub, Reg::R1, Operand::Reg(Reg::R2));
+    a.jmp(true, JmpOp::Jlt, Reg::R1, Operand::Imm(LINEAR_ONLY), have);
     a.mov64(Reg::R1, Operand::Reg(CTX));
     a.push(Op::Call(CallTarget::Helper(HELPER_XDP_BUFF_LEN)));
-    a.stx(Size::DW, Reg::R10, Reg::R0, LEN_SLOT);
+    a.mov64(Reg::R1, Operand::Reg(Reg::R0));
+    a.bind(have);
+    a.stx(Size::DW, Reg::R10, Reg::R1, LEN_SLOT);
     match key {
         Operand::Imm(k) => a.push(Op::St {
             size: Size::W,
