@@ -53,6 +53,38 @@ impl<R: BufRead> Input<R> {
         }
     }
 
+    /// The buffered bytes from the cursor on (refilling the buffer when
+    /// empty; empty only at the end of the input), without consuming them.
+    #[inline]
+    pub fn available(&mut self) -> Result<&[u8], CaptureError> {
+        loop {
+            match self.inner.fill_buf() {
+                // A slice cannot leave a loop that may call again (the
+                // borrow checker's limit), so it is asked for once more
+                // below, now without I/O.
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(CaptureError {
+                        file: self.name.clone(),
+                        offset: self.offset,
+                        kind: ErrorKind::Io(e),
+                    })
+                }
+            }
+        }
+        let Input {
+            name,
+            inner,
+            offset,
+        } = self;
+        inner.fill_buf().map_err(|e| CaptureError {
+            file: name.clone(),
+            offset: *offset,
+            kind: ErrorKind::Io(e),
+        })
+    }
+
     /// Bytes `range` of the buffer, from the cursor, which
     /// [`Input::peek`] must have counted since the last consume.
     #[inline]

@@ -282,6 +282,30 @@ impl<R: BufRead> CaptureReader<R> {
         }
     }
 
+    /// Lends each packet to `f` in turn, as [`CaptureReader::next_view`]
+    /// would, until `f` returns `false` (`Ok(false)`), the end
+    /// (`Ok(true)`) or an error. Classic pcap lends many records from one
+    /// look at the input's buffer, with no call per record.
+    pub fn for_each_view(
+        &mut self,
+        mut f: impl FnMut(PacketView<'_>) -> bool,
+    ) -> Result<bool, CaptureError> {
+        match self {
+            CaptureReader::Pcap(r) => r.for_each_view(f),
+            CaptureReader::PcapNg(r) => loop {
+                match r.next_view() {
+                    None => return Ok(true),
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(view)) => {
+                        if !f(view) {
+                            return Ok(false);
+                        }
+                    }
+                }
+            },
+        }
+    }
+
     /// The next packet into `packet`, reusing its buffer where the format
     /// allows (classic pcap): the replay's loop allocates nothing per
     /// packet. `None` at the end; after an error, iteration ends.

@@ -445,37 +445,8 @@ impl<R: BufRead> Reader<R> {
         hdr: &[u8; RECORD_HEADER_LEN],
         start: u64,
     ) -> Result<RecordRepr, CaptureError> {
-        let mut rec = RecordRepr::parse(hdr, self.header.order);
-        // Before 2.3 the two lengths were written the other way round, and
-        // some 2.3 writers did either.
-        // libpcap calls 2.3 MAYBE_SWAPPED: swapped when the captured
-        // length is the larger.
-        let swapped = match (self.header.version_major, self.header.version_minor) {
-            (DGUX_MAJOR, _) | (_, 0..=2) => true,
-            (_, 3) => rec.caplen > rec.orig_len,
-            _ => false,
-        };
-        if swapped {
-            std::mem::swap(&mut rec.caplen, &mut rec.orig_len);
-        }
-        let caplen_at = start + field::CAPLEN.start as u64;
-        let limit = self.header.max_caplen();
-        if rec.caplen > limit {
-            let kind = ErrorKind::CaplenTooLarge {
-                caplen: rec.caplen,
-                limit,
-            };
-            return Err(self.input.error_at(caplen_at, kind));
-        }
-        let snaplen = self.snaplen;
-        if rec.caplen > snaplen && self.options.strict_snaplen {
-            let kind = ErrorKind::CaplenOverSnaplen {
-                caplen: rec.caplen,
-                snaplen,
-            };
-            return Err(self.input.error_at(caplen_at, kind));
-        }
-        Ok(rec)
+        check_record(&self.header, &self.options, self.snaplen, hdr)
+            .map_err(|(off, kind)| self.input.error_at(start + off, kind))
     }
 
     /// Says once per file that records are cut: a file may cut every
@@ -569,7 +540,149 @@ impl<R: BufRead> Reader<R> {
     }
 }
 
+/// Decodes and validates a record header: libpcap's checks. An error
+/// comes with the offset of its field within the record.
+fn check_record(
+    header: &FileHeaderRepr,
+    options: &Options,
+    snaplen: u32,
+    hdr: &[u8; RECORD_HEADER_LEN],
+) -> Result<RecordRepr, (u64, ErrorKind)> {
+    let mut rec = RecordRepr::parse(hdr, header.order);
+    // Before 2.3 the two lengths were written the other way round, and
+    // some 2.3 writers did either.
+    // libpcap calls 2.3 MAYBE_SWAPPED: swapped when the captured
+    // length is the larger.
+    let swapped = match (header.version_major, header.version_minor) {
+        (DGUX_MAJOR, _) | (_, 0..=2) => true,
+        (_, 3) => rec.caplen > rec.orig_len,
+        _ => false,
+    };
+    if swapped {
+        std::mem::swap(&mut rec.caplen, &mut rec.orig_len);
+    }
+    let caplen_at = field::CAPLEN.start as u64;
+    let limit = header.max_caplen();
+    if rec.caplen > limit {
+        let kind = ErrorKind::CaplenTooLarge {
+            caplen: rec.caplen,
+            limit,
+        };
+        return Err((caplen_at, kind));
+    }
+    if rec.caplen > snaplen && options.strict_snaplen {
+        let kind = ErrorKind::CaplenOverSnaplen {
+            caplen: rec.caplen,
+            snaplen,
+        };
+        return Err((caplen_at, kind));
+    }
+    Ok(rec)
+}
+
+/// Bytes of records lent from one look at the input's buffer: a few
+/// dozen small records, so that a reader that prefetches on each look
+/// (pcap-replay's) keeps the lines ahead coming.
+const BATCH_BYTES: usize = 4096;
+
+/// How a batch ended.
+enum Batch {
+    /// The buffer holds no further whole record (or holds nothing).
+    More,
+    /// The caller asked to stop.
+    Stop,
+    /// A record header failed its checks: (offset, error).
+    Bad(u64, ErrorKind),
+}
+
 impl<R: BufRead> Reader<R> {
+    /// Lends each record to `f` in turn: the same packets, checks and
+    /// errors as [`Reader::next_view`], but as many records from one look
+    /// at the input's buffer as lie whole in it (up to a few KiB), with
+    /// no call per record. Stops when `f` returns `false` (`Ok(false)`),
+    /// at the end of the file (`Ok(true)`) or at an error (after which the
+    /// reader yields nothing more).
+    pub fn for_each_view(
+        &mut self,
+        mut f: impl FnMut(PacketView<'_>) -> bool,
+    ) -> Result<bool, CaptureError> {
+        loop {
+            if self.done {
+                return Ok(true);
+            }
+            self.return_loan();
+            let start = self.input.offset();
+            let (head, snaplen) = (self.record_len, self.snaplen);
+            let linktype = self.header.linktype.linktype;
+            let mut cut = None;
+            let (used, batch) = {
+                let avail = self.input.available()?;
+                let mut pos = 0;
+                let mut batch = Batch::More;
+                while pos < BATCH_BYTES {
+                    let Some(hdr) = avail[pos..].first_chunk::<RECORD_HEADER_LEN>() else {
+                        break;
+                    };
+                    let rec = match check_record(&self.header, &self.options, snaplen, hdr) {
+                        Ok(rec) => rec,
+                        Err((off, kind)) => {
+                            batch = Batch::Bad(start + (pos as u64) + off, kind);
+                            break;
+                        }
+                    };
+                    let caplen = rec.caplen as usize;
+                    if avail.len() - pos < head + caplen {
+                        break;
+                    }
+                    if rec.caplen > snaplen && cut.is_none() {
+                        cut = Some((start + pos as u64, rec.caplen));
+                    }
+                    let keep = caplen.min(snaplen as usize);
+                    let view = PacketView {
+                        index: self.index,
+                        offset: start + pos as u64,
+                        ts_ns: rec.ts_ns(self.header.resolution),
+                        data: &avail[pos + head..pos + head + keep],
+                        wire_len: rec.orig_len,
+                        linktype,
+                    };
+                    self.index += 1;
+                    pos += head + caplen;
+                    if !f(view) {
+                        batch = Batch::Stop;
+                        break;
+                    }
+                }
+                (pos, batch)
+            };
+            self.input.consume(used);
+            if let Some((at, caplen)) = cut {
+                self.warn_cut(at, caplen);
+            }
+            match batch {
+                Batch::Stop => return Ok(false),
+                Batch::Bad(at, kind) => {
+                    self.done = true;
+                    return Err(self.input.error_at(at, kind));
+                }
+                Batch::More if used > 0 => {}
+                // The next record does not lie whole in the buffer, or the
+                // input ended: one record the way `next_view` reads it.
+                Batch::More => {
+                    self.done = true;
+                    match self.read_record_view()? {
+                        None => return Ok(true),
+                        Some(view) => {
+                            if !f(view) {
+                                return Ok(false);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// [`Iterator::next`] into a reused packet: `None` at the end.
     pub fn next_into(&mut self, packet: &mut Packet) -> Option<Result<(), CaptureError>> {
         if self.done {

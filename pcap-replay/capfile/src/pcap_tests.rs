@@ -424,6 +424,51 @@ fn read_all_views(bytes: &[u8], capacity: usize) -> (Vec<Packet>, Option<Capture
     (packets, None)
 }
 
+/// [`read_all_views`] through `for_each_view` (many records per look at
+/// the buffer), stopping once after `stop_at` packets to check that a stop
+/// resumes where it left off.
+fn read_all_batched(
+    bytes: &[u8],
+    capacity: usize,
+    stop_at: usize,
+) -> (Vec<Packet>, Option<CaptureError>) {
+    let buffered = std::io::BufReader::with_capacity(capacity, bytes);
+    let mut reader = match crate::open_buffered("t.pcap", buffered, Options::default()) {
+        Ok(r) => r,
+        Err(e) => return (vec![], Some(e)),
+    };
+    let mut packets: Vec<Packet> = vec![];
+    let mut stopped = false;
+    loop {
+        let f = |view: PacketView<'_>| {
+            let mut p = Packet {
+                index: 0,
+                offset: 0,
+                ts_ns: 0,
+                data: vec![],
+                wire_len: 0,
+                linktype: LinkType(0),
+            };
+            view.copy_into(&mut p);
+            packets.push(p);
+            stopped || packets.len() != stop_at
+        };
+        match reader.for_each_view(f) {
+            Ok(true) => break,
+            Ok(false) => stopped = true,
+            Err(e) => {
+                assert!(matches!(
+                    reader.for_each_view(|_: PacketView<'_>| true),
+                    Ok(true)
+                ));
+                return (packets, Some(e));
+            }
+        }
+    }
+    assert!(reader.next_view().is_none(), "nothing after the end");
+    (packets, None)
+}
+
 #[test]
 fn lent_packets_match_copied_ones_wherever_the_buffer_ends() {
     let mut file = LE_HEADER.to_vec();
@@ -431,19 +476,34 @@ fn lent_packets_match_copied_ones_wherever_the_buffer_ends() {
         let data: Vec<u8> = (0..(i * 7) % 97).map(|b| (b + i) as u8).collect();
         file.extend(record_le(i, i * 3, &data, data.len() as u32 + 4));
     }
-    // Whole, cut inside a record header, and cut inside packet data.
+    // Whole, cut inside a record header, cut inside packet data, and with
+    // a record whose captured length is past any limit.
     let header_cut = file.len() - 3;
     let data_cut = file.len() - (((39 * 7) % 97) as usize / 2);
-    for bytes in [&file[..], &file[..header_cut], &file[..data_cut]] {
+    let mut bad = file.clone();
+    let at = 24
+        + (0..25u32)
+            .map(|i| 16 + ((i * 7) % 97) as usize)
+            .sum::<usize>();
+    bad[at + 8..at + 12].copy_from_slice(&0x7fff_fff0u32.to_le_bytes());
+    for bytes in [&file[..], &file[..header_cut], &file[..data_cut], &bad[..]] {
         let (want, want_err) = read_all(bytes);
+        assert!(want.len() >= 25);
         for capacity in [24, 29, 40, 64, 100, 1 << 16] {
+            let want_err = want_err.as_ref().map(|e| e.to_string());
             let (got, got_err) = read_all_views(bytes, capacity);
             assert_eq!(got, want, "capacity {capacity}");
             assert_eq!(
                 got_err.map(|e| e.to_string()),
-                want_err.as_ref().map(|e| e.to_string()),
+                want_err,
                 "capacity {capacity}"
             );
+            for stop_at in [1, 7, 30] {
+                let (got, got_err) = read_all_batched(bytes, capacity, stop_at);
+                assert_eq!(got, want, "batched, capacity {capacity}, stop at {stop_at}");
+                let got_err = got_err.map(|e| e.to_string());
+                assert_eq!(got_err, want_err, "batched, capacity {capacity}");
+            }
         }
     }
 }

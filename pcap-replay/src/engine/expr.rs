@@ -101,7 +101,35 @@ impl Engine for ExprEngine {
         }
     }
 
+    #[inline]
     fn run(&mut self, packet: &PacketRef<'_>) -> Result<Option<Verdict>, EngineError> {
+        // Almost every packet has the last one's link type.
+        if let Some((lt, Ok(inner))) = self.per_linktype.get_mut(self.last) {
+            if *lt == packet.linktype {
+                return inner.run(packet);
+            }
+        }
+        self.run_other(packet)
+    }
+
+    fn prepare(&mut self, linktype: LinkType) -> Result<(), EngineError> {
+        let at = self.built_for(linktype);
+        match self.per_linktype.get(at).map(|(_, e)| e) {
+            Some(Err(reason)) => Err(EngineError::Invalid {
+                engine: self.kind.name(),
+                program: self.expr.clone(),
+                reason: reason.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl ExprEngine {
+    /// [`Engine::run`] for a packet of another link type than the last
+    /// (or after a failure): finds or builds its engine.
+    #[cold]
+    fn run_other(&mut self, packet: &PacketRef<'_>) -> Result<Option<Verdict>, EngineError> {
         let at = self.built_for(packet.linktype);
         let engine = self.kind.name();
         match self.per_linktype.get_mut(at).map(|(_, e)| e) {
@@ -121,20 +149,6 @@ impl Engine for ExprEngine {
         }
     }
 
-    fn prepare(&mut self, linktype: LinkType) -> Result<(), EngineError> {
-        let at = self.built_for(linktype);
-        match self.per_linktype.get(at).map(|(_, e)| e) {
-            Some(Err(reason)) => Err(EngineError::Invalid {
-                engine: self.kind.name(),
-                program: self.expr.clone(),
-                reason: reason.clone(),
-            }),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl ExprEngine {
     /// The index of the engine built for `lt` (built now if it is new).
     fn built_for(&mut self, lt: LinkType) -> usize {
         match self.per_linktype.iter().position(|(l, _)| *l == lt) {

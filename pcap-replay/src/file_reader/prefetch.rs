@@ -8,9 +8,12 @@
 //! header. Asking for every cache line a fixed distance ahead of the
 //! cursor, each line once, keeps them arriving as a stream does.
 
-/// How far ahead of the current record to ask: a few dozen small records,
-/// far enough to cover the latency of a page walk plus a memory fetch.
-pub const DISTANCE: usize = 8192;
+/// How far ahead of the cursor to ask: the readers take records in
+/// batches of up to 4 KiB from one look at the buffer (capfile's
+/// `for_each_view`), and asking for the next batch's lines while this one
+/// is replayed measured best (2-4 KiB against 1, 8 and 16 KiB, 0.63-0.64
+/// against 0.65-0.67 of tcpdump's time on small frames).
+pub const DISTANCE: usize = 4096;
 const LINE: usize = 64;
 
 #[derive(Debug, Default)]

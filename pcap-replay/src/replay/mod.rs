@@ -228,34 +228,37 @@ fn replay_into<R: BufRead>(
     let mut ended = vec![false; runs.len()];
     let mut live = runs.len();
     let mut started = false;
-    // The first packet is copied out so that the header can be read after
-    // it (pcapng's comes with its first interface block).
-    let mut first = blank_packet();
-    loop {
-        if let Some(sig) = cli_output::stop::requested() {
-            for (r, _) in results.iter_mut().zip(&ended).filter(|(_, e)| !**e) {
-                r.error = Some(format!(
-                    "{}: interrupted by {} after {} packet(s)",
-                    r.file,
-                    cli_output::stop::name(sig),
-                    r.packets
-                ));
-            }
-            break;
+    // Once signalled, each unfinished result says so.
+    let interrupted = |results: &mut [&mut FileResult], ended: &[bool], sig| {
+        for (r, _) in results.iter_mut().zip(ended).filter(|(_, e)| !**e) {
+            r.error = Some(format!(
+                "{}: interrupted by {} after {} packet(s)",
+                r.file,
+                cli_output::stop::name(sig),
+                r.packets
+            ));
         }
-        let packet = match capture.next_view() {
-            None => break,
-            Some(Err(e)) => {
-                for (r, _) in results.iter_mut().zip(&ended).filter(|(_, e)| !**e) {
-                    r.error = Some(e.to_string());
-                }
-                break;
-            }
-            Some(Ok(p)) => p,
-        };
-        let packet = if started {
-            packet
-        } else {
+    };
+    let failed = |results: &mut [&mut FileResult], ended: &[bool], e: &capfile::CaptureError| {
+        for (r, _) in results.iter_mut().zip(ended).filter(|(_, e)| !**e) {
+            r.error = Some(e.to_string());
+        }
+    };
+    // The first packet is copied out so that the header can be read after
+    // it (pcapng's comes with its first interface block), and the sinks
+    // start then.
+    let mut first = blank_packet();
+    if let Some(sig) = cli_output::stop::requested() {
+        interrupted(&mut results, &ended, sig);
+        return Ok(());
+    }
+    match capture.next_view() {
+        None => {}
+        Some(Err(e)) => {
+            failed(&mut results, &ended, &e);
+            return Ok(());
+        }
+        Some(Ok(packet)) => {
             packet.copy_into(&mut first);
             if let Some(lt) = options.linktype {
                 first.linktype = lt;
@@ -265,17 +268,51 @@ fn replay_into<R: BufRead>(
                 s.start(&info)?;
             }
             started = true;
-            first.view()
-        };
-        for (k, run) in runs.iter_mut().enumerate() {
-            if !ended[k] && !run.packet(results[k], packet, sinks[k].as_deref_mut())? {
-                ended[k] = true;
-                live -= 1;
+            for (k, run) in runs.iter_mut().enumerate() {
+                if !run.packet(results[k], first.view(), sinks[k].as_deref_mut())? {
+                    ended[k] = true;
+                    live -= 1;
+                }
             }
         }
-        if live == 0 {
-            return Ok(());
+    }
+    if started && live > 0 {
+        // The rest lent in batches from the reader's buffer.
+        let mut sink_error = None;
+        let mut signal = None;
+        let read = capture.for_each_view(|packet: PacketView<'_>| {
+            if let Some(sig) = cli_output::stop::requested() {
+                signal = Some(sig);
+                return false;
+            }
+            for (k, run) in runs.iter_mut().enumerate() {
+                if ended[k] {
+                    continue;
+                }
+                match run.packet(results[k], packet, sinks[k].as_deref_mut()) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        ended[k] = true;
+                        live -= 1;
+                    }
+                    Err(e) => {
+                        sink_error = Some(e);
+                        return false;
+                    }
+                }
+            }
+            live > 0
+        });
+        if let Some(e) = sink_error {
+            return Err(e);
         }
+        if let Some(sig) = signal {
+            interrupted(&mut results, &ended, sig);
+        }
+        if let Err(e) = read {
+            failed(&mut results, &ended, &e);
+        }
+        return Ok(());
     }
     if !started {
         // No packet, so no engine compiled the expression: compile it for
