@@ -193,6 +193,12 @@ impl<'a> Report<'a> {
         for (r, p) in self.config.rules.iter().zip(&c.plans) {
             let how = match (p.chain_reason, p.guard_tables.is_empty()) {
                 (None, _) => format!("lookup ({})", p.tables.join(", ")),
+                // Found by one family's lookups, tested in order in another's.
+                (Some(why), true) if !p.tables.is_empty() => format!(
+                    "lookup ({}); in the chain for frames of another family: {}",
+                    p.tables.join(", "),
+                    why.text()
+                ),
                 (Some(why), true) => format!("chain: {}", why.text()),
                 (Some(why), false) => format!(
                     "chain, tested only when {} finds it: {}",
