@@ -8,18 +8,53 @@
 //! at each rule (IPv4 or IPv6, and ARP with its IPv4 addresses), whole
 //! and cut anywhere, and frames that match none.
 
-use e2e::mixed::{self, Aim};
+use e2e::mixed::{self, Aim, MixedRule};
 use e2e::rng::Rng;
 use filter_programs::ruleset::compile::{compile_with, Options};
 use filter_programs::ruleset::dryrun::DryRun;
 use filter_programs::ruleset::{parse, Outcome, Verdict};
 use proptest::prelude::*;
 
-fn tally(want: &mut [u64], o: &Outcome) {
-    for &i in &o.counted {
-        want[i] += 1;
+/// Runs `frames` through the dry run, which checks each verdict against
+/// the rules taken one by one, and compares its counters with what the
+/// outcomes say was counted.
+fn counters_agree<'f>(
+    dry: &mut DryRun,
+    rules: usize,
+    frames: impl IntoIterator<Item = &'f [u8]>,
+) -> Result<(), TestCaseError> {
+    let mut want = vec![0u64; rules + 1];
+    for f in frames {
+        let o: Outcome = dry
+            .packet(f, f.len() as u32)
+            .map_err(|e| TestCaseError::fail(format!("{e} on {f:02x?}")))?;
+        for &i in &o.counted {
+            want[i] += 1;
+        }
+        want[o.rule.unwrap_or(rules)] += 1;
     }
-    want[o.rule.unwrap_or(want.len() - 1)] += 1;
+    let got: Vec<u64> = dry.counters().iter().map(|c| c.packets).collect();
+    prop_assert_eq!(got, want);
+    Ok(())
+}
+
+/// Two frames that match no rule, then each frame `frame` makes of a
+/// rule's aim, cut at a random length and whole.
+fn aimed_frames(
+    rules: &[MixedRule],
+    seed: u64,
+    frame: impl Fn(&Aim) -> Vec<Vec<u8>>,
+) -> Vec<Vec<u8>> {
+    let mut rng = Rng(seed | 1);
+    let mut frames = vec![Aim::nowhere(false).frame(), Aim::nowhere(true).frame()];
+    for r in rules {
+        for f in frame(&r.aim) {
+            let cut = 14 + rng.below(f.len() as u64 - 13) as usize;
+            frames.push(f[..cut].to_vec());
+            frames.push(f);
+        }
+    }
+    frames
 }
 
 proptest! {
@@ -46,24 +81,8 @@ proptest! {
         };
         let compiled = compile_with(&cfg.rules, default, &opts).unwrap();
         let mut dry = DryRun::new(&compiled, &cfg.rules, default).unwrap();
-        let mut want = vec![0u64; n + 1];
-        let mut rng = Rng(seed | 1);
-        let mut frames = vec![Aim::nowhere(false).frame(), Aim::nowhere(true).frame()];
-        for r in &rules {
-            for f in [r.aim.frame(), r.aim.arp_frame()] {
-                let cut = 14 + rng.below(f.len() as u64 - 13) as usize;
-                frames.push(f[..cut].to_vec());
-                frames.push(f);
-            }
-        }
-        for f in &frames {
-            let o = dry.packet(f, f.len() as u32).map_err(|e| {
-                TestCaseError::fail(format!("{e} on {f:02x?}"))
-            })?;
-            tally(&mut want, &o);
-        }
-        let got: Vec<u64> = dry.counters().iter().map(|c| c.packets).collect();
-        prop_assert_eq!(got, want);
+        let frames = aimed_frames(&rules, seed, |a| vec![a.frame(), a.arp_frame()]);
+        counters_agree(&mut dry, n, frames.iter().map(Vec::as_slice))?;
     }
 }
 
@@ -91,23 +110,8 @@ proptest! {
             "no bitmaps for {} rules", n
         );
         let mut dry = DryRun::new(&compiled, &cfg.rules, Verdict::Pass).unwrap();
-        let mut want = vec![0u64; n + 1];
-        let mut rng = Rng(seed | 1);
-        let mut frames = vec![Aim::nowhere(false).frame(), Aim::nowhere(true).frame()];
-        for r in &rules {
-            let f = r.aim.frame();
-            let cut = 14 + rng.below(f.len() as u64 - 13) as usize;
-            frames.push(f[..cut].to_vec());
-            frames.push(f);
-        }
-        for f in &frames {
-            let o = dry.packet(f, f.len() as u32).map_err(|e| {
-                TestCaseError::fail(format!("{e} on {f:02x?}"))
-            })?;
-            tally(&mut want, &o);
-        }
-        let got: Vec<u64> = dry.counters().iter().map(|c| c.packets).collect();
-        prop_assert_eq!(got, want);
+        let frames = aimed_frames(&rules, seed, |a| vec![a.frame()]);
+        counters_agree(&mut dry, n, frames.iter().map(Vec::as_slice))?;
     }
 }
 
@@ -171,7 +175,7 @@ proptest! {
         let opts = if forced { Options::forced() } else { Options::default() };
         let compiled = compile_with(&cfg.rules, Verdict::Pass, &opts).unwrap();
         let mut dry = DryRun::new(&compiled, &cfg.rules, Verdict::Pass).unwrap();
-        let mut want = vec![0u64; n + 1];
+        let mut frames = Vec::new();
         for _ in 0..200 {
             let tpid = [0x8100u16, 0x88a8, 0x9100][rng.below(3) as usize];
             let id = if rng.below(4) == 0 { rng.below(4096) as u16 } else { ids[rng.below(ids.len() as u64) as usize] };
@@ -181,13 +185,8 @@ proptest! {
             }
             let f = tagged_frame(&mut rng, &tags);
             let cut = if rng.below(3) == 0 { 12 + rng.below(f.len() as u64 - 11) as usize } else { f.len() };
-            let f = &f[..cut];
-            let o = dry.packet(f, f.len() as u32).map_err(|e| {
-                TestCaseError::fail(format!("{e} on {f:02x?}"))
-            })?;
-            tally(&mut want, &o);
+            frames.push(f[..cut].to_vec());
         }
-        let got: Vec<u64> = dry.counters().iter().map(|c| c.packets).collect();
-        prop_assert_eq!(got, want);
+        counters_agree(&mut dry, n, frames.iter().map(Vec::as_slice))?;
     }
 }

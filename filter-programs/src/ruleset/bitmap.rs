@@ -24,7 +24,7 @@
 
 use super::tuple::{mask, Family, Term};
 use crate::ebpf::asm::{Asm, Label};
-use crate::ebpf::insn::{AluOp, CallTarget, Endian, JmpOp, Op, Operand, Pseudo, Reg, Size};
+use crate::ebpf::insn::{AluOp, Endian, JmpOp, Op, Operand, Reg, Size};
 
 /// Most terms (bits) one family's bitmaps hold: 64 words a bitmap, so a
 /// frame that matches none scans 64 words, and the maps' values stay
@@ -35,7 +35,6 @@ pub const MAX_BITS: usize = 4096;
 pub const MAPS: usize = 4;
 /// The key of a field's default bitmap (no 8-, 16-bit or "absent" value).
 const DEFAULT: u32 = u32::MAX;
-const HELPER_MAP_LOOKUP: i32 = 1;
 const BPF_MAP_TYPE_HASH: u32 = 1;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
@@ -302,7 +301,7 @@ impl Bitmap {
                     a.stx(Size::W, Reg::R10, Reg::R1, s.key + 4);
                 }
             }
-            lookup(a, m, s.key);
+            a.map_lookup(m, s.key);
             a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(0), done);
             keep(a, &mut found);
             m += 1;
@@ -318,13 +317,13 @@ impl Bitmap {
             st(a, s.key, *f as i32);
             a.ldx(Size::W, Reg::R1, Reg::R10, slot);
             a.stx(Size::W, Reg::R10, Reg::R1, s.key + 4);
-            lookup(a, m, s.key);
+            a.map_lookup(m, s.key);
             a.jmp(true, JmpOp::Jne, Reg::R0, Operand::Imm(0), hit);
             if !default {
                 a.ja(done);
             } else {
                 st(a, s.key + 4, DEFAULT as i32);
-                lookup(a, m, s.key);
+                a.map_lookup(m, s.key);
                 a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(0), done);
             }
             a.bind(hit);
@@ -385,7 +384,7 @@ impl Bitmap {
             a.bind(low);
         }
         a.stx(Size::W, Reg::R10, Reg::R5, key);
-        lookup(a, rules_map, key);
+        a.map_lookup(rules_map, key);
         a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(0), done);
         a.ldx(Size::W, Reg::R1, Reg::R0, 0);
         a.ldx(Size::W, Reg::R2, Reg::R10, best);
@@ -415,19 +414,6 @@ fn st(a: &mut Asm, off: i16, imm: i32) {
         off,
         imm,
     });
-}
-
-/// r0 = `bpf_map_lookup_elem(map, fp + key)`.
-fn lookup(a: &mut Asm, map: u64, key: i16) {
-    a.push(Op::LdImm64 {
-        dst: Reg::R1,
-        pseudo: Pseudo::MapFd,
-        src_reg: 1,
-        imm: map,
-    });
-    a.mov64(Reg::R2, Operand::Reg(Reg::R10));
-    a.alu64(AluOp::Add, Reg::R2, Operand::Imm(key as i32));
-    a.push(Op::Call(CallTarget::Helper(HELPER_MAP_LOOKUP)));
 }
 
 #[cfg(test)]

@@ -60,7 +60,6 @@ const HELPER_TAIL_CALL: i32 = 12;
 /// Map indices in the object (the `LD_IMM64` immediates before relocation).
 const COUNTERS_MAP_INDEX: u64 = 0;
 const PROGRAMS_MAP_INDEX: u64 = 1;
-const HELPER_MAP_LOOKUP: i32 = 1;
 const HELPER_XDP_BUFF_LEN: i32 = 188;
 /// A linear part shorter than this has no fragments behind it (a
 /// fragmented frame fills the first page's 3,520 bytes).
@@ -1191,15 +1190,7 @@ fn count_packet(a: &mut Asm, key: Operand) {
         }),
         Operand::Reg(r) => a.stx(Size::W, Reg::R10, r, KEY_SLOT),
     };
-    a.push(Op::LdImm64 {
-        dst: Reg::R1,
-        pseudo: Pseudo::MapFd,
-        src_reg: 1,
-        imm: COUNTERS_MAP_INDEX,
-    });
-    a.mov64(Reg::R2, Operand::Reg(Reg::R10));
-    a.alu64(AluOp::Add, Reg::R2, Operand::Imm(KEY_SLOT as i32));
-    a.push(Op::Call(CallTarget::Helper(HELPER_MAP_LOOKUP)));
+    a.map_lookup(COUNTERS_MAP_INDEX, KEY_SLOT);
     let skip = a.label();
     a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(0), skip);
     a.ldx(Size::DW, Reg::R1, Reg::R0, 0);

@@ -48,7 +48,7 @@ use super::specialize::{specialize, Fact};
 use super::tuple::{self, Family, Shape, Term, Word};
 use super::{Action, Rule};
 use crate::ebpf::asm::{Asm, Label};
-use crate::ebpf::insn::{AluOp, CallTarget, Endian, JmpOp, Op, Operand, Pseudo, Reg, Size};
+use crate::ebpf::insn::{AluOp, Endian, JmpOp, Op, Operand, Reg, Size};
 
 /// Map index of table 0 (after the counters and the program array).
 pub const TABLES_MAP_INDEX: u64 = 2;
@@ -77,7 +77,6 @@ pub const LOOKUP_COST: usize = 40;
 /// Inline rules that make the gate (reading the fields once, about 25
 /// instructions) pay, when no table does.
 const INLINE_MIN: usize = 2;
-const HELPER_MAP_LOOKUP: i32 = 1;
 
 /// Stack slots: each family's frame fields and key under construction,
 /// and the lookups' outcome; all below the translator's (fp-80 and up)
@@ -1142,13 +1141,5 @@ fn lookup_key(a: &mut Asm, s: &Slots, map: u64, shape: &Shape) {
         }
         a.stx(Size::W, Reg::R10, Reg::R1, to);
     }
-    a.push(Op::LdImm64 {
-        dst: Reg::R1,
-        pseudo: Pseudo::MapFd,
-        src_reg: 1,
-        imm: TABLES_MAP_INDEX + map,
-    });
-    a.mov64(Reg::R2, Operand::Reg(Reg::R10));
-    a.alu64(AluOp::Add, Reg::R2, Operand::Imm(s.key as i32));
-    a.push(Op::Call(CallTarget::Helper(HELPER_MAP_LOOKUP)));
+    a.map_lookup(TABLES_MAP_INDEX + map, s.key);
 }

@@ -38,19 +38,8 @@ impl<R: BufRead> Input<R> {
     /// input's: the caller then reads the slow way, which tells them apart).
     #[inline]
     pub fn peek<const N: usize>(&mut self) -> Result<Option<([u8; N], usize)>, CaptureError> {
-        loop {
-            match self.inner.fill_buf() {
-                Ok(avail) => return Ok(avail.first_chunk::<N>().map(|head| (*head, avail.len()))),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(CaptureError {
-                        file: self.name.clone(),
-                        offset: self.offset,
-                        kind: ErrorKind::Io(e),
-                    })
-                }
-            }
-        }
+        let avail = self.available()?;
+        Ok(avail.first_chunk::<N>().map(|head| (*head, avail.len())))
     }
 
     /// The buffered bytes from the cursor on (refilling the buffer when

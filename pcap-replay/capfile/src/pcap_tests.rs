@@ -390,6 +390,20 @@ fn unknown_linktypes_are_refused_only_when_asked() {
     assert!(open_with("e.pcap", &LE_HEADER[..], known).is_ok());
 }
 
+/// A lent packet copied out.
+fn owned(view: PacketView<'_>) -> Packet {
+    let mut p = Packet {
+        index: 0,
+        offset: 0,
+        ts_ns: 0,
+        data: vec![],
+        wire_len: 0,
+        linktype: LinkType(0),
+    };
+    view.copy_into(&mut p);
+    p
+}
+
 /// Every packet and error through `next_view`, with the input buffered in
 /// `capacity`-byte reads, so that records land whole in the buffer or
 /// straddle its edge.
@@ -402,18 +416,7 @@ fn read_all_views(bytes: &[u8], capacity: usize) -> (Vec<Packet>, Option<Capture
     let mut packets = vec![];
     while let Some(item) = reader.next_view() {
         match item {
-            Ok(view) => {
-                let mut p = Packet {
-                    index: 0,
-                    offset: 0,
-                    ts_ns: 0,
-                    data: vec![],
-                    wire_len: 0,
-                    linktype: LinkType(0),
-                };
-                view.copy_into(&mut p);
-                packets.push(p);
-            }
+            Ok(view) => packets.push(owned(view)),
             Err(e) => return (packets, Some(e)),
         }
     }
@@ -441,16 +444,7 @@ fn read_all_batched(
     let mut stopped = false;
     loop {
         let f = |view: PacketView<'_>| {
-            let mut p = Packet {
-                index: 0,
-                offset: 0,
-                ts_ns: 0,
-                data: vec![],
-                wire_len: 0,
-                linktype: LinkType(0),
-            };
-            view.copy_into(&mut p);
-            packets.push(p);
+            packets.push(owned(view));
             stopped || packets.len() != stop_at
         };
         match reader.for_each_view(f) {
