@@ -155,9 +155,9 @@ pub struct Fast {
     /// entry under it. A frame's lookups of that direction run only in
     /// the tables its prefix names: none when the prefix is absent.
     pub presence: Vec<(bool, usize)>,
-    /// The rules of the table shapes that the shape tables could not take
-    /// (past `max_shapes`), when per-field bitmaps pay for them: their maps
-    /// follow the tables.
+    /// The pass and drop rules of the table shapes that no shape table
+    /// takes (past `max_shapes`, or of a shape too rare for a table), when
+    /// per-field bitmaps pay for them: their maps follow the tables.
     pub bitmap: Option<Bitmap>,
 }
 
@@ -178,7 +178,8 @@ pub enum NotInTable {
     NotInFamily,
     /// Its expression is not of the table shapes.
     Shape,
-    /// The family's tables already hold [`MAX_TABLES`] shapes.
+    /// The family's tables already hold [`MAX_TABLES`] shapes, and its
+    /// bitmaps [`bitmap::MAX_BITS`] terms (or would not pay).
     TooManyShapes,
     /// Its table would cost more than the rules it serves (cost model).
     Unpaid,
@@ -205,7 +206,7 @@ impl NotInTable {
                 "not of the table shapes (host, net, numeric port or portrange, tcp/udp/sctp/icmp/icmp6, ip/ip6, and their and/or)"
             }
             NotInTable::TooManyShapes => {
-                "the family's lookup tables already hold their most shapes (25; ARP what the kernel's 64 maps leave)"
+                "past the family's lookup tables (25 shapes; ARP what the kernel's 64 maps leave), and its bitmaps are full (4,096 terms) or cost more than comparing it inline"
             }
             NotInTable::Unpaid => "too few rules of its shape for a lookup to pay (cost model)",
         }
@@ -272,19 +273,6 @@ impl Fast {
             &cost,
             lookup_cost,
         );
-        fn left_over<'f>(f: &'f Fast, rules: &[Rule]) -> Vec<(usize, bool, &'f [Term])> {
-            (f.why_not.iter().enumerate())
-                .filter(|(_, w)| matches!(w, Some(NotInTable::TooManyShapes | NotInTable::Unpaid)))
-                .filter_map(|(i, _)| {
-                    let drop = match rules[i].action {
-                        Action::Pass => false,
-                        Action::Drop => true,
-                        Action::Count => return None,
-                    };
-                    Some((i, drop, f.inline[i].as_deref()?))
-                })
-                .collect()
-        }
         if family == Family::Arp || left_over(&fast, rules).is_empty() {
             return fast;
         }
@@ -301,8 +289,7 @@ impl Fast {
             &cost,
             lookup_cost,
         );
-        let base = &fewer;
-        let left = left_over(base, rules);
+        let left = left_over(&fewer, rules);
         let Some(b) = Bitmap::build(family, rules.len(), &left) else {
             return fast;
         };
@@ -807,6 +794,23 @@ impl Fast {
         a.bind(pass);
         a.ja(tail_pass);
     }
+}
+
+/// The pass and drop rules of the table shapes that `f` leaves inline
+/// (past its shape tables, or unpaid): (index, drop?, terms), what the
+/// bitmaps may take.
+fn left_over<'f>(f: &'f Fast, rules: &[Rule]) -> Vec<(usize, bool, &'f [Term])> {
+    (f.why_not.iter().enumerate())
+        .filter(|(_, w)| matches!(w, Some(NotInTable::TooManyShapes | NotInTable::Unpaid)))
+        .filter_map(|(i, _)| {
+            let drop = match rules[i].action {
+                Action::Pass => false,
+                Action::Drop => true,
+                Action::Count => return None,
+            };
+            Some((i, drop, f.inline[i].as_deref()?))
+        })
+        .collect()
 }
 
 /// Rules of a shape from which its table costs a frame less than their
