@@ -14,7 +14,32 @@ use crate::program::{Code, Program};
 use capfile::LinkType;
 
 /// The engine built for one link type, or why none could be.
-type Built = Result<Box<dyn Engine>, String>;
+type Built = Result<Inner, String>;
+
+/// Our interpreter is called directly, so that its entry inlines into the
+/// replay's loop (it runs once per packet and expression); the other
+/// engines through their trait object.
+enum Inner {
+    Cbpf(super::cbpf::CbpfEngine),
+    Other(Box<dyn Engine>),
+}
+
+impl Inner {
+    fn engine(&self) -> &dyn Engine {
+        match self {
+            Inner::Cbpf(e) => e,
+            Inner::Other(e) => e.as_ref(),
+        }
+    }
+
+    #[inline]
+    fn run(&mut self, packet: &PacketRef<'_>) -> Result<Option<Verdict>, EngineError> {
+        match self {
+            Inner::Cbpf(e) => e.run(packet),
+            Inner::Other(e) => e.run(packet),
+        }
+    }
+}
 
 pub struct ExprEngine {
     kind: EngineKind,
@@ -38,7 +63,7 @@ impl ExprEngine {
         }
     }
 
-    fn build(&self, lt: LinkType) -> Result<Box<dyn Engine>, String> {
+    fn build(&self, lt: LinkType) -> Result<Inner, String> {
         let libpcap = self.kind == EngineKind::Libpcap;
         let insns = compiled(&self.expr, lt, libpcap, || {
             if libpcap {
@@ -55,7 +80,11 @@ impl ExprEngine {
             expression: Some(self.expr.clone()),
             code: Code::Cbpf(insns.to_vec()),
         };
-        self.kind.build(&program).map_err(|e| e.to_string())
+        let built = match self.kind {
+            EngineKind::Cbpf => super::cbpf::CbpfEngine::new(&program).map(Inner::Cbpf),
+            kind => kind.build(&program).map(Inner::Other),
+        };
+        built.map_err(|e| e.to_string())
     }
 }
 
@@ -96,7 +125,7 @@ impl Engine for ExprEngine {
 
     fn skip_reason(&self) -> super::Skip {
         match self.per_linktype.get(self.last) {
-            Some((_, Ok(inner))) => inner.skip_reason(),
+            Some((_, Ok(inner))) => inner.engine().skip_reason(),
             _ => super::Skip::Refused,
         }
     }
