@@ -68,16 +68,15 @@ impl DryRun {
             max_entries: programs.len() as u32,
         };
         let mut defs = vec![counters, chain];
-        defs.extend(compiled.tables.iter().map(|t| MapDef {
-            kind: match t.map_type {
-                2 => MapKind::Array,
-                11 => MapKind::LpmTrie,
-                _ => MapKind::Hash,
-            },
-            key_size: t.key_size,
-            value_size: t.value_size,
-            max_entries: t.entries.len().max(1) as u32,
-        }));
+        for t in &compiled.tables {
+            defs.push(MapDef {
+                kind: MapKind::from_bpf(t.map_type)
+                    .ok_or_else(|| DryRunError::Table(t.name.clone()))?,
+                key_size: t.key_size,
+                value_size: t.value_size,
+                max_entries: t.entries.len().max(1) as u32,
+            });
+        }
         if let Some(cold) = &compiled.cold {
             defs.push(MapDef {
                 kind: MapKind::Array,

@@ -5,6 +5,7 @@
 
 use std::io::Write;
 
+use filter_programs::ebpf::vm::maps::MapKind;
 use filter_programs::ruleset::cold;
 use filter_programs::ruleset::compile::{bitmap_prefix, Compiled};
 use filter_programs::ruleset::fast::NotInTable;
@@ -22,16 +23,6 @@ struct Bitmaps {
     maps: Vec<String>,
     rules: usize,
     terms: usize,
-}
-
-/// `BPF_MAP_TYPE_*` as `bpftool map` names it.
-fn map_type_name(t: u32) -> &'static str {
-    match t {
-        1 => "hash",
-        2 => "array",
-        11 => "lpm_trie",
-        _ => "other",
-    }
 }
 
 pub struct Report<'a> {
@@ -260,7 +251,7 @@ impl<'a> Report<'a> {
             "tables": c.tables.iter().map(|t| json!({
                 "name": t.name,
                 "family": t.family.name(),
-                "map_type": map_type_name(t.map_type),
+                "map_type": MapKind::from_bpf(t.map_type).map_or("other", MapKind::bpf_name),
                 "key_bytes": t.key_size,
                 "value_bytes": t.value_size,
                 "presence_of": t.presence_of,

@@ -268,12 +268,13 @@ fn replay_into<R: BufRead>(
                 s.start(&info)?;
             }
             started = true;
-            for (k, run) in runs.iter_mut().enumerate() {
-                if !run.packet(results[k], first.view(), sinks[k].as_deref_mut())? {
-                    ended[k] = true;
-                    live -= 1;
-                }
-            }
+            live = run_all(
+                &mut runs,
+                &mut ended,
+                &mut results,
+                &mut sinks,
+                first.view(),
+            )?;
         }
     }
     if started && live > 0 {
@@ -285,23 +286,16 @@ fn replay_into<R: BufRead>(
                 signal = Some(sig);
                 return false;
             }
-            for (k, run) in runs.iter_mut().enumerate() {
-                if ended[k] {
-                    continue;
+            match run_all(&mut runs, &mut ended, &mut results, &mut sinks, packet) {
+                Ok(n) => {
+                    live = n;
+                    live > 0
                 }
-                match run.packet(results[k], packet, sinks[k].as_deref_mut()) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        ended[k] = true;
-                        live -= 1;
-                    }
-                    Err(e) => {
-                        sink_error = Some(e);
-                        return false;
-                    }
+                Err(e) => {
+                    sink_error = Some(e);
+                    false
                 }
             }
-            live > 0
         });
         if let Some(e) = sink_error {
             return Err(e);
@@ -331,6 +325,23 @@ fn replay_into<R: BufRead>(
         }
     }
     Ok(())
+}
+
+/// Runs every program whose file has not ended on `packet`; a program
+/// whose engine fails ends there. Returns how many are still running.
+fn run_all(
+    runs: &mut [Run<'_>],
+    ended: &mut [bool],
+    results: &mut [&mut FileResult],
+    sinks: &mut [Option<&mut (dyn VerdictSink + '_)>],
+    packet: PacketView<'_>,
+) -> std::io::Result<usize> {
+    for (k, run) in runs.iter_mut().enumerate() {
+        if !ended[k] && !run.packet(results[k], packet, sinks[k].as_deref_mut())? {
+            ended[k] = true;
+        }
+    }
+    Ok(ended.iter().filter(|e| !**e).count())
 }
 
 /// A pcapng file names its link type and snap length in its first

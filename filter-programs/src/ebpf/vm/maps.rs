@@ -33,6 +33,32 @@ pub enum MapKind {
 }
 
 impl MapKind {
+    /// The kind of a `BPF_MAP_TYPE_*` number; `None` for the types the VM
+    /// does not have.
+    pub fn from_bpf(map_type: u32) -> Option<MapKind> {
+        Some(match map_type {
+            1 => MapKind::Hash,
+            2 => MapKind::Array,
+            3 => MapKind::ProgArray,
+            5 => MapKind::PerCpuHash,
+            6 => MapKind::PerCpuArray,
+            11 => MapKind::LpmTrie,
+            _ => return None,
+        })
+    }
+
+    /// Its name as `bpftool map` prints it.
+    pub fn bpf_name(self) -> &'static str {
+        match self {
+            MapKind::Hash => "hash",
+            MapKind::Array => "array",
+            MapKind::ProgArray => "prog_array",
+            MapKind::PerCpuHash => "percpu_hash",
+            MapKind::PerCpuArray => "percpu_array",
+            MapKind::LpmTrie => "lpm_trie",
+        }
+    }
+
     fn per_cpu(self) -> bool {
         matches!(self, MapKind::PerCpuArray | MapKind::PerCpuHash)
     }
