@@ -99,8 +99,11 @@ proptest! {
         n in 30usize..=400,
         few in any::<bool>(),
         shapes in 4usize..10,
+        negations in any::<bool>(),
     ) {
         let rules = mixed::many_shapes(n, seed);
+        // Exclusions (`not src net N`, `not port P`) only the bitmaps hold.
+        let rules = if negations { mixed::with_negations(rules, seed) } else { rules };
         let cfg = parse(&mixed::config(&rules, "lo")).unwrap();
         let opts = if few { Options::bitmaps(shapes) } else { Options::default() };
         let compiled = compile_with(&cfg.rules, Verdict::Pass, &opts).unwrap();

@@ -451,6 +451,85 @@ pub fn many_shapes(n: usize, seed: u64) -> Vec<MixedRule> {
         .collect()
 }
 
+/// Adds `not` to about a third of `rules` (see `ruleset::negate`): an
+/// excluded source or destination host or net, an excluded port or ICMP
+/// type, or two excluded addresses; a few rules become the exclusion
+/// alone. Half of the changed rules' frames fall inside what they
+/// exclude, so that both sides of each exclusion are tried.
+pub fn with_negations(rules: Vec<MixedRule>, seed: u64) -> Vec<MixedRule> {
+    let mut rng = Rng(seed ^ 0x6e07);
+    rules
+        .into_iter()
+        .map(|mut r| {
+            if rng.below(3) != 0 {
+                return r;
+            }
+            let inside = rng.below(2) == 0;
+            let (v6, proto) = (r.aim.is_v6(), r.aim.proto);
+            let not = match (rng.below(6), &mut r.aim.ip) {
+                (0, Ip::V4 { src, .. }) => {
+                    let h = [
+                        91,
+                        rng.below(256) as u8,
+                        rng.below(256) as u8,
+                        1 + rng.below(254) as u8,
+                    ];
+                    if inside {
+                        *src = h;
+                    }
+                    format!("not src host {}.{}.{}.{}", h[0], h[1], h[2], h[3])
+                }
+                (1, Ip::V4 { dst, .. }) => {
+                    let (a, b) = (104, rng.below(256) as u8);
+                    if inside {
+                        *dst = [a, b, rng.below(256) as u8, 7];
+                    }
+                    format!("not dst net {a}.{b}.0.0/16")
+                }
+                (2, Ip::V4 { src, dst }) => {
+                    let (h, n) = ([62, 1, rng.below(256) as u8, 5], [81, rng.below(256) as u8]);
+                    if inside {
+                        *src = h;
+                        *dst = [n[0], n[1], 3, 3];
+                    }
+                    format!(
+                        "not (host {}.{}.{}.{} or net {}.{}.0.0/16)",
+                        h[0], h[1], h[2], h[3], n[0], n[1]
+                    )
+                }
+                (0..=2, Ip::V6 { src, .. }) => {
+                    let a = v6_addr(&mut rng);
+                    if inside {
+                        *src = a;
+                    }
+                    format!("not src net {}/56", v6_text(&masked(a, 56)))
+                }
+                (3, _) if proto == 1 || proto == 58 => {
+                    let t = r.aim.icmp_type ^ 1;
+                    if inside {
+                        r.aim.icmp_type = t;
+                    }
+                    let name = if v6 { "icmp6" } else { "icmp" };
+                    format!("not {name}[0] == {t}")
+                }
+                _ => {
+                    let p = 2000 + rng.below(1000) as u16;
+                    if inside && proto != 1 && proto != 58 {
+                        r.aim.sport = p;
+                    }
+                    format!("not port {p}")
+                }
+            };
+            r.expr = if rng.below(12) == 0 {
+                not
+            } else {
+                format!("{} and {not}", r.expr)
+            };
+            r
+        })
+        .collect()
+}
+
 /// An IPv6 prefix of `len` bits (a multiple of 8 up to 72) in colon form.
 fn v6_net(a: &[u8; 16], len: u8) -> String {
     let mut b = *a;

@@ -22,7 +22,10 @@
 //! mean what the tables mean. A term that tests a transport field always
 //! names its protocol, which tells a port from an ICMP type.
 
-use super::tuple::{mask, Family, Term};
+use std::collections::BTreeSet;
+
+use super::negate::{self, covers, NTerm};
+use super::tuple::{mask, Family};
 use crate::ebpf::asm::{Asm, Label};
 use crate::ebpf::insn::{AluOp, Endian, JmpOp, Op, Operand, Reg, Size};
 
@@ -57,12 +60,24 @@ pub enum Field {
 impl Field {
     const ALL: [Field; 4] = [Field::Proto, Field::Sport, Field::Dport, Field::Flags];
 
-    fn of(self, t: &Term) -> Option<u32> {
+    /// The value a term fixes the field to.
+    fn of(self, t: &NTerm) -> Option<u32> {
+        let t = &t.term;
         match self {
             Field::Proto => t.proto.map(u32::from),
-            Field::Sport => t.sport.map(u32::from).or(t.itype.map(u32::from)),
-            Field::Dport => t.dport.map(u32::from).or(t.icode.map(u32::from)),
+            Field::Sport => negate::sport_of(t),
+            Field::Dport => negate::dport_of(t),
             Field::Flags => t.flags.map(u32::from),
+        }
+    }
+
+    /// The values a term excludes.
+    fn not(self, t: &NTerm) -> &[u32] {
+        match self {
+            Field::Proto => &t.not.proto,
+            Field::Sport => &t.not.sport,
+            Field::Dport => &t.not.dport,
+            Field::Flags => &t.not.flags,
         }
     }
 }
@@ -113,18 +128,19 @@ pub struct Bitmap {
     exact: Entries,
 }
 
-/// Can the bitmaps hold this term? (A transport field needs its protocol
-/// named, to tell a port from an ICMP type.)
-pub fn holds_term(t: &Term) -> bool {
-    t.family != Family::Arp && (!t.l4() || t.proto.is_some())
+/// Can the bitmaps hold this term? (A transport field it fixes needs its
+/// protocol named, to tell a port from an ICMP type; a value it excludes
+/// is excluded whatever the protocol.)
+pub fn holds_term(t: &NTerm) -> bool {
+    t.term.family != Family::Arp && (!t.term.l4() || t.term.proto.is_some())
 }
 
 impl Bitmap {
     /// The bitmaps of `rules` (index, drop?, exact terms), in order, as
     /// many as [`MAX_BITS`] allows; `None` when no term tests a field.
-    pub fn build(family: Family, n: usize, rules: &[(usize, bool, &[Term])]) -> Option<Bitmap> {
+    pub fn build(family: Family, n: usize, rules: &[(usize, bool, &[NTerm])]) -> Option<Bitmap> {
         let mut holds = vec![false; n];
-        let mut terms: Vec<Term> = Vec::new();
+        let mut terms: Vec<NTerm> = Vec::new();
         let mut bits = Vec::new();
         for (i, drop, ts) in rules {
             if terms.len() + ts.len() > MAX_BITS || !ts.iter().all(holds_term) {
@@ -132,7 +148,7 @@ impl Bitmap {
             }
             holds[*i] = true;
             for t in ts.iter() {
-                terms.push(*t);
+                terms.push(t.clone());
                 bits.push((*i as u32) << 1 | *drop as u32);
             }
         }
@@ -140,7 +156,7 @@ impl Bitmap {
             return None;
         }
         let words = terms.len().div_ceil(64);
-        let set = |pick: &dyn Fn(&Term) -> bool| -> Vec<u8> {
+        let set = |pick: &dyn Fn(&NTerm) -> bool| -> Vec<u8> {
             let mut b = vec![0u64; words];
             for (k, t) in terms.iter().enumerate() {
                 if pick(t) {
@@ -152,45 +168,55 @@ impl Bitmap {
         let abits = family.bits();
         let mut addrs = Vec::new();
         for src in [true, false] {
-            let of = |t: &Term| if src { t.src } else { t.dst };
-            let prefixes: std::collections::BTreeSet<(u128, u8)> = terms
-                .iter()
-                .filter_map(of)
+            let of = |t: &NTerm| if src { t.term.src } else { t.term.dst };
+            let prefixes: BTreeSet<(u128, u8)> = (terms.iter())
+                .flat_map(|t| of(t).into_iter().chain(excluded(t, src).iter().copied()))
                 .map(|(a, l)| (a & mask(abits, l), l))
                 .collect();
             if prefixes.is_empty() {
                 continue;
             }
-            let covers = |q: Option<(u128, u8)>, p: (u128, u8)| match q {
-                None => true,
-                Some((qa, ql)) => ql <= p.1 && (p.0 ^ qa) & mask(abits, ql) == 0,
+            // The bits of the terms that an address whose longest entry
+            // is `p` satisfies: its fixed prefix (if any) holds `p`, and
+            // no prefix it excludes does (an excluded prefix is an entry
+            // itself, so every address under it finds it or a longer one).
+            let at = |p: (u128, u8)| {
+                set(&|t| {
+                    of(t).is_none_or(|q| covers(abits, q, p))
+                        && !excluded(t, src).iter().any(|q| covers(abits, *q, p))
+                })
             };
             let mut entries = Vec::new();
-            let wild = set(&|t| of(t).is_none());
-            if wild.iter().any(|b| *b != 0) {
-                entries.push((lpm_key(family, 0, 0), wild));
-            }
-            for p in prefixes {
-                let b = set(&|t| covers(of(t), p));
-                entries.push((lpm_key(family, p.0, p.1), b));
+            let all: BTreeSet<(u128, u8)> = prefixes.into_iter().chain([(0, 0)]).collect();
+            for p in all {
+                let b = at(p);
+                // A miss means no term can match: /0 only when some term
+                // matches there. (An entry without bits stays: it hides a
+                // shorter one.)
+                if p != (0, 0) || b.iter().any(|b| *b != 0) {
+                    entries.push((lpm_key(family, p.0, p.1), b));
+                }
             }
             addrs.push((src, entries));
         }
         let mut fields = Vec::new();
         let mut exact = Vec::new();
         for f in Field::ALL {
-            let values: std::collections::BTreeSet<u32> =
-                terms.iter().filter_map(|t| f.of(t)).collect();
+            let values: BTreeSet<u32> = (terms.iter())
+                .flat_map(|t| f.of(t).into_iter().chain(f.not(t).iter().copied()))
+                .collect();
             if values.is_empty() {
                 continue;
             }
+            // A value no entry names is excluded by no term.
             let wild = set(&|t| f.of(t).is_none());
             let default = wild.iter().any(|b| *b != 0);
             if default {
                 exact.push((field_key(f, DEFAULT), wild));
             }
             for v in values {
-                exact.push((field_key(f, v), set(&|t| f.of(t).is_none_or(|x| x == v))));
+                let b = set(&|t| f.of(t).is_none_or(|x| x == v) && !f.not(t).contains(&v));
+                exact.push((field_key(f, v), b));
             }
             fields.push((f, default));
         }
@@ -393,6 +419,15 @@ impl Bitmap {
     }
 }
 
+/// The source (destination) prefixes a term excludes.
+fn excluded(t: &NTerm, src: bool) -> &[(u128, u8)] {
+    if src {
+        &t.not.src
+    } else {
+        &t.not.dst
+    }
+}
+
 /// An LPM trie key: the prefix length, then the address's bytes.
 fn lpm_key(family: Family, addr: u128, len: u8) -> Vec<u8> {
     let mut k = u32::from(len).to_le_bytes().to_vec();
@@ -419,13 +454,13 @@ fn st(a: &mut Asm, off: i16, imm: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ruleset::tuple::terms_in;
+    use crate::ruleset::tuple::nterms_in;
 
     fn bitmap(exprs: &[&str]) -> Bitmap {
-        let terms: Vec<Vec<Term>> = (exprs.iter())
-            .map(|e| terms_in(e, Family::V4).expect("terms"))
+        let terms: Vec<Vec<NTerm>> = (exprs.iter())
+            .map(|e| nterms_in(e, Family::V4).expect("terms"))
             .collect();
-        let rules: Vec<(usize, bool, &[Term])> = (terms.iter().enumerate())
+        let rules: Vec<(usize, bool, &[NTerm])> = (terms.iter().enumerate())
             .map(|(i, t)| (i, true, t.as_slice()))
             .collect();
         Bitmap::build(Family::V4, exprs.len(), &rules).expect("a bitmap")
@@ -474,6 +509,41 @@ mod tests {
                 (vec![1, 0, 0, 0], vec![3, 0, 0, 0])
             ]
         );
+    }
+
+    /// Exact bytes: an excluded prefix is an entry without the term's
+    /// bit under a /0 entry with it; an excluded port, a field entry
+    /// without it under a default with it.
+    #[test]
+    fn exclusions_are_entries_without_the_bit() {
+        let b = bitmap(&[
+            "not src net 10.0.0.0/8 and not tcp dst port 22",
+            "src net 10.1.0.0/16",
+        ]);
+        let maps = b.maps();
+        assert_eq!(b.roles(), ["src", "fields", "rules"]);
+        assert_eq!(
+            maps[0].entries,
+            [
+                (vec![0, 0, 0, 0, 0, 0, 0, 0], vec![3, 0, 0, 0, 0, 0, 0, 0]),
+                (vec![8, 0, 0, 0, 10, 0, 0, 0], vec![0; 8]),
+                (vec![16, 0, 0, 0, 10, 1, 0, 0], vec![4, 0, 0, 0, 0, 0, 0, 0]),
+            ]
+        );
+        // Rule 0 is two terms (bits 0 and 1), rule 1 bit 2. `not tcp dst
+        // port 22`: the destination port field is not 22 (term 0), or the
+        // protocol is not TCP (term 1).
+        let t = nterms_in("not src net 10.0.0.0/8 and not tcp dst port 22", Family::V4).unwrap();
+        assert_eq!(t.len(), 2, "{t:?}");
+        let dport = |v: u32| {
+            let k = field_key(Field::Dport, v);
+            maps[1]
+                .entries
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, b)| b[0])
+        };
+        assert_eq!((dport(DEFAULT), dport(22)), (Some(0b111), Some(0b110)));
     }
 
     #[test]

@@ -44,6 +44,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::bitmap::{self, Bitmap};
+use super::negate::{self, NTerm};
 use super::specialize::{specialize, Fact};
 use super::tuple::{self, Family, Shape, Term, Word};
 use super::{Action, Rule};
@@ -220,6 +221,9 @@ enum Plan {
     Decide(Vec<Term>, bool),
     /// A guard; `true` when the terms are exact (a count rule's).
     Guard(Vec<Term>, bool),
+    /// Exact terms of a pass or drop rule that exclude values (`not host
+    /// X`): only the bitmaps can hold them, else the chain.
+    Bits(Vec<NTerm>, bool),
     Chain(NotInTable),
 }
 
@@ -227,10 +231,21 @@ fn plan(r: &Rule, family: Family) -> Plan {
     if specialize(&r.program, &Fact::EtherType(family.ethertype())).is_none() {
         return Plan::Chain(NotInTable::NotInFamily);
     }
-    let exact = tuple::terms_in(&r.expr, family);
+    let with_not = tuple::nterms_in(&r.expr, family);
+    let exact = with_not.as_deref().and_then(negate::positive);
+    let exact = exact.filter(|t| t.len() <= tuple::MAX_TERMS);
     match (r.action, exact) {
-        (Action::Pass | Action::Drop, Some(t)) => Plan::Decide(t, r.action == Action::Drop),
-        (Action::Count, Some(t)) => Plan::Guard(t, true),
+        (Action::Pass | Action::Drop, Some(t)) => {
+            Plan::Decide(t.into_iter().collect(), r.action == Action::Drop)
+        }
+        (Action::Count, Some(t)) => Plan::Guard(t.into_iter().collect(), true),
+        (Action::Pass | Action::Drop, None)
+            if with_not
+                .as_ref()
+                .is_some_and(|t| t.iter().all(bitmap::holds_term)) =>
+        {
+            Plan::Bits(with_not.unwrap_or_default(), r.action == Action::Drop)
+        }
         (action, None) => match tuple::guard_in(&r.expr, family) {
             Some(g) => Plan::Guard(g, false),
             None if action == Action::Count => Plan::Chain(NotInTable::Count),
@@ -273,7 +288,7 @@ impl Fast {
             &cost,
             lookup_cost,
         );
-        if family == Family::Arp || left_over(&fast, rules).is_empty() {
+        if family == Family::Arp || left_over(&fast, &plans).is_empty() {
             return fast;
         }
         // The bitmaps' maps come out of the shape tables' budget, and a
@@ -289,13 +304,22 @@ impl Fast {
             &cost,
             lookup_cost,
         );
-        let left = left_over(&fewer, rules);
-        let Some(b) = Bitmap::build(family, rules.len(), &left) else {
+        let left = left_over(&fewer, &plans);
+        let slices: Vec<(usize, bool, &[NTerm])> = left
+            .iter()
+            .map(|(i, d, t)| (*i, *d, t.as_slice()))
+            .collect();
+        let Some(b) = Bitmap::build(family, rules.len(), &slices) else {
             return fast;
         };
+        // Without the bitmaps: compared inline, or (with exclusions) the
+        // rule's program in the chain.
         let inline: usize = (left.iter())
             .filter(|(i, ..)| b.holds[*i])
-            .map(|(_, _, t)| inline_cost(t))
+            .map(|(i, _, t)| match &plans[*i] {
+                Plan::Bits(..) => cost(&rules[*i]),
+                _ => inline_cost(&t.iter().map(|n| n.term).collect::<Vec<_>>()),
+            })
             .sum();
         if lookup_cost > 0 && inline <= b.cost(lookup_cost) {
             return fast;
@@ -306,6 +330,8 @@ impl Fast {
                 f.in_table[i] = true;
                 f.inline[i] = None;
                 f.why_not[i] = None;
+            } else if matches!(plans[i], Plan::Bits(..)) {
+                f.why_not[i] = Some(NotInTable::TooManyShapes);
             }
         }
         f.bitmap = Some(b);
@@ -402,6 +428,11 @@ impl Fast {
             let (terms, guard, drop) = match p {
                 Plan::Chain(why) => {
                     why_not[i] = Some(*why);
+                    continue;
+                }
+                // Unless the bitmaps take it (see `Fast::new`).
+                Plan::Bits(..) => {
+                    why_not[i] = Some(NotInTable::Unpaid);
                     continue;
                 }
                 Plan::Decide(t, drop) => (t, false, *drop),
@@ -797,18 +828,22 @@ impl Fast {
 }
 
 /// The pass and drop rules of the table shapes that `f` leaves inline
-/// (past its shape tables, or unpaid): (index, drop?, terms), what the
-/// bitmaps may take.
-fn left_over<'f>(f: &'f Fast, rules: &[Rule]) -> Vec<(usize, bool, &'f [Term])> {
-    (f.why_not.iter().enumerate())
-        .filter(|(_, w)| matches!(w, Some(NotInTable::TooManyShapes | NotInTable::Unpaid)))
-        .filter_map(|(i, _)| {
-            let drop = match rules[i].action {
-                Action::Pass => false,
-                Action::Drop => true,
-                Action::Count => return None,
-            };
-            Some((i, drop, f.inline[i].as_deref()?))
+/// (past its shape tables, or unpaid), and those with exclusions: (index,
+/// drop?, terms), what the bitmaps may take, in rule order.
+fn left_over(f: &Fast, plans: &[Plan]) -> Vec<(usize, bool, Vec<NTerm>)> {
+    (plans.iter().enumerate())
+        .filter_map(|(i, p)| match p {
+            Plan::Bits(t, drop) => Some((i, *drop, t.clone())),
+            Plan::Decide(_, drop)
+                if matches!(
+                    f.why_not[i],
+                    Some(NotInTable::TooManyShapes | NotInTable::Unpaid)
+                ) =>
+            {
+                let t = f.inline[i].as_deref()?;
+                Some((i, *drop, t.iter().map(|t| NTerm::from(*t)).collect()))
+            }
+            _ => None,
         })
         .collect()
 }
@@ -841,7 +876,7 @@ fn rare_shapes(plans: &[Plan], lookup_cost: usize) -> BTreeSet<Shape> {
                 }
             }
             Plan::Guard(terms, _) => guards.extend(terms.iter().map(Term::shape)),
-            Plan::Chain(_) => {}
+            Plan::Bits(..) | Plan::Chain(_) => {}
         }
     }
     let mut by_size: Vec<(usize, usize, Shape)> = (count.into_iter())

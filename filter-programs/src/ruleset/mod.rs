@@ -26,6 +26,7 @@ pub mod compile;
 pub mod config;
 pub mod dryrun;
 pub mod fast;
+pub mod negate;
 pub mod specialize;
 pub mod tuple;
 pub mod vlan;

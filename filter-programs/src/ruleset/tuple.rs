@@ -23,11 +23,13 @@ use crate::expr::ast::{
 use crate::expr::qualifiers::{Dir, Kind, Proto};
 use crate::expr::walk::Fold;
 
+use super::negate::{self, NTerm};
+
 /// IP protocol numbers whose ports `port` reads.
 pub const PORT_PROTOS: [u8; 3] = [6, 17, 132];
 /// Most terms one rule may expand to; beyond, the rule stays rule by rule.
 /// (A `portrange` is one term per port: 256 ports of three protocols.)
-const MAX_TERMS: usize = 1024;
+pub const MAX_TERMS: usize = 1024;
 /// Widest `portrange` expanded into terms.
 const MAX_RANGE: u32 = 256;
 
@@ -277,7 +279,7 @@ impl Term {
     }
 
     /// Both terms at once, or None when no packet satisfies both.
-    fn and(&self, o: &Term) -> Option<Term> {
+    pub fn and(&self, o: &Term) -> Option<Term> {
         if self.family != o.family {
             return None;
         }
@@ -331,6 +333,14 @@ pub fn terms(expr: &str) -> Option<Vec<Term>> {
 /// The terms of an expression on frames of `family`, or None when it is
 /// not of the common shapes. Empty: it matches no such frame.
 pub fn terms_in(expr: &str, family: Family) -> Option<Vec<Term>> {
+    let out = negate::positive(&nterms_in(expr, family)?)?;
+    (out.len() <= MAX_TERMS).then(|| out.into_iter().collect())
+}
+
+/// The terms of an expression on frames of `family` with `not` of any
+/// field kept as exclusions ([`negate`]), for the bitmaps; None when it
+/// is not of the common shapes.
+pub fn nterms_in(expr: &str, family: Family) -> Option<Vec<NTerm>> {
     let ast = crate::expr::parse(expr).ok()?;
     let set = dnf(ast.root.as_ref()?, family)?;
     let out = expand_ports(set);
@@ -338,15 +348,19 @@ pub fn terms_in(expr: &str, family: Family) -> Option<Vec<Term>> {
 }
 
 /// A port term without a protocol stands for the three port protocols.
-fn expand_ports(set: BTreeSet<Term>) -> BTreeSet<Term> {
+fn expand_ports(set: BTreeSet<NTerm>) -> BTreeSet<NTerm> {
     let mut out = BTreeSet::new();
     for t in set {
-        if t.ports() && t.proto.is_none() {
+        if t.term.ports() && t.term.proto.is_none() {
             for p in PORT_PROTOS {
-                out.insert(Term {
-                    proto: Some(p),
-                    ..t
-                });
+                let n = NTerm {
+                    term: Term {
+                        proto: Some(p),
+                        ..t.term
+                    },
+                    not: t.not.clone(),
+                };
+                out.extend(n.normal());
             }
         } else {
             out.insert(t);
@@ -357,23 +371,19 @@ fn expand_ports(set: BTreeSet<Term>) -> BTreeSet<Term> {
 
 /// Bottom up without recursion (see `Expr::fold`), so chains and nesting
 /// of any depth cost no stack. `None` (not expressible) stops the walk.
-fn dnf(e: &Expr, family: Family) -> Option<BTreeSet<Term>> {
-    e.fold(|e, node: Fold<BTreeSet<Term>>| {
+fn dnf(e: &Expr, family: Family) -> Option<BTreeSet<NTerm>> {
+    e.fold(|e, node: Fold<BTreeSet<NTerm>>| {
         let set = match node {
-            Fold::Leaf => dnf_operand(e, family),
-            Fold::Not(a) => complement(&a, family),
+            Fold::Leaf => dnf_operand(e, family).map(|s| s.into_iter().map(NTerm::from).collect()),
+            // Ports name their protocols first: `not port 80` excludes
+            // them from TCP, UDP and SCTP.
+            Fold::Not(a) => negate::complement(&expand_ports(a), family),
             Fold::And(a, b) if a.len() * b.len() > 4 * MAX_TERMS => None,
-            Fold::And(a, b) => {
-                let mut out = BTreeSet::new();
-                for x in &a {
-                    for y in &b {
-                        if let Some(t) = x.and(y) {
-                            out.insert(t);
-                        }
-                    }
-                }
-                Some(out)
-            }
+            Fold::And(a, b) => Some(
+                (a.iter())
+                    .flat_map(|x| b.iter().filter_map(move |y| x.and(y)))
+                    .collect(),
+            ),
             Fold::Or(mut a, b) => {
                 a.extend(b);
                 Some(a)
@@ -382,50 +392,6 @@ fn dnf(e: &Expr, family: Family) -> Option<BTreeSet<Term>> {
         set.filter(|s| s.len() <= MAX_TERMS).ok_or(())
     })
     .ok()
-}
-
-/// `not` of terms that test the protocol alone: the other protocols, a
-/// term each (`not tcp` on IPv4: every protocol but 6; `not ip` there:
-/// none; of another family's test: every frame). Exact because the
-/// protocol is a field every served frame of the family has; `not` of
-/// anything else (an address, a port, an ICMP type, which also need their
-/// header or packet kind) is not a table shape.
-fn complement(a: &BTreeSet<Term>, family: Family) -> Option<BTreeSet<Term>> {
-    let mut protos = [false; 256];
-    for t in a {
-        let proto_only = Term {
-            proto: t.proto,
-            ..Term::any(family)
-        };
-        if *t != proto_only {
-            return None;
-        }
-        match t.proto {
-            Some(p) => protos[p as usize] = true,
-            // Every frame of the family: its negation, none.
-            None => return Some(BTreeSet::new()),
-        }
-    }
-    if family == Family::Arp {
-        // No protocol field: `not arp` is none of them, `not tcp` all.
-        return Some(if a.is_empty() {
-            [Term::any(family)].into()
-        } else {
-            BTreeSet::new()
-        });
-    }
-    if a.is_empty() {
-        return Some([Term::any(family)].into());
-    }
-    Some(
-        (0..=255u8)
-            .filter(|p| !protos[*p as usize])
-            .map(|p| Term {
-                proto: Some(p),
-                ..Term::any(family)
-            })
-            .collect(),
-    )
 }
 
 /// A protocol test on frames of `family`: Some(Some(None)) for "every
@@ -760,7 +726,9 @@ pub fn guard_in(expr: &str, family: Family) -> Option<Vec<Term>> {
         .as_ref()?
         .fold(|e, node: Fold<Option<BTreeSet<Term>>>| {
             let set = match node {
-                Fold::Leaf => dnf(e, family).or_else(|| load_guard(e, family)),
+                Fold::Leaf => dnf(e, family)
+                    .and_then(|s| negate::positive(&s.into_iter().collect::<Vec<_>>()))
+                    .or_else(|| load_guard(e, family)),
                 Fold::Not(_) => None,
                 // Either operand's guard holds for the conjunction; the
                 // sharper one is kept.
@@ -779,7 +747,8 @@ pub fn guard_in(expr: &str, family: Family) -> Option<Vec<Term>> {
             // A guard that every frame passes guards nothing.
             Ok::<_, ()>(set.filter(|s| s.len() <= MAX_TERMS && !s.contains(&any)))
         });
-    Some(expand_ports(set.ok().flatten()?).into_iter().collect())
+    let set = set.ok().flatten()?.into_iter().map(NTerm::from).collect();
+    Some(expand_ports(set).into_iter().map(|n| n.term).collect())
 }
 
 /// Is guard `a` at least as sharp as `b`: fewer terms, or as many testing
