@@ -190,7 +190,15 @@ pub fn run(cli: &Cli) -> ExitCode {
         tracing::warn!("cannot handle SIGINT and SIGTERM: {e}");
     }
     match execute(cli) {
-        Ok(outcome) => outcome.exit_code(),
+        Ok(outcome) => {
+            let code = outcome.exit_code();
+            // The process ends here, and its exit frees the results (one
+            // per program and capture: 8,700 for 100 expressions over 87
+            // captures) at once; freeing them one by one took a tenth of
+            // such a run.
+            std::mem::forget(outcome);
+            code
+        }
         Err(message) => {
             eprintln!("pcap-replay: error: {message}");
             match stop::requested() {

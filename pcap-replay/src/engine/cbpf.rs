@@ -1,12 +1,16 @@
 //! Our reference interpreter.
 
+use std::sync::Arc;
+
 use filter_programs::cbpf::interp;
 
 use super::{Engine, EngineError, PacketRef, Verdict};
 use crate::program::{Code, Program};
 
 pub struct CbpfEngine {
-    program: interp::Program,
+    /// Shared: the engines of every capture replayed with this program
+    /// and link type run one compiled form (see `expr`).
+    program: Arc<interp::Program>,
 }
 
 impl CbpfEngine {
@@ -19,7 +23,19 @@ impl CbpfEngine {
             program: program.label.clone(),
             reason: e.to_string(),
         })?;
-        Ok(CbpfEngine { program: compiled })
+        Ok(CbpfEngine {
+            program: Arc::new(compiled),
+        })
+    }
+
+    /// An engine over an interpreter program already built.
+    pub fn shared(program: Arc<interp::Program>) -> CbpfEngine {
+        CbpfEngine { program }
+    }
+
+    /// The interpreter program it runs.
+    pub fn program(&self) -> &Arc<interp::Program> {
+        &self.program
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use filter_programs::cbpf::Insn;
+use filter_programs::cbpf::{interp, Insn};
 use filter_programs::codegen::{self, Dlt};
 use libpcap_oracle::CompileOptions;
 
@@ -47,9 +47,25 @@ pub struct ExprEngine {
     expr: String,
     /// The engine for each link type met, or why there is none. A capture
     /// has one or a few link types, so a list beats a hash per packet.
-    per_linktype: Vec<(LinkType, Built)>,
+    per_linktype: Vec<Entry>,
     /// The entry of `per_linktype` that ran the last packet.
     last: usize,
+}
+
+/// Packets an engine of ours runs on the unoptimized program before it is
+/// rebuilt on the optimized one. Optimizing an expression costs about as
+/// much as running it on a thousand small packets, and most captures of a
+/// corpus hold fewer; the two programs return the same for every packet,
+/// complete or cut short (docs/OPTIMIZER.md), so only the speed changes.
+pub const OPTIMIZE_AFTER: u32 = 1024;
+
+struct Entry {
+    lt: LinkType,
+    built: Built,
+    /// Packets left before the slow path looks at it again: on the
+    /// unoptimized program, until it is rebuilt on the optimized one.
+    left: u32,
+    optimized: bool,
 }
 
 impl ExprEngine {
@@ -63,33 +79,64 @@ impl ExprEngine {
         }
     }
 
-    fn build(&self, lt: LinkType) -> Result<Inner, String> {
+    /// Do we start it on the unoptimized program? Our interpreter and VM
+    /// build an engine in microseconds; a kernel engine loads a program,
+    /// and libpcap's compiles its own.
+    fn tiered(&self) -> bool {
+        matches!(self.kind, EngineKind::Cbpf | EngineKind::Ebpf(_))
+    }
+
+    fn build(&self, lt: LinkType, optimize: bool) -> Result<Inner, String> {
         let libpcap = self.kind == EngineKind::Libpcap;
-        let insns = compiled(&self.expr, lt, libpcap, || {
+        let compilation = compiled(&self.expr, lt, libpcap, optimize, || {
             if libpcap {
                 libpcap_oracle::compile(&self.expr, CompileOptions::new(lt.to_dlt()))
                     .map_err(|e| format!("libpcap: {e}"))
             } else {
                 let cg = Dlt::from_dlt(lt.to_dlt())
                     .ok_or_else(|| format!("link type {lt} is not supported by our compiler"))?;
-                codegen::compile(&self.expr, &codegen::Options::new(cg)).map_err(|e| e.render())
+                let options = codegen::Options {
+                    optimize,
+                    ..codegen::Options::new(cg)
+                };
+                codegen::compile(&self.expr, &options).map_err(|e| e.render())
             }
         })?;
-        let program = Program {
+        let program = || Program {
             label: self.label.clone(),
             expression: Some(self.expr.clone()),
-            code: Code::Cbpf(insns.to_vec()),
+            code: Code::Cbpf(compilation.insns.clone()),
         };
-        let built = match self.kind {
-            EngineKind::Cbpf => super::cbpf::CbpfEngine::new(&program).map(Inner::Cbpf),
-            kind => kind.build(&program).map(Inner::Other),
-        };
-        built.map_err(|e| e.to_string())
+        match self.kind {
+            // Our interpreter's form of the program, built once for all
+            // the captures of the run: most of them are short, so building
+            // it per capture would cost more than running it.
+            EngineKind::Cbpf => {
+                let shared = compilation.interp.get_or_init(|| {
+                    super::cbpf::CbpfEngine::new(&program())
+                        .map(|e| e.program().clone())
+                        .map_err(|e| e.to_string())
+                });
+                let p = shared.clone()?;
+                Ok(Inner::Cbpf(super::cbpf::CbpfEngine::shared(p)))
+            }
+            kind => kind
+                .build(&program())
+                .map(Inner::Other)
+                .map_err(|e| e.to_string()),
+        }
     }
 }
 
+/// One (expression, link type)'s program, and our interpreter's form of
+/// it once an engine needed it.
+struct Compilation {
+    insns: Vec<Insn>,
+    interp: OnceLock<Result<Arc<interp::Program>, String>>,
+}
+
 /// What an expression compiled to for a link type, by libpcap or by us.
-type Compiled = Result<Arc<[Insn]>, String>;
+type Compiled = Result<Arc<Compilation>, String>;
 
 /// Every compilation of the run, shared: the engines of one expression
 /// (our interpreter and each eBPF target take our compiler's program), and
@@ -99,23 +146,34 @@ fn compiled(
     expr: &str,
     lt: LinkType,
     libpcap: bool,
+    optimize: bool,
     compile: impl FnOnce() -> Result<Vec<Insn>, String>,
 ) -> Compiled {
-    /// (expression, link type, by libpcap).
-    type Key = (String, LinkType, bool);
-    static CACHE: OnceLock<Mutex<HashMap<Key, Compiled>>> = OnceLock::new();
+    /// (link type, by libpcap, optimized), under the expression.
+    type Key = (LinkType, bool, bool);
+    type Cell = Arc<OnceLock<Compiled>>;
+    static CACHE: OnceLock<Mutex<HashMap<String, HashMap<Key, Cell>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    let key = (expr.to_string(), lt, libpcap);
-    if let Some(c) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
-        return c;
-    }
-    // Compiled outside the lock: another thread may compile it too, and
-    // the results are equal.
-    let c: Compiled = compile().map(Arc::from);
-    if let Ok(mut cache) = cache.lock() {
-        cache.insert(key, c.clone());
-    }
-    c
+    let key = (lt, libpcap, optimize);
+    let cell: Cell = {
+        let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+        let of_expr = match map.get_mut(expr) {
+            Some(m) => m,
+            None => map.entry(expr.to_string()).or_default(),
+        };
+        of_expr.entry(key).or_default().clone()
+    };
+    // Compiled outside the map's lock; a second thread that wants it
+    // meanwhile waits for this one instead of compiling it again.
+    cell.get_or_init(|| {
+        compile().map(|insns| {
+            Arc::new(Compilation {
+                insns,
+                interp: OnceLock::new(),
+            })
+        })
+    })
+    .clone()
 }
 
 impl Engine for ExprEngine {
@@ -124,8 +182,8 @@ impl Engine for ExprEngine {
     }
 
     fn skip_reason(&self) -> super::Skip {
-        match self.per_linktype.get(self.last) {
-            Some((_, Ok(inner))) => inner.engine().skip_reason(),
+        match self.per_linktype.get(self.last).map(|e| &e.built) {
+            Some(Ok(inner)) => inner.engine().skip_reason(),
             _ => super::Skip::Refused,
         }
     }
@@ -133,8 +191,9 @@ impl Engine for ExprEngine {
     #[inline]
     fn run(&mut self, packet: &PacketRef<'_>) -> Result<Option<Verdict>, EngineError> {
         // Almost every packet has the last one's link type.
-        if let Some((lt, Ok(inner))) = self.per_linktype.get_mut(self.last) {
-            if *lt == packet.linktype {
+        if let Some(e) = self.per_linktype.get_mut(self.last) {
+            if let (true, 1.., Ok(inner)) = (e.lt == packet.linktype, e.left, &mut e.built) {
+                e.left -= 1;
                 return inner.run(packet);
             }
         }
@@ -143,7 +202,7 @@ impl Engine for ExprEngine {
 
     fn prepare(&mut self, linktype: LinkType) -> Result<(), EngineError> {
         let at = self.built_for(linktype);
-        match self.per_linktype.get(at).map(|(_, e)| e) {
+        match self.per_linktype.get(at).map(|e| &e.built) {
             Some(Err(reason)) => Err(EngineError::Invalid {
                 engine: self.kind.name(),
                 program: self.expr.clone(),
@@ -155,13 +214,25 @@ impl Engine for ExprEngine {
 }
 
 impl ExprEngine {
-    /// [`Engine::run`] for a packet of another link type than the last
-    /// (or after a failure): finds or builds its engine.
+    /// [`Engine::run`] for a packet of another link type than the last,
+    /// after a failure, or when its entry's count ran out: finds or builds
+    /// its engine (the optimized one once the count ran out).
     #[cold]
     fn run_other(&mut self, packet: &PacketRef<'_>) -> Result<Option<Verdict>, EngineError> {
         let at = self.built_for(packet.linktype);
         let engine = self.kind.name();
-        match self.per_linktype.get_mut(at).map(|(_, e)| e) {
+        if self.per_linktype.get(at).is_some_and(|e| e.left == 0) {
+            if !self.per_linktype[at].optimized {
+                // It builds whenever the unoptimized program did; should
+                // it not, that one stays.
+                if let Ok(inner) = self.build(packet.linktype, true) {
+                    self.per_linktype[at].built = Ok(inner);
+                }
+            }
+            let e = &mut self.per_linktype[at];
+            (e.left, e.optimized) = (u32::MAX, true);
+        }
+        match self.per_linktype.get_mut(at).map(|e| &mut e.built) {
             Some(Ok(inner)) => {
                 self.last = at;
                 inner.run(packet)
@@ -180,13 +251,91 @@ impl ExprEngine {
 
     /// The index of the engine built for `lt` (built now if it is new).
     fn built_for(&mut self, lt: LinkType) -> usize {
-        match self.per_linktype.iter().position(|(l, _)| *l == lt) {
+        match self.per_linktype.iter().position(|e| e.lt == lt) {
             Some(i) => i,
             None => {
-                let built = self.build(lt);
-                self.per_linktype.push((lt, built));
+                let tiered = self.tiered();
+                let built = self.build(lt, !tiered);
+                self.per_linktype.push(Entry {
+                    lt,
+                    built,
+                    // This packet is the first.
+                    left: if tiered { OPTIMIZE_AFTER - 1 } else { u32::MAX },
+                    optimized: !tiered,
+                });
                 self.per_linktype.len() - 1
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use filter_programs::cbpf::interp;
+
+    /// Frames of a few kinds with varied bytes, some cut short.
+    fn frames(n: usize) -> Vec<Vec<u8>> {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        (0..n)
+            .map(|_| {
+                let r = next();
+                let mut f = vec![0u8; 14 + 20 + 20];
+                f[12..14].copy_from_slice(if r % 4 == 0 {
+                    &[0x08, 0x06]
+                } else {
+                    &[0x08, 0x00]
+                });
+                f[14] = 0x45;
+                f[23] = [6u8, 17, 1][(r >> 8) as usize % 3];
+                f[26..34].copy_from_slice(&next().to_be_bytes());
+                f[34..38].copy_from_slice(&next().to_be_bytes()[..4]);
+                // Ports 0-127, so that `port 80` and `portrange` hit.
+                f[35] &= 0x7f;
+                f[37] &= 0x7f;
+                f.truncate(14 + (r >> 16) as usize % 41);
+                f
+            })
+            .collect()
+    }
+
+    /// An engine starts on the unoptimized program, is rebuilt on the
+    /// optimized one after [`OPTIMIZE_AFTER`] packets, and returns what
+    /// both programs return on every packet, cut or whole.
+    #[test]
+    fn the_optimized_program_takes_over_with_the_same_verdicts() {
+        let expr = "tcp dst port 80 or (udp and src portrange 10-60) or not ip";
+        let program = crate::program::from_expression(expr, "-e");
+        let mut engine = ExprEngine::new(EngineKind::Cbpf, &program, expr);
+        let compile = |optimize| {
+            let options = codegen::Options {
+                optimize,
+                ..codegen::Options::new(Dlt::from_dlt(1).unwrap())
+            };
+            interp::Program::new(&codegen::compile(expr, &options).unwrap()).unwrap()
+        };
+        let (plain, optimized) = (compile(false), compile(true));
+        let frames = frames(3 * OPTIMIZE_AFTER as usize);
+        let mut matched = 0;
+        for (i, f) in frames.iter().enumerate() {
+            let packet = PacketRef {
+                data: f,
+                wire_len: 54,
+                linktype: LinkType::ETHERNET,
+            };
+            let v = engine.run(&packet).unwrap().unwrap();
+            let want = plain.run(f, 54);
+            assert_eq!((v.ret, optimized.run(f, 54)), (want, want), "packet {i}");
+            matched += usize::from(v.matched);
+            let e = &engine.per_linktype[0];
+            assert_eq!(e.optimized, i >= OPTIMIZE_AFTER as usize, "packet {i}");
+        }
+        assert!(matched > 100 && matched < frames.len() - 100, "{matched}");
     }
 }

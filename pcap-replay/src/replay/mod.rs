@@ -4,6 +4,8 @@
 
 mod sample;
 
+use std::sync::Arc;
+
 use std::io::{BufRead, BufReader, Read};
 use std::time::Instant;
 
@@ -22,11 +24,13 @@ pub const MISMATCH_SAMPLES: usize = 10;
 /// The outcome of one program over one capture. Serializes as one entry
 /// of the JSON report's `results`, in this field order; fields after
 /// `error` were added later and some appear only when non-empty.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct FileResult {
-    pub file: String,
-    pub expression: Option<String>,
-    pub program: String,
+    /// Shared by the results of one capture (and of one program below):
+    /// a run makes one per program and capture.
+    pub file: Arc<str>,
+    pub expression: Option<Arc<str>>,
+    pub program: Arc<str>,
     pub linktype: Option<LinkType>,
     pub packets: u64,
     pub engines: EngineMap<Matched>,
@@ -44,6 +48,22 @@ pub struct FileResult {
     pub mismatch_samples: Vec<Mismatch>,
 }
 
+/// A program's label and expression, shared by its results.
+#[derive(Clone, Debug)]
+pub struct Names {
+    pub label: Arc<str>,
+    pub expression: Option<Arc<str>>,
+}
+
+impl Names {
+    pub fn of(program: &Program) -> Names {
+        Names {
+            label: program.label.as_str().into(),
+            expression: program.expression.as_deref().map(Arc::from),
+        }
+    }
+}
+
 impl FileResult {
     /// A result before any packet: every count zero.
     pub fn empty(
@@ -52,10 +72,21 @@ impl FileResult {
         engines: &[Box<dyn Engine>],
         linktype: Option<LinkType>,
     ) -> FileResult {
+        let names = Names::of(program);
+        FileResult::named(&file.into(), &names, engines, linktype)
+    }
+
+    /// [`FileResult::empty`] with the names already shared.
+    pub fn named(
+        file: &Arc<str>,
+        names: &Names,
+        engines: &[Box<dyn Engine>],
+        linktype: Option<LinkType>,
+    ) -> FileResult {
         FileResult {
-            file: file.to_string(),
-            expression: program.expression.clone(),
-            program: program.label.clone(),
+            file: file.clone(),
+            expression: names.expression.clone(),
+            program: names.label.clone(),
             linktype,
             packets: 0,
             engines: EngineMap(
@@ -372,10 +403,12 @@ fn blank_packet() -> Packet {
 /// What running the engines on one packet after another needs.
 struct Run<'e> {
     engines: &'e mut [Box<dyn Engine>],
-    /// Asked once: an engine's name never changes.
-    names: Vec<&'static str>,
     rets: Vec<(&'static str, Verdict)>,
-    tracer: Tracer,
+    program: &'e Program,
+    /// Built on the first mismatch it explains: most runs have none, and
+    /// building it (for a classic program, an interpreter) for every
+    /// program and capture cost more than the replay of a small capture.
+    tracer: Option<Tracer>,
     options: ReplayOptions,
     /// Sinks take an owned packet: copied only for them, into one buffer.
     owned: Packet,
@@ -383,15 +416,15 @@ struct Run<'e> {
 
 impl<'e> Run<'e> {
     fn new(
-        program: &Program,
+        program: &'e Program,
         engines: &'e mut [Box<dyn Engine>],
         options: ReplayOptions,
     ) -> Run<'e> {
         Run {
-            names: engines.iter().map(|e| e.name()).collect(),
             rets: Vec::with_capacity(engines.len()),
             engines,
-            tracer: Tracer::new(program, options.trace),
+            program,
+            tracer: None,
             options,
             owned: blank_packet(),
         }
@@ -418,12 +451,16 @@ impl<'e> Run<'e> {
         result.packets += 1;
         // With one engine there is nothing to compare.
         if self.engines.len() > 1 {
+            let (program, trace) = (self.program, self.options.trace);
             compare(
                 result,
                 &packet,
                 &self.rets,
                 self.options.max_mismatches,
-                &mut self.tracer,
+                || {
+                    self.tracer
+                        .get_or_insert_with(|| Tracer::new(program, trace))
+                },
             );
         }
         if let Some(s) = sink {
@@ -442,9 +479,9 @@ impl<'e> Run<'e> {
             wire_len: packet.wire_len,
             linktype: packet.linktype,
         };
-        // `result.engines` lists the engines in this order.
+        // `result.engines` lists the engines (by name) in this order.
         let counts = result.engines.0.iter_mut();
-        for ((engine, (_, count)), name) in self.engines.iter_mut().zip(counts).zip(&self.names) {
+        for (engine, (name, count)) in self.engines.iter_mut().zip(counts) {
             match engine.run(&view) {
                 Ok(Some(v)) => {
                     count.matched += u64::from(v.matched);
@@ -473,7 +510,7 @@ fn note_linktype(result: &mut FileResult, packet: &PacketView<'_>) {
         None => result.linktype = Some(packet.linktype),
         Some(lt) if lt != packet.linktype => {
             tracing::warn!(
-                file = result.file,
+                file = &*result.file,
                 packet = packet.index,
                 "link type {} differs from the file's first ({lt})",
                 packet.linktype
@@ -484,18 +521,18 @@ fn note_linktype(result: &mut FileResult, packet: &PacketView<'_>) {
 }
 
 /// Counts and explains a packet on which the engines disagree.
-fn compare(
+fn compare<'t>(
     result: &mut FileResult,
     packet: &PacketView<'_>,
     rets: &[(&'static str, Verdict)],
     max_samples: usize,
-    tracer: &mut Tracer,
+    tracer: impl FnOnce() -> &'t mut Tracer,
 ) {
     let first = rets.first().map(|(_, v)| v.matched);
     if rets.iter().any(|(_, v)| Some(v.matched) != first) {
         result.mismatches += 1;
         tracing::debug!(
-            file = result.file,
+            file = &*result.file,
             packet = packet.index,
             ?rets,
             "engines disagree"
@@ -510,7 +547,7 @@ fn compare(
                 linktype: packet.linktype,
             };
             packet.copy_into(&mut owned);
-            result.mismatch_samples.push(tracer.explain(&owned, rets));
+            result.mismatch_samples.push(tracer().explain(&owned, rets));
         }
     }
 }

@@ -23,6 +23,12 @@ pub use write::PcapWriter;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineMap<T>(pub Vec<(&'static str, T)>);
 
+impl<T> Default for EngineMap<T> {
+    fn default() -> Self {
+        EngineMap(Vec::new())
+    }
+}
+
 impl<T: Serialize> Serialize for EngineMap<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.0.len()))?;

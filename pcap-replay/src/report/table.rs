@@ -62,7 +62,7 @@ fn render_program(out: &mut String, results: &[FileResult]) {
     let mut totals = vec![0u64; names.len() + 2];
     for r in results {
         let mut row = vec![
-            r.file.clone(),
+            r.file.to_string(),
             linktype_name(r.linktype),
             r.packets.to_string(),
         ];
