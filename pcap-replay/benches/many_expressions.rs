@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench -p pcap-replay --bench many_expressions          # 15 pairs
 //! PAIRS=30 cargo bench -p pcap-replay --bench many_expressions
+//! PCAP_REPLAY=/path/to/older/pcap-replay cargo bench -p pcap-replay --bench many_expressions
 //! ```
 //!
 //! Both runs take `--engines cbpf --count` over every capture under
@@ -54,11 +55,19 @@ fn children_cpu() -> f64 {
     t(u.ru_utime) + t(u.ru_stime)
 }
 
+/// The binary: this build's, or `PCAP_REPLAY` (to compare an older
+/// build on the same machine).
+fn binary() -> PathBuf {
+    std::env::var_os("PCAP_REPLAY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_pcap-replay").into())
+}
+
 /// One run: (wall, cpu) seconds.
 fn run(exprs: &Path, captures: &[PathBuf]) -> (f64, f64) {
     let cpu = children_cpu();
     let t = Instant::now();
-    let status = Command::new(env!("CARGO_BIN_EXE_pcap-replay"))
+    let status = Command::new(binary())
         .args(["--engines", "cbpf", "--count", "-F"])
         .arg(exprs)
         .args(captures)
