@@ -1,5 +1,6 @@
-//! Where an eBPF program runs: the one name for the three attach points
-//! this toolkit compiles for. The translator, the checker, the ELF writer,
+//! Where an eBPF program runs: the one name for the attach points this
+//! toolkit compiles for (three that decide packets, and the tracepoints
+//! that watch them). The translator, the checker, the ELF writer,
 //! the VM's engines, the kernel loader and the CLIs all speak of a hook
 //! through this type, so the kernel's program type, the section name that
 //! loaders read and the loop budget are decided once, here.
@@ -18,10 +19,19 @@ pub enum Hook {
     Xdp,
     /// A tc classifier in direct-action mode: `BPF_PROG_TYPE_SCHED_CLS`.
     Tc,
+    /// A BTF tracepoint (`tp_btf`) handed the kernel's own socket buffer:
+    /// `BPF_PROG_TYPE_TRACING`. It watches packets and decides nothing;
+    /// its filter finds the bytes through `struct sk_buff`
+    /// ([`crate::kernel_skb`]).
+    Trace,
 }
 
 impl Hook {
+    /// The hooks whose programs decide packets, and that a kernel test
+    /// run (`BPF_PROG_TEST_RUN`) runs on a packet.
     pub const ALL: [Hook; 3] = [Hook::Socket, Hook::Xdp, Hook::Tc];
+    /// Every hook, [`Hook::Trace`] too.
+    pub const EVERY: [Hook; 4] = [Hook::Socket, Hook::Xdp, Hook::Tc, Hook::Trace];
 
     /// The short name the CLIs take and print: `socket`, `xdp`, `tc`.
     pub fn name(self) -> &'static str {
@@ -29,6 +39,7 @@ impl Hook {
             Hook::Socket => "socket",
             Hook::Xdp => "xdp",
             Hook::Tc => "tc",
+            Hook::Trace => "trace",
         }
     }
 
@@ -38,6 +49,7 @@ impl Hook {
             Hook::Socket => "socket filter",
             Hook::Xdp => "XDP",
             Hook::Tc => "tc classifier",
+            Hook::Trace => "BTF tracepoint",
         }
     }
 
@@ -47,6 +59,7 @@ impl Hook {
             Hook::Socket => 1,
             Hook::Tc => 3,
             Hook::Xdp => 6,
+            Hook::Trace => 26,
         }
     }
 
@@ -57,6 +70,8 @@ impl Hook {
             Hook::Socket => "socket",
             Hook::Xdp => "xdp",
             Hook::Tc => "classifier",
+            // Followed by `/` and the tracepoint's name.
+            Hook::Trace => "tp_btf",
         }
     }
 
@@ -69,6 +84,7 @@ impl Hook {
             "socket" | "socket_filter" => Some(Hook::Socket),
             "xdp" => Some(Hook::Xdp),
             "classifier" | "tc" | "tcx" => Some(Hook::Tc),
+            "tp_btf" => Some(Hook::Trace),
             _ => None,
         }
     }
@@ -86,7 +102,8 @@ impl Hook {
     pub fn loop_budget(self) -> u32 {
         match self {
             Hook::Xdp => 32,
-            Hook::Tc => 40,
+            // A helper call per load, as on tc.
+            Hook::Tc | Hook::Trace => 40,
             Hook::Socket => 100,
         }
     }
@@ -98,16 +115,16 @@ impl fmt::Display for Hook {
     }
 }
 
-/// A name that is not `socket`, `xdp` or `tc`.
+/// A name that is not `socket`, `xdp`, `tc` or `trace`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown hook {0:?}: expected socket, xdp or tc")]
+#[error("unknown hook {0:?}: expected socket, xdp, tc or trace")]
 pub struct UnknownHook(pub String);
 
 impl FromStr for Hook {
     type Err = UnknownHook;
 
     fn from_str(s: &str) -> Result<Hook, UnknownHook> {
-        Hook::ALL
+        Hook::EVERY
             .into_iter()
             .find(|h| h.name() == s)
             .ok_or_else(|| UnknownHook(s.to_string()))
@@ -120,7 +137,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for h in Hook::ALL {
+        for h in Hook::EVERY {
             assert_eq!(h.name().parse::<Hook>(), Ok(h));
             assert_eq!(Hook::of_section(h.section()), Some(h));
         }
@@ -140,5 +157,10 @@ mod tests {
         assert_eq!(Hook::Socket.prog_type(), 1);
         assert_eq!(Hook::Tc.prog_type(), 3);
         assert_eq!(Hook::Xdp.prog_type(), 6);
+        assert_eq!(Hook::Trace.prog_type(), 26);
+        assert_eq!(
+            Hook::of_section("tp_btf/netif_receive_skb"),
+            Some(Hook::Trace)
+        );
     }
 }

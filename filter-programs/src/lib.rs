@@ -10,6 +10,7 @@ pub mod ebpf;
 pub mod elf;
 pub mod expr;
 pub mod hook;
+pub mod kernel_skb;
 pub mod optimize;
 pub mod ruleset;
 pub mod translate;

@@ -139,6 +139,7 @@ fn aya_loads_every_object() {
             Hook::Tc => TryInto::<&mut aya::programs::SchedClassifier>::try_into(prog)
                 .unwrap()
                 .load(),
+            Hook::Trace => unreachable!("the objects are of the packet hooks (Hook::ALL)"),
         };
         res.unwrap_or_else(|e| panic!("aya loads {kind} {section:?}: {e}"));
         if kind == "maps" {

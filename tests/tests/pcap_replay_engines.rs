@@ -6,9 +6,9 @@ use std::process::Command;
 
 fn engines() -> &'static str {
     if e2e::kernel_available("pcap_replay_engines") {
-        "cbpf,libpcap,ebpf-socket,ebpf-xdp,ebpf-tc,kernel-socket,kernel-xdp,kernel-tc"
+        "cbpf,libpcap,ebpf-socket,ebpf-xdp,ebpf-tc,ebpf-trace,kernel-socket,kernel-xdp,kernel-tc"
     } else {
-        "cbpf,libpcap,ebpf-socket,ebpf-xdp,ebpf-tc"
+        "cbpf,libpcap,ebpf-socket,ebpf-xdp,ebpf-tc,ebpf-trace"
     }
 }
 

@@ -71,6 +71,7 @@ fn vm_input<'a>(t: Target, frame: &'a [u8]) -> Input<'a> {
             ingress_ifindex: 1,
             rx_queue_index: 0,
         },
+        Hook::Trace => unreachable!("a test run runs no tracing program"),
     }
 }
 

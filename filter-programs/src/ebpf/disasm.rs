@@ -28,6 +28,7 @@ pub fn helper_name(id: i32) -> Option<&'static str> {
         44 => "bpf_xdp_adjust_head",
         68 => "bpf_skb_load_bytes_relative",
         188 => "bpf_xdp_get_buff_len",
+        113 => "bpf_probe_read_kernel",
         189 => "bpf_xdp_load_bytes",
         _ => return None,
     })

@@ -45,7 +45,7 @@ pub(super) struct Emitter<'a> {
     /// The program uses the kernel's special offsets, so it means what the
     /// kernel makes of it (see `translate`'s module doc).
     pub(super) kernel: bool,
-    options: super::Options,
+    pub(super) options: super::Options,
     /// Inline mode: where a match and no match continue, instead of exits.
     exits: Option<(Label, Label)>,
     /// Packet loads and `len` address the frame as sent, wherever the
@@ -168,9 +168,20 @@ impl<'a> Emitter<'a> {
         Ok(())
     }
 
+    /// A fragment of a larger program (see `translate::inline`)?
+    pub(super) fn inline_mode(&self) -> bool {
+        self.exits.is_some()
+    }
+
+    pub(super) fn is_trace(&self) -> bool {
+        self.target.hook == Hook::Trace
+    }
+
     fn prologue(&mut self) {
         // Inline fragments find the context in r6 already.
-        if self.exits.is_none() {
+        if self.is_trace() {
+            self.trace_prologue();
+        } else if self.exits.is_none() {
             self.asm.mov64(CTX, Operand::Reg(Reg::R1));
         }
         self.asm.mov32(A, imm(0));
@@ -329,7 +340,11 @@ impl<'a> Emitter<'a> {
             self.asm.mov32(dst, Operand::Reg(Reg::R0));
             self.reload_data_end();
         } else {
-            self.asm.ldx(Size::W, dst, CTX, skb::LEN as i16);
+            if self.is_trace() {
+                self.trace_len(dst);
+            } else {
+                self.asm.ldx(Size::W, dst, CTX, skb::LEN as i16);
+            }
             if self.target.hook == Hook::Socket && self.options.socket_len_offset != 0 {
                 self.asm
                     .alu32(AluOp::Add, dst, imm(self.options.socket_len_offset));

@@ -44,6 +44,10 @@ impl Emitter<'_> {
             (LoadBase::Net(_), Hook::Xdp) => {
                 Err(self.unsupported(i, "a load relative to the network header (SKF_NET_OFF)"))
             }
+            (_, Hook::Trace) => Err(self.unsupported(
+                i,
+                "a load at the kernel's special offsets (SKF_NET_OFF, SKF_LL_OFF)",
+            )),
             (LoadBase::Net(n), Hook::Tc) => {
                 self.asm.mov64(Reg::R2, imm(n));
                 self.skb_load_bytes(dst, size, Some(HDR_START_NET))
@@ -87,6 +91,10 @@ impl Emitter<'_> {
             Hook::Tc => {
                 self.asm.mov64(Reg::R2, imm(off));
                 self.skb_load_bytes(dst, size, None)?;
+            }
+            Hook::Trace => {
+                self.asm.mov64(Reg::R1, imm(off));
+                self.trace_load_at_r1(size, dst)?;
             }
             Hook::Socket if off >= SOCKET_MAX_OFF => {
                 self.asm.ja(self.reject());
@@ -212,6 +220,7 @@ impl Emitter<'_> {
                 self.asm.mov64(Reg::R2, Operand::Reg(Reg::R1));
                 self.skb_load_bytes(dst, size, None)?;
             }
+            Hook::Trace => self.trace_load_at_r1(size, dst)?,
         }
         Ok(())
     }
@@ -222,7 +231,7 @@ impl Emitter<'_> {
     /// fails, as the kernel's indirect loads do).
     fn load_ind_kernel(&mut self, i: usize, size: Size, k: u32) -> Result<(), TranslateError> {
         use crate::cbpf::skf::{SKF_AD_OFF, SKF_NET_OFF};
-        if self.is_xdp() {
+        if self.is_xdp() || self.is_trace() {
             return Err(self.unsupported(
                 i,
                 "an indirect load in a program that uses the kernel's special offsets",
@@ -350,6 +359,7 @@ impl Emitter<'_> {
             return Ok(());
         };
         let xdp = self.is_xdp();
+        let trace = self.is_trace();
         let ctx_field = |off: u32| Some(off as i16);
         let (off, swap16) = match field {
             Ancillary::AluXorX => {
@@ -367,6 +377,9 @@ impl Emitter<'_> {
                 self.reload_data_end();
                 return Ok(());
             }
+            // The kernel's skb has these, at offsets its BTF gives; not
+            // read yet.
+            _ if trace => (None, false),
             Ancillary::IfIndex if xdp => (ctx_field(xdp::INGRESS_IFINDEX), false),
             Ancillary::Queue if xdp => (ctx_field(xdp::RX_QUEUE_INDEX), false),
             _ if xdp => (None, false),

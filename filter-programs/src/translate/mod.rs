@@ -11,6 +11,10 @@
 //!   are kept as they are.
 //! - **tc** (cls_bpf, direct action): match and no match become two
 //!   configurable actions (`TC_ACT_OK` and `TC_ACT_SHOT` by default).
+//! - **trace** (a BTF tracepoint given the kernel's socket buffer): reads
+//!   the packet with `bpf_probe_read_kernel`, from the link-layer header
+//!   or, when the kernel has not set one, the network header (`trace.rs`);
+//!   returns 1 for a match and 0 for none.
 //! - **xdp**: direct packet access with at most one bounds check per
 //!   straight-line block, none where every path into the block has already
 //!   checked as many bytes; match and no match become two actions
@@ -33,7 +37,8 @@
 //! Register use, fixed for the whole program:
 //!
 //! ```text
-//!  r6  context (skb or xdp_md); the legacy packet loads require it there
+//!  r6  context (skb or xdp_md; trace: the kernel's skb); the legacy
+//!      packet loads require it there
 //!  r7  A (always a zero-extended 32-bit value)
 //!  r8  X (likewise)
 //!  r9  xdp: the packet's first byte (ctx->data); socket and tc: the
@@ -46,6 +51,7 @@
 mod blocks;
 mod emit;
 mod load;
+mod trace;
 mod vlan;
 
 use crate::cbpf::{self, validate, Op};
@@ -69,6 +75,7 @@ impl Target {
             Hook::Socket => None,
             Hook::Xdp => Some(Actions::XDP),
             Hook::Tc => Some(Actions::TC),
+            Hook::Trace => Some(Actions::TRACE),
         };
         Target { hook, actions }
     }
@@ -135,6 +142,12 @@ impl Actions {
         on_match: Actions::TC_ACT_OK,
         on_nomatch: Actions::TC_ACT_SHOT,
     };
+    /// A tracing program decides nothing: 1 for a match, 0 for none
+    /// (what a standalone translation returns; the tracer inlines it).
+    pub const TRACE: Actions = Actions {
+        on_match: 1,
+        on_nomatch: 0,
+    };
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -166,6 +179,10 @@ pub struct Options {
     /// filters on Linux (`filterd capture --vlan-view tcpdump`); without
     /// it such a program judges the frame as sent (see the module doc).
     pub kernel_view: bool,
+    /// The trace hook: where `struct sk_buff` keeps the fields that find
+    /// the packet (the running kernel's, from its BTF; see
+    /// [`crate::kernel_skb`]).
+    pub skb: crate::kernel_skb::SkbLayout,
 }
 
 /// Translates a classic program for `target`.

@@ -61,6 +61,10 @@ impl Emitter<'_> {
             return;
         }
         self.vlan = true;
+        if self.is_trace() {
+            self.trace_vlan(PRESENT_SHIFT);
+            return;
+        }
         // vlan_proto is kept in network byte order, vlan_tci in host order.
         // 32-bit operations clear bits 32-63, where P goes last.
         self.asm.ldx(Size::W, VLAN, CTX, skb::VLAN_PROTO as i16);

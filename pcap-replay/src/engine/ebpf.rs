@@ -1,5 +1,5 @@
 //! The eBPF translation of the program, for one hook, in our VM
-//! (`ebpf-socket`, `ebpf-xdp`, `ebpf-tc`).
+//! (`ebpf-socket`, `ebpf-xdp`, `ebpf-tc`, `ebpf-trace`).
 //!
 //! The VM is given the captured bytes as the frame and the wire length as
 //! the packet's length, as a non-linear buffer whose tail cannot be read:
@@ -95,6 +95,15 @@ impl Engine for EbpfEngine {
                 frame,
                 ingress_ifindex: 1,
                 rx_queue_index: 0,
+            },
+            // A received frame's socket buffer as `netif_receive_skb` sees
+            // it: the link-layer header set, `data` past it.
+            Hook::Trace => Input::Trace {
+                frame,
+                data_off: 14.min(frame.len()),
+                mac_set: true,
+                vlan_all: 0,
+                skb: Default::default(),
             },
             _ => Input::Skb {
                 frame,

@@ -180,12 +180,13 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
-    pub const ALL: [EngineKind; 8] = [
+    pub const ALL: [EngineKind; 9] = [
         EngineKind::Cbpf,
         EngineKind::Libpcap,
         EngineKind::Ebpf(Hook::Socket),
         EngineKind::Ebpf(Hook::Xdp),
         EngineKind::Ebpf(Hook::Tc),
+        EngineKind::Ebpf(Hook::Trace),
         EngineKind::Kernel(Hook::Socket),
         EngineKind::Kernel(Hook::Xdp),
         EngineKind::Kernel(Hook::Tc),
@@ -198,9 +199,13 @@ impl EngineKind {
             EngineKind::Ebpf(Hook::Socket) => "ebpf-socket",
             EngineKind::Ebpf(Hook::Xdp) => "ebpf-xdp",
             EngineKind::Ebpf(Hook::Tc) => "ebpf-tc",
+            EngineKind::Ebpf(Hook::Trace) => "ebpf-trace",
             EngineKind::Kernel(Hook::Socket) => "kernel-socket",
             EngineKind::Kernel(Hook::Xdp) => "kernel-xdp",
             EngineKind::Kernel(Hook::Tc) => "kernel-tc",
+            // Not an engine: a test run does not run a tracing program on
+            // a packet (`filterd trace` runs it on live traffic).
+            EngineKind::Kernel(Hook::Trace) => "kernel-trace",
         }
     }
 
@@ -212,6 +217,9 @@ impl EngineKind {
             EngineKind::Ebpf(Hook::Socket) => "The socket-filter translation in our eBPF VM",
             EngineKind::Ebpf(Hook::Xdp) => "The XDP translation in our eBPF VM (match: XDP_PASS)",
             EngineKind::Ebpf(Hook::Tc) => "The tc translation in our eBPF VM (match: TC_ACT_OK)",
+            EngineKind::Ebpf(Hook::Trace) => {
+                "The tracepoint translation in our eBPF VM, on a synthetic struct sk_buff (match: 1)"
+            }
             EngineKind::Kernel(Hook::Socket) => {
                 "The socket-filter translation in the kernel (BPF_PROG_TEST_RUN; root)"
             }
@@ -221,6 +229,7 @@ impl EngineKind {
             EngineKind::Kernel(Hook::Tc) => {
                 "The tc translation in the kernel (BPF_PROG_TEST_RUN; root)"
             }
+            EngineKind::Kernel(Hook::Trace) => "Not available: a test run runs no tracepoint",
         }
     }
 

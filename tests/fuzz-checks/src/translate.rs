@@ -137,5 +137,45 @@ pub fn check(prog: &[Insn], frame: &[u8]) -> Result<bool, String> {
             ));
         }
     }
+    if translated && !kernel_mode {
+        translated |= check_trace(prog, &classic, frame, &env)?;
+    }
     Ok(translated)
+}
+
+/// The trace hook on the synthetic socket buffer of a received frame:
+/// with its link-layer header set, the program sees the frame; without
+/// (an skb on a path that has none), the frame from its network header.
+fn check_trace(prog: &[Insn], classic: &Classic, frame: &[u8], env: &Env) -> Result<bool, String> {
+    let target = Target::new(Hook::Trace);
+    let insns = match translate(prog, target) {
+        Ok(i) => i,
+        Err(TranslateError::Unsupported { .. }) => return Ok(false),
+        Err(e) => return Err(format!("trace: {e}")),
+    };
+    let vm = Vm::new(&insns).map_err(|e| e.to_string())?;
+    let net = 14.min(frame.len());
+    for mac_set in [true, false] {
+        let input = Input::Trace {
+            frame,
+            data_off: net,
+            mac_set,
+            vlan_all: 0,
+            skb: Default::default(),
+        };
+        let seen = if mac_set { frame } else { &frame[net..] };
+        let got = vm
+            .run(&input, &mut Maps::default(), env)
+            .map_err(|e| format!("trace: {e}"))?;
+        let ret = classic.run(seen, seen.len() as u32);
+        let want = u64::from(target.verdict(ret));
+        if got != want {
+            return Err(format!(
+                "trace (link-layer header {}) on {} bytes: VM returned {got}, classic returned {ret} (so {want})",
+                if mac_set { "set" } else { "unset" },
+                seen.len()
+            ));
+        }
+    }
+    Ok(true)
 }

@@ -43,10 +43,24 @@ fn within(off: i64, (a, b): (i64, i64)) -> bool {
     off >= a && off < b
 }
 
+/// A tracepoint's arguments this checker reads: the first (the socket
+/// buffer) and those after it, as numbers.
+const TRACE_ARGS: i64 = 6;
+
 /// The value a context access yields (for a write, `Some(_)` just means
 /// allowed), or `None` when the hook forbids it.
 pub(super) fn access(kind: Hook, off: i64, size: usize, write: bool) -> Option<Val> {
     match kind {
+        // The context is the tracepoint's arguments, 8 bytes each, read
+        // only.
+        Hook::Trace => {
+            let ok = !write && size == 8 && off % 8 == 0 && (0..8 * TRACE_ARGS).contains(&off);
+            ok.then_some(if off == 0 {
+                Val::Kernel
+            } else {
+                Val::Scalar(Range::FULL)
+            })
+        }
         Hook::Xdp => {
             let ok = (0..xdp::SIZE).contains(&off)
                 && off != xdp::EGRESS_IFINDEX
@@ -146,6 +160,10 @@ pub(super) enum Helper {
     /// `(ctx, offset, stack buffer, constant size[, start header])`:
     /// `bpf_skb_load_bytes` and `bpf_skb_load_bytes_relative`.
     LoadBytes { relative: bool },
+    /// `(stack buffer, constant size, any address)`:
+    /// `bpf_probe_read_kernel`, which fails (and zeroes the buffer)
+    /// rather than fault.
+    ProbeRead,
 }
 
 /// The helper with this id as this checker models it, and whether `kind`
@@ -157,6 +175,7 @@ pub(super) fn helper(id: i32, kind: Hook) -> Option<(Helper, bool)> {
         26 => (Helper::LoadBytes { relative: false }, skb),
         68 => (Helper::LoadBytes { relative: true }, skb),
         188 => (Helper::CtxOnly, kind == Hook::Xdp),
+        113 => (Helper::ProbeRead, kind == Hook::Trace),
         _ => return None,
     })
 }

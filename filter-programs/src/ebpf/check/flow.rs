@@ -73,6 +73,10 @@ fn konst(v: u64) -> Val {
     Val::Scalar(Range::konst(v))
 }
 
+/// Farthest offset of a load through a kernel object's pointer this
+/// checker lets through: `struct sk_buff` is a few hundred bytes.
+const KERNEL_OBJECT_MAX: i64 = 4096;
+
 impl Step<'_> {
     fn read(&self, r: Reg) -> Result<Val, Rule> {
         match self.st.regs[r.index()] {
@@ -331,6 +335,16 @@ impl Step<'_> {
         match base {
             Val::Stack { off: b } => self.stack_mem(b as i64 + off as i64, n, store, signed),
             Val::Ctx { off: b } => self.ctx_mem(b, off, n, store, signed),
+            // Loads of a field: the kernel checks the offset against the
+            // object's type; a pointer field loads as a number here (this
+            // checker follows no kernel pointer further).
+            Val::Kernel => match store {
+                None if (0..KERNEL_OBJECT_MAX).contains(&(off as i64)) => Ok(loaded),
+                None => Err(Rule::Unsupported(format!(
+                    "a load {off} bytes into a kernel object"
+                ))),
+                Some(_) => Err(Rule::Unsupported("storing into a kernel object".into())),
+            },
             Val::Pkt { off: b, range, .. } => {
                 let at = b as i64 + off as i64;
                 if at < 0 || at + n as i64 > range as i64 {
@@ -439,7 +453,7 @@ impl Step<'_> {
     }
 
     fn legacy_load(&mut self, op: Op) -> Result<(), Rule> {
-        if self.kind == Hook::Xdp {
+        if matches!(self.kind, Hook::Xdp | Hook::Trace) {
             return Err(Rule::LegacyLoad {
                 kind: self.kind.description(),
             });
@@ -493,44 +507,68 @@ impl Step<'_> {
             Helper::LoadBytes { relative } => {
                 ctx_arg(self)?;
                 self.scalar(Reg::R2)?;
-                let Val::Stack { off } = self.read(Reg::R3)? else {
-                    return Err(arg(3, "must point into the stack"));
-                };
-                let len = self.scalar(Reg::R4)?;
-                let at = off as i64;
-                if len.min == 0 || len.max > 512 || at < -512 || at + len.max as i64 > 0 {
-                    return Err(arg(
-                        4,
-                        &format!(
-                            "a length of {}..={} at fp{at} does not fit the stack",
-                            len.min, len.max
-                        ),
-                    ));
-                }
                 if relative {
                     self.scalar(Reg::R5)?;
                 }
-                if let Some(c) = &self.cfg.counter {
-                    if at < c.off as i64 + 8 && at + len.max as i64 > c.off as i64 {
-                        return Err(Rule::LoopCounter {
-                            off: c.off,
-                            why: "overwritten by a helper".into(),
-                        });
-                    }
-                }
-                // Only the bytes every length writes are surely written;
-                // any of them may be.
-                self.st.stack_write(at, len.min as usize, None);
-                let (first, end) = (
-                    (at + 512) as usize / 8,
-                    (at + 512 + len.max as i64) as usize,
-                );
-                for s in &mut self.st.spill[first..end.div_ceil(8)] {
-                    *s = None;
-                }
+                self.helper_buffer(id, name, Reg::R3, Reg::R4)?;
+            }
+            Helper::ProbeRead => {
+                self.scalar(Reg::R3)?;
+                self.helper_buffer(id, name, Reg::R1, Reg::R2)?;
             }
         }
         self.clobber();
+        Ok(())
+    }
+
+    /// A helper's output buffer: `buf` points into the stack and `len`
+    /// bytes from there fit it (and spare the loop counter); afterwards
+    /// the bytes every length writes are written.
+    fn helper_buffer(
+        &mut self,
+        id: i32,
+        name: &'static str,
+        buf: Reg,
+        len: Reg,
+    ) -> Result<(), Rule> {
+        let arg = |reg: Reg, why: &str| Rule::HelperArg {
+            id,
+            name,
+            reg: reg.index() as u8,
+            why: why.into(),
+        };
+        let Val::Stack { off } = self.read(buf)? else {
+            return Err(arg(buf, "must point into the stack"));
+        };
+        let len_range = self.scalar(len)?;
+        let at = off as i64;
+        if len_range.min == 0 || len_range.max > 512 || at < -512 || at + len_range.max as i64 > 0 {
+            return Err(arg(
+                len,
+                &format!(
+                    "a length of {}..={} at fp{at} does not fit the stack",
+                    len_range.min, len_range.max
+                ),
+            ));
+        }
+        if let Some(c) = &self.cfg.counter {
+            if at < c.off as i64 + 8 && at + len_range.max as i64 > c.off as i64 {
+                return Err(Rule::LoopCounter {
+                    off: c.off,
+                    why: "overwritten by a helper".into(),
+                });
+            }
+        }
+        // Only the bytes every length writes are surely written; any of
+        // them may be.
+        self.st.stack_write(at, len_range.min as usize, None);
+        let (first, end) = (
+            (at + 512) as usize / 8,
+            (at + 512 + len_range.max as i64) as usize,
+        );
+        for s in &mut self.st.spill[first..end.div_ceil(8)] {
+            *s = None;
+        }
         Ok(())
     }
 

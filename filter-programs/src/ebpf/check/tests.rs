@@ -64,7 +64,12 @@ fn translations_pass() {
         ],
     ];
     for p in &progs {
-        for t in [Target::socket(), Target::xdp(), Target::tc()] {
+        for t in [
+            Target::socket(),
+            Target::xdp(),
+            Target::tc(),
+            Target::new(Hook::Trace),
+        ] {
             let insns = translate(p, t).unwrap();
             if let Err(e) = check(&insns, t.hook) {
                 panic!(
@@ -250,4 +255,48 @@ fn errors_read_well() {
         e.to_string(),
         "slot 0: r3 is read before it is written on some path"
     );
+}
+
+/// The trace hook: its context is the tracepoint's arguments (read only,
+/// 8 bytes each), the first a kernel object that loads may read but not
+/// write or move past; `bpf_probe_read_kernel` only there.
+#[test]
+fn trace_context_rules() {
+    let prog = |body: &dyn Fn(&mut Asm)| {
+        let mut a = Asm::new();
+        body(&mut a);
+        a.mov64(Reg::R0, Operand::Imm(0));
+        a.exit();
+        a.assemble().unwrap()
+    };
+    let ok = prog(&|a: &mut Asm| {
+        a.ldx(Size::DW, Reg::R6, Reg::R1, 0);
+        a.ldx(Size::H, Reg::R2, Reg::R6, 182);
+        a.ldx(Size::DW, Reg::R3, Reg::R1, 8);
+    });
+    assert_eq!(check(&ok, Hook::Trace), Ok(()));
+    let store = prog(&|a: &mut Asm| {
+        a.ldx(Size::DW, Reg::R6, Reg::R1, 0);
+        a.mov64(Reg::R2, Operand::Imm(1));
+        a.stx(Size::W, Reg::R6, Reg::R2, 112);
+    });
+    assert!(matches!(rule(&store, Hook::Trace), Rule::Unsupported(_)));
+    let narrow_arg = prog(&|a: &mut Asm| {
+        a.ldx(Size::W, Reg::R6, Reg::R1, 0);
+    });
+    assert!(check(&narrow_arg, Hook::Trace).is_err());
+    let probe = |h: Hook| {
+        prog(&|a: &mut Asm| {
+            a.mov64(Reg::R1, Operand::Reg(Reg::R10));
+            a.alu64(AluOp::Add, Reg::R1, Operand::Imm(-8));
+            a.mov64(Reg::R2, Operand::Imm(if h == Hook::Trace { 8 } else { 4 }));
+            a.mov64(Reg::R3, Operand::Imm(0));
+            a.push(Op::Call(CallTarget::Helper(113)));
+        })
+    };
+    assert_eq!(check(&probe(Hook::Trace), Hook::Trace), Ok(()));
+    assert!(matches!(
+        rule(&probe(Hook::Tc), Hook::Tc),
+        Rule::Helper { .. }
+    ));
 }

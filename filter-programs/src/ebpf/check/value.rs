@@ -86,6 +86,9 @@ pub(super) enum Val {
     },
     PktEnd,
     PktMeta,
+    /// A kernel object a tracepoint was handed (its socket buffer): the
+    /// kernel checks each load through it against the object's BTF type.
+    Kernel,
 }
 
 impl Val {
@@ -99,6 +102,7 @@ impl Val {
             Val::Pkt { .. } => "a packet pointer",
             Val::PktEnd => "the packet end pointer",
             Val::PktMeta => "the packet metadata pointer",
+            Val::Kernel => "a kernel object's pointer",
         }
     }
     pub fn is_pointer(&self) -> bool {

@@ -7,6 +7,7 @@
 //! verifier rewrites their loads into 64-bit pointers; the VM does the same.
 
 use super::memory::{write_le, Region};
+use crate::kernel_skb::{SkbLayout, UNSET};
 
 /// `struct __sk_buff` field offsets.
 pub mod skb {
@@ -34,6 +35,18 @@ pub mod skb {
     pub const WIRE_LEN: u32 = 160;
     pub const SIZE: usize = 192;
 }
+
+/// A tracepoint's context: its arguments, 8 bytes each (the first is the
+/// socket buffer); the VM keeps the synthetic `struct sk_buff` after them.
+pub mod trace {
+    pub const ARGS: usize = 64;
+    /// Largest `struct sk_buff` the VM lays out.
+    pub const MAX_SKB: usize = 512;
+}
+
+/// Bytes of context scratch a run may need: the largest context.
+pub const CTX_SCRATCH: usize = trace::ARGS + trace::MAX_SKB;
+const _: () = assert!(CTX_SCRATCH >= skb::SIZE);
 
 /// `struct xdp_md` field offsets.
 pub mod xdp {
@@ -125,12 +138,27 @@ pub enum Input<'a> {
         ingress_ifindex: u32,
         rx_queue_index: u32,
     },
+    /// A socket buffer as a tracepoint sees it, in the kernel's own
+    /// `struct sk_buff` laid out as `skb` says: `head` is `frame`'s first
+    /// byte, `data` is `data_off` bytes in (the network header, as after
+    /// the receive path's `eth_type_trans`), `mac_header` 0 when `mac_set`
+    /// (else unset), `network_header` at `data`; bytes of the wire length
+    /// not in `frame` count as paged (`data_len`).
+    Trace {
+        frame: &'a [u8],
+        data_off: usize,
+        mac_set: bool,
+        vlan_all: u32,
+        skb: SkbLayout,
+    },
 }
 
 impl<'a> Input<'a> {
     pub fn frame(&self) -> &'a [u8] {
         match *self {
-            Input::Skb { frame, .. } | Input::Xdp { frame, .. } => frame,
+            Input::Skb { frame, .. } | Input::Xdp { frame, .. } | Input::Trace { frame, .. } => {
+                frame
+            }
         }
     }
 
@@ -138,6 +166,9 @@ impl<'a> Input<'a> {
     pub fn data_off(&self) -> usize {
         match *self {
             Input::Skb {
+                frame, data_off, ..
+            }
+            | Input::Trace {
                 frame, data_off, ..
             } => data_off.min(frame.len()),
             Input::Xdp { .. } => 0,
@@ -148,6 +179,16 @@ impl<'a> Input<'a> {
         match self {
             Input::Skb { .. } => skb::SIZE,
             Input::Xdp { .. } => xdp::SIZE,
+            Input::Trace { skb, .. } => trace::ARGS + skb.size as usize,
+        }
+    }
+
+    /// The context bytes a program may read as its context (a trace
+    /// input's synthetic socket buffer lies after them).
+    pub fn ctx_visible(&self) -> usize {
+        match self {
+            Input::Trace { .. } => trace::ARGS,
+            _ => self.ctx_size(),
         }
     }
 
@@ -189,6 +230,27 @@ impl<'a> Input<'a> {
                 put(xdp::INGRESS_IFINDEX, ingress_ifindex);
                 put(xdp::RX_QUEUE_INDEX, rx_queue_index);
             }
+            Input::Trace {
+                frame,
+                mac_set,
+                vlan_all,
+                skb: l,
+                ..
+            } => {
+                let _ = write_le(buf, 0, 8, Region::Kernel.base());
+                let obj = &mut buf[trace::ARGS..];
+                let at = |o: u16| o as u64;
+                let data_off = self.data_off();
+                let _ = write_le(obj, at(l.head), 8, Region::Packet.base());
+                let _ = write_le(obj, at(l.data), 8, data);
+                // `len` and `data_len` count the wire length too: the
+                // machine writes them (see `Machine::ctx`); captured only:
+                let _ = write_le(obj, at(l.len), 4, (frame.len() - data_off) as u64);
+                let mac = if mac_set { 0 } else { UNSET };
+                let _ = write_le(obj, at(l.mac_header), 2, mac as u64);
+                let _ = write_le(obj, at(l.network_header), 2, data_off as u64);
+                let _ = write_le(obj, at(l.vlan_all), 4, vlan_all as u64);
+            }
         }
     }
 
@@ -204,7 +266,7 @@ impl<'a> Input<'a> {
                     || within(skb::CB, skb::CB + 20)
                     || within(skb::TC_CLASSID, skb::TC_CLASSID + 4)
             }
-            Input::Xdp { .. } => false,
+            Input::Xdp { .. } | Input::Trace { .. } => false,
         }
     }
 }

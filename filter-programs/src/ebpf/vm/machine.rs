@@ -2,7 +2,7 @@
 //! stack and the maps, every access checked against its region; and the
 //! helpers.
 
-use super::context::{skb, xdp, Input};
+use super::context::{skb, trace, xdp, Input, CTX_SCRATCH};
 use super::maps::{MapKind, Maps};
 use super::memory::{read_le, write_le, Region};
 use super::scratch::Stack;
@@ -35,7 +35,7 @@ pub(super) struct Machine<'a, 'm, 's> {
     stack: &'s mut Stack,
     /// The context's bytes, valid once `ctx_ready`: written on the first
     /// access that needs them, since most runs need none.
-    ctx: &'s mut [u8; skb::SIZE],
+    ctx: &'s mut [u8; CTX_SCRATCH],
     ctx_ready: bool,
     prandom: u32,
     /// The slot running a helper, for its errors.
@@ -49,7 +49,7 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
         input: &'a Input<'a>,
         maps: &'m mut Maps,
         stack: &'s mut Stack,
-        ctx: &'s mut [u8; skb::SIZE],
+        ctx: &'s mut [u8; CTX_SCRATCH],
         env: &Env,
     ) -> Self {
         let frame = input.frame();
@@ -59,6 +59,9 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
         let offsets = match input {
             Input::Skb { .. } => [skb::DATA, skb::DATA_END, skb::DATA_META],
             Input::Xdp { .. } => [xdp::DATA, xdp::DATA_END, xdp::DATA_META],
+            // A tracepoint's context holds no packet pointers: offsets no
+            // access has.
+            Input::Trace { .. } => [u32::MAX; 3],
         };
         Machine {
             input,
@@ -84,15 +87,24 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
         let size = self.input.ctx_size();
         if !self.ctx_ready {
             self.input.write_ctx(&mut self.ctx[..size]);
-            if let Input::Skb { .. } = self.input {
-                let len = self.wire_len.saturating_sub(self.input.data_off() as u32);
-                let _ = write_le(&mut self.ctx[..], skb::LEN as u64, 4, len as u64);
-                let _ = write_le(
-                    &mut self.ctx[..],
-                    skb::WIRE_LEN as u64,
-                    4,
-                    self.wire_len as u64,
-                );
+            let len = self.wire_len.saturating_sub(self.input.data_off() as u32);
+            match self.input {
+                Input::Skb { .. } => {
+                    let _ = write_le(&mut self.ctx[..], skb::LEN as u64, 4, len as u64);
+                    let _ = write_le(
+                        &mut self.ctx[..],
+                        skb::WIRE_LEN as u64,
+                        4,
+                        self.wire_len as u64,
+                    );
+                }
+                Input::Trace { frame, skb: l, .. } => {
+                    let paged = self.wire_len.saturating_sub(frame.len() as u32);
+                    let obj = &mut self.ctx[trace::ARGS..];
+                    let _ = write_le(obj, l.len as u64, 4, len as u64);
+                    let _ = write_le(obj, l.data_len as u64, 4, paged as u64);
+                }
+                Input::Xdp { .. } => {}
             }
             self.ctx_ready = true;
         }
@@ -138,7 +150,14 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
         let v = match Region::of(addr) {
             Some((Region::Ctx, off)) => match self.pointer(addr) {
                 Some(p) if size >= 4 => Some(p),
-                _ => read_le(self.ctx(), off, size),
+                _ => {
+                    let visible = self.input.ctx_visible();
+                    read_le(&self.ctx()[..visible], off, size)
+                }
+            },
+            Some((Region::Kernel, off)) => match self.input {
+                Input::Trace { .. } => read_le(&self.ctx()[trace::ARGS..], off, size),
+                _ => None,
             },
             Some((Region::Stack, off)) => read_le(&self.stack.bytes, off, size),
             Some((Region::Packet, off)) => off
@@ -254,6 +273,7 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
                 })
             }
             26 | 68 | 189 => a[3] as u32 as u64,
+            113 => a[1] as u32 as u64,
             _ => 0,
         };
         bytes.div_ceil(8)
@@ -302,6 +322,7 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
             }
             8 => Ok(self.maps.cpu as u64),
             26 | 68 => self.skb_load_bytes(id, a),
+            113 if matches!(self.input, Input::Trace { .. }) => self.probe_read_kernel(a),
             // bpf_xdp_get_buff_len: the VM's frames have no fragments.
             188 if matches!(self.input, Input::Xdp { .. }) => Ok(self.wire_len as u64),
             189 => {
@@ -316,6 +337,50 @@ impl<'a, 'm, 's> Machine<'a, 'm, 's> {
                 }
             }
             _ => Err(VmError::UnknownHelper { pc, id }),
+        }
+    }
+
+    /// `bpf_probe_read_kernel(to, len, from)`: copies `len` bytes of the
+    /// captured frame or the synthetic socket buffer; anything else (past
+    /// the capture, another region) zeroes the destination and returns
+    /// -EFAULT, as a read of unmapped kernel memory does.
+    fn probe_read_kernel(&mut self, a: [u64; 5]) -> Result<u64, VmError> {
+        let (to, len, from) = (a[0], a[1] as u32 as usize, a[2]);
+        let range = |off: u64, size: usize| {
+            let o = usize::try_from(off).ok()?;
+            Some(o..o.checked_add(len).filter(|e| *e <= size)?)
+        };
+        // Copied without allocating: the frame outlives the machine, and
+        // the object (at most `trace::MAX_SKB` bytes) goes through a
+        // buffer on the host's stack.
+        let mut obj = [0u8; trace::MAX_SKB];
+        let src: Option<&[u8]> = match Region::of(from) {
+            Some((Region::Packet, off)) => {
+                let frame = self.input.frame();
+                range(off, frame.len()).map(|r| &frame[r])
+            }
+            Some((Region::Kernel, off)) => {
+                let bytes = &self.ctx()[trace::ARGS..];
+                match range(off, bytes.len()) {
+                    Some(r) => {
+                        let n = r.len();
+                        obj[..n].copy_from_slice(&bytes[r]);
+                        Some(&obj[..n])
+                    }
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        match src {
+            Some(bytes) => {
+                self.write_bytes(to, bytes)?;
+                Ok(0)
+            }
+            None => {
+                self.write_zeros(to, len)?;
+                Ok(EFAULT)
+            }
         }
     }
 

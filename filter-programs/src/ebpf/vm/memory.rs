@@ -8,7 +8,8 @@
 //! +----------+--------+--------------------+
 //! |  region  | index  |       offset       |
 //! +----------+--------+--------------------+
-//!  region: 1 context, 2 packet, 3 stack, 4 map value (index = map)
+//!  region: 1 context, 2 packet, 3 stack, 4 map value (index = map),
+//!          7 kernel object (a tracepoint's socket buffer)
 //!  map values: offset = entry * value_size + byte
 //! ```
 
@@ -21,6 +22,9 @@ pub enum Region {
     Packet,
     Stack,
     MapValue(u8),
+    /// The kernel object a tracepoint's first argument points to: the
+    /// synthetic `struct sk_buff` of a trace input.
+    Kernel,
 }
 
 impl Region {
@@ -30,6 +34,7 @@ impl Region {
             Region::Packet => 2 << REGION_SHIFT,
             Region::Stack => 3 << REGION_SHIFT,
             Region::MapValue(i) => (4 << REGION_SHIFT) | ((i as u64) << INDEX_SHIFT),
+            Region::Kernel => 7 << REGION_SHIFT,
         }
     }
 
@@ -42,6 +47,7 @@ impl Region {
             2 if index == 0 => Region::Packet,
             3 if index == 0 => Region::Stack,
             4 => Region::MapValue(index),
+            7 if index == 0 => Region::Kernel,
             _ => return None,
         };
         Some((region, off))

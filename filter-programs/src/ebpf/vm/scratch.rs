@@ -13,7 +13,7 @@
 
 use std::cell::RefCell;
 
-use super::context::skb;
+use super::context::CTX_SCRATCH;
 use super::{MAX_FRAMES, STACK_SIZE};
 
 pub(super) const STACK_BYTES: usize = STACK_SIZE * MAX_FRAMES;
@@ -49,7 +49,7 @@ pub(super) struct Stack {
 pub(super) struct Scratch {
     pub(super) stack: Stack,
     pub(super) frames: [Frame; MAX_FRAMES],
-    pub(super) ctx: [u8; skb::SIZE],
+    pub(super) ctx: [u8; CTX_SCRATCH],
 }
 
 thread_local! {
@@ -69,7 +69,7 @@ impl Scratch {
                 saved: [0; 4],
                 looping: None,
             }; MAX_FRAMES],
-            ctx: [0; skb::SIZE],
+            ctx: [0; CTX_SCRATCH],
         }
     }
 
