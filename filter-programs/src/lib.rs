@@ -10,9 +10,11 @@ pub mod ebpf;
 pub mod elf;
 pub mod expr;
 pub mod hook;
+pub mod kernel_btf;
 pub mod kernel_skb;
 pub mod optimize;
 pub mod ruleset;
+pub mod tracer;
 pub mod translate;
 
 pub use hook::Hook;

@@ -11,3 +11,4 @@ pub mod dryrun;
 pub mod object;
 pub mod ruleset;
 pub mod socket;
+pub mod trace;

@@ -151,10 +151,30 @@ pub fn write(obj: &Object) -> Result<Vec<u8>, ElfError> {
     write_many(obj.hook, &[part], &obj.maps, &obj.license)
 }
 
+/// Writes the object with its program in section `section` (a tracing
+/// program's `tp_btf/NAME`) rather than its hook's.
+pub fn write_in(obj: &Object, section: &str) -> Result<Vec<u8>, ElfError> {
+    let part = Part {
+        name: obj.name.clone(),
+        insns: obj.insns.clone(),
+        map_refs: obj.map_refs.clone(),
+    };
+    write_sections(section, &[part], &obj.maps, &obj.license)
+}
+
 /// Writes several programs into one section, one function symbol each (as
 /// clang does for several functions with the same `SEC()`), sharing maps.
 pub fn write_many(
     hook: Hook,
+    parts: &[Part],
+    maps: &[MapBtf],
+    license: &str,
+) -> Result<Vec<u8>, ElfError> {
+    write_sections(hook.section(), parts, maps, license)
+}
+
+fn write_sections(
+    section: &str,
     parts: &[Part],
     maps: &[MapBtf],
     license: &str,
@@ -173,7 +193,6 @@ pub fn write_many(
     let (btf, btf_ext) = if code.callbacks.is_empty() {
         (btf::maps_btf(maps), Vec::new())
     } else {
-        let section = hook.section();
         let funcs: Vec<(btf::FuncBtf, &str, u32)> = (code.symbols.iter())
             .map(|(name, start, _)| (name, false, section, *start))
             .chain((code.callbacks.iter()).map(|(name, start, _)| (name, true, ".text", *start)))
@@ -198,7 +217,7 @@ pub fn write_many(
         btf_ext,
         symtab,
     };
-    let mut sections = section_headers(hook, &mut strtab, layout, contents);
+    let mut sections = section_headers(section, &mut strtab, layout, contents);
     sections[0].data = strtab.0;
     Ok(file(&sections))
 }
@@ -468,8 +487,7 @@ struct Contents {
 
 /// The sections after the null one, in the layout's order. `.strtab`'s
 /// contents are left empty: its names are still being added here.
-fn section_headers(hook: Hook, strtab: &mut Strtab, layout: Layout, c: Contents) -> Vec<Shdr> {
-    let prog_sec = hook.section();
+fn section_headers(prog_sec: &str, strtab: &mut Strtab, layout: Layout, c: Contents) -> Vec<Shdr> {
     let mut sections = vec![
         Shdr::new(strtab.add(".strtab"), SHT_STRTAB, 0, vec![], 1),
         Shdr::new(

@@ -80,17 +80,12 @@ impl<'a> Emitter<'a> {
     pub(super) fn inline(
         ops: &'a [Op],
         target: Target,
+        options: super::Options,
         asm: Asm,
         on_match: Label,
         on_nomatch: Label,
     ) -> Emitter<'a> {
-        Emitter::with_asm(
-            ops,
-            target,
-            super::Options::default(),
-            asm,
-            Some((on_match, on_nomatch)),
-        )
+        Emitter::with_asm(ops, target, options, asm, Some((on_match, on_nomatch)))
     }
 
     fn with_asm(

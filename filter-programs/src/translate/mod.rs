@@ -52,6 +52,12 @@ mod blocks;
 mod emit;
 mod load;
 mod trace;
+
+/// The trace hook's stack slots (8 bytes each): where the packet starts,
+/// its captured length and its length (see `trace.rs`).
+pub mod trace_slots {
+    pub use super::trace::{CAPLEN, START, WIRELEN};
+}
 mod vlan;
 
 use crate::cbpf::{self, validate, Op};
@@ -209,9 +215,23 @@ pub fn inline(
     on_match: ebpf::asm::Label,
     on_nomatch: ebpf::asm::Label,
 ) -> Result<(), TranslateError> {
+    inline_with(asm, prog, target, &Options::default(), on_match, on_nomatch)
+}
+
+/// [`inline`] with [`Options`] (the trace hook's socket buffer layout).
+/// On the trace hook the caller puts the skb in r6, and the fragment also
+/// uses fp-104 to fp-81.
+pub fn inline_with(
+    asm: &mut ebpf::asm::Asm,
+    prog: &[cbpf::Insn],
+    target: Target,
+    options: &Options,
+    on_match: ebpf::asm::Label,
+    on_nomatch: ebpf::asm::Label,
+) -> Result<(), TranslateError> {
     let ops = decode_valid(prog)?;
     let taken = std::mem::replace(asm, ebpf::asm::Asm::new());
-    *asm = emit::Emitter::inline(&ops, target, taken, on_match, on_nomatch).emit()?;
+    *asm = emit::Emitter::inline(&ops, target, *options, taken, on_match, on_nomatch).emit()?;
     Ok(())
 }
 

@@ -29,9 +29,9 @@ use crate::kernel_skb::UNSET;
 /// `bpf_probe_read_kernel(dst, size, unsafe_ptr)`.
 pub const HELPER_PROBE_READ_KERNEL: i32 = 113;
 /// The packet's start, captured length and length (8 bytes each).
-pub(super) const START: i16 = -88;
-pub(super) const CAPLEN: i16 = -96;
-pub(super) const WIRELEN: i16 = -104;
+pub const START: i16 = -88;
+pub const CAPLEN: i16 = -96;
+pub const WIRELEN: i16 = -104;
 /// Where a load copies to (as the tc hook's helpers do).
 const LOAD_BUF: i16 = -72;
 

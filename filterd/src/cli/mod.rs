@@ -15,6 +15,7 @@ pub mod check_report;
 pub mod compile;
 pub mod daemon;
 pub mod rules;
+pub mod trace;
 
 /// Exit codes scripts rely on.
 pub const EXIT_OK: i32 = 0;
@@ -108,6 +109,9 @@ pub enum Command {
     Run(daemon::RunArgs),
     /// Read the pinned per-rule counters of a running `filterd run`.
     Stats(daemon::StatsArgs),
+    /// Follow the packets an expression selects through the kernel's skb
+    /// tracepoints: where they go, and where and why they are dropped.
+    Trace(trace::TraceArgs),
     /// Reload a running `filterd run` and wait for the outcome (systemd's ExecReload).
     Reload(daemon::ReloadArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -229,6 +233,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         Command::Detach(DetachCommand::Tc(a)) => attach::detach_tc(a, out),
         Command::Status(a) => attach::status(a, out),
         Command::Capture(a) => capture::run(a, out),
+        Command::Trace(a) => trace::run(a, out),
         Command::Check(a) => rules::check(a, out),
         Command::Test(a) => rules::test(a, out),
         Command::Run(a) => daemon::run(a, out),

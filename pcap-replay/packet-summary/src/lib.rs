@@ -14,7 +14,9 @@
 
 mod describe;
 mod tcpdump;
+mod tuple;
 mod walk;
 
 pub use describe::describe;
 pub use tcpdump::tcpdump_line;
+pub use tuple::{five_tuple, FiveTuple};

@@ -1,0 +1,336 @@
+//! The programs `filterd trace` attaches: one per tracepoint, each the
+//! expression's filter on the tracepoint's socket buffer (the trace hook,
+//! `translate::trace`) followed, on a match, by one event written to the
+//! `events` ring buffer. Pure: the kernel's offsets come in
+//! [`Offsets`] (from its BTF, `kernel_btf`).
+//!
+//! An event, little endian ([`Event`] decodes it):
+//!
+//! ```text
+//!   0 u64 time        bpf_ktime_get_ns
+//!   8 u64 skb         the socket buffer's address (groups a packet's path)
+//!  16 u32 point       index into the attached points
+//!  20 u32 cpu
+//!  24 u32 ifindex     skb->dev->ifindex (0: no device)
+//!  28 u32 netns       skb->dev->nd_net.net->ns.inum (0: no device)
+//!  32 u32 mark
+//!  36 u32 len         the packet's length from where the filter read it
+//!  40 u32 reason      kfree_skb's drop reason (else 0)
+//!  44 u16 protocol    skb->protocol as the kernel keeps it (big endian)
+//!  46 u16 caplen      bytes of the packet in `data`
+//!  48 u8  from_mac    1: `data` starts at the link-layer header; 0: at
+//!                     the network header
+//!  56 [u8; 128] data  the packet's first bytes
+//! ```
+
+use crate::cbpf;
+use crate::ebpf::asm::Asm;
+use crate::ebpf::insn::{AluOp, CallTarget, JmpOp, Op, Operand, Pseudo, Reg, Size};
+use crate::elf::{MapBtf, Object, ValueLayout};
+use crate::kernel_btf::{Btf, BtfError};
+use crate::kernel_skb::{SkbLayout, UNSET};
+use crate::translate::{self, Options, Target, TranslateError};
+use crate::Hook;
+
+/// A tracepoint the tracer knows: its name (after `btf_trace_`) and the
+/// argument holding the drop reason, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Point {
+    pub name: &'static str,
+    /// The tracepoint's argument index of `enum skb_drop_reason`.
+    pub reason_arg: Option<u8>,
+}
+
+/// The skb tracepoints, in the order a received packet meets them, then
+/// transmit, then the ends of a packet's life. Each has the skb first.
+pub const POINTS: [Point; 9] = [
+    Point::plain("napi_gro_receive_entry"),
+    Point::plain("netif_rx"),
+    Point::plain("netif_receive_skb"),
+    Point::plain("skb_copy_datagram_iovec"),
+    Point::plain("net_dev_queue"),
+    Point::plain("net_dev_start_xmit"),
+    Point::plain("net_dev_xmit"),
+    Point {
+        name: "kfree_skb",
+        reason_arg: Some(2),
+    },
+    Point::plain("consume_skb"),
+];
+
+impl Point {
+    const fn plain(name: &'static str) -> Point {
+        Point {
+            name,
+            reason_arg: None,
+        }
+    }
+
+    /// The ELF section aya and libbpf read: `tp_btf/NAME`.
+    pub fn section(&self) -> String {
+        format!("{}/{}", Hook::Trace.section(), self.name)
+    }
+
+    pub fn by_name(name: &str) -> Option<Point> {
+        POINTS.into_iter().find(|p| p.name == name)
+    }
+}
+
+/// The kernel's offsets an event's fields are read at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offsets {
+    pub skb: SkbLayout,
+    /// `sk_buff.dev`, `.mark`, `.protocol`.
+    pub dev: u16,
+    pub mark: u16,
+    pub protocol: u16,
+    /// `net_device.ifindex`, `.nd_net.net`; `net.ns.inum`.
+    pub ifindex: u16,
+    pub nd_net: u16,
+    pub ns_inum: u16,
+}
+
+impl Offsets {
+    pub fn from_btf(btf: &Btf) -> Result<Offsets, BtfError> {
+        let at = |s: &str, path: &[&str]| -> Result<u16, BtfError> {
+            let off = btf.offset(s, path)?;
+            u16::try_from(off)
+                .map_err(|_| BtfError::Missing(format!("{s}.{} below 64 KiB", path.join("."))))
+        };
+        Ok(Offsets {
+            skb: btf.skb_layout()?,
+            dev: at("sk_buff", &["dev"])?,
+            mark: at("sk_buff", &["mark"])?,
+            protocol: at("sk_buff", &["protocol"])?,
+            ifindex: at("net_device", &["ifindex"])?,
+            nd_net: at("net_device", &["nd_net", "net"])?,
+            ns_inum: at("net", &["ns", "inum"])?,
+        })
+    }
+}
+
+/// Bytes of the packet an event carries.
+pub const DATA: usize = 128;
+/// An event's size.
+pub const EVENT_SIZE: usize = 56 + DATA;
+/// The ring buffer's size (a power of two of pages).
+pub const RING_BYTES: u32 = 1 << 18;
+/// Where the event is built: below the saved reason (fp-112) and the
+/// filter's own slots (fp-104 up).
+const EVENT: i16 = -112 - EVENT_SIZE as i16;
+const REASON: i16 = -112;
+
+const HELPER_KTIME: i32 = 5;
+const HELPER_CPU: i32 = 8;
+const HELPER_PROBE_READ_KERNEL: i32 = 113;
+const HELPER_RINGBUF_OUTPUT: i32 = 130;
+const BPF_MAP_TYPE_RINGBUF: u32 = 27;
+
+/// The filters of one expression: over the frame from its link-layer
+/// header (Ethernet), and over the packet from its network header (raw
+/// IP) for socket buffers without a link-layer header; `None` when the
+/// expression needs link-layer fields (such buffers then never match, as
+/// ARCHITECTURE.md decides for L3 hooks).
+#[derive(Clone, Debug)]
+pub struct Filters {
+    pub l2: Vec<cbpf::Insn>,
+    pub l3: Option<Vec<cbpf::Insn>>,
+}
+
+/// The program for tracepoint `point` (reported as index `index`),
+/// running `filters` on each socket buffer. It returns 0.
+pub fn program(
+    filters: &Filters,
+    index: u32,
+    point: &Point,
+    offsets: &Offsets,
+) -> Result<Object, TranslateError> {
+    let mut a = Asm::new();
+    let (matched, out) = (a.label(), a.label());
+    let st = |a: &mut Asm, size: Size, off: i16, reg: Reg| {
+        a.stx(size, Reg::R10, reg, EVENT + off);
+    };
+    // The reason first: the filter takes every register but r6.
+    match point.reason_arg {
+        Some(k) => a.ldx(Size::DW, Reg::R2, Reg::R1, 8 * k as i16),
+        None => a.mov64(Reg::R2, Operand::Imm(0)),
+    };
+    a.stx(Size::DW, Reg::R10, Reg::R2, REASON);
+    a.ldx(Size::DW, Reg::R6, Reg::R1, 0);
+    let options = Options {
+        skb: offsets.skb,
+        ..Options::default()
+    };
+    let target = Target::new(Hook::Trace);
+    let l3 = a.label();
+    a.ldx(Size::H, Reg::R1, Reg::R6, offsets.skb.mac_header as i16);
+    a.jmp(true, JmpOp::Jeq, Reg::R1, Operand::Imm(UNSET as i32), l3);
+    translate::inline_with(&mut a, &filters.l2, target, &options, matched, out)?;
+    a.bind(l3);
+    match &filters.l3 {
+        Some(f) => translate::inline_with(&mut a, f, target, &options, matched, out)?,
+        None => {
+            a.ja(out);
+        }
+    }
+    a.bind(matched);
+    // The helpers read every byte of the event: all written first.
+    for k in 0..EVENT_SIZE as i16 / 8 {
+        a.push(Op::St {
+            size: Size::DW,
+            dst: Reg::R10,
+            off: EVENT + 8 * k,
+            imm: 0,
+        });
+    }
+    a.push(Op::Call(CallTarget::Helper(HELPER_KTIME)));
+    st(&mut a, Size::DW, 0, Reg::R0);
+    st(&mut a, Size::DW, 8, Reg::R6);
+    a.push(Op::St {
+        size: Size::W,
+        dst: Reg::R10,
+        off: EVENT + 16,
+        imm: index as i32,
+    });
+    a.push(Op::Call(CallTarget::Helper(HELPER_CPU)));
+    st(&mut a, Size::W, 20, Reg::R0);
+    // The device, its index and its namespace: kernel pointers the
+    // verifier lets us load through (a fault reads 0), tested anyway.
+    let no_dev = a.label();
+    a.ldx(Size::DW, Reg::R1, Reg::R6, offsets.dev as i16);
+    a.jmp(true, JmpOp::Jeq, Reg::R1, Operand::Imm(0), no_dev);
+    a.ldx(Size::W, Reg::R2, Reg::R1, offsets.ifindex as i16);
+    st(&mut a, Size::W, 24, Reg::R2);
+    a.ldx(Size::DW, Reg::R3, Reg::R1, offsets.nd_net as i16);
+    a.jmp(true, JmpOp::Jeq, Reg::R3, Operand::Imm(0), no_dev);
+    a.ldx(Size::W, Reg::R4, Reg::R3, offsets.ns_inum as i16);
+    st(&mut a, Size::W, 28, Reg::R4);
+    a.bind(no_dev);
+    a.ldx(Size::W, Reg::R1, Reg::R6, offsets.mark as i16);
+    st(&mut a, Size::W, 32, Reg::R1);
+    a.ldx(Size::DW, Reg::R1, Reg::R10, translate::trace_slots::WIRELEN);
+    st(&mut a, Size::W, 36, Reg::R1);
+    a.ldx(Size::DW, Reg::R1, Reg::R10, REASON);
+    st(&mut a, Size::W, 40, Reg::R1);
+    a.ldx(Size::H, Reg::R1, Reg::R6, offsets.protocol as i16);
+    st(&mut a, Size::H, 44, Reg::R1);
+    let from_net = a.label();
+    a.ldx(Size::H, Reg::R1, Reg::R6, offsets.skb.mac_header as i16);
+    a.jmp(
+        true,
+        JmpOp::Jeq,
+        Reg::R1,
+        Operand::Imm(UNSET as i32),
+        from_net,
+    );
+    a.push(Op::St {
+        size: Size::B,
+        dst: Reg::R10,
+        off: EVENT + 48,
+        imm: 1,
+    });
+    a.bind(from_net);
+    // The first bytes: min(caplen, DATA).
+    let short = a.label();
+    a.ldx(Size::DW, Reg::R2, Reg::R10, translate::trace_slots::CAPLEN);
+    a.jmp(true, JmpOp::Jle, Reg::R2, Operand::Imm(DATA as i32), short);
+    a.mov64(Reg::R2, Operand::Imm(DATA as i32));
+    a.bind(short);
+    st(&mut a, Size::H, 46, Reg::R2);
+    a.mov64(Reg::R1, Operand::Reg(Reg::R10));
+    a.alu64(AluOp::Add, Reg::R1, Operand::Imm((EVENT + 56) as i32));
+    a.ldx(Size::DW, Reg::R3, Reg::R10, translate::trace_slots::START);
+    a.push(Op::Call(CallTarget::Helper(HELPER_PROBE_READ_KERNEL)));
+    a.push(Op::LdImm64 {
+        dst: Reg::R1,
+        pseudo: Pseudo::MapFd,
+        src_reg: 1,
+        imm: 0,
+    });
+    a.mov64(Reg::R2, Operand::Reg(Reg::R10));
+    a.alu64(AluOp::Add, Reg::R2, Operand::Imm(EVENT as i32));
+    a.mov64(Reg::R3, Operand::Imm(EVENT_SIZE as i32));
+    a.mov64(Reg::R4, Operand::Imm(0));
+    a.push(Op::Call(CallTarget::Helper(HELPER_RINGBUF_OUTPUT)));
+    a.bind(out);
+    a.mov64(Reg::R0, Operand::Imm(0));
+    a.exit();
+    let insns = a.assemble()?;
+    let map_refs = crate::ebpf::insn::decode_all(&insns)
+        .map(|ops| {
+            (ops.into_iter())
+                .filter_map(|(slot, op)| match op {
+                    Op::LdImm64 {
+                        pseudo: Pseudo::MapFd,
+                        imm,
+                        ..
+                    } => Some((slot, imm as usize)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Object {
+        hook: Hook::Trace,
+        name: format!("trace_{}", point.name),
+        insns,
+        maps: vec![MapBtf {
+            name: "events".into(),
+            map_type: BPF_MAP_TYPE_RINGBUF,
+            max_entries: RING_BYTES,
+            value: ValueLayout::Opaque {
+                key_size: 0,
+                value_size: 0,
+            },
+            map_flags: 0,
+        }],
+        map_refs,
+        // bpf_probe_read_kernel is for GPL programs only.
+        license: "GPL".into(),
+    })
+}
+
+/// An event, decoded (see the module's layout).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub time_ns: u64,
+    pub skb: u64,
+    pub point: u32,
+    pub cpu: u32,
+    pub ifindex: u32,
+    pub netns: u32,
+    pub mark: u32,
+    pub len: u32,
+    pub reason: u32,
+    /// Host order.
+    pub protocol: u16,
+    pub from_mac: bool,
+    pub data: Vec<u8>,
+}
+
+impl Event {
+    /// `None` for fewer than [`EVENT_SIZE`] bytes.
+    pub fn parse(b: &[u8]) -> Option<Event> {
+        if b.len() < EVENT_SIZE {
+            return None;
+        }
+        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+        let u16_at = |o: usize| u16::from_le_bytes(b[o..o + 2].try_into().expect("2 bytes"));
+        let caplen = (u16_at(46) as usize).min(DATA);
+        Some(Event {
+            time_ns: u64_at(0),
+            skb: u64_at(8),
+            point: u32_at(16),
+            cpu: u32_at(20),
+            ifindex: u32_at(24),
+            netns: u32_at(28),
+            mark: u32_at(32),
+            len: u32_at(36),
+            reason: u32_at(40),
+            protocol: u16::from_be(u16_at(44)),
+            from_mac: b[48] == 1,
+            data: b[56..56 + caplen].to_vec(),
+        })
+    }
+}

@@ -1,0 +1,195 @@
+//! `filterd trace`: the packets an expression selects, followed through
+//! the kernel's skb tracepoints. One program per tracepoint
+//! (`filter_programs::tracer`), each attached through aya as a BTF
+//! tracepoint (`tp_btf`) and writing matches to its own ring buffer; this
+//! module attaches them, says which points it could not, and reads the
+//! events back in time order. Dropping the [`Tracer`] detaches everything:
+//! nothing is pinned, so two tracers can run at once.
+
+pub mod report;
+
+use std::time::Duration;
+
+use aya::maps::{MapData, RingBuf};
+use aya::programs::BtfTracePoint;
+use filter_programs::codegen::{self, Dlt};
+use filter_programs::kernel_btf::Btf;
+use filter_programs::tracer::{self, Event, Filters, Offsets, Point};
+
+/// Where the running kernel describes its types.
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("{0}")]
+    Compile(String),
+    #[error("{VMLINUX_BTF}: {0}")]
+    Btf(String),
+    #[error("no tracepoint could be attached: {0}")]
+    NothingAttached(String),
+    #[error("unknown tracepoint {0:?}: expected one of {1}")]
+    UnknownPoint(String, String),
+}
+
+/// Compiles `expression` for both views of a socket buffer (see
+/// [`Filters`]). An empty expression matches every packet.
+pub fn filters(expression: &str) -> Result<Filters, TraceError> {
+    let compile = |dlt| codegen::compile(expression, &codegen::Options::new(dlt));
+    let l2 = compile(Dlt::En10mb).map_err(|e| TraceError::Compile(e.render()))?;
+    Ok(Filters {
+        l2,
+        l3: compile(Dlt::Raw).ok(),
+    })
+}
+
+/// The points `--points` names (comma separated), or every one.
+pub fn points(list: Option<&str>) -> Result<Vec<Point>, TraceError> {
+    let Some(list) = list else {
+        return Ok(tracer::POINTS.to_vec());
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|name| {
+            Point::by_name(name).ok_or_else(|| {
+                let all: Vec<&str> = tracer::POINTS.iter().map(|p| p.name).collect();
+                TraceError::UnknownPoint(name.to_string(), all.join(", "))
+            })
+        })
+        .collect()
+}
+
+struct Attached {
+    point: Point,
+    ring: RingBuf<MapData>,
+    /// Holds the program and its link: dropped, they go.
+    _ebpf: aya::Ebpf,
+}
+
+/// The attached programs.
+pub struct Tracer {
+    attached: Vec<Attached>,
+    /// Points that could not be attached, and why.
+    pub missing: Vec<(Point, String)>,
+    /// Every point asked for, by event index.
+    pub points: Vec<Point>,
+    /// `enum skb_drop_reason`'s names by value.
+    pub reasons: Vec<(u32, String)>,
+}
+
+impl Tracer {
+    /// Loads and attaches the programs of `filters` at `points`.
+    pub fn attach(filters: &Filters, points: &[Point]) -> Result<Tracer, TraceError> {
+        let raw = std::fs::read(VMLINUX_BTF).map_err(|e| TraceError::Btf(e.to_string()))?;
+        let btf = Btf::parse(&raw).map_err(|e| TraceError::Btf(e.to_string()))?;
+        let offsets = Offsets::from_btf(&btf).map_err(|e| TraceError::Btf(e.to_string()))?;
+        let aya_btf = aya::Btf::from_sys_fs().map_err(|e| TraceError::Btf(e.to_string()))?;
+        let reasons = btf.enum_values("skb_drop_reason").unwrap_or_default();
+        let mut t = Tracer {
+            attached: Vec::new(),
+            missing: Vec::new(),
+            points: points.to_vec(),
+            reasons,
+        };
+        for (i, p) in points.iter().enumerate() {
+            match attach_one(filters, i as u32, p, &offsets, &aya_btf) {
+                Ok(a) => t.attached.push(a),
+                Err(why) => {
+                    tracing::warn!(point = p.name, "not attached: {why}");
+                    t.missing.push((*p, why));
+                }
+            }
+        }
+        if t.attached.is_empty() {
+            let why: Vec<String> = (t.missing.iter())
+                .map(|(p, w)| format!("{}: {w}", p.name))
+                .collect();
+            return Err(TraceError::NothingAttached(why.join("; ")));
+        }
+        Ok(t)
+    }
+
+    /// The points attached.
+    pub fn attached(&self) -> Vec<Point> {
+        self.attached.iter().map(|a| a.point).collect()
+    }
+
+    /// Every event waiting, in time order; waits up to `wait` for the
+    /// first.
+    pub fn poll(&mut self, wait: Duration) -> Vec<Event> {
+        let step = Duration::from_millis(5);
+        let mut waited = Duration::ZERO;
+        loop {
+            let mut out = Vec::new();
+            for a in &mut self.attached {
+                while let Some(item) = a.ring.next() {
+                    out.extend(Event::parse(&item));
+                }
+            }
+            if !out.is_empty() || waited >= wait {
+                out.sort_by_key(|e| e.time_ns);
+                return out;
+            }
+            std::thread::sleep(step);
+            waited += step;
+        }
+    }
+
+    /// The name of drop reason `value`, without the enum's prefix.
+    pub fn reason_name(&self, value: u32) -> String {
+        (self.reasons.iter())
+            .find(|(v, _)| *v == value)
+            .map(|(_, n)| n.trim_start_matches("SKB_DROP_REASON_").to_string())
+            .unwrap_or_else(|| value.to_string())
+    }
+}
+
+fn attach_one(
+    filters: &Filters,
+    index: u32,
+    point: &Point,
+    offsets: &Offsets,
+    btf: &aya::Btf,
+) -> Result<Attached, String> {
+    let obj = tracer::program(filters, index, point, offsets).map_err(|e| e.to_string())?;
+    let bytes =
+        filter_programs::elf::write_in(&obj, &point.section()).map_err(|e| e.to_string())?;
+    let mut ebpf = aya::EbpfLoader::new()
+        .btf(Some(btf))
+        .load(&bytes)
+        .map_err(|e| e.to_string())?;
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut(&obj.name)
+        .ok_or("the object has no program")?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+    prog.load(point.name, btf).map_err(|e| verifier_error(&e))?;
+    prog.attach().map_err(|e| e.to_string())?;
+    let map = ebpf
+        .take_map("events")
+        .ok_or("the object has no ring buffer")?;
+    let ring = RingBuf::try_from(map).map_err(|e| e.to_string())?;
+    Ok(Attached {
+        point: *point,
+        ring,
+        _ebpf: ebpf,
+    })
+}
+
+/// A load error with the verifier's log's last lines.
+fn verifier_error(e: &aya::programs::ProgramError) -> String {
+    match e {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            format!(
+                "{io_error}: {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            )
+        }
+        e => e.to_string(),
+    }
+}
