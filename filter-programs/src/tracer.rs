@@ -20,7 +20,11 @@
 //!  46 u16 caplen      bytes of the packet in `data`
 //!  48 u8  from_mac    1: `data` starts at the link-layer header; 0: at
 //!                     the network header
-//!  56 [u8; 128] data  the packet's first bytes
+//!  50 u16 vlan        the outer tag's TCI when the kernel holds it out of
+//!                     the bytes (`len` then counts its 4 bytes, as the
+//!                     filter and a capture do), else 0
+//!  52 u8  tagged      1 when it does
+//!  56 [u8; 128] data  the packet's first bytes (without such a tag)
 //! ```
 
 use crate::cbpf;
@@ -209,6 +213,19 @@ pub fn program(
     a.ldx(Size::W, Reg::R1, Reg::R6, offsets.mark as i16);
     st(&mut a, Size::W, 32, Reg::R1);
     a.ldx(Size::DW, Reg::R1, Reg::R10, translate::trace_slots::WIRELEN);
+    let untagged = a.label();
+    a.ldx(Size::W, Reg::R2, Reg::R6, offsets.skb.vlan_all as i16);
+    a.jmp(false, JmpOp::Jeq, Reg::R2, Operand::Imm(0), untagged);
+    a.alu64(AluOp::Add, Reg::R1, Operand::Imm(4));
+    a.ldx(Size::H, Reg::R3, Reg::R6, offsets.skb.vlan_all as i16 + 2);
+    st(&mut a, Size::H, 50, Reg::R3);
+    a.push(Op::St {
+        size: Size::B,
+        dst: Reg::R10,
+        off: EVENT + 52,
+        imm: 1,
+    });
+    a.bind(untagged);
     st(&mut a, Size::W, 36, Reg::R1);
     a.ldx(Size::DW, Reg::R1, Reg::R10, REASON);
     st(&mut a, Size::W, 40, Reg::R1);
@@ -305,6 +322,8 @@ pub struct Event {
     /// Host order.
     pub protocol: u16,
     pub from_mac: bool,
+    /// The outer VLAN tag's TCI, when the kernel holds it.
+    pub vlan: Option<u16>,
     pub data: Vec<u8>,
 }
 
@@ -330,6 +349,7 @@ impl Event {
             reason: u32_at(40),
             protocol: u16::from_be(u16_at(44)),
             from_mac: b[48] == 1,
+            vlan: (b[52] == 1).then(|| u16_at(50)),
             data: b[56..56 + caplen].to_vec(),
         })
     }

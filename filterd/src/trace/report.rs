@@ -84,6 +84,7 @@ pub fn json(e: &Event, n: &Names<'_>) -> Value {
         "mark": e.mark,
         "len": e.len,
         "proto": proto_name(e.protocol),
+        "vlan": e.vlan.map(|tci| tci & 0xfff),
         "tuple": tuple(e).map(|t| json!({
             "saddr": t.saddr.to_string(),
             "daddr": t.daddr.to_string(),

@@ -1,0 +1,398 @@
+//! `filterd trace` end to end (issue 20): two network namespaces joined
+//! by a veth pair (and a VLAN on it), bounded traffic between them (UDP to
+//! a listener and to a closed port, TCP, ICMP, IPv6, 802.1Q-tagged UDP),
+//! `tcpdump -i` on one end and one `filterd trace --json` per expression,
+//! all at once. For every expression: every packet of tcpdump's capture
+//! that libpcap's filter selects appears in the trace at a receive point,
+//! and the trace holds no packet libpcap does not select; the datagrams to
+//! the closed port end in `kfree_skb` with the reason NO_SOCKET.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const EXPRESSIONS: [&str; 24] = [
+    "udp",
+    "tcp",
+    "icmp",
+    "ip",
+    "ip6",
+    "arp",
+    "icmp6",
+    "udp port 7001",
+    "udp port 7999",
+    "udp dst port 7003",
+    "tcp port 7002",
+    "host 10.77.0.1",
+    "src host 10.77.0.2",
+    "vlan and net 10.77.100.0/24",
+    "vlan 100",
+    "vlan and udp",
+    "udp and not port 7001",
+    "icmp or arp",
+    "tcp[tcpflags] & tcp-syn != 0",
+    "ip6 and udp",
+    "greater 100",
+    "less 80",
+    "udp portrange 7000-7010",
+    "ether broadcast",
+];
+
+/// Deletes the namespaces and kills the helpers, also when a check fails.
+struct Lab {
+    ns: [String; 2],
+    children: Vec<Child>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.ns {
+            let _ = Command::new("ip").args(["netns", "delete", ns]).output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn sh(cmd: &str) {
+    let out = Command::new("sh").args(["-c", cmd]).output().expect("sh");
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits for `child`'s standard error to print a line containing `ready`
+/// and keeps reading the rest on a thread (so the child never blocks).
+fn wait_ready(child: &mut Child, ready: &str) {
+    let err = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let want = ready.to_string();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if !sent && line.contains(&want) {
+                let _ = tx.send(Ok(()));
+                sent = true;
+            } else if !sent {
+                eprintln!("  {line}");
+            }
+        }
+        if !sent {
+            let _ = tx.send(Err(()));
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Ok(())) => {}
+        other => panic!("not ready ({ready:?}): {other:?}"),
+    }
+}
+
+/// What identifies a packet on both sides: protocol, addresses, ports and
+/// length.
+type Key = (String, String, String, Option<u16>, Option<u16>, u32);
+
+fn key_of_frame(frame: &[u8], wire_len: u32) -> Key {
+    match packet_summary::five_tuple(capfile::LinkType::ETHERNET, frame) {
+        Some(t) => (
+            t.l4proto.to_string(),
+            t.saddr.to_string(),
+            t.daddr.to_string(),
+            t.sport,
+            t.dport,
+            wire_len,
+        ),
+        None => (
+            "-".into(),
+            String::new(),
+            String::new(),
+            None,
+            None,
+            wire_len,
+        ),
+    }
+}
+
+fn key_of_event(e: &serde_json::Value) -> Key {
+    let len = e["len"].as_u64().expect("len") as u32;
+    match e["tuple"].as_object() {
+        Some(t) => {
+            let l4 = match t["l4proto"].as_str().unwrap() {
+                "icmp" => "1".to_string(),
+                "tcp" => "6".to_string(),
+                "udp" => "17".to_string(),
+                "icmp6" => "58".to_string(),
+                "sctp" => "132".to_string(),
+                other => other.to_string(),
+            };
+            let port = |p: &serde_json::Value| p.as_u64().map(|p| p as u16);
+            (
+                l4,
+                t["saddr"].as_str().unwrap().into(),
+                t["daddr"].as_str().unwrap().into(),
+                port(&t["sport"]),
+                port(&t["dport"]),
+                len,
+            )
+        }
+        None => ("-".into(), String::new(), String::new(), None, None, len),
+    }
+}
+
+const TRAFFIC: &str = r#"
+import socket, time, struct
+def csum(b):
+    if len(b) % 2: b += b'\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+def udp(dst, port, sport, fam=socket.AF_INET, n=2):
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.bind(('' if fam == socket.AF_INET else '::', sport))
+    for i in range(n):
+        s.sendto(b'filterd trace %d' % i, (dst, port))
+        time.sleep(0.02)
+    s.close()
+udp('10.77.0.2', 7001, 40001)
+udp('10.77.0.2', 7999, 40002)
+udp('fd77::2', 7003, 40003, socket.AF_INET6)
+p = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+p.bind(('va', 0))
+mac = lambda m: bytes(int(x, 16) for x in m.split(':'))
+for i in range(2):
+    payload = b'tagged %d' % i
+    udp_h = struct.pack('!HHHH', 40004, 7004, 8 + len(payload), 0)
+    ip_h = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp_h) + len(payload), i, 0, 64, 17, 0, bytes([10, 77, 100, 1]), bytes([10, 77, 100, 2]))
+    ip_h = ip_h[:10] + struct.pack('!H', csum(ip_h)) + ip_h[12:]
+    eth = mac('VB_MAC') + mac(open('/sys/class/net/va/address').read().strip())
+    p.send(eth + struct.pack('!HHH', 0x8100, 100, 0x0800) + ip_h + udp_h + payload)
+    time.sleep(0.02)
+c = socket.create_connection(('10.77.0.2', 7002))
+c.sendall(b'x' * 200)
+time.sleep(0.1)
+c.close()
+r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+for seq in range(2):
+    h = struct.pack('!BBHHH', 8, 0, 0, 77, seq) + b'ping' * 4
+    r.sendto(struct.pack('!BBHHH', 8, 0, csum(h), 77, seq) + b'ping' * 4, ('10.77.0.2', 0))
+    time.sleep(0.05)
+time.sleep(0.5)
+"#;
+
+const LISTENERS: &str = r#"
+import socket, threading, time
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('10.77.0.2', 7001))
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); t.bind(('10.77.0.2', 7002)); t.listen(4)
+def serve():
+    while True:
+        c, _ = t.accept()
+        while c.recv(4096): pass
+        c.close()
+threading.Thread(target=serve, daemon=True).start()
+print('listening', flush=True)
+import sys; sys.stderr.write('listening\n'); sys.stderr.flush()
+while True:
+    u.recv(4096)
+"#;
+
+#[test]
+fn traced_packets_are_the_ones_libpcap_selects() {
+    if !e2e::kernel_available("traced_packets_are_the_ones_libpcap_selects") {
+        return;
+    }
+    let pid = std::process::id();
+    let (a, b) = (format!("ft-a-{pid}"), format!("ft-b-{pid}"));
+    let dir = std::env::temp_dir().join(format!("filterd-trace-{pid}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut lab = Lab {
+        ns: [a.clone(), b.clone()],
+        children: Vec::new(),
+        dir: dir.clone(),
+    };
+    for ns in [&a, &b] {
+        let _ = Command::new("ip").args(["netns", "delete", ns]).output();
+        sh(&format!("ip netns add {ns}"));
+        sh(&format!(
+            "ip netns exec {ns} sysctl -qw net.ipv6.conf.all.router_solicitations=0 net.ipv6.conf.default.router_solicitations=0 net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0"
+        ));
+    }
+    sh(&format!(
+        "ip link add va netns {a} type veth peer name vb netns {b}"
+    ));
+    for (ns, dev, four, six) in [
+        (&a, "va", "10.77.0.1", "fd77::1"),
+        (&b, "vb", "10.77.0.2", "fd77::2"),
+    ] {
+        let x = |c: &str| sh(&format!("ip netns exec {ns} {c}"));
+        x(&format!("ip addr add {four}/24 dev {dev}"));
+        x(&format!("ip -6 addr add {six}/64 dev {dev} nodad"));
+        x(&format!("ip link set {dev} up"));
+        x("ip link set lo up");
+    }
+    // This kernel has no 8021q module: the tagged frames are written whole
+    // to va through a packet socket, to vb's address.
+    let vb_mac = String::from_utf8(
+        Command::new("ip")
+            .args(["netns", "exec", &b, "cat", "/sys/class/net/vb/address"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let spawn = |args: &[&str]| -> Child {
+        Command::new("ip")
+            .args(["netns", "exec"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawns")
+    };
+    let mut listeners = spawn(&[&b, "/usr/bin/python3", "-c", LISTENERS]);
+    wait_ready(&mut listeners, "listening");
+    lab.children.push(listeners);
+    let pcap = dir.join("vb.pcap");
+    let mut tcpdump = spawn(&[
+        &b,
+        "tcpdump",
+        "-i",
+        "vb",
+        "-U",
+        "-w",
+        pcap.to_str().unwrap(),
+    ]);
+    wait_ready(&mut tcpdump, "listening on");
+    // One trace per expression, all at once.
+    let filterd = e2e::bin("filterd");
+    let mut traces = Vec::new();
+    for e in EXPRESSIONS {
+        let mut c = Command::new(&filterd)
+            .args([
+                "trace",
+                "--json",
+                "--points",
+                "netif_receive_skb,kfree_skb",
+                e,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("filterd trace");
+        wait_ready(&mut c, "tracing at");
+        traces.push(c);
+    }
+    let started = Instant::now();
+    // Packets before the last trace attached, or after the first stops,
+    // are in the capture only: the check that every selected packet is in
+    // the traces takes the capture between these two moments.
+    let from = std::time::SystemTime::now();
+    let traffic = TRAFFIC.replace("VB_MAC", vb_mac.trim());
+    let out = Command::new("ip")
+        .args(["netns", "exec", &a, "/usr/bin/python3", "-c", &traffic])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "traffic: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let to = std::time::SystemTime::now();
+    // The traces stop first, so that the capture covers their window.
+    let mut outputs = Vec::new();
+    for c in traces {
+        unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "filterd trace: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outputs.push(String::from_utf8(out.stdout).unwrap());
+    }
+    unsafe { libc::kill(tcpdump.id() as i32, libc::SIGINT) };
+    let _ = tcpdump.wait();
+    let inodes: Vec<u64> = [&a, &b]
+        .iter()
+        .map(|ns| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(format!("/run/netns/{ns}")).unwrap().ino()
+        })
+        .collect();
+    let mut checked = 0;
+    for (expr, out) in EXPRESSIONS.iter().zip(&outputs) {
+        let events: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{expr}: {e}: {l}")))
+            .filter(|e: &serde_json::Value| inodes.contains(&e["netns"].as_u64().unwrap()))
+            .collect();
+        let mut cap = pcap::Capture::from_file(&pcap).expect("the capture");
+        cap.filter(expr, true).expect("libpcap compiles it");
+        // Every packet selected (any time), and those selected while every
+        // trace ran.
+        let mut any: HashMap<Key, usize> = HashMap::new();
+        let mut want: HashMap<Key, usize> = HashMap::new();
+        let window = |ts: libc::timeval| {
+            let t = std::time::UNIX_EPOCH
+                + Duration::from_secs(ts.tv_sec as u64)
+                + Duration::from_micros(ts.tv_usec as u64);
+            t >= from && t <= to
+        };
+        while let Ok(p) = cap.next_packet() {
+            let k = key_of_frame(p.data, p.header.len);
+            *any.entry(k.clone()).or_default() += 1;
+            if window(p.header.ts) {
+                *want.entry(k).or_default() += 1;
+            }
+        }
+        // At the receive point the filter judges the frame as received,
+        // as tcpdump's capture holds it. Later points judge the skb as the
+        // kernel has changed it: a VLAN tag it stripped (no VLAN device
+        // here) is gone by kfree_skb, so `udp` matches such a frame there.
+        let mut received: HashMap<Key, usize> = HashMap::new();
+        for e in events.iter().filter(|e| e["point"] == "netif_receive_skb") {
+            let k = key_of_event(e);
+            assert!(
+                any.contains_key(&k),
+                "{expr}: the trace has a packet libpcap does not select: {e}\nselected: {any:?}"
+            );
+            *received.entry(k).or_default() += 1;
+        }
+        for (k, n) in &want {
+            assert!(
+                received.get(k).is_some_and(|r| r >= n),
+                "{expr}: {n} packet(s) {k:?} selected by libpcap, {} received in the trace",
+                received.get(k).copied().unwrap_or(0)
+            );
+        }
+        if *expr == "udp port 7999" {
+            let drops: Vec<&serde_json::Value> = events
+                .iter()
+                .filter(|e| e["point"] == "kfree_skb" && e["tuple"]["dport"] == 7999)
+                .collect();
+            assert_eq!(drops.len(), 2, "{drops:?}");
+            assert!(
+                drops.iter().all(|e| e["drop_reason"] == "NO_SOCKET"),
+                "{drops:?}"
+            );
+        }
+        assert!(
+            !want.is_empty() || *expr == "less 80" || *expr == "greater 100",
+            "{expr}: no packet selected"
+        );
+        checked += want.values().sum::<usize>();
+    }
+    eprintln!(
+        "{} expressions, {checked} selected packets all in the traces, in {:?}",
+        EXPRESSIONS.len(),
+        started.elapsed()
+    );
+    drop(lab);
+}
