@@ -358,6 +358,13 @@ fn traced_packets_are_the_ones_libpcap_selects() {
         // here) is gone by kfree_skb, so `udp` matches such a frame there.
         let mut received: HashMap<Key, usize> = HashMap::new();
         for e in events.iter().filter(|e| e["point"] == "netif_receive_skb") {
+            // Named in its own namespace, not filterd's.
+            let dev = if e["netns"].as_u64() == Some(inodes[0]) {
+                "va"
+            } else {
+                "vb"
+            };
+            assert_eq!(e["ifname"], dev, "{expr}: {e}");
             let k = key_of_event(e);
             assert!(
                 any.contains_key(&k),

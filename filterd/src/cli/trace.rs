@@ -105,16 +105,13 @@ pub fn run(a: TraceArgs, out: &mut dyn Write) -> Result<(), Failure> {
         .duration
         .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
     let reasons = tracer.reasons.clone();
-    let reason = move |v: u32| {
-        (reasons.iter())
-            .find(|(r, _)| *r == v)
-            .map(|(_, n)| n.trim_start_matches("SKB_DROP_REASON_").to_string())
-            .unwrap_or_else(|| v.to_string())
-    };
+    let reason = move |v: u32| trace::reason_name(&reasons, v);
     let points_all = tracer.points.clone();
+    let ifnames = report::IfNames::default();
     let names = Names {
         points: &points_all,
         reason: &reason,
+        ifnames: &ifnames,
     };
     let mut grouped = Grouped::default();
     let mut held: HashMap<u64, Vec<Event>> = HashMap::new();

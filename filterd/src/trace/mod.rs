@@ -61,9 +61,11 @@ pub fn points(list: Option<&str>) -> Result<Vec<Point>, TraceError> {
 
 struct Attached {
     point: Point,
+    /// The program's name in its object.
+    name: String,
     ring: RingBuf<MapData>,
     /// Holds the program and its link: dropped, they go.
-    _ebpf: aya::Ebpf,
+    ebpf: aya::Ebpf,
 }
 
 /// The attached programs.
@@ -109,6 +111,17 @@ impl Tracer {
         Ok(t)
     }
 
+    /// Per point attached: the kernel's count of the program's runs and
+    /// their total time (counted while `aya::sys::enable_stats` holds).
+    pub fn run_stats(&self) -> Vec<(Point, u64, Duration)> {
+        (self.attached.iter())
+            .filter_map(|a| {
+                let info = a.ebpf.program(&a.name)?.info().ok()?;
+                Some((a.point, info.run_count(), info.run_time()))
+            })
+            .collect()
+    }
+
     /// The points attached.
     pub fn attached(&self) -> Vec<Point> {
         self.attached.iter().map(|a| a.point).collect()
@@ -134,14 +147,15 @@ impl Tracer {
             waited += step;
         }
     }
+}
 
-    /// The name of drop reason `value`, without the enum's prefix.
-    pub fn reason_name(&self, value: u32) -> String {
-        (self.reasons.iter())
-            .find(|(v, _)| *v == value)
-            .map(|(_, n)| n.trim_start_matches("SKB_DROP_REASON_").to_string())
-            .unwrap_or_else(|| value.to_string())
-    }
+/// The name of drop reason `value` among `reasons` (`enum
+/// skb_drop_reason`), without the enum's prefix; the number when unknown.
+pub fn reason_name(reasons: &[(u32, String)], value: u32) -> String {
+    (reasons.iter())
+        .find(|(v, _)| *v == value)
+        .map(|(_, n)| n.trim_start_matches("SKB_DROP_REASON_").to_string())
+        .unwrap_or_else(|| value.to_string())
 }
 
 fn attach_one(
@@ -171,8 +185,9 @@ fn attach_one(
     let ring = RingBuf::try_from(map).map_err(|e| e.to_string())?;
     Ok(Attached {
         point: *point,
+        name: obj.name,
         ring,
-        _ebpf: ebpf,
+        ebpf,
     })
 }
 

@@ -14,9 +14,73 @@ use serde_json::{json, Value};
 pub struct Names<'a> {
     pub points: &'a [Point],
     pub reason: &'a dyn Fn(u32) -> String,
+    pub ifnames: &'a IfNames,
 }
 
-/// The name of interface `ifindex` in this process's network namespace
+/// Interface names by (network namespace inode, index): filterd's own
+/// namespace directly, a named one (`/run/netns/NAME`) from a thread that
+/// enters it; each looked up once. Empty when the namespace has no name
+/// (a container's, say) or the index no interface.
+pub struct IfNames {
+    own: Option<u64>,
+    cache: std::cell::RefCell<HashMap<(u32, u32), String>>,
+}
+
+impl Default for IfNames {
+    fn default() -> IfNames {
+        use std::os::unix::fs::MetadataExt;
+        IfNames {
+            own: std::fs::metadata("/proc/self/ns/net").ok().map(|m| m.ino()),
+            cache: Default::default(),
+        }
+    }
+}
+
+impl IfNames {
+    pub fn get(&self, netns: u32, ifindex: u32) -> String {
+        if let Some(n) = self.cache.borrow().get(&(netns, ifindex)) {
+            return n.clone();
+        }
+        let name = if self.own == Some(u64::from(netns)) {
+            ifname(ifindex)
+        } else {
+            named_netns(netns).map_or(String::new(), |path| {
+                std::thread::spawn(move || in_netns(&path, ifindex))
+                    .join()
+                    .unwrap_or_default()
+            })
+        };
+        self.cache
+            .borrow_mut()
+            .insert((netns, ifindex), name.clone());
+        name
+    }
+}
+
+/// The `/run/netns` entry of the namespace with inode `ino`.
+fn named_netns(ino: u32) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir("/run/netns")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == u64::from(ino)))
+}
+
+/// [`ifname`] on a thread of its own that enters `path`'s namespace.
+fn in_netns(path: &std::path::Path, ifindex: u32) -> String {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    // SAFETY: a namespace file's descriptor; only this thread moves.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return String::new();
+    }
+    ifname(ifindex)
+}
+
+/// The name of interface `ifindex` in this thread's network namespace
 /// (empty when it has none here).
 pub fn ifname(ifindex: u32) -> String {
     let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
@@ -79,7 +143,7 @@ pub fn json(e: &Event, n: &Names<'_>) -> Value {
         "skb": format!("{:#x}", e.skb),
         "point": point.map_or("", |p| p.name),
         "ifindex": e.ifindex,
-        "ifname": ifname(e.ifindex),
+        "ifname": n.ifnames.get(e.netns, e.ifindex),
         "netns": e.netns,
         "mark": e.mark,
         "len": e.len,
@@ -150,7 +214,7 @@ impl Grouped {
             e.time_ns as f64 / 1e9,
             e.cpu,
             point.map_or("?", |p| p.name),
-            ifname(e.ifindex),
+            n.ifnames.get(e.netns, e.ifindex),
             e.ifindex,
             e.netns,
             e.mark,
