@@ -287,6 +287,14 @@ fn traced_packets_are_the_ones_libpcap_selects() {
         wait_ready(&mut c, "tracing at");
         traces.push(c);
     }
+    // And one that prints only the packets dropped with a reason.
+    let mut drops = Command::new(&filterd)
+        .args(["trace", "--json", "--drops-only", "udp"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("filterd trace --drops-only");
+    wait_ready(&mut drops, "tracing at");
     let started = Instant::now();
     // Packets before the last trace attached, or after the first stops,
     // are in the capture only: the check that every selected packet is in
@@ -317,6 +325,8 @@ fn traced_packets_are_the_ones_libpcap_selects() {
         );
         outputs.push(String::from_utf8(out.stdout).unwrap());
     }
+    unsafe { libc::kill(drops.id() as i32, libc::SIGINT) };
+    let drops = String::from_utf8(drops.wait_with_output().unwrap().stdout).unwrap();
     unsafe { libc::kill(tcpdump.id() as i32, libc::SIGINT) };
     let _ = tcpdump.wait();
     let inodes: Vec<u64> = [&a, &b]
@@ -396,10 +406,70 @@ fn traced_packets_are_the_ones_libpcap_selects() {
         );
         checked += want.values().sum::<usize>();
     }
+    // --drops-only: each packet printed ends in kfree_skb with a reason,
+    // and the closed ports' datagrams (IPv4 and IPv6) are there.
+    let events: Vec<serde_json::Value> = drops
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| inodes.contains(&e["netns"].as_u64().unwrap()))
+        .collect();
+    let mut ends: HashMap<String, String> = HashMap::new();
+    for e in &events {
+        if e["point"] == "kfree_skb" {
+            ends.insert(
+                e["skb"].to_string(),
+                e["drop_reason"].as_str().unwrap().into(),
+            );
+        }
+    }
+    for e in &events {
+        let why = ends.get(&e["skb"].to_string());
+        assert!(
+            why.is_some_and(|w| w != "NOT_SPECIFIED"),
+            "--drops-only printed {e}"
+        );
+    }
+    for port in [7999, 7003] {
+        let n = (events.iter())
+            .filter(|e| {
+                e["point"] == "kfree_skb"
+                    && e["tuple"]["dport"] == port
+                    && e["drop_reason"] == "NO_SOCKET"
+            })
+            .count();
+        assert_eq!(n, 2, "--drops-only: datagrams to closed port {port}");
+    }
     eprintln!(
         "{} expressions, {checked} selected packets all in the traces, in {:?}",
         EXPRESSIONS.len(),
         started.elapsed()
     );
     drop(lab);
+}
+
+/// The kernel's verifier accepts the tracing program of every common
+/// expression of the corpus (each at `netif_receive_skb` and, with the
+/// drop reason, `kfree_skb`): loaded, not attached.
+#[test]
+fn the_verifier_accepts_every_common_expression() {
+    if !e2e::kernel_available("the_verifier_accepts_every_common_expression") {
+        return;
+    }
+    let exprs = std::fs::read_to_string(e2e::corpus_dir().join("expressions/common.txt")).unwrap();
+    let points = filterd::trace::points(Some("netif_receive_skb,kfree_skb")).unwrap();
+    let (mut loaded, mut refused) = (0, Vec::new());
+    for e in exprs.lines() {
+        let Ok(filters) = filterd::trace::filters(e) else {
+            continue;
+        };
+        for p in &points {
+            match filterd::trace::verify(&filters, p) {
+                Ok(_) => loaded += 1,
+                Err(err) => refused.push(format!("{e:?} at {}: {err}", p.name)),
+            }
+        }
+    }
+    eprintln!("{loaded} tracing programs loaded");
+    assert!(refused.is_empty(), "{}", refused.join("\n"));
+    assert!(loaded >= 2 * 150, "{loaded}");
 }

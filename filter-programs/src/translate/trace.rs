@@ -99,10 +99,13 @@ impl Emitter<'_> {
         let n = size.bytes() as i32;
         let reject = self.reject();
         let a = &mut self.asm;
-        a.mov64(Reg::R4, Operand::Reg(Reg::R1));
-        a.alu64(AluOp::Add, Reg::R4, Operand::Imm(n));
-        a.ldx(Size::DW, Reg::R5, Reg::R10, CAPLEN);
-        a.jmp(true, JmpOp::Jgt, Reg::R4, Operand::Reg(Reg::R5), reject);
+        // caplen - off < n: not captured. Computed as a difference, so
+        // the branch narrows only that number: the verifier would carry a
+        // narrowed offset (and a state per narrowing) into every later
+        // load, and a `protochain` loop's states would not prune.
+        a.ldx(Size::DW, Reg::R4, Reg::R10, CAPLEN);
+        a.alu64(AluOp::Sub, Reg::R4, Operand::Reg(Reg::R1));
+        a.jmp(true, JmpOp::Jslt, Reg::R4, Operand::Imm(n), reject);
         a.ldx(Size::DW, Reg::R3, Reg::R10, START);
         a.alu64(AluOp::Add, Reg::R3, Operand::Reg(Reg::R1));
         a.mov64(Reg::R1, Operand::Reg(Reg::R10));

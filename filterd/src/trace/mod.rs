@@ -27,6 +27,8 @@ pub enum TraceError {
     Btf(String),
     #[error("no tracepoint could be attached: {0}")]
     NothingAttached(String),
+    #[error("the kernel refused the program: {0}")]
+    Load(String),
     #[error("unknown tracepoint {0:?}: expected one of {1}")]
     UnknownPoint(String, String),
 }
@@ -158,13 +160,26 @@ pub fn reason_name(reasons: &[(u32, String)], value: u32) -> String {
         .unwrap_or_else(|| value.to_string())
 }
 
-fn attach_one(
+/// Loads (verifies) the program of `filters` for `point` without
+/// attaching it; its instruction count.
+pub fn verify(filters: &Filters, point: &Point) -> Result<usize, TraceError> {
+    let raw = std::fs::read(VMLINUX_BTF).map_err(|e| TraceError::Btf(e.to_string()))?;
+    let btf = Btf::parse(&raw).map_err(|e| TraceError::Btf(e.to_string()))?;
+    let offsets = Offsets::from_btf(&btf).map_err(|e| TraceError::Btf(e.to_string()))?;
+    let aya_btf = aya::Btf::from_sys_fs().map_err(|e| TraceError::Btf(e.to_string()))?;
+    let (_, insns) = load_one(filters, 0, point, &offsets, &aya_btf).map_err(TraceError::Load)?;
+    Ok(insns)
+}
+
+/// The program for `point`, loaded (verified) but not attached, and its
+/// instruction count.
+fn load_one(
     filters: &Filters,
     index: u32,
     point: &Point,
     offsets: &Offsets,
     btf: &aya::Btf,
-) -> Result<Attached, String> {
+) -> Result<((aya::Ebpf, String), usize), String> {
     let obj = tracer::program(filters, index, point, offsets).map_err(|e| e.to_string())?;
     let bytes =
         filter_programs::elf::write_in(&obj, &point.section()).map_err(|e| e.to_string())?;
@@ -178,6 +193,22 @@ fn attach_one(
         .try_into()
         .map_err(|e: aya::programs::ProgramError| e.to_string())?;
     prog.load(point.name, btf).map_err(|e| verifier_error(&e))?;
+    Ok(((ebpf, obj.name), obj.insns.len()))
+}
+
+fn attach_one(
+    filters: &Filters,
+    index: u32,
+    point: &Point,
+    offsets: &Offsets,
+    btf: &aya::Btf,
+) -> Result<Attached, String> {
+    let ((mut ebpf, name), _) = load_one(filters, index, point, offsets, btf)?;
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut(&name)
+        .ok_or("the object has no program")?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
     prog.attach().map_err(|e| e.to_string())?;
     let map = ebpf
         .take_map("events")
@@ -185,7 +216,7 @@ fn attach_one(
     let ring = RingBuf::try_from(map).map_err(|e| e.to_string())?;
     Ok(Attached {
         point: *point,
-        name: obj.name,
+        name,
         ring,
         ebpf,
     })
