@@ -36,12 +36,22 @@ use crate::kernel_skb::{SkbLayout, UNSET};
 use crate::translate::{self, Options, Target, TranslateError};
 use crate::Hook;
 
-/// A tracepoint the tracer knows: its name (after `btf_trace_`) and the
-/// argument holding the drop reason, if any.
+/// Where a program attaches: a BTF tracepoint, or the entry of a kernel
+/// function (fentry; not every kernel allows it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Tracepoint,
+    Function,
+}
+
+/// A point the tracer knows: a tracepoint's name (after `btf_trace_`) or
+/// a function's, each with the socket buffer as its first argument, and
+/// the argument holding the drop reason, if any.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Point {
     pub name: &'static str,
-    /// The tracepoint's argument index of `enum skb_drop_reason`.
+    pub kind: Kind,
+    /// The argument index of `enum skb_drop_reason`.
     pub reason_arg: Option<u8>,
 }
 
@@ -57,26 +67,54 @@ pub const POINTS: [Point; 9] = [
     Point::plain("net_dev_xmit"),
     Point {
         name: "kfree_skb",
+        kind: Kind::Tracepoint,
         reason_arg: Some(2),
     },
     Point::plain("consume_skb"),
+];
+
+/// Kernel functions whose first argument is the socket buffer, traced at
+/// their entry where the kernel allows fentry: the IP and transport
+/// layers the tracepoints do not show.
+pub const FUNCTIONS: [Point; 8] = [
+    Point::function("ip_rcv"),
+    Point::function("ipv6_rcv"),
+    Point::function("ip_local_deliver"),
+    Point::function("ip_forward"),
+    Point::function("udp_rcv"),
+    Point::function("tcp_v4_rcv"),
+    Point::function("icmp_rcv"),
+    Point::function("__dev_queue_xmit"),
 ];
 
 impl Point {
     const fn plain(name: &'static str) -> Point {
         Point {
             name,
+            kind: Kind::Tracepoint,
             reason_arg: None,
         }
     }
 
-    /// The ELF section aya and libbpf read: `tp_btf/NAME`.
+    const fn function(name: &'static str) -> Point {
+        Point {
+            name,
+            kind: Kind::Function,
+            reason_arg: None,
+        }
+    }
+
+    /// The ELF section aya and libbpf read: `tp_btf/NAME` or
+    /// `fentry/NAME`.
     pub fn section(&self) -> String {
-        format!("{}/{}", Hook::Trace.section(), self.name)
+        match self.kind {
+            Kind::Tracepoint => format!("{}/{}", Hook::Trace.section(), self.name),
+            Kind::Function => format!("fentry/{}", self.name),
+        }
     }
 
     pub fn by_name(name: &str) -> Option<Point> {
-        POINTS.into_iter().find(|p| p.name == name)
+        POINTS.into_iter().chain(FUNCTIONS).find(|p| p.name == name)
     }
 }
 

@@ -473,3 +473,47 @@ fn the_verifier_accepts_every_common_expression() {
     assert!(refused.is_empty(), "{}", refused.join("\n"));
     assert!(loaded >= 2 * 150, "{loaded}");
 }
+
+/// What was attached and what not is said: every tracepoint, and the
+/// fentry functions either among them or on a "not attached" line with
+/// the kernel's reason. A bad expression or point is an error (exit 1)
+/// before anything is attached.
+#[test]
+fn trace_says_what_it_attached() {
+    if !e2e::kernel_available("trace_says_what_it_attached") {
+        return;
+    }
+    let filterd = e2e::bin("filterd");
+    let out = Command::new(&filterd)
+        .args(["trace", "--duration", "0.2", "udp"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let tracing = err
+        .lines()
+        .find(|l| l.contains("tracing at"))
+        .expect("a tracing line");
+    for p in filter_programs::tracer::POINTS {
+        assert!(tracing.contains(p.name), "{p:?}: {err}");
+    }
+    for f in filter_programs::tracer::FUNCTIONS {
+        let said = tracing.contains(f.name)
+            || err
+                .lines()
+                .any(|l| l.starts_with("filterd: not attached (fentry: ") && l.contains(f.name));
+        assert!(said, "{f:?}: {err}");
+    }
+    let bad = Command::new(&filterd)
+        .args(["trace", "udp", "port", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains('^'));
+    let bad = Command::new(&filterd)
+        .args(["trace", "--points", "nope", "udp"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("netif_receive_skb"));
+}

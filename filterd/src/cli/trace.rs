@@ -96,8 +96,17 @@ pub fn run(a: TraceArgs, out: &mut dyn Write) -> Result<(), Failure> {
     };
     stop::install().map_err(|e| fail(EXIT_ERROR, format!("signal handlers: {e}")))?;
     let mut tracer = Tracer::attach(&filters, &points).map_err(failure)?;
+    // One line per reason: where fentry is refused, it is refused for
+    // every function.
+    let mut why_not: Vec<(&str, Vec<&str>)> = Vec::new();
     for (p, why) in &tracer.missing {
-        eprintln!("filterd: {} not attached: {why}", p.name);
+        match why_not.iter_mut().find(|(w, _)| w == why) {
+            Some((_, names)) => names.push(p.name),
+            None => why_not.push((why, vec![p.name])),
+        }
+    }
+    for (why, names) in why_not {
+        eprintln!("filterd: not attached ({why}): {}", names.join(", "));
     }
     let attached: Vec<&str> = tracer.attached().iter().map(|p| p.name).collect();
     eprintln!("filterd: tracing at {}", attached.join(", "));

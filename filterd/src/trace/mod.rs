@@ -1,7 +1,9 @@
 //! `filterd trace`: the packets an expression selects, followed through
-//! the kernel's skb tracepoints. One program per tracepoint
+//! the kernel's skb tracepoints (and, where the kernel allows fentry, the
+//! entry of some skb functions). One program per point
 //! (`filter_programs::tracer`), each attached through aya as a BTF
-//! tracepoint (`tp_btf`) and writing matches to its own ring buffer; this
+//! tracepoint (`tp_btf`) or fentry program and writing matches to its own
+//! ring buffer; this
 //! module attaches them, says which points it could not, and reads the
 //! events back in time order. Dropping the [`Tracer`] detaches everything:
 //! nothing is pinned, so two tracers can run at once.
@@ -11,10 +13,10 @@ pub mod report;
 use std::time::Duration;
 
 use aya::maps::{MapData, RingBuf};
-use aya::programs::BtfTracePoint;
+use aya::programs::{BtfTracePoint, FEntry, ProgramError};
 use filter_programs::codegen::{self, Dlt};
 use filter_programs::kernel_btf::Btf;
-use filter_programs::tracer::{self, Event, Filters, Offsets, Point};
+use filter_programs::tracer::{self, Event, Filters, Kind, Offsets, Point};
 
 /// Where the running kernel describes its types.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -44,17 +46,23 @@ pub fn filters(expression: &str) -> Result<Filters, TraceError> {
     })
 }
 
-/// The points `--points` names (comma separated), or every one.
+/// The points `--points` names (comma separated), or every one: the
+/// tracepoints, then the functions (attached where fentry works).
 pub fn points(list: Option<&str>) -> Result<Vec<Point>, TraceError> {
     let Some(list) = list else {
-        return Ok(tracer::POINTS.to_vec());
+        return Ok(tracer::POINTS
+            .into_iter()
+            .chain(tracer::FUNCTIONS)
+            .collect());
     };
     list.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|name| {
             Point::by_name(name).ok_or_else(|| {
-                let all: Vec<&str> = tracer::POINTS.iter().map(|p| p.name).collect();
+                let all: Vec<&str> = (tracer::POINTS.iter().chain(&tracer::FUNCTIONS))
+                    .map(|p| p.name)
+                    .collect();
                 TraceError::UnknownPoint(name.to_string(), all.join(", "))
             })
         })
@@ -99,7 +107,7 @@ impl Tracer {
             match attach_one(filters, i as u32, p, &offsets, &aya_btf) {
                 Ok(a) => t.attached.push(a),
                 Err(why) => {
-                    tracing::warn!(point = p.name, "not attached: {why}");
+                    tracing::debug!(point = p.name, "not attached: {why}");
                     t.missing.push((*p, why));
                 }
             }
@@ -187,12 +195,23 @@ fn load_one(
         .btf(Some(btf))
         .load(&bytes)
         .map_err(|e| e.to_string())?;
-    let prog: &mut BtfTracePoint = ebpf
+    let prog = ebpf
         .program_mut(&obj.name)
-        .ok_or("the object has no program")?
-        .try_into()
-        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-    prog.load(point.name, btf).map_err(|e| verifier_error(&e))?;
+        .ok_or("the object has no program")?;
+    let loaded = match point.kind {
+        Kind::Tracepoint => {
+            let p: &mut BtfTracePoint = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+            p.load(point.name, btf)
+        }
+        Kind::Function => {
+            let p: &mut FEntry = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+            p.load(point.name, btf)
+        }
+    };
+    loaded.map_err(|e| match point.kind {
+        Kind::Function => format!("fentry: {}", verifier_error(&e)),
+        Kind::Tracepoint => verifier_error(&e),
+    })?;
     Ok(((ebpf, obj.name), obj.insns.len()))
 }
 
@@ -204,12 +223,21 @@ fn attach_one(
     btf: &aya::Btf,
 ) -> Result<Attached, String> {
     let ((mut ebpf, name), _) = load_one(filters, index, point, offsets, btf)?;
-    let prog: &mut BtfTracePoint = ebpf
-        .program_mut(&name)
-        .ok_or("the object has no program")?
-        .try_into()
-        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-    prog.attach().map_err(|e| e.to_string())?;
+    let prog = ebpf.program_mut(&name).ok_or("the object has no program")?;
+    let attached = match point.kind {
+        Kind::Tracepoint => {
+            let p: &mut BtfTracePoint = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+            p.attach().map(drop)
+        }
+        Kind::Function => {
+            let p: &mut FEntry = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+            p.attach().map(drop)
+        }
+    };
+    attached.map_err(|e| match point.kind {
+        Kind::Function => format!("fentry: {e}"),
+        Kind::Tracepoint => e.to_string(),
+    })?;
     let map = ebpf
         .take_map("events")
         .ok_or("the object has no ring buffer")?;
@@ -223,18 +251,23 @@ fn attach_one(
 }
 
 /// A load error with the verifier's log's last lines.
-fn verifier_error(e: &aya::programs::ProgramError) -> String {
+fn verifier_error(e: &ProgramError) -> String {
     match e {
-        aya::programs::ProgramError::LoadError {
+        ProgramError::LoadError {
             io_error,
             verifier_log,
         } => {
             let log = verifier_log.to_string();
-            let tail: Vec<&str> = log.lines().rev().take(3).collect();
-            format!(
-                "{io_error}: {}",
-                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-            )
+            let tail: Vec<&str> = (log.lines())
+                .filter(|l| !l.trim().is_empty())
+                .rev()
+                .take(3)
+                .collect();
+            if tail.is_empty() {
+                return io_error.to_string();
+            }
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!("{io_error}: {}", tail.join(" | "))
         }
         e => e.to_string(),
     }
