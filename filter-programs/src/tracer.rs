@@ -29,7 +29,7 @@
 
 use crate::cbpf;
 use crate::ebpf::asm::Asm;
-use crate::ebpf::insn::{AluOp, CallTarget, JmpOp, Op, Operand, Pseudo, Reg, Size};
+use crate::ebpf::insn::{AluOp, CallTarget, JmpOp, Op, Operand, Reg, Size};
 use crate::elf::{MapBtf, Object, ValueLayout};
 use crate::kernel_btf::{Btf, BtfError};
 use crate::kernel_skb::{SkbLayout, UNSET};
@@ -296,12 +296,7 @@ pub fn program(
     a.alu64(AluOp::Add, Reg::R1, Operand::Imm((EVENT + 56) as i32));
     a.ldx(Size::DW, Reg::R3, Reg::R10, translate::trace_slots::START);
     a.push(Op::Call(CallTarget::Helper(HELPER_PROBE_READ_KERNEL)));
-    a.push(Op::LdImm64 {
-        dst: Reg::R1,
-        pseudo: Pseudo::MapFd,
-        src_reg: 1,
-        imm: 0,
-    });
+    a.ld_map(Reg::R1, 0);
     a.mov64(Reg::R2, Operand::Reg(Reg::R10));
     a.alu64(AluOp::Add, Reg::R2, Operand::Imm(EVENT as i32));
     a.mov64(Reg::R3, Operand::Imm(EVENT_SIZE as i32));
@@ -311,20 +306,7 @@ pub fn program(
     a.mov64(Reg::R0, Operand::Imm(0));
     a.exit();
     let insns = a.assemble()?;
-    let map_refs = crate::ebpf::insn::decode_all(&insns)
-        .map(|ops| {
-            (ops.into_iter())
-                .filter_map(|(slot, op)| match op {
-                    Op::LdImm64 {
-                        pseudo: Pseudo::MapFd,
-                        imm,
-                        ..
-                    } => Some((slot, imm as usize)),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let map_refs = crate::elf::map_refs(&insns);
     Ok(Object {
         hook: Hook::Trace,
         name: format!("trace_{}", point.name),

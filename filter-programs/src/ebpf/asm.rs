@@ -190,17 +190,23 @@ impl Asm {
         self.push(Op::Exit)
     }
 
+    /// `dst = &maps[map]`: the map by its index among the object's maps,
+    /// relocated by the loader.
+    pub fn ld_map(&mut self, dst: Reg, map: u64) -> &mut Asm {
+        self.push(Op::LdImm64 {
+            dst,
+            pseudo: Pseudo::MapFd,
+            src_reg: 1,
+            imm: map,
+        })
+    }
+
     /// `r0 = bpf_map_lookup_elem(&maps[map], fp + key)`: the map by its
     /// index among the object's maps (relocated by the loader), the key
     /// already on the stack. Clobbers r1-r5.
     pub fn map_lookup(&mut self, map: u64, key: i16) -> &mut Asm {
         const HELPER_MAP_LOOKUP: i32 = 1;
-        self.push(Op::LdImm64 {
-            dst: Reg::R1,
-            pseudo: Pseudo::MapFd,
-            src_reg: 1,
-            imm: map,
-        });
+        self.ld_map(Reg::R1, map);
         self.mov64(Reg::R2, Operand::Reg(Reg::R10));
         self.alu64(AluOp::Add, Reg::R2, Operand::Imm(i32::from(key)));
         self.push(Op::Call(super::insn::CallTarget::Helper(HELPER_MAP_LOOKUP)))

@@ -141,6 +141,26 @@ pub struct Part {
     pub map_refs: Vec<(usize, usize)>,
 }
 
+/// A program's map references as [`Object::map_refs`] holds them: the
+/// slot of each `LD_IMM64` of a map, with the map's index as its imm.
+pub fn map_refs(insns: &[Insn]) -> Vec<(usize, usize)> {
+    use crate::ebpf::insn::{decode_all, Op, Pseudo};
+    decode_all(insns)
+        .map(|ops| {
+            (ops.into_iter())
+                .filter_map(|(slot, op)| match op {
+                    Op::LdImm64 {
+                        pseudo: Pseudo::MapFd,
+                        imm,
+                        ..
+                    } => Some((slot, imm as usize)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Writes the object.
 pub fn write(obj: &Object) -> Result<Vec<u8>, ElfError> {
     let part = Part {

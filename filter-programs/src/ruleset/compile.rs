@@ -192,7 +192,7 @@ impl Compiled {
             .map(|(i, insns)| Part {
                 name: program_name(i),
                 insns: insns.clone(),
-                map_refs: map_refs(insns),
+                map_refs: crate::elf::map_refs(insns),
             })
             .collect();
         let mut maps = vec![
@@ -223,24 +223,6 @@ fn program_name(i: usize) -> String {
     } else {
         format!("{PROGRAM}_{i}")
     }
-}
-
-/// Slots of the map references: `LD_IMM64` with the map's index as imm.
-fn map_refs(insns: &[Insn]) -> Vec<(usize, usize)> {
-    crate::ebpf::insn::decode_all(insns)
-        .map(|ops| {
-            ops.into_iter()
-                .filter_map(|(slot, op)| match op {
-                    Op::LdImm64 {
-                        pseudo: Pseudo::MapFd,
-                        imm,
-                        ..
-                    } => Some((slot, imm as usize)),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -124,7 +124,14 @@ mod tests {
         let names: Vec<&str> = p.kinds.iter().map(|k| k.name()).collect();
         assert_eq!(
             names,
-            ["cbpf", "libpcap", "ebpf-socket", "ebpf-xdp", "ebpf-tc"]
+            [
+                "cbpf",
+                "libpcap",
+                "ebpf-socket",
+                "ebpf-xdp",
+                "ebpf-tc",
+                "ebpf-trace"
+            ]
         );
         let out: Vec<&str> = p.left_out.iter().map(|l| l.engine).collect();
         assert_eq!(out, ["kernel-socket", "kernel-xdp", "kernel-tc"]);
