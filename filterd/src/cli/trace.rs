@@ -73,8 +73,11 @@ fn failure(e: TraceError) -> Failure {
     fail(code, e.to_string())
 }
 
-/// Events kept for `--drops-only` until their packet's end.
+/// Events kept for `--drops-only` per packet until its end, and packets
+/// whose end is awaited: past them the oldest packet's path is forgotten
+/// (a packet delivered to a socket has no end event at the points).
 const HELD_MAX: usize = 4096;
+const HELD_PACKETS: usize = 65_536;
 
 pub fn run(a: TraceArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let filters = trace::filters(&a.expression.join(" ")).map_err(failure)?;
@@ -124,6 +127,7 @@ pub fn run(a: TraceArgs, out: &mut dyn Write) -> Result<(), Failure> {
     };
     let mut grouped = Grouped::default();
     let mut held: HashMap<u64, Vec<Event>> = HashMap::new();
+    let mut arrival: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
     let mut printed = 0u64;
     let is_drop = |e: &Event| {
         points_all
@@ -139,6 +143,20 @@ pub fn run(a: TraceArgs, out: &mut dyn Write) -> Result<(), Failure> {
                 continue;
             }
             let batch = if a.drops_only {
+                if !held.contains_key(&e.skb) {
+                    // Ended packets leave their place in the queue; pruned
+                    // when it is twice the bound (amortized).
+                    if arrival.len() >= 2 * HELD_PACKETS {
+                        arrival.retain(|s| held.contains_key(s));
+                    }
+                    arrival.push_back(e.skb);
+                    while held.len() >= HELD_PACKETS {
+                        let Some(old) = arrival.pop_front() else {
+                            break;
+                        };
+                        held.remove(&old);
+                    }
+                }
                 let path = held.entry(e.skb).or_default();
                 let dropped = is_drop(&e) && reason(e.reason) != "NOT_SPECIFIED";
                 let end = is_drop(&e)
