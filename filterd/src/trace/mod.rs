@@ -35,6 +35,32 @@ pub enum TraceError {
     UnknownPoint(String, String),
 }
 
+/// What the running kernel's BTF tells the tracer, read once per process.
+struct Kernel {
+    offsets: Offsets,
+    /// aya's parse of the same file, which loading a tracing program takes.
+    btf: aya::Btf,
+    /// `enum skb_drop_reason`'s names by value.
+    reasons: Vec<(u32, String)>,
+}
+
+fn kernel() -> Result<&'static Kernel, TraceError> {
+    static KERNEL: std::sync::OnceLock<Result<Kernel, String>> = std::sync::OnceLock::new();
+    let read = || -> Result<Kernel, String> {
+        let raw = std::fs::read(VMLINUX_BTF).map_err(|e| e.to_string())?;
+        let btf = Btf::parse(&raw).map_err(|e| e.to_string())?;
+        Ok(Kernel {
+            offsets: Offsets::from_btf(&btf).map_err(|e| e.to_string())?,
+            btf: aya::Btf::from_sys_fs().map_err(|e| e.to_string())?,
+            reasons: btf.enum_values("skb_drop_reason").unwrap_or_default(),
+        })
+    };
+    KERNEL
+        .get_or_init(read)
+        .as_ref()
+        .map_err(|e| TraceError::Btf(e.clone()))
+}
+
 /// Compiles `expression` for both views of a socket buffer (see
 /// [`Filters`]). An empty expression matches every packet.
 pub fn filters(expression: &str) -> Result<Filters, TraceError> {
@@ -92,11 +118,12 @@ pub struct Tracer {
 impl Tracer {
     /// Loads and attaches the programs of `filters` at `points`.
     pub fn attach(filters: &Filters, points: &[Point]) -> Result<Tracer, TraceError> {
-        let raw = std::fs::read(VMLINUX_BTF).map_err(|e| TraceError::Btf(e.to_string()))?;
-        let btf = Btf::parse(&raw).map_err(|e| TraceError::Btf(e.to_string()))?;
-        let offsets = Offsets::from_btf(&btf).map_err(|e| TraceError::Btf(e.to_string()))?;
-        let aya_btf = aya::Btf::from_sys_fs().map_err(|e| TraceError::Btf(e.to_string()))?;
-        let reasons = btf.enum_values("skb_drop_reason").unwrap_or_default();
+        let Kernel {
+            offsets,
+            btf: aya_btf,
+            reasons,
+        } = kernel()?;
+        let (offsets, reasons) = (*offsets, reasons.clone());
         let mut t = Tracer {
             attached: Vec::new(),
             missing: Vec::new(),
@@ -104,7 +131,7 @@ impl Tracer {
             reasons,
         };
         for (i, p) in points.iter().enumerate() {
-            match attach_one(filters, i as u32, p, &offsets, &aya_btf) {
+            match attach_one(filters, i as u32, p, &offsets, aya_btf) {
                 Ok(a) => t.attached.push(a),
                 Err(why) => {
                     tracing::debug!(point = p.name, "not attached: {why}");
@@ -171,11 +198,8 @@ pub fn reason_name(reasons: &[(u32, String)], value: u32) -> String {
 /// Loads (verifies) the program of `filters` for `point` without
 /// attaching it; its instruction count.
 pub fn verify(filters: &Filters, point: &Point) -> Result<usize, TraceError> {
-    let raw = std::fs::read(VMLINUX_BTF).map_err(|e| TraceError::Btf(e.to_string()))?;
-    let btf = Btf::parse(&raw).map_err(|e| TraceError::Btf(e.to_string()))?;
-    let offsets = Offsets::from_btf(&btf).map_err(|e| TraceError::Btf(e.to_string()))?;
-    let aya_btf = aya::Btf::from_sys_fs().map_err(|e| TraceError::Btf(e.to_string()))?;
-    let (_, insns) = load_one(filters, 0, point, &offsets, &aya_btf).map_err(TraceError::Load)?;
+    let k = kernel()?;
+    let (_, insns) = load_one(filters, 0, point, &k.offsets, &k.btf).map_err(TraceError::Load)?;
     Ok(insns)
 }
 

@@ -276,13 +276,8 @@ mod tests {
 
     /// Frames of a few kinds with varied bytes, some cut short.
     fn frames(n: usize) -> Vec<Vec<u8>> {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = e2e::rng::Rng(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng.next_u64();
         (0..n)
             .map(|_| {
                 let r = next();
