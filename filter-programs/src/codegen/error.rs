@@ -48,7 +48,9 @@ impl CompileError {
         }
     }
 
-    pub(crate) fn from_parse(e: ParseError) -> Self {
+    /// The error [`super::compile`] returns for an expression that does
+    /// not parse.
+    pub fn from_parse(e: ParseError) -> Self {
         CompileError {
             kind: ErrorKind::Parse,
             message: e.message().to_string(),

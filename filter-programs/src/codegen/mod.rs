@@ -118,6 +118,17 @@ impl Options {
 /// Compiles a filter expression to classic BPF.
 pub fn compile(expr: &str, opts: &Options) -> Result<Vec<Insn>, CompileError> {
     let ast = crate::expr::parse(expr).map_err(CompileError::from_parse)?;
+    compile_parsed(expr, &ast, opts)
+}
+
+/// [`compile`] of an expression already parsed from `expr` (which its
+/// errors quote): a caller compiling one expression for many link types
+/// parses it once.
+pub fn compile_parsed(
+    expr: &str,
+    ast: &crate::expr::Ast,
+    opts: &Options,
+) -> Result<Vec<Insn>, CompileError> {
     let mut g = Gen::new(expr, opts);
     let root = match &ast.root {
         // The empty filter accepts everything: one `ret`, as libpcap.

@@ -222,22 +222,25 @@ pub fn execute(cli: &Cli) -> Result<Outcome, String> {
             .map(|(_, r)| r)
             .collect();
     }
-    // Many programs over many captures may make many errors: one write.
-    let mut errors = io::BufWriter::new(io::stderr().lock());
-    for (i, result) in results.iter().enumerate() {
-        if let (Some(out), Some(part)) = (verdicts.as_mut(), parts.path(i)) {
-            if let Err(e) = parts.append(&part, out) {
-                fatal.get_or_insert(format!("writing verdicts: {e}"));
-            }
-        }
-        if let Some(e) = &result.error {
-            if cli.json || cli.quiet || cli.count {
-                let _ = writeln!(errors, "pcap-replay: error: {e}");
+    if let Some(out) = verdicts.as_mut() {
+        for i in 0..results.len() {
+            if let Some(part) = parts.path(i) {
+                if let Err(e) = parts.append(&part, out) {
+                    fatal.get_or_insert(format!("writing verdicts: {e}"));
+                }
             }
         }
     }
-    let _ = errors.flush();
-    drop(errors);
+    if cli.json || cli.quiet || cli.count {
+        // Many programs over many captures may make many errors: formatted
+        // in parallel, written at once, in order.
+        let text = lines(&results, |out, r| match &r.error {
+            Some(e) => writeln!(out, "pcap-replay: error: {e}"),
+            None => Ok(()),
+        });
+        let mut errors = io::stderr().lock();
+        let _ = text.iter().try_for_each(|t| errors.write_all(t));
+    }
     parts.remove();
     if let Some(e) = fatal {
         return Err(e);
@@ -466,10 +469,11 @@ fn print_report(cli: &Cli, outcome: &Outcome) -> io::Result<()> {
             .map_err(io::Error::from)
             .and_then(|()| out.write_all(b"\n"))
     } else if cli.count {
-        outcome
-            .results
-            .iter()
-            .try_for_each(|r| writeln!(out, "{}", r.reference_matched()))
+        lines(&outcome.results, |out, r| {
+            writeln!(out, "{}", r.reference_matched())
+        })
+        .iter()
+        .try_for_each(|t| out.write_all(t))
     } else {
         out.write_all(render_table(&outcome.results).as_bytes())
     };
@@ -478,6 +482,25 @@ fn print_report(cli: &Cli, outcome: &Outcome) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }
+}
+
+/// `line`'s text for each result, in order: formatted in parallel in
+/// chunks (a run of many programs over many captures has thousands).
+fn lines(
+    results: &[FileResult],
+    line: impl Fn(&mut Vec<u8>, &FileResult) -> io::Result<()> + Sync,
+) -> Vec<Vec<u8>> {
+    results
+        .par_chunks(1024)
+        .map(|chunk| {
+            let mut out = Vec::new();
+            for r in chunk {
+                // Writing into memory cannot fail.
+                let _ = line(&mut out, r);
+            }
+            out
+        })
+        .collect()
 }
 
 pub(super) fn dedup_in_order(kinds: &mut Vec<EngineKind>) {

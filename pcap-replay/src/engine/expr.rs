@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use filter_programs::cbpf::{interp, Insn};
 use filter_programs::codegen::{self, Dlt};
+use filter_programs::expr::Ast;
 use libpcap_oracle::CompileOptions;
 
 use super::{Engine, EngineError, EngineKind, PacketRef, Verdict};
@@ -88,7 +89,7 @@ impl ExprEngine {
 
     fn build(&self, lt: LinkType, optimize: bool) -> Result<Inner, String> {
         let libpcap = self.kind == EngineKind::Libpcap;
-        let compilation = compiled(&self.expr, lt, libpcap, optimize, || {
+        let compilation = compiled(&self.expr, lt, libpcap, optimize, |parsed| {
             if libpcap {
                 libpcap_oracle::compile(&self.expr, CompileOptions::new(lt.to_dlt()))
                     .map_err(|e| format!("libpcap: {e}"))
@@ -99,7 +100,14 @@ impl ExprEngine {
                     optimize,
                     ..codegen::Options::new(cg)
                 };
-                codegen::compile(&self.expr, &options).map_err(|e| e.render())
+                let ast = parsed
+                    .get_or_init(|| {
+                        filter_programs::expr::parse(&self.expr)
+                            .map_err(|e| codegen::CompileError::from_parse(e).render())
+                    })
+                    .as_ref()
+                    .map_err(Clone::clone)?;
+                codegen::compile_parsed(&self.expr, ast, &options).map_err(|e| e.render())
             }
         })?;
         let program = || Program {
@@ -138,6 +146,10 @@ struct Compilation {
 /// What an expression compiled to for a link type, by libpcap or by us.
 type Compiled = Result<Arc<Compilation>, String>;
 
+/// An expression parsed once for every link type our compiler meets, or
+/// its error rendered.
+type Parsed = OnceLock<Result<Ast, String>>;
+
 /// Every compilation of the run, shared: the engines of one expression
 /// (our interpreter and each eBPF target take our compiler's program), and
 /// the engine sets of captures replayed at once, compile each (expression,
@@ -147,26 +159,27 @@ fn compiled(
     lt: LinkType,
     libpcap: bool,
     optimize: bool,
-    compile: impl FnOnce() -> Result<Vec<Insn>, String>,
+    compile: impl FnOnce(&Parsed) -> Result<Vec<Insn>, String>,
 ) -> Compiled {
     /// (link type, by libpcap, optimized), under the expression.
     type Key = (LinkType, bool, bool);
     type Cell = Arc<OnceLock<Compiled>>;
-    static CACHE: OnceLock<Mutex<HashMap<String, HashMap<Key, Cell>>>> = OnceLock::new();
+    type OfExpr = (Arc<Parsed>, HashMap<Key, Cell>);
+    static CACHE: OnceLock<Mutex<HashMap<String, OfExpr>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let key = (lt, libpcap, optimize);
-    let cell: Cell = {
+    let (parsed, cell): (Arc<Parsed>, Cell) = {
         let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
         let of_expr = match map.get_mut(expr) {
             Some(m) => m,
             None => map.entry(expr.to_string()).or_default(),
         };
-        of_expr.entry(key).or_default().clone()
+        (of_expr.0.clone(), of_expr.1.entry(key).or_default().clone())
     };
     // Compiled outside the map's lock; a second thread that wants it
     // meanwhile waits for this one instead of compiling it again.
     cell.get_or_init(|| {
-        compile().map(|insns| {
+        compile(&parsed).map(|insns| {
             Arc::new(Compilation {
                 insns,
                 interp: OnceLock::new(),

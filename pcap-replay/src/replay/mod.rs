@@ -309,7 +309,10 @@ fn replay_into<R: BufRead>(
         }
     }
     if started && live > 0 {
-        // The rest lent in batches from the reader's buffer.
+        // The rest lent in batches from the reader's buffer; for many
+        // programs, copied into batches of our own and run program by
+        // program (see `Batch`).
+        let mut batch = (runs.len() >= Batch::PROGRAMS).then(Batch::default);
         let mut sink_error = None;
         let mut signal = None;
         let read = capture.for_each_view(|packet: PacketView<'_>| {
@@ -317,7 +320,16 @@ fn replay_into<R: BufRead>(
                 signal = Some(sig);
                 return false;
             }
-            match run_all(&mut runs, &mut ended, &mut results, &mut sinks, packet) {
+            let ran = match batch.as_mut() {
+                None => run_all(&mut runs, &mut ended, &mut results, &mut sinks, packet),
+                Some(b) => {
+                    if b.push(&packet) {
+                        return true;
+                    }
+                    b.run(&mut runs, &mut ended, &mut results, &mut sinks)
+                }
+            };
+            match ran {
                 Ok(n) => {
                     live = n;
                     live > 0
@@ -328,6 +340,12 @@ fn replay_into<R: BufRead>(
                 }
             }
         });
+        // The packets read before the end, a capture error or a signal.
+        if let (Some(b), None) = (batch.as_mut(), &sink_error) {
+            if let Err(e) = b.run(&mut runs, &mut ended, &mut results, &mut sinks) {
+                sink_error = Some(e);
+            }
+        }
         if let Some(e) = sink_error {
             return Err(e);
         }
@@ -373,6 +391,66 @@ fn run_all(
         }
     }
     Ok(ended.iter().filter(|e| !**e).count())
+}
+
+/// Packets copied out of the reader to be run program by program. With
+/// many programs, running each on every packet in turn reloads every
+/// program's engines, result and interpreter code per packet; a batch
+/// keeps one program's in cache over many packets. Each program still
+/// sees its packets in order, so its result, sink and end are what a
+/// packet-by-packet pass gives.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    packets: Vec<(PacketView<'static>, std::ops::Range<usize>)>,
+}
+
+impl Batch {
+    /// Programs from which a pass batches: below, the copy costs more
+    /// than the cache misses it saves.
+    const PROGRAMS: usize = 8;
+    /// Packets per batch: a small capture is one batch.
+    const PACKETS: usize = 64;
+
+    /// Copies `packet` in; `true` while the batch is not full.
+    fn push(&mut self, packet: &PacketView<'_>) -> bool {
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(packet.data);
+        let meta = PacketView {
+            data: &[],
+            ..*packet
+        };
+        self.packets.push((meta, at..self.bytes.len()));
+        self.packets.len() < Self::PACKETS
+    }
+
+    /// Runs every live program on the batch's packets, then empties it.
+    /// Returns how many programs are still running.
+    fn run(
+        &mut self,
+        runs: &mut [Run<'_>],
+        ended: &mut [bool],
+        results: &mut [&mut FileResult],
+        sinks: &mut [Option<&mut (dyn VerdictSink + '_)>],
+    ) -> std::io::Result<usize> {
+        for (k, run) in runs.iter_mut().enumerate() {
+            for (meta, range) in &self.packets {
+                if ended[k] {
+                    break;
+                }
+                let packet = PacketView {
+                    data: &self.bytes[range.clone()],
+                    ..*meta
+                };
+                if !run.packet(results[k], packet, sinks[k].as_deref_mut())? {
+                    ended[k] = true;
+                }
+            }
+        }
+        self.bytes.clear();
+        self.packets.clear();
+        Ok(ended.iter().filter(|e| !**e).count())
+    }
 }
 
 /// A pcapng file names its link type and snap length in its first
