@@ -32,11 +32,6 @@ impl CbpfEngine {
     pub fn shared(program: Arc<interp::Program>) -> CbpfEngine {
         CbpfEngine { program }
     }
-
-    /// The interpreter program it runs.
-    pub fn program(&self) -> &Arc<interp::Program> {
-        &self.program
-    }
 }
 
 impl Engine for CbpfEngine {

@@ -121,9 +121,21 @@ impl ExprEngine {
             // it per capture would cost more than running it.
             EngineKind::Cbpf => {
                 let shared = compilation.interp.get_or_init(|| {
-                    super::cbpf::CbpfEngine::new(&program())
-                        .map(|e| e.program().clone())
-                        .map_err(|e| e.to_string())
+                    // The unoptimized program runs on fewer than
+                    // OPTIMIZE_AFTER packets: its closures would cost
+                    // more to build than they save.
+                    let build = match optimize {
+                        true => interp::Program::new,
+                        false => interp::Program::new_looped,
+                    };
+                    build(&compilation.insns).map(Arc::new).map_err(|e| {
+                        EngineError::Invalid {
+                            engine: "cbpf",
+                            program: self.label.clone(),
+                            reason: e.to_string(),
+                        }
+                        .to_string()
+                    })
                 });
                 let p = shared.clone()?;
                 Ok(Inner::Cbpf(super::cbpf::CbpfEngine::shared(p)))

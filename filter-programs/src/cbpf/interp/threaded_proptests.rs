@@ -86,6 +86,13 @@ proptest! {
             for (pkt, wire) in &pkts {
                 same(&v, pkt, *wire)?;
             }
+            // Without closures, `run` takes the loop and returns the same.
+            let looped = Program::new_looped(&insns).unwrap();
+            prop_assert!(looped.threaded.is_none());
+            for (pkt, wire) in &pkts {
+                prop_assert_eq!(looped.run(pkt, *wire), v.run(pkt, *wire));
+            }
         }
+        prop_assert_eq!(Program::new_looped(&insns).is_ok(), Program::new(&insns).is_ok());
     }
 }
