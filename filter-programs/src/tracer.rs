@@ -1,8 +1,10 @@
 //! The programs `filterd trace` attaches: one per tracepoint, each the
 //! expression's filter on the tracepoint's socket buffer (the trace hook,
 //! `translate::trace`) followed, on a match, by one event written to the
-//! `events` ring buffer. Pure: the kernel's offsets come in
-//! [`Offsets`] (from its BTF, `kernel_btf`).
+//! `events` map: a BPF ring buffer, or a perf event array on kernels
+//! without ring buffers ([`Buffer`]). An event the buffer has no room for
+//! is counted in the per-CPU `lost` array instead. Pure: the kernel's
+//! offsets come in [`Offsets`] (from its BTF, `kernel_btf`).
 //!
 //! An event, little endian ([`Event`] decodes it):
 //!
@@ -158,15 +160,45 @@ pub const EVENT_SIZE: usize = 56 + DATA;
 /// The ring buffer's size (a power of two of pages).
 pub const RING_BYTES: u32 = 1 << 18;
 /// Where the event is built: below the saved reason (fp-112) and the
-/// filter's own slots (fp-104 up).
+/// filter's own slots (fp-104 up); below it, the program's context (the
+/// perf helper takes it) and the `lost` map's key.
 const EVENT: i16 = -112 - EVENT_SIZE as i16;
 const REASON: i16 = -112;
+const CTX: i16 = EVENT - 8;
+const LOST_KEY: i16 = CTX - 8;
+/// The maps, by index in the object.
+const EVENTS_MAP: u64 = 0;
+const LOST_MAP: u64 = 1;
 
 const HELPER_KTIME: i32 = 5;
 const HELPER_CPU: i32 = 8;
 const HELPER_PROBE_READ_KERNEL: i32 = 113;
 const HELPER_RINGBUF_OUTPUT: i32 = 130;
+const HELPER_PERF_EVENT_OUTPUT: i32 = 25;
 const BPF_MAP_TYPE_RINGBUF: u32 = 27;
+const BPF_MAP_TYPE_PERF_EVENT_ARRAY: u32 = 4;
+const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+
+/// Where the programs write their events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Buffer {
+    /// A BPF ring buffer per program, [`RING_BYTES`] (Linux 5.8 and
+    /// later): events from every CPU in one order.
+    #[default]
+    Ring,
+    /// A perf event array (older kernels): a buffer per CPU, which the
+    /// reader opens; the array's size is the loader's (the CPU count).
+    Perf,
+}
+
+impl Buffer {
+    pub fn name(self) -> &'static str {
+        match self {
+            Buffer::Ring => "ring",
+            Buffer::Perf => "perf",
+        }
+    }
+}
 
 /// The filters of one expression: over the frame from its link-layer
 /// header (Ethernet), and over the packet from its network header (raw
@@ -180,18 +212,21 @@ pub struct Filters {
 }
 
 /// The program for tracepoint `point` (reported as index `index`),
-/// running `filters` on each socket buffer. It returns 0.
+/// running `filters` on each socket buffer and writing its events to
+/// `buffer`. It returns 0.
 pub fn program(
     filters: &Filters,
     index: u32,
     point: &Point,
     offsets: &Offsets,
+    buffer: Buffer,
 ) -> Result<Object, TranslateError> {
     let mut a = Asm::new();
     let (matched, out) = (a.label(), a.label());
     let st = |a: &mut Asm, size: Size, off: i16, reg: Reg| {
         a.stx(size, Reg::R10, reg, EVENT + off);
     };
+    a.stx(Size::DW, Reg::R10, Reg::R1, CTX);
     // The reason first: the filter takes every register but r6.
     match point.reason_arg {
         Some(k) => a.ldx(Size::DW, Reg::R2, Reg::R1, 8 * k as i16),
@@ -296,12 +331,41 @@ pub fn program(
     a.alu64(AluOp::Add, Reg::R1, Operand::Imm((EVENT + 56) as i32));
     a.ldx(Size::DW, Reg::R3, Reg::R10, translate::trace_slots::START);
     a.push(Op::Call(CallTarget::Helper(HELPER_PROBE_READ_KERNEL)));
-    a.ld_map(Reg::R1, 0);
-    a.mov64(Reg::R2, Operand::Reg(Reg::R10));
-    a.alu64(AluOp::Add, Reg::R2, Operand::Imm(EVENT as i32));
-    a.mov64(Reg::R3, Operand::Imm(EVENT_SIZE as i32));
-    a.mov64(Reg::R4, Operand::Imm(0));
-    a.push(Op::Call(CallTarget::Helper(HELPER_RINGBUF_OUTPUT)));
+    match buffer {
+        Buffer::Ring => {
+            a.ld_map(Reg::R1, EVENTS_MAP);
+            a.mov64(Reg::R2, Operand::Reg(Reg::R10));
+            a.alu64(AluOp::Add, Reg::R2, Operand::Imm(EVENT as i32));
+            a.mov64(Reg::R3, Operand::Imm(EVENT_SIZE as i32));
+            a.mov64(Reg::R4, Operand::Imm(0));
+            a.push(Op::Call(CallTarget::Helper(HELPER_RINGBUF_OUTPUT)));
+        }
+        Buffer::Perf => {
+            a.ldx(Size::DW, Reg::R1, Reg::R10, CTX);
+            a.ld_map(Reg::R2, EVENTS_MAP);
+            // BPF_F_CURRENT_CPU: the index mask, zero-extended (higher
+            // flag bits are an error).
+            a.mov32(Reg::R3, Operand::Imm(-1));
+            a.mov64(Reg::R4, Operand::Reg(Reg::R10));
+            a.alu64(AluOp::Add, Reg::R4, Operand::Imm(EVENT as i32));
+            a.mov64(Reg::R5, Operand::Imm(EVENT_SIZE as i32));
+            a.push(Op::Call(CallTarget::Helper(HELPER_PERF_EVENT_OUTPUT)));
+        }
+    }
+    // No room (or any other failure): counted, so that the reader can say
+    // how many events it never saw.
+    a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(0), out);
+    a.push(Op::St {
+        size: Size::W,
+        dst: Reg::R10,
+        off: LOST_KEY,
+        imm: 0,
+    });
+    a.map_lookup(LOST_MAP, LOST_KEY);
+    a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(0), out);
+    a.ldx(Size::DW, Reg::R1, Reg::R0, 0);
+    a.alu64(AluOp::Add, Reg::R1, Operand::Imm(1));
+    a.stx(Size::DW, Reg::R0, Reg::R1, 0);
     a.bind(out);
     a.mov64(Reg::R0, Operand::Imm(0));
     a.exit();
@@ -311,21 +375,48 @@ pub fn program(
         hook: Hook::Trace,
         name: format!("trace_{}", point.name),
         insns,
-        maps: vec![MapBtf {
-            name: "events".into(),
-            map_type: BPF_MAP_TYPE_RINGBUF,
-            max_entries: RING_BYTES,
-            value: ValueLayout::Opaque {
-                key_size: 0,
-                value_size: 0,
-            },
-            map_flags: 0,
-        }],
+        maps: vec![events_map(buffer), lost_map()],
         map_refs,
         // bpf_probe_read_kernel is for GPL programs only.
         license: "GPL".into(),
     })
 }
+
+fn events_map(buffer: Buffer) -> MapBtf {
+    let (map_type, max_entries, key_size, value_size) = match buffer {
+        Buffer::Ring => (BPF_MAP_TYPE_RINGBUF, RING_BYTES, 0, 0),
+        // 0 entries: the loader makes one per CPU.
+        Buffer::Perf => (BPF_MAP_TYPE_PERF_EVENT_ARRAY, 0, 4, 4),
+    };
+    MapBtf {
+        name: EVENTS.into(),
+        map_type,
+        max_entries,
+        value: ValueLayout::Opaque {
+            key_size,
+            value_size,
+        },
+        map_flags: 0,
+    }
+}
+
+fn lost_map() -> MapBtf {
+    MapBtf {
+        name: LOST.into(),
+        map_type: BPF_MAP_TYPE_PERCPU_ARRAY,
+        max_entries: 1,
+        value: ValueLayout::Opaque {
+            key_size: 4,
+            value_size: 8,
+        },
+        map_flags: 0,
+    }
+}
+
+/// The maps' names: the events, and the per-CPU count (one `u64` at key
+/// 0) of events the buffer had no room for.
+pub const EVENTS: &str = "events";
+pub const LOST: &str = "lost";
 
 /// An event, decoded (see the module's layout).
 #[derive(Clone, Debug, PartialEq, Eq)]

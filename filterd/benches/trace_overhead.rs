@@ -58,7 +58,8 @@ fn main() {
         rows[0].1.push(round(&tx, &rx));
         for (k, expr) in [(1, "udp port 9"), (2, "tcp port 443")] {
             let filters = trace::filters(expr).expect("compiles");
-            let mut t = Tracer::attach(&filters, &points).expect("attaches");
+            let mut t =
+                Tracer::attach(&filters, &points, trace::buffer_for_kernel()).expect("attaches");
             rows[k].1.push(round(&tx, &rx));
             let stats = t.run_stats();
             let _ = t.poll(Duration::ZERO);

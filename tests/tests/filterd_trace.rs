@@ -12,6 +12,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use filter_programs::tracer::Buffer;
+
 const EXPRESSIONS: [&str; 24] = [
     "udp",
     "tcp",
@@ -268,14 +270,19 @@ fn traced_packets_are_the_ones_libpcap_selects() {
         pcap.to_str().unwrap(),
     ]);
     wait_ready(&mut tcpdump, "listening on");
-    // One trace per expression, all at once.
+    // One trace per expression, all at once; every other one writes its
+    // events to perf buffers (the older kernels' way) instead of ring
+    // buffers.
     let filterd = e2e::bin("filterd");
     let mut traces = Vec::new();
-    for e in EXPRESSIONS {
+    for (i, e) in EXPRESSIONS.iter().enumerate() {
+        let buffer = if i % 2 == 0 { "ring" } else { "perf" };
         let mut c = Command::new(&filterd)
             .args([
                 "trace",
                 "--json",
+                "--buffer",
+                buffer,
                 "--points",
                 "netif_receive_skb,kfree_skb",
                 e,
@@ -284,7 +291,7 @@ fn traced_packets_are_the_ones_libpcap_selects() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("filterd trace");
-        wait_ready(&mut c, "tracing at");
+        wait_ready(&mut c, &format!("({buffer} buffers)"));
         traces.push(c);
     }
     // And one that prints only the packets dropped with a reason.
@@ -389,10 +396,15 @@ fn traced_packets_are_the_ones_libpcap_selects() {
                 received.get(k).copied().unwrap_or(0)
             );
         }
-        if *expr == "udp port 7999" {
+        // Closed ports: one traced through a ring buffer, one through perf
+        // buffers.
+        if let Some(port) = [("udp port 7999", 7999), ("udp dst port 7003", 7003)]
+            .iter()
+            .find_map(|(e, p)| (e == expr).then_some(*p))
+        {
             let drops: Vec<&serde_json::Value> = events
                 .iter()
-                .filter(|e| e["point"] == "kfree_skb" && e["tuple"]["dport"] == 7999)
+                .filter(|e| e["point"] == "kfree_skb" && e["tuple"]["dport"] == port)
                 .collect();
             assert_eq!(drops.len(), 2, "{drops:?}");
             assert!(
@@ -458,14 +470,24 @@ fn the_verifier_accepts_every_common_expression() {
     let exprs = std::fs::read_to_string(e2e::corpus_dir().join("expressions/common.txt")).unwrap();
     let points = filterd::trace::points(Some("netif_receive_skb,kfree_skb")).unwrap();
     let (mut loaded, mut refused) = (0, Vec::new());
-    for e in exprs.lines() {
+    for (i, e) in exprs.lines().enumerate() {
         let Ok(filters) = filterd::trace::filters(e) else {
             continue;
         };
-        for p in &points {
-            match filterd::trace::verify(&filters, p) {
+        // Every fourth also with perf buffers (the program differs only
+        // in its last call).
+        let buffers: &[Buffer] = if i % 4 == 0 {
+            &[Buffer::Ring, Buffer::Perf]
+        } else {
+            &[Buffer::Ring]
+        };
+        for (p, buffer) in points
+            .iter()
+            .flat_map(|p| buffers.iter().map(move |b| (p, *b)))
+        {
+            match filterd::trace::verify(&filters, p, buffer) {
                 Ok(_) => loaded += 1,
-                Err(err) => refused.push(format!("{e:?} at {}: {err}", p.name)),
+                Err(err) => refused.push(format!("{e:?} at {} ({buffer:?}): {err}", p.name)),
             }
         }
     }
@@ -516,4 +538,72 @@ fn trace_says_what_it_attached() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("netif_receive_skb"));
+}
+
+/// Events a buffer has no room for are counted, not silently gone: with
+/// nothing read while 3,000 datagrams cross loopback (one event each at
+/// `netif_receive_skb`), the events read and the events counted lost add
+/// up to exactly the datagrams sent, through a ring buffer (256 KiB) and
+/// through perf buffers (64 KiB per CPU).
+#[test]
+fn events_the_buffers_have_no_room_for_are_counted() {
+    if !e2e::kernel_available("events_the_buffers_have_no_room_for_are_counted") {
+        return;
+    }
+    const SENT: u64 = 3000;
+    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let filters = filterd::trace::filters(&format!("udp dst port {port}")).unwrap();
+    let points = filterd::trace::points(Some("netif_receive_skb")).unwrap();
+    for buffer in [Buffer::Ring, Buffer::Perf] {
+        let mut tracer = filterd::trace::Tracer::attach(&filters, &points, buffer).unwrap();
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..SENT {
+            sock.send_to(b"x", ("127.0.0.1", port)).unwrap();
+        }
+        let mut read = 0u64;
+        loop {
+            let events = tracer.poll(Duration::from_millis(300));
+            if events.is_empty() {
+                break;
+            }
+            read += events.len() as u64;
+        }
+        let lost = tracer.lost();
+        eprintln!("{buffer:?}: {read} events read, {lost} lost");
+        assert!(read > 0 && lost > 0, "{buffer:?}: {read} read, {lost} lost");
+        assert_eq!(read + lost, SENT, "{buffer:?}: {read} read, {lost} lost");
+    }
+    // The command line says so: its events and the count on its last
+    // "lost" line add up to the datagrams sent.
+    let mut c = Command::new(e2e::bin("filterd"))
+        .args(["trace", "--json", "--buffer", "perf", "--duration", "3"])
+        .args(["--points", "netif_receive_skb"])
+        .arg(format!("udp dst port {port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(c.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("tracing at") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "no tracing line");
+    }
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    const BURST: u64 = 20_000;
+    for _ in 0..BURST {
+        sock.send_to(b"x", ("127.0.0.1", port)).unwrap();
+    }
+    let out = c.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let events = String::from_utf8(out.stdout).unwrap().lines().count() as u64;
+    let lost = (rest.lines())
+        .rfind(|l| l.contains("event(s) lost"))
+        .map_or(0, |l| {
+            let n = l.trim_start_matches("filterd: ").split(' ').next().unwrap();
+            n.parse::<u64>().unwrap()
+        });
+    eprintln!("filterd trace: {events} events, {lost} lost");
+    assert_eq!(events + lost, BURST, "{rest}");
 }

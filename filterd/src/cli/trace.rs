@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use cli_output::stop;
-use filter_programs::tracer::Event;
+use filter_programs::tracer::{Buffer, Event};
 
 use super::{fail, Failure, EXIT_ERROR, EXIT_INVALID};
 use crate::trace::report::{self, Grouped, Names};
@@ -59,10 +59,22 @@ pub struct TraceArgs {
     /// Print the packet's tuple on every line, not only its first.
     #[arg(long)]
     pub output_tuple: bool,
+    /// Where the programs write their events: a BPF ring buffer per point
+    /// (Linux 5.8 and later), perf buffers (a buffer per CPU, older
+    /// kernels), or whichever this kernel has.
+    #[arg(long, value_enum, default_value_t = BufferArg::Auto, value_name = "KIND")]
+    pub buffer: BufferArg,
     /// The filter expression (empty: every packet); words are joined with
     /// spaces, as tcpdump joins them.
     #[arg(value_name = "EXPR", trailing_var_arg = true)]
     pub expression: Vec<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BufferArg {
+    Auto,
+    Ring,
+    Perf,
 }
 
 fn failure(e: TraceError) -> Failure {
@@ -98,7 +110,12 @@ pub fn run(a: TraceArgs, out: &mut dyn Write) -> Result<(), Failure> {
         None => None,
     };
     stop::install().map_err(|e| fail(EXIT_ERROR, format!("signal handlers: {e}")))?;
-    let mut tracer = Tracer::attach(&filters, &points).map_err(failure)?;
+    let buffer = match a.buffer {
+        BufferArg::Auto => trace::buffer_for_kernel(),
+        BufferArg::Ring => Buffer::Ring,
+        BufferArg::Perf => Buffer::Perf,
+    };
+    let mut tracer = Tracer::attach(&filters, &points, buffer).map_err(failure)?;
     // One line per reason: where fentry is refused, it is refused for
     // every function.
     let mut why_not: Vec<(&str, Vec<&str>)> = Vec::new();
@@ -112,7 +129,11 @@ pub fn run(a: TraceArgs, out: &mut dyn Write) -> Result<(), Failure> {
         eprintln!("filterd: not attached ({why}): {}", names.join(", "));
     }
     let attached: Vec<&str> = tracer.attached().iter().map(|p| p.name).collect();
-    eprintln!("filterd: tracing at {}", attached.join(", "));
+    eprintln!(
+        "filterd: tracing at {} ({} buffers)",
+        attached.join(", "),
+        buffer.name()
+    );
     let deadline = a
         .duration
         .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
@@ -134,10 +155,12 @@ pub fn run(a: TraceArgs, out: &mut dyn Write) -> Result<(), Failure> {
             .get(e.point as usize)
             .is_some_and(|p| p.reason_arg.is_some())
     };
+    let mut lost = LostEvents::default();
     'run: loop {
         if stop::requested().is_some() || deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
+        lost.check(&tracer, false);
         for e in tracer.poll(Duration::from_millis(100)) {
             if ifindex.is_some_and(|i| i != e.ifindex) || netns.is_some_and(|n| n != e.netns) {
                 continue;
@@ -195,6 +218,7 @@ pub fn run(a: TraceArgs, out: &mut dyn Write) -> Result<(), Failure> {
     }
     out.flush()
         .map_err(|err| fail(EXIT_ERROR, format!("writing: {err}")))?;
+    lost.check(&tracer, true);
     drop(tracer);
     match stop::requested() {
         Some(sig) => Err(fail(
@@ -202,5 +226,37 @@ pub fn run(a: TraceArgs, out: &mut dyn Write) -> Result<(), Failure> {
             format!("interrupted by {}", stop::name(sig)),
         )),
         None => Ok(()),
+    }
+}
+
+/// Says on standard error, at most once a second and at the end, how many
+/// events the buffers had no room for: those packets are missing from
+/// the output.
+#[derive(Default)]
+struct LostEvents {
+    said: u64,
+    checked: Option<Instant>,
+}
+
+impl LostEvents {
+    fn check(&mut self, tracer: &Tracer, end: bool) {
+        if !end
+            && self
+                .checked
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.checked = Some(Instant::now());
+        let lost = tracer.lost();
+        if lost > self.said || (end && lost > 0) {
+            eprintln!(
+                "filterd: {lost} event(s) lost{}: the {} buffers were full; \
+                 a narrower expression or fewer --points keep up",
+                if end { "" } else { " so far" },
+                tracer.buffer.name()
+            );
+            self.said = lost;
+        }
     }
 }

@@ -3,20 +3,22 @@
 //! entry of some skb functions). One program per point
 //! (`filter_programs::tracer`), each attached through aya as a BTF
 //! tracepoint (`tp_btf`) or fentry program and writing matches to its own
-//! ring buffer; this
-//! module attaches them, says which points it could not, and reads the
-//! events back in time order. Dropping the [`Tracer`] detaches everything:
+//! ring buffer (or, on kernels without ring buffers, its perf event
+//! array: a buffer per CPU); this module attaches them, says which points
+//! it could not, reads the events back in time order and counts those the
+//! buffers had no room for. Dropping the [`Tracer`] detaches everything:
 //! nothing is pinned, so two tracers can run at once.
 
 pub mod report;
 
 use std::time::Duration;
 
-use aya::maps::{MapData, RingBuf};
+use aya::maps::perf::{PerfEvent, PerfEventArray, PerfEventArrayBuffer};
+use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::{BtfTracePoint, FEntry, ProgramError};
 use filter_programs::codegen::{self, Dlt};
 use filter_programs::kernel_btf::Btf;
-use filter_programs::tracer::{self, Event, Filters, Kind, Offsets, Point};
+use filter_programs::tracer::{self, Buffer, Event, Filters, Kind, Offsets, Point};
 
 /// Where the running kernel describes its types.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -95,11 +97,37 @@ pub fn points(list: Option<&str>) -> Result<Vec<Point>, TraceError> {
         .collect()
 }
 
+/// Pages of each CPU's perf buffer (64 KiB with 4 KiB pages): with a
+/// program per point, the memory is points x CPUs x this.
+const PERF_PAGES: usize = 16;
+
+/// The buffer the running kernel has: a ring buffer where it can make
+/// one, else a perf event array.
+pub fn buffer_for_kernel() -> Buffer {
+    match aya::sys::is_map_supported(aya::maps::MapType::RingBuf) {
+        Ok(true) => Buffer::Ring,
+        Ok(false) => Buffer::Perf,
+        Err(e) => {
+            tracing::debug!("probing for ring buffers: {e}; using perf buffers");
+            Buffer::Perf
+        }
+    }
+}
+
+/// Where a program's events are read from.
+enum Events {
+    Ring(RingBuf<MapData>),
+    /// A buffer per online CPU.
+    Perf(Vec<PerfEventArrayBuffer<MapData>>),
+}
+
 struct Attached {
     point: Point,
     /// The program's name in its object.
     name: String,
-    ring: RingBuf<MapData>,
+    events: Events,
+    /// Per CPU, the events the buffer had no room for.
+    lost: PerCpuArray<MapData, u64>,
     /// Holds the program and its link: dropped, they go.
     ebpf: aya::Ebpf,
 }
@@ -113,11 +141,17 @@ pub struct Tracer {
     pub points: Vec<Point>,
     /// `enum skb_drop_reason`'s names by value.
     pub reasons: Vec<(u32, String)>,
+    pub buffer: Buffer,
 }
 
 impl Tracer {
-    /// Loads and attaches the programs of `filters` at `points`.
-    pub fn attach(filters: &Filters, points: &[Point]) -> Result<Tracer, TraceError> {
+    /// Loads and attaches the programs of `filters` at `points`, writing
+    /// their events to `buffer`.
+    pub fn attach(
+        filters: &Filters,
+        points: &[Point],
+        buffer: Buffer,
+    ) -> Result<Tracer, TraceError> {
         let Kernel {
             offsets,
             btf: aya_btf,
@@ -129,9 +163,10 @@ impl Tracer {
             missing: Vec::new(),
             points: points.to_vec(),
             reasons,
+            buffer,
         };
         for (i, p) in points.iter().enumerate() {
-            match attach_one(filters, i as u32, p, &offsets, aya_btf) {
+            match attach_one(filters, i as u32, p, &offsets, aya_btf, buffer) {
                 Ok(a) => t.attached.push(a),
                 Err(why) => {
                     tracing::debug!(point = p.name, "not attached: {why}");
@@ -159,6 +194,15 @@ impl Tracer {
             .collect()
     }
 
+    /// Events the buffers had no room for since attaching, summed over
+    /// the points and CPUs.
+    pub fn lost(&self) -> u64 {
+        (self.attached.iter())
+            .filter_map(|a| a.lost.get(&0, 0).ok())
+            .map(|per_cpu| per_cpu.iter().sum::<u64>())
+            .sum()
+    }
+
     /// The points attached.
     pub fn attached(&self) -> Vec<Point> {
         self.attached.iter().map(|a| a.point).collect()
@@ -172,8 +216,26 @@ impl Tracer {
         loop {
             let mut out = Vec::new();
             for a in &mut self.attached {
-                while let Some(item) = a.ring.next() {
-                    out.extend(Event::parse(&item));
+                match &mut a.events {
+                    Events::Ring(ring) => {
+                        while let Some(item) = ring.next() {
+                            out.extend(Event::parse(&item));
+                        }
+                    }
+                    Events::Perf(buffers) => {
+                        for b in buffers {
+                            b.for_each(|e| match e {
+                                PerfEvent::Sample { head, tail } => {
+                                    let whole = [head, tail].concat();
+                                    out.extend(Event::parse(&whole));
+                                }
+                                // Also counted by the program, in `lost`.
+                                PerfEvent::Lost { count } => {
+                                    tracing::debug!(count, "perf buffer lost events")
+                                }
+                            });
+                        }
+                    }
                 }
             }
             if !out.is_empty() || waited >= wait {
@@ -197,9 +259,10 @@ pub fn reason_name(reasons: &[(u32, String)], value: u32) -> String {
 
 /// Loads (verifies) the program of `filters` for `point` without
 /// attaching it; its instruction count.
-pub fn verify(filters: &Filters, point: &Point) -> Result<usize, TraceError> {
+pub fn verify(filters: &Filters, point: &Point, buffer: Buffer) -> Result<usize, TraceError> {
     let k = kernel()?;
-    let (_, insns) = load_one(filters, 0, point, &k.offsets, &k.btf).map_err(TraceError::Load)?;
+    let (_, insns) =
+        load_one(filters, 0, point, &k.offsets, &k.btf, buffer).map_err(TraceError::Load)?;
     Ok(insns)
 }
 
@@ -211,8 +274,9 @@ fn load_one(
     point: &Point,
     offsets: &Offsets,
     btf: &aya::Btf,
+    buffer: Buffer,
 ) -> Result<((aya::Ebpf, String), usize), String> {
-    let obj = tracer::program(filters, index, point, offsets).map_err(|e| e.to_string())?;
+    let obj = tracer::program(filters, index, point, offsets, buffer).map_err(|e| e.to_string())?;
     let bytes =
         filter_programs::elf::write_in(&obj, &point.section()).map_err(|e| e.to_string())?;
     let mut ebpf = aya::EbpfLoader::new()
@@ -245,8 +309,9 @@ fn attach_one(
     point: &Point,
     offsets: &Offsets,
     btf: &aya::Btf,
+    buffer: Buffer,
 ) -> Result<Attached, String> {
-    let ((mut ebpf, name), _) = load_one(filters, index, point, offsets, btf)?;
+    let ((mut ebpf, name), _) = load_one(filters, index, point, offsets, btf, buffer)?;
     let prog = ebpf.program_mut(&name).ok_or("the object has no program")?;
     let attached = match point.kind {
         Kind::Tracepoint => {
@@ -263,13 +328,29 @@ fn attach_one(
         Kind::Tracepoint => e.to_string(),
     })?;
     let map = ebpf
-        .take_map("events")
-        .ok_or("the object has no ring buffer")?;
-    let ring = RingBuf::try_from(map).map_err(|e| e.to_string())?;
+        .take_map(tracer::EVENTS)
+        .ok_or("the object has no events map")?;
+    let events = match buffer {
+        Buffer::Ring => Events::Ring(RingBuf::try_from(map).map_err(|e| e.to_string())?),
+        Buffer::Perf => {
+            let mut array = PerfEventArray::try_from(map).map_err(|e| e.to_string())?;
+            let cpus = aya::util::online_cpus().map_err(|(what, e)| format!("{what}: {e}"))?;
+            let buffers = (cpus.into_iter())
+                .map(|cpu| array.open(cpu, Some(PERF_PAGES)))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("perf buffer: {e}"))?;
+            Events::Perf(buffers)
+        }
+    };
+    let lost = ebpf
+        .take_map(tracer::LOST)
+        .ok_or("the object has no lost map")?;
+    let lost = PerCpuArray::try_from(lost).map_err(|e| e.to_string())?;
     Ok(Attached {
         point: *point,
         name,
-        ring,
+        events,
+        lost,
         ebpf,
     })
 }
