@@ -128,9 +128,12 @@ pub struct Offsets {
     pub dev: u16,
     pub mark: u16,
     pub protocol: u16,
-    /// `net_device.ifindex`, `.nd_net.net`; `net.ns.inum`.
+    /// `net_device.ifindex`, `.nd_net.net`, `.header_ops`;
+    /// `header_ops.create`; `net.ns.inum`.
     pub ifindex: u16,
     pub nd_net: u16,
+    pub header_ops: u16,
+    pub header_create: u16,
     pub ns_inum: u16,
 }
 
@@ -148,6 +151,8 @@ impl Offsets {
             protocol: at("sk_buff", &["protocol"])?,
             ifindex: at("net_device", &["ifindex"])?,
             nd_net: at("net_device", &["nd_net", "net"])?,
+            header_ops: at("net_device", &["header_ops"])?,
+            header_create: at("header_ops", &["create"])?,
             ns_inum: at("net", &["ns", "inum"])?,
         })
     }
@@ -166,6 +171,8 @@ const EVENT: i16 = -112 - EVENT_SIZE as i16;
 const REASON: i16 = -112;
 const CTX: i16 = EVENT - 8;
 const LOST_KEY: i16 = CTX - 8;
+/// 1 when the filter reads from the link-layer header, else 0.
+const FROM_MAC: i16 = LOST_KEY - 8;
 /// The maps, by index in the object.
 const EVENTS_MAP: u64 = 0;
 const LOST_MAP: u64 = 1;
@@ -239,13 +246,41 @@ pub fn program(
         ..Options::default()
     };
     let target = Target::new(Hook::Trace);
-    let l3 = a.label();
+    // Link-layer header or not, decided per socket buffer: none when the
+    // kernel has not set one, or when its device cannot make one (no
+    // `header_ops->create`, as packet sockets decide: a tun device, an IP
+    // tunnel, `link/none`, where a capture is raw IP and the kernel's "MAC
+    // header" is the network header or a tunnel's outer one).
+    let (l2, l3) = (a.label(), a.label());
+    a.push(Op::St {
+        size: Size::DW,
+        dst: Reg::R10,
+        off: FROM_MAC,
+        imm: 0,
+    });
     a.ldx(Size::H, Reg::R1, Reg::R6, offsets.skb.mac_header as i16);
     a.jmp(true, JmpOp::Jeq, Reg::R1, Operand::Imm(UNSET as i32), l3);
+    a.ldx(Size::DW, Reg::R1, Reg::R6, offsets.dev as i16);
+    a.jmp(true, JmpOp::Jeq, Reg::R1, Operand::Imm(0), l2);
+    a.ldx(Size::DW, Reg::R1, Reg::R1, offsets.header_ops as i16);
+    a.jmp(true, JmpOp::Jeq, Reg::R1, Operand::Imm(0), l3);
+    a.ldx(Size::DW, Reg::R1, Reg::R1, offsets.header_create as i16);
+    a.jmp(true, JmpOp::Jeq, Reg::R1, Operand::Imm(0), l3);
+    a.bind(l2);
+    a.push(Op::St {
+        size: Size::DW,
+        dst: Reg::R10,
+        off: FROM_MAC,
+        imm: 1,
+    });
     translate::inline_with(&mut a, &filters.l2, target, &options, matched, out)?;
     a.bind(l3);
+    let from_network = Options {
+        trace_from_network: true,
+        ..options
+    };
     match &filters.l3 {
-        Some(f) => translate::inline_with(&mut a, f, target, &options, matched, out)?,
+        Some(f) => translate::inline_with(&mut a, f, target, &from_network, matched, out)?,
         None => {
             a.ja(out);
         }
@@ -304,22 +339,8 @@ pub fn program(
     st(&mut a, Size::W, 40, Reg::R1);
     a.ldx(Size::H, Reg::R1, Reg::R6, offsets.protocol as i16);
     st(&mut a, Size::H, 44, Reg::R1);
-    let from_net = a.label();
-    a.ldx(Size::H, Reg::R1, Reg::R6, offsets.skb.mac_header as i16);
-    a.jmp(
-        true,
-        JmpOp::Jeq,
-        Reg::R1,
-        Operand::Imm(UNSET as i32),
-        from_net,
-    );
-    a.push(Op::St {
-        size: Size::B,
-        dst: Reg::R10,
-        off: EVENT + 48,
-        imm: 1,
-    });
-    a.bind(from_net);
+    a.ldx(Size::DW, Reg::R1, Reg::R10, FROM_MAC);
+    st(&mut a, Size::B, 48, Reg::R1);
     // The first bytes: min(caplen, DATA).
     let short = a.label();
     a.ldx(Size::DW, Reg::R2, Reg::R10, translate::trace_slots::CAPLEN);

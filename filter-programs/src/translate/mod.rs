@@ -189,6 +189,11 @@ pub struct Options {
     /// the packet (the running kernel's, from its BTF; see
     /// [`crate::kernel_skb`]).
     pub skb: crate::kernel_skb::SkbLayout,
+    /// The trace hook: the packet starts at the network header even where
+    /// the kernel has set a MAC header (the view of a device without a
+    /// link-layer header, whose "MAC header" may be the network header or
+    /// a tunnel's outer one).
+    pub trace_from_network: bool,
 }
 
 /// Translates a classic program for `target`.

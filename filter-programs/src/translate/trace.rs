@@ -14,6 +14,7 @@
 //! ```text
 //!  r1 = ctx (the tracepoint's arguments); r6 = args[0] (the skb)
 //!  start   = head + (mac_header != 0xffff ? mac_header : network_header)
+//!            (network_header alone with `Options::trace_from_network`)
 //!  wirelen = len + (data - start)             fp-104
 //!  caplen  = wirelen - data_len               fp-96  (each at least 0)
 //!  start                                      fp-88
@@ -45,8 +46,10 @@ impl Emitter<'_> {
         }
         let set = a.label();
         a.ldx(Size::DW, Reg::R2, CTX, l.head as i16);
-        a.ldx(Size::H, Reg::R3, CTX, l.mac_header as i16);
-        a.jmp(true, JmpOp::Jne, Reg::R3, imm(UNSET as u32), set);
+        if !self.options.trace_from_network {
+            a.ldx(Size::H, Reg::R3, CTX, l.mac_header as i16);
+            a.jmp(true, JmpOp::Jne, Reg::R3, imm(UNSET as u32), set);
+        }
         a.ldx(Size::H, Reg::R3, CTX, l.network_header as i16);
         a.bind(set);
         a.alu64(AluOp::Add, Reg::R2, Operand::Reg(Reg::R3));
