@@ -1,11 +1,15 @@
 //! What `filterd trace` costs a packet (issue 20): UDP datagrams over
 //! loopback (64 bytes each, to a socket that reads them), timed with no
 //! tracing, with every skb tracepoint tracing an expression the datagrams
-//! match (`udp port 9`: an event at each point they pass), and with one
-//! they do not (`tcp port 443`: the filter only). The rounds alternate;
-//! the figure is the median of the rounds, in ns per datagram. The
-//! kernel's own count of each program's runs and time (`BPF_ENABLE_STATS`)
-//! gives what one run of the program costs.
+//! match (`udp port 9`: an event at each point they pass; through ring
+//! buffers and through perf buffers), and with one they do not (`tcp port
+//! 443`: the filter only). While a round runs, this thread reads the
+//! events as `filterd trace` does, so a match's cost includes its event
+//! being written and read (events the buffers had no room for are
+//! counted and printed). The rounds alternate; the figure is the median
+//! of the rounds, in ns per datagram. The kernel's own count of each
+//! program's runs and time (`BPF_ENABLE_STATS`) gives what one run of the
+//! program costs.
 //!
 //! ```text
 //! cargo bench -p filterd --bench trace_overhead      # as root
@@ -14,6 +18,7 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
+use filter_programs::tracer::Buffer;
 use filterd::trace::{self, Tracer};
 
 const DATAGRAMS: u32 = 50_000;
@@ -50,20 +55,34 @@ fn main() {
     let mut rows: Vec<(&str, Vec<f64>)> = vec![
         ("no tracing", vec![]),
         ("tracing udp port 9 (matches)", vec![]),
+        ("same, perf buffers", vec![]),
         ("tracing tcp port 443 (does not)", vec![]),
     ];
+    let modes = [
+        (1, "udp port 9", Buffer::Ring),
+        (2, "udp port 9", Buffer::Perf),
+        (3, "tcp port 443", Buffer::Ring),
+    ];
     let mut per_run: Vec<(String, RunStats)> = Vec::new();
+    let (mut read, mut lost) = ([0u64; 4], [0u64; 4]);
     round(&tx, &rx);
     for _ in 0..ROUNDS {
         rows[0].1.push(round(&tx, &rx));
-        for (k, expr) in [(1, "udp port 9"), (2, "tcp port 443")] {
+        for (k, expr, buffer) in modes {
             let filters = trace::filters(expr).expect("compiles");
-            let mut t =
-                Tracer::attach(&filters, &points, trace::buffer_for_kernel()).expect("attaches");
-            rows[k].1.push(round(&tx, &rx));
+            let mut t = Tracer::attach(&filters, &points, buffer).expect("attaches");
+            let ns = std::thread::scope(|s| {
+                let sending = s.spawn(|| round(&tx, &rx));
+                while !sending.is_finished() {
+                    read[k] += t.poll(Duration::from_millis(1)).len() as u64;
+                }
+                sending.join().expect("the round")
+            });
+            read[k] += t.poll(Duration::ZERO).len() as u64;
+            lost[k] += t.lost();
+            rows[k].1.push(ns);
             let stats = t.run_stats();
-            let _ = t.poll(Duration::ZERO);
-            if per_run.len() < 2 {
+            if k != 2 && per_run.len() < 2 {
                 per_run.push((
                     expr.to_string(),
                     stats
@@ -86,6 +105,14 @@ fn main() {
             "{name:<34} {m:8.0}  ({lo:.0}-{hi:.0})  {:+.0} ns, x{:.2}",
             m - base,
             m / base
+        );
+    }
+    for (k, _, buffer) in modes {
+        println!(
+            "{:<34} events read {}, lost {}",
+            format!("{} ({buffer:?})", rows[k].0),
+            read[k],
+            lost[k]
         );
     }
     for (expr, stats) in per_run {
