@@ -27,7 +27,8 @@ use crate::trace::{self, TraceError, Tracer};
     where it was received, queued, sent, delivered (skb_copy_datagram_iovec), consumed\n\
     or dropped, and why (kfree_skb's reason). Where a socket buffer has no link-layer\n\
     header, the expression is judged from the network header; one that needs link-layer\n\
-    fields matches no such packet. Points this kernel lacks are named on standard error.\n\
+    fields matches no such packet. Points this kernel lacks are named on standard error,\n\
+    and so are events lost because a buffer was full (with how many).\n\
     Ctrl-C (SIGINT) or SIGTERM stops it and detaches everything (exit code 130, 143);\n\
     nothing is pinned, so several traces can run at once. Needs root (CAP_BPF and\n\
     CAP_PERFMON) and the kernel's BTF.")]
