@@ -411,6 +411,9 @@ impl Batch {
     const PROGRAMS: usize = 8;
     /// Packets per batch: a small capture is one batch.
     const PACKETS: usize = 64;
+    /// Bytes from which a batch is full however few its packets: large
+    /// packets gain nothing from batching, and the copy stays bounded.
+    const BYTES: usize = 1 << 20;
 
     /// Copies `packet` in; `true` while the batch is not full.
     fn push(&mut self, packet: &PacketView<'_>) -> bool {
@@ -421,7 +424,7 @@ impl Batch {
             ..*packet
         };
         self.packets.push((meta, at..self.bytes.len()));
-        self.packets.len() < Self::PACKETS
+        self.packets.len() < Self::PACKETS && self.bytes.len() < Self::BYTES
     }
 
     /// Runs every live program on the batch's packets, then empties it.

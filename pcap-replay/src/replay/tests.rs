@@ -151,13 +151,21 @@ impl Engine for FailAt {
 }
 
 /// 150 IPv4 and ARP frames of varied ports and lengths, some cut short,
-/// then a truncated record: more than two batches, and an error in the
-/// last.
+/// 20 of them padded to 60,000 bytes (a batch full by its bytes before
+/// its count), then a truncated record: more than two batches, and an
+/// error in the last.
 fn long_capture() -> Vec<u8> {
     let mut rng = e2e::rng::Rng(0x2545_f491_4f6c_dd1d);
     let mut w = Writer::new(Vec::new(), Format::Pcap, LinkType::ETHERNET, 262_144, "").unwrap();
-    for _ in 0..150 {
-        let mut f = [0u8; 14 + 20 + 8];
+    for i in 0..150 {
+        let mut f = vec![
+            0u8;
+            if (40..60).contains(&i) {
+                60_000
+            } else {
+                14 + 20 + 8
+            }
+        ];
         let arp = rng.below(5) == 0;
         f[12..14].copy_from_slice(if arp { &[0x08, 0x06] } else { &[0x08, 0x00] });
         f[14] = 0x45;
