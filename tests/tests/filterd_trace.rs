@@ -201,6 +201,43 @@ fn agrees_with_capture(
     Some(want.values().sum())
 }
 
+/// Runs `script` with python3 in namespace `ns` and waits 300 ms for
+/// its last packets; the moments before and after, which bound the
+/// packets every trace saw.
+fn send_traffic(ns: &str, script: &str) -> (std::time::SystemTime, std::time::SystemTime) {
+    let from = std::time::SystemTime::now();
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "/usr/bin/python3", "-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "traffic: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    (from, std::time::SystemTime::now())
+}
+
+/// Stops each `filterd trace` with SIGINT (exit code 130) and returns
+/// what each printed.
+fn stop_traces(traces: Vec<Child>) -> Vec<String> {
+    traces
+        .into_iter()
+        .map(|c| {
+            unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+            let out = c.wait_with_output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(130),
+                "filterd trace: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        })
+        .collect()
+}
+
 const TRAFFIC: &str = r#"
 import socket, time, struct
 def csum(b):
@@ -361,32 +398,10 @@ fn traced_packets_are_the_ones_libpcap_selects() {
     // Packets before the last trace attached, or after the first stops,
     // are in the capture only: the check that every selected packet is in
     // the traces takes the capture between these two moments.
-    let from = std::time::SystemTime::now();
     let traffic = TRAFFIC.replace("VB_MAC", vb_mac.trim());
-    let out = Command::new("ip")
-        .args(["netns", "exec", &a, "/usr/bin/python3", "-c", &traffic])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "traffic: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let to = std::time::SystemTime::now();
+    let (from, to) = send_traffic(&a, &traffic);
     // The traces stop first, so that the capture covers their window.
-    let mut outputs = Vec::new();
-    for c in traces {
-        unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
-        let out = c.wait_with_output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(130),
-            "filterd trace: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        outputs.push(String::from_utf8(out.stdout).unwrap());
-    }
+    let outputs = stop_traces(traces);
     unsafe { libc::kill(drops.id() as i32, libc::SIGINT) };
     let drops = String::from_utf8(drops.wait_with_output().unwrap().stdout).unwrap();
     unsafe { libc::kill(tcpdump.id() as i32, libc::SIGINT) };
@@ -757,25 +772,8 @@ fn packets_without_a_link_layer_header_are_judged_as_raw_ip() {
         wait_ready(&mut c, "tracing at");
         traces.push(c);
     }
-    let from = std::time::SystemTime::now();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns, "/usr/bin/python3", "-c", TUN_TRAFFIC])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tun traffic: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let to = std::time::SystemTime::now();
-    let mut outputs = Vec::new();
-    for c in traces {
-        unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
-        let out = c.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(130));
-        outputs.push(String::from_utf8(out.stdout).unwrap());
-    }
+    let (from, to) = send_traffic(&ns, TUN_TRAFFIC);
+    let outputs = stop_traces(traces);
     unsafe { libc::kill(tcpdump_pid, libc::SIGINT) };
     let _ = lab.children.last_mut().expect("tcpdump").wait();
     let inode = {

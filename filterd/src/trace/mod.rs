@@ -152,21 +152,16 @@ impl Tracer {
         points: &[Point],
         buffer: Buffer,
     ) -> Result<Tracer, TraceError> {
-        let Kernel {
-            offsets,
-            btf: aya_btf,
-            reasons,
-        } = kernel()?;
-        let (offsets, reasons) = (*offsets, reasons.clone());
+        let k = kernel()?;
         let mut t = Tracer {
             attached: Vec::new(),
             missing: Vec::new(),
             points: points.to_vec(),
-            reasons,
+            reasons: k.reasons.clone(),
             buffer,
         };
         for (i, p) in points.iter().enumerate() {
-            match attach_one(filters, i as u32, p, &offsets, aya_btf, buffer) {
+            match attach_one(filters, i as u32, p, k, buffer) {
                 Ok(a) => t.attached.push(a),
                 Err(why) => {
                     tracing::debug!(point = p.name, "not attached: {why}");
@@ -225,9 +220,12 @@ impl Tracer {
                     Events::Perf(buffers) => {
                         for b in buffers {
                             b.for_each(|e| match e {
+                                // Joined only when it wraps around the buffer.
+                                PerfEvent::Sample { head, tail: [] } => {
+                                    out.extend(Event::parse(head))
+                                }
                                 PerfEvent::Sample { head, tail } => {
-                                    let whole = [head, tail].concat();
-                                    out.extend(Event::parse(&whole));
+                                    out.extend(Event::parse(&[head, tail].concat()))
                                 }
                                 // Also counted by the program, in `lost`.
                                 PerfEvent::Lost { count } => {
@@ -261,8 +259,7 @@ pub fn reason_name(reasons: &[(u32, String)], value: u32) -> String {
 /// attaching it; its instruction count.
 pub fn verify(filters: &Filters, point: &Point, buffer: Buffer) -> Result<usize, TraceError> {
     let k = kernel()?;
-    let (_, insns) =
-        load_one(filters, 0, point, &k.offsets, &k.btf, buffer).map_err(TraceError::Load)?;
+    let (_, insns) = load_one(filters, 0, point, k, buffer).map_err(TraceError::Load)?;
     Ok(insns)
 }
 
@@ -272,11 +269,12 @@ fn load_one(
     filters: &Filters,
     index: u32,
     point: &Point,
-    offsets: &Offsets,
-    btf: &aya::Btf,
+    k: &Kernel,
     buffer: Buffer,
 ) -> Result<((aya::Ebpf, String), usize), String> {
-    let obj = tracer::program(filters, index, point, offsets, buffer).map_err(|e| e.to_string())?;
+    let btf = &k.btf;
+    let obj =
+        tracer::program(filters, index, point, &k.offsets, buffer).map_err(|e| e.to_string())?;
     let bytes =
         filter_programs::elf::write_in(&obj, &point.section()).map_err(|e| e.to_string())?;
     let mut ebpf = aya::EbpfLoader::new()
@@ -307,11 +305,10 @@ fn attach_one(
     filters: &Filters,
     index: u32,
     point: &Point,
-    offsets: &Offsets,
-    btf: &aya::Btf,
+    k: &Kernel,
     buffer: Buffer,
 ) -> Result<Attached, String> {
-    let ((mut ebpf, name), _) = load_one(filters, index, point, offsets, btf, buffer)?;
+    let ((mut ebpf, name), _) = load_one(filters, index, point, k, buffer)?;
     let prog = ebpf.program_mut(&name).ok_or("the object has no program")?;
     let attached = match point.kind {
         Kind::Tracepoint => {
