@@ -89,7 +89,8 @@ impl Hook {
         }
     }
 
-    /// Most turns a bounded loop (libpcap's `protochain`) may take on this
+    /// Most turns a counted loop (libpcap's `protochain` translated with
+    /// `Loops::Counted`, for kernels without `may_goto`) may take on this
     /// hook: what the kernel is known to walk within its complexity limit
     /// here. The translator sets its loop counters to it and the checker
     /// refuses larger ones.

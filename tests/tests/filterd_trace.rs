@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use filter_programs::tracer::Buffer;
 
-const EXPRESSIONS: [&str; 24] = [
+const EXPRESSIONS: [&str; 25] = [
     "udp",
     "tcp",
     "icmp",
@@ -39,6 +39,8 @@ const EXPRESSIONS: [&str; 24] = [
     "less 80",
     "udp portrange 7000-7010",
     "ether broadcast",
+    // A loop (`may_goto`) in the tracing program.
+    "ip6 protochain 17",
 ];
 
 /// The tests that send traffic run one at a time: a trace sees every
@@ -708,7 +710,7 @@ fn packets_without_a_link_layer_header_are_judged_as_raw_ip() {
         return;
     }
     let _serial = one_at_a_time();
-    const TUN_EXPRESSIONS: [&str; 16] = [
+    const TUN_EXPRESSIONS: [&str; 17] = [
         "udp",
         "icmp",
         "ip",
@@ -725,6 +727,7 @@ fn packets_without_a_link_layer_header_are_judged_as_raw_ip() {
         "ip[8] == 64",
         "ether host 02:00:00:00:00:01",
         "vlan",
+        "ip6 protochain 17",
     ];
     let pid = std::process::id();
     let ns = format!("ft-tun-{pid}");

@@ -3,7 +3,9 @@
 //!   for every target passes the kernel verifier;
 //! - for every EN10MB program and every EN10MB corpus packet, the kernel's
 //!   `BPF_PROG_TEST_RUN` verdict equals our VM's and libpcap's own
-//!   interpreter's (mapped to the hook's verdict), on all three targets.
+//!   interpreter's (mapped to the hook's verdict), on all three targets;
+//! - a program with a loop (`protochain`) does so with both loop forms
+//!   (`may_goto`, and the counted one for older kernels).
 
 use std::collections::BTreeSet;
 
@@ -12,11 +14,28 @@ use e2e::corpus::{captures, expressions, Capture};
 use filter_programs::cbpf::interp::Program as Classic;
 use filter_programs::cbpf::{Insn, Op};
 use filter_programs::ebpf::vm::{Env, Input, Maps, Program, SkbMeta};
-use filter_programs::translate::{translate, Target, TranslateError};
+use filter_programs::translate::{translate, Loops, Target, TranslateError};
 use filter_programs::Hook;
 use libpcap_oracle::{self as libpcap, CompileOptions};
 
 const TARGETS: [Target; 3] = [Target::socket(), Target::xdp(), Target::tc()];
+
+/// The targets a program is checked on: with a loop, each also with the
+/// counted loop form.
+fn targets_for(prog: &[Insn]) -> Vec<Target> {
+    let mut out = TARGETS.to_vec();
+    if prog.iter().enumerate().any(|(pc, i)| is_back_edge(pc, i)) {
+        out.extend(TARGETS.map(|t| t.with_loops(Loops::Counted)));
+    }
+    out
+}
+
+fn target_name(t: Target) -> String {
+    match t.loops() {
+        Loops::MayGoto => t.name().to_string(),
+        Loops::Counted => format!("{} (counted loops)", t.name()),
+    }
+}
 
 /// Every distinct program libpcap compiles from the corpus, with the DLT
 /// and one expression that produced it.
@@ -85,7 +104,7 @@ fn every_corpus_program_passes_the_verifier_on_every_target() {
     let mut not_applicable = 0;
     let mut failures = Vec::new();
     for (dlt, expr, prog) in &programs {
-        for t in TARGETS {
+        for t in targets_for(prog) {
             let insns = match translate(prog, t) {
                 Ok(i) => i,
                 // By design: the hook has no such field (XDP has no packet
@@ -95,7 +114,7 @@ fn every_corpus_program_passes_the_verifier_on_every_target() {
                     continue;
                 }
                 Err(e) => {
-                    failures.push(format!("{dlt} {expr:?} {}: translate: {e}", t.name()));
+                    failures.push(format!("{dlt} {expr:?} {}: translate: {e}", target_name(t)));
                     continue;
                 }
             };
@@ -110,11 +129,11 @@ fn every_corpus_program_passes_the_verifier_on_every_target() {
                         .collect();
                     failures.push(format!(
                         "{dlt} {expr:?} {}: verifier: {}",
-                        t.name(),
+                        target_name(t),
                         tail.join(" | ")
                     ));
                 }
-                Err(e) => failures.push(format!("{dlt} {expr:?} {}: {e}", t.name())),
+                Err(e) => failures.push(format!("{dlt} {expr:?} {}: {e}", target_name(t))),
             }
         }
     }
@@ -166,17 +185,17 @@ fn kernel_test_run_equals_vm_on_every_en10mb_packet() {
             libpcap::Validated::new(prog).expect("bpf_validate accepts libpcap's program");
         let classic = Classic::new(prog).expect("libpcap's programs are valid");
         let has_back_edges = prog.iter().enumerate().any(|(pc, i)| is_back_edge(pc, i));
-        for t in TARGETS {
+        for t in targets_for(prog) {
             let insns = match translate(prog, t) {
                 Ok(i) => i,
                 Err(TranslateError::Unsupported { .. }) => continue,
-                Err(e) => panic!("{expr:?} {}: {e}", t.name()),
+                Err(e) => panic!("{expr:?} {}: {e}", target_name(t)),
             };
             let kernel = match load(t.hook, &insns, "corpus") {
                 Ok(k) => k,
                 Err(e) => panic!(
                     "{expr:?} {} does not load (see the verifier test): {}",
-                    t.name(),
+                    target_name(t),
                     short(&e.to_string())
                 ),
             };
@@ -205,9 +224,11 @@ fn kernel_test_run_equals_vm_on_every_en10mb_packet() {
                     _ => frame.len(),
                 } as u32;
                 let oracle = (!uses_ancillary).then(|| {
-                    // A run that takes more backward jumps than the hook's
-                    // loop budget rejects (see Hook::loop_budget).
+                    // A counted loop's run that takes more backward jumps
+                    // than the hook's loop budget rejects (see
+                    // Hook::loop_budget); `may_goto` allows millions.
                     if has_back_edges
+                        && t.loops() == Loops::Counted
                         && back_edges_taken(&classic, frame, len) > t.hook.loop_budget()
                     {
                         return t.verdict(0) as u64;
@@ -218,7 +239,7 @@ fn kernel_test_run_equals_vm_on_every_en10mb_packet() {
                 if (v != Ok(k) || oracle.is_some_and(|o| o != k)) && mismatches.len() < 30 {
                     mismatches.push(format!(
                         "{expr:?} {} {file}#{index}: kernel {k}, vm {v:?}, libpcap {oracle:?}",
-                        t.name()
+                        target_name(t)
                     ));
                 }
             }

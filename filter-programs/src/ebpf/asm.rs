@@ -32,6 +32,9 @@ enum Item {
     Ja {
         to: Label,
     },
+    MayGoto {
+        to: Label,
+    },
     /// `LD_IMM64` of a function (`BPF_PSEUDO_FUNC`): imm is the callee's
     /// first slot relative to this instruction's first slot plus one.
     Func {
@@ -124,6 +127,12 @@ impl Asm {
     /// `goto to`
     pub fn ja(&mut self, to: Label) -> &mut Asm {
         self.items.push(Item::Ja { to });
+        self
+    }
+
+    /// `may_goto to`: jump once the kernel's loop budget is spent.
+    pub fn may_goto(&mut self, to: Label) -> &mut Asm {
+        self.items.push(Item::MayGoto { to });
         self
     }
 
@@ -264,6 +273,7 @@ impl Asm {
                     src,
                     off: rel(to)?,
                 },
+                Item::MayGoto { to } => Op::MayGoto { off: rel(to)? },
                 Item::Func { dst, to } => {
                     let distance = target(to)? as i64 - (here as i64 + 1);
                     let rel = i32::try_from(distance).map_err(|_| AsmError::TooFar {

@@ -17,12 +17,15 @@
 //! - jumps land inside the program, never on the second slot of an
 //!   `ld_imm64`; the last instruction is `exit` or `goto`, so no path falls
 //!   off the end; every instruction is reachable;
-//! - loops: a backward jump is allowed only as the bounded back edge the
-//!   translator emits (a 64-bit counter at a fixed stack slot, loaded,
-//!   tested for zero, decremented and stored right before the `goto`), the
-//!   counter set once to a constant no larger than the hook's budget
-//!   ([`Hook::loop_budget`]) and written nowhere else. Any other
-//!   loop is refused: the verifier would have to walk it to see it end;
+//! - loops: a backward jump is allowed only as one of the bounded back
+//!   edges the translator emits: a `goto` entered only from a `may_goto`
+//!   right before it that leaves the loop forward (Linux 6.9+; the
+//!   kernel's hidden counter bounds it), or a 64-bit counter at a fixed
+//!   stack slot, loaded, tested for zero, decremented and stored right
+//!   before the `goto`, the counter set once to a constant no larger than
+//!   the hook's budget ([`Hook::loop_budget`]) and written nowhere else.
+//!   Any other loop is refused: the verifier would have to walk it to see
+//!   it end;
 //! - registers are read only after being written on every path (`r1` and
 //!   `r10` are set at entry; a helper call or legacy packet load clobbers
 //!   `r1`-`r5` and sets `r0`); `r10` is never written;

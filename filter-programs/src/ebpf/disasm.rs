@@ -164,6 +164,7 @@ pub fn format_op(code: u8, op: &Op) -> String {
         }
         Op::Ja { off } if code == super::insn::code::JMP32 => format!("gotol pc{off:+}"),
         Op::Ja { off } => format!("goto pc{off:+}"),
+        Op::MayGoto { off } => format!("may_goto pc{off:+}"),
         Op::Jmp {
             wide,
             op,

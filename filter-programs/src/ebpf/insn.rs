@@ -24,7 +24,7 @@
 //!          (0x00 .. 0xd0 by 0x10); off=1 makes DIV/MOD signed; off=8/16/32
 //!          makes MOV a sign-extending move (movsx)
 //!  JMP op: JA JEQ JGT JGE JSET JNE JSGT JSGE CALL EXIT JLT JLE JSLT JSLE
-//!          (0x00 .. 0xd0 by 0x10)
+//!          (0x00 .. 0xd0 by 0x10); JCOND (0xe0, src 0) is `may_goto`
 //!
 //!  LD_IMM64 (code 0x18) takes two slots: the first holds the low 32 bits in
 //!  imm, the second (code 0) the high 32 bits. src names a pseudo source:
@@ -65,6 +65,8 @@ pub mod code {
     pub const X: u8 = 0x08;
 
     pub const END: u8 = 0xd0;
+    /// `may_goto` (Linux 6.9+), with src 0 (`BPF_MAY_GOTO`).
+    pub const JCOND: u8 = 0xe0;
     pub const CALL: u8 = 0x80;
     pub const EXIT: u8 = 0x90;
 
@@ -414,6 +416,13 @@ pub enum Op {
         src: Operand,
         off: i16,
     },
+    /// `may_goto +off`: jumps once the kernel's hidden per-run loop
+    /// budget (`BPF_MAX_LOOPS`, 8M turns) is spent, falls through
+    /// otherwise. A loop through one needs no counter the verifier must
+    /// walk: it checks the body until its state stops changing.
+    MayGoto {
+        off: i16,
+    },
     Call(CallTarget),
     Exit,
 }
@@ -613,6 +622,7 @@ impl Op {
                     imm,
                 ))
             }
+            Op::MayGoto { off } => one(Insn::new(JMP | JCOND, 0, 0, off, 0)),
             Op::Ja { off } => match i16::try_from(off) {
                 Ok(o) => one(Insn::new(JMP, 0, 0, o, 0)),
                 Err(_) => one(Insn::new(JMP32, 0, 0, 0, off)),
@@ -715,6 +725,12 @@ impl Op {
                         _ => return Err(bad()),
                     }),
                     EXIT if wide && c & SRC_MASK == K => Op::Exit,
+                    JCOND if wide && c & SRC_MASK == K => {
+                        if i.regs != 0 || i.imm != 0 {
+                            return Err(DecodeError::ReservedNotZero { slot });
+                        }
+                        Op::MayGoto { off: i.off }
+                    }
                     op => {
                         let op = JmpOp::from_bits(op).ok_or_else(bad)?;
                         Op::Jmp {
@@ -875,6 +891,13 @@ mod tests {
         };
         assert_eq!(op.encode()[0].regs, 0x11);
         assert_eq!(to_bytes(&Op::Exit.encode()), [0x95, 0, 0, 0, 0, 0, 0, 0]);
+        // may_goto +2: BPF_JMP | BPF_JCOND, src BPF_MAY_GOTO (0)
+        assert_eq!(
+            to_bytes(&Op::MayGoto { off: 2 }.encode()),
+            [0xe5, 0, 2, 0, 0, 0, 0, 0]
+        );
+        let reserved = Insn::new(0xe5, 0, 1, 2, 0);
+        assert!(Op::decode(&[reserved], 0).is_err());
         assert_eq!(
             to_bytes(&Op::Call(CallTarget::Helper(26)).encode()),
             [0x85, 0, 0, 0, 26, 0, 0, 0]
@@ -1020,6 +1043,8 @@ mod tests {
             });
         }
         rt(Op::Ja { off: -3 });
+        rt(Op::MayGoto { off: 2 });
+        rt(Op::MayGoto { off: -7 });
         rt(Op::Ja { off: 100_000 });
         rt(Op::Call(CallTarget::Helper(1)));
         rt(Op::Call(CallTarget::Local(-20)));

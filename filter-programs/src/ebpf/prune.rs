@@ -38,7 +38,7 @@ pub fn unreachable(insns: &[Insn]) -> Result<Vec<Insn>, DecodeError> {
         match *op {
             Op::Exit => {}
             Op::Ja { off } => work.extend(target(*slot, op, off as i64)),
-            Op::Jmp { off, .. } => {
+            Op::Jmp { off, .. } | Op::MayGoto { off } => {
                 work.extend(target(*slot, op, off as i64));
                 work.push(n + 1);
             }
@@ -76,6 +76,9 @@ pub fn unreachable(insns: &[Insn]) -> Result<Vec<Insn>, DecodeError> {
         let op = match *op {
             Op::Ja { off } => Op::Ja {
                 off: moved(off as i64) as i32,
+            },
+            Op::MayGoto { off } => Op::MayGoto {
+                off: moved(off as i64) as i16,
             },
             // A kept conditional jump only gets shorter: removed code lies
             // between it and its target or nowhere near.

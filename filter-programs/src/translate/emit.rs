@@ -1,7 +1,7 @@
 //! Instruction-by-instruction code generation.
 
 use super::blocks::{block_checks, reachable};
-use super::{Target, TranslateError};
+use super::{Loops, Target, TranslateError};
 use crate::cbpf::{self, JmpOp as CJmp, Op, RetVal, Src};
 use crate::ebpf::asm::{Asm, Label};
 use crate::ebpf::insn::{AluOp, CallTarget, JmpOp, Op as E, Operand, Reg, Size};
@@ -28,7 +28,7 @@ pub(super) const VLAN: Reg = Reg::R9;
 pub(super) const MAX_PACKET_OFF: u64 = 0xffff;
 
 const HELPER_XDP_BUFF_LEN: i32 = 188;
-/// The back-edge budget's stack slot (8 bytes).
+/// The counted back edges' budget, or the slot `forget_x_bounds` passes X through (8 bytes).
 const LOOP_COUNTER: i16 = -80;
 fn is_back_edge(i: usize, k: u32) -> bool {
     ((i as u32).wrapping_add(1).wrapping_add(k) as usize) <= i
@@ -191,6 +191,7 @@ impl<'a> Emitter<'a> {
             .iter()
             .enumerate()
             .any(|(i, op)| matches!(op, Op::Ja { k } if is_back_edge(i, *k)))
+            && self.target.loops() == Loops::Counted
         {
             self.asm.mov64(Reg::R1, imm(self.target.hook.loop_budget()));
             self.asm.stx(Size::DW, Reg::R10, Reg::R1, LOOP_COUNTER);
@@ -307,13 +308,20 @@ impl<'a> Emitter<'a> {
     }
 
     /// A backward `ja` (libpcap's `protochain` loop). The verifier accepts
-    /// a loop only when it can see it end, so each back edge spends one of
-    /// [`Hook::loop_budget`]; a packet that needs more rejects. libpcap's
-    /// loop walks one extension header per turn, and no real packet has
-    /// that many.
+    /// a loop only when it can see it end, so each back edge spends a turn
+    /// of a budget (see [`Loops`]), and a packet that needs more turns
+    /// rejects. libpcap's loop walks one extension header per turn.
     fn back_edge(&mut self, i: usize, k: u32) {
         let t = self.target_of(i, k as u64);
         let r = self.reject();
+        if self.target.loops() == Loops::MayGoto {
+            if matches!(self.target.hook, Hook::Tc | Hook::Trace) {
+                self.forget_x_bounds();
+            }
+            self.asm.may_goto(r);
+            self.asm.ja(t);
+            return;
+        }
         // A full 64-bit spill and fill keeps the counter's exact value in
         // the verifier's view, which is what lets it see the loop end.
         self.asm.ldx(Size::DW, Reg::R1, Reg::R10, LOOP_COUNTER);
@@ -321,6 +329,25 @@ impl<'a> Emitter<'a> {
         self.asm.alu64(AluOp::Sub, Reg::R1, imm(1));
         self.asm.stx(Size::DW, Reg::R10, Reg::R1, LOOP_COUNTER);
         self.asm.ja(t);
+    }
+
+    /// Passes X through a stack slot whose upper half was zeroed apart, so
+    /// that it keeps its value and the verifier no longer knows its range.
+    /// The verifier checks a `may_goto` loop until a turn's state lies
+    /// within an earlier one's, and a scalar whose range decided a branch
+    /// (tc's and the trace hook's "is this offset inside the VLAN tag"
+    /// test) must then stay
+    /// within its range: X, one header further each turn, never does.
+    /// Unknown, it is bounded again by the offset checks of the next load.
+    fn forget_x_bounds(&mut self) {
+        self.asm.push(E::St {
+            size: Size::DW,
+            dst: Reg::R10,
+            off: LOOP_COUNTER,
+            imm: 0,
+        });
+        self.asm.stx(Size::W, Reg::R10, X, LOOP_COUNTER);
+        self.asm.ldx(Size::DW, X, Reg::R10, LOOP_COUNTER);
     }
 
     /// The wire length. A socket buffer's `len` counts from `skb->data`,

@@ -64,6 +64,22 @@ use crate::cbpf::{self, validate, Op};
 use crate::ebpf::{self, asm::AsmError};
 use crate::Hook;
 
+/// How a classic program's backward jumps (libpcap's `protochain` loop)
+/// are bounded for the kernel's verifier, which must see every loop end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Loops {
+    /// `may_goto` before each back edge (Linux 6.9+): the verifier checks
+    /// the loop's body until its state stops changing, and the kernel
+    /// stops it after `BPF_MAX_LOOPS` (8M) turns, so a loop walks as many
+    /// headers as the packet has, as libpcap's does.
+    #[default]
+    MayGoto,
+    /// A counter of [`Hook::loop_budget`] turns on the stack, for older
+    /// kernels: the verifier walks every turn, so the budget is what it
+    /// can walk, and a packet that needs more turns does not match.
+    Counted,
+}
+
 /// Where the program will be attached, and what it returns there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -71,6 +87,7 @@ pub struct Target {
     /// Match and no match on XDP and tc; `None` on the socket hook, whose
     /// program returns the classic program's value itself.
     actions: Option<Actions>,
+    loops: Loops,
 }
 
 impl Target {
@@ -83,7 +100,19 @@ impl Target {
             Hook::Tc => Some(Actions::TC),
             Hook::Trace => Some(Actions::TRACE),
         };
-        Target { hook, actions }
+        Target {
+            hook,
+            actions,
+            loops: Loops::MayGoto,
+        }
+    }
+    /// The same target with its loops bounded by `loops`.
+    pub const fn with_loops(mut self, loops: Loops) -> Target {
+        self.loops = loops;
+        self
+    }
+    pub fn loops(&self) -> Loops {
+        self.loops
     }
     /// `hook` returning `actions`; a socket filter has none, and ignores them.
     pub const fn with_actions(hook: Hook, actions: Actions) -> Target {

@@ -144,6 +144,10 @@ impl Cfg {
             let Some(t) = self.succ[j][1].filter(|t| *t <= j) else {
                 continue;
             };
+            if self.may_goto_guard(j, &targets) {
+                self.loop_heads[t] = true;
+                continue;
+            }
             let off = self
                 .guard(j, &targets)
                 .ok_or_else(|| err(j, Rule::UnboundedLoop { target: t }))?;
@@ -226,6 +230,17 @@ impl Cfg {
         Ok(())
     }
 
+    /// Whether the backward `goto` at `j` is entered only from a `may_goto`
+    /// right before it that leaves forward: every turn then spends the
+    /// kernel's hidden budget, and the spent budget leaves the loop.
+    fn may_goto_guard(&self, j: usize, targets: &[bool]) -> bool {
+        j >= 1
+            && matches!(self.op(j), Some(Op::Ja { .. }))
+            && matches!(self.op(j - 1), Some(Op::MayGoto { .. }))
+            && !targets[j]
+            && self.succ[j - 1][1].is_some_and(|t| t > j)
+    }
+
     /// The counter offset when the four slots before the backward jump at
     /// `j` are `rN = *(u64 *)(r10 C); if rN == 0 goto <forward>; rN -= 1;
     /// *(u64 *)(r10 C) = rN`, entered only from the top.
@@ -281,7 +296,7 @@ fn edges(slot: usize, op: &Op) -> (Option<i64>, Option<i64>) {
     match *op {
         Op::Exit => (None, None),
         Op::Ja { off } => (None, Some(s + 1 + off as i64)),
-        Op::Jmp { off, .. } => (Some(s + 1), Some(s + 1 + off as i64)),
+        Op::Jmp { off, .. } | Op::MayGoto { off } => (Some(s + 1), Some(s + 1 + off as i64)),
         Op::LdImm64 { .. } => (Some(s + 2), None),
         _ => (Some(s + 1), None),
     }
@@ -395,6 +410,9 @@ pub(super) fn reserved(i: &Insn, op: &Op) -> Result<(), Rule> {
                 )
             }
         }
+        // The decoder already refused anything but zero registers and
+        // immediate; the kernel also refuses a zero offset.
+        Op::MayGoto { off } => need(off != 0, "the offset of may_goto (it must jump somewhere)"),
         Op::Call(_) => need(
             i.dst() == 0 && i.off == 0,
             "the destination register and offset of a call",

@@ -162,6 +162,7 @@ impl Step<'_> {
             }
             Op::Atomic { .. } => Err(Rule::Unsupported("atomic operations are not supported by this checker".into())),
             Op::Ja { .. } => Ok([None, Some(s.st)]),
+            Op::MayGoto { .. } => Ok([Some(s.st.clone()), Some(s.st)]),
             Op::Jmp { wide, op, dst, src, .. } => s.jump(wide, op, dst, src),
             Op::Call(CallTarget::Helper(id)) => {
                 s.call(id)?;

@@ -300,3 +300,81 @@ fn trace_context_rules() {
         Rule::Helper { .. }
     ));
 }
+
+/// `r0 = 0; loop: r0 += 1; may_goto out; goto loop; out: exit`: a loop
+/// the kernel bounds, accepted only in the shape the translator emits.
+#[test]
+fn may_goto_loops() {
+    let shaped = |jump_past_guard: bool| {
+        let mut a = Asm::new();
+        let (top, back, out) = (a.label(), a.label(), a.label());
+        a.mov64(Reg::R0, Operand::Imm(0));
+        a.bind(top);
+        a.alu64(AluOp::Add, Reg::R0, Operand::Imm(1));
+        if jump_past_guard {
+            a.jmp(true, JmpOp::Jeq, Reg::R0, Operand::Imm(5), back);
+        }
+        a.may_goto(out);
+        a.bind(back);
+        a.ja(top);
+        a.bind(out);
+        a.exit();
+        a.assemble().unwrap()
+    };
+    assert_eq!(check(&shaped(false), Hook::Xdp), Ok(()));
+    assert_eq!(check(&shaped(false), Hook::Trace), Ok(()));
+    // A path around the guard turns without spending the budget; a
+    // may_goto that jumps back spins once it is spent.
+    let mut a = Asm::new();
+    let top = a.label();
+    a.mov64(Reg::R0, Operand::Imm(0));
+    a.bind(top);
+    a.alu64(AluOp::Add, Reg::R0, Operand::Imm(1));
+    a.may_goto(top);
+    a.exit();
+    for p in [shaped(true), a.assemble().unwrap()] {
+        let r = rule(&p, Hook::Xdp);
+        assert!(matches!(r, Rule::UnboundedLoop { .. }), "{r:?}");
+    }
+    // The kernel refuses a may_goto to the next slot.
+    let mut a = Asm::new();
+    let next = a.label();
+    a.mov64(Reg::R0, Operand::Imm(0));
+    a.may_goto(next);
+    a.bind(next);
+    a.exit();
+    assert!(matches!(
+        rule(&a.assemble().unwrap(), Hook::Xdp),
+        Rule::Reserved(_)
+    ));
+}
+
+/// A `protochain` program translates to a `may_goto` loop by default and
+/// to a counted one on request; both pass on every hook.
+#[test]
+fn protochain_loops_pass_in_both_forms() {
+    let prog = crate::codegen::compile(
+        "ip6 protochain 17",
+        &crate::codegen::Options::new(crate::codegen::Dlt::En10mb),
+    )
+    .unwrap();
+    for hook in Hook::EVERY {
+        for loops in [
+            crate::translate::Loops::MayGoto,
+            crate::translate::Loops::Counted,
+        ] {
+            let t = Target::new(hook).with_loops(loops);
+            let insns = translate(&prog, t).unwrap();
+            let may_goto = crate::ebpf::insn::decode_all(&insns)
+                .unwrap()
+                .iter()
+                .any(|(_, op)| matches!(op, Op::MayGoto { .. }));
+            assert_eq!(
+                may_goto,
+                loops == crate::translate::Loops::MayGoto,
+                "{hook}"
+            );
+            assert_eq!(check(&insns, hook), Ok(()), "{hook} {loops:?}");
+        }
+    }
+}

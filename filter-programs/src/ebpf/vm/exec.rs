@@ -66,6 +66,9 @@ struct Run<'a, 'm, 's> {
     spent: u64,
     budget: u64,
     tail_calls: u32,
+    /// Turns `may_goto` still allows before it jumps: the kernel's hidden
+    /// per-run counter, which starts at `BPF_MAX_LOOPS`.
+    may_goto: u64,
 }
 
 /// Runs `programs[0]`; `bpf_tail_call` moves to the program a program-array
@@ -85,6 +88,7 @@ pub(super) fn run(
             spent: 0,
             budget: env.budget,
             tail_calls: 0,
+            may_goto: MAX_LOOPS,
         };
         run.go(programs)
     })
@@ -659,6 +663,10 @@ impl Run<'_, '_, '_> {
                 }
             }
             Op::Ja { off } => return Ok(Flow::Next(self.jump(pc, off as i64, code)?)),
+            Op::MayGoto { off } => match self.may_goto.checked_sub(1) {
+                Some(left) => self.may_goto = left,
+                None => return Ok(Flow::Next(self.jump(pc, off as i64, code)?)),
+            },
             Op::Jmp {
                 wide,
                 op,

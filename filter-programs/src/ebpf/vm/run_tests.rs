@@ -673,3 +673,26 @@ fn bpf_loop_runs_its_callback() {
         Err(VmError::Budget(200))
     ));
 }
+
+/// `r0 = 0; loop: r0 += 1; may_goto out; goto loop; out: exit`: the
+/// kernel's count-based `may_goto` falls through `BPF_MAX_LOOPS` times and
+/// then jumps, so the loop body runs once more than that.
+#[test]
+fn may_goto_jumps_once_the_loop_budget_is_spent() {
+    let mut a = Asm::new();
+    let (top, out) = (a.label(), a.label());
+    a.mov64(Reg::R0, Operand::Imm(0));
+    a.bind(top);
+    a.alu64(AluOp::Add, Reg::R0, Operand::Imm(1));
+    a.may_goto(out);
+    a.ja(top);
+    a.bind(out);
+    a.exit();
+    let env = Env {
+        budget: 1 << 26,
+        ..Env::default()
+    };
+    assert_eq!(run_env(&a, &env), Ok((1 << 23) + 1));
+    // Every run starts with the whole budget.
+    assert_eq!(run_env(&a, &env), Ok((1 << 23) + 1));
+}
