@@ -35,7 +35,7 @@ use crate::ebpf::insn::{AluOp, CallTarget, JmpOp, Op, Operand, Reg, Size};
 use crate::elf::{MapBtf, Object, ValueLayout};
 use crate::kernel_btf::{Btf, BtfError};
 use crate::kernel_skb::{SkbLayout, UNSET};
-use crate::translate::{self, Options, Target, TranslateError};
+use crate::translate::{self, Loops, Options, Target, TranslateError};
 use crate::Hook;
 
 /// Where a program attaches: a BTF tracepoint, or the entry of a kernel
@@ -220,13 +220,14 @@ pub struct Filters {
 
 /// The program for tracepoint `point` (reported as index `index`),
 /// running `filters` on each socket buffer and writing its events to
-/// `buffer`. It returns 0.
+/// `buffer`, its loops bounded as `loops` says. It returns 0.
 pub fn program(
     filters: &Filters,
     index: u32,
     point: &Point,
     offsets: &Offsets,
     buffer: Buffer,
+    loops: Loops,
 ) -> Result<Object, TranslateError> {
     let mut a = Asm::new();
     let (matched, out) = (a.label(), a.label());
@@ -245,7 +246,7 @@ pub fn program(
         skb: offsets.skb,
         ..Options::default()
     };
-    let target = Target::new(Hook::Trace);
+    let target = Target::new(Hook::Trace).with_loops(loops);
     // Link-layer header or not, decided per socket buffer: none when the
     // kernel has not set one, or when its device cannot make one (no
     // `header_ops->create`, as packet sockets decide: a tun device, an IP

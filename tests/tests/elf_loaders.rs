@@ -21,6 +21,13 @@ fn tcp_port_80(target: Target) -> Vec<Insn> {
     translate(&prog, target).expect("translates")
 }
 
+/// A program with a loop, bounded by `may_goto`.
+fn protochain(target: Target) -> Vec<Insn> {
+    let prog =
+        libpcap::compile("ip6 protochain 17", CompileOptions::new(1)).expect("libpcap compiles");
+    translate(&prog, target).expect("translates")
+}
+
 /// A program that counts packets and bytes in a per-CPU array, then passes.
 fn counting_program(ret: i32) -> (Vec<Insn>, Vec<(usize, usize)>) {
     let mut a = Asm::new();
@@ -96,6 +103,7 @@ fn all_objects() -> Vec<(&'static str, Hook, Vec<u8>)> {
             section,
             object(section, tcp_port_80(target), vec![]),
         ));
+        v.push(("loop", section, object(section, protochain(target), vec![])));
         let (insns, refs) = counting_program(if section == Hook::Socket { 0xffff } else { 0 });
         v.push(("maps", section, object(section, insns, refs)));
     }

@@ -171,3 +171,28 @@ fn compile_expression_for_a_hook() {
     );
     assert!(String::from_utf8_lossy(&asm.stdout).contains("exit"));
 }
+
+/// `protochain`'s loop: a `may_goto` before each back edge by default, the
+/// counter of older kernels with `--loops counted`.
+#[test]
+fn compile_bounds_loops_as_asked() {
+    let asm = |extra: &[&str]| {
+        let mut args = vec!["compile", "--target", "xdp", "--format", "asm"];
+        args.extend_from_slice(extra);
+        args.push("ip6 protochain 17");
+        let o = filterd(&args, None);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let default = asm(&[]);
+    assert!(default.contains("may_goto pc+"), "{default}");
+    let counted = asm(&["--loops", "counted"]);
+    assert!(!counted.contains("may_goto"), "{counted}");
+    assert!(counted.contains("r1 = 32\n"), "{counted}");
+    assert_eq!(asm(&["--loops", "may-goto"]), default);
+}

@@ -279,3 +279,24 @@ fn back_edges_taken(classic: &Classic, frame: &[u8], len: u32) -> u32 {
     let (_, steps) = classic.trace(frame, len);
     steps.iter().filter(|s| is_back_edge(s.pc, &s.insn)).count() as u32
 }
+
+/// The loaders' probe: `may_goto` on a kernel of 6.9 or later, the counted
+/// form before.
+#[test]
+fn the_loaders_bound_loops_as_the_kernel_allows() {
+    if !e2e::kernel_available("the_loaders_bound_loops_as_the_kernel_allows") {
+        return;
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let version = (parts.next().unwrap(), parts.next().unwrap());
+    let expected = if version >= (6, 9) {
+        Loops::MayGoto
+    } else {
+        Loops::Counted
+    };
+    assert_eq!(bpf_kernel::loops(), expected, "kernel {}", release.trim());
+}

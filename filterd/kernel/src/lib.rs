@@ -33,4 +33,4 @@ pub mod pidfd;
 pub mod prog;
 pub mod socket;
 
-pub use prog::{load, test_run, LoadError, Loaded, TestRun};
+pub use prog::{load, loops, test_run, LoadError, Loaded, TestRun};

@@ -9,7 +9,8 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use filter_programs::ebpf::insn::{to_bytes, Insn};
+use filter_programs::ebpf::insn::{to_bytes, AluOp, Insn, Op, Operand, Reg};
+use filter_programs::translate::Loops;
 use filter_programs::Hook;
 
 use crate::attr::{addr, sys_bpf, sys_bpf_fd, Cmd, GetFdByIdAttr, ProgLoadAttr, TestRunAttr};
@@ -94,6 +95,38 @@ pub fn load(hook: Hook, insns: &[Insn], name: &str) -> Result<Loaded, LoadError>
             }
         }
     }
+}
+
+/// How this kernel bounds loops: `may_goto` where its verifier knows the
+/// instruction (Linux 6.9+), else the counted form. Found once, by loading
+/// a four-instruction socket filter with a `may_goto`. Without the right
+/// to load programs the answer is `may_goto`: the real load will say why
+/// it failed.
+pub fn loops() -> Loops {
+    static LOOPS: std::sync::OnceLock<Loops> = std::sync::OnceLock::new();
+    *LOOPS.get_or_init(|| {
+        let probe = [
+            Op::Alu {
+                wide: true,
+                op: AluOp::Mov,
+                dst: Reg::R0,
+                src: Operand::Imm(0),
+            },
+            Op::MayGoto { off: 1 },
+            Op::Alu {
+                wide: true,
+                op: AluOp::Mov,
+                dst: Reg::R0,
+                src: Operand::Imm(1),
+            },
+            Op::Exit,
+        ];
+        let insns: Vec<Insn> = probe.iter().flat_map(|op| op.encode()).collect();
+        match load(Hook::Socket, &insns, "may_goto_probe") {
+            Err(LoadError::Verifier { .. }) => Loops::Counted,
+            Ok(_) | Err(LoadError::Syscall(_)) => Loops::MayGoto,
+        }
+    })
 }
 
 impl Loaded {

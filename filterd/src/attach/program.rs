@@ -43,8 +43,9 @@ impl Program {
             Source::Expr(expr) => codegen::compile(expr, &codegen::Options::new(Dlt::En10mb))
                 .map_err(|e| AttachError::Invalid(e.render()))?,
         };
-        let insns = translate::translate(&classic, Target::new(hook))
-            .map_err(|e| AttachError::Invalid(format!("translating for {hook:?}: {e}")))?;
+        let insns =
+            translate::translate(&classic, Target::new(hook).with_loops(bpf_kernel::loops()))
+                .map_err(|e| AttachError::Invalid(format!("translating for {hook:?}: {e}")))?;
         Program::from_object(&Object {
             hook,
             name: "filter".into(),

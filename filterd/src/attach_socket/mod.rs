@@ -189,7 +189,10 @@ pub fn program_for(kind: SocketKind, filter: &Filter) -> Result<Vec<EbpfInsn>, A
         return Ok(insns.clone());
     }
     let classic = classic_for(kind, ctx, filter)?;
-    Ok(translate::translate(&classic, Target::socket())?)
+    Ok(translate::translate(
+        &classic,
+        Target::socket().with_loops(bpf_kernel::loops()),
+    )?)
 }
 
 /// The socket filter of an ELF object: the one section named `socket*`, or

@@ -114,7 +114,7 @@ pub fn compile(
     };
     Ok(translate::translate_with(
         &classic,
-        Target::socket(),
+        Target::socket().with_loops(bpf_kernel::loops()),
         &options,
     )?)
 }

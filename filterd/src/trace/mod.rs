@@ -273,8 +273,15 @@ fn load_one(
     buffer: Buffer,
 ) -> Result<((aya::Ebpf, String), usize), String> {
     let btf = &k.btf;
-    let obj =
-        tracer::program(filters, index, point, &k.offsets, buffer).map_err(|e| e.to_string())?;
+    let obj = tracer::program(
+        filters,
+        index,
+        point,
+        &k.offsets,
+        buffer,
+        bpf_kernel::loops(),
+    )
+    .map_err(|e| e.to_string())?;
     let bytes =
         filter_programs::elf::write_in(&obj, &point.section()).map_err(|e| e.to_string())?;
     let mut ebpf = aya::EbpfLoader::new()

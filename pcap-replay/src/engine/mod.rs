@@ -278,9 +278,11 @@ impl EngineKind {
             EngineKind::Ebpf(hook) => {
                 Box::new(ebpf::EbpfEngine::new(n, program, Target::new(hook))?)
             }
-            EngineKind::Kernel(hook) => {
-                Box::new(kernel::KernelEngine::new(n, program, Target::new(hook))?)
-            }
+            EngineKind::Kernel(hook) => Box::new(kernel::KernelEngine::new(
+                n,
+                program,
+                Target::new(hook).with_loops(bpf_kernel::loops()),
+            )?),
         })
     }
 }
