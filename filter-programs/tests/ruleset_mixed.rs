@@ -127,7 +127,8 @@ fn vlan_rule(rng: &mut Rng, ids: &[u16]) -> String {
         0..=3 => format!("vlan {id} and tcp dst port {port}"),
         4 => format!("vlan {id}"),
         5 => "vlan and udp".into(),
-        6 => format!("ether[14:2] & 0xfff > {id}"),
+        // `> 4095` could never match, which a config refuses.
+        6 => format!("ether[14:2] & 0xfff > {}", id.min(4094)),
         7 => format!("not vlan {id}"),
         8 => format!("vlan {id} or vlan {other}"),
         9 => format!("vlan {id} and vlan {other} and tcp"),

@@ -427,7 +427,8 @@ fn sigterm_ends_with_a_whole_output_and_exit_143() {
         }
         other => panic!("exit {other:?}"),
     };
-    assert!(got < N, "{got} packets");
+    // The signal may come after the last packet was written.
+    assert!(got <= N, "{got} packets");
     // tcpdump reads it whole too.
     let t = Command::new("tcpdump")
         .arg("-r")

@@ -224,13 +224,9 @@ fn kernel_test_run_equals_vm_on_every_en10mb_packet() {
                     _ => frame.len(),
                 } as u32;
                 let oracle = (!uses_ancillary).then(|| {
-                    // A counted loop's run that takes more backward jumps
-                    // than the hook's loop budget rejects (see
-                    // Hook::loop_budget); `may_goto` allows millions.
-                    if has_back_edges
-                        && t.loops() == Loops::Counted
-                        && back_edges_taken(&classic, frame, len) > t.hook.loop_budget()
-                    {
+                    // A run that takes more backward jumps than the
+                    // target's loops allow rejects (see Target::loop_turns).
+                    if has_back_edges && back_edges_taken(&classic, frame, len) > t.loop_turns() {
                         return t.verdict(0) as u64;
                     }
                     t.verdict(validated.filter(frame, len)) as u64

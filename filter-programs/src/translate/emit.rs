@@ -28,8 +28,11 @@ pub(super) const VLAN: Reg = Reg::R9;
 pub(super) const MAX_PACKET_OFF: u64 = 0xffff;
 
 const HELPER_XDP_BUFF_LEN: i32 = 188;
-/// The counted back edges' budget, or the slot `forget_x_bounds` passes X through (8 bytes).
+/// The back edges' turn counter (8 bytes).
 const LOOP_COUNTER: i16 = -80;
+/// Where a `may_goto` back edge passes X through on tc and the trace hook
+/// (their loads' scratch, free between loads).
+const FORGET_X: i16 = -72;
 fn is_back_edge(i: usize, k: u32) -> bool {
     ((i as u32).wrapping_add(1).wrapping_add(k) as usize) <= i
 }
@@ -191,10 +194,18 @@ impl<'a> Emitter<'a> {
             .iter()
             .enumerate()
             .any(|(i, op)| matches!(op, Op::Ja { k } if is_back_edge(i, *k)))
-            && self.target.loops() == Loops::Counted
         {
-            self.asm.mov64(Reg::R1, imm(self.target.hook.loop_budget()));
-            self.asm.stx(Size::DW, Reg::R10, Reg::R1, LOOP_COUNTER);
+            let turns = self.target.loop_turns();
+            match self.target.loops() {
+                Loops::Counted => {
+                    self.asm.mov64(Reg::R1, imm(turns));
+                    self.asm.stx(Size::DW, Reg::R10, Reg::R1, LOOP_COUNTER);
+                }
+                Loops::MayGoto => {
+                    self.asm.mov32(Reg::R1, imm(turns));
+                    self.store_unbounded(Reg::R1, LOOP_COUNTER);
+                }
+            }
         }
         // The verifier refuses reads of stack never written; classic BPF
         // starts with M[] unspecified, so zero is as good as any value.
@@ -314,40 +325,49 @@ impl<'a> Emitter<'a> {
     fn back_edge(&mut self, i: usize, k: u32) {
         let t = self.target_of(i, k as u64);
         let r = self.reject();
-        if self.target.loops() == Loops::MayGoto {
-            if matches!(self.target.hook, Hook::Tc | Hook::Trace) {
-                self.forget_x_bounds();
-            }
-            self.asm.may_goto(r);
-            self.asm.ja(t);
-            return;
-        }
-        // A full 64-bit spill and fill keeps the counter's exact value in
-        // the verifier's view, which is what lets it see the loop end.
+        // Counted: a full 64-bit spill and fill keeps the counter's exact
+        // value in the verifier's view, which is what lets it see the loop
+        // end. With `may_goto` the verifier must not know it (see
+        // `store_unbounded`): the counter only stops a loop that never
+        // ends sooner than the kernel's 8 million turns would.
         self.asm.ldx(Size::DW, Reg::R1, Reg::R10, LOOP_COUNTER);
         self.asm.jmp(true, JmpOp::Jeq, Reg::R1, imm(0), r);
         self.asm.alu64(AluOp::Sub, Reg::R1, imm(1));
-        self.asm.stx(Size::DW, Reg::R10, Reg::R1, LOOP_COUNTER);
+        match self.target.loops() {
+            Loops::Counted => {
+                self.asm.stx(Size::DW, Reg::R10, Reg::R1, LOOP_COUNTER);
+            }
+            Loops::MayGoto => {
+                self.store_unbounded(Reg::R1, LOOP_COUNTER);
+                if matches!(self.target.hook, Hook::Tc | Hook::Trace) {
+                    // tc's and the trace hook's "is this offset inside the
+                    // VLAN tag" test makes X's range exact, and X, one
+                    // header further each turn, would never lie within an
+                    // earlier turn's. The next load's checks bound it again.
+                    self.store_unbounded(X, FORGET_X);
+                    self.asm.ldx(Size::DW, X, Reg::R10, FORGET_X);
+                }
+                self.asm.may_goto(r);
+            }
+        }
         self.asm.ja(t);
     }
 
-    /// Passes X through a stack slot whose upper half was zeroed apart, so
-    /// that it keeps its value and the verifier no longer knows its range.
-    /// The verifier checks a `may_goto` loop until a turn's state lies
-    /// within an earlier one's, and a scalar whose range decided a branch
-    /// (tc's and the trace hook's "is this offset inside the VLAN tag"
-    /// test) must then stay
-    /// within its range: X, one header further each turn, never does.
-    /// Unknown, it is bounded again by the offset checks of the next load.
-    fn forget_x_bounds(&mut self) {
+    /// Stores the 32-bit `reg` as 8 bytes at `off` whose upper half was
+    /// zeroed apart: a 64-bit load gives the same value back, and the
+    /// verifier, which tracks the two stores as different kinds of stack,
+    /// knows nothing of it. A `may_goto` loop verifies once a turn's state
+    /// lies within an earlier turn's, and a value the verifier knows
+    /// exactly, different each turn (a counter, an offset one header
+    /// further), never does.
+    fn store_unbounded(&mut self, reg: Reg, off: i16) {
         self.asm.push(E::St {
             size: Size::DW,
             dst: Reg::R10,
-            off: LOOP_COUNTER,
+            off,
             imm: 0,
         });
-        self.asm.stx(Size::W, Reg::R10, X, LOOP_COUNTER);
-        self.asm.ldx(Size::DW, X, Reg::R10, LOOP_COUNTER);
+        self.asm.stx(Size::W, Reg::R10, reg, off);
     }
 
     /// The wire length. A socket buffer's `len` counts from `skb->data`,

@@ -69,15 +69,24 @@ use crate::Hook;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Loops {
     /// `may_goto` before each back edge (Linux 6.9+): the verifier checks
-    /// the loop's body until its state stops changing, and the kernel
-    /// stops it after `BPF_MAX_LOOPS` (8M) turns, so a loop walks as many
-    /// headers as the packet has, as libpcap's does.
+    /// the loop's body until its state stops changing instead of walking
+    /// every turn, so a loop may take [`Loops::MAY_GOTO_TURNS`] turns, as
+    /// many headers as any packet at these hooks has, and walks them as
+    /// libpcap's does.
     #[default]
     MayGoto,
     /// A counter of [`Hook::loop_budget`] turns on the stack, for older
     /// kernels: the verifier walks every turn, so the budget is what it
     /// can walk, and a packet that needs more turns does not match.
     Counted,
+}
+
+impl Loops {
+    /// Turns a `may_goto` loop takes before the packet is rejected: one per
+    /// 8 bytes (the smallest IPv6 extension header) of a 64 KiB packet.
+    /// It is also what a loop that never ends costs a packet; the kernel's
+    /// own bound is 8 million turns.
+    pub const MAY_GOTO_TURNS: u32 = 8192;
 }
 
 /// Where the program will be attached, and what it returns there.
@@ -113,6 +122,14 @@ impl Target {
     }
     pub fn loops(&self) -> Loops {
         self.loops
+    }
+    /// Most turns a loop takes before the packet is rejected: the hook's
+    /// budget when counted, [`Loops::MAY_GOTO_TURNS`] with `may_goto`.
+    pub fn loop_turns(&self) -> u32 {
+        match self.loops {
+            Loops::Counted => self.hook.loop_budget(),
+            Loops::MayGoto => Loops::MAY_GOTO_TURNS,
+        }
     }
     /// `hook` returning `actions`; a socket filter has none, and ignores them.
     pub const fn with_actions(hook: Hook, actions: Actions) -> Target {

@@ -112,8 +112,12 @@ impl Engine for EbpfEngine {
                 meta: SkbMeta::from_ethernet(frame, [0; 6], 1),
             },
         };
+        // A translated loop may take `loop_turns` turns, each at most the
+        // program's length: a run that long is no runaway.
+        let loops = (self.vm.len() as u64).saturating_mul(self.target.loop_turns() as u64 + 2);
         let env = Env {
             wire_len: Some(packet.wire_len),
+            budget: Env::default().budget.max(loops),
             ..Env::default()
         };
         let ret = self
