@@ -7,6 +7,7 @@ use clap::Parser;
 use pcap_replay::cli::{self, Cli};
 
 fn main() -> ExitCode {
+    cli::keep_memory();
     let args = Cli::parse().with_reads_as_captures();
     cli::init_logging();
     cli::run(&args)

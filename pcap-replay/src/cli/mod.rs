@@ -1,6 +1,8 @@
 //! The command line: arguments (clap), the run, and the exit code.
 
 mod exec;
+mod heap;
+pub use heap::keep_memory;
 pub mod progress;
 
 use std::io::{self, IsTerminal};
