@@ -106,7 +106,12 @@ impl Run<'_, '_, '_> {
             rest: &[0],
         };
         let mut prog = programs.first().copied().unwrap_or(SENTINEL);
-        self.charge(prog.rest[0] as u64)?;
+        // The run starts with nothing spent: no load of what was just stored.
+        let first = prog.rest[0] as u64;
+        if first > self.budget {
+            return Err(Box::new(VmError::Budget(self.budget)));
+        }
+        self.spent = first;
         // The loop indexes the ops alone.
         let mut code = prog.ops;
         let mut r: Regs = [0; 16];

@@ -696,3 +696,26 @@ fn may_goto_jumps_once_the_loop_budget_is_spent() {
     // Every run starts with the whole budget.
     assert_eq!(run_env(&a, &env), Ok((1 << 23) + 1));
 }
+
+/// A budget smaller than the program's straight-line cost fails the run
+/// before its first instruction, as it did when the first charge was an
+/// ordinary one.
+#[test]
+fn a_budget_below_the_entry_cost_fails_at_once() {
+    let mut a = Asm::new();
+    for _ in 0..10 {
+        a.mov64(Reg::R0, Operand::Imm(1));
+    }
+    a.exit();
+    let tight = |budget| {
+        run_env(
+            &a,
+            &Env {
+                budget,
+                ..Env::default()
+            },
+        )
+    };
+    assert_eq!(tight(3), Err(VmError::Budget(3)));
+    assert_eq!(tight(1 << 10), Ok(1));
+}
