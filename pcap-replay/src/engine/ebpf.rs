@@ -17,6 +17,10 @@ pub struct EbpfEngine {
     target: Target,
     vm: vm::Program,
     maps: Maps,
+    /// Each run's instruction budget: a translated loop may take
+    /// `loop_turns` turns, each at most the program's length, and a run
+    /// that long is no runaway.
+    budget: u64,
 }
 
 /// The engine error for a translation that failed.
@@ -72,11 +76,13 @@ impl EbpfEngine {
             program: program.label.clone(),
             reason: e.to_string(),
         })?;
+        let loops = (vm.len() as u64).saturating_mul(target.loop_turns() as u64 + 2);
         Ok(EbpfEngine {
             name,
             target,
             vm,
             maps: Maps::default(),
+            budget: Env::default().budget.max(loops),
         })
     }
 }
@@ -112,12 +118,9 @@ impl Engine for EbpfEngine {
                 meta: SkbMeta::from_ethernet(frame, [0; 6], 1),
             },
         };
-        // A translated loop may take `loop_turns` turns, each at most the
-        // program's length: a run that long is no runaway.
-        let loops = (self.vm.len() as u64).saturating_mul(self.target.loop_turns() as u64 + 2);
         let env = Env {
             wire_len: Some(packet.wire_len),
-            budget: Env::default().budget.max(loops),
+            budget: self.budget,
             ..Env::default()
         };
         let ret = self
